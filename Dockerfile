@@ -1,0 +1,32 @@
+# One image for every role: web (gunicorn, the default), websockets (uvicorn), worker and beat (celery).
+# Settings come from the environment: DATABASE_URL, REDIS_URL, SECRET_KEY or SECRET_KEY_FILE, ALLOWED_HOSTS...
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=memory_admin.settings \
+    STATIC_ROOT=/app/staticfiles \
+    PORT=8000
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY . .
+# collectstatic imports the settings, which insist on real URLs and a secret; these placeholders are used
+# only for this build step and never reach a running container.
+RUN DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
+    SECRET_KEY=build-only-placeholder-secret-not-used-at-runtime-000 \
+    python manage.py collectstatic --noinput -v 0 \
+ && useradd --system --uid 10001 --home-dir /app memory \
+ && chown -R memory /app/staticfiles
+
+USER memory
+EXPOSE 8000 8001
+
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=2)" || exit 1
+
+CMD ["sh", "-c", "exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-4} --threads ${WEB_THREADS:-4} --no-control-socket --access-logfile /dev/null"]

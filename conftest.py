@@ -1,0 +1,82 @@
+"""Fixtures shared by every test: a small named world of actors, always with an outsider who must be refused.
+
+The suite runs against the real PostgreSQL + pgvector and Redis that `make test` starts (never SQLite, never
+a fake Redis); `make test` exports their URLs before pytest imports the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tenants_app.models import ApiKey, Tenant
+from tenants_app.services import issue_api_key
+from tests.factories import StaffFactory, TenantFactory
+
+STAFF_PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Agent:
+    """An agent of one tenant: its API key and a client that sends it."""
+
+    tenant: Tenant
+    api_key: ApiKey
+    raw_key: str
+    client: APIClient
+
+
+@dataclass
+class World:
+    acme: Agent  # the tenant under test
+    outsider: Agent  # another tenant, who must never see acme's data
+    support: User
+    compliance: User
+    admin: User
+    nobody: User  # can log in, holds no staff role
+
+
+def make_agent(tenant_name: str) -> Agent:
+    tenant = TenantFactory(name=tenant_name)
+    api_key, raw_key = issue_api_key(tenant=tenant, name=f"{tenant_name} agent")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return Agent(tenant=tenant, api_key=api_key, raw_key=raw_key, client=client)
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    return World(
+        acme=make_agent("acme"),
+        outsider=make_agent("globex"),
+        support=StaffFactory(username="sam-support", role="support"),
+        compliance=StaffFactory(username="cora-compliance", role="compliance"),
+        admin=StaffFactory(username="ada-admin", role="admin"),
+        nobody=StaffFactory(username="ned-nobody"),
+    )
+
+
+def logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> None:
+    """Each test starts with an empty Redis, as after a flush: Redis is a cache, so nothing may depend on it."""
+    from memory_admin.health import redis_client
+
+    redis_client().flushdb()
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A loopback port nothing listens on."""
+    from memory_admin.embedded import free_port
+
+    return free_port()

@@ -1,0 +1,44 @@
+"""Dashboard pages (server-rendered) and the project's error pages."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from memory_admin.api.errors import api_not_found, api_server_error, json_error
+from memory_admin.dashboard.access import staff_page
+from memory_admin.dashboard.selectors import overview_counts
+from memory_admin.health import all_layers
+
+
+@staff_page()
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/overview.html", {"layers": all_layers(), "counts": overview_counts()})
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error(request, 400, "bad_request", "The request was rejected as malformed.")
+    return render(request, "errors/400.html", status=400)
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error(request, 403, "forbidden", "You do not have permission to do this.")
+    return render(request, "errors/403.html", status=403)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return api_not_found(request, exception)
+    return render(request, "errors/404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return api_server_error(request)
+    return render(request, "errors/500.html", status=500)

@@ -1,0 +1,80 @@
+"""Health of each layer (Postgres, pgvector, Redis, workers) for /readyz and the dashboard's overview."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.db import connection
+from django_redis import get_redis_connection
+
+WORKER_HEARTBEAT_KEY = "mem:worker:heartbeat"
+# Beat sends a heartbeat every 15 s; missing three in a row means the workers (or beat) are gone.
+WORKER_STALE_AFTER_SECONDS = 60
+
+
+def redis_client() -> redis.Redis:
+    client: redis.Redis = get_redis_connection("default")
+    return client
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    name: str
+    ok: bool
+    detail: str
+    # Readiness depends on Postgres and Redis; the workers' absence only delays background work.
+    required: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, "required": self.required}
+
+
+def check_postgres() -> list[LayerHealth]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select current_setting('server_version'), "
+                "(select extversion from pg_extension where extname = 'vector')"
+            )
+            server_version, vector_version = cursor.fetchone()
+    except Exception as exc:  # any driver error means "not ready"; the type names what went wrong
+        reason = f"unreachable ({type(exc).__name__})"
+        return [LayerHealth("postgres", False, reason), LayerHealth("pgvector", False, reason)]
+    vector = (
+        LayerHealth("pgvector", True, f"vector {vector_version}")
+        if vector_version
+        else LayerHealth("pgvector", False, "the vector extension is not installed (run migrations)")
+    )
+    return [LayerHealth("postgres", True, f"PostgreSQL {server_version}"), vector]
+
+
+def check_redis() -> LayerHealth:
+    try:
+        client = redis_client()
+        started = time.perf_counter()
+        client.ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+        info = client.info("server")
+    except Exception as exc:  # any client error means "not ready"
+        return LayerHealth("redis", False, f"unreachable ({type(exc).__name__})")
+    return LayerHealth("redis", True, f"Redis {info.get('redis_version', '?')}, ping {latency_ms:.2f} ms")
+
+
+def check_workers() -> LayerHealth:
+    try:
+        raw = redis_client().get(WORKER_HEARTBEAT_KEY)
+    except Exception as exc:  # Redis down: we cannot tell
+        return LayerHealth("workers", False, f"unknown: Redis unreachable ({type(exc).__name__})", required=False)
+    if raw is None:
+        return LayerHealth("workers", False, "no heartbeat yet (is a Celery worker and beat running?)", required=False)
+    age = time.time() - float(raw)
+    if age > WORKER_STALE_AFTER_SECONDS:
+        return LayerHealth("workers", False, f"last heartbeat {age:.0f} s ago", required=False)
+    return LayerHealth("workers", True, f"heartbeat {age:.0f} s ago", required=False)
+
+
+def all_layers() -> list[LayerHealth]:
+    return [*check_postgres(), check_redis(), check_workers()]

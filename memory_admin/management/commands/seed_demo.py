@@ -1,0 +1,59 @@
+"""`manage.py seed_demo --credentials-file PATH`: demo tenant, staff logins and an agent key, created once.
+
+The key and passwords are random; they are kept in the credentials file (under var/, never committed) so
+that every `make run` can print them again, since the database keeps only hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from tenants_app.roles import Role
+from tenants_app.selectors import active_key_for
+from tenants_app.services import ensure_role_groups, get_or_create_tenant, issue_api_key
+
+DEMO_TENANT = "demo"
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenant, staff users (support, compliance, admin) and an agent API key, once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--credentials-file", required=True, type=Path)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["credentials_file"]
+        credentials = self._load(path)
+        with transaction.atomic():
+            ensure_role_groups()
+            tenant = get_or_create_tenant(name=DEMO_TENANT)
+            staff = credentials.get("staff", {})
+            for role in Role:
+                login = staff.get(role.value) or {"username": role.value, "password": secrets.token_urlsafe(9)}
+                user, created = User.objects.get_or_create(username=login["username"])
+                if created or not user.check_password(login["password"]):
+                    user.set_password(login["password"])
+                    user.save()
+                user.groups.add(Group.objects.get(name=role.value))
+                staff[role.value] = login
+            api_key = credentials.get("api_key")
+            if not api_key or active_key_for(api_key) is None:
+                _, api_key = issue_api_key(tenant=tenant, name="demo agent")
+        credentials.update({"tenant": tenant.name, "staff": staff, "api_key": api_key})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(credentials, indent=2))
+        path.chmod(0o600)
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        try:
+            loaded: dict[str, Any] = json.loads(path.read_text())
+            return loaded
+        except (OSError, ValueError):
+            return {}

@@ -1,0 +1,98 @@
+"""Structured logs with a request id that follows a request through the web process and its Celery tasks.
+
+Log lines never carry personal data: no request bodies, no query strings (they can hold user ids), no
+message or memory text. Code that logs passes ids and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from django.http import HttpRequest, HttpResponse
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+logger = structlog.get_logger("memory.http")
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """JSON lines in production, coloured key=value lines for people in development."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # Django's own request logger repeats what our access line says, with the full path; keep it quiet.
+    logging.getLogger("django.request").setLevel(logging.ERROR)
+    logging.getLogger("django.server").setLevel(logging.WARNING)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accepted_request_id(value: str | None) -> str:
+    """The caller's request id when it is well-formed, else a fresh one."""
+    if value and _VALID_REQUEST_ID.match(value):
+        return value
+    return new_request_id()
+
+
+class RequestIdMiddleware:
+    """Binds a request id to every log line of a request, echoes it in the response, logs one access line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = accepted_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        if not request.path.startswith(("/healthz", "/readyz", "/metrics", "/static/")):
+            logger.info(
+                "request",
+                method=request.method,
+                # The route, not the path: paths carry session and user ids.
+                route=getattr(getattr(request, "resolver_match", None), "route", None),
+                status=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        structlog.contextvars.clear_contextvars()
+        return response

@@ -1,0 +1,312 @@
+"""`make run` and `make test`: bring up the layers, then the service or the checks.
+
+    python -m memory_admin.runner run       # embedded servers (unless URLs are set), migrate, demo data, serve
+    python -m memory_admin.runner test ...  # embedded test servers, then ruff, mypy, migrations check, pytest
+    python -m memory_admin.runner env       # start the test servers and print their environment (for a shell)
+    python -m memory_admin.runner stop run|test
+
+Serving topology for one machine: gunicorn's threaded WSGI workers serve every HTTP request (the API is
+sync Django code, several times cheaper under WSGI than under an ASGI server), uvicorn serves only the
+dashboard's WebSockets on the next port, and a Celery worker and beat run the background jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from memory_admin.embedded import EmbeddedStack, exclusive, port_answers
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+BIN = Path(sys.executable).parent
+
+
+def _say(message: str) -> None:
+    print(f"[memory] {message}", file=sys.stderr, flush=True)
+
+
+def _secret_file(profile_dir: Path) -> Path:
+    path = profile_dir / "secret_key"
+    if not path.exists():
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path
+
+
+def service_environment(profile: str, *, durable: bool) -> dict[str, str]:
+    """Start what DATABASE_URL / REDIS_URL do not already point at; return the environment for Django."""
+    profile_dir = VAR / profile
+    env = dict(os.environ)
+    stack = EmbeddedStack(profile_dir, durable=durable)
+    needs_db = not env.get("DATABASE_URL")
+    needs_redis = not env.get("REDIS_URL")
+    if needs_db or needs_redis:
+        _say(
+            "starting embedded "
+            + " and ".join(name for name, needed in (("PostgreSQL", needs_db), ("Redis", needs_redis)) if needed)
+            + f" under var/{profile}/"
+        )
+    env.update(stack.start(database=needs_db, cache=needs_redis))
+    env.setdefault("DJANGO_SETTINGS_MODULE", "memory_admin.settings")
+    if not env.get("SECRET_KEY"):
+        env.setdefault("SECRET_KEY_FILE", str(_secret_file(profile_dir)))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, check=True)
+
+
+# --- make run -------------------------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Starts the service's processes, stops all of them when one dies or on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        # Own process group: Ctrl-C reaches only this supervisor, which stops the children in order.
+        process = subprocess.Popen(list(argv), env=env, cwd=ROOT, start_new_session=True)
+        self.children.append((name, process))
+
+    def wait(self) -> int:
+        while True:
+            for name, process in self.children:
+                code = process.poll()
+                if code is not None:
+                    _say(f"{name} exited with status {code}; stopping the rest")
+                    return code or 1
+            time.sleep(0.5)
+
+    def stop(self, timeout: float = 15) -> None:
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, process in reversed(self.children):
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _say(f"{name} did not stop in time; killing it")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def run() -> int:
+    profile_dir = VAR / "run"
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    ws_port = int(os.environ.get("WEBSOCKET_PORT", str(port + 1)))
+    # A server bound to every interface is reached locally through loopback.
+    display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    with exclusive(profile_dir / "lock") as acquired:
+        if not acquired:
+            state = _read_state(profile_dir)
+            _say(f"already running (pid {state.get('pid', '?')}) at {state.get('url', '?')}; stop it with Ctrl-C there")
+            return 1
+        for wanted in (port, ws_port):
+            if port_answers(wanted, display_host):
+                _say(f"port {wanted} is taken by another program; choose others with PORT=... make run")
+                return 1
+        env = service_environment("run", durable=True)
+        env.setdefault("LOG_FORMAT", "console")
+        env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
+        env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
+        _say("applying migrations")
+        _manage(env, "migrate", "--noinput", "-v", "0")
+        _manage(env, "seed_demo", "--credentials-file", str(profile_dir / "demo-credentials.json"))
+        supervisor = Supervisor()
+        stopping = False
+
+        def on_signal(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            supervisor.spawn("web", _gunicorn_argv(host, port), env)
+            supervisor.spawn("websockets", _uvicorn_argv(host, ws_port), env)
+            supervisor.spawn(
+                "worker", [str(BIN / "celery"), "-A", "memory_admin", "worker", "-q", "-l", "warning", "-c", "2"], env
+            )
+            supervisor.spawn(
+                "beat",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "memory_admin",
+                    "beat",
+                    "-l",
+                    "warning",
+                    "-s",
+                    str(profile_dir / "celerybeat-schedule"),
+                ],
+                env,
+            )
+            url = f"http://{display_host}:{port}/"
+            _write_state(profile_dir, {"pid": os.getpid(), "url": url})
+            _wait_for_http(display_host, port)
+            _print_banner(url, profile_dir / "demo-credentials.json")
+            code = supervisor.wait()
+        except KeyboardInterrupt:
+            code = 0
+            _say("stopping")
+        finally:
+            supervisor.stop()
+            EmbeddedStack(profile_dir).stop()
+            (profile_dir / "state.json").unlink(missing_ok=True)
+        _say("stopped; `make run` again reuses the data in var/run/")
+        return code
+
+
+def _gunicorn_argv(host: str, port: int) -> list[str]:
+    workers = os.environ.get("WEB_WORKERS", str(max(2, (os.cpu_count() or 1) * 2)))
+    return [
+        str(BIN / "gunicorn"),
+        "memory_admin.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        workers,
+        "--worker-class",
+        "gthread",
+        "--threads",
+        os.environ.get("WEB_THREADS", "4"),
+        "--no-control-socket",
+        "--log-level",
+        "warning",
+        "--access-logfile",
+        "-" if os.environ.get("ACCESS_LOG") else "/dev/null",
+        "--graceful-timeout",
+        "10",
+    ]
+
+
+def _uvicorn_argv(host: str, port: int) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        "memory_admin.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _wait_for_http(host: str, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not port_answers(port, host):
+        time.sleep(0.2)
+
+
+def _print_banner(url: str, credentials_file: Path) -> None:
+    credentials = json.loads(credentials_file.read_text())
+    lines = [
+        "",
+        f"  Dashboard:  {url}",
+        f"  API docs:   {url}api/docs/",
+        "  Staff logins (username / password):",
+        *[f"    {role:<11} {login['username']} / {login['password']}" for role, login in credentials["staff"].items()],
+        f"  Demo agent API key (tenant '{credentials['tenant']}'):",
+        f"    {credentials['api_key']}",
+        f"  Try: curl -H 'Authorization: Bearer {credentials['api_key']}' {url}api/v1/whoami",
+        "  Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _write_state(profile_dir: Path, state: dict[str, object]) -> None:
+    (profile_dir / "state.json").write_text(json.dumps(state))
+
+
+def _read_state(profile_dir: Path) -> dict[str, object]:
+    try:
+        state: dict[str, object] = json.loads((profile_dir / "state.json").read_text())
+        return state
+    except (OSError, ValueError):
+        return {}
+
+
+# --- make test ------------------------------------------------------------------------------------------
+
+
+def test(pytest_args: Sequence[str]) -> int:
+    profile_dir = VAR / "test"
+    with exclusive(profile_dir / "lock") as acquired:
+        if not acquired:
+            _say("another `make test` is running on var/test/; wait for it to finish")
+            return 1
+        env = service_environment("test", durable=False)
+        env.setdefault("LOG_FORMAT", "console")
+        env.setdefault("LOG_LEVEL", "warning")
+        try:
+            steps: list[tuple[str, list[str]]] = [
+                ("ruff check", [str(BIN / "ruff"), "check", "."]),
+                ("ruff format --check", [str(BIN / "ruff"), "format", "--check", "."]),
+                ("mypy", [str(BIN / "mypy"), "."]),
+                ("makemigrations --check", [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"]),
+                ("pytest", [str(BIN / "pytest"), *pytest_args]),
+            ]
+            for name, argv in steps:
+                _say(name)
+                code = subprocess.run(argv, env=env, cwd=ROOT, check=False).returncode
+                if code != 0:
+                    _say(f"{name} failed (exit {code})")
+                    return code
+            return 0
+        finally:
+            if not os.environ.get("KEEP_SERVICES"):
+                EmbeddedStack(profile_dir).stop()
+
+
+def print_env(profile: str) -> int:
+    env = service_environment(profile, durable=profile != "test")
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
+        if env.get(name):
+            print(f"export {name}={env[name]}")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], list(argv[1:])
+    if command == "run":
+        return run()
+    if command == "test":
+        return test(rest)
+    if command == "env":
+        return print_env(rest[0] if rest else "test")
+    if command == "stop":
+        EmbeddedStack(VAR / (rest[0] if rest else "run")).stop()
+        return 0
+    if command == "clean":
+        for profile in rest or ["test"]:
+            EmbeddedStack(VAR / profile).stop()
+            shutil.rmtree(VAR / profile, ignore_errors=True)
+        return 0
+    print(f"unknown command {command!r}\n{__doc__}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,47 @@
+"""Every API failure, whatever raised it, has the one JSON error shape and a request id."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from conftest import World
+
+pytestmark = pytest.mark.django_db
+
+ERROR_KEYS = {"status", "code", "message", "details", "request_id"}
+
+
+def test_an_unknown_api_route_is_a_json_404(world: World) -> None:
+    response = world.acme.client.get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == ERROR_KEYS
+    assert error["code"] == "not_found"
+
+
+def test_a_wrong_method_is_a_405_in_the_error_shape(world: World) -> None:
+    response = world.acme.client.delete("/api/v1/whoami")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_request_id_is_echoed_in_the_header_and_the_error(world: World) -> None:
+    response = APIClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="trace-abc-123")
+    assert response["X-Request-ID"] == "trace-abc-123"
+    assert response.json()["error"]["request_id"] == "trace-abc-123"
+
+
+def test_a_malformed_request_id_is_replaced_by_a_fresh_one(world: World) -> None:
+    response = APIClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="not ok; <script>")
+    assert response["X-Request-ID"] != "not ok; <script>"
+    assert len(response["X-Request-ID"]) == 32
+
+
+def test_the_openapi_schema_describes_the_api() -> None:
+    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/whoami" in schema["paths"]

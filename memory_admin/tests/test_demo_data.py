@@ -1,0 +1,46 @@
+"""`manage.py seed_demo`: the demo tenant, staff logins and agent key, created once and reused."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from tenants_app.models import ApiKey, Tenant
+from tenants_app.roles import Role, roles_of
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed(path: Path) -> dict[str, object]:
+    call_command("seed_demo", "--credentials-file", str(path), stdout=StringIO())
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded
+
+
+def test_seeding_creates_a_login_per_role_and_a_working_agent_key(tmp_path: Path) -> None:
+    credentials = _seed(tmp_path / "demo.json")
+
+    staff = credentials["staff"]
+    assert isinstance(staff, dict)
+    for role in Role:
+        login = staff[role.value]
+        user = authenticate(username=login["username"], password=login["password"])
+        assert user is not None and roles_of(user) == {role}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {credentials['api_key']}")
+    assert client.get("/api/v1/whoami").json()["tenant"] == "demo"
+
+
+def test_seeding_again_reuses_everything(tmp_path: Path) -> None:
+    first = _seed(tmp_path / "demo.json")
+    second = _seed(tmp_path / "demo.json")
+
+    assert first == second
+    assert Tenant.objects.filter(name="demo").count() == 1
+    assert ApiKey.objects.count() == 1

@@ -1,0 +1,79 @@
+"""The module that starts, adopts and stops the embedded PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from memory_admin.embedded import EmbeddedStack, exclusive, free_port, port_answers
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    root = tmp_path / "stack"
+    stack = EmbeddedStack(root, durable=False)
+    yield stack
+    stack.stop()
+
+
+def test_stack_starts_postgres_with_pgvector_and_redis_and_reports_their_urls(stack: EmbeddedStack) -> None:
+    env = stack.start()
+
+    with psycopg.connect(env["DATABASE_URL"].replace("postgres://", "postgresql://")) as conn:
+        conn.execute("create extension if not exists vector")
+        version = conn.execute("select extversion from pg_extension where extname = 'vector'").fetchone()
+        distance = conn.execute("select '[1,0]'::vector <-> '[0,1]'::vector").fetchone()
+    assert version is not None and version[0].startswith("0.8")
+    assert distance is not None and distance[0] == pytest.approx(2**0.5)
+    assert redis.Redis.from_url(env["REDIS_URL"]).ping()
+
+
+def test_second_start_adopts_the_running_servers_instead_of_starting_new_ones(stack: EmbeddedStack) -> None:
+    first = stack.start()
+    postgres_pid, redis_pid = stack.postgres.pid(), stack.redis.pid()
+
+    second = EmbeddedStack(stack.root, durable=False).start()
+
+    assert second == first
+    assert (stack.postgres.pid(), stack.redis.pid()) == (postgres_pid, redis_pid)
+
+
+def test_stop_shuts_both_servers_down_and_a_restart_keeps_the_data(stack: EmbeddedStack) -> None:
+    env = stack.start()
+    url = env["DATABASE_URL"].replace("postgres://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table kept (value text)")
+        conn.execute("insert into kept values ('still here')")
+    postgres_port, redis_port = stack.postgres.port, stack.redis.port
+
+    stack.stop()
+
+    assert stack.postgres.pid() is None and stack.redis.pid() is None
+    assert postgres_port is not None and not port_answers(postgres_port)
+    assert redis_port is not None and not port_answers(redis_port)
+    stack.start()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select value from kept").fetchone() == ("still here",)
+
+
+def test_free_port_falls_back_to_another_port_when_the_preferred_one_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert free_port(busy) != busy
+    assert free_port(busy) == busy
+
+
+def test_exclusive_lock_refuses_a_second_holder_until_the_first_releases(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    with exclusive(lock) as first:
+        assert first is True
+        with exclusive(lock) as second:
+            assert second is False
+    with exclusive(lock) as again:
+        assert again is True

@@ -1,0 +1,71 @@
+"""Liveness, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client, override_settings
+
+from conftest import World, logged_in
+
+
+def test_healthz_answers_without_touching_the_layers() -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_postgres_pgvector_and_redis_ready() -> None:
+    response = Client().get("/readyz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ready"
+    assert body["layers"]["postgres"]["ok"] and body["layers"]["postgres"]["detail"].startswith("PostgreSQL 18")
+    assert body["layers"]["pgvector"]["detail"].startswith("vector 0.8")
+    assert body["layers"]["redis"]["ok"]
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_and_names_redis_when_redis_does_not_answer(unused_tcp_port: int) -> None:
+    dead = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    with override_settings(CACHES=dead):
+        response = Client().get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["layers"]["redis"]["ok"] is False
+    assert body["layers"]["postgres"]["ok"] is True
+
+
+def test_metrics_answer_loopback_callers() -> None:
+    response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
+    assert response.status_code == 200
+    assert b"django_http_requests_total_by_method_total" in response.content or b"python_info" in response.content
+
+
+def test_metrics_are_not_public() -> None:
+    response = Client(REMOTE_ADDR="203.0.113.9").get("/metrics")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+
+
+@override_settings(METRICS_TOKEN="scrape-token-for-tests")
+def test_metrics_accept_the_configured_bearer_token() -> None:
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-for-tests").status_code == 200
+
+
+def test_metrics_answer_an_admin_from_anywhere(world: World) -> None:
+    client = logged_in(world.admin)
+    client.defaults["REMOTE_ADDR"] = "203.0.113.9"
+    assert client.get("/metrics").status_code == 200
+    support = logged_in(world.support)
+    support.defaults["REMOTE_ADDR"] = "203.0.113.9"
+    assert support.get("/metrics").status_code == 403

@@ -1,0 +1,70 @@
+"""Agent sessions and their append-only event streams."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from tenants_app.models import Tenant
+
+
+class SessionStatus(models.TextChoices):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ARCHIVED = "archived"
+
+
+class AgentSession(models.Model):
+    """One run of an agent for one end user. `session_id` is the id the API speaks, unique per tenant."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sessions")
+    session_id = models.CharField(max_length=128)
+    # The tenant's identifier of the person the agent works for: personal data, erased on request.
+    user_id = models.CharField(max_length=256)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Bumped by every change to the session row; the ETag of the session resource.
+    version = models.PositiveIntegerField(default=1)
+    # Version of the newest event in the stream (0 when empty); appends are serialised on this row.
+    head_version = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "session_id"], name="session_id_unique_per_tenant"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "user_id"], name="session_tenant_user"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="session_tenant_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class Event(models.Model):
+    """One state change in a session's stream. Versions are assigned by the server: 1, 2, 3… with no gaps."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    version = models.BigIntegerField()
+    type = models.CharField(max_length=64)
+    # The payload as the codec wrote it (JSON today; encrypted per person once compliance lands).
+    payload = models.BinaryField()
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "version"], name="event_version_unique_per_session"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}@{self.version} {self.type}"

@@ -1,0 +1,97 @@
+"""Agent API keys: created per tenant, stored hashed, shown once, revocable, with a last-used time."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from rest_framework.test import APIClient
+
+from conftest import World
+from tenants_app.models import ApiKey, Tenant
+from tenants_app.services import revoke_api_key
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+def test_create_api_key_command_creates_the_tenant_and_prints_only_the_key() -> None:
+    out, err = StringIO(), StringIO()
+    call_command("create_api_key", "--tenant", "Initech", stdout=out, stderr=err)
+
+    raw_key = out.getvalue().strip()
+    assert raw_key.startswith("mk_") and "\n" not in raw_key
+    assert Tenant.objects.filter(name="initech").exists()
+    assert _client(raw_key).get("/api/v1/whoami").json() == {
+        "tenant": "initech",
+        "key_prefix": raw_key.split("_")[1],
+    }
+
+
+def test_create_api_key_command_rejects_a_malformed_tenant_name() -> None:
+    with pytest.raises(CommandError, match="tenant name"):
+        call_command("create_api_key", "--tenant", "no spaces allowed", stdout=StringIO(), stderr=StringIO())
+    assert not Tenant.objects.exists()
+
+
+def test_the_key_itself_is_never_stored(world: World) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("select prefix, key_hash from tenants_app_apikey")
+        rows = cursor.fetchall()
+    secret_part = world.acme.raw_key.split("_", 2)[2]
+    assert rows and all(secret_part not in prefix + key_hash for prefix, key_hash in rows)
+
+
+def test_a_revoked_key_is_refused_at_once(world: World) -> None:
+    assert world.acme.client.get("/api/v1/whoami").status_code == 200
+
+    revoke_api_key(api_key_id=world.acme.api_key.pk)
+
+    response = world.acme.client.get("/api/v1/whoami")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_key_with_a_right_prefix_and_wrong_secret_is_refused(world: World) -> None:
+    prefix = world.acme.raw_key.split("_")[1]
+    response = _client(f"mk_{prefix}_not-the-secret").get("/api/v1/whoami")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not-a-key", "Bearer mk__", "Token mk_a_b"],
+)
+def test_missing_or_malformed_credentials_get_401_in_the_error_shape(world: World, header: str) -> None:
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/whoami")
+    assert response.status_code == 401
+    body = response.json()
+    assert set(body["error"]) == {"status", "code", "message", "details", "request_id"}
+    assert body["error"]["status"] == 401
+
+
+def test_the_x_api_key_header_is_accepted_too(world: World) -> None:
+    response = APIClient().get("/api/v1/whoami", HTTP_X_API_KEY=world.acme.raw_key)
+    assert response.json()["tenant"] == "acme"
+
+
+def test_each_key_speaks_for_its_own_tenant_only(world: World) -> None:
+    assert world.acme.client.get("/api/v1/whoami").json()["tenant"] == "acme"
+    assert world.outsider.client.get("/api/v1/whoami").json()["tenant"] == "globex"
+
+
+def test_last_used_time_is_recorded(world: World) -> None:
+    assert world.acme.api_key.last_used_at is None
+    world.acme.client.get("/api/v1/whoami")
+    assert ApiKey.objects.get(pk=world.acme.api_key.pk).last_used_at is not None
