@@ -41,7 +41,7 @@ class World:
 
 
 def make_agent(tenant_name: str) -> Agent:
-    tenant = TenantFactory(name=tenant_name)
+    tenant = TenantFactory.create(name=tenant_name)
     api_key, raw_key = issue_api_key(tenant=tenant, name=f"{tenant_name} agent")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
@@ -53,10 +53,10 @@ def world(db: None) -> World:
     return World(
         acme=make_agent("acme"),
         outsider=make_agent("globex"),
-        support=StaffFactory(username="sam-support", role="support"),
-        compliance=StaffFactory(username="cora-compliance", role="compliance"),
-        admin=StaffFactory(username="ada-admin", role="admin"),
-        nobody=StaffFactory(username="ned-nobody"),
+        support=StaffFactory.create(username="sam-support", role="support"),
+        compliance=StaffFactory.create(username="cora-compliance", role="compliance"),
+        admin=StaffFactory.create(username="ada-admin", role="admin"),
+        nobody=StaffFactory.create(username="ned-nobody"),
     )
 
 

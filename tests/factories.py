@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group, User
 from tenants_app.models import Tenant
 
 
-class TenantFactory(factory.django.DjangoModelFactory):
+class TenantFactory(factory.django.DjangoModelFactory[Tenant]):
     class Meta:
         model = Tenant
         django_get_or_create = ("name",)
@@ -16,7 +16,7 @@ class TenantFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"tenant-{n}")
 
 
-class StaffFactory(factory.django.DjangoModelFactory):
+class StaffFactory(factory.django.DjangoModelFactory[User]):
     """A dashboard user; pass `role="support"` (or compliance, admin) to put them in that group."""
 
     class Meta:
@@ -28,7 +28,7 @@ class StaffFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
 
     @factory.post_generation
-    def role(self, create: bool, extracted: str | None, **kwargs: object) -> None:
+    def role(obj: User, create: bool, extracted: str | None, **kwargs: object) -> None:
         if create and extracted:
-            self.groups.add(Group.objects.get_or_create(name=extracted)[0])
-        self.save()
+            obj.groups.add(Group.objects.get_or_create(name=extracted)[0])
+        obj.save()
