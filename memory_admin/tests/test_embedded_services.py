@@ -55,8 +55,9 @@ def test_stop_shuts_both_servers_down_and_a_restart_keeps_the_data(stack: Embedd
     assert stack.postgres.pid() is None and stack.redis.pid() is None
     assert postgres_port is not None and not port_answers(postgres_port)
     assert redis_port is not None and not port_answers(redis_port)
-    stack.start()
-    with psycopg.connect(url) as conn:
+    # The port may differ after a restart (another program may have taken it), so use the new URL.
+    restarted = stack.start()["DATABASE_URL"].replace("postgres://", "postgresql://")
+    with psycopg.connect(restarted) as conn:
         assert conn.execute("select value from kept").fetchone() == ("still here",)
 
 
