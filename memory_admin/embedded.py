@@ -250,6 +250,7 @@ class EmbeddedPostgres:
         ensure_user_exists(POSTGRES_OS_USER)
         # The unprivileged server must be able to walk down to its data directory and its binaries.
         ensure_prefix_permissions(self.root)
+        ensure_prefix_permissions(self.bin_dir())
         self.root.chmod(self.root.stat().st_mode | 0o055)
         entry = pwd.getpwnam(POSTGRES_OS_USER)
         return entry.pw_uid, entry.pw_gid

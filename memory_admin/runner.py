@@ -278,7 +278,8 @@ def test(pytest_args: Sequence[str]) -> int:
 
 
 def print_env(profile: str) -> int:
-    env = service_environment(profile, durable=profile != "test")
+    # Only `make run`'s data is worth crash durability; every other profile is scratch.
+    env = service_environment(profile, durable=profile == "run")
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
         if env.get(name):
             print(f"export {name}={env[name]}")

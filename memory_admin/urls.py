@@ -4,7 +4,6 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from memory_admin import views
-from memory_admin.api.urls import urlpatterns as api_v1
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -12,7 +11,7 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/v1/", include("memory_admin.api.urls", namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),

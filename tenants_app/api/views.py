@@ -4,12 +4,12 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from memory_admin.api.views import AgentAPIView
 from tenants_app.authentication import AgentPrincipal
 
 
-class WhoAmIView(APIView):
+class WhoAmIView(AgentAPIView):
     """The tenant and key behind the caller's API key: a cheap way for an agent to check its credentials."""
 
     @extend_schema(

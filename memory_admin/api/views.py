@@ -1,0 +1,35 @@
+"""The base every agent-facing API view stands on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from memory_admin.api.throttling import ApiKeyRateThrottle
+from tenants_app.authentication import tenant_of
+from tenants_app.models import Tenant
+
+
+class AgentAPIView(APIView):
+    """API-key authenticated, rate limited, scoped to the caller's tenant.
+
+    Views read `self.tenant` and pass it to selectors and services, which filter by it: a row of another
+    tenant is simply not found (404), never revealed. Unsafe methods are decorated with `@idempotent`.
+    """
+
+    throttle_classes = [ApiKeyRateThrottle]
+
+    @property
+    def tenant(self) -> Tenant:
+        return tenant_of(self.request)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        rate = getattr(request, "rate_limit", None)
+        if rate is not None:
+            response["X-RateLimit-Limit"] = str(rate[0])
+            response["X-RateLimit-Remaining"] = str(rate[1])
+        return response

@@ -1,0 +1,64 @@
+"""Live updates: typed messages published after commit to narrow groups, one per session and one per tenant.
+
+Writers call `publish_on_commit`; the message goes out only if the transaction commits, so a page never
+shows what was rolled back. Transport is Redis pub/sub, one channel per group (`mem:live:<group>`): one
+PUBLISH per group, no per-request event loop. The dashboard's WebSocket consumer subscribes to the groups
+its user may see. Delivery is best-effort by design: a page that reconnects catches up from Postgres,
+starting after the last version it saw.
+
+Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
+
+| type | group | fields |
+|---|---|---|
+| `session.created` | tenant | session, user_id, status |
+| `session.updated` | tenant, session | session, status, version |
+| `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
+| `context.updated` | session | session, messages (count), ttl_seconds |
+| `operation.recorded` | session | session, operation, status |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import structlog
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
+
+from memory_admin.health import redis_client
+
+logger = structlog.get_logger("memory.live")
+
+CHANNEL_PREFIX = "mem:live:"
+
+
+def session_group(session_pk: object) -> str:
+    return f"session.{session_pk}"
+
+
+def tenant_group(tenant_pk: object) -> str:
+    return f"tenant.{tenant_pk}"
+
+
+def channel_name(group: str) -> str:
+    return CHANNEL_PREFIX + group
+
+
+def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
+    """Publish now (use `publish_on_commit` from inside a transaction)."""
+    payload = json.dumps({**message, "at": timezone.now().isoformat()}, cls=JSONEncoder)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for group in groups:
+            pipe.publish(channel_name(group), payload)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("live_update_dropped", error=type(exc).__name__, type=message.get("type"))
+
+
+def publish_on_commit(groups: Sequence[str], message: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: publish(groups, message))
