@@ -5,6 +5,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth.models import Group, User
 
+from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
 
@@ -32,3 +33,14 @@ class StaffFactory(factory.django.DjangoModelFactory[User]):
         if create and extracted:
             obj.groups.add(Group.objects.get_or_create(name=extracted)[0])
         obj.save()
+
+
+class SessionFactory(factory.django.DjangoModelFactory[AgentSession]):
+    """A session row made directly (tests of other apps); API tests create sessions through the API."""
+
+    class Meta:
+        model = AgentSession
+
+    tenant = factory.SubFactory(TenantFactory)
+    session_id = factory.Sequence(lambda n: f"session-{n}")
+    user_id = factory.Sequence(lambda n: f"user-{n}")
