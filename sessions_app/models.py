@@ -49,6 +49,18 @@ class AgentSession(models.Model):
         return self.session_id
 
 
+class EventType(models.TextChoices):
+    """Built-in event types; any other type matching CUSTOM_EVENT_TYPE is stored and passed through."""
+
+    MESSAGE_ADDED = "MESSAGE_ADDED"
+    CONTEXT_REPLACED = "CONTEXT_REPLACED"
+    TOOL_EXECUTED = "TOOL_EXECUTED"
+    TOOL_STATE_SET = "TOOL_STATE_SET"
+    TOOL_STATE_CLEARED = "TOOL_STATE_CLEARED"
+    NODE_TRANSITION = "NODE_TRANSITION"
+    STATE_PATCHED = "STATE_PATCHED"
+
+
 class Event(models.Model):
     """One state change in a session's stream. Versions are assigned by the server: 1, 2, 3… with no gaps."""
 
@@ -59,12 +71,78 @@ class Event(models.Model):
     # The payload as the codec wrote it (JSON today; encrypted per person once compliance lands).
     payload = models.BinaryField()
     schema_version = models.PositiveSmallIntegerField(default=1)
+    # The Idempotency-Key of the request that appended this batch (on its first event only): a retry after
+    # Redis lost its idempotency records still finds the batch here and gets the same answer.
+    # NULL, not "", for "no key": the partial index below covers only keyed rows.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["session", "version"], name="event_version_unique_per_session"),
         ]
+        indexes = [
+            models.Index(fields=["session", "type", "version"], name="event_session_type_version"),
+            models.Index(
+                fields=["session", "idempotency_key"],
+                name="event_idempotency_key",
+                condition=models.Q(idempotency_key__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id}@{self.version} {self.type}"
+
+
+class EventSnapshot(models.Model):
+    """The state folded from a stream's first `version` events, so a rebuild replays only what follows."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="snapshots")
+    version = models.BigIntegerField()
+    state = models.BinaryField()
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "version"], name="snapshot_version_unique_per_session"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}@{self.version} snapshot"
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Operation(models.Model):
+    """The operation journal: a side-effecting tool call recorded before it runs (write-ahead), then closed.
+
+    After a crash an agent lists its session's pending operations to replay or compensate them.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="operations")
+    name = models.CharField(max_length=128)
+    # The agent's key for this intent: recording it twice returns the first record.
+    key = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=OperationStatus.choices, default=OperationStatus.PENDING)
+    # Parameters, result and error may hold personal data, so they go through the payload codec.
+    params = models.BinaryField()
+    result = models.BinaryField(null=True, blank=True)
+    error = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "key"], name="operation_key_unique_per_session"),
+        ]
+        indexes = [models.Index(fields=["session", "status", "created_at"], name="operation_session_status")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

@@ -1,12 +1,29 @@
-"""Reads of sessions and event streams, always within the caller's tenant."""
+"""Reads of sessions, hot context, event streams, state and the operation journal — always within a tenant.
+
+A view can only reach a session through `get_session(tenant=…)`, and every other read here starts from a
+session it was given, so another tenant's rows are never found.
+"""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from memory_admin.codec import SCHEMA_VERSION, decode_payload, encode_payload
 from memory_admin.errors import NotFound
-from sessions_app.models import AgentSession
+from memory_admin.metrics import CONTEXT_READS, RECOVERIES
+from sessions_app import context
+from sessions_app.models import AgentSession, Event, EventSnapshot, EventType, Operation
+from sessions_app.state import empty_state, fold, upgrade_state
 from tenants_app.models import Tenant
+
+CONTEXT_TYPES = (EventType.MESSAGE_ADDED, EventType.CONTEXT_REPLACED)
 
 
 def sessions_for(tenant: Tenant) -> QuerySet[AgentSession]:
@@ -19,3 +36,218 @@ def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     if session is None:
         raise NotFound("No such session.", details={"session_id": session_id})
     return session
+
+
+def decode(session: AgentSession, blob: bytes | memoryview) -> Any:
+    return decode_payload(blob, tenant_id=session.tenant_id, user_id=session.user_id)
+
+
+# --- events and state -----------------------------------------------------------------------------------
+
+
+def events_for(session: AgentSession) -> QuerySet[Event]:
+    return Event.objects.filter(session=session)
+
+
+def replay_batch(*, session: AgentSession, idempotency_key: str) -> list[Event]:
+    return list(events_for(session).filter(idempotency_key=idempotency_key).order_by("version"))
+
+
+@dataclass(frozen=True)
+class StateView:
+    version: int
+    state: dict[str, Any]
+    snapshot_version: int
+    replayed_events: int
+
+
+def rebuild_state(session: AgentSession, *, version: int) -> StateView:
+    """The state after the first `version` events: the nearest snapshot at or below, then replay.
+
+    Rebuilds that replay more than EVENT_SNAPSHOT_EVERY events leave a snapshot behind, so the cost of the
+    next one stays bounded even when no worker has taken snapshots.
+    """
+    snapshot = (
+        EventSnapshot.objects.filter(session=session, version__lte=version)
+        .order_by("-version")
+        .only("version", "state", "schema_version")
+        .first()
+    )
+    base = snapshot.version if snapshot else 0
+    state = upgrade_state(decode(session, snapshot.state), snapshot.schema_version) if snapshot else empty_state()
+    rows = (
+        events_for(session)
+        .filter(version__gt=base, version__lte=version)
+        .order_by("version")
+        .values_list("type", "payload")
+    )
+    replayed = 0
+
+    def stream() -> Any:
+        nonlocal replayed
+        for event_type, payload in rows.iterator(chunk_size=2000):
+            replayed += 1
+            yield event_type, decode(session, payload)
+
+    fold(state, stream())
+    if replayed:
+        RECOVERIES.labels(kind="event_replay").inc()
+    every = settings.EVENT_SNAPSHOT_EVERY
+    if replayed > every and version % every == 0:
+        save_snapshot(session, version=version, state=state)
+    return StateView(version=version, state=state, snapshot_version=base, replayed_events=replayed)
+
+
+def save_snapshot(session: AgentSession, *, version: int, state: dict[str, Any]) -> bool:
+    """Persist the fold at `version`; a snapshot that exists already is left as it is."""
+    blob = encode_payload(state, tenant_id=session.tenant_id, user_id=session.user_id)
+    try:
+        with transaction.atomic():
+            EventSnapshot.objects.create(session=session, version=version, state=blob, schema_version=SCHEMA_VERSION)
+    except IntegrityError:
+        return False
+    return True
+
+
+# --- hot context ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContextView:
+    messages: list[Any]
+    version: int
+    ttl_seconds: int
+    # redis: served from the cache; rebuilt: the cache was missing and was rebuilt from Postgres events;
+    # postgres: Redis is unreachable, served straight from Postgres.
+    source: str
+
+
+def _window_from_events(session: AgentSession, *, after: int, upto: int) -> tuple[bool, list[Any]]:
+    """(replaced, messages): the context events in (after, upto], newest window only."""
+    window = settings.CONTEXT_WINDOW_MESSAGES
+    replaced_at = (
+        events_for(session)
+        .filter(type=EventType.CONTEXT_REPLACED, version__gt=after, version__lte=upto)
+        .order_by("-version")
+        .values_list("version", "payload")
+        .first()
+    )
+    floor = replaced_at[0] if replaced_at else after
+    added = list(
+        events_for(session)
+        .filter(type=EventType.MESSAGE_ADDED, version__gt=floor, version__lte=upto)
+        .order_by("-version")
+        .values_list("payload", flat=True)[:window]
+    )
+    messages = [decode(session, payload) for payload in reversed(added)]
+    if replaced_at is not None:
+        messages = decode(session, replaced_at[1])["messages"] + messages
+    return replaced_at is not None, messages[-window:]
+
+
+def read_context(*, session: AgentSession) -> ContextView:
+    """The dialogue window: from Redis when it is current, caught up or rebuilt from Postgres when not."""
+    head = session.head_version
+    cached = context.read_cached(session.pk)
+    if cached is None:
+        CONTEXT_READS.labels(source="postgres").inc()
+        _, messages = _window_from_events(session, after=0, upto=head)
+        return ContextView(messages=messages, version=head, ttl_seconds=0, source="postgres")
+    if cached.head == head:
+        CONTEXT_READS.labels(source="redis").inc()
+        return ContextView(
+            messages=cached.messages,
+            version=head,
+            ttl_seconds=cached.ttl_seconds,
+            source="rebuilt" if cached.rebuilt else "redis",
+        )
+    if cached.head is not None and cached.head < head:
+        # The cache missed some appends (they raced, or Redis hiccupped): fetch just those from Postgres.
+        replaced, newer = _window_from_events(session, after=cached.head, upto=head)
+        context.advance(
+            session.pk, first=cached.head + 1, last=head, effect=context.ContextEffect(replace=replaced, messages=newer)
+        )
+        messages = (newer if replaced else cached.messages + newer)[-settings.CONTEXT_WINDOW_MESSAGES :]
+        CONTEXT_READS.labels(source="caught_up").inc()
+        return ContextView(
+            messages=messages,
+            version=head,
+            ttl_seconds=settings.CONTEXT_TTL_SECONDS,
+            source="rebuilt" if cached.rebuilt else "redis",
+        )
+    _, messages = _window_from_events(session, after=0, upto=head)
+    context.store_rebuilt(session.pk, head=head, messages=messages)
+    CONTEXT_READS.labels(source="rebuilt").inc()
+    return ContextView(messages=messages, version=head, ttl_seconds=settings.CONTEXT_TTL_SECONDS, source="rebuilt")
+
+
+@dataclass(frozen=True)
+class ToolStateView:
+    tool: str
+    state: Any
+    version: int
+    ttl_seconds: int
+    source: str
+
+
+def _tool_events(session: AgentSession, *, since_seconds: int) -> QuerySet[Event]:
+    cutoff = timezone.now() - timedelta(seconds=since_seconds)
+    return events_for(session).filter(
+        type__in=(EventType.TOOL_STATE_SET, EventType.TOOL_STATE_CLEARED), created_at__gte=cutoff
+    )
+
+
+def _tool_states_from_events(session: AgentSession) -> dict[str, ToolStateView]:
+    """Live tool states according to Postgres: the latest write per tool within the TTL."""
+    ttl = settings.TOOL_STATE_TTL_SECONDS
+    now = timezone.now()
+    latest: dict[str, tuple[int, str, Any, Any]] = {}
+    for version, event_type, payload, created_at in (
+        _tool_events(session, since_seconds=ttl)
+        .order_by("version")
+        .values_list("version", "type", "payload", "created_at")
+    ):
+        body = decode(session, payload)
+        latest[body["tool"]] = (version, event_type, body.get("state"), created_at)
+    views = {}
+    for tool, (version, event_type, state, created_at) in latest.items():
+        left = ttl - int((now - created_at).total_seconds())
+        if event_type == EventType.TOOL_STATE_SET and left > 0:
+            views[tool] = ToolStateView(tool=tool, state=state, version=version, ttl_seconds=left, source="rebuilt")
+    return views
+
+
+def read_tool_state(*, session: AgentSession, tool: str) -> ToolStateView:
+    """A tool's intermediate state and its remaining lifetime; 404 once it expired or was cleared."""
+    cached = context.read_tool(session.pk, tool)
+    if isinstance(cached, context.CachedTool):
+        if cached.cleared:
+            raise NotFound("No state for this tool (cleared).", details={"tool": tool})
+        return ToolStateView(
+            tool=tool, state=cached.state, version=cached.version, ttl_seconds=cached.ttl_seconds, source="redis"
+        )
+    view = _tool_states_from_events(session).get(tool)
+    if view is None:
+        raise NotFound("No state for this tool (never set, cleared, or expired).", details={"tool": tool})
+    if cached is None:  # a miss (not an outage): put it back with what is left of its lifetime
+        RECOVERIES.labels(kind="context_rebuild").inc()
+        context.set_tool_after_commit(session.pk, tool, version=view.version, state=view.state, ttl=view.ttl_seconds)
+    return view
+
+
+def list_tool_states(*, session: AgentSession) -> list[ToolStateView]:
+    return sorted(_tool_states_from_events(session).values(), key=lambda view: view.tool)
+
+
+# --- operation journal ----------------------------------------------------------------------------------
+
+
+def operations_for(session: AgentSession) -> QuerySet[Operation]:
+    return Operation.objects.filter(session=session)
+
+
+def get_operation(*, session: AgentSession, operation_id: Any) -> Operation:
+    operation = operations_for(session).filter(pk=operation_id).first()
+    if operation is None:
+        raise NotFound("No such operation in this session.")
+    return operation

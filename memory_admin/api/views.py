@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from memory_admin.api.throttling import ApiKeyRateThrottle
 from tenants_app.authentication import tenant_of
 from tenants_app.models import Tenant
 
 
-class AgentAPIView(APIView):
+class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
     """API-key authenticated, rate limited, scoped to the caller's tenant.
 
     Views read `self.tenant` and pass it to selectors and services, which filter by it: a row of another

@@ -1,0 +1,180 @@
+"""Request and response bodies of the sessions API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from memory_admin.api.serializers import StrictSerializer
+from sessions_app.models import Event, Operation, SessionStatus
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (not a list or scalar)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+# --- sessions -------------------------------------------------------------------------------------------
+
+
+class SessionCreateIn(StrictSerializer):
+    id = serializers.RegexField(SESSION_ID_PATTERN, required=False, help_text="Your own id; generated when absent.")
+    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person served.")
+    metadata = JSONObjectField(required=False, default=dict)
+
+
+class SessionUpdateIn(StrictSerializer):
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+    metadata = JSONObjectField(required=False, help_text="Merged into the metadata (RFC 7396: null removes a key).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send status and/or metadata.")
+        return attrs
+
+
+class SessionOut(serializers.Serializer[Any]):
+    id = serializers.CharField(source="session_id")
+    user_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=SessionStatus.choices)
+    metadata = serializers.JSONField()
+    version = serializers.IntegerField(help_text="Bumped by every change; the ETag.")
+    head_version = serializers.IntegerField(help_text="Version of the newest event (0: none yet).")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_activity_at = serializers.DateTimeField()
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+
+class EventIn(StrictSerializer):
+    type = serializers.CharField(max_length=64)
+    payload = serializers.JSONField()
+
+
+class EventAppendIn(StrictSerializer):
+    """One event (`type` + `payload`) or a batch (`events`), optionally conditional on `expected_version`."""
+
+    type = serializers.CharField(max_length=64, required=False)
+    payload = serializers.JSONField(required=False)
+    events = EventIn(many=True, required=False)
+    expected_version = serializers.IntegerField(min_value=0, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        single = "type" in attrs or "payload" in attrs
+        if single == ("events" in attrs):
+            raise serializers.ValidationError("Send either `type` and `payload`, or `events`.")
+        if single:
+            if "type" not in attrs or "payload" not in attrs:
+                raise serializers.ValidationError("A single event needs both `type` and `payload`.")
+            attrs["events"] = [{"type": attrs.pop("type"), "payload": attrs.pop("payload")}]
+        return attrs
+
+
+class EventOut(serializers.Serializer[Any]):
+    version = serializers.IntegerField()
+    type = serializers.CharField()
+    payload = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_payload(self, event: Event) -> Any:
+        return self.context["decode"](event.payload)
+
+
+class AppendOut(serializers.Serializer[Any]):
+    head_version = serializers.IntegerField()
+    events = EventOut(many=True)
+
+
+class StateOut(serializers.Serializer[Any]):
+    version = serializers.IntegerField()
+    state = serializers.JSONField()
+    snapshot_version = serializers.IntegerField(help_text="The snapshot the rebuild started from (0: none).")
+    replayed_events = serializers.IntegerField()
+
+
+# --- hot context and tools ------------------------------------------------------------------------------
+
+
+class MessagesAppendIn(StrictSerializer):
+    messages = serializers.ListField(child=JSONObjectField(), min_length=1, max_length=500)
+    expected_version = serializers.IntegerField(min_value=0, required=False)
+
+
+class ContextReplaceIn(StrictSerializer):
+    messages = serializers.ListField(child=JSONObjectField(), max_length=10_000)
+
+
+class ContextOut(serializers.Serializer[Any]):
+    messages = serializers.ListField(child=serializers.JSONField())
+    version = serializers.IntegerField(help_text="The stream version the window reflects.")
+    ttl_seconds = serializers.IntegerField(help_text="Seconds until the cached window expires without activity.")
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a response field named like Field.source
+        choices=["redis", "rebuilt", "postgres"],
+        help_text="redis: from the cache; rebuilt: the cache was rebuilt from events; postgres: Redis is down.",
+    )
+
+
+class ToolStateIn(StrictSerializer):
+    state = serializers.JSONField()
+
+
+class ToolStateOut(serializers.Serializer[Any]):
+    tool = serializers.CharField()
+    state = serializers.JSONField()
+    version = serializers.IntegerField()
+    ttl_seconds = serializers.IntegerField()
+    source = serializers.CharField()  # type: ignore[assignment]
+
+
+# --- operation journal ----------------------------------------------------------------------------------
+
+
+class OperationIn(StrictSerializer):
+    name = serializers.CharField(max_length=128)
+    key = serializers.CharField(
+        max_length=255, help_text="Your key for this intent; recording it again returns the first record."
+    )
+    params = serializers.JSONField(required=False, default=dict)
+
+
+class OperationResultIn(StrictSerializer):
+    result = serializers.JSONField(required=False, default=None)
+
+
+class OperationErrorIn(StrictSerializer):
+    error = serializers.JSONField()
+
+
+class OperationOut(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    key = serializers.CharField()
+    status = serializers.CharField()
+    params = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def _decoded(self, blob: Any) -> Any:
+        return None if blob is None else self.context["decode"](blob)
+
+    def get_params(self, operation: Operation) -> Any:
+        return self._decoded(operation.params)
+
+    def get_result(self, operation: Operation) -> Any:
+        return self._decoded(operation.result)
+
+    def get_error(self, operation: Operation) -> Any:
+        return self._decoded(operation.error)

@@ -1,0 +1,322 @@
+"""Thin views of the sessions API: parse, call a selector or service, render."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from memory_admin.api.concurrency import etag, if_match_versions
+from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from memory_admin.api.idempotency import idempotent
+from memory_admin.api.pagination import NewestFirstCursor, VersionCursor
+from memory_admin.api.serializers import StrictSerializer
+from memory_admin.api.views import AgentAPIView
+from memory_admin.errors import NotFound, ValidationFailed
+from sessions_app import selectors, services
+from sessions_app.api import serializers as s
+from sessions_app.filters import SessionFilter
+from sessions_app.models import AgentSession, Event, Operation, OperationStatus
+
+_TOOL_NAME = re.compile(s.TOOL_NAME_PATTERN)
+
+
+def _session_response(session: AgentSession, *, code: int = status.HTTP_200_OK) -> Response:
+    return Response(s.SessionOut(session).data, status=code, headers={"ETag": etag(session.version)})
+
+
+def _idempotency_key(request: Request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_HEADER) or None
+
+
+class SessionScopedView(AgentAPIView):
+    """A view under /sessions/<session_id>/: `self.session` is the caller's session, or 404."""
+
+    def get_session(self) -> AgentSession:
+        return selectors.get_session(tenant=self.tenant, session_id=self.kwargs["session_id"])
+
+    def decoder(self, session: AgentSession) -> dict[str, Any]:
+        return {"decode": partial(selectors.decode, session)}
+
+
+# --- sessions -------------------------------------------------------------------------------------------
+
+
+class SessionListView(AgentAPIView):
+    pagination_class = NewestFirstCursor
+    filterset_class = SessionFilter
+    serializer_class = s.SessionOut
+
+    def get_queryset(self) -> QuerySet[AgentSession]:
+        return selectors.sessions_for(self.tenant)
+
+    @extend_schema(responses=s.SessionOut(many=True))
+    def get(self, request: Request) -> Response:
+        sessions = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(sessions)
+        return self.get_paginated_response(s.SessionOut(page, many=True).data)
+
+    @extend_schema(request=s.SessionCreateIn, responses={201: s.SessionOut, 200: s.SessionOut})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = s.SessionCreateIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session, created = services.create_session(
+            tenant=self.tenant,
+            user_id=body.validated_data["user_id"],
+            session_id=body.validated_data.get("id"),
+            metadata=body.validated_data["metadata"],
+        )
+        return _session_response(session, code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SessionDetailView(SessionScopedView):
+    @extend_schema(responses=s.SessionOut)
+    def get(self, request: Request, session_id: str) -> Response:
+        return _session_response(self.get_session())
+
+    @extend_schema(
+        request=s.SessionUpdateIn,
+        responses=s.SessionOut,
+        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+    )
+    @idempotent
+    def patch(self, request: Request, session_id: str) -> Response:
+        body = s.SessionUpdateIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = services.update_session(
+            session=self.get_session(),
+            status=body.validated_data.get("status"),
+            metadata_patch=body.validated_data.get("metadata"),
+            expected_version=if_match_versions(request),
+        )
+        return _session_response(session)
+
+
+# --- events and state -----------------------------------------------------------------------------------
+
+
+class EventListView(SessionScopedView):
+    pagination_class = VersionCursor
+    serializer_class = s.EventOut
+
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="Only events with a version above this.")],
+        responses=s.EventOut(many=True),
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        session = self.get_session()
+        events: QuerySet[Event] = selectors.events_for(session)
+        after = request.query_params.get("after")
+        if after is not None:
+            if not after.isdigit():
+                raise ValidationFailed("`after` must be a version number.", details={"field": "after"})
+            events = events.filter(version__gt=int(after))
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(s.EventOut(page, many=True, context=self.decoder(session)).data)
+
+    @extend_schema(request=s.EventAppendIn, responses={201: s.AppendOut})
+    @idempotent
+    def post(self, request: Request, session_id: str) -> Response:
+        body = s.EventAppendIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.get_session()
+        result = services.append_events(
+            session=session,
+            events=[services.NewEvent(item["type"], item["payload"]) for item in body.validated_data["events"]],
+            expected_version=body.validated_data.get("expected_version"),
+            idempotency_key=_idempotency_key(request),
+        )
+        return _append_response(result, session, self.decoder(session))
+
+
+def _append_response(result: services.AppendResult, session: AgentSession, context: dict[str, Any]) -> Response:
+    data = {"head_version": result.head_version, "events": s.EventOut(result.events, many=True, context=context).data}
+    return Response(data, status=status.HTTP_201_CREATED)
+
+
+class StateView(SessionScopedView):
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, description="Time travel: the state after this version.")],
+        responses=s.StateOut,
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        session = self.get_session()
+        raw = request.query_params.get("version")
+        version = session.head_version
+        if raw is not None:
+            if not raw.isdigit() or int(raw) > session.head_version:
+                raise ValidationFailed(
+                    f"`version` must be between 0 and the head version {session.head_version}.",
+                    details={"field": "version", "head_version": session.head_version},
+                )
+            version = int(raw)
+        view = selectors.rebuild_state(session, version=version)
+        return Response(s.StateOut(view).data)
+
+
+# --- hot context and tools ------------------------------------------------------------------------------
+
+
+class ContextView(SessionScopedView):
+    @extend_schema(responses=s.ContextOut)
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(s.ContextOut(selectors.read_context(session=self.get_session())).data)
+
+    @extend_schema(request=s.ContextReplaceIn, responses=s.ContextOut)
+    @idempotent
+    def put(self, request: Request, session_id: str) -> Response:
+        body = s.ContextReplaceIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.get_session()
+        services.replace_context(
+            session=session, messages=body.validated_data["messages"], idempotency_key=_idempotency_key(request)
+        )
+        session.refresh_from_db(fields=["head_version"])
+        return Response(s.ContextOut(selectors.read_context(session=session)).data)
+
+
+class ContextMessagesView(SessionScopedView):
+    @extend_schema(request=s.MessagesAppendIn, responses={201: s.AppendOut})
+    @idempotent
+    def post(self, request: Request, session_id: str) -> Response:
+        body = s.MessagesAppendIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.get_session()
+        result = services.append_messages(
+            session=session,
+            messages=body.validated_data["messages"],
+            expected_version=body.validated_data.get("expected_version"),
+            idempotency_key=_idempotency_key(request),
+        )
+        return _append_response(result, session, self.decoder(session))
+
+
+class ToolListView(SessionScopedView):
+    @extend_schema(responses=s.ToolStateOut(many=True))
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(s.ToolStateOut(selectors.list_tool_states(session=self.get_session()), many=True).data)
+
+
+class ToolStateView(SessionScopedView):
+    def tool_name(self) -> str:
+        tool: str = self.kwargs["tool"]
+        if not _TOOL_NAME.match(tool):
+            raise NotFound("No such tool state.", details={"tool": tool})
+        return tool
+
+    @extend_schema(responses=s.ToolStateOut)
+    def get(self, request: Request, session_id: str, tool: str) -> Response:
+        view = selectors.read_tool_state(session=self.get_session(), tool=self.tool_name())
+        return Response(s.ToolStateOut(view).data)
+
+    @extend_schema(request=s.ToolStateIn, responses=s.ToolStateOut)
+    @idempotent
+    def put(self, request: Request, session_id: str, tool: str) -> Response:
+        body = s.ToolStateIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        tool = self.tool_name()
+        session = self.get_session()
+        result = services.set_tool_state(
+            session=session, tool=tool, state=body.validated_data["state"], idempotency_key=_idempotency_key(request)
+        )
+        view = selectors.ToolStateView(
+            tool=tool,
+            state=body.validated_data["state"],
+            version=result.head_version,
+            ttl_seconds=settings.TOOL_STATE_TTL_SECONDS,
+            source="redis",
+        )
+        return Response(s.ToolStateOut(view).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, session_id: str, tool: str) -> Response:
+        session = self.get_session()
+        tool = self.tool_name()
+        selectors.read_tool_state(session=session, tool=tool)  # 404 when there is nothing to clear
+        services.clear_tool_state(session=session, tool=tool)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- operation journal ----------------------------------------------------------------------------------
+
+
+class OperationListView(SessionScopedView):
+    pagination_class = NewestFirstCursor
+    serializer_class = s.OperationOut
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=OperationStatus.values)],
+        responses=s.OperationOut(many=True),
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        session = self.get_session()
+        operations: QuerySet[Operation] = selectors.operations_for(session)
+        wanted = request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in OperationStatus.values:
+                raise ValidationFailed(
+                    "Unknown status.", details={"field": "status", "allowed": OperationStatus.values}
+                )
+            operations = operations.filter(status=wanted)
+        page = self.paginate_queryset(operations)
+        return self.get_paginated_response(s.OperationOut(page, many=True, context=self.decoder(session)).data)
+
+    @extend_schema(request=s.OperationIn, responses={201: s.OperationOut, 200: s.OperationOut})
+    @idempotent
+    def post(self, request: Request, session_id: str) -> Response:
+        body = s.OperationIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.get_session()
+        operation, created = services.record_operation(session=session, **body.validated_data)
+        return Response(
+            s.OperationOut(operation, context=self.decoder(session)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class OperationDetailView(SessionScopedView):
+    @extend_schema(responses=s.OperationOut)
+    def get(self, request: Request, session_id: str, operation_id: str) -> Response:
+        session = self.get_session()
+        operation = selectors.get_operation(session=session, operation_id=operation_id)
+        return Response(s.OperationOut(operation, context=self.decoder(session)).data)
+
+
+class OperationFinishView(SessionScopedView):
+    outcome: str = OperationStatus.COMPLETED
+
+    def finish(self, request: Request, serializer: type[StrictSerializer], field: str, operation_id: str) -> Response:
+        body = serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = self.get_session()
+        operation = services.finish_operation(
+            session=session, operation_id=operation_id, status=self.outcome, outcome=body.validated_data[field]
+        )
+        return Response(s.OperationOut(operation, context=self.decoder(session)).data)
+
+
+class OperationCompleteView(OperationFinishView):
+    outcome = OperationStatus.COMPLETED
+
+    @extend_schema(request=s.OperationResultIn, responses=s.OperationOut)
+    @idempotent
+    def post(self, request: Request, session_id: str, operation_id: str) -> Response:
+        return self.finish(request, s.OperationResultIn, "result", operation_id)
+
+
+class OperationFailView(OperationFinishView):
+    outcome = OperationStatus.FAILED
+
+    @extend_schema(request=s.OperationErrorIn, responses=s.OperationOut)
+    @idempotent
+    def post(self, request: Request, session_id: str, operation_id: str) -> Response:
+        return self.finish(request, s.OperationErrorIn, "error", operation_id)

@@ -1,0 +1,241 @@
+"""The hot context in Redis: a cache of the dialogue window and tool states, coherent by event version.
+
+Postgres holds the truth (every message and tool state is an event); Redis holds, per session, the last
+CONTEXT_WINDOW_MESSAGES messages and the stream version they reflect (`head`). Rules that keep it coherent
+without locks across the two stores:
+
+- A write updates the cache after its transaction commits, and only when the cache already holds exactly
+  the versions before its own (`head == first - 1`). An out-of-order or missed update leaves the cache behind.
+- A read compares the cache's `head` with the session's `head_version` from Postgres. Equal: serve Redis.
+  Behind: fetch the missing events from Postgres and catch the cache up. Missing (expired, evicted, flushed):
+  rebuild the window from events and mark it `rebuilt`. So a Redis loss is a cache miss, never data loss.
+
+Tool state keys carry the version that wrote them and a 30-minute TTL; the same TTL bounds what a rebuild
+from events may bring back, so a tool state expires at the same moment whichever store answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from django.conf import settings
+
+from memory_admin.health import redis_client
+from memory_admin.metrics import RECOVERIES
+
+logger = structlog.get_logger("memory.context")
+
+# KEYS: meta hash, message list. ARGV: first version, last version, window, ttl, replace (0/1), messages…
+_APPLY = """
+local head = redis.call('HGET', KEYS[1], 'head')
+if not head then return -1 end
+head = tonumber(head)
+if head >= tonumber(ARGV[2]) then return 0 end
+if head ~= tonumber(ARGV[1]) - 1 then return -2 end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+if #ARGV >= 6 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+end
+redis.call('HSET', KEYS[1], 'head', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: meta hash, message list. ARGV: head version, window, ttl, rebuilt flag, messages…
+_INIT = """
+local head = redis.call('HGET', KEYS[1], 'head')
+if head and tonumber(head) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+if #ARGV >= 5 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+end
+redis.call('HSET', KEYS[1], 'head', ARGV[1], 'rebuilt', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: tool key. ARGV: version, value (JSON, or '' to delete), ttl. Only a newer version may overwrite.
+_SET_TOOL = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local stored = cjson.decode(current)
+  if tonumber(stored['v']) >= tonumber(ARGV[1]) then return 0 end
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], cjson.encode({v = tonumber(ARGV[1]), cleared = true}), 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return 1
+"""
+
+
+def _meta_key(session_pk: object) -> str:
+    return f"mem:ctx:{session_pk}"
+
+
+def _list_key(session_pk: object) -> str:
+    return f"mem:ctx:{session_pk}:msgs"
+
+
+def tool_key(session_pk: object, tool: str) -> str:
+    return f"mem:tool:{session_pk}:{tool}"
+
+
+def session_keys_pattern(session_pk: object) -> list[str]:
+    """Key patterns that hold this session's hot data (for erasure and inspection)."""
+    return [_meta_key(session_pk), _list_key(session_pk), f"mem:tool:{session_pk}:*"]
+
+
+@dataclass(frozen=True)
+class ContextEffect:
+    """What a batch of events does to the message window: replace it first, then append these."""
+
+    replace: bool
+    messages: list[Any]
+
+
+@dataclass(frozen=True)
+class CachedContext:
+    head: int | None  # None: nothing cached
+    rebuilt: bool
+    messages: list[Any]
+    ttl_seconds: int
+
+
+def _encode(messages: list[Any]) -> list[str]:
+    return [json.dumps(message, ensure_ascii=False, separators=(",", ":")) for message in messages]
+
+
+def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect) -> None:
+    """Advance the cached window by the versions `first..last` (see the module's rules). Never raises."""
+    try:
+        redis_client().eval(
+            _APPLY,
+            2,
+            _meta_key(session_pk),
+            _list_key(session_pk),
+            first,
+            last,
+            settings.CONTEXT_WINDOW_MESSAGES,
+            settings.CONTEXT_TTL_SECONDS,
+            "1" if effect.replace else "0",
+            *_encode(effect.messages),
+        )
+    except redis.RedisError as exc:
+        logger.warning("context_cache_unavailable", error=type(exc).__name__)
+
+
+def read_cached(session_pk: object) -> CachedContext | None:
+    """The cached window, extending its TTL (reading is activity); None when Redis is unreachable."""
+    ttl = settings.CONTEXT_TTL_SECONDS
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.hmget(_meta_key(session_pk), "head", "rebuilt")
+        pipe.lrange(_list_key(session_pk), 0, -1)
+        pipe.expire(_meta_key(session_pk), ttl)
+        pipe.expire(_list_key(session_pk), ttl)
+        (head, rebuilt), raw_messages, extended, _ = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("context_cache_unavailable", error=type(exc).__name__)
+        return None
+    if head is None:
+        return CachedContext(head=None, rebuilt=False, messages=[], ttl_seconds=0)
+    return CachedContext(
+        head=int(head),
+        rebuilt=rebuilt == b"1",
+        messages=[json.loads(item) for item in raw_messages],
+        ttl_seconds=ttl if extended else 0,
+    )
+
+
+def prime(session_pk: object) -> None:
+    """Start the cache of a new session (empty, at version 0) so that its first appends land in Redis."""
+    _store(session_pk, head=0, messages=[], rebuilt=False)
+
+
+def store_rebuilt(session_pk: object, *, head: int, messages: list[Any]) -> bool:
+    """Cache a window rebuilt from Postgres at version `head`, unless a newer one got there first."""
+    RECOVERIES.labels(kind="context_rebuild").inc()
+    return _store(session_pk, head=head, messages=messages, rebuilt=True)
+
+
+def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool) -> bool:
+    try:
+        stored = redis_client().eval(
+            _INIT,
+            2,
+            _meta_key(session_pk),
+            _list_key(session_pk),
+            head,
+            settings.CONTEXT_WINDOW_MESSAGES,
+            settings.CONTEXT_TTL_SECONDS,
+            "1" if rebuilt else "0",
+            *_encode(messages[-settings.CONTEXT_WINDOW_MESSAGES :]),
+        )
+    except redis.RedisError as exc:
+        logger.warning("context_cache_unavailable", error=type(exc).__name__)
+        return False
+    return bool(stored)
+
+
+# Marks a cleared tool state (kept as a tombstone for its TTL so an older write cannot resurrect it).
+_CLEARED = object()
+
+
+def set_tool_after_commit(session_pk: object, tool: str, *, version: int, state: Any, ttl: int) -> None:
+    """Cache a tool's state written at `version` (`state` None with `cleared`); older writes never win."""
+    value = "" if state is _CLEARED else json.dumps({"v": version, "state": state}, separators=(",", ":"))
+    try:
+        redis_client().eval(_SET_TOOL, 1, tool_key(session_pk, tool), version, value, max(1, ttl))
+    except redis.RedisError as exc:
+        logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
+
+
+def clear_tool_after_commit(session_pk: object, tool: str, *, version: int) -> None:
+    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=settings.TOOL_STATE_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class CachedTool:
+    version: int
+    cleared: bool
+    state: Any
+    ttl_seconds: int
+
+
+def read_tool(session_pk: object, tool: str) -> CachedTool | bool | None:
+    """The cached tool state; None on a miss; False when Redis is unreachable."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.get(tool_key(session_pk, tool))
+        pipe.ttl(tool_key(session_pk, tool))
+        raw, ttl = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
+        return False
+    if raw is None:
+        return None
+    stored = json.loads(raw)
+    return CachedTool(
+        version=int(stored["v"]),
+        cleared=bool(stored.get("cleared")),
+        state=stored.get("state"),
+        ttl_seconds=max(int(ttl), 0),
+    )
+
+
+def purge_session(session_pk: object) -> int:
+    """Delete every hot key of a session; returns how many were removed."""
+    client = redis_client()
+    keys = [_meta_key(session_pk), _list_key(session_pk)]
+    keys += [key.decode() for key in client.scan_iter(match=f"mem:tool:{session_pk}:*", count=500)]
+    return int(client.delete(*keys)) if keys else 0

@@ -1,0 +1,383 @@
+"""Writes to sessions, their event streams, hot context, tool state and operation journal.
+
+Every write that changes what an agent knows is an event in Postgres first; Redis is updated after commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload
+from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from memory_admin.live import publish_on_commit, session_group, tenant_group
+from memory_admin.metrics import EVENT_APPEND_SECONDS
+from sessions_app import context
+from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
+from sessions_app.selectors import rebuild_state
+from sessions_app.state import apply_event, copy_state, validate_event
+from tenants_app.models import Tenant
+
+# Which status may follow which. Archived is final; completed and failed may only be archived.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    SessionStatus.ACTIVE: frozenset({SessionStatus.PAUSED, SessionStatus.COMPLETED, SessionStatus.FAILED}),
+    SessionStatus.PAUSED: frozenset({SessionStatus.ACTIVE, SessionStatus.COMPLETED, SessionStatus.FAILED}),
+    SessionStatus.COMPLETED: frozenset({SessionStatus.ARCHIVED}),
+    SessionStatus.FAILED: frozenset({SessionStatus.ARCHIVED}),
+    SessionStatus.ARCHIVED: frozenset(),
+}
+for _status in (SessionStatus.ACTIVE, SessionStatus.PAUSED):
+    TRANSITIONS[_status] |= {SessionStatus.ARCHIVED}
+
+WRITABLE = frozenset({SessionStatus.ACTIVE, SessionStatus.PAUSED})
+
+
+def _on_commit(callback: Any) -> None:
+    # Side effects are best-effort: a broker or Redis hiccup must not turn a committed write into an error.
+    transaction.on_commit(callback, robust=True)
+
+
+# --- sessions -------------------------------------------------------------------------------------------
+
+
+def session_message(session: AgentSession, kind: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "tenant": str(session.tenant_id),
+        "session": session.session_id,
+        "status": session.status,
+        "version": session.version,
+    }
+
+
+@transaction.atomic
+def create_session(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    session_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[AgentSession, bool]:
+    """Start a session for `user_id`; returns it and whether it is new.
+
+    A client may choose the id. Creating an id that exists for the same user returns the existing session
+    (so a retried create is harmless); the same id for another user is a 409.
+    """
+    fields = {"user_id": user_id, "metadata": metadata or {}}
+    if session_id is None:
+        session = AgentSession(tenant=tenant, **fields)
+        session.session_id = str(session.id)
+        session.save(force_insert=True)
+        created = True
+    else:
+        try:
+            with transaction.atomic():
+                session, created = AgentSession.objects.get_or_create(
+                    tenant=tenant, session_id=session_id, defaults=fields
+                )
+        except IntegrityError:  # a concurrent create won the race
+            session, created = AgentSession.objects.get(tenant=tenant, session_id=session_id), False
+        if not created and session.user_id != user_id:
+            raise Conflict("A session with this id exists for another user.", details={"session_id": session_id})
+    if created:
+        _on_commit(lambda: context.prime(session.pk))
+        publish_on_commit(
+            [tenant_group(tenant.pk)], {**session_message(session, "session.created"), "user_id": session.user_id}
+        )
+    return session, created
+
+
+def merge_metadata(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch: objects merge recursively, null removes a key, anything else replaces."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_metadata(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@transaction.atomic
+def update_session(
+    *,
+    session: AgentSession,
+    status: str | None = None,
+    metadata_patch: dict[str, Any] | None = None,
+    expected_version: set[int] | None = None,
+) -> AgentSession:
+    """Change a session's status (along TRANSITIONS) and/or merge into its metadata.
+
+    `expected_version` holds the versions the caller's If-Match accepts: another version is a 412 carrying
+    the current one. An illegal status change is a 409 naming the allowed ones.
+    """
+    locked = AgentSession.objects.select_for_update().get(pk=session.pk)
+    if expected_version is not None and locked.version not in expected_version:
+        raise PreconditionFailed("The session changed since you read it.", details={"current_version": locked.version})
+    changed = False
+    if status is not None and status != locked.status:
+        allowed = TRANSITIONS[locked.status]
+        if status not in allowed:
+            raise Conflict(
+                f"A {locked.status} session cannot become {status}.",
+                details={"status": locked.status, "allowed": sorted(allowed)},
+            )
+        locked.status = status
+        changed = True
+    if metadata_patch:
+        merged = merge_metadata(locked.metadata, metadata_patch)
+        if len(dumps(merged)) > settings.SESSION_METADATA_MAX_BYTES:
+            raise ValidationFailed(
+                f"Session metadata may hold at most {settings.SESSION_METADATA_MAX_BYTES} bytes of JSON.",
+                details={"field": "metadata"},
+            )
+        changed = changed or merged != locked.metadata
+        locked.metadata = merged
+    if changed:
+        locked.version += 1
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["status", "metadata", "version", "updated_at"])
+        groups = [tenant_group(locked.tenant_id), session_group(locked.pk)]
+        publish_on_commit(groups, session_message(locked, "session.updated"))
+    return locked
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    events: list[Event]
+    head_version: int
+    # True when an earlier request with the same Idempotency-Key had already appended these events.
+    replayed: bool = False
+
+
+class _Replay(Exception):
+    """Unwinds the transaction (and its version bump) when the batch was appended before."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+
+
+def _context_effect(batch: list[NewEvent]) -> context.ContextEffect:
+    replace, messages = False, []
+    for event in batch:
+        if event.type == EventType.CONTEXT_REPLACED:
+            replace, messages = True, list(event.payload["messages"])
+        elif event.type == EventType.MESSAGE_ADDED:
+            messages.append(event.payload)
+    return context.ContextEffect(replace=replace, messages=messages)
+
+
+def append_events(
+    *,
+    session: AgentSession,
+    events: list[NewEvent],
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+) -> AppendResult:
+    """Append a batch to the session's stream with the next versions, all or nothing.
+
+    Versions are gap-free and unique however many appends race: the session row is the lock. With
+    `expected_version`, a stream that has moved on is a 409 carrying the current version. A STATE_PATCHED
+    patch that does not apply to the state it would follow is a 400. The same `idempotency_key` again
+    returns the first append's events without appending anything.
+    """
+    if not events:
+        raise ValidationFailed("Send at least one event.", details={"field": "events"})
+    if len(events) > settings.EVENT_BATCH_MAX:
+        raise ValidationFailed(f"At most {settings.EVENT_BATCH_MAX} events per request.")
+    for event in events:
+        validate_event(event.type, event.payload)
+    with EVENT_APPEND_SECONDS.time():
+        try:
+            result = _append(session, events, expected_version, idempotency_key)
+        except _Replay as replay:
+            return AppendResult(events=replay.events, head_version=replay.events[-1].version, replayed=True)
+    return result
+
+
+@transaction.atomic
+def _append(
+    session: AgentSession, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
+) -> AppendResult:
+    count = len(events)
+    now = timezone.now()
+    # One statement takes the row lock and reserves the versions; concurrent appends queue behind it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {AgentSession._meta.db_table} SET head_version = head_version + %s, last_activity_at = %s "  # noqa: S608
+            "WHERE id = %s RETURNING head_version, status",
+            [count, now, session.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such session.")
+    head, status = row[0] - count, row[1]
+    if idempotency_key:
+        earlier = list(Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version"))
+        if earlier:
+            raise _Replay(earlier)
+    if status not in WRITABLE:
+        raise Conflict(f"A {status} session accepts no more events.", details={"status": status})
+    if expected_version is not None and expected_version != head:
+        raise Conflict(
+            "The stream has moved on since the expected version.",
+            details={"current_version": head, "expected_version": expected_version},
+        )
+    if any(event.type == EventType.STATE_PATCHED for event in events):
+        state = copy_state(rebuild_state(session, version=head).state)
+        for event in events:
+            apply_event(state, event.type, event.payload)
+    rows = [
+        Event(
+            session_id=session.pk,
+            version=head + offset + 1,
+            type=event.type,
+            payload=encode_payload(event.payload, tenant_id=session.tenant_id, user_id=session.user_id),
+            schema_version=SCHEMA_VERSION,
+            idempotency_key=idempotency_key or None,
+            created_at=now,
+        )
+        for offset, event in enumerate(events)
+    ]
+    Event.objects.bulk_create(rows)
+    first, last = head + 1, head + count
+    effect = _context_effect(events)
+    _on_commit(lambda: context.advance(session.pk, first=first, last=last, effect=effect))
+    for row, event in zip(rows, events, strict=True):
+        if event.type == EventType.TOOL_STATE_SET:
+            tool, version, value = event.payload["tool"], row.version, event.payload.get("state")
+            _on_commit(
+                lambda t=tool, v=version, s=value: context.set_tool_after_commit(
+                    session.pk, t, version=v, state=s, ttl=settings.TOOL_STATE_TTL_SECONDS
+                )
+            )
+        elif event.type == EventType.TOOL_STATE_CLEARED:
+            tool, version = event.payload["tool"], row.version
+            _on_commit(lambda t=tool, v=version: context.clear_tool_after_commit(session.pk, t, version=v))
+    if first // settings.EVENT_SNAPSHOT_EVERY != last // settings.EVENT_SNAPSHOT_EVERY:
+        from sessions_app.tasks import take_snapshot
+
+        snapshot_version = last - last % settings.EVENT_SNAPSHOT_EVERY
+        _on_commit(lambda: take_snapshot.delay(str(session.pk), snapshot_version))
+    publish_on_commit(
+        [session_group(session.pk)],
+        {
+            "type": "event.appended",
+            "tenant": str(session.tenant_id),
+            "session": session.session_id,
+            "first_version": first,
+            "version": last,
+            "count": count,
+            "event_type": events[-1].type,
+        },
+    )
+    return AppendResult(events=rows, head_version=last)
+
+
+def append_messages(
+    *,
+    session: AgentSession,
+    messages: list[Any],
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+) -> AppendResult:
+    """Append chat messages to the dialogue context: each is a MESSAGE_ADDED event, then cached in Redis."""
+    return append_events(
+        session=session,
+        events=[NewEvent(EventType.MESSAGE_ADDED, message) for message in messages],
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+    )
+
+
+def replace_context(*, session: AgentSession, messages: list[Any], idempotency_key: str | None = None) -> AppendResult:
+    """Replace the whole dialogue context (a CONTEXT_REPLACED event)."""
+    return append_events(
+        session=session,
+        events=[NewEvent(EventType.CONTEXT_REPLACED, {"messages": messages})],
+        idempotency_key=idempotency_key,
+    )
+
+
+def set_tool_state(*, session: AgentSession, tool: str, state: Any, idempotency_key: str | None = None) -> AppendResult:
+    """Store a tool's intermediate state (expires after TOOL_STATE_TTL_SECONDS without a new write)."""
+    return append_events(
+        session=session,
+        events=[NewEvent(EventType.TOOL_STATE_SET, {"tool": tool, "state": state})],
+        idempotency_key=idempotency_key,
+    )
+
+
+def clear_tool_state(*, session: AgentSession, tool: str) -> AppendResult:
+    return append_events(session=session, events=[NewEvent(EventType.TOOL_STATE_CLEARED, {"tool": tool})])
+
+
+# --- operation journal ----------------------------------------------------------------------------------
+
+
+def _operation_message(operation: Operation, session: AgentSession) -> dict[str, Any]:
+    return {
+        "type": "operation.recorded",
+        "tenant": str(session.tenant_id),
+        "session": session.session_id,
+        "operation": str(operation.pk),
+        "name": operation.name,
+        "status": operation.status,
+    }
+
+
+@transaction.atomic
+def record_operation(*, session: AgentSession, name: str, key: str, params: Any) -> tuple[Operation, bool]:
+    """Record a side-effecting operation as pending before the agent runs it (write-ahead).
+
+    Recording the same `key` again returns the first record and False, whatever its status now.
+    """
+    encoded = encode_payload(params, tenant_id=session.tenant_id, user_id=session.user_id)
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(session=session, name=name, key=key, params=encoded)
+    except IntegrityError:
+        return Operation.objects.get(session=session, key=key), False
+    publish_on_commit([session_group(session.pk)], _operation_message(operation, session))
+    return operation, True
+
+
+@transaction.atomic
+def finish_operation(*, session: AgentSession, operation_id: Any, status: str, outcome: Any) -> Operation:
+    """Mark a pending operation completed (with its result) or failed (with its error).
+
+    Finishing it again the same way is harmless and returns it; finishing a finished operation the other
+    way is a 409.
+    """
+    operation = Operation.objects.select_for_update().filter(session=session, pk=operation_id).first()
+    if operation is None:
+        raise NotFound("No such operation in this session.")
+    if operation.status == status:
+        return operation
+    if operation.status != OperationStatus.PENDING:
+        raise Conflict(f"The operation is already {operation.status}.", details={"status": operation.status})
+    encoded = encode_payload(outcome, tenant_id=session.tenant_id, user_id=session.user_id)
+    operation.status = status
+    if status == OperationStatus.COMPLETED:
+        operation.result = encoded
+    else:
+        operation.error = encoded
+    operation.finished_at = timezone.now()
+    operation.save(update_fields=["status", "result", "error", "finished_at"])
+    publish_on_commit([session_group(session.pk)], _operation_message(operation, session))
+    return operation
