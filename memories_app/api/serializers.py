@@ -1,0 +1,183 @@
+"""Request and response bodies of the memory API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from memories_app.models import JobKind, JobStatus, Memory, RevisionKind, Scope, Source
+from memory_admin.api.serializers import StrictSerializer
+
+MAX_VECTOR_LENGTH = 2000
+MAX_IDS = 1000
+
+
+class VectorField(serializers.ListField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.FloatField(), max_length=MAX_VECTOR_LENGTH, **kwargs)
+
+
+# --- Memories ------------------------------------------------------------------------------------------
+
+
+class MemoryCreateSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(choices=Scope.choices)
+    content = serializers.CharField(trim_whitespace=False)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    metadata = serializers.DictField(required=False)
+    embedding = VectorField(
+        required=False, help_text="A vector of the active embedder's dimension; computed when absent."
+    )
+
+
+class MemoryBatchSerializer(StrictSerializer):
+    memories = MemoryCreateSerializer(many=True, allow_empty=False)
+
+
+class MemoryUpdateSerializer(StrictSerializer):
+    content = serializers.CharField(required=False, trim_whitespace=False)
+    metadata = serializers.DictField(required=False)
+    on_conflict = serializers.ChoiceField(
+        choices=[("fail", "fail"), ("merge", "merge")],
+        default="fail",
+        help_text="With a stale If-Match: `fail` answers 412 with the current memory; `merge` merges the texts.",
+    )
+
+
+class MemorySerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    scope = serializers.ChoiceField(choices=Scope.choices)
+    user_id = serializers.CharField()
+    session_id = serializers.SerializerMethodField()
+    content = serializers.CharField()
+    metadata = serializers.DictField()
+    source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]  # a field named like Field.source
+    access_count = serializers.IntegerField()
+    last_accessed_at = serializers.DateTimeField(allow_null=True)
+    decay_score = serializers.SerializerMethodField(help_text="2^(-days since access / half-life) * ln(2 + accesses)")
+    eviction_candidate = serializers.SerializerMethodField()
+    embedding_model = serializers.CharField()
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def _now(self) -> datetime:
+        now: datetime = self.context.setdefault("now", timezone.now())
+        return now
+
+    def get_session_id(self, memory: Memory) -> str | None:
+        return memory.session.session_id if memory.session is not None else None
+
+    def get_decay_score(self, memory: Memory) -> float:
+        return round(memory.decay_score(now=self._now()), 6)
+
+    def get_eviction_candidate(self, memory: Memory) -> bool:
+        return memory.is_eviction_candidate(now=self._now())
+
+
+class MemoryRevisionSerializer(serializers.Serializer[Any]):
+    version = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=RevisionKind.choices)
+    actor = serializers.CharField()
+    previous_content = serializers.CharField()
+    content = serializers.CharField()
+    inputs = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+# --- Search and recall ---------------------------------------------------------------------------------
+
+
+class SearchSerializer(StrictSerializer):
+    query = serializers.CharField(required=False, trim_whitespace=False)
+    embedding = VectorField(required=False)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), default=["user"], allow_empty=False, max_length=3
+    )
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    k = serializers.IntegerField(default=10, min_value=1)
+    min_score = serializers.FloatField(default=-1.0, min_value=-1.0, max_value=1.0)
+    metadata = serializers.DictField(required=False, help_text="Only memories whose metadata contains these pairs.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("query" in attrs) == ("embedding" in attrs):
+            raise serializers.ValidationError({"query": ["Send exactly one of query and embedding."]})
+        return attrs
+
+
+class ScoredMemorySerializer(serializers.Serializer[Any]):
+    score = serializers.FloatField()
+    memory = MemorySerializer()
+
+
+class SearchResultSerializer(serializers.Serializer[Any]):
+    results = ScoredMemorySerializer(many=True)
+
+
+class RecallQuerySerializer(StrictSerializer):
+    query = serializers.CharField(required=False, allow_blank=True, max_length=8000)
+    context_limit = serializers.IntegerField(default=20, min_value=0, max_value=500)
+    session_limit = serializers.IntegerField(default=5, min_value=0, max_value=100)
+    user_limit = serializers.IntegerField(default=5, min_value=0, max_value=100)
+    global_limit = serializers.IntegerField(default=3, min_value=0, max_value=100)
+    min_score = serializers.FloatField(default=-1.0, min_value=-1.0, max_value=1.0)
+
+
+class RecallSerializer(serializers.Serializer[Any]):
+    query = serializers.CharField()
+    context = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]  # a field named like Field.context
+    session_memories = ScoredMemorySerializer(many=True)
+    user_memories = ScoredMemorySerializer(many=True)
+    global_memories = ScoredMemorySerializer(many=True)
+
+
+# --- Promotion -----------------------------------------------------------------------------------------
+
+
+class PromoteSerializer(StrictSerializer):
+    memory_ids = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=MAX_IDS)
+    texts = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False), required=False, max_length=MAX_IDS
+    )
+
+
+class PromotionJobSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    session_id = serializers.CharField(source="session.session_id")
+    created_ids = serializers.ListField(child=serializers.UUIDField())
+    updated_ids = serializers.ListField(child=serializers.UUIDField())
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+# --- Profiles ------------------------------------------------------------------------------------------
+
+
+class ProfileUpdateSerializer(StrictSerializer):
+    preferences = serializers.DictField(required=False, help_text="Merged key by key; null removes a key.")
+    facts = serializers.DictField(
+        child=serializers.CharField(allow_null=True, trim_whitespace=False),
+        required=False,
+        help_text="{key: text}; null removes the fact. Facts become user memories through the outbox.",
+    )
+    record_interaction = serializers.BooleanField(default=False)
+
+
+class ProfileSerializer(serializers.Serializer[Any]):
+    user_id = serializers.CharField()
+    preferences = serializers.DictField()
+    facts = serializers.DictField(child=serializers.CharField())
+    interaction_count = serializers.IntegerField()
+    last_active_at = serializers.DateTimeField(allow_null=True)
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

@@ -1,0 +1,312 @@
+"""Thin views over the memory services and selectors; every one is scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from memories_app import recall as recall_module
+from memories_app import selectors, services
+from memories_app.api.serializers import (
+    MemoryBatchSerializer,
+    MemoryCreateSerializer,
+    MemoryRevisionSerializer,
+    MemorySerializer,
+    MemoryUpdateSerializer,
+    ProfileSerializer,
+    ProfileUpdateSerializer,
+    PromoteSerializer,
+    PromotionJobSerializer,
+    RecallQuerySerializer,
+    RecallSerializer,
+    ScoredMemorySerializer,
+    SearchResultSerializer,
+    SearchSerializer,
+)
+from memories_app.background import record_access
+from memories_app.embeddings import get_embedder
+from memories_app.filters import MemoryFilter
+from memories_app.models import Memory, Scope
+from memories_app.selectors import ScoredMemory
+from memory_admin.api.concurrency import etag, if_match_versions
+from memory_admin.api.idempotency import idempotent
+from memory_admin.api.pagination import NewestFirstCursor
+from memory_admin.api.views import AgentAPIView
+from memory_admin.errors import PreconditionFailed, ValidationFailed
+from sessions_app.selectors import get_session
+from tenants_app.authentication import AgentPrincipal
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid request (the one error shape)"),
+    404: OpenApiResponse(description="Not found, or another tenant's"),
+}
+
+
+def _valid(serializer_class: Callable[..., Any], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _actor(request: Request) -> str:
+    principal = request.user
+    return f"api-key:{principal.api_key.prefix}" if isinstance(principal, AgentPrincipal) else "unknown"
+
+
+@contextmanager
+def _current_on_conflict(representation: Callable[[Any], dict[str, Any]]) -> Iterator[None]:
+    """Turn a service's StaleVersion into a 412 that carries the current resource."""
+    try:
+        yield
+    except services.StaleVersion as exc:
+        raise PreconditionFailed(
+            "The resource changed since you read it.",
+            details={"current_version": exc.current.version, "current": representation(exc.current)},
+        ) from exc
+
+
+def _memory_response(memory: Memory, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        MemorySerializer(memory).data, status=status, headers={"ETag": etag(memory.version), **(headers or {})}
+    )
+
+
+def _scored(items: list[ScoredMemory], context: dict[str, Any]) -> list[Any]:
+    return [
+        ScoredMemorySerializer({"score": round(i.score, 6), "memory": i.memory}, context=context).data for i in items
+    ]
+
+
+def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
+    return services.NewMemory(
+        scope=data["scope"],
+        content=data["content"],
+        user_id=data.get("user_id", ""),
+        session_id=data.get("session_id", ""),
+        metadata=data.get("metadata"),
+        embedding=data.get("embedding"),
+    )
+
+
+class MemoryCollectionView(AgentAPIView):
+    @extend_schema(
+        parameters=[MemoryFilter],
+        responses={200: MemorySerializer(many=True)},
+        summary="List memories, newest first (cursor pagination)",
+    )
+    def get(self, request: Request) -> Response:
+        filterset = MemoryFilter(request.query_params, queryset=selectors.memories_for(self.tenant))
+        if not filterset.is_valid():
+            raise ValidationFailed(
+                "The filters did not validate.", details={"fields": filterset.errors.get_json_data()}
+            )
+        paginator = NewestFirstCursor()
+        page = paginator.paginate_queryset(filterset.qs, request, view=self)
+        return paginator.get_paginated_response(MemorySerializer(page, many=True).data)
+
+    @extend_schema(
+        request=MemoryCreateSerializer, responses={201: MemorySerializer, **ERRORS}, summary="Store a memory"
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _valid(MemoryCreateSerializer, request.data)
+        memory = services.create_memory(tenant=self.tenant, item=_to_new_memory(data))
+        return _memory_response(memory, status=201, headers={"Location": f"/api/v1/memories/{memory.pk}"})
+
+
+class MemoryBatchView(AgentAPIView):
+    @extend_schema(
+        request=MemoryBatchSerializer,
+        responses={201: MemorySerializer(many=True), **ERRORS},
+        summary="Store many memories at once (all or none)",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _valid(MemoryBatchSerializer, request.data)
+        items = [_to_new_memory(item) for item in data["memories"]]
+        memories = services.create_memories(tenant=self.tenant, items=items)
+        return Response({"memories": MemorySerializer(memories, many=True).data}, status=201)
+
+
+class MemoryDetailView(AgentAPIView):
+    @extend_schema(responses={200: MemorySerializer, **ERRORS}, summary="Read a memory")
+    def get(self, request: Request, memory_id: str) -> Response:
+        return _memory_response(selectors.get_memory(tenant=self.tenant, memory_id=memory_id))
+
+    @extend_schema(
+        request=MemoryUpdateSerializer,
+        responses={200: MemorySerializer, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
+        summary="Update a memory (If-Match; optional merge on conflict)",
+    )
+    @idempotent
+    def patch(self, request: Request, memory_id: str) -> Response:
+        data = _valid(MemoryUpdateSerializer, request.data)
+        with _current_on_conflict(lambda memory: dict(MemorySerializer(memory).data)):
+            outcome = services.update_memory(
+                tenant=self.tenant,
+                memory_id=memory_id,
+                actor=_actor(request),
+                expected_versions=if_match_versions(request),
+                content=data.get("content"),
+                metadata=data.get("metadata"),
+                merge_on_conflict=data["on_conflict"] == "merge",
+            )
+        return _memory_response(outcome.memory, headers={"Memory-Merged": "true"} if outcome.merged else None)
+
+    @extend_schema(responses={204: None, **ERRORS}, summary="Delete a memory (logically, at once)")
+    def delete(self, request: Request, memory_id: str) -> Response:
+        with _current_on_conflict(lambda memory: dict(MemorySerializer(memory).data)):
+            services.delete_memory(
+                tenant=self.tenant, memory_id=memory_id, expected_versions=if_match_versions(request)
+            )
+        return Response(status=204)
+
+
+class MemoryHistoryView(AgentAPIView):
+    @extend_schema(responses={200: MemoryRevisionSerializer(many=True), **ERRORS}, summary="A memory's changes")
+    def get(self, request: Request, memory_id: str) -> Response:
+        memory = selectors.get_memory(tenant=self.tenant, memory_id=memory_id)
+        revisions = selectors.revisions_of(memory)
+        return Response({"revisions": MemoryRevisionSerializer(revisions, many=True).data})
+
+
+class MemorySearchView(AgentAPIView):
+    @extend_schema(
+        request=SearchSerializer,
+        responses={200: SearchResultSerializer, 503: OpenApiResponse(description="Embedder down"), **ERRORS},
+        summary="Semantic search by text or vector",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _valid(SearchSerializer, request.data)
+        if data["k"] > settings.MEMORY_SEARCH_MAX_K:
+            raise ValidationFailed(
+                "The request did not validate.", details={"fields": {"k": [f"At most {settings.MEMORY_SEARCH_MAX_K}."]}}
+            )
+        where = self._where(data)
+        embedder = get_embedder()
+        if "embedding" in data:
+            vector = services.clean_vector(data["embedding"], dimensions=embedder.dimensions)
+        else:
+            vector = services.embed_texts([services.clean_content(data["query"], field="query")])[0]
+        results = selectors.search_memories(
+            tenant=self.tenant,
+            vector=vector,
+            model_id=embedder.model_id,
+            where=where,
+            k=data["k"],
+            min_score=data["min_score"],
+        )
+        record_access([str(item.memory.pk) for item in results])
+        return Response({"results": _scored(results, {})})
+
+    def _where(self, data: dict[str, Any]) -> selectors.SearchScope:
+        scopes = frozenset(data["scopes"])
+        user_id, session = data.get("user_id", ""), None
+        if data.get("session_id"):
+            session = get_session(tenant=self.tenant, session_id=data["session_id"])
+            if user_id and user_id != session.user_id:
+                raise ValidationFailed(
+                    "The request did not validate.",
+                    details={"fields": {"session_id": ["The session belongs to another user."]}},
+                )
+            user_id = session.user_id
+        if Scope.SESSION in scopes and session is None:
+            raise ValidationFailed(
+                "The request did not validate.", details={"fields": {"session_id": ["Needed for the session scope."]}}
+            )
+        if Scope.USER in scopes and not user_id:
+            raise ValidationFailed(
+                "The request did not validate.", details={"fields": {"user_id": ["Needed for the user scope."]}}
+            )
+        return selectors.SearchScope(
+            scopes=scopes, user_id=user_id, session=session, metadata=data.get("metadata") or {}
+        )
+
+
+class RecallView(AgentAPIView):
+    @extend_schema(
+        parameters=[RecallQuerySerializer],
+        responses={200: RecallSerializer, 503: OpenApiResponse(description="Embedder down"), **ERRORS},
+        summary="Hot context plus the most relevant session, user and global memories",
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        data = _valid(RecallQuerySerializer, request.query_params)
+        session = get_session(tenant=self.tenant, session_id=session_id)
+        limits = recall_module.RecallLimits(
+            context=data["context_limit"],
+            session=data["session_limit"],
+            user=data["user_limit"],
+            global_=data["global_limit"],
+        )
+        result = recall_module.recall(
+            session=session, query=data.get("query", ""), limits=limits, min_score=data["min_score"]
+        )
+        record_access([str(item.memory.pk) for item in result.session + result.user + result.global_])
+        context: dict[str, Any] = {}
+        return Response(
+            {
+                "query": result.query,
+                "context": result.context,
+                "session_memories": _scored(result.session, context),
+                "user_memories": _scored(result.user, context),
+                "global_memories": _scored(result.global_, context),
+            }
+        )
+
+
+class PromoteView(AgentAPIView):
+    @extend_schema(
+        request=PromoteSerializer,
+        responses={202: PromotionJobSerializer, **ERRORS},
+        summary="Promote session knowledge to the user's scope (runs in the background)",
+    )
+    @idempotent
+    def post(self, request: Request, session_id: str) -> Response:
+        data = _valid(PromoteSerializer, request.data)
+        session = get_session(tenant=self.tenant, session_id=session_id)
+        job = services.request_promotion(
+            tenant=self.tenant, session=session, memory_ids=data.get("memory_ids", []), texts=data.get("texts", [])
+        )
+        return Response(
+            PromotionJobSerializer(job).data, status=202, headers={"Location": f"/api/v1/promotions/{job.pk}"}
+        )
+
+
+class PromotionJobView(AgentAPIView):
+    @extend_schema(responses={200: PromotionJobSerializer, **ERRORS}, summary="A promotion job's progress")
+    def get(self, request: Request, job_id: str) -> Response:
+        return Response(PromotionJobSerializer(selectors.get_promotion_job(tenant=self.tenant, job_id=job_id)).data)
+
+
+class ProfileView(AgentAPIView):
+    @extend_schema(responses={200: ProfileSerializer, **ERRORS}, summary="A user's profile")
+    def get(self, request: Request, user_id: str) -> Response:
+        profile = selectors.get_profile(tenant=self.tenant, user_id=user_id)
+        return Response(ProfileSerializer(profile).data, headers={"ETag": etag(profile.version)})
+
+    @extend_schema(
+        request=ProfileUpdateSerializer,
+        responses={200: ProfileSerializer, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
+        summary="Create or update a user's profile (If-Match)",
+        parameters=[OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False)],
+    )
+    @idempotent
+    def patch(self, request: Request, user_id: str) -> Response:
+        data = _valid(ProfileUpdateSerializer, request.data)
+        with _current_on_conflict(lambda profile: dict(ProfileSerializer(profile).data)):
+            profile = services.update_profile(
+                tenant=self.tenant,
+                user_id=user_id,
+                expected_versions=if_match_versions(request),
+                preferences=data.get("preferences"),
+                facts=data.get("facts"),
+                record_interaction=data["record_interaction"],
+            )
+        return Response(ProfileSerializer(profile).data, headers={"ETag": etag(profile.version)})

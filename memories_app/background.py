@@ -1,0 +1,370 @@
+"""Writes that Celery tasks make: promotion and distillation, the profile outbox, access statistics, decay.
+
+Each is safe to run twice and from several workers at once: jobs are claimed with a conditional UPDATE and
+a lease, per-item progress is committed with the item, and the outbox is applied one entry per transaction
+under an advisory lock, so every entry takes effect exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.models import (
+    JobKind,
+    JobStatus,
+    Memory,
+    MemoryRevision,
+    OutboxOperation,
+    ProfileFactOutbox,
+    PromotionJob,
+    RevisionKind,
+    Scope,
+    Source,
+)
+from memories_app.selectors import SearchScope, read_session_context, search_memories
+from memories_app.services import memory_source_key_for_fact
+from memories_app.text import summarise
+from memory_admin.health import redis_client
+from memory_admin.live import publish_on_commit, session_group, tenant_group
+from sessions_app.models import AgentSession, SessionStatus
+
+logger = structlog.get_logger("memory.memories")
+
+# A worker that crashed mid-job loses its claim after this long, and another worker resumes the job.
+JOB_LEASE = timedelta(minutes=5)
+# Summaries keep at most this many facts from one session.
+DISTILL_MAX_FACTS = 8
+_OUTBOX_LOCK = 0x6D656D6F7574  # "memout": one drainer at a time keeps entries in order
+ACCESS_KEY = "mem:memories:access"
+_ACCESS_FLUSHING_PREFIX = "mem:memories:access:flushing:"
+
+
+# --- Promotion and distillation ------------------------------------------------------------------------
+
+
+def claim_job(job_id: uuid.UUID | str) -> PromotionJob | None:
+    """Take the job if it is pending or its last worker's lease ran out; None if someone else holds it."""
+    now = timezone.now()
+    claimed = (
+        PromotionJob.objects.filter(pk=job_id)
+        .filter(Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, claimed_until__lt=now))
+        .update(status=JobStatus.RUNNING, claimed_until=now + JOB_LEASE, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return None
+    return PromotionJob.objects.select_related("session").get(pk=job_id)
+
+
+def _session_texts(job: PromotionJob) -> list[str]:
+    session_memories = Memory.objects.alive().filter(session=job.session, scope=Scope.SESSION)
+    wanted = job.request.get("memory_ids") or []
+    if wanted:
+        session_memories = session_memories.filter(pk__in=wanted)
+    texts = list(session_memories.order_by("created_at", "id").values_list("content", flat=True))
+    if job.kind == JobKind.PROMOTE:
+        extra = list(job.request.get("texts") or [])
+        return extra + texts if (wanted or extra) else texts
+    said = [
+        str(message.get("content", ""))
+        for message in read_session_context(job.session).get("messages", [])
+        if isinstance(message, dict) and message.get("role") == "user"
+    ]
+    facts, method = summarise(texts + said, max_items=DISTILL_MAX_FACTS)
+    job.request = {**job.request, "method": method}
+    return facts
+
+
+def _freeze_items(job: PromotionJob) -> list[str]:
+    """The texts this job promotes, fixed at the first attempt so that retries see the same list."""
+    items = job.request.get("items")
+    if items is None:
+        items = [text for text in _session_texts(job) if text.strip()][:1000]
+        job.request = {**job.request, "items": items, "done": 0}
+        job.save(update_fields=["request"])
+    return list(items)
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    memory_id: str
+    created: bool
+
+
+def _lock_user(tenant_id: object, user_id: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"memories:{tenant_id}:{user_id}"])
+
+
+def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> PromotionOutcome | None:
+    """Add `text` to the user's scope, or update its near-duplicate there. Caller holds a transaction."""
+    session = job.session
+    _lock_user(job.tenant_id, session.user_id)
+    embedder = get_embedder()
+    nearest = search_memories(
+        tenant=session.tenant,
+        vector=vector,
+        model_id=embedder.model_id,
+        where=SearchScope(scopes=frozenset({Scope.USER}), user_id=session.user_id),
+        k=1,
+        min_score=settings.MEMORY_DEDUPE_THRESHOLD,
+    )
+    source = Source.DISTILLATION if job.kind == JobKind.DISTILL else Source.PROMOTION
+    if not nearest:
+        memory = Memory.objects.create(
+            tenant_id=job.tenant_id,
+            scope=Scope.USER,
+            user_id=session.user_id,
+            session=session,
+            content=text,
+            embedding=vector,
+            embedding_model=embedder.model_id,
+            dimensions=embedder.dimensions,
+            source=source,
+            metadata={"promoted_from_session": session.session_id},
+        )
+        return PromotionOutcome(str(memory.pk), created=True)
+    memory = Memory.objects.select_for_update().get(pk=nearest[0].memory.pk)
+    if memory.content == text:
+        return None
+    previous = memory.content
+    memory.content, memory.embedding = text, vector
+    memory.version += 1
+    memory.updated_at = timezone.now()
+    memory.save()
+    MemoryRevision.objects.create(
+        memory=memory,
+        version=memory.version,
+        kind=RevisionKind.PROMOTION,
+        actor=f"{job.kind}:{job.pk}",
+        previous_content=previous,
+        content=text,
+        inputs={"session": session.session_id, "score": round(nearest[0].score, 4)},
+    )
+    return PromotionOutcome(str(memory.pk), created=False)
+
+
+def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
+    """Do a claimed promotion or distillation job; items already done by an earlier attempt are skipped.
+
+    Raises EmbedderUnavailable (the job keeps its claim until the lease ends; the task retries).
+    """
+    job = claim_job(job_id)
+    if job is None:
+        return None
+    try:
+        items = _freeze_items(job)
+        done = int(job.request.get("done", 0))
+        vectors = get_embedder().embed(items[done:]) if items[done:] else []
+    except EmbedderUnavailable as exc:
+        PromotionJob.objects.filter(pk=job.pk).update(last_error=str(exc)[:2000])
+        raise
+    for offset, (text, vector) in enumerate(zip(items[done:], vectors, strict=True)):
+        with transaction.atomic():
+            outcome = _promote_one(job, text, vector)
+            job.request = {**job.request, "done": done + offset + 1}
+            if outcome is not None:
+                (job.created_ids if outcome.created else job.updated_ids).append(outcome.memory_id)
+            job.save(update_fields=["request", "created_ids", "updated_ids"])
+    with transaction.atomic():
+        job.status, job.finished_at, job.claimed_until, job.last_error = JobStatus.DONE, timezone.now(), None, ""
+        job.save(update_fields=["status", "finished_at", "claimed_until", "last_error"])
+        publish_on_commit(
+            [tenant_group(job.tenant_id), session_group(job.session_id)],
+            {
+                "type": "promotion.finished",
+                "tenant": str(job.tenant_id),
+                "session": job.session.session_id,
+                "job": str(job.pk),
+                "kind": job.kind,
+                "created": len(job.created_ids),
+                "updated": len(job.updated_ids),
+            },
+        )
+    return job
+
+
+def unfinished_jobs(limit: int = 100) -> list[str]:
+    """Jobs a lost broker message or a crashed worker left behind."""
+    now = timezone.now()
+    stale = PromotionJob.objects.filter(
+        Q(status=JobStatus.PENDING, created_at__lt=now - timedelta(seconds=30))
+        | Q(status=JobStatus.RUNNING, claimed_until__lt=now)
+    )
+    return [str(pk) for pk in stale.order_by("created_at").values_list("pk", flat=True)[:limit]]
+
+
+def sessions_to_distill(limit: int = 100) -> list[AgentSession]:
+    return list(
+        AgentSession.objects.filter(status=SessionStatus.COMPLETED)
+        .exclude(promotion_jobs__kind=JobKind.DISTILL)
+        .order_by("updated_at")[:limit]
+    )
+
+
+# --- Profile facts -> memories (the outbox) ------------------------------------------------------------
+
+
+def _apply_fact(entry: ProfileFactOutbox) -> None:
+    source_key = memory_source_key_for_fact(entry.fact_key)
+    memory = (
+        Memory.objects.alive()
+        .select_for_update()
+        .filter(tenant_id=entry.tenant_id, user_id=entry.user_id, source_key=source_key)
+        .first()
+    )
+    if entry.operation == OutboxOperation.DELETE:
+        if memory is not None:
+            memory.deleted_at = timezone.now()
+            memory.save(update_fields=["deleted_at"])
+        return
+    if memory is not None and memory.content == entry.content:
+        return
+    embedder = get_embedder()
+    vector = embedder.embed([entry.content])[0]
+    if memory is None:
+        Memory.objects.create(
+            tenant_id=entry.tenant_id,
+            scope=Scope.USER,
+            user_id=entry.user_id,
+            content=entry.content,
+            embedding=vector,
+            embedding_model=embedder.model_id,
+            dimensions=embedder.dimensions,
+            source=Source.PROFILE,
+            source_key=source_key,
+            metadata={"profile_fact": entry.fact_key},
+        )
+        return
+    previous = memory.content
+    memory.content, memory.embedding = entry.content, vector
+    memory.embedding_model, memory.dimensions = embedder.model_id, embedder.dimensions
+    memory.version += 1
+    memory.updated_at = timezone.now()
+    memory.save()
+    MemoryRevision.objects.create(
+        memory=memory,
+        version=memory.version,
+        kind=RevisionKind.PROFILE,
+        actor=f"profile-outbox:{entry.pk}",
+        previous_content=previous,
+        content=entry.content,
+    )
+
+
+def apply_next_outbox_entry() -> bool:
+    """Apply the oldest unprocessed outbox entry and mark it processed in the same transaction.
+
+    False when the outbox is empty. Raises EmbedderUnavailable, leaving the entry (and everything after it)
+    for a retry, with the error recorded on it.
+    """
+    entry: ProfileFactOutbox | None = None
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_OUTBOX_LOCK])
+            entry = ProfileFactOutbox.objects.filter(processed_at__isnull=True).order_by("id").first()
+            if entry is None:
+                return False
+            _apply_fact(entry)
+            entry.processed_at = timezone.now()
+            entry.save(update_fields=["processed_at"])
+            return True
+    except EmbedderUnavailable as exc:
+        if entry is not None:
+            ProfileFactOutbox.objects.filter(pk=entry.pk).update(attempts=F("attempts") + 1, last_error=str(exc)[:2000])
+        raise
+
+
+# --- Access statistics ---------------------------------------------------------------------------------
+
+
+def record_access(memory_ids: list[str]) -> None:
+    """Count reads in Redis (one pipelined round trip); `flush_access_stats` writes them to Postgres.
+
+    Counts are advisory: when Redis is down or flushed, some are lost, never the memories.
+    """
+    if not memory_ids:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for memory_id in memory_ids:
+            pipe.hincrby(ACCESS_KEY, memory_id, 1)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("access_stats_dropped", error=type(exc).__name__)
+
+
+def flush_access_stats() -> int:
+    """Add the counted reads to access_count and last_accessed_at in one UPDATE; returns memories touched."""
+    client = redis_client()
+    batch_key = f"{_ACCESS_FLUSHING_PREFIX}{uuid.uuid4().hex}"
+    with contextlib.suppress(redis.ResponseError):  # no such key: nothing counted since the last flush
+        client.rename(ACCESS_KEY, batch_key)
+    touched = 0
+    # Earlier flushes that died between RENAME and DELETE left their batch behind: apply those too.
+    for key in client.scan_iter(match=f"{_ACCESS_FLUSHING_PREFIX}*"):
+        counts = {_text(name): int(value) for name, value in client.hgetall(key).items()}
+        touched += _apply_counts(counts)
+        client.delete(key)
+    return touched
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _apply_counts(counts: dict[str, int]) -> int:
+    valid = {}
+    for name, value in counts.items():
+        try:
+            valid[str(uuid.UUID(name))] = value
+        except ValueError:
+            continue
+    if not valid:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE memories_app_memory AS m SET access_count = m.access_count + v.n, last_accessed_at = now() "
+            "FROM unnest(%s::uuid[], %s::int[]) AS v(id, n) WHERE m.id = v.id",
+            [list(valid), list(valid.values())],
+        )
+        return int(cursor.rowcount)
+
+
+# --- Decay and purge -----------------------------------------------------------------------------------
+
+
+def evict_decayed(*, batch: int = 1000) -> int:
+    """Logically delete memories whose decay weight fell below MEMORY_EVICTION_THRESHOLD.
+
+    Profile-fact memories are kept: the profile owns them, and removing a fact is how they go.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE memories_app_memory SET deleted_at = now() WHERE id IN ("
+            " SELECT id FROM memories_app_memory WHERE deleted_at IS NULL AND source <> %s"
+            " AND power(2, -extract(epoch FROM now() - coalesce(last_accessed_at, created_at)) / 86400.0 / %s)"
+            "     * ln(2 + access_count) < %s"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)",
+            [Source.PROFILE, settings.MEMORY_DECAY_HALF_LIFE_DAYS, settings.MEMORY_EVICTION_THRESHOLD, batch],
+        )
+        return int(cursor.rowcount)
+
+
+def purge_deleted(*, batch: int = 1000) -> int:
+    """Physically remove memories deleted more than MEMORY_PURGE_AFTER_HOURS ago (vectors included)."""
+    cutoff = timezone.now() - timedelta(hours=settings.MEMORY_PURGE_AFTER_HOURS)
+    ids = list(Memory.objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+    deleted, _ = Memory.objects.filter(pk__in=ids).delete()
+    return len(ids) if deleted else 0

@@ -1,0 +1,77 @@
+"""Embedding providers behind one interface, chosen by settings.
+
+`EMBEDDING_PROVIDER=auto` (the default) picks OpenAI when OPENAI_API_KEY is set, else the local
+all-MiniLM-L6-v2 model when it is installed, else the deterministic hashing embedder.
+
+Each vector is stored with its embedder's `model_id`; searches only compare vectors of the active model.
+After changing provider or dimension run `manage.py reembed`: until it finishes, memories embedded by the
+previous model are not found by search (they are still listed and recalled by scope).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from memories_app.embeddings import hashing, local, openai_provider
+from memories_app.embeddings.base import Embedder, EmbedderUnavailable
+
+__all__ = ["Embedder", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
+
+
+def active_provider() -> str:
+    """The provider EMBEDDING_PROVIDER resolves to: openai, local or hashing."""
+    choice: str = settings.EMBEDDING_PROVIDER
+    if choice != "auto":
+        return choice
+    if settings.OPENAI_API_KEY:
+        return "openai"
+    if local.is_installed():
+        return "local"
+    return "hashing"
+
+
+@lru_cache(maxsize=1)
+def _build(
+    provider: str, dimensions: int, api_key: str | None, base_url: str | None, model: str, timeout: float, retries: int
+) -> Embedder:
+    if provider == "openai":
+        if not api_key:
+            raise ImproperlyConfigured("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_API_KEY_FILE)")
+        client = openai_provider.make_client(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=retries,
+        )
+        return openai_provider.OpenAIEmbedder(
+            client=client,
+            model=model,
+            dimensions=dimensions or openai_provider.NATIVE_DIMENSIONS,
+            request_dimensions=bool(dimensions),
+            batch_size=settings.EMBEDDING_BATCH_SIZE,
+        )
+    if provider == "local":
+        if dimensions and dimensions != local.NATIVE_DIMENSIONS:
+            raise ImproperlyConfigured(f"the local model makes {local.NATIVE_DIMENSIONS}-dimension vectors")
+        return local.LocalEmbedder()
+    return hashing.HashingEmbedder(dimensions or hashing.NATIVE_DIMENSIONS)
+
+
+def get_embedder() -> Embedder:
+    """The configured embedder (one per process and configuration)."""
+    return _build(
+        active_provider(),
+        settings.EMBEDDING_DIMENSIONS,
+        settings.OPENAI_API_KEY,
+        settings.OPENAI_BASE_URL,
+        settings.OPENAI_EMBEDDING_MODEL,
+        settings.OPENAI_TIMEOUT_SECONDS,
+        settings.OPENAI_MAX_RETRIES,
+    )
+
+
+def reset_embedder() -> None:
+    _build.cache_clear()

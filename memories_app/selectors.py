@@ -1,0 +1,165 @@
+"""Reads of long-term memory, always within the caller's tenant.
+
+Search strategy: results for one user (session and user scopes) are an exact scan over that user's rows,
+found through the `memory_owner_alive` b-tree index and ordered by true cosine distance, so they are exact
+however many memories other users hold. Global memories are scanned exactly too while a tenant holds at
+most MEMORY_EXACT_SEARCH_MAX_ROWS of them; beyond that the HNSW index answers, with pgvector's iterative
+index scan so that the tenant filter cannot starve the result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Cast
+from pgvector.django import CosineDistance, VectorField
+
+from memories_app.models import Memory, MemoryRevision, PromotionJob, Scope, UserProfile
+from memory_admin.errors import NotFound
+from sessions_app import selectors as session_selectors
+from sessions_app.models import AgentSession
+from tenants_app.models import Tenant
+
+
+def memories_for(tenant: Tenant) -> QuerySet[Memory]:
+    """The tenant's live memories (logically deleted ones are invisible everywhere)."""
+    return Memory.objects.alive().filter(tenant=tenant).select_related("session")
+
+
+def get_memory(*, tenant: Tenant, memory_id: uuid.UUID | str) -> Memory:
+    try:
+        key = uuid.UUID(str(memory_id))
+    except ValueError:
+        raise NotFound("No such memory.", details={"memory_id": str(memory_id)}) from None
+    memory = memories_for(tenant).filter(pk=key).first()
+    if memory is None:
+        raise NotFound("No such memory.", details={"memory_id": str(memory_id)})
+    return memory
+
+
+def revisions_of(memory: Memory) -> QuerySet[MemoryRevision]:
+    return MemoryRevision.objects.filter(memory=memory).order_by("version")
+
+
+def get_profile(*, tenant: Tenant, user_id: str) -> UserProfile:
+    profile = UserProfile.objects.filter(tenant=tenant, user_id=user_id).first()
+    if profile is None:
+        raise NotFound("No profile for this user.", details={"user_id": user_id})
+    return profile
+
+
+def get_promotion_job(*, tenant: Tenant, job_id: uuid.UUID | str) -> PromotionJob:
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound("No such promotion job.", details={"job_id": str(job_id)}) from None
+    job = PromotionJob.objects.filter(tenant=tenant, pk=key).select_related("session").first()
+    if job is None:
+        raise NotFound("No such promotion job.", details={"job_id": str(job_id)})
+    return job
+
+
+@dataclass(frozen=True)
+class ScoredMemory:
+    memory: Memory
+    score: float  # cosine similarity, 1 is identical
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Which memories a search may return: the scopes, and the owner the non-global scopes belong to."""
+
+    scopes: frozenset[str]
+    user_id: str = ""
+    session: AgentSession | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _owned(tenant: Tenant, model_id: str, where: SearchScope) -> QuerySet[Memory] | None:
+    owner_scopes = where.scopes - {Scope.GLOBAL}
+    if not owner_scopes:
+        return None
+    queryset = memories_for(tenant).filter(embedding_model=model_id, user_id=where.user_id, scope__in=owner_scopes)
+    if Scope.SESSION in owner_scopes and where.session is not None:
+        # Session memories of this session only; user memories of the user whatever session made them.
+        queryset = queryset.filter(Q(scope=Scope.USER) | Q(session=where.session))
+    return queryset
+
+
+def _ranked(queryset: QuerySet[Memory], vector: Sequence[float], *, k: int, min_score: float) -> list[ScoredMemory]:
+    rows = (
+        queryset.annotate(distance=CosineDistance("embedding", list(vector)))
+        .filter(distance__lte=1 - min_score)
+        .order_by("distance", "id")[:k]
+    )
+    return [ScoredMemory(row, 1 - float(row.distance)) for row in rows]
+
+
+def _ranked_by_index(
+    queryset: QuerySet[Memory], vector: Sequence[float], *, dimensions: int, k: int, min_score: float
+) -> list[ScoredMemory]:
+    distance = CosineDistance(Cast("embedding", VectorField(dimensions=dimensions)), list(vector))
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Iterative scans keep walking the graph until enough rows pass the filter; relaxed order is
+        # re-sorted below.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.MEMORY_HNSW_EF_SEARCH, k)])
+        rows = list(
+            queryset.filter(dimensions=dimensions)
+            .annotate(distance=distance)
+            .filter(distance__lte=1 - min_score)
+            .order_by("distance")[:k]
+        )
+    scored = [ScoredMemory(row, 1 - float(row.distance)) for row in rows]
+    return sorted(scored, key=lambda item: (-item.score, str(item.memory.pk)))
+
+
+def search_memories(
+    *,
+    tenant: Tenant,
+    vector: Sequence[float],
+    model_id: str,
+    where: SearchScope,
+    k: int,
+    min_score: float = -1.0,
+) -> list[ScoredMemory]:
+    """The k memories most similar to `vector` among those `where` allows, best first."""
+    results: list[ScoredMemory] = []
+    owned = _owned(tenant, model_id, where)
+    if owned is not None:
+        if where.metadata:
+            owned = owned.filter(metadata__contains=where.metadata)
+        results.extend(_ranked(owned, vector, k=k, min_score=min_score))
+    if Scope.GLOBAL in where.scopes:
+        shared = memories_for(tenant).filter(scope=Scope.GLOBAL, embedding_model=model_id)
+        if where.metadata:
+            shared = shared.filter(metadata__contains=where.metadata)
+        limit = settings.MEMORY_EXACT_SEARCH_MAX_ROWS
+        if shared.values("pk")[: limit + 1].count() <= limit:
+            results.extend(_ranked(shared, vector, k=k, min_score=min_score))
+        else:
+            results.extend(_ranked_by_index(shared, vector, dimensions=len(vector), k=k, min_score=min_score))
+    results.sort(key=lambda item: (-item.score, str(item.memory.pk)))
+    return results[:k]
+
+
+def read_session_context(session: AgentSession) -> dict[str, Any]:
+    """The session's hot context (dialogue and tool state) as sessions_app keeps it.
+
+    sessions_app provides `read_context(session=...)`; until it does, a session has no context here.
+    """
+    reader = getattr(session_selectors, "read_context", None)
+    if reader is None:
+        return {"messages": []}
+    context = reader(session=session)
+    return context if isinstance(context, dict) else {"messages": []}
+
+
+def recent_memories(queryset: QuerySet[Memory], *, limit: int) -> list[ScoredMemory]:
+    return [ScoredMemory(memory, 0.0) for memory in queryset.order_by("-created_at", "-id")[:limit]]

@@ -1,0 +1,469 @@
+"""Writes to long-term memory that agents ask for through the API.
+
+Every write validates before it stores anything, computes embeddings before it opens the row for writing
+(so an embedder outage is a 503 with nothing stored), and publishes live updates after commit. Work that
+runs in the background (promotion, profile sync, access statistics, decay) is in `memories_app.background`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.models import (
+    JobKind,
+    Memory,
+    MemoryRevision,
+    OutboxOperation,
+    ProfileFactOutbox,
+    PromotionJob,
+    RevisionKind,
+    Scope,
+    Source,
+    UserProfile,
+)
+from memories_app.text import merge_texts
+from memory_admin.errors import NotFound, PreconditionFailed, Unavailable, ValidationFailed
+from memory_admin.live import publish_on_commit, session_group, tenant_group
+from sessions_app.models import AgentSession
+from tenants_app.models import Tenant
+
+# float4, the type pgvector stores, overflows above this.
+_FLOAT4_MAX = 3.4e38
+MAX_USER_ID_CHARS = 256
+MAX_FACT_KEY_CHARS = 200
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed("The request did not validate.", details={"fields": {field: [message]}})
+
+
+class StaleVersion(PreconditionFailed):
+    """The resource changed since the caller read it; `current` is the stored row."""
+
+    def __init__(self, current: Memory | UserProfile) -> None:
+        super().__init__("The resource changed since you read it.", details={"current_version": current.version})
+        self.current = current
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """One memory to create, as the API received it."""
+
+    scope: str
+    content: str
+    user_id: str = ""
+    session_id: str = ""
+    metadata: dict[str, Any] | None = None
+    embedding: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class _Owner:
+    scope: str
+    user_id: str
+    session: AgentSession | None
+
+
+def clean_content(content: str, *, field: str = "content") -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise _invalid(field, "Content may not be empty.")
+    if len(content) > settings.MEMORY_MAX_CONTENT_CHARS:
+        raise _invalid(
+            field, f"Content is {len(content)} characters; the limit is {settings.MEMORY_MAX_CONTENT_CHARS}."
+        )
+    return content
+
+
+def clean_metadata(metadata: dict[str, Any] | None, *, field: str = "metadata") -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    size = len(json.dumps(metadata, separators=(",", ":")).encode())
+    if size > settings.MEMORY_MAX_METADATA_BYTES:
+        raise _invalid(field, f"Metadata is {size} bytes; the limit is {settings.MEMORY_MAX_METADATA_BYTES}.")
+    return metadata
+
+
+def clean_vector(vector: Sequence[float], *, dimensions: int, field: str = "embedding") -> list[float]:
+    """A client-supplied vector of the active embedder's dimension, finite, not all zeros."""
+    if len(vector) != dimensions:
+        raise _invalid(field, f"The vector has {len(vector)} dimensions; this service's embedder uses {dimensions}.")
+    values = [float(value) for value in vector]
+    if any(not math.isfinite(value) or abs(value) > _FLOAT4_MAX for value in values):
+        raise _invalid(field, "Every component must be a finite number within the float4 range.")
+    if not any(values):
+        raise _invalid(field, "An all-zero vector has no direction to compare.")
+    return values
+
+
+def clean_user_id(user_id: str, *, field: str = "user_id") -> str:
+    if not user_id or not user_id.strip() or len(user_id) > MAX_USER_ID_CHARS:
+        raise _invalid(field, f"A user id is 1-{MAX_USER_ID_CHARS} characters.")
+    return user_id
+
+
+def embed_texts(texts: Sequence[str]) -> list[list[float]]:
+    """Vectors from the active embedder, or Unavailable (503) saying why it cannot answer."""
+    if not texts:
+        return []
+    try:
+        return get_embedder().embed(texts)
+    except EmbedderUnavailable as exc:
+        raise Unavailable(str(exc), details={"layer": "embeddings"}) from exc
+
+
+def _owner(tenant: Tenant, item: NewMemory, *, prefix: str = "") -> _Owner:
+    """Check scope, user and session agree, and that the session is the tenant's."""
+    scope, user_id, session_id = item.scope, item.user_id or "", item.session_id or ""
+    if scope not in Scope.values:
+        raise _invalid(f"{prefix}scope", f"Unknown scope; use one of {', '.join(Scope.values)}.")
+    if scope == Scope.GLOBAL:
+        if user_id or session_id:
+            raise _invalid(f"{prefix}scope", "Global memories belong to no user or session.")
+        return _Owner(scope, "", None)
+    session = None
+    if session_id:
+        session = AgentSession.objects.filter(tenant=tenant, session_id=session_id).first()
+        if session is None:
+            raise _invalid(f"{prefix}session_id", "No such session.")
+        if user_id and user_id != session.user_id:
+            raise _invalid(f"{prefix}session_id", "The session belongs to another user.")
+        user_id = session.user_id
+    elif scope == Scope.SESSION:
+        raise _invalid(f"{prefix}session_id", "A session memory needs its session_id.")
+    return _Owner(scope, clean_user_id(user_id, field=f"{prefix}user_id"), session)
+
+
+def _announce_created(tenant: Tenant, memories: Sequence[Memory]) -> None:
+    for memory in memories:
+        groups = [tenant_group(tenant.pk)]
+        if memory.session_id is not None:
+            groups.append(session_group(memory.session_id))
+        publish_on_commit(
+            groups,
+            {"type": "memory.created", "tenant": str(tenant.pk), "memory": str(memory.pk), "scope": memory.scope},
+        )
+
+
+@transaction.atomic
+def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memory]:
+    """Store several memories at once, all or none, embedding the texts that came without a vector in one call.
+
+    Raises ValidationFailed (400, naming the item and field) for a bad scope, an unknown or foreign session,
+    empty or oversized content or metadata, or a vector of the wrong dimension; Unavailable (503) when the
+    embedder is down. Nothing is stored in either case.
+    """
+    if not items:
+        raise _invalid("memories", "Send at least one memory.")
+    if len(items) > settings.MEMORY_BATCH_MAX:
+        raise _invalid("memories", f"At most {settings.MEMORY_BATCH_MAX} memories per batch.")
+    embedder = get_embedder()
+    batch = len(items) > 1
+    owners, contents, metadatas, vectors = [], [], [], []
+    for index, item in enumerate(items):
+        prefix = f"memories[{index}]." if batch else ""
+        owners.append(_owner(tenant, item, prefix=prefix))
+        contents.append(clean_content(item.content, field=f"{prefix}content"))
+        metadatas.append(clean_metadata(item.metadata, field=f"{prefix}metadata"))
+        vectors.append(
+            None
+            if item.embedding is None
+            else clean_vector(item.embedding, dimensions=embedder.dimensions, field=f"{prefix}embedding")
+        )
+    missing = [index for index, vector in enumerate(vectors) if vector is None]
+    for index, vector in zip(missing, embed_texts([contents[index] for index in missing]), strict=True):
+        vectors[index] = vector
+    now = timezone.now()
+    memories = [
+        Memory(
+            tenant=tenant,
+            scope=owner.scope,
+            user_id=owner.user_id,
+            session=owner.session,
+            content=content,
+            embedding=vector,
+            embedding_model=embedder.model_id,
+            dimensions=embedder.dimensions,
+            metadata=metadata,
+            created_at=now,
+            updated_at=now,
+        )
+        for owner, content, metadata, vector in zip(owners, contents, metadatas, vectors, strict=True)
+    ]
+    Memory.objects.bulk_create(memories)
+    _announce_created(tenant, memories)
+    return memories
+
+
+def create_memory(*, tenant: Tenant, item: NewMemory) -> Memory:
+    """Store one memory; see `create_memories` for what can go wrong."""
+    return create_memories(tenant=tenant, items=[item])[0]
+
+
+def _locked_memory(tenant: Tenant, memory_id: uuid.UUID | str) -> Memory:
+    try:
+        key = uuid.UUID(str(memory_id))
+    except ValueError:
+        raise NotFound("No such memory.", details={"memory_id": str(memory_id)}) from None
+    memory = Memory.objects.alive().select_for_update().filter(tenant=tenant, pk=key).first()
+    if memory is None:
+        raise NotFound("No such memory.", details={"memory_id": str(memory_id)})
+    return memory
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    memory: Memory
+    merged: bool
+
+
+@transaction.atomic
+def update_memory(
+    *,
+    tenant: Tenant,
+    memory_id: uuid.UUID | str,
+    actor: str,
+    expected_versions: set[int] | None,
+    content: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    merge_on_conflict: bool = False,
+) -> UpdateOutcome:
+    """Change a memory's content (re-embedded) and/or replace its metadata; its version goes up by one.
+
+    `expected_versions` (from If-Match) makes the update conditional: when the memory changed since, the
+    caller gets StaleVersion (412, with the current memory) unless it asked to merge, in which case the
+    stored and the sent content are merged (by the chat model when configured, deterministically otherwise)
+    and the merge is recorded in the memory's history with both inputs. NotFound for another tenant's or a
+    deleted memory; ValidationFailed for bad content or metadata; Unavailable when the embedder (or the chat
+    model asked to merge) is down, with nothing changed.
+    """
+    if content is None and metadata is None:
+        raise _invalid("content", "Send content, metadata, or both.")
+    if content is not None:
+        clean_content(content)
+    if metadata is not None:
+        clean_metadata(metadata)
+    memory = _locked_memory(tenant, memory_id)
+    stale = expected_versions is not None and memory.version not in expected_versions
+    if stale and not (merge_on_conflict and content is not None):
+        raise StaleVersion(memory)
+    previous = memory.content
+    kind, inputs = RevisionKind.UPDATE, {}
+    if stale and content is not None:
+        try:
+            result = merge_texts(memory.content, content)
+        except EmbedderUnavailable as exc:
+            raise Unavailable(str(exc), details={"layer": "language_model"}) from exc
+        clean_content(result.text)
+        kind = RevisionKind.MERGE
+        inputs = {
+            "current": memory.content,
+            "current_version": memory.version,
+            "incoming": content,
+            "incoming_based_on": sorted(expected_versions or ()),
+            "method": result.method,
+        }
+        content = result.text
+    if content is not None and content != memory.content:
+        memory.embedding = embed_texts([content])[0]
+        embedder = get_embedder()
+        memory.embedding_model, memory.dimensions = embedder.model_id, embedder.dimensions
+        memory.content = content
+    if metadata is not None:
+        memory.metadata = metadata
+    memory.version += 1
+    memory.updated_at = timezone.now()
+    memory.save()
+    if memory.content != previous or kind == RevisionKind.MERGE:
+        MemoryRevision.objects.create(
+            memory=memory,
+            version=memory.version,
+            kind=kind,
+            actor=actor,
+            previous_content=previous,
+            content=memory.content,
+            inputs=inputs,
+        )
+    publish_on_commit(
+        [tenant_group(tenant.pk)],
+        {"type": "memory.updated", "tenant": str(tenant.pk), "memory": str(memory.pk), "version": memory.version},
+    )
+    return UpdateOutcome(memory, kind == RevisionKind.MERGE)
+
+
+@transaction.atomic
+def delete_memory(*, tenant: Tenant, memory_id: uuid.UUID | str, expected_versions: set[int] | None) -> None:
+    """Delete logically: the memory disappears from every read at once; the purge job removes the row later.
+
+    NotFound for an unknown, foreign or already deleted memory; StaleVersion (412) when If-Match disagrees.
+    """
+    memory = _locked_memory(tenant, memory_id)
+    if expected_versions is not None and memory.version not in expected_versions:
+        raise StaleVersion(memory)
+    memory.deleted_at = timezone.now()
+    memory.save(update_fields=["deleted_at"])
+    publish_on_commit(
+        [tenant_group(tenant.pk)], {"type": "memory.deleted", "tenant": str(tenant.pk), "memory": str(memory.pk)}
+    )
+
+
+def _enqueue_promotion(job: PromotionJob) -> None:
+    from memories_app.tasks import run_promotion_job
+
+    transaction.on_commit(lambda: run_promotion_job.delay(str(job.pk)))
+
+
+@transaction.atomic
+def request_promotion(
+    *, tenant: Tenant, session: AgentSession, memory_ids: Sequence[str] = (), texts: Sequence[str] = ()
+) -> PromotionJob:
+    """Queue the promotion of a session's knowledge to its user's scope; a worker does it after commit.
+
+    Promotes the given session memories and texts, or every session memory of the session when neither is
+    given. A near-duplicate of an existing user memory updates it instead of adding a second. Raises
+    ValidationFailed for ids that are not this session's live session memories or for bad texts.
+    """
+    for index, text in enumerate(texts):
+        clean_content(text, field=f"texts[{index}]")
+    if memory_ids:
+        keys = []
+        for index, raw in enumerate(memory_ids):
+            try:
+                keys.append(uuid.UUID(str(raw)))
+            except ValueError:
+                raise _invalid(f"memory_ids[{index}]", "Not a memory id.") from None
+        found = set(
+            Memory.objects.alive()
+            .filter(tenant=tenant, session=session, scope=Scope.SESSION, pk__in=keys)
+            .values_list("pk", flat=True)
+        )
+        unknown = [str(key) for key in keys if key not in found]
+        if unknown:
+            raise ValidationFailed(
+                "Some memory ids are not session memories of this session.",
+                details={"fields": {"memory_ids": ["Unknown ids."]}, "unknown": unknown},
+            )
+    job = PromotionJob.objects.create(
+        tenant=tenant,
+        session=session,
+        kind=JobKind.PROMOTE,
+        request={"memory_ids": [str(key) for key in memory_ids], "texts": list(texts)},
+    )
+    _enqueue_promotion(job)
+    return job
+
+
+@transaction.atomic
+def request_distillation(*, session: AgentSession) -> PromotionJob:
+    """Queue the distillation of a session into its user's scope; at most one per session (the existing job
+    is returned on a second call)."""
+    existing = PromotionJob.objects.filter(session=session, kind=JobKind.DISTILL).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            job = PromotionJob.objects.create(tenant_id=session.tenant_id, session=session, kind=JobKind.DISTILL)
+    except IntegrityError:  # another caller queued it between our read and insert
+        return PromotionJob.objects.get(session=session, kind=JobKind.DISTILL)
+    _enqueue_promotion(job)
+    return job
+
+
+def _locked_profile(tenant: Tenant, user_id: str) -> UserProfile:
+    UserProfile.objects.bulk_create([UserProfile(tenant=tenant, user_id=user_id, version=0)], ignore_conflicts=True)
+    return UserProfile.objects.select_for_update().get(tenant=tenant, user_id=user_id)
+
+
+@transaction.atomic
+def update_profile(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    expected_versions: set[int] | None,
+    preferences: dict[str, Any] | None = None,
+    facts: dict[str, str | None] | None = None,
+    record_interaction: bool = False,
+) -> UserProfile:
+    """Create or change a user's profile; its version goes up by one.
+
+    `preferences` and `facts` are merged key by key (null removes a key). Every added, changed or removed
+    fact is written to the outbox in the same transaction, so the user's memories follow exactly once even
+    if a worker or Redis is lost. `record_interaction` counts one interaction and marks the user active.
+    StaleVersion (412) when If-Match names another version; ValidationFailed for bad facts or ids.
+    """
+    clean_user_id(user_id)
+    for key, value in (facts or {}).items():
+        if not key.strip() or len(key) > MAX_FACT_KEY_CHARS:
+            raise _invalid("facts", f"Fact keys are 1-{MAX_FACT_KEY_CHARS} characters.")
+        if value is not None:
+            clean_content(value, field=f"facts.{key}")
+    profile = _locked_profile(tenant, user_id)
+    if expected_versions is not None and profile.version not in expected_versions:
+        raise StaleVersion(profile)
+    if preferences:
+        merged = {**profile.preferences, **preferences}
+        profile.preferences = {key: value for key, value in merged.items() if value is not None}
+        clean_metadata(profile.preferences, field="preferences")
+    changes: list[ProfileFactOutbox] = []
+    profile.version += 1
+    for key, value in (facts or {}).items():
+        if value is None and key in profile.facts:
+            del profile.facts[key]
+            operation = OutboxOperation.DELETE
+        elif value is not None and profile.facts.get(key) != value:
+            profile.facts[key] = value
+            operation = OutboxOperation.UPSERT
+        else:
+            continue
+        changes.append(
+            ProfileFactOutbox(
+                tenant=tenant,
+                user_id=user_id,
+                fact_key=key,
+                operation=operation,
+                content=value or "",
+                profile_version=profile.version,
+            )
+        )
+    if record_interaction:
+        profile.interaction_count += 1
+        profile.last_active_at = timezone.now()
+    profile.updated_at = timezone.now()
+    profile.save()
+    ProfileFactOutbox.objects.bulk_create(changes)
+    if changes:
+        from memories_app.tasks import drain_profile_outbox
+
+        transaction.on_commit(drain_profile_outbox.delay)
+    publish_on_commit(
+        [tenant_group(tenant.pk)],
+        {"type": "profile.updated", "tenant": str(tenant.pk), "profile": profile.pk, "version": profile.version},
+    )
+    return profile
+
+
+def memory_source_key_for_fact(fact_key: str) -> str:
+    return f"profile:{fact_key}"
+
+
+__all__ = [
+    "NewMemory",
+    "Source",
+    "StaleVersion",
+    "create_memories",
+    "create_memory",
+    "delete_memory",
+    "request_distillation",
+    "request_promotion",
+    "update_memory",
+    "update_profile",
+]

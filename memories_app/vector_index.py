@@ -1,0 +1,36 @@
+"""The approximate-search (HNSW) indexes: one partial expression index per vector dimension.
+
+The `embedding` column has no fixed dimension, and HNSW needs one, so each index covers the rows of one
+dimension through a cast: `(embedding::vector(N)) WHERE dimensions = N`. A query uses it only when it orders
+by the same cast expression and filters on `dimensions = N`; ordering by the plain column never touches
+it, which is how per-user searches stay exact scans.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+#: Created by migration 0003: the hashing and MiniLM size, and text-embedding-3-small's.
+MIGRATED_DIMENSIONS = (384, 1536)
+MAX_INDEXED_DIMENSIONS = 2000  # pgvector's HNSW limit for `vector`
+
+
+def index_name(dimensions: int) -> str:
+    return f"memory_embedding_hnsw_{dimensions}"
+
+
+def create_index_sql(dimensions: int, *, concurrently: bool = False) -> str:
+    return (
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {index_name(int(dimensions))} "
+        f"ON memories_app_memory USING hnsw ((embedding::vector({int(dimensions)})) vector_cosine_ops) "
+        f"WHERE dimensions = {int(dimensions)}"
+    )
+
+
+def ensure_index(dimensions: int) -> bool:
+    """Create the HNSW index for this dimension if missing (without blocking writes). False above the limit."""
+    if dimensions > MAX_INDEXED_DIMENSIONS:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(create_index_sql(dimensions, concurrently=True))
+    return True
