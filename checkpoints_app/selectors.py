@@ -1,0 +1,87 @@
+"""Reads of checkpoints, always within one session the caller already holds (so within its tenant).
+
+Every read that returns a state rebuilds it from storage and verifies its chain (`chain.rebuild`): a
+tampered row is an IntegrityFailure (409) naming the first bad link, never a silently wrong state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F, QuerySet
+
+from checkpoints_app.chain import Rebuilt, Verification, rebuild, verify_session
+from checkpoints_app.models import Checkpoint
+from checkpoints_app.patching import Summary, make_patch, summarise
+from memory_admin.errors import NotFound
+from sessions_app.models import AgentSession, Event
+
+# A diff lists at most this many events; `events_truncated` says when there were more.
+DIFF_MAX_EVENTS = 500
+
+
+def checkpoints_for(session: AgentSession) -> QuerySet[Checkpoint]:
+    """The session's checkpoints without their payloads, each with its parent's sequence (branches show)."""
+    return Checkpoint.objects.filter(session=session).defer("payload").annotate(parent_sequence=F("parent__sequence"))
+
+
+def get_checkpoint(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
+    """The checkpoint with its verified state; NotFound (404) when it is not one of this session's."""
+    return rebuild(session=session, checkpoint_id=checkpoint_id)
+
+
+def get_latest_checkpoint(*, session: AgentSession) -> Rebuilt:
+    """The session's newest checkpoint (highest sequence, whichever branch) with its verified state."""
+    latest_id = checkpoints_for(session).order_by("-sequence").values_list("id", flat=True).first()
+    if latest_id is None:
+        raise NotFound("This session has no checkpoints yet.", details={"session_id": session.session_id})
+    return rebuild(session=session, checkpoint_id=latest_id)
+
+
+def get_checkpoint_by_sequence(*, session: AgentSession, sequence: int) -> Rebuilt:
+    checkpoint_id = checkpoints_for(session).filter(sequence=sequence).values_list("id", flat=True).first()
+    if checkpoint_id is None:
+        raise NotFound("No checkpoint with this sequence in this session.", details={"sequence": sequence})
+    return rebuild(session=session, checkpoint_id=checkpoint_id)
+
+
+def events_between(*, session: AgentSession, after: int, upto: int, limit: int = DIFF_MAX_EVENTS) -> list[Event]:
+    """Events with a version in (after, upto], oldest first, at most `limit` + 1 (to tell there are more)."""
+    return list(
+        Event.objects.filter(session=session, version__gt=after, version__lte=upto)
+        .order_by("version")
+        .only("version", "type", "created_at")[: limit + 1]
+    )
+
+
+@dataclass
+class Diff:
+    source: Checkpoint
+    target: Checkpoint
+    patch: list[dict[str, Any]]
+    summary: Summary
+    events: list[Event]
+    events_truncated: bool
+
+
+def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object) -> Diff:
+    """What changed from one checkpoint to another (either order, any branches) and the events recorded
+    between them: versions in (older event head, newer event head]."""
+    source = rebuild(session=session, checkpoint_id=from_id)
+    target = rebuild(session=session, checkpoint_id=to_id)
+    low, high = sorted((source.checkpoint.event_version, target.checkpoint.event_version))
+    events = events_between(session=session, after=low, upto=high)
+    return Diff(
+        source=source.checkpoint,
+        target=target.checkpoint,
+        patch=make_patch(source.state, target.state),
+        summary=summarise(source.state, target.state),
+        events=events[:DIFF_MAX_EVENTS],
+        events_truncated=len(events) > DIFF_MAX_EVENTS,
+    )
+
+
+def verify_checkpoints(*, session: AgentSession) -> Verification:
+    """Recompute the whole chain of the session; the report names the first bad link, if any."""
+    return verify_session(session)

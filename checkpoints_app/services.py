@@ -1,0 +1,270 @@
+"""Writes of checkpoints."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from rest_framework.exceptions import ParseError
+
+from checkpoints_app.chain import Rebuilt, max_state_bytes, owner_of, rebuild
+from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
+from checkpoints_app.patching import PatchError, apply_patch, make_patch
+from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
+from memory_admin.api.parsers import check_json_value
+from memory_admin.codec import canonical_json, dumps
+from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
+from memory_admin.live import publish_on_commit, session_group
+from sessions_app.models import AgentSession
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    checkpoint: Checkpoint
+    # False when the same save was already stored (a retry): nothing new was written.
+    created: bool
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What a save would store: the new full state, and its parent (verified)."""
+
+    state: dict[str, Any]
+    state_json: bytes
+    parent: Checkpoint | None = None
+    # Deltas between the parent and its nearest full snapshot.
+    parent_depth: int = 0
+    # The parent's state, when it was not consumed by applying the client's patch.
+    parent_state: dict[str, Any] | None = None
+
+    @property
+    def parent_checksum(self) -> str | None:
+        return self.parent.checksum if self.parent is not None else None
+
+
+def _lock_head(session: AgentSession) -> CheckpointHead:
+    """Lock the session's checkpoint head row (creating it on the first save); saves queue up behind it."""
+    head = CheckpointHead.objects.select_for_update().filter(session=session).first()
+    if head is None:
+        CheckpointHead.objects.bulk_create([CheckpointHead(session=session)], ignore_conflicts=True)
+        head = CheckpointHead.objects.select_for_update().get(session=session)
+    return head
+
+
+def _summary(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {"id": str(checkpoint.pk), "sequence": checkpoint.sequence, "checksum": checkpoint.checksum}
+
+
+def _rebuild_parent(session: AgentSession, parent_id: uuid.UUID) -> Rebuilt:
+    try:
+        return rebuild(session=session, checkpoint_id=parent_id)
+    except NotFound:
+        raise Unprocessable(
+            "parent_id names no checkpoint of this session.", details={"parent_id": str(parent_id)}
+        ) from None
+
+
+def _checked_json(value: Any, what: str) -> bytes:
+    """Canonical bytes of `value`; ValidationFailed when it holds what JSON cannot (NaN, Infinity, 1e999)."""
+    try:
+        return canonical_json(value)
+    except (ValueError, RecursionError):
+        raise ValidationFailed(f"{what} holds a value JSON cannot represent (NaN or an out-of-range number).") from None
+
+
+def _candidate(
+    *, session: AgentSession, parent_id: uuid.UUID | None, state: dict[str, Any] | None, patch: list[Any] | None
+) -> _Candidate:
+    """The full state a save would store, with its parent rebuilt (and verified) when it has one."""
+    if parent_id is None:
+        if state is None:
+            raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
+        return _Candidate(state=state, state_json=_checked_json(state, "state"))
+    parent = _rebuild_parent(session, parent_id)
+    if state is not None:
+        return _Candidate(
+            state=state,
+            state_json=_checked_json(state, "state"),
+            parent=parent.checkpoint,
+            parent_depth=parent.depth,
+            parent_state=parent.state,
+        )
+    limit = max_state_bytes()
+    try:
+        # Patches the parent's state in place: it becomes the new state.
+        result = apply_patch(parent.state, patch or [], max_bytes=limit)
+        check_json_value(result)
+    except PatchError as exc:
+        raise Unprocessable(f"The patch cannot be applied to the parent's state: {exc}.") from None
+    except ParseError as exc:
+        raise Unprocessable(f"The patched state is not acceptable: {exc.detail}") from None
+    state_json = _checked_json(result, "The patched state")
+    if len(state_json) > limit:
+        raise PayloadTooLarge(
+            f"The patched state would be {len(state_json)} bytes; the limit is {limit}.",
+            details={"limit": limit, "size": len(state_json)},
+        )
+    return _Candidate(state=result, state_json=state_json, parent=parent.checkpoint, parent_depth=parent.depth)
+
+
+def _stored_body(candidate: _Candidate, patch: list[Any] | None) -> tuple[str, Body]:
+    """Full snapshot or delta: a delta only while the branch is short and the delta is smaller."""
+    full = (CheckpointKind.FULL, Body(state=candidate.state))
+    if candidate.parent is None or candidate.parent_depth + 1 >= settings.CHECKPOINT_FULL_EVERY:
+        return full
+    if patch is None:
+        if candidate.parent_state is None:
+            return full
+        patch = make_patch(candidate.parent_state, candidate.state)
+        # Keep a generated delta only when it provably rebuilds the state (this consumes the parent's state).
+        try:
+            rebuilt = apply_patch(candidate.parent_state, patch, max_bytes=max_state_bytes())
+        except PatchError:
+            return full
+        if rebuilt != candidate.state:
+            return full
+    if len(dumps(patch)) >= len(candidate.state_json):
+        return full
+    return CheckpointKind.DELTA, Body(patch=patch)
+
+
+def _replay(
+    *,
+    session: AgentSession,
+    head: CheckpointHead,
+    sequence: int,
+    node_id: str,
+    metadata: dict[str, Any],
+    state: dict[str, Any] | None,
+    patch: list[Any] | None,
+    parent_id: uuid.UUID | None,
+    checksum: str | None,
+) -> SaveOutcome:
+    """A save naming a sequence that is already taken: the stored one if it is the same save, else 409."""
+    existing = Checkpoint.objects.filter(session=session, sequence=sequence).first()
+    conflict = Conflict(
+        f"Checkpoint {sequence} already exists with different content; the next sequence is {head.last_sequence + 1}.",
+        details={"sequence": sequence, "next_sequence": head.last_sequence + 1, "latest": _summary(head.latest)},
+    )
+    if existing is None or (parent_id is not None and parent_id != existing.parent_id):
+        raise conflict
+    candidate = _candidate(session=session, parent_id=existing.parent_id, state=state, patch=patch)
+    computed = chain_checksum(
+        parent_checksum=candidate.parent_checksum,
+        sequence=sequence,
+        node_id=node_id,
+        metadata=metadata,
+        state_json=candidate.state_json,
+    )
+    if checksum is not None and checksum != computed:
+        raise _checksum_mismatch(sent=checksum, computed=computed)
+    if computed != existing.checksum:
+        raise conflict
+    return SaveOutcome(checkpoint=existing, created=False)
+
+
+def _checksum_mismatch(*, sent: str, computed: str) -> Unprocessable:
+    return Unprocessable(
+        "The checksum you sent does not match the state the server would store.",
+        details={"sent": sent, "computed": computed},
+    )
+
+
+@transaction.atomic
+def save_checkpoint(
+    *,
+    session: AgentSession,
+    node_id: str,
+    state: dict[str, Any] | None = None,
+    patch: list[Any] | None = None,
+    parent_id: uuid.UUID | None = None,
+    sequence: int | None = None,
+    checksum: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> SaveOutcome:
+    """Save the agent's state after `node_id` ran, as a child of `parent_id` (default: the latest checkpoint).
+
+    The agent sends either the full `state` or a `patch` (RFC 6902) against the parent's state. The user
+    gets the stored checkpoint: its server-assigned sequence (the session's next, also for a fork from an
+    older checkpoint) and its chained checksum. Sending `sequence` makes the save conditional: a retry of a
+    save that is already stored returns it (created=False).
+
+    What can go wrong: ValidationFailed (400) for neither or both of state and patch, or a patch without a
+    parent; Unprocessable (422) for an unknown parent, a patch that does not apply, or a `checksum` that is
+    not the server's; Conflict (409) when `sequence` is taken by different content or is not the next one;
+    PayloadTooLarge (413) when a patch grows the state past CHECKPOINT_MAX_STATE_BYTES; IntegrityFailure
+    (409) when the parent's stored chain does not verify. Nothing is stored in any of these cases.
+    """
+    if (state is None) == (patch is None):
+        raise ValidationFailed("Send exactly one of `state` (the full state) and `patch` (against the parent).")
+    if patch is not None and parent_id is None:
+        raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
+    metadata = metadata if metadata is not None else {}
+    _checked_json(metadata, "metadata")
+
+    head = _lock_head(session)
+    if sequence is not None and sequence <= head.last_sequence:
+        return _replay(
+            session=session,
+            head=head,
+            sequence=sequence,
+            node_id=node_id,
+            metadata=metadata,
+            state=state,
+            patch=patch,
+            parent_id=parent_id,
+            checksum=checksum,
+        )
+    next_sequence = head.last_sequence + 1
+    if sequence is not None and sequence != next_sequence:
+        raise Conflict(
+            f"The next sequence of this session is {next_sequence}, not {sequence}.",
+            details={"sequence": sequence, "next_sequence": next_sequence, "latest": _summary(head.latest)},
+        )
+    candidate = _candidate(
+        session=session, parent_id=parent_id if parent_id is not None else head.latest_id, state=state, patch=patch
+    )
+    computed = chain_checksum(
+        parent_checksum=candidate.parent_checksum,
+        sequence=next_sequence,
+        node_id=node_id,
+        metadata=metadata,
+        state_json=candidate.state_json,
+    )
+    if checksum is not None and checksum != computed:
+        raise _checksum_mismatch(sent=checksum, computed=computed)
+
+    kind, body = _stored_body(candidate, patch)
+    checkpoint = Checkpoint.objects.create(
+        session=session,
+        sequence=next_sequence,
+        parent=candidate.parent,
+        node_id=node_id,
+        metadata=metadata,
+        schema_version=CURRENT_SCHEMA_VERSION,
+        kind=kind,
+        payload=encode_body(body, owner=owner_of(session)),
+        checksum=computed,
+        # The event head as this request read the session: the events the agent had recorded before saving.
+        event_version=session.head_version,
+    )
+    CheckpointHead.objects.filter(pk=head.pk).update(last_sequence=next_sequence, latest=checkpoint)
+    publish_on_commit(
+        [session_group(session.pk)],
+        {
+            "type": "checkpoint.saved",
+            "tenant": str(session.tenant_id),
+            "session": session.session_id,
+            "checkpoint": str(checkpoint.pk),
+            "sequence": checkpoint.sequence,
+            "parent": str(checkpoint.parent_id) if checkpoint.parent_id else None,
+            "node_id": node_id,
+            "kind": kind,
+        },
+    )
+    return SaveOutcome(checkpoint=checkpoint, created=True)
