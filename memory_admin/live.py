@@ -15,7 +15,7 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
 | `context.updated` | session | session, messages (count), ttl_seconds |
 | `operation.recorded` | session | session, operation, status |
-| `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind (full or delta) |
+| `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind |
 """
 
 from __future__ import annotations

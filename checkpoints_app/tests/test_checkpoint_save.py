@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 def expected_checksum(*, parent: str | None, sequence: int, node_id: str, metadata: dict, state: dict) -> str:
-    envelope = {"v": 1, "parent": parent, "sequence": sequence, "node_id": node_id, "metadata": metadata, "state": state}
+    envelope = {"v": 1, "parent": parent, "sequence": sequence, "node_id": node_id, "metadata": metadata}
+    envelope["state"] = state
     return hashlib.sha256(canonical_json(envelope)).hexdigest()
 
 
