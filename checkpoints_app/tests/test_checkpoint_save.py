@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,9 @@ from .helpers import acme_session, messages, save, saved, url
 pytestmark = pytest.mark.django_db
 
 
-def expected_checksum(*, parent: str | None, sequence: int, node_id: str, metadata: dict, state: dict) -> str:
+def expected_checksum(
+    *, parent: str | None, sequence: int, node_id: str, metadata: dict[str, Any], state: dict[str, Any]
+) -> str:
     envelope = {"v": 1, "parent": parent, "sequence": sequence, "node_id": node_id, "metadata": metadata}
     envelope["state"] = state
     return hashlib.sha256(canonical_json(envelope)).hexdigest()
@@ -44,9 +47,7 @@ def test_the_checksum_is_sha256_over_the_documented_canonical_envelope_chained_t
     first = saved(world.acme.client, session, node_id="a", state=messages(1))
     second = saved(world.acme.client, session, node_id="b", state=messages(2), metadata={"k": "v"})
 
-    assert first["checksum"] == expected_checksum(
-        parent=None, sequence=1, node_id="a", metadata={}, state=messages(1)
-    )
+    assert first["checksum"] == expected_checksum(parent=None, sequence=1, node_id="a", metadata={}, state=messages(1))
     assert second["checksum"] == expected_checksum(
         parent=first["checksum"], sequence=2, node_id="b", metadata={"k": "v"}, state=messages(2)
     )
