@@ -32,7 +32,7 @@ from memories_app.models import (
     Scope,
     Source,
 )
-from memories_app.selectors import SearchScope, read_session_context, search_memories
+from memories_app.selectors import SearchScope, search_memories, session_messages
 from memories_app.services import memory_source_key_for_fact
 from memories_app.text import summarise
 from memory_admin.health import redis_client
@@ -76,9 +76,7 @@ def _session_texts(job: PromotionJob) -> list[str]:
         extra = list(job.request.get("texts") or [])
         return extra + texts if (wanted or extra) else texts
     said = [
-        str(message.get("content", ""))
-        for message in read_session_context(job.session).get("messages", [])
-        if isinstance(message, dict) and message.get("role") == "user"
+        str(message.get("content", "")) for message in session_messages(job.session) if message.get("role") == "user"
     ]
     facts, method = summarise(texts + said, max_items=DISTILL_MAX_FACTS)
     job.request = {**job.request, "method": method}

@@ -18,9 +18,9 @@ from memories_app.selectors import (
     ScoredMemory,
     SearchScope,
     memories_for,
-    read_session_context,
     recent_memories,
     search_memories,
+    session_messages,
 )
 from memories_app.services import embed_texts
 from sessions_app.models import AgentSession
@@ -59,7 +59,7 @@ def _key(text: str) -> str:
 def recall(*, session: AgentSession, query: str, limits: RecallLimits, min_score: float) -> Recall:
     """The merged recall for a session (see the module docstring). Unavailable (503) if the embedder is down
     and there is something to rank."""
-    messages = [m for m in read_session_context(session).get("messages", []) if isinstance(m, dict)]
+    messages = session_messages(session)
     context = messages[-limits.context :] if limits.context else []
     query = query or _last_user_message(messages)
     tenant = session.tenant

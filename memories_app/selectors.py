@@ -149,16 +149,10 @@ def search_memories(
     return results[:k]
 
 
-def read_session_context(session: AgentSession) -> dict[str, Any]:
-    """The session's hot context (dialogue and tool state) as sessions_app keeps it.
-
-    sessions_app provides `read_context(session=...)`; until it does, a session has no context here.
-    """
-    reader = getattr(session_selectors, "read_context", None)
-    if reader is None:
-        return {"messages": []}
-    context = reader(session=session)
-    return context if isinstance(context, dict) else {"messages": []}
+def session_messages(session: AgentSession) -> list[dict[str, Any]]:
+    """The session's dialogue window as sessions_app keeps it (Redis, rebuilt from events when missing)."""
+    messages = session_selectors.read_context(session=session).messages
+    return [message for message in messages if isinstance(message, dict)]
 
 
 def recent_memories(queryset: QuerySet[Memory], *, limit: int) -> list[ScoredMemory]:

@@ -145,3 +145,14 @@ def make_session(
 
 def create(client: Any, **body: Any) -> Any:
     return client.post("/api/v1/memories", body, format="json")
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Tasks sent with .delay() run at once in the test's process (after commit, with the callbacks run)."""
+    from memory_admin.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
