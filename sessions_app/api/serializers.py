@@ -59,14 +59,14 @@ class SessionOut(serializers.Serializer[Any]):
 
 class EventIn(StrictSerializer):
     type = serializers.CharField(max_length=64)
-    payload = serializers.JSONField()
+    payload = serializers.JSONField(allow_null=True)
 
 
 class EventAppendIn(StrictSerializer):
     """One event (`type` + `payload`) or a batch (`events`), optionally conditional on `expected_version`."""
 
     type = serializers.CharField(max_length=64, required=False)
-    payload = serializers.JSONField(required=False)
+    payload = serializers.JSONField(required=False, allow_null=True)
     events = EventIn(many=True, required=False)
     expected_version = serializers.IntegerField(min_value=0, required=False)
 
@@ -126,7 +126,7 @@ class ContextOut(serializers.Serializer[Any]):
 
 
 class ToolStateIn(StrictSerializer):
-    state = serializers.JSONField()
+    state = serializers.JSONField(allow_null=True)
 
 
 class ToolStateOut(serializers.Serializer[Any]):
@@ -145,15 +145,15 @@ class OperationIn(StrictSerializer):
     key = serializers.CharField(
         max_length=255, help_text="Your key for this intent; recording it again returns the first record."
     )
-    params = serializers.JSONField(required=False, default=dict)
+    params = serializers.JSONField(required=False, default=dict, allow_null=True)
 
 
 class OperationResultIn(StrictSerializer):
-    result = serializers.JSONField(required=False, default=None)
+    result = serializers.JSONField(required=False, default=None, allow_null=True)
 
 
 class OperationErrorIn(StrictSerializer):
-    error = serializers.JSONField()
+    error = serializers.JSONField(allow_null=True)
 
 
 class OperationOut(serializers.Serializer[Any]):

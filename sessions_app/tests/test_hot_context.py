@@ -1,0 +1,159 @@
+"""The dialogue window in Redis: written through to events, rebuilt after a Redis loss, never losing a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from conftest import World
+from memory_admin.health import redis_client
+from sessions_app.models import AgentSession
+from sessions_app.tests.helpers import append, create_session, say
+
+pytestmark = pytest.mark.django_db
+
+
+def _context(world: World, session_id: str = "s") -> dict[str, Any]:
+    response = world.acme.client.get(f"/api/v1/sessions/{session_id}/context")
+    assert response.status_code == 200, response.content
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def session(world: World, django_capture_on_commit_callbacks) -> str:
+    with django_capture_on_commit_callbacks(execute=True):
+        create_session(world.acme.client, "s", "alice")
+    return "s"
+
+
+def test_appended_messages_are_served_from_redis_with_the_time_left(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = say(world.acme.client, session, "hello", "how are you?")
+    assert response.status_code == 201
+
+    body = _context(world)
+
+    assert [m["content"] for m in body["messages"]] == ["hello", "how are you?"]
+    assert body["source"] == "redis"
+    assert body["version"] == 2
+    assert 7000 < body["ttl_seconds"] <= 7200
+
+
+def test_every_appended_message_is_also_an_event_in_postgres(world: World, session: str) -> None:
+    say(world.acme.client, session, "one", "two")
+    events = world.acme.client.get(f"/api/v1/sessions/{session}/events").json()["results"]
+    assert [(e["type"], e["payload"]["content"]) for e in events] == [
+        ("MESSAGE_ADDED", "one"),
+        ("MESSAGE_ADDED", "two"),
+    ]
+
+
+def test_after_redis_is_flushed_the_context_is_rebuilt_from_events_and_marked_so(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "one", "two", "three")
+
+    redis_client().flushall()
+    rebuilt = _context(world)
+    again = _context(world)
+
+    assert [m["content"] for m in rebuilt["messages"]] == ["one", "two", "three"]
+    assert rebuilt["source"] == "rebuilt"
+    assert again["source"] == "rebuilt"
+    assert again["messages"] == rebuilt["messages"]
+
+
+def test_a_cache_that_missed_an_append_catches_up_from_postgres(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "cached")
+    # This append's after-commit update never reaches Redis (as if the process died right after COMMIT).
+    say(world.acme.client, session, "missed by the cache")
+
+    body = _context(world)
+
+    assert [m["content"] for m in body["messages"]] == ["cached", "missed by the cache"]
+    assert body["version"] == 2
+
+
+@override_settings(CONTEXT_WINDOW_MESSAGES=3)
+def test_the_window_keeps_only_the_latest_messages_in_both_layers(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, *[f"m{i}" for i in range(5)])
+    cached = _context(world)
+    redis_client().flushall()
+    rebuilt = _context(world)
+
+    assert [m["content"] for m in cached["messages"]] == ["m2", "m3", "m4"]
+    assert rebuilt["messages"] == cached["messages"]
+
+
+def test_replacing_the_context_starts_a_new_window(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "old")
+        world.acme.client.put(
+            f"/api/v1/sessions/{session}/context",
+            {"messages": [{"role": "system", "content": "summary of before"}]},
+            format="json",
+        )
+        say(world.acme.client, session, "new")
+    cached = _context(world)
+    redis_client().flushall()
+    rebuilt = _context(world)
+
+    assert [m["content"] for m in cached["messages"]] == ["summary of before", "new"]
+    assert rebuilt["messages"] == cached["messages"]
+
+
+def test_other_events_do_not_disturb_the_cached_window(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "hi")
+        append(world.acme.client, session, ("NODE_TRANSITION", {"node": "think"}))
+        say(world.acme.client, session, "there")
+
+    body = _context(world)
+
+    assert body["source"] == "redis"
+    assert [m["content"] for m in body["messages"]] == ["hi", "there"]
+
+
+def test_with_redis_unreachable_the_context_is_served_from_postgres(
+    world: World, session: str, unused_tcp_port: int
+) -> None:
+    say(world.acme.client, session, "kept in postgres")
+    dead = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead):
+        body = _context(world)
+        written = say(world.acme.client, session, "written while redis is down")
+
+    assert body["source"] == "postgres"
+    assert [m["content"] for m in body["messages"]] == ["kept in postgres"]
+    assert written.status_code == 201
+    assert AgentSession.objects.get(session_id=session).head_version == 2
+
+
+def test_a_message_without_a_role_is_refused_and_nothing_is_stored(world: World, session: str) -> None:
+    response = world.acme.client.post(
+        f"/api/v1/sessions/{session}/context/messages", {"messages": [{"content": "who am i"}]}, format="json"
+    )
+    assert response.status_code == 400
+    assert AgentSession.objects.get(session_id=session).head_version == 0

@@ -1,0 +1,92 @@
+"""The operation journal: side effects recorded as pending before they run, closed afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from conftest import World
+from sessions_app.models import Operation
+from sessions_app.tests.helpers import create_session
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/api/v1/sessions/s/operations"
+
+
+@pytest.fixture
+def session(world: World) -> str:
+    create_session(world.acme.client, "s", "alice")
+    return "s"
+
+
+def _record(world: World, key: str = "charge-42", **params: object) -> Any:
+    body = {"name": "charge_card", "key": key, "params": params or {"amount": 42}}
+    return world.acme.client.post(BASE, body, format="json")
+
+
+def test_an_intent_is_recorded_as_pending_with_its_parameters(world: World, session: str) -> None:
+    response = _record(world)
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["status"], body["params"], body["result"]) == ("pending", {"amount": 42}, None)
+
+
+def test_recording_the_same_intent_twice_returns_the_first_record(world: World, session: str) -> None:
+    first = _record(world).json()
+    again = _record(world, amount=99)
+
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert again.json()["params"] == {"amount": 42}
+    assert Operation.objects.count() == 1
+
+
+def test_after_a_crash_the_agent_lists_what_is_still_pending(world: World, session: str) -> None:
+    done = _record(world, key="a").json()
+    _record(world, key="b")
+    failed = _record(world, key="c").json()
+    world.acme.client.post(f"{BASE}/{done['id']}/complete", {"result": {"receipt": "r-1"}}, format="json")
+    world.acme.client.post(f"{BASE}/{failed['id']}/fail", {"error": {"reason": "card declined"}}, format="json")
+
+    pending = world.acme.client.get(BASE, {"status": "pending"}).json()["results"]
+    everything = world.acme.client.get(BASE).json()["results"]
+
+    assert [op["key"] for op in pending] == ["b"]
+    assert {op["key"]: op["status"] for op in everything} == {"a": "completed", "b": "pending", "c": "failed"}
+
+
+def test_completing_records_the_result_and_completing_again_is_harmless(world: World, session: str) -> None:
+    operation = _record(world).json()
+    url = f"{BASE}/{operation['id']}/complete"
+
+    first = world.acme.client.post(url, {"result": {"receipt": "r-1"}}, format="json")
+    again = world.acme.client.post(url, {"result": {"receipt": "r-1"}}, format="json")
+
+    assert first.status_code == again.status_code == 200
+    assert first.json()["result"] == {"receipt": "r-1"}
+    assert first.json()["finished_at"] is not None
+
+
+def test_failing_a_completed_operation_is_a_409(world: World, session: str) -> None:
+    operation = _record(world).json()
+    world.acme.client.post(f"{BASE}/{operation['id']}/complete", {"result": None}, format="json")
+
+    response = world.acme.client.post(f"{BASE}/{operation['id']}/fail", {"error": "late"}, format="json")
+
+    assert response.status_code == 409
+    assert Operation.objects.get().status == "completed"
+
+
+def test_an_unknown_operation_is_a_404(world: World, session: str) -> None:
+    response = world.acme.client.post(f"{BASE}/{uuid.uuid4()}/complete", {"result": 1}, format="json")
+    assert response.status_code == 404
+
+
+def test_another_tenant_cannot_close_an_operation(world: World, session: str) -> None:
+    operation = _record(world).json()
+    response = world.outsider.client.post(f"{BASE}/{operation['id']}/complete", {"result": 1}, format="json")
+    assert response.status_code == 404
+    assert Operation.objects.get().status == "pending"

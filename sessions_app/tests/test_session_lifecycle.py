@@ -1,0 +1,145 @@
+"""Creating, reading, listing and updating sessions; ETags and the status lifecycle."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import World
+from sessions_app.models import AgentSession
+from sessions_app.tests.helpers import create_session
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_a_session_without_an_id_generates_one(world: World) -> None:
+    response = world.acme.client.post("/api/v1/sessions", {"user_id": "alice"}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert len(body["id"]) == 36
+    assert body["status"] == "active"
+    assert body["head_version"] == 0
+    assert response["ETag"] == '"1"'
+
+
+def test_creating_a_session_with_its_own_id_twice_returns_the_same_session(world: World) -> None:
+    first = world.acme.client.post("/api/v1/sessions", {"id": "thread-9", "user_id": "alice"}, format="json")
+    again = world.acme.client.post("/api/v1/sessions", {"id": "thread-9", "user_id": "alice"}, format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["created_at"] == first.json()["created_at"]
+    assert AgentSession.objects.filter(session_id="thread-9").count() == 1
+
+
+def test_an_existing_id_for_another_user_is_a_409(world: World) -> None:
+    create_session(world.acme.client, "thread-9", "alice")
+
+    response = world.acme.client.post("/api/v1/sessions", {"id": "thread-9", "user_id": "bob"}, format="json")
+
+    assert response.status_code == 409
+    assert AgentSession.objects.get(session_id="thread-9").user_id == "alice"
+
+
+def test_two_tenants_may_use_the_same_session_id_without_seeing_each_other(world: World) -> None:
+    create_session(world.acme.client, "shared-id", "alice")
+    create_session(world.outsider.client, "shared-id", "mallory")
+
+    assert world.acme.client.get("/api/v1/sessions/shared-id").json()["user_id"] == "alice"
+    assert world.outsider.client.get("/api/v1/sessions/shared-id").json()["user_id"] == "mallory"
+
+
+def test_another_tenants_session_is_not_found(world: World) -> None:
+    create_session(world.acme.client, "private", "alice")
+
+    response = world.outsider.client.get("/api/v1/sessions/private")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_list_is_newest_first_filtered_by_user_and_status_and_paginated_by_cursor(world: World) -> None:
+    for index in range(5):
+        create_session(world.acme.client, f"a-{index}", "alice")
+    create_session(world.acme.client, "b-0", "bob")
+    world.acme.client.patch("/api/v1/sessions/a-0", {"status": "paused"}, format="json")
+    create_session(world.outsider.client, "x-0", "alice")
+
+    first_page = world.acme.client.get("/api/v1/sessions", {"user_id": "alice", "limit": "3"}).json()
+    second_page = world.acme.client.get(first_page["next"]).json()
+    paused = world.acme.client.get("/api/v1/sessions", {"status": "paused"}).json()
+
+    assert [s["id"] for s in first_page["results"]] == ["a-4", "a-3", "a-2"]
+    assert [s["id"] for s in second_page["results"]] == ["a-1", "a-0"]
+    assert second_page["next"] is None
+    assert [s["id"] for s in paused["results"]] == ["a-0"]
+
+
+def test_a_bad_filter_value_is_a_400(world: World) -> None:
+    response = world.acme.client.get("/api/v1/sessions", {"created_after": "yesterday"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_metadata_merges_like_a_json_merge_patch(world: World) -> None:
+    create_session(world.acme.client, "s", "alice", metadata={"lang": "en", "tags": {"a": 1, "b": 2}})
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s", {"metadata": {"tags": {"b": None, "c": 3}, "channel": "web"}}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["metadata"] == {"lang": "en", "tags": {"a": 1, "c": 3}, "channel": "web"}
+    assert response.json()["version"] == 2
+    assert response["ETag"] == '"2"'
+
+
+def test_an_update_with_a_stale_if_match_is_a_412_with_the_current_version(world: World) -> None:
+    create_session(world.acme.client, "s", "alice")
+    world.acme.client.patch("/api/v1/sessions/s", {"metadata": {"k": 1}}, format="json")
+
+    response = world.acme.client.patch("/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH='"1"')
+
+    assert response.status_code == 412
+    assert response.json()["error"]["details"]["current_version"] == 2
+    assert AgentSession.objects.get(session_id="s").status == "active"
+
+
+def test_an_update_with_the_current_if_match_succeeds(world: World) -> None:
+    create_session(world.acme.client, "s", "alice")
+    response = world.acme.client.patch("/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH='"1"')
+    assert response.status_code == 200
+    assert response.json()["status"] == "paused"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        (["completed", "active"], False),
+        (["failed", "paused"], False),
+        (["archived", "active"], False),
+        (["paused", "active", "completed", "archived"], True),
+        (["failed", "archived"], True),
+    ],
+)
+def test_status_changes_follow_the_lifecycle(world: World, path: list[str], allowed: bool) -> None:
+    create_session(world.acme.client, "s", "alice")
+    responses = [world.acme.client.patch("/api/v1/sessions/s", {"status": step}, format="json") for step in path]
+
+    if allowed:
+        assert [r.status_code for r in responses] == [200] * len(path)
+    else:
+        assert responses[-1].status_code == 409
+        assert "allowed" in responses[-1].json()["error"]["details"]
+        assert AgentSession.objects.get(session_id="s").status == path[-2]
+
+
+def test_an_empty_update_is_a_400(world: World) -> None:
+    create_session(world.acme.client, "s", "alice")
+    assert world.acme.client.patch("/api/v1/sessions/s", {}, format="json").status_code == 400
+
+
+@pytest.mark.parametrize("bad_id", ["has space", "-leading-dash", "x" * 129, "slash/inside", ""])
+def test_a_malformed_client_id_is_refused(world: World, bad_id: str) -> None:
+    response = world.acme.client.post("/api/v1/sessions", {"id": bad_id, "user_id": "alice"}, format="json")
+    assert response.status_code == 400
+    assert not AgentSession.objects.exists()
