@@ -45,3 +45,12 @@ def test_the_openapi_schema_describes_the_api() -> None:
     schema = response.json()
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/whoami" in schema["paths"]
+
+
+def test_the_docs_page_serves_its_scripts_from_this_deployment() -> None:
+    for path in ("/api/docs/", "/api/redoc/"):
+        response = APIClient().get(path)
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "/static/drf_spectacular_sidecar/" in page
+        assert "cdn." not in page

@@ -11,6 +11,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from sessions_app.models import AgentSession, Operation
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.roles import Role, roles_of
 
@@ -44,3 +45,13 @@ def test_seeding_again_reuses_everything(tmp_path: Path) -> None:
     assert first == second
     assert Tenant.objects.filter(name="demo").count() == 1
     assert ApiKey.objects.count() == 1
+
+
+def test_seeding_fills_the_demo_tenant_with_sessions_events_and_journal_entries(tmp_path: Path) -> None:
+    _seed(tmp_path / "demo.json")
+    _seed(tmp_path / "demo.json")
+
+    sessions = AgentSession.objects.filter(tenant__name="demo")
+    assert sessions.count() == 3
+    assert all(session.head_version >= 5 for session in sessions)
+    assert Operation.objects.filter(session__in=sessions, status="pending").count() == 3

@@ -15,11 +15,65 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from sessions_app.models import EventType, OperationStatus
+from sessions_app.services import (
+    NewEvent,
+    append_events,
+    append_messages,
+    create_session,
+    finish_operation,
+    record_operation,
+)
+from tenants_app.models import Tenant
 from tenants_app.roles import Role
 from tenants_app.selectors import active_key_for
 from tenants_app.services import ensure_role_groups, get_or_create_tenant, issue_api_key
 
 DEMO_TENANT = "demo"
+
+
+DEMO_CONVERSATIONS = [
+    (
+        "trip-planner-1",
+        "traveller-ada",
+        [
+            ("user", "I want to visit Lisbon in May for four days."),
+            ("assistant", "Lovely time to go. Do you prefer museums, food or walking tours?"),
+            ("user", "Food first, then a bit of history."),
+        ],
+    ),
+    (
+        "support-bot-7",
+        "customer-grace",
+        [
+            ("user", "My invoice for October is missing."),
+            ("assistant", "I found invoice INV-1042 for October; I will resend it to your email."),
+        ],
+    ),
+    ("research-42", "analyst-linus", [("user", "Summarise last quarter's churn drivers.")]),
+]
+
+
+def seed_sessions(tenant: Tenant) -> None:
+    """A few sessions with dialogue, tool calls, node transitions, state patches and journal entries."""
+    for session_id, user_id, turns in DEMO_CONVERSATIONS:
+        session, _ = create_session(tenant=tenant, user_id=user_id, session_id=session_id, metadata={"demo": True})
+        append_events(session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": "understand"})])
+        append_messages(session=session, messages=[{"role": role, "content": text} for role, text in turns])
+        append_events(
+            session=session,
+            events=[
+                NewEvent(EventType.NODE_TRANSITION, {"node": "act"}),
+                NewEvent(EventType.TOOL_EXECUTED, {"tool": "search", "result": {"hits": len(turns) * 3}}),
+                NewEvent(
+                    EventType.STATE_PATCHED,
+                    {"patch": [{"op": "add", "path": "/topic", "value": turns[0][1][:40]}]},
+                ),
+            ],
+        )
+        done, _ = record_operation(session=session, name="send_email", key=f"{session_id}-email", params={"to": "user"})
+        finish_operation(session=session, operation_id=done.pk, status=OperationStatus.COMPLETED, outcome={"ok": True})
+        record_operation(session=session, name="charge_card", key=f"{session_id}-charge", params={"amount": 12})
 
 
 class Command(BaseCommand):
@@ -46,6 +100,8 @@ class Command(BaseCommand):
             api_key = credentials.get("api_key")
             if not api_key or active_key_for(api_key) is None:
                 _, api_key = issue_api_key(tenant=tenant, name="demo agent")
+            if not tenant.sessions.exists():
+                seed_sessions(tenant)
         credentials.update({"tenant": tenant.name, "staff": staff, "api_key": api_key})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(credentials, indent=2))
