@@ -47,7 +47,10 @@ class SessionCheckpointsView(AgentAPIView):
     """A view under /sessions/<session_id>/checkpoints: `get_session()` is the caller's session, or 404."""
 
     def get_session(self) -> AgentSession:
-        return get_session(tenant=self.tenant, session_id=self.kwargs["session_id"])
+        session_id = self.kwargs["session_id"]
+        if "\x00" in session_id:  # no session has one, and PostgreSQL refuses it in a query (a 500)
+            raise NotFound("No such session.", details={})
+        return get_session(tenant=self.tenant, session_id=session_id)
 
 
 class CheckpointListView(SessionCheckpointsView):

@@ -105,3 +105,15 @@ def test_the_openapi_schema_describes_the_checkpoint_endpoints() -> None:
     assert request_schema.endswith("/CheckpointInRequest")
     assert "state" in schema["components"]["schemas"]["CheckpointWithStateOut"]["properties"]
     assert "next" in schema["components"]["schemas"]["PaginatedCheckpointOutList"]["properties"]
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["%00", "x%00y", "no-such-session", "x" * 300, "%C3%A9t%C3%A9"],
+    ids=["nul", "nul-inside", "unknown", "long", "unicode"],
+)
+def test_an_unknown_or_impossible_session_id_returns_404(world: World, session_id: str) -> None:
+    for suffix in ["", "/latest", "/verify"]:
+        response = world.acme.client.get(f"/api/v1/sessions/{session_id}/checkpoints{suffix}")
+        assert response.status_code == 404, (suffix, response.content)
+        assert response.json()["error"]["code"] == "not_found"
