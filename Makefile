@@ -32,6 +32,11 @@ run: install
 test: install-dev browser
 	$(PY) -m memory_admin.runner test $(ARGS)
 
+## bench: start the service on its own embedded servers under var/bench/, drive it, print the figures and
+## write bench/results/latest.json (ARGS="--full" for the long run, ARGS="--profile" to sample with py-spy)
+bench: install-dev
+	$(PY) -m bench $(ARGS)
+
 ## browser: Debian's Chromium for the Playwright tests (installed with apt when it is missing)
 browser:
 	@sh scripts/ensure-chromium.sh
