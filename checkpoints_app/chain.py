@@ -25,11 +25,13 @@ from sessions_app.models import AgentSession
 # A path longer than this is a cycle or a corrupt parent link, whatever CHECKPOINT_FULL_EVERY was.
 MAX_PATH = 10_000
 
+# One round trip per read: the anchor picks the target (by id, by sequence, or the head's latest), the
+# recursion walks parent links back to the nearest full snapshot, within the session only.
 _PATH_SQL = """
 WITH RECURSIVE path AS (
     SELECT id, parent_id, kind, 0 AS depth
     FROM checkpoints_app_checkpoint
-    WHERE id = %(target)s AND session_id = %(session)s
+    WHERE session_id = %(session)s AND {anchor}
   UNION ALL
     SELECT c.id, c.parent_id, c.kind, path.depth + 1
     FROM checkpoints_app_checkpoint c
@@ -42,6 +44,11 @@ JOIN checkpoints_app_checkpoint c ON c.id = path.id
 LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
 ORDER BY path.depth DESC
 """
+_ANCHORS = {
+    "id": "id = %(target)s",
+    "sequence": "sequence = %(target)s",
+    "latest": "id = (SELECT latest_id FROM checkpoints_app_checkpointhead WHERE session_id = %(session)s)",
+}
 
 
 def owner_of(session: AgentSession) -> Owner:
@@ -101,11 +108,22 @@ class Rebuilt:
     depth: int
 
 
-def rebuild(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
-    """The checkpoint and its verified state; NotFound when it is not in this session."""
-    path = list(Checkpoint.objects.raw(_PATH_SQL, {"target": checkpoint_id, "session": session.pk, "limit": MAX_PATH}))
+def rebuild(*, session: AgentSession, checkpoint_id: object = None, sequence: int | None = None) -> Rebuilt:
+    """The checkpoint (by id, by sequence, or else the session's latest) and its verified state.
+
+    NotFound when there is no such checkpoint in this session.
+    """
+    missing: dict[str, Any]
+    if checkpoint_id is not None:
+        anchor, target, missing = "id", checkpoint_id, {"checkpoint_id": str(checkpoint_id)}
+    elif sequence is not None:
+        anchor, target, missing = "sequence", sequence, {"sequence": sequence}
+    else:
+        anchor, target, missing = "latest", None, {"latest": True}
+    sql = _PATH_SQL.format(anchor=_ANCHORS[anchor])
+    path = list(Checkpoint.objects.raw(sql, {"target": target, "session": session.pk, "limit": MAX_PATH}))
     if not path:
-        raise NotFound("No such checkpoint in this session.", details={"checkpoint_id": str(checkpoint_id)})
+        raise NotFound("No such checkpoint in this session.", details=missing)
     if path[0].kind != CheckpointKind.FULL:
         raise broken(path[0], "its chain does not reach a full snapshot (a parent is missing)")
     owner = owner_of(session)
@@ -114,8 +132,7 @@ def rebuild(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
         state = next_state(link, state, owner)
         check_link(link, state, getattr(link, "parent_checksum", None))
     assert state is not None
-    target = path[-1]
-    return Rebuilt(checkpoint=target, state=state, depth=len(path) - 1)
+    return Rebuilt(checkpoint=path[-1], state=state, depth=len(path) - 1)
 
 
 @dataclass

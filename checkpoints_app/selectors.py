@@ -33,17 +33,17 @@ def get_checkpoint(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
 
 def get_latest_checkpoint(*, session: AgentSession) -> Rebuilt:
     """The session's newest checkpoint (highest sequence, whichever branch) with its verified state."""
-    latest_id = checkpoints_for(session).order_by("-sequence").values_list("id", flat=True).first()
-    if latest_id is None:
-        raise NotFound("This session has no checkpoints yet.", details={"session_id": session.session_id})
-    return rebuild(session=session, checkpoint_id=latest_id)
+    try:
+        return rebuild(session=session)
+    except NotFound:
+        raise NotFound("This session has no checkpoints yet.", details={"session_id": session.session_id}) from None
 
 
 def get_checkpoint_by_sequence(*, session: AgentSession, sequence: int) -> Rebuilt:
-    checkpoint_id = checkpoints_for(session).filter(sequence=sequence).values_list("id", flat=True).first()
-    if checkpoint_id is None:
-        raise NotFound("No checkpoint with this sequence in this session.", details={"sequence": sequence})
-    return rebuild(session=session, checkpoint_id=checkpoint_id)
+    try:
+        return rebuild(session=session, sequence=sequence)
+    except NotFound:
+        raise NotFound("No checkpoint with this sequence in this session.", details={"sequence": sequence}) from None
 
 
 def events_between(*, session: AgentSession, after: int, upto: int, limit: int = DIFF_MAX_EVENTS) -> list[Event]:
