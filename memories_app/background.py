@@ -155,7 +155,7 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
 def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
     """Do a claimed promotion or distillation job; items already done by an earlier attempt are skipped.
 
-    Raises EmbedderUnavailable (the job keeps its claim until the lease ends; the task retries).
+    Raises EmbedderUnavailable after handing the job back (pending), so the task's retry can claim it.
     """
     job = claim_job(job_id)
     if job is None:
@@ -165,7 +165,10 @@ def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
         done = int(job.request.get("done", 0))
         vectors = get_embedder().embed(items[done:]) if items[done:] else []
     except EmbedderUnavailable as exc:
-        PromotionJob.objects.filter(pk=job.pk).update(last_error=str(exc)[:2000])
+        # Give the claim back so that the task's retry (or the resume sweep) can take the job at once.
+        PromotionJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.PENDING, claimed_until=None, last_error=str(exc)[:2000]
+        )
         raise
     for offset, (text, vector) in enumerate(zip(items[done:], vectors, strict=True)):
         with transaction.atomic():

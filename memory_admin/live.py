@@ -15,6 +15,11 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
 | `context.updated` | session | session, messages (count), ttl_seconds |
 | `operation.recorded` | session | session, operation, status |
+| `memory.created` | tenant (and session for session-bound memories) | memory, scope |
+| `memory.updated` | tenant | memory, version |
+| `memory.deleted` | tenant | memory |
+| `promotion.finished` | tenant, session | session, job, kind (promote or distill), created, updated (counts) |
+| `profile.updated` | tenant | profile (row id, no user id), version |
 | `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind |
 """
 

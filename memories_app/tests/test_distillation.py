@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from memories_app import background
+from memories_app.models import Memory, PromotionJob
+from memories_app.tasks import distill_completed_sessions
+from memories_app.tests.conftest import create, make_session
+from memories_app.text import extractive_summary
+from sessions_app.models import SessionStatus
+
+
+def _completed_session(world):
+    session = make_session(world, user_id="alice", session_id="s-1")
+    for text in ("Alice's daughter plays football. The weather was nice.", "Alice's daughter has a match on Sunday."):
+        create(world.acme.client, scope="session", session_id="s-1", content=text)
+    session.status = SessionStatus.COMPLETED
+    session.save()
+    return session
+
+
+def test_a_completed_session_is_distilled_once_into_the_user_scope(world, django_capture_on_commit_callbacks):
+    _completed_session(world)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        distill_completed_sessions()
+        distill_completed_sessions()
+
+    job = PromotionJob.objects.get(kind="distill")
+    background.run_promotion(job.pk)
+    distilled = set(
+        Memory.objects.filter(scope="user", user_id="alice", source="distillation").values_list("content", flat=True)
+    )
+    assert {"Alice's daughter plays football.", "Alice's daughter has a match on Sunday."} <= distilled
+    assert PromotionJob.objects.get(kind="distill").status == "done"
+
+
+def test_the_extractive_summary_prefers_sentences_about_the_sessions_main_topic():
+    texts = ["Alice's daughter plays football. The weather was nice.", "Alice's daughter has a match on Sunday."]
+
+    assert extractive_summary(texts, max_sentences=2) == [
+        "Alice's daughter plays football.",
+        "Alice's daughter has a match on Sunday.",
+    ]
+
+
+def test_distillation_uses_the_language_model_when_configured(world, fake_openai, django_capture_on_commit_callbacks):
+    _completed_session(world)
+    fake_openai.chat_answer = "- Alice's daughter plays football.\n- The match is on Sunday."
+
+    with django_capture_on_commit_callbacks(execute=False):
+        distill_completed_sessions()
+    background.run_promotion(PromotionJob.objects.get(kind="distill").pk)
+
+    assert sorted(Memory.objects.filter(source="distillation").values_list("content", flat=True)) == [
+        "Alice's daughter plays football.",
+        "The match is on Sunday.",
+    ]
+
+
+def test_an_active_session_is_not_distilled(world):
+    make_session(world, session_id="s-active")
+
+    distill_completed_sessions()
+
+    assert not PromotionJob.objects.exists()

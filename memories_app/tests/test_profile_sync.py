@@ -1,0 +1,128 @@
+"""User profiles, and learned facts flowing into the user's memories through the transactional outbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from memories_app import background
+from memories_app.embeddings import EmbedderUnavailable
+from memories_app.models import Memory, ProfileFactOutbox
+from memory_admin.health import redis_client
+
+
+def patch(client, body, **headers):
+    return client.patch("/api/v1/users/alice/profile", body, format="json", **headers)
+
+
+def drain():
+    while background.apply_next_outbox_entry():
+        pass
+
+
+def profile_memories():
+    return Memory.objects.alive().filter(user_id="alice", source="profile")
+
+
+def test_first_patch_creates_the_profile_at_version_1(world):
+    response = patch(world.acme.client, {"preferences": {"theme": "dark"}, "record_interaction": True})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["version"] == 1 and body["preferences"] == {"theme": "dark"} and body["interaction_count"] == 1
+    assert response["ETag"] == '"1"'
+    assert world.acme.client.get("/api/v1/users/alice/profile").json()["preferences"] == {"theme": "dark"}
+
+
+def test_patch_merges_preferences_and_null_removes_a_key(world):
+    patch(world.acme.client, {"preferences": {"theme": "dark", "lang": "nb"}})
+
+    body = patch(world.acme.client, {"preferences": {"theme": None, "units": "metric"}}).json()
+
+    assert body["preferences"] == {"lang": "nb", "units": "metric"} and body["version"] == 2
+
+
+def test_patch_with_stale_if_match_returns_412_with_the_current_profile(world):
+    patch(world.acme.client, {"preferences": {"theme": "dark"}})
+    patch(world.acme.client, {"preferences": {"theme": "light"}})
+
+    response = patch(world.acme.client, {"preferences": {"theme": "blue"}}, HTTP_IF_MATCH='"1"')
+
+    assert response.status_code == 412
+    assert response.json()["error"]["details"]["current"]["preferences"] == {"theme": "light"}
+
+
+def test_an_added_fact_becomes_one_user_memory_after_the_drain(world, eager_celery, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+
+    assert list(profile_memories().values_list("content", flat=True)) == ["Alice is vegetarian."]
+    assert not ProfileFactOutbox.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_changed_fact_updates_its_memory_and_a_removed_fact_deletes_it(world):
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    drain()
+    memory_id = profile_memories().get().pk
+
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegan."}})
+    drain()
+    assert profile_memories().get().pk == memory_id
+    assert profile_memories().get().content == "Alice is vegan."
+
+    patch(world.acme.client, {"facts": {"diet": None}})
+    drain()
+    assert not profile_memories().exists()
+
+
+def test_draining_twice_applies_each_fact_exactly_once(world):
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian.", "pet": "Alice has a dog."}})
+
+    drain()
+    drain()
+
+    assert profile_memories().count() == 2
+
+
+def test_facts_still_reach_memories_after_redis_is_flushed_before_the_worker_runs(world):
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    redis_client().flushdb()  # the broker's message is gone; the outbox row in Postgres is not
+
+    drain()
+
+    assert profile_memories().count() == 1
+
+
+def test_a_worker_failing_mid_way_leaves_the_entry_for_a_retry_that_applies_it_once(world, fake_openai):
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian.", "pet": "Alice has a dog."}})
+    fake_openai.fail_on_text = "dog"
+
+    with pytest.raises(EmbedderUnavailable):
+        drain()
+
+    assert list(profile_memories().values_list("content", flat=True)) == ["Alice is vegetarian."]
+    failed = ProfileFactOutbox.objects.get(fact_key="pet")
+    assert failed.processed_at is None and failed.attempts == 1
+    fake_openai.fail_on_text = None
+    drain()
+    drain()
+    assert sorted(profile_memories().values_list("content", flat=True)) == ["Alice has a dog.", "Alice is vegetarian."]
+
+
+def test_a_fact_set_to_its_current_text_writes_no_outbox_entry(world):
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+
+    assert ProfileFactOutbox.objects.count() == 1
+
+
+def test_patch_with_an_empty_fact_returns_400_and_stores_nothing(world):
+    response = patch(world.acme.client, {"facts": {"diet": "  "}})
+
+    assert response.status_code == 400
+    assert not ProfileFactOutbox.objects.exists()
+    assert world.acme.client.get("/api/v1/users/alice/profile").status_code == 404
+
+
+def test_get_profile_of_an_unknown_user_returns_404(world):
+    assert world.acme.client.get("/api/v1/users/nobody/profile").status_code == 404
