@@ -1,7 +1,13 @@
-"""WebSocket routes of every app, gathered in one place."""
+"""WebSocket routes, gathered in one place."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from memory_admin.dashboard.consumers import LiveConsumer
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/live/", LiveConsumer.as_asgi()),
+]

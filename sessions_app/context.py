@@ -134,16 +134,22 @@ def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect)
         logger.warning("context_cache_unavailable", error=type(exc).__name__)
 
 
-def read_cached(session_pk: object) -> CachedContext | None:
-    """The cached window, extending its TTL (reading is activity); None when Redis is unreachable."""
+def read_cached(session_pk: object, *, touch: bool = True) -> CachedContext | None:
+    """The cached window; an agent's read is activity and extends the TTL (`touch`), a person's look does not.
+
+    None when Redis is unreachable.
+    """
     ttl = settings.CONTEXT_TTL_SECONDS
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.hmget(_meta_key(session_pk), "head", "rebuilt")
         pipe.lrange(_list_key(session_pk), 0, -1)
-        pipe.expire(_meta_key(session_pk), ttl)
-        pipe.expire(_list_key(session_pk), ttl)
-        (head, rebuilt), raw_messages, extended, _ = pipe.execute()
+        if touch:
+            pipe.expire(_meta_key(session_pk), ttl)
+            pipe.expire(_list_key(session_pk), ttl)
+        else:
+            pipe.ttl(_meta_key(session_pk))
+        (head, rebuilt), raw_messages, extended, *_ = pipe.execute()
     except redis.RedisError as exc:
         logger.warning("context_cache_unavailable", error=type(exc).__name__)
         return None
@@ -153,7 +159,7 @@ def read_cached(session_pk: object) -> CachedContext | None:
         head=int(head),
         rebuilt=rebuilt == b"1",
         messages=[json.loads(item) for item in raw_messages],
-        ttl_seconds=ttl if extended else 0,
+        ttl_seconds=(ttl if extended else 0) if touch else max(int(extended), 0),
     )
 
 

@@ -6,6 +6,8 @@ session it was given, so another tenant's rows are never found.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,9 +32,12 @@ def sessions_for(tenant: Tenant) -> QuerySet[AgentSession]:
     return AgentSession.objects.filter(tenant=tenant)
 
 
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
 def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     """The tenant's session with this id; NotFound (404) for an unknown id or another tenant's session."""
-    session = sessions_for(tenant).filter(session_id=session_id).first()
+    session = sessions_for(tenant).filter(session_id=session_id).first() if SESSION_ID.match(session_id) else None
     if session is None:
         raise NotFound("No such session.", details={"session_id": session_id})
     return session
@@ -145,10 +150,13 @@ def _window_from_events(session: AgentSession, *, after: int, upto: int) -> tupl
     return replaced_at is not None, messages[-window:]
 
 
-def read_context(*, session: AgentSession) -> ContextView:
-    """The dialogue window: from Redis when it is current, caught up or rebuilt from Postgres when not."""
+def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
+    """The dialogue window: from Redis when it is current, caught up or rebuilt from Postgres when not.
+
+    `touch=False` (the dashboard) looks without counting as the agent's activity.
+    """
     head = session.head_version
-    cached = context.read_cached(session.pk)
+    cached = context.read_cached(session.pk, touch=touch)
     if cached is None:
         CONTEXT_READS.labels(source="postgres").inc()
         _, messages = _window_from_events(session, after=0, upto=head)
@@ -251,3 +259,54 @@ def get_operation(*, session: AgentSession, operation_id: Any) -> Operation:
     if operation is None:
         raise NotFound("No such operation in this session.")
     return operation
+
+
+# --- timeline (dashboard) -------------------------------------------------------------------------------
+
+TIMELINE_PAYLOAD_LIMIT = 8_192
+
+
+def _summary(event_type: str, payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    if event_type == EventType.MESSAGE_ADDED:
+        content = payload.get("content")
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        return f"{payload.get('role')}: {text}"[:200]
+    if event_type == EventType.CONTEXT_REPLACED:
+        return f"context replaced with {len(payload.get('messages', []))} messages"
+    if event_type in (EventType.TOOL_EXECUTED, EventType.TOOL_STATE_SET, EventType.TOOL_STATE_CLEARED):
+        return str(payload.get("tool", ""))
+    if event_type == EventType.NODE_TRANSITION:
+        return f"→ {payload.get('node')}"
+    if event_type == EventType.STATE_PATCHED:
+        paths = ", ".join(str(op.get("path")) for op in payload.get("patch", [])[:5] if isinstance(op, dict))
+        return f"patch {paths}"
+    return ""
+
+
+def timeline_row(session: AgentSession, event: Event) -> dict[str, Any]:
+    payload = decode(session, event.payload)
+    text = json.dumps(payload, ensure_ascii=False, indent=1)
+    return {
+        "version": event.version,
+        "type": event.type,
+        "summary": _summary(event.type, payload),
+        "payload": text[:TIMELINE_PAYLOAD_LIMIT],
+        "truncated": len(text) > TIMELINE_PAYLOAD_LIMIT,
+        "created_at": event.created_at.isoformat(),
+    }
+
+
+def timeline(
+    session: AgentSession, *, after: int | None = None, before: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Timeline rows oldest first: the newest `limit` before `before`, or the first `limit` after `after`."""
+    events = events_for(session).only("version", "type", "payload", "created_at")
+    if after is not None:
+        rows = list(events.filter(version__gt=after).order_by("version")[:limit])
+    else:
+        if before is not None:
+            events = events.filter(version__lt=before)
+        rows = list(events.order_by("-version")[:limit])[::-1]
+    return [timeline_row(session, event) for event in rows]

@@ -96,3 +96,20 @@ def running(server: ServerProcess) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def uvicorn(port: int | None = None) -> ServerProcess:
+    """The ASGI server: pages and WebSockets from one origin, as the dashboard's browser tests need."""
+    port = port or free_port()
+    argv = [
+        str(BIN / "uvicorn"),
+        "memory_admin.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return ServerProcess(argv, port)

@@ -12,6 +12,7 @@ from tenants_app.roles import Role, roles_of
 # (label, url name, role needed); None means any staff role.
 NAVIGATION: list[tuple[str, str, Role | None]] = [
     ("Overview", "dashboard:overview", None),
+    ("Sessions", "dashboard:sessions", None),
 ]
 
 

@@ -1,9 +1,12 @@
 from django.urls import path
 
-from memory_admin.dashboard import views
+from memory_admin.dashboard import sessions, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("sessions/", sessions.session_list, name="sessions"),
+    path("sessions/<uuid:pk>/", sessions.session_detail, name="session"),
+    path("sessions/<uuid:pk>/state.json", sessions.session_state, name="session-state"),
 ]

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from memory_admin.api.serializers import StrictSerializer
 from sessions_app.models import Event, Operation, SessionStatus
 
-SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # the same as selectors.SESSION_ID
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 

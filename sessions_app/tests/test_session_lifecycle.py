@@ -143,3 +143,9 @@ def test_a_malformed_client_id_is_refused(world: World, bad_id: str) -> None:
     response = world.acme.client.post("/api/v1/sessions", {"id": bad_id, "user_id": "alice"}, format="json")
     assert response.status_code == 400
     assert not AgentSession.objects.exists()
+
+
+@pytest.mark.parametrize("odd_id", ["nul%00byte", "%C3%A9t%C3%A9", "a" * 300])
+def test_an_impossible_session_id_in_the_path_is_a_404(world: World, odd_id: str) -> None:
+    response = world.acme.client.get(f"/api/v1/sessions/{odd_id}")
+    assert response.status_code == 404

@@ -1,0 +1,147 @@
+"""Dashboard pages for sessions: the list, a session's page, and its state at any version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+
+from memory_admin.dashboard.access import staff_page
+from sessions_app import selectors
+from sessions_app.models import AgentSession, Operation, OperationStatus, SessionStatus
+from tenants_app.models import Tenant
+
+PAGE_SIZE = 50
+
+
+class SessionFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=256, label="Session id or user id")
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), required=False, empty_label="All tenants")
+    status = forms.ChoiceField(choices=[("", "Any status"), *SessionStatus.choices], required=False)
+    created_after = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    created_before = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: list[AgentSession]
+    next_cursor: str | None
+
+
+def _encode_cursor(session: AgentSession) -> str:
+    raw = f"{session.created_at.isoformat()}|{session.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    try:
+        created, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def session_page(filters: dict[str, Any], cursor: str | None) -> SessionPage:
+    """Newest first, keyset-paginated on (created_at, id): each page costs the same at any depth."""
+    sessions: QuerySet[AgentSession] = AgentSession.objects.select_related("tenant").order_by("-created_at", "-id")
+    if filters.get("tenant"):
+        sessions = sessions.filter(tenant=filters["tenant"])
+    if filters.get("status"):
+        sessions = sessions.filter(status=filters["status"])
+    if filters.get("q"):
+        sessions = sessions.filter(Q(session_id__startswith=filters["q"]) | Q(user_id=filters["q"]))
+    if filters.get("created_after"):
+        sessions = sessions.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        sessions = sessions.filter(created_at__lt=filters["created_before"])
+    position = _decode_cursor(cursor) if cursor else None
+    if position:
+        created, pk = position
+        sessions = sessions.filter(created_at__lte=created).filter(Q(created_at__lt=created) | Q(id__lt=pk))
+    rows = list(sessions[: PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return SessionPage(rows=rows, next_cursor=_encode_cursor(rows[-1]) if more and rows else None)
+
+
+@staff_page()
+def session_list(request: HttpRequest) -> HttpResponse:
+    form = SessionFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = session_page(filters, request.GET.get("cursor"))
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    watched = [filters["tenant"]] if filters.get("tenant") else list(Tenant.objects.all()[:50])
+    return render(
+        request,
+        "dashboard/sessions/list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "watched_tenants": [str(tenant.pk) for tenant in watched],
+            "live": not request.GET.get("cursor"),
+        },
+    )
+
+
+def _session_or_404(pk: uuid.UUID) -> AgentSession:
+    return get_object_or_404(AgentSession.objects.select_related("tenant"), pk=pk)
+
+
+def _operation_row(session: AgentSession, operation: Operation) -> dict[str, Any]:
+    outcome = operation.result if operation.status == OperationStatus.COMPLETED else operation.error
+    return {
+        "op": operation,
+        "params": json.dumps(selectors.decode(session, operation.params), ensure_ascii=False),
+        "outcome": "" if outcome is None else json.dumps(selectors.decode(session, outcome), ensure_ascii=False),
+    }
+
+
+@staff_page()
+def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    session = _session_or_404(pk)
+    before = request.GET.get("before")
+    rows = selectors.timeline(session, before=int(before) if before and before.isdigit() else None)
+    operations = list(selectors.operations_for(session).order_by("-created_at")[:50])
+    return render(
+        request,
+        "dashboard/sessions/detail.html",
+        {
+            "session": session,
+            "metadata": json.dumps(session.metadata, indent=2, ensure_ascii=False),
+            "context": selectors.read_context(session=session, touch=False),
+            "tools": selectors.list_tool_states(session=session),
+            "operations": [_operation_row(session, operation) for operation in operations],
+            "pending_count": sum(1 for operation in operations if operation.status == OperationStatus.PENDING),
+            "timeline": rows,
+            "oldest_shown": rows[0]["version"] if rows else None,
+        },
+    )
+
+
+@staff_page()
+def session_state(request: HttpRequest, pk: uuid.UUID) -> JsonResponse:
+    """Time travel for the session page: the state after `version` events, as JSON."""
+    session = _session_or_404(pk)
+    raw = request.GET.get("version", str(session.head_version))
+    if not raw.isdigit() or int(raw) > session.head_version:
+        raise Http404("No such version.")
+    view = selectors.rebuild_state(session, version=int(raw))
+    return JsonResponse(
+        {
+            "version": view.version,
+            "state": view.state,
+            "snapshot_version": view.snapshot_version,
+            "replayed_events": view.replayed_events,
+        }
+    )

@@ -1,0 +1,157 @@
+"""Dashboard pages for sessions: the filterable list, a session's page and time travel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from conftest import World, logged_in
+from sessions_app.models import AgentSession, EventType
+from sessions_app.services import NewEvent, append_events, append_messages, create_session, record_operation
+
+pytestmark = pytest.mark.django_db
+
+
+def _session(world: World, session_id: str = "s", user_id: str = "alice", tenant: Any = None) -> AgentSession:
+    session, _ = create_session(tenant=tenant or world.acme.tenant, user_id=user_id, session_id=session_id)
+    return session
+
+
+def test_the_list_shows_sessions_of_every_tenant_newest_first(world: World) -> None:
+    _session(world, "first")
+    _session(world, "second", tenant=world.outsider.tenant)
+
+    response = logged_in(world.support).get("/sessions/")
+
+    assert response.status_code == 200
+    assert [s.session_id for s in response.context["page"].rows] == ["second", "first"]
+
+
+def test_the_list_filters_by_tenant_status_and_search(world: World) -> None:
+    _session(world, "thread-a", "alice")
+    _session(world, "thread-b", "bob")
+    _session(world, "other", "alice", tenant=world.outsider.tenant)
+    client = logged_in(world.support)
+
+    by_tenant = client.get("/sessions/", {"tenant": str(world.acme.tenant.pk)}).context["page"].rows
+    by_prefix = client.get("/sessions/", {"q": "thread-"}).context["page"].rows
+    by_user = client.get("/sessions/", {"q": "alice", "tenant": str(world.outsider.tenant.pk)}).context["page"].rows
+    by_status = client.get("/sessions/", {"status": "paused"}).context["page"].rows
+
+    assert {s.session_id for s in by_tenant} == {"thread-a", "thread-b"}
+    assert {s.session_id for s in by_prefix} == {"thread-a", "thread-b"}
+    assert [s.session_id for s in by_user] == ["other"]
+    assert by_status == []
+
+
+def test_the_list_pages_with_a_cursor_that_stays_stable(world: World) -> None:
+    for index in range(55):
+        _session(world, f"s{index:02d}")
+    client = logged_in(world.support)
+
+    first = client.get("/sessions/").context["page"]
+    second = client.get("/sessions/", {"cursor": first.next_cursor}).context["page"]
+
+    assert len(first.rows) == 50 and len(second.rows) == 5
+    assert second.next_cursor is None
+    seen = [s.session_id for s in first.rows + second.rows]
+    assert len(set(seen)) == 55
+
+
+def test_a_malformed_filter_or_cursor_does_not_break_the_list(world: World) -> None:
+    _session(world)
+    response = logged_in(world.support).get("/sessions/", {"created_after": "not a date", "cursor": "%%%"})
+    assert response.status_code == 200
+    assert b"were not understood" in response.content
+
+
+def test_the_list_costs_the_same_few_queries_however_many_sessions(world: World) -> None:
+    for index in range(30):
+        _session(world, f"s{index}", tenant=world.acme.tenant if index % 2 else world.outsider.tenant)
+    client = logged_in(world.support)
+    client.get("/sessions/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/sessions/").status_code == 200
+    assert len(queries) <= 8, [q["sql"] for q in queries]
+
+
+def test_the_session_page_shows_context_journal_and_timeline(world: World, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        session = _session(world)
+        append_messages(session=session, messages=[{"role": "user", "content": "book a table for two"}])
+        append_events(session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": "reserve"})])
+        record_operation(session=session, name="call_restaurant", key="k1", params={"phone": "555"})
+
+    response = logged_in(world.support).get(f"/sessions/{session.pk}/")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "book a table for two" in page
+    assert "call_restaurant" in page
+    assert "(1 pending)" in page
+    assert [row["version"] for row in response.context["timeline"]] == [1, 2]
+    assert response.context["context"].source == "redis"
+
+
+def test_the_session_page_marks_a_context_rebuilt_from_events(world: World) -> None:
+    session = _session(world)
+    append_messages(session=session, messages=[{"role": "user", "content": "hello"}])
+
+    page = logged_in(world.support).get(f"/sessions/{session.pk}/").content.decode()
+
+    assert "rebuilt from events" in page
+
+
+def test_looking_at_a_session_does_not_count_as_agent_activity(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    from memory_admin.health import redis_client
+
+    with django_capture_on_commit_callbacks(execute=True):
+        session = _session(world)
+        append_messages(session=session, messages=[{"role": "user", "content": "hello"}])
+    key = f"mem:ctx:{session.pk}"
+    redis_client().expire(key, 100)
+
+    logged_in(world.support).get(f"/sessions/{session.pk}/")
+
+    assert redis_client().ttl(key) <= 100
+
+
+def test_the_session_page_costs_a_bounded_number_of_queries(world: World) -> None:
+    session = _session(world)
+    append_events(session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": f"n{i}"}) for i in range(150)])
+    for index in range(10):
+        record_operation(session=session, name="op", key=f"k{index}", params={})
+    client = logged_in(world.support)
+    client.get(f"/sessions/{session.pk}/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/sessions/{session.pk}/").status_code == 200
+    assert len(queries) <= 10, [q["sql"] for q in queries]
+
+
+def test_time_travel_returns_the_state_at_a_version(world: World) -> None:
+    session = _session(world)
+    append_events(session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": n}) for n in "abc"])
+    client = logged_in(world.support)
+
+    body = client.get(f"/sessions/{session.pk}/state.json", {"version": 2}).json()
+
+    assert body["version"] == 2
+    assert body["state"]["current_node"] == "b"
+    assert client.get(f"/sessions/{session.pk}/state.json", {"version": 9}).status_code == 404
+    assert client.get(f"/sessions/{session.pk}/state.json", {"version": "x"}).status_code == 404
+
+
+def test_session_pages_refuse_users_without_a_staff_role(world: World) -> None:
+    session = _session(world)
+    client = logged_in(world.nobody)
+    for path in ("/sessions/", f"/sessions/{session.pk}/", f"/sessions/{session.pk}/state.json"):
+        assert client.get(path).status_code == 403
+
+
+def test_an_unknown_session_page_is_a_404(world: World) -> None:
+    assert logged_in(world.support).get("/sessions/00000000-0000-0000-0000-000000000000/").status_code == 404

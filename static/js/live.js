@@ -1,0 +1,35 @@
+// The dashboard's live connection: one WebSocket per page, reconnecting with backoff.
+// `onOpen` runs after every (re)connect, so a page re-sends its watches with the last version it shows
+// and the server catches it up: nothing missed, and rows are keyed by version so nothing shows twice.
+
+export function connectLive({ onOpen, onMessage, onStatus }) {
+  const base = document.body.dataset.websocketUrl ||
+    `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+  let delay = 500;
+  let socket;
+
+  function open() {
+    socket = new WebSocket(`${base}/ws/live/`);
+    socket.addEventListener("open", () => {
+      delay = 500;
+      onStatus?.("live");
+      onOpen((message) => socket.send(JSON.stringify(message)));
+    });
+    socket.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
+    socket.addEventListener("close", (event) => {
+      onStatus?.("offline");
+      if (event.code === 4403) return; // no longer allowed: stay closed
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    });
+  }
+  open();
+  return { close: () => socket?.close() };
+}
+
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
