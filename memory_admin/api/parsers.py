@@ -17,23 +17,32 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Raise ParseError for nesting deeper than `max_depth` or a NUL character in any string or key.
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise ParseError(f"{what} may not contain the NUL character (\\u0000).")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError(f"{what} may not contain unpaired surrogates (such as \\ud800).") from None
 
-    PostgreSQL cannot store U+0000 in JSONB or text, so it must be refused here rather than fail on INSERT.
+
+def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise ParseError for nesting deeper than `max_depth`, or a string PostgreSQL cannot store.
+
+    PostgreSQL cannot store U+0000 or an unpaired surrogate in text or JSONB, so they are refused here rather
+    than failing on INSERT.
     """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise ParseError("Strings may not contain the NUL character (\\u0000).")
+            _check_text(item, "Strings")
         elif isinstance(item, dict):
             if depth > max_depth:
                 raise ParseError(f"JSON is nested deeper than {max_depth} levels.")
             for key, child in item.items():
-                if "\x00" in key:
-                    raise ParseError("Keys may not contain the NUL character (\\u0000).")
+                _check_text(key, "Keys")
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth > max_depth:

@@ -54,3 +54,22 @@ def test_the_docs_page_serves_its_scripts_from_this_deployment() -> None:
         page = response.content.decode()
         assert "/static/drf_spectacular_sidecar/" in page
         assert "cdn." not in page
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"user_id": "\\u0000"}', "NUL"),
+        (b'{"user_id": "\\ud800"}', "surrogates"),
+        (b'{"user_id": NaN}', "Malformed"),
+        (b"[" * 100 + b"]" * 100, "nested"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"", "did not validate"),
+    ],
+)
+def test_bodies_postgres_could_not_store_are_refused_before_any_view_runs(
+    world: World, raw: bytes, reason: str
+) -> None:
+    response = world.acme.client.generic("POST", "/api/v1/sessions", raw, content_type="application/json")
+    assert response.status_code == 400
+    assert reason in response.json()["error"]["message"]
