@@ -26,7 +26,8 @@ from pathlib import Path
 from memory_admin.embedded import EmbeddedStack, exclusive, port_answers
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+# Where each profile keeps its data (var/run, var/test, …); MEMORY_VAR moves it, e.g. for tests of `run`.
+VAR = Path(os.environ.get("MEMORY_VAR", str(ROOT / "var")))
 BIN = Path(sys.executable).parent
 
 
@@ -136,12 +137,15 @@ def run() -> int:
             stopping = True
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, on_signal)
+        # Installed explicitly: a shell may start us with SIGINT ignored (a background job), and Ctrl-C,
+        # `kill` and a closed terminal must all stop every process this run started.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, on_signal)
         try:
             supervisor.spawn("web", _gunicorn_argv(host, port), env)
             supervisor.spawn("websockets", _uvicorn_argv(host, ws_port), env)
             supervisor.spawn(
-                "worker", [str(BIN / "celery"), "-A", "memory_admin", "worker", "-q", "-l", "warning", "-c", "2"], env
+                "worker", [str(BIN / "celery"), "-A", "memory_admin", "-q", "worker", "-l", "warning", "-c", "2"], env
             )
             supervisor.spawn(
                 "beat",

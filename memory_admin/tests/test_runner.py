@@ -42,3 +42,57 @@ def test_a_taken_port_is_reported_instead_of_starting(
 
     assert code == 1
     assert "is taken by another program" in capsys.readouterr().err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import psutil
+
+    from memory_admin.embedded import free_port
+    from tests.servers import _environment
+
+    port = free_port()
+    env = {**_environment(), "MEMORY_VAR": str(tmp_path), "PORT": str(port), "WEB_WORKERS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memory_admin.runner", "run"],
+        env=env,
+        cwd=runner.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        deadline = time.monotonic() + 90
+        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
+            line = process.stdout.readline() if process.stdout else ""
+            if not line and process.poll() is not None:
+                break
+            banner += line
+        assert "Dashboard:  http://127.0.0.1:" in banner, banner
+        assert "Demo agent API key" in banner
+        key = next(line.split()[-1] for line in banner.splitlines() if line.strip().startswith("mk_"))
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/login/").status_code == 200
+        whoami = httpx.get(f"{base}/api/v1/whoami", headers={"Authorization": f"Bearer {key}"})
+        assert whoami.json()["tenant"] == "demo"
+        workers_ok = False
+        while not workers_ok and time.monotonic() < deadline:
+            workers_ok = httpx.get(f"{base}/readyz").json()["layers"]["workers"]["ok"]
+            time.sleep(1)
+        assert workers_ok, "beat sent a heartbeat and a worker ran it"
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) >= 4
+    finally:
+        os.kill(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    time.sleep(1)
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
