@@ -4,6 +4,10 @@ A checkpoint's state is its nearest full snapshot with the deltas after it appli
 query fetches that path (at most CHECKPOINT_FULL_EVERY rows when the settings have not changed since); each
 link's checksum is recomputed from the rebuilt state and compared with the stored one. The first link that
 fails raises IntegrityFailure naming it, so a wrong state is never returned.
+
+A chain starts at a checkpoint without a parent: the session's first, or a full snapshot whose parent
+retention removed. The latter's checksum was computed over that parent's checksum, which the row keeps
+(`pruned_parent_checksum`), so its link is still checked against it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ WITH RECURSIVE path AS (
     JOIN path ON c.id = path.parent_id
     WHERE path.kind <> 'full' AND c.session_id = %(session)s AND path.depth < %(limit)s
 )
-SELECT c.*, parent.checksum AS parent_checksum, parent.sequence AS parent_sequence, path.depth AS depth
+SELECT c.*,
+    CASE WHEN c.parent_id IS NULL THEN NULLIF(c.pruned_parent_checksum, '') ELSE parent.checksum END
+        AS parent_checksum,
+    parent.sequence AS parent_sequence, path.depth AS depth
 FROM path
 JOIN checkpoints_app_checkpoint c ON c.id = path.id
 LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
@@ -81,6 +88,11 @@ def next_state(link: Checkpoint, previous: dict[str, Any] | None, owner: Owner) 
         return apply_patch(previous, body.patch or [], max_bytes=max_state_bytes())
     except PatchError as exc:
         raise broken(link, f"its stored patch {exc}") from None
+
+
+def anchor_of(link: Checkpoint) -> str | None:
+    """The parent checksum a chain start's link commits to: none, or that of the parent retention removed."""
+    return link.pruned_parent_checksum or None
 
 
 def check_link(link: Checkpoint, state: dict[str, Any], parent_checksum: str | None) -> None:
@@ -181,7 +193,8 @@ def verify_session(session: AgentSession) -> Verification:
                 if waiting[link.parent_id] == 0:
                     states.pop(link.parent_id, None)
             state = next_state(link, previous, owner)
-            check_link(link, state, checksums.get(link.parent_id))
+            parent_checksum = checksums[link.parent_id] if link.parent_id is not None else anchor_of(link)
+            check_link(link, state, parent_checksum)
         except IntegrityFailure as failure:
             return Verification(valid=False, checked=checked, first_bad_link=failure.details)
         checksums[link.pk] = link.checksum

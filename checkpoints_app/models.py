@@ -1,9 +1,11 @@
 """Checkpoints: a session's saved agent states, chained by SHA-256 and stored as full snapshots or deltas.
 
-A checkpoint is immutable once written. Its `checksum` commits to its parent's checksum, its sequence, node,
+A checkpoint's content is immutable once written. Its `checksum` commits to its parent's checksum, its sequence, node,
 metadata and the full reconstructed state (see `checkpoints_app.storage.chain_checksum`), so editing any row
-breaks a link that reads and `verify` detect. `payload` holds either the full state or the RFC 6902 patch
-that turns the parent's state into this one, written through the codec seam (see `storage.py`).
+breaks a link that reads and `verify` detect. Retention (`checkpoints_app.retention`) removes old rows and
+turns a kept checkpoint whose parent it removed into a chain start anchored on that parent's checksum.
+`payload` holds either the full state or the RFC 6902 patch that turns the parent's state into this one,
+written through the codec seam (see `storage.py`).
 
 The LangGraph-specific model (thread / namespace / channel blobs / pending writes) will hang off this table
 with its own rows keyed by checkpoint; nothing here assumes one state document per LangGraph channel.
@@ -43,6 +45,11 @@ class Checkpoint(models.Model):
     # The session's event head when this was saved: a diff lists events in (from.event_version, to.event_version].
     event_version = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by retention on a kept checkpoint whose parent it removed: the removed parent's checksum (this
+    # row's checksum commits to it, so the chain stays tamper-evident from here) and sequence. Such a row is
+    # always a full snapshot with no parent, and verification starts the chain at it.
+    pruned_parent_checksum = models.CharField(max_length=64, blank=True, default="")
+    pruned_parent_sequence = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -15,6 +15,7 @@ from checkpoints_app.chain import Rebuilt, Verification, rebuild, verify_session
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.patching import Summary, make_patch, summarise
 from memory_admin.errors import NotFound
+from memory_admin.metrics import RECOVERIES
 from sessions_app.models import AgentSession, Event
 
 # A diff lists at most this many events; `events_truncated` says when there were more.
@@ -32,11 +33,16 @@ def get_checkpoint(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
 
 
 def get_latest_checkpoint(*, session: AgentSession) -> Rebuilt:
-    """The session's newest checkpoint (highest sequence, whichever branch) with its verified state."""
+    """The session's newest checkpoint (highest sequence, whichever branch) with its verified state.
+
+    Counted as a recovery of kind "checkpoint": reading the latest is how an agent resumes after a crash.
+    """
     try:
-        return rebuild(session=session)
+        rebuilt = rebuild(session=session)
     except NotFound:
         raise NotFound("This session has no checkpoints yet.", details={"session_id": session.session_id}) from None
+    RECOVERIES.labels(kind="checkpoint").inc()
+    return rebuilt
 
 
 def get_checkpoint_by_sequence(*, session: AgentSession, sequence: int) -> Rebuilt:

@@ -1,23 +1,27 @@
-"""Writes of checkpoints."""
+"""Writes of checkpoints: saving one, and retention."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.exceptions import ParseError
 
 from checkpoints_app.chain import Rebuilt, max_state_bytes, owner_of, rebuild
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_patch, make_patch
+from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
 from memory_admin.api.parsers import check_json_value
 from memory_admin.codec import canonical_json, dumps
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
+from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
 from sessions_app.models import AgentSession
 
 
@@ -175,7 +179,6 @@ def _checksum_mismatch(*, sent: str, computed: str) -> Unprocessable:
     )
 
 
-@transaction.atomic
 def save_checkpoint(
     *,
     session: AgentSession,
@@ -200,6 +203,32 @@ def save_checkpoint(
     PayloadTooLarge (413) when a patch grows the state past CHECKPOINT_MAX_STATE_BYTES; IntegrityFailure
     (409) when the parent's stored chain does not verify. Nothing is stored in any of these cases.
     """
+    # Timed around the transaction, commit included: that is what the agent waits for.
+    with CHECKPOINT_SAVE_SECONDS.time():
+        return _save_checkpoint(
+            session=session,
+            node_id=node_id,
+            state=state,
+            patch=patch,
+            parent_id=parent_id,
+            sequence=sequence,
+            checksum=checksum,
+            metadata=metadata,
+        )
+
+
+@transaction.atomic
+def _save_checkpoint(
+    *,
+    session: AgentSession,
+    node_id: str,
+    state: dict[str, Any] | None,
+    patch: list[Any] | None,
+    parent_id: uuid.UUID | None,
+    sequence: int | None,
+    checksum: str | None,
+    metadata: dict[str, Any] | None,
+) -> SaveOutcome:
     if (state is None) == (patch is None):
         raise ValidationFailed("Send exactly one of `state` (the full state) and `patch` (against the parent).")
     if patch is not None and parent_id is None:
@@ -268,3 +297,90 @@ def save_checkpoint(
         },
     )
     return SaveOutcome(checkpoint=checkpoint, created=True)
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What a retention run removed (or, in a dry run, would remove)."""
+
+    dry_run: bool
+    cutoff: datetime
+    keep_latest: int
+    checkpoints_deleted: int
+    sessions_affected: int
+    # Kept checkpoints that became chain starts because their parent was removed (deltas rewritten as full).
+    checkpoints_rewritten: int
+    # Sessions left (partly) as they were because a kept checkpoint's chain failed verification.
+    broken_sessions: tuple[str, ...] = field(default=())
+
+
+def _prune_session(session: AgentSession, policy: Policy, *, batch_size: int, wait: bool) -> SessionOutcome:
+    total = SessionOutcome()
+    while True:
+        step = prune_step(session, policy, limit=batch_size, wait=wait)
+        if step is None:
+            return total
+        total.deleted += step.deleted
+        total.rewritten += step.rewritten
+        if step.busy or step.broken:
+            total.busy, total.broken = step.busy, step.broken
+            return total
+
+
+def apply_checkpoint_retention(*, dry_run: bool, now: datetime | None = None, batch_size: int = 500) -> RetentionReport:
+    """Remove checkpoints older than CHECKPOINT_RETENTION_DAYS, keeping each session's latest
+    CHECKPOINT_KEEP_LATEST (by sequence), and report how many were removed from how many sessions.
+
+    Every kept checkpoint stays readable and verifiable: one whose parent goes becomes a chain start first
+    (see `checkpoints_app.retention`). Not one transaction: each step removes at most `batch_size` rows of
+    one session under that session's save lock, so agents keep saving meanwhile, an interrupted run leaves a
+    consistent state, and several runs at once remove each row once. `dry_run` changes nothing and reports
+    the same counts a run would. A session where a kept checkpoint's chain fails verification is left as it
+    is (tamper evidence is not destroyed) and listed in `broken_sessions`. ValidationFailed for a batch_size
+    below 1.
+    """
+    if batch_size < 1:
+        raise ValidationFailed("batch_size must be at least 1.")
+    policy = Policy(
+        cutoff=(now or timezone.now()) - timedelta(days=settings.CHECKPOINT_RETENTION_DAYS),
+        keep_latest=settings.CHECKPOINT_KEEP_LATEST,
+    )
+    deleted: dict[uuid.UUID, int] = {}
+    rewritten = 0
+    busy: list[AgentSession] = []
+    broken: list[str] = []
+
+    def tally(session: AgentSession, outcome: SessionOutcome) -> None:
+        nonlocal rewritten
+        if outcome.deleted:
+            deleted[session.pk] = deleted.get(session.pk, 0) + outcome.deleted
+        rewritten += outcome.rewritten
+        if outcome.broken is not None:
+            broken.append(str(session.pk))
+
+    after: uuid.UUID | None = None
+    while ids := sessions_with_expired(policy, after=after, limit=batch_size):
+        after = ids[-1]
+        sessions = AgentSession.objects.in_bulk(ids)
+        for pk in ids:
+            session = sessions.get(pk)
+            if session is None:  # deleted since (its checkpoints went with it)
+                continue
+            if dry_run:
+                tally(session, plan_session(session, policy))
+                continue
+            outcome = _prune_session(session, policy, batch_size=batch_size, wait=False)
+            tally(session, outcome)
+            if outcome.busy:
+                busy.append(session)
+    for session in busy:  # held by another worker or a save a moment ago: wait for the lock this time
+        tally(session, _prune_session(session, policy, batch_size=batch_size, wait=True))
+    return RetentionReport(
+        dry_run=dry_run,
+        cutoff=policy.cutoff,
+        keep_latest=policy.keep_latest,
+        checkpoints_deleted=sum(deleted.values()),
+        sessions_affected=len(deleted),
+        checkpoints_rewritten=rewritten,
+        broken_sessions=tuple(broken),
+    )

@@ -15,3 +15,8 @@ EVENT_APPEND_SECONDS = Histogram(
     "Time to append a batch of events (Postgres transaction included)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+CHECKPOINT_SAVE_SECONDS = Histogram(
+    "memory_checkpoint_save_seconds",
+    "Time to save a checkpoint (parent rebuilt and verified, Postgres transaction and commit included)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)

@@ -302,6 +302,13 @@ CELERY_BEAT_SCHEDULE.update(
 CHECKPOINT_FULL_EVERY = env_int("CHECKPOINT_FULL_EVERY", 10, minimum=1, maximum=1000)
 # Largest state, as canonical JSON bytes, that a save may produce by patching (HTTP 413 above it).
 CHECKPOINT_MAX_STATE_BYTES = env_int("CHECKPOINT_MAX_STATE_BYTES", 4 * 1_048_576, minimum=1024)
+# Retention: checkpoints older than this many days are removed, except each session's latest
+# CHECKPOINT_KEEP_LATEST by sequence (a kept checkpoint whose parent goes is rewritten as a chain start).
+CHECKPOINT_RETENTION_DAYS = env_int("CHECKPOINT_RETENTION_DAYS", 30, minimum=1)
+CHECKPOINT_KEEP_LATEST = env_int("CHECKPOINT_KEEP_LATEST", 5, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {"checkpoints-retention": {"task": "checkpoints_app.tasks.apply_checkpoint_retention", "schedule": 24 * 3600.0}}
+)
 
 from memory_admin.observability import configure_logging  # noqa: E402
 
