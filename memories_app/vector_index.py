@@ -31,6 +31,7 @@ def ensure_index(dimensions: int) -> bool:
     """Create the HNSW index for this dimension if missing (without blocking writes). False above the limit."""
     if dimensions > MAX_INDEXED_DIMENSIONS:
         return False
+    # CONCURRENTLY cannot run inside a transaction (for example under a test's transaction).
     with connection.cursor() as cursor:
-        cursor.execute(create_index_sql(dimensions, concurrently=True))
+        cursor.execute(create_index_sql(dimensions, concurrently=not connection.in_atomic_block))
     return True

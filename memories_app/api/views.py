@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,7 +97,16 @@ def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
 
 class MemoryCollectionView(AgentAPIView):
     @extend_schema(
-        parameters=[MemoryFilter],
+        parameters=[
+            OpenApiParameter("scope", str, enum=["session", "user", "global"]),
+            OpenApiParameter("user_id", str),
+            OpenApiParameter("session_id", str),
+            OpenApiParameter("source", str, enum=["api", "promotion", "distillation", "profile"]),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("limit", int),
+        ],
         responses={200: MemorySerializer(many=True)},
         summary="List memories, newest first (cursor pagination)",
     )

@@ -75,7 +75,10 @@ def test_user_search_recall_at_10_is_exact_among_thousands_of_other_users_memori
     assert hits / total == 1.0
 
 
-@override_settings(MEMORY_EXACT_SEARCH_MAX_ROWS=100)
+# The suite's rolled-back inserts stay in the HNSW graph as dead tuples until VACUUM, and they crowd the
+# default candidate list (ef_search 100): recall then varies from run to run (0.74 was seen). A wider list
+# makes this test about the scan's tenant filtering, not about graph luck; the benchmark tunes the default.
+@override_settings(MEMORY_EXACT_SEARCH_MAX_ROWS=100, MEMORY_HNSW_EF_SEARCH=400)
 def test_global_search_through_the_index_keeps_recall_and_stays_in_the_tenant(world):
     rng = random.Random(7)
     centres = [_unit(rng) for _ in range(8)]
@@ -99,4 +102,4 @@ def test_global_search_through_the_index_keeps_recall_and_stays_in_the_tenant(wo
             total += 10
 
     assert any("hnsw.iterative_scan" in q["sql"] for q in queries.captured_queries)
-    assert hits / total >= 0.9
+    assert hits / total >= 0.9, hits / total
