@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, QuerySet
+from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum
 
 from checkpoints_app.chain import Rebuilt, Verification, rebuild, verify_session
 from checkpoints_app.models import Checkpoint
@@ -25,6 +25,25 @@ DIFF_MAX_EVENTS = 500
 def checkpoints_for(session: AgentSession) -> QuerySet[Checkpoint]:
     """The session's checkpoints without their payloads, each with its parent's sequence (branches show)."""
     return Checkpoint.objects.filter(session=session).defer("payload").annotate(parent_sequence=F("parent__sequence"))
+
+
+def _stored_bytes() -> Func:
+    return Func(F("payload"), function="octet_length", output_field=BigIntegerField())
+
+
+def checkpoint_page(*, session: AgentSession, before: int | None, limit: int) -> list[Checkpoint]:
+    """Newest first, the first `limit` + 1 with a sequence below `before` (keyset: the same cost at any
+    depth), each with its parent's sequence and `stored_bytes` (the payload's size as stored)."""
+    rows = checkpoints_for(session).annotate(stored_bytes=_stored_bytes()).order_by("-sequence")
+    if before is not None:
+        rows = rows.filter(sequence__lt=before)
+    return list(rows[: limit + 1])
+
+
+def checkpoint_totals(*, session: AgentSession) -> dict[str, int]:
+    """How many checkpoints the session holds and the bytes their payloads take as stored."""
+    totals = Checkpoint.objects.filter(session=session).aggregate(count=Count("pk"), stored_bytes=Sum(_stored_bytes()))
+    return {"count": totals["count"], "stored_bytes": totals["stored_bytes"] or 0}
 
 
 def get_checkpoint(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
@@ -52,12 +71,16 @@ def get_checkpoint_by_sequence(*, session: AgentSession, sequence: int) -> Rebui
         raise NotFound("No checkpoint with this sequence in this session.", details={"sequence": sequence}) from None
 
 
-def events_between(*, session: AgentSession, after: int, upto: int, limit: int = DIFF_MAX_EVENTS) -> list[Event]:
-    """Events with a version in (after, upto], oldest first, at most `limit` + 1 (to tell there are more)."""
+def events_between(
+    *, session: AgentSession, after: int, upto: int, limit: int = DIFF_MAX_EVENTS, with_payloads: bool = False
+) -> list[Event]:
+    """Events with a version in (after, upto], oldest first, at most `limit` + 1 (to tell there are more);
+    their payloads are loaded only when asked for."""
+    fields = ("version", "type", "created_at", "payload") if with_payloads else ("version", "type", "created_at")
     return list(
         Event.objects.filter(session=session, version__gt=after, version__lte=upto)
         .order_by("version")
-        .only("version", "type", "created_at")[: limit + 1]
+        .only(*fields)[: limit + 1]
     )
 
 
@@ -69,15 +92,17 @@ class Diff:
     summary: Summary
     events: list[Event]
     events_truncated: bool
+    source_state: dict[str, Any]
+    target_state: dict[str, Any]
 
 
-def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object) -> Diff:
+def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object, with_payloads: bool = False) -> Diff:
     """What changed from one checkpoint to another (either order, any branches) and the events recorded
-    between them: versions in (older event head, newer event head]."""
+    between them: versions in (older event head, newer event head], with their payloads when asked for."""
     source = rebuild(session=session, checkpoint_id=from_id)
     target = rebuild(session=session, checkpoint_id=to_id)
     low, high = sorted((source.checkpoint.event_version, target.checkpoint.event_version))
-    events = events_between(session=session, after=low, upto=high)
+    events = events_between(session=session, after=low, upto=high, with_payloads=with_payloads)
     return Diff(
         source=source.checkpoint,
         target=target.checkpoint,
@@ -85,6 +110,8 @@ def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object) -
         summary=summarise(source.state, target.state),
         events=events[:DIFF_MAX_EVENTS],
         events_truncated=len(events) > DIFF_MAX_EVENTS,
+        source_state=source.state,
+        target_state=target.state,
     )
 
 
