@@ -54,13 +54,18 @@ def channel_name(group: str) -> str:
     return CHANNEL_PREFIX + group
 
 
+def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
+    """Queue the PUBLISH commands on a pipeline the caller executes (after commit)."""
+    payload = json.dumps({**message, "at": timezone.now().isoformat()}, cls=JSONEncoder)
+    for group in groups:
+        pipe.publish(channel_name(group), payload)
+
+
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
     """Publish now (use `publish_on_commit` from inside a transaction)."""
-    payload = json.dumps({**message, "at": timezone.now().isoformat()}, cls=JSONEncoder)
     try:
         pipe = redis_client().pipeline(transaction=False)
-        for group in groups:
-            pipe.publish(channel_name(group), payload)
+        queue(pipe, groups, message)
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("live_update_dropped", error=type(exc).__name__, type=message.get("type"))

@@ -77,7 +77,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "memory_admin.observability.RequestIdMiddleware",
-    "memory_admin.api.middleware.BodyLimitMiddleware",
+    "memory_admin.api.middleware.ApiRequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -117,6 +117,7 @@ if not _database_url:
         "otherwise point it at a server: postgres://user:password@host:5432/dbname"
     )
 _db = parse_database_url("DATABASE_URL", _database_url)
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 8, minimum=1, maximum=200)
 DATABASES = {
     "default": {
@@ -126,13 +127,15 @@ DATABASES = {
         "NAME": _db.name,
         "USER": _db.user,
         "PASSWORD": _db.password,
-        "CONN_MAX_AGE": 0,
-        "CONN_HEALTH_CHECKS": False,
+        # Without the pool, each worker thread keeps its connection this long (a pool and persistent
+        # connections are exclusive in Django).
+        "CONN_MAX_AGE": 0 if DATABASE_POOL else env_int("DATABASE_CONN_MAX_AGE", 300, minimum=0),
+        "CONN_HEALTH_CHECKS": not DATABASE_POOL,
         "OPTIONS": {
             **_db.options,
             "pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0)},
         }
-        if env_bool("DATABASE_POOL", True)
+        if DATABASE_POOL
         else dict(_db.options),
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db.name}")},
     }

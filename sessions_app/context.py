@@ -115,10 +115,13 @@ def _encode(messages: list[Any]) -> list[str]:
     return [json.dumps(message, ensure_ascii=False, separators=(",", ":")) for message in messages]
 
 
-def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect) -> None:
-    """Advance the cached window by the versions `first..last` (see the module's rules). Never raises."""
+def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect, pipe: Any = None) -> None:
+    """Advance the cached window by the versions `first..last` (see the module's rules). Never raises.
+
+    With `pipe`, the command is queued on that pipeline and the caller executes it.
+    """
     try:
-        redis_client().eval(
+        (pipe or redis_client()).eval(
             _APPLY,
             2,
             _meta_key(session_pk),
@@ -197,17 +200,21 @@ def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool)
 _CLEARED = object()
 
 
-def set_tool_after_commit(session_pk: object, tool: str, *, version: int, state: Any, ttl: int) -> None:
+def set_tool_after_commit(
+    session_pk: object, tool: str, *, version: int, state: Any, ttl: int, pipe: Any = None
+) -> None:
     """Cache a tool's state written at `version` (`state` None with `cleared`); older writes never win."""
     value = "" if state is _CLEARED else json.dumps({"v": version, "state": state}, separators=(",", ":"))
     try:
-        redis_client().eval(_SET_TOOL, 1, tool_key(session_pk, tool), version, value, max(1, ttl))
+        (pipe or redis_client()).eval(_SET_TOOL, 1, tool_key(session_pk, tool), version, value, max(1, ttl))
     except redis.RedisError as exc:
         logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
 
 
-def clear_tool_after_commit(session_pk: object, tool: str, *, version: int) -> None:
-    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=settings.TOOL_STATE_TTL_SECONDS)
+def clear_tool_after_commit(session_pk: object, tool: str, *, version: int, pipe: Any = None) -> None:
+    set_tool_after_commit(
+        session_pk, tool, version=version, state=_CLEARED, ttl=settings.TOOL_STATE_TTL_SECONDS, pipe=pipe
+    )
 
 
 @dataclass(frozen=True)

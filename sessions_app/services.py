@@ -8,12 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+import structlog
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from memory_admin import live
 from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
 from sessions_app import context
@@ -34,6 +38,8 @@ for _status in (SessionStatus.ACTIVE, SessionStatus.PAUSED):
     TRANSITIONS[_status] |= {SessionStatus.ARCHIVED}
 
 WRITABLE = frozenset({SessionStatus.ACTIVE, SessionStatus.PAUSED})
+
+logger = structlog.get_logger("memory.sessions")
 
 
 def _on_commit(callback: Any) -> None:
@@ -210,19 +216,27 @@ def append_events(
     return result
 
 
+_EVENT_TABLE = Event._meta.db_table
+_SESSION_TABLE = AgentSession._meta.db_table
+# One statement takes the session row's lock and reserves the versions; concurrent appends queue behind it.
+_RESERVE_SQL = (
+    f"UPDATE {_SESSION_TABLE} SET head_version = head_version + %s, last_activity_at = %s "  # noqa: S608
+    "WHERE id = %s RETURNING head_version, status"
+)
+_INSERT_SQL = (
+    f"INSERT INTO {_EVENT_TABLE} "  # noqa: S608
+    "(session_id, version, type, payload, schema_version, idempotency_key, created_at) VALUES "
+)
+
+
 @transaction.atomic
 def _append(
     session: AgentSession, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
 ) -> AppendResult:
     count = len(events)
     now = timezone.now()
-    # One statement takes the row lock and reserves the versions; concurrent appends queue behind it.
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {AgentSession._meta.db_table} SET head_version = head_version + %s, last_activity_at = %s "  # noqa: S608
-            "WHERE id = %s RETURNING head_version, status",
-            [count, now, session.pk],
-        )
+        cursor.execute(_RESERVE_SQL, [count, now, session.pk])
         row = cursor.fetchone()
     if row is None:
         raise NotFound("No such session.")
@@ -254,39 +268,62 @@ def _append(
         )
         for offset, event in enumerate(events)
     ]
-    Event.objects.bulk_create(rows)
+    params: list[Any] = []
+    for event_row in rows:
+        params += [
+            session.pk,
+            event_row.version,
+            event_row.type,
+            event_row.payload,
+            SCHEMA_VERSION,
+            idempotency_key or None,
+            now,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * count), params)
     first, last = head + 1, head + count
-    effect = _context_effect(events)
-    _on_commit(lambda: context.advance(session.pk, first=first, last=last, effect=effect))
-    for row, event in zip(rows, events, strict=True):
-        if event.type == EventType.TOOL_STATE_SET:
-            tool, version, value = event.payload["tool"], row.version, event.payload.get("state")
-            _on_commit(
-                lambda t=tool, v=version, s=value: context.set_tool_after_commit(
-                    session.pk, t, version=v, state=s, ttl=settings.TOOL_STATE_TTL_SECONDS
+    _on_commit(lambda: _after_append(session, rows, events, first=first, last=last))
+    return AppendResult(events=rows, head_version=last)
+
+
+def _after_append(session: AgentSession, rows: list[Event], events: list[NewEvent], *, first: int, last: int) -> None:
+    """Everything an append tells Redis, in one round trip: the context window, tool states, live message."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        context.advance(session.pk, first=first, last=last, effect=_context_effect(events), pipe=pipe)
+        for row, event in zip(rows, events, strict=True):
+            if event.type == EventType.TOOL_STATE_SET:
+                context.set_tool_after_commit(
+                    session.pk,
+                    event.payload["tool"],
+                    version=row.version,
+                    state=event.payload.get("state"),
+                    ttl=settings.TOOL_STATE_TTL_SECONDS,
+                    pipe=pipe,
                 )
-            )
-        elif event.type == EventType.TOOL_STATE_CLEARED:
-            tool, version = event.payload["tool"], row.version
-            _on_commit(lambda t=tool, v=version: context.clear_tool_after_commit(session.pk, t, version=v))
-    if first // settings.EVENT_SNAPSHOT_EVERY != last // settings.EVENT_SNAPSHOT_EVERY:
+            elif event.type == EventType.TOOL_STATE_CLEARED:
+                context.clear_tool_after_commit(session.pk, event.payload["tool"], version=row.version, pipe=pipe)
+        live.queue(
+            pipe,
+            [session_group(session.pk)],
+            {
+                "type": "event.appended",
+                "tenant": str(session.tenant_id),
+                "session": session.session_id,
+                "first_version": first,
+                "version": last,
+                "count": len(events),
+                "event_type": events[-1].type,
+            },
+        )
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("after_append_redis_unavailable", error=type(exc).__name__)
+    every = settings.EVENT_SNAPSHOT_EVERY
+    if first // every != last // every:
         from sessions_app.tasks import take_snapshot
 
-        snapshot_version = last - last % settings.EVENT_SNAPSHOT_EVERY
-        _on_commit(lambda: take_snapshot.delay(str(session.pk), snapshot_version))
-    publish_on_commit(
-        [session_group(session.pk)],
-        {
-            "type": "event.appended",
-            "tenant": str(session.tenant_id),
-            "session": session.session_id,
-            "first_version": first,
-            "version": last,
-            "count": count,
-            "event_type": events[-1].type,
-        },
-    )
-    return AppendResult(events=rows, head_version=last)
+        take_snapshot.delay(str(session.pk), last - last % every)
 
 
 def append_messages(

@@ -14,8 +14,10 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.selectors import active_key_for
+from tenants_app.services import hash_key
 
 # last_used_at is advisory; writing it on every request would put a row update on the hot path.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -41,12 +43,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = self._raw_key(request)
         if raw is None:
             return None
-        api_key = active_key_for(raw)
+        digest = hash_key(raw)
+        epoch, count = keycache.check(digest)
+        request._request.rate_count = count  # type: ignore[attr-defined]  # judged by ApiKeyRateThrottle
+        api_key = keycache.cached(digest, epoch)
         if api_key is None:
-            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+            api_key = active_key_for(raw)
+            if api_key is None:
+                raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+            keycache.remember(digest, api_key, epoch)
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
         return AgentPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
 
     def _raw_key(self, request: Request) -> str | None:

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from memory_admin.errors import NotFound, ValidationFailed
+from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.roles import Role
 
@@ -64,6 +65,7 @@ def revoke_api_key(*, api_key_id: int) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        keycache.invalidate_everywhere()
     return api_key
 
 

@@ -92,6 +92,14 @@ class MemoryRevisionSerializer(serializers.Serializer[Any]):
 # --- Search and recall ---------------------------------------------------------------------------------
 
 
+class MemoryBatchResultSerializer(serializers.Serializer[Any]):
+    memories = MemorySerializer(many=True)
+
+
+class MemoryHistorySerializer(serializers.Serializer[Any]):
+    revisions = MemoryRevisionSerializer(many=True)
+
+
 class SearchSerializer(StrictSerializer):
     query = serializers.CharField(required=False, trim_whitespace=False)
     embedding = VectorField(required=False)

@@ -15,8 +15,10 @@ from rest_framework.response import Response
 from memories_app import recall as recall_module
 from memories_app import selectors, services
 from memories_app.api.serializers import (
+    MemoryBatchResultSerializer,
     MemoryBatchSerializer,
     MemoryCreateSerializer,
+    MemoryHistorySerializer,
     MemoryRevisionSerializer,
     MemorySerializer,
     MemoryUpdateSerializer,
@@ -96,6 +98,8 @@ def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
 
 
 class MemoryCollectionView(AgentAPIView):
+    pagination_class = NewestFirstCursor
+
     @extend_schema(
         parameters=[
             OpenApiParameter("scope", str, enum=["session", "user", "global"]),
@@ -116,9 +120,8 @@ class MemoryCollectionView(AgentAPIView):
             raise ValidationFailed(
                 "The filters did not validate.", details={"fields": filterset.errors.get_json_data()}
             )
-        paginator = NewestFirstCursor()
-        page = paginator.paginate_queryset(filterset.qs, request, view=self)
-        return paginator.get_paginated_response(MemorySerializer(page, many=True).data)
+        page = self.paginate_queryset(filterset.qs)
+        return self.get_paginated_response(MemorySerializer(page, many=True).data)
 
     @extend_schema(
         request=MemoryCreateSerializer, responses={201: MemorySerializer, **ERRORS}, summary="Store a memory"
@@ -133,7 +136,7 @@ class MemoryCollectionView(AgentAPIView):
 class MemoryBatchView(AgentAPIView):
     @extend_schema(
         request=MemoryBatchSerializer,
-        responses={201: MemorySerializer(many=True), **ERRORS},
+        responses={201: MemoryBatchResultSerializer, **ERRORS},
         summary="Store many memories at once (all or none)",
     )
     @idempotent
@@ -179,7 +182,7 @@ class MemoryDetailView(AgentAPIView):
 
 
 class MemoryHistoryView(AgentAPIView):
-    @extend_schema(responses={200: MemoryRevisionSerializer(many=True), **ERRORS}, summary="A memory's changes")
+    @extend_schema(responses={200: MemoryHistorySerializer, **ERRORS}, summary="A memory's changes")
     def get(self, request: Request, memory_id: str) -> Response:
         memory = selectors.get_memory(tenant=self.tenant, memory_id=memory_id)
         revisions = selectors.revisions_of(memory)

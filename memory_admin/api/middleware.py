@@ -1,4 +1,4 @@
-"""Refuse oversized API bodies before anything reads them."""
+"""Refuse API requests that could only fail deeper down: oversized bodies, NUL characters in the URL."""
 
 from __future__ import annotations
 
@@ -10,22 +10,33 @@ from django.http import HttpRequest, HttpResponse
 from memory_admin.api.errors import json_error
 
 
-class BodyLimitMiddleware:
+class ApiRequestGuardMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return json_error(request, 400, "bad_request", "Content-Length is not a number.")
-            if length > settings.API_MAX_BODY_BYTES:
-                return json_error(
-                    request,
-                    413,
-                    "payload_too_large",
-                    f"The request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
-                    {"limit_bytes": settings.API_MAX_BODY_BYTES},
-                )
+            refusal = self._refusal(request)
+            if refusal is not None:
+                return refusal
         return self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        # PostgreSQL cannot compare text with U+0000, so an id or filter holding one can match nothing.
+        if "\x00" in request.path:
+            return json_error(request, 404, "not_found", "No such resource.")
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            return json_error(request, 400, "bad_request", "Query parameters may not contain the NUL character.")
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return json_error(request, 400, "bad_request", "Content-Length is not a number.")
+        if length > settings.API_MAX_BODY_BYTES:
+            return json_error(
+                request,
+                413,
+                "payload_too_large",
+                f"The request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
+                {"limit_bytes": settings.API_MAX_BODY_BYTES},
+            )
+        return None

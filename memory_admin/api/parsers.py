@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -15,6 +16,13 @@ MAX_JSON_DEPTH = 64
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return number
 
 
 def _check_text(text: str, what: str) -> None:
@@ -62,7 +70,7 @@ class StrictJSONParser(JSONParser):
         except UnicodeDecodeError:
             raise ParseError("The request body is not valid UTF-8.") from None
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except RecursionError:
             raise ParseError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.") from None
         except ValueError as exc:

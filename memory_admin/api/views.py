@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import ParseError
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,12 @@ class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
     @property
     def tenant(self) -> Tenant:
         return tenant_of(self.request)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # DRF hands an empty body to no parser and treats it as {}; every write here expects a JSON document.
+        if request.method in ("POST", "PUT", "PATCH") and not request.body.strip():
+            raise ParseError("The request body is empty; send a JSON document.")
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -91,9 +91,17 @@ class EventOut(serializers.Serializer[Any]):
         return self.context["decode"](event.payload)
 
 
+class AppendedEventOut(serializers.Serializer[Any]):
+    """An appended event as acknowledged: the payload the client sent is not echoed back."""
+
+    version = serializers.IntegerField()
+    type = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
 class AppendOut(serializers.Serializer[Any]):
     head_version = serializers.IntegerField()
-    events = EventOut(many=True)
+    events = AppendedEventOut(many=True)
 
 
 class StateOut(serializers.Serializer[Any]):

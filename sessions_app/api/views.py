@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import partial
 from typing import Any
@@ -34,7 +35,11 @@ def _session_response(session: AgentSession, *, code: int = status.HTTP_200_OK) 
 
 
 def _idempotency_key(request: Request) -> str | None:
-    return request.headers.get(IDEMPOTENCY_HEADER) or None
+    """The Idempotency-Key as stored with the events, scoped like the Redis record: per method and endpoint."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if not key:
+        return None
+    return hashlib.sha256(f"{request.method} {request.path} {key}".encode()).hexdigest()
 
 
 class SessionScopedView(AgentAPIView):
@@ -135,12 +140,11 @@ class EventListView(SessionScopedView):
             expected_version=body.validated_data.get("expected_version"),
             idempotency_key=_idempotency_key(request),
         )
-        return _append_response(result, session, self.decoder(session))
+        return _append_response(result)
 
 
-def _append_response(result: services.AppendResult, session: AgentSession, context: dict[str, Any]) -> Response:
-    data = {"head_version": result.head_version, "events": s.EventOut(result.events, many=True, context=context).data}
-    return Response(data, status=status.HTTP_201_CREATED)
+def _append_response(result: services.AppendResult) -> Response:
+    return Response(s.AppendOut(result).data, status=status.HTTP_201_CREATED)
 
 
 class StateView(SessionScopedView):
@@ -197,7 +201,7 @@ class ContextMessagesView(SessionScopedView):
             expected_version=body.validated_data.get("expected_version"),
             idempotency_key=_idempotency_key(request),
         )
-        return _append_response(result, session, self.decoder(session))
+        return _append_response(result)
 
 
 class ToolListView(SessionScopedView):

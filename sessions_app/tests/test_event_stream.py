@@ -17,7 +17,7 @@ def session(world: World) -> str:
     return "s"
 
 
-def test_a_single_event_gets_version_one_and_is_returned_decoded(world: World, session: str) -> None:
+def test_a_single_event_gets_version_one_and_reads_back_decoded(world: World, session: str) -> None:
     response = world.acme.client.post(
         f"/api/v1/sessions/{session}/events",
         {"type": "NODE_TRANSITION", "payload": {"node": "plan"}},
@@ -28,7 +28,9 @@ def test_a_single_event_gets_version_one_and_is_returned_decoded(world: World, s
     body = response.json()
     assert body["head_version"] == 1
     assert body["events"][0]["version"] == 1
-    assert body["events"][0]["payload"] == {"node": "plan"}
+    assert body["events"][0]["type"] == "NODE_TRANSITION"
+    stored = world.acme.client.get(f"/api/v1/sessions/{session}/events").json()["results"][0]
+    assert stored["payload"] == {"node": "plan"}
 
 
 def test_a_batch_gets_consecutive_versions_after_the_head(world: World, session: str) -> None:

@@ -8,9 +8,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from conftest import World
+from memory_admin.health import redis_client
+from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import revoke_api_key
 
@@ -95,3 +98,23 @@ def test_last_used_time_is_recorded(world: World) -> None:
     assert world.acme.api_key.last_used_at is None
     world.acme.client.get("/api/v1/whoami")
     assert ApiKey.objects.get(pk=world.acme.api_key.pk).last_used_at is not None
+
+
+def test_a_key_revoked_by_another_process_is_refused_on_the_next_request(world: World) -> None:
+    """Each process caches verified keys; a revocation elsewhere replaces the shared epoch in Redis."""
+    assert world.acme.client.get("/api/v1/whoami").status_code == 200  # now cached in this process
+    ApiKey.objects.filter(pk=world.acme.api_key.pk).update(revoked_at=timezone.now())  # as another node would
+    assert world.acme.client.get("/api/v1/whoami").status_code == 200  # this process has not heard yet
+
+    redis_client().set(keycache.EPOCH_KEY, "replaced-by-the-revoking-node")
+
+    assert world.acme.client.get("/api/v1/whoami").status_code == 401
+
+
+def test_a_redis_flush_drops_every_cached_key(world: World) -> None:
+    assert world.acme.client.get("/api/v1/whoami").status_code == 200
+    ApiKey.objects.filter(pk=world.acme.api_key.pk).update(revoked_at=timezone.now())
+
+    redis_client().flushall()
+
+    assert world.acme.client.get("/api/v1/whoami").status_code == 401

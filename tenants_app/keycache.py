@@ -1,0 +1,91 @@
+"""A per-process cache of verified API keys, invalidated on every node at once through a Redis epoch.
+
+Looking a key up in Postgres on every request costs more than the rest of a hot request. Each process keeps
+the keys it verified, stamped with the epoch (a random token in Redis) current at the time; revoking a key
+replaces the epoch, so every process drops its cache on its next request. A flushed Redis gets a new random
+epoch, which has the same effect. When Redis is unreachable the cache is bypassed and Postgres answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from django.db import transaction
+
+from memory_admin.api.throttling import count_request
+from memory_admin.health import redis_client
+from tenants_app.models import ApiKey
+
+EPOCH_KEY = "mem:apikeys:epoch"
+# Even with a stable epoch an entry is re-read now and then (last-used time, tenant renames).
+ENTRY_SECONDS = 60.0
+MAX_ENTRIES = 10_000
+
+
+@dataclass
+class _Entry:
+    api_key: ApiKey
+    epoch: bytes
+    expires: float
+
+
+_entries: dict[str, _Entry] = {}
+_lock = threading.Lock()
+
+
+def check(digest: str) -> tuple[bytes | None, int | None]:
+    """One round trip per request: the epoch now in force, and this key's request count in the rate window.
+
+    Either is None when Redis cannot say. The count is kept per key digest, so it exists before the key is
+    looked up and also slows down guessing.
+    """
+    try:
+        client = redis_client()
+        pipe = client.pipeline(transaction=False)
+        pipe.get(EPOCH_KEY)
+        count_request(pipe, digest[:32])
+        epoch, count, _ = pipe.execute()
+        if epoch is None:
+            client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+            epoch = client.get(EPOCH_KEY)
+    except redis.RedisError:
+        return None, None
+    if epoch is not None and not isinstance(epoch, bytes):
+        epoch = str(epoch).encode()
+    return epoch, int(count)
+
+
+def cached(digest: str, epoch: bytes | None) -> ApiKey | None:
+    if epoch is None:
+        return None
+    entry = _entries.get(digest)
+    if entry is None or entry.epoch != epoch or entry.expires < time.monotonic():
+        return None
+    return entry.api_key
+
+
+def remember(digest: str, api_key: ApiKey, epoch: bytes | None) -> None:
+    if epoch is None:
+        return
+    with _lock:
+        if len(_entries) >= MAX_ENTRIES:
+            _entries.clear()
+        _entries[digest] = _Entry(api_key=api_key, epoch=epoch, expires=time.monotonic() + ENTRY_SECONDS)
+
+
+def invalidate_everywhere() -> None:
+    """Make every process forget the keys it cached (after a revocation commits)."""
+    with _lock:
+        _entries.clear()
+
+    def bump() -> None:
+        # Without Redis no process can use its cache either (see cached()), so nothing is served stale.
+        with contextlib.suppress(redis.RedisError):
+            redis_client().set(EPOCH_KEY, secrets.token_hex(8))
+
+    transaction.on_commit(bump)
