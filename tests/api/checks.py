@@ -14,8 +14,8 @@ from tests.api.recipes import NEEDS, PARAMETERS, QUERIES, AcmeObjects
 
 ERROR_KEYS = {"status", "code", "message", "details", "request_id"}
 PROJECT_APPS = ("tenants_app", "sessions_app", "checkpoints_app", "memories_app", "compliance_app")
-# Keys the API writes on every request by design (rate-limit counters): not "stored data".
-_VOLATILE_REDIS_PREFIXES = ("mem:rl:",)
+# Keys the API writes on requests by design (rate-limit counters, the API-key cache epoch): not "stored data".
+_VOLATILE_REDIS_PREFIXES = ("mem:rl:", "mem:apikeys:")
 # Response fields that change on reads or with the clock, not because someone wrote.
 _VOLATILE_FIELDS = {"ttl_seconds", "source", "access_count", "last_accessed_at", "decay_score", "eviction_candidate"}
 

@@ -69,17 +69,21 @@ def _refused(response: Any, status: int | None = None) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(("route", "method", "case"), params_for(WRITE_CALLS, skip=why_no_path, extra=list(RAW_CASES)))
+@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS, skip=why_no_path))
 def test_a_malformed_body_is_refused_in_the_error_shape_and_stores_nothing(
-    route: Route, method: str, case: str, objs: AcmeObjects
+    route: Route, method: str, objs: AcmeObjects
 ) -> None:
-    body, content_type, status = RAW_CASES[case]
+    """Every case of RAW_CASES in turn (one test per route keeps the suite fast; the message names each case)."""
     url = real_call(route, "GET", objs).url
     before = stored_state()
 
-    response = send_raw(objs.client, method, url, body, content_type=content_type)
+    problems = []
+    for case, (body, content_type, status) in RAW_CASES.items():
+        problem = _refused(send_raw(objs.client, method, url, body, content_type=content_type), status)
+        if problem:
+            problems.append(f"{case}: {problem}")
 
-    assert _refused(response, status) is None, _refused(response, status)
+    assert not problems, "\n".join(problems)
     assert stored_state() == before
 
 

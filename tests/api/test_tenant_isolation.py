@@ -141,3 +141,19 @@ def test_a_request_without_a_valid_key_is_a_401_and_changes_nothing(
         assert_error_shape(response, 401, "unauthenticated")
         assert response["WWW-Authenticate"].startswith("Bearer"), kind
     assert stored_state() == stored_before
+
+
+@pytest.mark.parametrize(("route", "method"), params_for(calls(methods=("GET",)), skip=why_no_path))
+def test_a_key_revoked_after_use_is_refused_at_once(
+    route: Route, method: str, objs: AcmeObjects, world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    call = real_call(route, method, objs)
+    api_key, raw_key = issue_api_key(tenant=world.acme.tenant, name="used then revoked")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    assert send(client, method, call).status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        revoke_api_key(api_key_id=api_key.pk)
+
+    assert_error_shape(send(client, method, call), 401, "unauthenticated")
