@@ -130,7 +130,9 @@ DATABASES = {
         # Without the pool, each worker thread keeps its connection this long (a pool and persistent
         # connections are exclusive in Django).
         "CONN_MAX_AGE": 0 if DATABASE_POOL else env_int("DATABASE_CONN_MAX_AGE", 300, minimum=0),
-        "CONN_HEALTH_CHECKS": not DATABASE_POOL,
+        # Off by default: a check is a round trip on every request. A connection that broke (a restart, a
+        # failover) fails one request with a clean 503 and is replaced for the next one.
+        "CONN_HEALTH_CHECKS": env_bool("DATABASE_HEALTH_CHECKS", False) and not DATABASE_POOL,
         "OPTIONS": {
             **_db.options,
             "pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0)},

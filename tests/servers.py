@@ -69,7 +69,7 @@ class ServerProcess:
                 self.kill()
 
 
-def gunicorn(port: int | None = None, workers: int = 2) -> ServerProcess:
+def gunicorn(port: int | None = None, workers: int = 2, threads: int = 4) -> ServerProcess:
     port = port or free_port()
     argv = [
         str(BIN / "gunicorn"),
@@ -81,7 +81,7 @@ def gunicorn(port: int | None = None, workers: int = 2) -> ServerProcess:
         "--worker-class",
         "gthread",
         "--threads",
-        "4",
+        str(threads),
         "--no-control-socket",
         "--log-level",
         "warning",

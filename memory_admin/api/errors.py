@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import redis
 import structlog
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
@@ -89,6 +91,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status, code, message, details = 403, "forbidden", "You do not have permission to do this.", {}
     elif isinstance(exc, RequestDataTooBig):
         status, code, message, details = 413, "payload_too_large", "The request body is too large.", {}
+    elif isinstance(exc, (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)):
+        # A layer is down or restarting: the client should retry later; nothing was half-written (the
+        # transaction rolled back), and the broken connection is dropped at the end of this request.
+        logger.warning("layer_unavailable", error=type(exc).__name__)
+        status, code, message, details = 503, "unavailable", "A storage layer is unavailable; retry shortly.", {}
+        headers["Retry-After"] = "1"
     elif isinstance(exc, SuspiciousOperation):
         status, code, message, details = 400, "bad_request", "The request was rejected as malformed.", {}
     elif isinstance(exc, drf.APIException):

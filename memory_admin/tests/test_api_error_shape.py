@@ -74,3 +74,28 @@ def test_bodies_postgres_could_not_store_are_refused_before_any_view_runs(
     response = world.acme.client.generic("POST", "/api/v1/sessions", raw, content_type="application/json")  # type: ignore[arg-type]
     assert response.status_code == 400
     assert reason in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_connection_that_drops_gives_a_clean_503_and_the_next_request_recovers(world: World) -> None:
+    import httpx
+    from django.db import connection
+
+    from tests.servers import gunicorn, running
+
+    headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
+    with running(gunicorn(workers=1, threads=1)) as server:
+        assert httpx.get(f"{server.url}/api/v1/sessions", headers=headers).status_code == 200
+        # What a Postgres restart or failover does to the server's open connection.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() "
+                "and pid <> pg_backend_pid()"
+            )
+        failed = httpx.get(f"{server.url}/api/v1/sessions", headers=headers)
+        recovered = httpx.get(f"{server.url}/api/v1/sessions", headers=headers)
+
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "unavailable"
+    assert failed.headers["Retry-After"] == "1"
+    assert recovered.status_code == 200
