@@ -1,0 +1,117 @@
+"""Regressions: bugs the generic API suites found, each pinned by the request that exposed it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.api.catalogue import WRITE_METHODS, Route, calls, params_for
+from tests.api.checks import assert_error_shape, stored_state
+from tests.api.recipes import BODIES, AcmeObjects, real_call, send, send_raw, why_no_path, why_not_callable
+from tests.api.test_bad_input import _refused, _variants
+from tests.api.test_schema_conformance import _errors, openapi  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.django_db
+
+WRITE_CALLS = calls(methods=WRITE_METHODS)
+
+
+# 1. An empty body is not refused: DRF never calls the strict parser for a zero-length body, so a write whose
+#    fields are all optional runs with {} (an operation gets completed with result null, a promotion job is queued,
+#    a profile is created).
+@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS, skip=why_no_path))
+def test_an_empty_body_is_a_400_and_stores_nothing(route: Route, method: str, objs: AcmeObjects) -> None:
+    url = real_call(route, "GET", objs).url
+    before = stored_state()
+
+    response = send_raw(objs.client, method, url, b"", content_type="application/json")
+
+    assert_error_shape(response, 400)
+    assert stored_state() == before
+
+
+# 2. A number literal too large for a float (1e999) parses to float('inf'): the parser refuses `Infinity` but not
+#    this, and string fields then store the text "inf" (user_id, event type, node_id, memory content, …).
+@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS, skip=why_not_callable))
+def test_a_number_too_large_for_a_float_is_refused_and_stores_nothing(
+    route: Route, method: str, objs: AcmeObjects
+) -> None:
+    call = real_call(route, method, objs)
+    assert call.body is not None
+    before = stored_state()
+    problems = []
+    for description, raw in _variants(
+        "a number too large for a float", call.body, BODIES[(route.name, method)].any_json
+    ):
+        problem = _refused(send_raw(objs.client, method, call.url, raw, content_type="application/json"))
+        if problem:
+            problems.append(f"{description}: {problem}")
+    assert not problems, "\n".join(problems)
+    assert stored_state() == before
+
+
+# 3. A NUL character in the user id of /users/{user_id}/profile reaches PostgreSQL: a 500 (DataError).
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_a_nul_character_in_a_profiles_user_id_is_a_4xx_not_a_500(method: str, objs: AcmeObjects) -> None:
+    body = b'{"preferences": {"a": 1}}' if method == "PATCH" else b""
+    response = send_raw(objs.client, method, "/api/v1/users/a%00b/profile", body, content_type="application/json")
+    assert_error_shape(response)
+    assert 400 <= response.status_code < 500
+
+
+# 4. Answers that do not match the OpenAPI schema (found by test_schema_conformance).
+@pytest.mark.parametrize(
+    ("name", "method"), [("memories", "GET"), ("memories-batch", "POST"), ("memory-history", "GET")]
+)
+def test_the_memories_answers_match_their_schema(
+    name: str,
+    method: str,
+    objs: AcmeObjects,
+    openapi: dict[str, Any],  # noqa: F811
+) -> None:
+    route = next(route for route in calls() if route[0].name == name)[0]
+    response = send(objs.client, method, real_call(route, method, objs))
+    operation = openapi["paths"][route.template][method.lower()]
+    problems = list(_errors(openapi, operation, response.status_code, response.json()))
+    assert not problems, "\n".join(problems)
+
+
+# 5. An Idempotency-Key used once on one endpoint silently swallows a different write to another endpoint of the
+#    same session: the Postgres fallback (Event.idempotency_key) is scoped to the session, not to the endpoint and
+#    body, so the second write answers 2xx with the FIRST write's events and appends nothing.
+@pytest.mark.parametrize(
+    ("second", "body"),
+    [
+        ("events", {"type": "NODE_TRANSITION", "payload": {"node": "refund"}}),
+        ("tools/search", {"state": {"page": 9}}),
+        ("context", {"messages": [{"role": "system", "content": "new summary"}]}),
+    ],
+)
+def test_a_key_used_on_one_endpoint_does_not_swallow_a_write_to_another(
+    second: str, body: dict[str, Any], objs: AcmeObjects
+) -> None:
+    headers: dict[str, Any] = {"HTTP_IDEMPOTENCY_KEY": "shared-key-1"}
+    first = objs.client.post(
+        f"{objs.session_url}/context/messages",
+        {"messages": [{"role": "user", "content": "hi"}]},
+        format="json",
+        **headers,
+    )
+    assert first.status_code == 201
+    head = objs.client.get(objs.session_url).json()["head_version"]
+
+    method = "POST" if second == "events" else "PUT"
+    answer = send_raw(
+        objs.client,
+        method,
+        f"{objs.session_url}/{second}",
+        json.dumps(body).encode(),
+        content_type="application/json",
+        **headers,
+    )
+
+    assert answer.status_code in (200, 201, 422)
+    if answer.status_code != 422:
+        assert objs.client.get(objs.session_url).json()["head_version"] == head + 1
