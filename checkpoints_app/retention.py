@@ -115,12 +115,10 @@ def _anchored(session: AgentSession, orphan: Checkpoint, *, write: bool) -> None
 
 
 def _delete(ids: list[uuid.UUID]) -> int:
-    # Raw DELETE: the rows' children are either in `ids` or were just re-anchored, so nothing RESTRICTs it,
-    # and Django's collector would only add a query per relation to find that out.
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {Checkpoint._meta.db_table} WHERE id = ANY(%s)", [ids])  # noqa: S608
-        count: int = cursor.rowcount
-        return count
+    # Through the ORM rather than a raw DELETE: rows that hang off a checkpoint (the LangGraph model will add
+    # some) go with it. The rows' children are in `ids` or were just re-anchored, so RESTRICT allows it.
+    _, per_model = Checkpoint.objects.filter(pk__in=ids).defer("payload").delete()
+    return per_model.get(Checkpoint._meta.label, 0)
 
 
 def prune_step(session: AgentSession, policy: Policy, *, limit: int, wait: bool) -> SessionOutcome | None:
