@@ -1,8 +1,17 @@
-"""The payload codec: the one seam through which event and checkpoint payloads are written and read.
+"""The payload codec: the one seam through which event, snapshot, operation and checkpoint payloads are
+written and read.
 
-Stored payloads are bytes that say how they were written: a one-byte tag, then the body. Today every writer
-writes plain JSON (tag `J`); the compliance layer adds per-person encryption behind the same two functions,
-so callers never change. Readers accept every tag ever written.
+Stored payloads are bytes that say how they were written — a one-byte tag, then the body:
+
+    J  JSON (UTF-8)
+    Z  zlib-compressed JSON
+    E  encrypted: flags (1 byte: bit 0 = compressed before encryption), key id (16 bytes), nonce (12 bytes),
+       AES-GCM ciphertext of the (compressed) JSON, authenticated with the key id
+
+Writers encrypt with the person's data key whenever a key ring is installed (compliance_app installs one
+at start-up); erasing a person destroys their key, so every copy of their payloads — in Postgres, backups,
+replicas and archives — becomes unreadable at once. Readers accept every tag ever written, so rows written
+before encryption existed stay readable until they are migrated (`manage.py encrypt_payloads`).
 
 `schema_version` describes the shape of the JSON inside (what fields an event or checkpoint payload has);
 readers upgrade older shapes on the way out, writers always write `SCHEMA_VERSION`.
@@ -11,12 +20,50 @@ readers upgrade older shapes on the way out, writers always write `SCHEMA_VERSIO
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from memory_admin.errors import IntegrityFailure
+from memory_admin.errors import Erased, IntegrityFailure
 
 SCHEMA_VERSION = 1
 PLAIN_JSON = b"J"
+COMPRESSED_JSON = b"Z"
+ENCRYPTED = b"E"
+# Below this size zlib's header costs more than it saves.
+COMPRESS_FROM_BYTES = 256
+_FLAG_COMPRESSED = 1
+_KEY_ID_BYTES = 16
+_NONCE_BYTES = 12
+
+
+class Cipher(Protocol):
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+class KeyRing(Protocol):
+    """Per-person data keys (see compliance_app.keys)."""
+
+    def key_for(self, tenant_id: object, user_id: str) -> tuple[bytes, Cipher]:
+        """The person's key id and cipher, created on first use."""
+
+    def cipher_by_id(self, key_id: bytes) -> Cipher | None:
+        """The cipher of a key id, or None when the key was destroyed (the person was erased)."""
+
+
+_keyring: KeyRing | None = None
+
+
+def install_keyring(keyring: KeyRing | None) -> None:
+    global _keyring
+    _keyring = keyring
+
+
+def keyring_installed() -> bool:
+    return _keyring is not None
 
 
 def dumps(value: Any) -> bytes:
@@ -29,15 +76,71 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+def encoder_for(*, tenant_id: object, user_id: str) -> Callable[[Any], bytes]:
+    """An encoder bound to one person: looks their key up once, for writing a batch."""
+    key = _keyring.key_for(tenant_id, user_id) if _keyring is not None else None
+
+    def encode(value: Any) -> bytes:
+        body = dumps(value)
+        compressed = len(body) >= COMPRESS_FROM_BYTES
+        if compressed:
+            body = zlib.compress(body, 6)
+        if key is None:
+            return (COMPRESSED_JSON if compressed else PLAIN_JSON) + body
+        key_id, cipher = key
+        nonce = os.urandom(_NONCE_BYTES)
+        flags = bytes([_FLAG_COMPRESSED if compressed else 0])
+        return ENCRYPTED + flags + key_id + nonce + cipher.encrypt(nonce, body, key_id)
+
+    return encode
+
+
 def encode_payload(value: Any, *, tenant_id: object, user_id: str) -> bytes:
-    """Serialise a payload for storage. `tenant_id` and `user_id` name whose data it is."""
-    return PLAIN_JSON + dumps(value)
+    """Serialise a payload for storage: compressed when large, encrypted with the person's key when possible."""
+    return encoder_for(tenant_id=tenant_id, user_id=user_id)(value)
 
 
 def decode_payload(blob: bytes | memoryview, *, tenant_id: object, user_id: str) -> Any:
-    """Read back a stored payload, whichever way it was written."""
+    """Read back a stored payload, whichever way it was written.
+
+    Raises Erased when the payload belonged to a person whose key was destroyed, and IntegrityFailure
+    when the bytes are not a payload this codec wrote (or were tampered with).
+    """
     data = bytes(blob)
     tag, body = data[:1], data[1:]
-    if tag == PLAIN_JSON:
-        return json.loads(body)
+    try:
+        if tag == PLAIN_JSON:
+            return json.loads(body)
+        if tag == COMPRESSED_JSON:
+            return json.loads(zlib.decompress(body))
+        if tag == ENCRYPTED:
+            return json.loads(_decrypt(body))
+    except (ValueError, zlib.error) as exc:
+        raise IntegrityFailure("A stored payload cannot be read back.", details={"reason": str(exc)[:200]}) from None
     raise IntegrityFailure("A stored payload has an unknown encoding.", details={"tag": tag.hex()})
+
+
+def _decrypt(body: bytes) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
+    flags = body[0]
+    key_id = body[1 : 1 + _KEY_ID_BYTES]
+    nonce = body[1 + _KEY_ID_BYTES : 1 + _KEY_ID_BYTES + _NONCE_BYTES]
+    ciphertext = body[1 + _KEY_ID_BYTES + _NONCE_BYTES :]
+    cipher = _keyring.cipher_by_id(key_id) if _keyring is not None else None
+    if cipher is None:
+        raise Erased("This data belonged to a person who was erased; it can no longer be read.")
+    try:
+        plain = cipher.decrypt(nonce, ciphertext, key_id)
+    except InvalidTag:
+        raise IntegrityFailure("A stored payload failed its authenticity check.") from None
+    return zlib.decompress(plain) if flags & _FLAG_COMPRESSED else plain
+
+
+def is_encrypted(blob: bytes | memoryview | None) -> bool:
+    return blob is not None and bytes(blob[:1]) == ENCRYPTED
+
+
+def key_id_of(blob: bytes | memoryview) -> bytes | None:
+    data = bytes(blob)
+    return data[2 : 2 + _KEY_ID_BYTES] if data[:1] == ENCRYPTED else None

@@ -18,6 +18,13 @@ class SessionStatus(models.TextChoices):
     ARCHIVED = "archived"
 
 
+class VisibleSessionManager(models.Manager["AgentSession"]):
+    """Sessions of people who were not erased: the default, so no read can forget the filter."""
+
+    def get_queryset(self) -> models.QuerySet[AgentSession]:
+        return super().get_queryset().filter(erased_at__isnull=True)
+
+
 class AgentSession(models.Model):
     """One run of an agent for one end user. `session_id` is the id the API speaks, unique per tenant."""
 
@@ -35,10 +42,23 @@ class AgentSession(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # Set when the person this session served was erased: from then on no API, page, search or recall sees
+    # it, and the purge job removes it with everything it holds.
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    objects = VisibleSessionManager()
+    # Erased sessions too: for the erasure and purge machinery only.
+    all_objects = models.Manager()  # noqa: DJ012 - a second manager, not a field
 
     class Meta:
+        base_manager_name = "all_objects"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "session_id"], name="session_id_unique_per_tenant"),
+            # An erased session's id is free again at once; the purge removes the old row later.
+            models.UniqueConstraint(
+                fields=["tenant", "session_id"],
+                condition=models.Q(erased_at__isnull=True),
+                name="session_id_unique_per_tenant",
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "user_id"], name="session_tenant_user"),

@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from memory_admin.codec import SCHEMA_VERSION, decode_payload, encode_payload
-from memory_admin.errors import NotFound
+from memory_admin.errors import Archived, NotFound
 from memory_admin.metrics import CONTEXT_READS, RECOVERIES
 from sessions_app import context
 from sessions_app.models import AgentSession, Event, EventSnapshot, EventType, Operation
@@ -38,7 +38,7 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Every agent request starts with this lookup; a prepared raw query costs a third of the ORM's.
 _GET_SESSION_SQL = (
     f"SELECT {', '.join(field.column for field in AgentSession._meta.concrete_fields)} "  # noqa: S608
-    f"FROM {AgentSession._meta.db_table} WHERE tenant_id = %s AND session_id = %s"
+    f"FROM {AgentSession._meta.db_table} WHERE tenant_id = %s AND session_id = %s AND erased_at IS NULL"
 )
 
 
@@ -100,10 +100,18 @@ def rebuild_state(session: AgentSession, *, version: int) -> StateView:
     boundary = version - version % every if version - base > every else 0
     replayed = 0
     for event_version, event_type, payload in rows.iterator(chunk_size=2000):
+        if event_version != base + replayed + 1:
+            break  # versions are gap-free: a hole is where archived events were
         apply_event(state, event_type, decode(session, payload))
         replayed += 1
         if event_version == boundary:
             save_snapshot(session, version=boundary, state=state)
+    if base + replayed != version:
+        raise Archived(
+            f"The events before version {version} of this session are archived; its state there is read from the "
+            "archive.",
+            details={"version": version},
+        )
     if replayed:
         RECOVERIES.labels(kind="event_replay").inc()
     return StateView(version=version, state=state, snapshot_version=base, replayed_events=replayed)

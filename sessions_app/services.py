@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from memory_admin import live
-from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload
+from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload, encoder_for
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, session_group, tenant_group
@@ -221,7 +221,7 @@ _SESSION_TABLE = AgentSession._meta.db_table
 # One statement takes the session row's lock and reserves the versions; concurrent appends queue behind it.
 _RESERVE_SQL = (
     f"UPDATE {_SESSION_TABLE} SET head_version = head_version + %s, last_activity_at = %s "  # noqa: S608
-    "WHERE id = %s RETURNING head_version, status"
+    "WHERE id = %s AND erased_at IS NULL RETURNING head_version, status"
 )
 _INSERT_SQL = (
     f"INSERT INTO {_EVENT_TABLE} "  # noqa: S608
@@ -256,12 +256,13 @@ def _append(
         state = copy_state(rebuild_state(session, version=head).state)
         for event in events:
             apply_event(state, event.type, event.payload)
+    encode = encoder_for(tenant_id=session.tenant_id, user_id=session.user_id)
     rows = [
         Event(
             session_id=session.pk,
             version=head + offset + 1,
             type=event.type,
-            payload=encode_payload(event.payload, tenant_id=session.tenant_id, user_id=session.user_id),
+            payload=encode(event.payload),
             schema_version=SCHEMA_VERSION,
             idempotency_key=idempotency_key or None,
             created_at=now,

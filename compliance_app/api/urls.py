@@ -1,7 +1,13 @@
-"""This app's routes under /api/v1/ (no trailing slashes)."""
+"""Erasure requests under /api/v1/."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from compliance_app.api import views
+
+urlpatterns = [
+    path("erasure-requests", views.ErasureListView.as_view(), name="erasure-list"),
+    path("erasure-requests/<uuid:request_id>", views.ErasureDetailView.as_view(), name="erasure-detail"),
+    path("erasure-requests/<uuid:request_id>/receipt", views.ErasureReceiptView.as_view(), name="erasure-receipt"),
+]

@@ -99,11 +99,13 @@ def _claim(tenant_id: object, request: Request, key: str) -> Claim | Response | 
     return response
 
 
-def _complete(claim: Claim, response: Response) -> None:
+def _complete(claim: Claim, response: Response, path: str) -> None:
     headers = {name: value for name, value in response.items() if name.lower() != "content-type"}
     record = {
         "state": "done",
         "fp": claim.fingerprint,
+        # Lets an erasure find the records about a person's sessions (see compliance_app.scope).
+        "path": path,
         "status": response.status_code,
         "data": response.data,
         "headers": headers,
@@ -140,7 +142,7 @@ def idempotent(handler: Handler) -> Handler:
             _release(outcome)
             raise
         if 200 <= response.status_code < 300:
-            _complete(outcome, response)
+            _complete(outcome, response, request.path)
         else:
             _release(outcome)
         return response

@@ -64,7 +64,7 @@ def test_the_docs_page_serves_its_scripts_from_this_deployment() -> None:
         (b'{"user_id": NaN}', "Malformed"),
         (b"[" * 100 + b"]" * 100, "nested"),
         (b"\xff\xfe", "UTF-8"),
-        (b"", "did not validate"),
+        (b"", "empty"),
     ],
 )
 def test_bodies_postgres_could_not_store_are_refused_before_any_view_runs(

@@ -1,0 +1,40 @@
+"""Request and response bodies of the erasure API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from compliance_app.models import LegalBasis
+from memory_admin.api.serializers import StrictSerializer
+
+
+class ErasureIn(StrictSerializer):
+    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person.")
+    identifiers = serializers.ListField(
+        child=serializers.CharField(max_length=256),
+        required=False,
+        default=list,
+        max_length=20,
+        help_text="Further identifiers the verification must not find (an email, a phone number).",
+    )
+    legal_basis = serializers.ChoiceField(choices=LegalBasis.choices)
+    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class ErasureOut(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    legal_basis = serializers.CharField()
+    subject = serializers.CharField(help_text="Keyed hash standing for the person.")
+    filed_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    erased_at = serializers.DateTimeField(allow_null=True)
+    purged_at = serializers.DateTimeField(allow_null=True)
+    verified_at = serializers.DateTimeField(allow_null=True)
+    rejection_reason = serializers.CharField()
+    erased_per_layer = serializers.JSONField(source="preview")
+    purged_per_layer = serializers.JSONField(source="purged")
+    verification = serializers.JSONField()

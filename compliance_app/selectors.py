@@ -1,0 +1,71 @@
+"""Reads of erasure requests, their audit trail and receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from compliance_app import scope
+from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus
+from memory_admin.errors import Conflict, NotFound
+from tenants_app.models import Tenant
+
+
+def erasure_requests(tenant: Tenant | None = None) -> QuerySet[ErasureRequest]:
+    requests = ErasureRequest.objects.select_related("tenant")
+    return requests.filter(tenant=tenant) if tenant is not None else requests
+
+
+def get_erasure(*, request_id: Any, tenant: Tenant | None = None) -> ErasureRequest:
+    try:
+        request = erasure_requests(tenant).filter(pk=request_id).first()
+    except (ValueError, TypeError):
+        request = None
+    if request is None:
+        raise NotFound("No such erasure request.")
+    return request
+
+
+def audit_trail(request: ErasureRequest) -> QuerySet[AuditEntry]:
+    return AuditEntry.objects.filter(erasure=request).order_by("at", "id")
+
+
+def current_preview(request: ErasureRequest) -> dict[str, int]:
+    """What erasing would remove now (pending requests), or what it removed (decided ones)."""
+    if request.status == ErasureStatus.PENDING:
+        return scope.preview(scope.Person(tenant=request.tenant, user_id=request.user_id))
+    return dict(request.preview)
+
+
+def oldest_open(tenant: Tenant | None = None) -> ErasureRequest | None:
+    open_states = [ErasureStatus.PENDING, ErasureStatus.ERASED, ErasureStatus.PURGING]
+    return erasure_requests(tenant).filter(status__in=open_states).order_by("filed_at").first()
+
+
+def receipt(request: ErasureRequest) -> dict[str, Any]:
+    """The proof of erasure: the request, counts per layer, timestamps, the scan's result — no personal data."""
+    if request.status != ErasureStatus.VERIFIED:
+        raise Conflict("A receipt exists once the erasure is verified.", details={"status": request.status})
+    return {
+        "receipt_version": 1,
+        "request": str(request.pk),
+        "tenant": request.tenant.name,
+        "subject": request.subject,
+        "legal_basis": request.legal_basis,
+        "filed_by": request.filed_by,
+        "approved_by": request.decided_by,
+        "timestamps": {
+            "filed": request.filed_at.isoformat(),
+            "due": request.due_at.isoformat(),
+            "approved_and_erased": request.erased_at.isoformat() if request.erased_at else None,
+            "purged": request.purged_at.isoformat() if request.purged_at else None,
+            "verified": request.verified_at.isoformat() if request.verified_at else None,
+        },
+        "erased_per_layer": request.preview,
+        "purged_per_layer": request.purged,
+        "verification": request.verification,
+        "audit": [
+            {"at": entry.at.isoformat(), "actor": entry.actor, "action": entry.action} for entry in audit_trail(request)
+        ],
+    }

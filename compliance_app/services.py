@@ -1,0 +1,303 @@
+"""Writes of the forget-me workflow: file, approve or reject, erase at once, purge, verify; and exports.
+
+Every step appends to the audit log, naming the person only by their keyed hash.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from checkpoints_app.models import Checkpoint, CheckpointHead
+from compliance_app import scope
+from compliance_app.keys import destroy_keys, subject_of
+from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, LegalBasis
+from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
+from memory_admin.errors import Conflict, NotFound, ValidationFailed
+from memory_admin.live import publish_on_commit, session_group, tenant_group
+from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
+from tenants_app.models import Tenant
+
+PURGE_LEASE = timedelta(minutes=10)
+MAX_IDENTIFIERS = 20
+
+
+def audit(
+    *,
+    actor: str,
+    action: str,
+    tenant: Tenant,
+    subject: str,
+    erasure: ErasureRequest | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        actor=actor, action=action, tenant=tenant, subject=subject, erasure=erasure, details=details or {}
+    )
+
+
+def _clean_identifiers(identifiers: list[str]) -> list[str]:
+    cleaned = []
+    for identifier in identifiers:
+        if not isinstance(identifier, str) or not identifier.strip() or len(identifier) > 256 or "\x00" in identifier:
+            raise ValidationFailed("Identifiers are 1-256 characters each.", details={"field": "identifiers"})
+        cleaned.append(identifier.strip())
+    if len(cleaned) > MAX_IDENTIFIERS:
+        raise ValidationFailed(f"At most {MAX_IDENTIFIERS} identifiers.", details={"field": "identifiers"})
+    return cleaned
+
+
+@transaction.atomic
+def file_erasure(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    legal_basis: str,
+    filed_by: str,
+    identifiers: list[str] | None = None,
+    note: str = "",
+) -> ErasureRequest:
+    """Take a forget-me request for a person; it waits for a compliance user's approval.
+
+    The deadline is ERASURE_DUE_DAYS from now. An unknown person is fine: the preview will show zeros.
+    """
+    if not user_id or len(user_id) > 256 or "\x00" in user_id:
+        raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
+    if legal_basis not in LegalBasis.values:
+        raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
+    request = ErasureRequest.objects.create(
+        tenant=tenant,
+        user_id=user_id,
+        identifiers=_clean_identifiers(identifiers or []),
+        subject=subject_of(tenant.pk, user_id),
+        legal_basis=legal_basis,
+        note=note[:2000],
+        filed_by=filed_by,
+        due_at=timezone.now() + timedelta(days=settings.ERASURE_DUE_DAYS),
+    )
+    audit(
+        actor=filed_by,
+        action="filed",
+        tenant=tenant,
+        subject=request.subject,
+        erasure=request,
+        details={"legal_basis": legal_basis, "due_at": request.due_at.isoformat()},
+    )
+    _publish(request)
+    return request
+
+
+def _publish(request: ErasureRequest) -> None:
+    publish_on_commit(
+        [tenant_group(request.tenant_id)],
+        {
+            "type": "erasure.updated",
+            "tenant": str(request.tenant_id),
+            "erasure": str(request.pk),
+            "status": request.status,
+        },
+    )
+
+
+def _locked(request_id: Any) -> ErasureRequest:
+    request = ErasureRequest.objects.select_for_update().select_related("tenant").filter(pk=request_id).first()
+    if request is None:
+        raise NotFound("No such erasure request.")
+    return request
+
+
+@transaction.atomic
+def reject_erasure(*, request_id: Any, decided_by: str, reason: str) -> ErasureRequest:
+    """Turn a pending request down with a reason; nothing is erased."""
+    if not reason.strip():
+        raise ValidationFailed("Give the reason for rejecting.", details={"field": "reason"})
+    request = _locked(request_id)
+    if request.status == ErasureStatus.REJECTED:
+        return request
+    if request.status != ErasureStatus.PENDING:
+        raise Conflict(f"The request is already {request.status}.", details={"status": request.status})
+    request.status = ErasureStatus.REJECTED
+    request.decided_by, request.decided_at, request.rejection_reason = decided_by, timezone.now(), reason[:2000]
+    request.save(update_fields=["status", "decided_by", "decided_at", "rejection_reason"])
+    audit(
+        actor=decided_by,
+        action="rejected",
+        tenant=request.tenant,
+        subject=request.subject,
+        erasure=request,
+        details={"reason": reason[:2000]},
+    )
+    _publish(request)
+    return request
+
+
+@transaction.atomic
+def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
+    """Approve a request and erase the person logically, in this one transaction.
+
+    At once: their sessions are closed and invisible to every API, page, search and recall; their memories
+    are deleted logically; their profile and its outbox are deleted; their data keys are destroyed, which
+    makes every encrypted payload of theirs unreadable everywhere. After commit their Redis keys are purged
+    and the physical purge job is queued. Approving an approved request again changes nothing.
+    With four eyes on (ERASURE_FOUR_EYES), the approver must not be the person who filed it.
+    """
+    request = _locked(request_id)
+    if request.status in (ErasureStatus.ERASED, ErasureStatus.PURGING, ErasureStatus.VERIFIED):
+        return request
+    if request.status != ErasureStatus.PENDING:
+        raise Conflict(f"The request is already {request.status}.", details={"status": request.status})
+    if settings.ERASURE_FOUR_EYES and decided_by == request.filed_by:
+        raise Conflict("Four eyes: another compliance user must approve this request.", details={"four_eyes": True})
+    person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
+    request.preview = scope.preview(person)
+    now = timezone.now()
+    session_pks = person.session_pks()
+    AgentSession.all_objects.filter(pk__in=session_pks, erased_at__isnull=True).update(erased_at=now)
+    AgentSession.all_objects.filter(pk__in=session_pks, status__in=[SessionStatus.ACTIVE, SessionStatus.PAUSED]).update(
+        status=SessionStatus.FAILED
+    )
+    memories = person.memories(session_pks)
+    request.refs = {
+        "sessions": [str(pk) for pk in session_pks],
+        "memories": [str(pk) for pk in memories.values_list("pk", flat=True)],
+    }
+    memories.filter(deleted_at__isnull=True).update(deleted_at=now)
+    UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
+    ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
+    keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
+    request.status = ErasureStatus.ERASED
+    request.decided_by, request.decided_at, request.erased_at = decided_by, now, now
+    request.save(update_fields=["status", "decided_by", "decided_at", "erased_at", "preview", "refs"])
+    audit(actor=decided_by, action="approved", tenant=request.tenant, subject=request.subject, erasure=request)
+    audit(
+        actor="system",
+        action="erased_logically",
+        tenant=request.tenant,
+        subject=request.subject,
+        erasure=request,
+        details={"sessions": len(session_pks), "data_keys_destroyed": keys},
+    )
+    for pk in session_pks:
+        publish_on_commit([session_group(pk)], {"type": "session.erased", "tenant": str(request.tenant_id)})
+    _publish(request)
+    transaction.on_commit(lambda: _after_approval(str(request.pk), person, session_pks), robust=True)
+    return request
+
+
+def _after_approval(request_pk: str, person: scope.Person, session_pks: list[Any]) -> None:
+    from compliance_app.tasks import purge_erasure
+
+    scope.purge_redis(person, session_pks)
+    purge_erasure.delay(request_pk)
+
+
+def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
+    """Take the purge of an erased request for PURGE_LEASE; None when another worker holds it or it is done."""
+    now = timezone.now()
+    claimed = (
+        ErasureRequest.objects.filter(pk=request_id, status__in=[ErasureStatus.ERASED, ErasureStatus.PURGING])
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(status=ErasureStatus.PURGING, claimed_until=now + PURGE_LEASE)
+    )
+    if not claimed:
+        return None
+    request = ErasureRequest.objects.select_related("tenant").get(pk=request_id)
+    if not request.purged:
+        audit(actor=worker, action="purge_started", tenant=request.tenant, subject=request.subject, erasure=request)
+    return request
+
+
+def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int) -> int:
+    """DELETE the rows of `table` whose `column` is in `ids`, `batch` rows per short transaction."""
+    total = 0
+    while ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE ctid IN "  # noqa: S608 - model table and column names, values bound
+                f"(SELECT ctid FROM {table} WHERE {column} = ANY(%s) LIMIT %s)",
+                [ids, batch],
+            )
+            deleted = cursor.rowcount
+        total += deleted
+        if deleted < batch:
+            return total
+    return total
+
+
+def purge(*, request: ErasureRequest) -> dict[str, int]:
+    """Physically delete everything the request covers, in short batches; safe to run again after a crash.
+
+    Returns the rows (and Redis keys) removed by this run, per layer.
+    """
+    person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
+    # What approval erased, plus anything of the person's that arrived since (a late write, a new session).
+    session_pks = sorted({*request.refs.get("sessions", []), *map(str, person.session_pks())})
+    batch = settings.ERASURE_PURGE_BATCH
+    removed: dict[str, int] = {}
+    memory_pks = sorted(
+        {*request.refs.get("memories", []), *map(str, person.memories(session_pks).values_list("pk", flat=True))}
+    )
+    removed["memory_revisions"] = _delete_in_batches(MemoryRevision._meta.db_table, "memory_id", memory_pks, batch)
+    removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch)
+    removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch)
+    removed["snapshots"] = _delete_in_batches(EventSnapshot._meta.db_table, "session_id", session_pks, batch)
+    removed["operations"] = _delete_in_batches(Operation._meta.db_table, "session_id", session_pks, batch)
+    removed["promotion_jobs"] = _delete_in_batches(PromotionJob._meta.db_table, "session_id", session_pks, batch)
+    with transaction.atomic():
+        # A session's checkpoints go in one statement: they reference each other as parents.
+        CheckpointHead.objects.filter(session_id__in=session_pks).delete()
+        with connection.cursor() as cursor:
+            table = Checkpoint._meta.db_table
+            cursor.execute(f"DELETE FROM {table} WHERE session_id = ANY(%s)", [session_pks])  # noqa: S608
+            removed["checkpoints"] = cursor.rowcount
+    removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch)
+    removed["redis_keys"] = scope.purge_redis(person, session_pks)
+    return removed
+
+
+@transaction.atomic
+def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> ErasureRequest:
+    request = _locked(request_id)
+    totals = {layer: request.purged.get(layer, 0) + count for layer, count in removed.items()}
+    request.purged, request.purged_at, request.claimed_until = totals, timezone.now(), None
+    request.save(update_fields=["purged", "purged_at", "claimed_until"])
+    audit(
+        actor=worker,
+        action="purged",
+        tenant=request.tenant,
+        subject=request.subject,
+        erasure=request,
+        details={"removed": removed},
+    )
+    return request
+
+
+@transaction.atomic
+def record_verification(*, request_id: Any, findings: dict[str, int], worker: str) -> ErasureRequest:
+    """Store the scan's result; a clean scan closes the request and drops the person's identifiers from it."""
+    request = _locked(request_id)
+    clean = not any(findings.values())
+    request.verification = {"clean": clean, "findings": findings, "scanned_at": timezone.now().isoformat()}
+    request.status = ErasureStatus.VERIFIED if clean else ErasureStatus.FAILED
+    request.verified_at = timezone.now() if clean else None
+    update = ["verification", "status", "verified_at"]
+    if clean:
+        # The proof must not keep what it proves gone: only the keyed hash stays.
+        request.user_id, request.identifiers, request.refs = "", [], {}
+        update += ["user_id", "identifiers", "refs"]
+    request.save(update_fields=update)
+    audit(
+        actor=worker,
+        action="verified" if clean else "verification_failed",
+        tenant=request.tenant,
+        subject=request.subject,
+        erasure=request,
+        details={"findings": findings},
+    )
+    _publish(request)
+    return request

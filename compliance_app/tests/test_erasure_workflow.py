@@ -1,0 +1,116 @@
+"""The forget-me workflow's rules: four eyes, rejection, repeats, crashes, unknown people, the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from compliance_app import services
+from compliance_app.models import AuditEntry, ErasureRequest
+from compliance_app.tasks import purge_erasure
+from conftest import World
+from memory_admin.errors import Conflict
+from sessions_app.services import append_messages, create_session
+
+pytestmark = pytest.mark.django_db
+
+
+def _file(world: World, user_id: str = "alice-123", filed_by: str = "staff:cora") -> ErasureRequest:
+    return services.file_erasure(
+        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by=filed_by
+    )
+
+
+def test_the_person_who_filed_cannot_approve_with_four_eyes_on(world: World) -> None:
+    request = _file(world)
+    with pytest.raises(Conflict, match="Four eyes"):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:cora")
+    assert ErasureRequest.objects.get(pk=request.pk).status == "pending"
+
+
+def test_a_rejected_request_erases_nothing_and_cannot_be_approved_later(world: World) -> None:
+    create_session(tenant=world.acme.tenant, user_id="alice-123", session_id="s")
+    request = _file(world)
+
+    services.reject_erasure(request_id=request.pk, decided_by="staff:ann", reason="identity not confirmed")
+
+    assert world.acme.client.get("/api/v1/sessions/s").status_code == 200
+    with pytest.raises(Conflict):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+
+
+def test_approving_twice_and_purging_twice_are_harmless(world: World) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice-123", session_id="s")
+    append_messages(session=session, messages=[{"role": "user", "content": "hello"}])
+    request = _file(world)
+
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    purge_erasure(str(request.pk))
+
+    request.refresh_from_db()
+    assert request.status == "verified"
+    assert request.purged["events"] == 1
+    assert list(AuditEntry.objects.filter(erasure=request).values_list("action", flat=True)).count("approved") == 1
+
+
+def test_a_purge_whose_worker_died_is_taken_over_after_its_lease_and_finishes(world: World) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice-123", session_id="s")
+    append_messages(session=session, messages=[{"role": "user", "content": "hello"}])
+    request = _file(world)
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    crashed = services.claim_purge(request_id=request.pk, worker="worker:dead")
+    assert crashed is not None
+
+    purge_erasure(str(request.pk))  # the lease is still held: nothing happens
+    assert ErasureRequest.objects.get(pk=request.pk).status == "purging"
+    ErasureRequest.objects.filter(pk=request.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    purge_erasure(str(request.pk))
+
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+
+
+def test_an_unknown_person_previews_zero_everywhere_and_erases_cleanly(world: World) -> None:
+    request = _file(world, user_id="nobody-we-know")
+    from compliance_app.selectors import current_preview
+
+    assert set(current_preview(request).values()) == {0}
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+
+
+def test_the_audit_log_refuses_updates_and_deletes(world: World) -> None:
+    _file(world)
+    entry = AuditEntry.objects.get()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(action="tampered")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).delete()
+
+
+def test_an_agent_key_files_and_polls_for_its_own_tenant_only(world: World) -> None:
+    filed = world.acme.client.post(
+        "/api/v1/erasure-requests", {"user_id": "alice-123", "legal_basis": "gdpr_art_17"}, format="json"
+    )
+    assert filed.status_code == 201
+    request_id = filed.json()["id"]
+
+    assert world.acme.client.get(f"/api/v1/erasure-requests/{request_id}").json()["status"] == "pending"
+    assert world.outsider.client.get(f"/api/v1/erasure-requests/{request_id}").status_code == 404
+    assert world.outsider.client.get("/api/v1/erasure-requests").json()["results"] == []
+    assert world.acme.client.get(f"/api/v1/erasure-requests/{request_id}/receipt").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"user_id": "", "legal_basis": "gdpr_art_17"}, {"user_id": "a", "legal_basis": "because"}, {"user_id": "a"}],
+)
+def test_a_malformed_request_is_refused_and_nothing_is_filed(world: World, body: dict[str, str]) -> None:
+    response = world.acme.client.post("/api/v1/erasure-requests", body, format="json")
+    assert response.status_code == 400
+    assert not ErasureRequest.objects.exists()

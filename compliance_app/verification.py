@@ -1,0 +1,146 @@
+"""The verification scan: after the purge, look everywhere for anything left of the person.
+
+Two kinds of checks, each a count that must be zero:
+
+- structural: rows that still reference the erased sessions and memories (by id), rows that still carry the
+  person's user id in a `user_id` column, live data keys, Redis keys of the erased sessions;
+- textual: every table of the database and every Redis key (name and value) searched for the person's
+  identifiers (the user id and any further identifiers on the request). Identifiers shorter than
+  TEXT_SCAN_MIN_LENGTH are left to the structural checks: "42" would match half the database.
+
+The request being verified still holds the identifiers while the scan runs, so its own row is skipped;
+other requests about the same person are scrubbed before the scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.db import connection
+
+from compliance_app.models import ErasureRequest, ExportRequest, PersonKey
+from memory_admin.health import redis_client
+
+TEXT_SCAN_MIN_LENGTH = 5
+_REQUEST_TABLE = ErasureRequest._meta.db_table
+
+
+def _tables() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("select tablename from pg_tables where schemaname = 'public' order by tablename")
+        return [row[0] for row in cursor.fetchall()]
+
+
+_COLUMNS_SQL = (
+    "select table_name from information_schema.columns where table_schema = 'public' and column_name = %s "
+    "and (%s or data_type in ('text', 'character varying'))"
+)
+
+
+def _columns_named(name: str, *, text_only: bool = False) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(_COLUMNS_SQL, [name, not text_only])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def scrub_other_requests(request: ErasureRequest) -> None:
+    """Other requests about the same person keep only the keyed hash from now on."""
+    ErasureRequest.objects.filter(tenant=request.tenant, subject=request.subject).exclude(pk=request.pk).update(
+        user_id="", identifiers=[]
+    )
+    ExportRequest.objects.filter(tenant=request.tenant, subject=request.subject).update(user_id="", archive=None)
+
+
+def scan(request: ErasureRequest) -> dict[str, int]:
+    """Counts of what the scan found, by check; all zero means the person is gone."""
+    findings: dict[str, int] = {}
+    sessions = request.refs.get("sessions", [])
+    memories = request.refs.get("memories", [])
+    with connection.cursor() as cursor:
+        for table in _columns_named("session_id"):
+            cursor.execute(f'select count(*) from "{table}" where session_id::text = any(%s)', [sessions])  # noqa: S608
+            findings[f"postgres:{table}.session_id"] = cursor.fetchone()[0]
+        for table in _columns_named("memory_id"):
+            cursor.execute(f'select count(*) from "{table}" where memory_id::text = any(%s)', [memories])  # noqa: S608
+            findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
+        for table in _columns_named("user_id", text_only=True):
+            exclude = " and id <> %s" if table == _REQUEST_TABLE else ""
+            params: list[Any] = [request.tenant_id, request.user_id] + ([request.pk] if exclude else [])
+            tenant_filter = "tenant_id = %s and " if _has_column(cursor, table, "tenant_id") else ""
+            if not tenant_filter:
+                params = params[1:]
+            cursor.execute(f'select count(*) from "{table}" where {tenant_filter}user_id = %s{exclude}', params)  # noqa: S608
+            findings[f"postgres:{table}.user_id"] = cursor.fetchone()[0]
+        for table, column in (("sessions_app_agentsession", "id"), ("memories_app_memory", "id")):
+            refs = sessions if table.startswith("sessions") else memories
+            cursor.execute(f'select count(*) from "{table}" where {column}::text = any(%s)', [refs])  # noqa: S608
+            findings[f"postgres:{table}.{column}"] = cursor.fetchone()[0]
+        for identifier in _text_identifiers(request):
+            for table in _tables():
+                exclude = " and id <> %s" if table == _REQUEST_TABLE else ""
+                params = [_like(identifier)] + ([request.pk] if exclude else [])
+                cursor.execute(f'select count(*) from "{table}" t where t::text like %s{exclude}', params)  # noqa: S608
+                found = cursor.fetchone()[0]
+                if found:
+                    findings[f"postgres:{table}:text"] = findings.get(f"postgres:{table}:text", 0) + found
+    findings["postgres:live_data_keys"] = PersonKey.objects.filter(
+        tenant=request.tenant, subject=request.subject, destroyed_at__isnull=True
+    ).count()
+    findings.update(_scan_redis(request, sessions))
+    return findings
+
+
+def _has_column(cursor: Any, table: str, column: str) -> bool:
+    cursor.execute(
+        "select 1 from information_schema.columns where table_schema = 'public' and table_name = %s "
+        "and column_name = %s",
+        [table, column],
+    )
+    return cursor.fetchone() is not None
+
+
+def _text_identifiers(request: ErasureRequest) -> list[str]:
+    candidates = [request.user_id, *request.identifiers]
+    return [text for text in dict.fromkeys(candidates) if len(text) >= TEXT_SCAN_MIN_LENGTH]
+
+
+def _scan_redis(request: ErasureRequest, sessions: list[str]) -> dict[str, int]:
+    identifiers = [text.encode() for text in _text_identifiers(request)]
+    session_marks = [pk.encode() for pk in sessions]
+    hits = 0
+    try:
+        client = redis_client()
+        for key in client.scan_iter(count=1000):
+            if any(mark in key for mark in session_marks):
+                hits += 1
+                continue
+            if not identifiers:
+                continue
+            if any(identifier in key for identifier in identifiers) or any(
+                identifier in value for value in _values(client, key) for identifier in identifiers
+            ):
+                hits += 1
+    except redis.RedisError:
+        return {"redis:unreachable": 1}
+    return {"redis:keys": hits}
+
+
+def _values(client: Any, key: bytes) -> list[bytes]:
+    kind = client.type(key)
+    if kind == b"string":
+        value = client.get(key)
+        return [value] if value is not None else []
+    if kind == b"list":
+        return list(client.lrange(key, 0, -1))
+    if kind == b"hash":
+        return [part for pair in client.hgetall(key).items() for part in pair]
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return list(client.zrange(key, 0, -1))
+    return []

@@ -1,0 +1,111 @@
+"""Compliance pages: file, review, approve or reject forget-me requests; watch them run; download receipts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+
+from compliance_app import scope, selectors, services
+from compliance_app.models import ErasureStatus, LegalBasis
+from memory_admin.dashboard.access import staff_page
+from memory_admin.errors import ServiceError
+from tenants_app.models import Tenant
+from tenants_app.roles import Role
+
+
+def actor(request: HttpRequest) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+class ErasureForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all())
+    user_id = forms.CharField(max_length=256, label="User id (as the tenant knows the person)")
+    identifiers = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Further identifiers, one per line"
+    )
+    legal_basis = forms.ChoiceField(choices=LegalBasis.choices)
+    note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+@staff_page(Role.COMPLIANCE)
+def erasure_list(request: HttpRequest) -> HttpResponse:
+    form = ErasureForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            erasure = services.file_erasure(
+                tenant=data["tenant"],
+                user_id=data["user_id"].strip(),
+                identifiers=[line.strip() for line in data["identifiers"].splitlines() if line.strip()],
+                legal_basis=data["legal_basis"],
+                note=data["note"],
+                filed_by=actor(request),
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Request filed. A second compliance user must approve it.")
+            return redirect("dashboard:erasure", pk=erasure.pk)
+    requests = list(selectors.erasure_requests().order_by("-filed_at")[:200])
+    return render(request, "dashboard/compliance/list.html", {"form": form, "requests": requests})
+
+
+@staff_page(Role.COMPLIANCE)
+def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    erasure = selectors.get_erasure(request_id=pk)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "approve":
+                services.approve_erasure(request_id=pk, decided_by=actor(request))
+                messages.success(request, "Approved: the person is erased everywhere; the physical purge is queued.")
+            elif action == "reject":
+                reject = RejectForm(request.POST)
+                if not reject.is_valid():
+                    raise services.ValidationFailed("Give the reason for rejecting.")
+                services.reject_erasure(request_id=pk, decided_by=actor(request), reason=reject.cleaned_data["reason"])
+                messages.success(request, "Rejected.")
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        return redirect("dashboard:erasure", pk=pk)
+    preview = selectors.current_preview(erasure)
+    return render(
+        request,
+        "dashboard/compliance/detail.html",
+        {
+            "erasure": erasure,
+            "layers": [(layer, preview.get(layer, 0), erasure.purged.get(layer)) for layer in scope.LAYERS],
+            "audit": list(selectors.audit_trail(erasure)),
+            "can_decide": erasure.status == ErasureStatus.PENDING
+            and not (services.settings.ERASURE_FOUR_EYES and erasure.filed_by == actor(request)),
+            "reject_form": RejectForm(),
+            "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
+        },
+    )
+
+
+@staff_page(Role.COMPLIANCE)
+def erasure_receipt(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    erasure = selectors.get_erasure(request_id=pk)
+    try:
+        body = selectors.receipt(erasure)
+    except ServiceError as exc:
+        return render(request, "errors/400.html", {"message": exc.message}, status=409)
+    if request.GET.get("format") == "json":
+        response = JsonResponse(body, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="erasure-receipt-{erasure.pk}.json"'
+        return response
+    return render(
+        request,
+        "dashboard/compliance/receipt.html",
+        {"erasure": erasure, "receipt": body, "receipt_json": json.dumps(body, indent=2)},
+    )
