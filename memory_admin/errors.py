@@ -73,3 +73,10 @@ class RateLimited(ServiceError):
 class Unavailable(ServiceError):
     status = 503
     code = "unavailable"
+
+
+class Archived(ServiceError):
+    """The rows needed for this answer were moved to the archive (lifecycle_app); they are read from there."""
+
+    status = 410
+    code = "archived"

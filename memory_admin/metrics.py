@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import time
+from collections.abc import Iterator
+
+import structlog
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 RECOVERIES = Counter(
     "memory_recoveries_total",
@@ -20,3 +25,152 @@ CHECKPOINT_SAVE_SECONDS = Histogram(
     "Time to save a checkpoint (parent rebuilt and verified, Postgres transaction and commit included)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+
+# --- Stored data, jobs, erasure and outbox: read from Postgres at scrape time --------------------------------
+# Counters kept in a worker process never reach the web process's /metrics, so what the lifecycle jobs, the
+# erasure workflow and the outbox did is read from their durable rows when Prometheus scrapes, through cheap
+# queries (grouped counts over indexed columns, catalog estimates), cached briefly per process.
+
+STORED_DATA_CACHE_SECONDS = 15.0
+# Tables whose size and row estimate are exported (pg_class, no scan).
+_TABLES = {
+    "events": "sessions_app_event",
+    "snapshots": "sessions_app_eventsnapshot",
+    "operations": "sessions_app_operation",
+    "sessions": "sessions_app_agentsession",
+    "checkpoints": "checkpoints_app_checkpoint",
+    "memories": "memories_app_memory",
+}
+# Erasure requests in these states still have work (or a failure) to see to.
+_OPEN_ERASURE_STATES = ("pending", "erased", "purging", "failed")
+
+
+def _family_specs() -> list[tuple[str, str, list[str]]]:
+    return [
+        ("memory_entries", "Live memory entries by scope and layer", ["layer", "scope"]),
+        ("memory_table_rows_estimate", "Rows per table (planner estimate)", ["table"]),
+        ("memory_table_bytes", "Bytes per table in Postgres, indexes and TOAST included", ["table"]),
+        ("memory_lifecycle_job_runs", "Lifecycle job runs started in the last 24 hours", ["job", "status"]),
+        ("memory_lifecycle_job_last_duration_seconds", "Duration of the last finished run of each job", ["job"]),
+        ("memory_lifecycle_job_last_success_timestamp_seconds", "When each job last succeeded (not dry runs)", ["job"]),
+        ("memory_erasure_requests_open", "Erasure requests not yet verified or rejected, by status", ["status"]),
+        ("memory_erasure_oldest_open_age_seconds", "Age of the oldest open erasure request", []),
+        ("memory_erasure_nearest_due_seconds", "Seconds until the nearest open erasure deadline (<0: overdue)", []),
+        ("memory_outbox_pending", "Profile outbox entries not yet applied", []),
+        ("memory_outbox_lag_seconds", "Age of the oldest unapplied profile outbox entry (0 when empty)", []),
+        ("memory_archive_bytes", "Bytes of archive objects in cold storage, by kind", ["kind"]),
+    ]
+
+
+def _scrape() -> list[tuple[str, tuple[str, ...], float]]:
+    """(metric, label values, value) rows, from a handful of queries."""
+    from django.db import connection
+
+    rows: list[tuple[str, tuple[str, ...], float]] = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT scope, count(*) FROM memories_app_memory WHERE deleted_at IS NULL GROUP BY scope")
+        counts = dict(cursor.fetchall())
+        for scope in ("session", "user", "global"):
+            rows.append(("memory_entries", ("pgvector", scope), float(counts.get(scope, 0))))
+        cursor.execute(
+            "SELECT relname, greatest(reltuples, 0)::bigint, pg_total_relation_size(oid) FROM pg_class "
+            "WHERE relname = ANY(%s) AND relkind = 'r'",
+            [list(_TABLES.values())],
+        )
+        by_table = {name: (estimate, size) for name, estimate, size in cursor.fetchall()}
+        for label, table in _TABLES.items():
+            estimate, size = by_table.get(table, (0, 0))
+            rows.append(("memory_table_rows_estimate", (label,), float(estimate)))
+            rows.append(("memory_table_bytes", (label,), float(size)))
+        rows.append(("memory_entries", ("postgres", "session"), float(by_table.get(_TABLES["events"], (0, 0))[0])))
+        cursor.execute(
+            "SELECT job, status, count(*) FROM lifecycle_app_jobrun "
+            "WHERE started_at > now() - interval '24 hours' GROUP BY job, status"
+        )
+        rows += [("memory_lifecycle_job_runs", (job, status), float(n)) for job, status, n in cursor.fetchall()]
+        cursor.execute(
+            "SELECT DISTINCT ON (job) job, extract(epoch FROM finished_at - started_at) FROM lifecycle_app_jobrun "
+            "WHERE finished_at IS NOT NULL ORDER BY job, started_at DESC"
+        )
+        rows += [("memory_lifecycle_job_last_duration_seconds", (job,), float(s)) for job, s in cursor.fetchall()]
+        cursor.execute(
+            "SELECT job, extract(epoch FROM max(finished_at)) FROM lifecycle_app_jobrun "
+            "WHERE status = 'succeeded' AND NOT dry_run GROUP BY job"
+        )
+        rows += [
+            ("memory_lifecycle_job_last_success_timestamp_seconds", (job,), float(t)) for job, t in cursor.fetchall()
+        ]
+        cursor.execute(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+            "FROM memories_app_profilefactoutbox WHERE processed_at IS NULL"
+        )
+        pending, lag = cursor.fetchone() or (0, 0)
+        rows += [("memory_outbox_pending", (), float(pending)), ("memory_outbox_lag_seconds", (), float(lag))]
+        cursor.execute("SELECT kind, coalesce(sum(stored_bytes), 0) FROM lifecycle_app_archivesegment GROUP BY kind")
+        rows += [("memory_archive_bytes", (kind,), float(n)) for kind, n in cursor.fetchall()]
+    rows += _erasure_rows()
+    return rows
+
+
+def _erasure_rows() -> list[tuple[str, tuple[str, ...], float]]:
+    """Open erasure requests (compliance_app.ErasureRequest); nothing while that model is not installed."""
+    from django.apps import apps
+    from django.db.models import Count, Min
+    from django.utils import timezone
+
+    try:
+        model = apps.get_model("compliance_app", "ErasureRequest")
+    except LookupError:
+        return []
+    open_requests = model.objects.filter(status__in=_OPEN_ERASURE_STATES)
+    rows: list[tuple[str, tuple[str, ...], float]] = [
+        ("memory_erasure_requests_open", (status,), float(n))
+        for status, n in open_requests.values_list("status").annotate(n=Count("pk")).order_by()
+    ]
+    oldest = open_requests.aggregate(filed=Min("filed_at"), due=Min("due_at"))
+    now = timezone.now()
+    if oldest["filed"] is not None:
+        rows.append(("memory_erasure_oldest_open_age_seconds", (), (now - oldest["filed"]).total_seconds()))
+        rows.append(("memory_erasure_nearest_due_seconds", (), (oldest["due"] - now).total_seconds()))
+    else:
+        rows.append(("memory_erasure_oldest_open_age_seconds", (), 0.0))
+    return rows
+
+
+class StoredDataCollector:
+    """A Prometheus collector that reads the rows above at scrape time (cached STORED_DATA_CACHE_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[float, list[tuple[str, tuple[str, ...], float]]] | None = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        for name, documentation, labels in _family_specs():
+            yield GaugeMetricFamily(name, documentation, labels=labels)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > STORED_DATA_CACHE_SECONDS:
+            try:
+                self._cached = (now, _scrape())
+            except Exception as exc:  # a scrape must not fail because one query did; the gap shows in Grafana
+                structlog.get_logger("memory.metrics").warning("stored_data_metrics_failed", error=type(exc).__name__)
+                self._cached = (now, [])
+        values = self._cached[1]
+        for name, documentation, labels in _family_specs():
+            family = GaugeMetricFamily(name, documentation, labels=labels)
+            for metric, label_values, value in values:
+                if metric == name:
+                    family.add_metric(list(label_values), value)
+            yield family
+
+
+_collector: StoredDataCollector | None = None
+
+
+def register_stored_data_collector() -> None:
+    """Register the collector once per process (lifecycle_app's ready() calls this)."""
+    global _collector
+    if _collector is None:
+        _collector = StoredDataCollector()
+        REGISTRY.register(_collector)

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "checkpoints_app",
     "memories_app",
     "compliance_app",
+    "lifecycle_app",
 ]
 
 MIDDLEWARE = [
@@ -313,6 +314,47 @@ CHECKPOINT_RETENTION_DAYS = env_int("CHECKPOINT_RETENTION_DAYS", 30, minimum=1)
 CHECKPOINT_KEEP_LATEST = env_int("CHECKPOINT_KEEP_LATEST", 5, minimum=1)
 CELERY_BEAT_SCHEDULE.update(
     {"checkpoints-retention": {"task": "checkpoints_app.tasks.apply_checkpoint_retention", "schedule": 24 * 3600.0}}
+)
+
+# --- Lifecycle (lifecycle_app) ---
+# Defaults of the retention policies; admins override them globally and per tenant on /lifecycle/.
+# Sessions with no activity for this many days are archived: their events, snapshots and operation journal go
+# to the archive, the session row and its latest snapshot stay.
+SESSION_ARCHIVAL_ENABLED = env_bool("SESSION_ARCHIVAL_ENABLED", True)
+SESSION_ARCHIVE_AFTER_DAYS = env_int("SESSION_ARCHIVE_AFTER_DAYS", 90, minimum=1)
+# Events older than this that a snapshot already folds (and that the hot context window no longer needs) move
+# to the archive; the state at every version stays readable (from the archive below the oldest kept event).
+EVENT_ARCHIVAL_ENABLED = env_bool("EVENT_ARCHIVAL_ENABLED", True)
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, minimum=1)
+CHECKPOINT_RETENTION_ENABLED = env_bool("CHECKPOINT_RETENTION_ENABLED", True)
+# A memory below MEMORY_EVICTION_THRESHOLD becomes an eviction candidate, and is deleted after this many days
+# unless it is read (and weighs more) again first.
+MEMORY_EVICTION_ENABLED = env_bool("MEMORY_EVICTION_ENABLED", True)
+MEMORY_EVICTION_GRACE_DAYS = env_int("MEMORY_EVICTION_GRACE_DAYS", 7, minimum=0)
+# Rows a job step handles in one short transaction.
+LIFECYCLE_BATCH_SIZE = env_int("LIFECYCLE_BATCH_SIZE", 500, minimum=1, maximum=100_000)
+LIFECYCLE_JOB_RUNS_KEEP_DAYS = env_int("LIFECYCLE_JOB_RUNS_KEEP_DAYS", 90, minimum=1)
+# Archives are gzip-compressed JSON files under ARCHIVE_DIR, unless ARCHIVE_STORAGE_BACKEND names a Django
+# storage class (an S3-compatible bucket: install django-storages, set `storages.backends.s3.S3Storage` and
+# its constructor options as a JSON object in ARCHIVE_STORAGE_OPTIONS or ARCHIVE_STORAGE_OPTIONS_FILE).
+ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(BASE_DIR / "var" / "archive")))
+ARCHIVE_STORAGE_BACKEND = env_str("ARCHIVE_STORAGE_BACKEND", "")
+ARCHIVE_STORAGE_OPTIONS = env_secret("ARCHIVE_STORAGE_OPTIONS") or "{}"
+# lifecycle_app runs checkpoint retention and memory eviction and purge with per-tenant policies, so the apps'
+# own global schedules for them give way to these.
+for _replaced in ("checkpoints-retention", "memories-evict-decayed", "memories-purge-deleted"):
+    CELERY_BEAT_SCHEDULE.pop(_replaced, None)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "lifecycle-session-archival": {"task": "lifecycle_app.tasks.archive_inactive_sessions", "schedule": 6 * 3600.0},
+        "lifecycle-event-archival": {"task": "lifecycle_app.tasks.archive_old_events", "schedule": 6 * 3600.0},
+        "lifecycle-checkpoint-retention": {
+            "task": "lifecycle_app.tasks.apply_checkpoint_retention",
+            "schedule": 24 * 3600.0,
+        },
+        "lifecycle-memory-eviction": {"task": "lifecycle_app.tasks.evict_decayed_memories", "schedule": 3600.0},
+        "lifecycle-memory-purge": {"task": "lifecycle_app.tasks.purge_deleted_memories", "schedule": 3600.0},
+    }
 )
 
 from memory_admin.observability import configure_logging  # noqa: E402

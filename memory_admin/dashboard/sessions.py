@@ -15,7 +15,9 @@ from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
+from lifecycle_app.selectors import ArchivedState, state_from_archive
 from memory_admin.dashboard.access import staff_page
+from memory_admin.errors import Archived
 from sessions_app import selectors
 from sessions_app.models import AgentSession, Operation, OperationStatus, SessionStatus
 from tenants_app.models import Tenant
@@ -136,12 +138,17 @@ def session_state(request: HttpRequest, pk: uuid.UUID) -> JsonResponse:
     raw = request.GET.get("version", str(session.head_version))
     if not raw.isdigit() or int(raw) > session.head_version:
         raise Http404("No such version.")
-    view = selectors.rebuild_state(session, version=int(raw))
+    try:
+        view: selectors.StateView | ArchivedState = selectors.rebuild_state(session, version=int(raw))
+    except Archived:
+        # Older than what Postgres keeps: rebuilt from the archive, and the page says so.
+        view = state_from_archive(session, version=int(raw))
     return JsonResponse(
         {
             "version": view.version,
             "state": view.state,
             "snapshot_version": view.snapshot_version,
             "replayed_events": view.replayed_events,
+            "from_archive": isinstance(view, ArchivedState),
         }
     )

@@ -1,0 +1,335 @@
+"""Moving a session's old rows to the archive, in short steps that several workers may run at once.
+
+Two jobs use the same step:
+
+- **Event archival** (compaction): events older than the tenant's retention window that a snapshot already
+  folds go to the archive, up to and including the newest such snapshot, which stays in Postgres; the state at
+  that version and after it is rebuilt exactly as before. Events the hot context window still reads are kept.
+- **Session archival**: a session without activity for N days becomes `archived` (no more writes), a snapshot
+  is taken at its head, every event and older snapshot goes to the archive in steps, and last its operation
+  journal; the session row and the snapshot at its head stay.
+
+A step holds the session row's lock (the lock appends take) for one segment of at most `limit` events, and
+writes the archive object before deleting the rows in the same transaction: if the commit fails, the object is
+rewritten identically by the next attempt (its key and bytes depend only on the rows). A session whose row
+another worker holds is skipped (`SKIP LOCKED`) and left for it. Events of a session are archived from
+version 1 up without gaps, so `archived_through` (the highest archived version) says what left Postgres.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from lifecycle_app.archive import ArchiveDocument, event_doc, operation_doc, pack, snapshot_doc
+from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, SessionArchival
+from lifecycle_app.storage import archive_storage
+from memory_admin.live import publish_on_commit, session_group, tenant_group
+from sessions_app import context
+from sessions_app.models import AgentSession, Event, EventSnapshot, EventType, Operation, SessionStatus
+from sessions_app.selectors import rebuild_state, save_snapshot
+
+
+@dataclass
+class Moved:
+    """What a step (or a series of steps) moved to the archive."""
+
+    events: int = 0
+    snapshots: int = 0
+    operations: int = 0
+    archive_bytes: int = 0
+    segments: int = 0
+    # The session row was held by another worker; it is left to that worker (or the next run).
+    busy: bool = False
+
+    def add(self, other: Moved) -> None:
+        self.events += other.events
+        self.snapshots += other.snapshots
+        self.operations += other.operations
+        self.archive_bytes += other.archive_bytes
+        self.segments += other.segments
+        self.busy = self.busy or other.busy
+
+
+def segment_key(session: AgentSession, kind: str, first: int, last: int) -> str:
+    return f"{session.tenant_id}/{session.pk}/{kind}-{first:012d}-{last:012d}.json.gz"
+
+
+def archived_through(session_pk: uuid.UUID) -> int:
+    """The highest event version of the session in the archive (0 when none is)."""
+    top = ArchiveSegment.objects.filter(session_id=session_pk, kind=ArchiveKind.EVENTS).aggregate(top=Max("to_version"))
+    return int(top["top"] or 0)
+
+
+def _store(session: AgentSession, document: ArchiveDocument, key: str, job_run: JobRun | None) -> int:
+    data, digest = pack(document)
+    archive_storage().put(key, data)
+    ArchiveSegment.objects.create(
+        tenant_id=session.tenant_id,
+        session=session,
+        kind=document.kind,
+        from_version=document.from_version,
+        to_version=document.to_version,
+        snapshot_versions=[doc["version"] for doc in document.snapshots],
+        storage_key=key,
+        stored_bytes=len(data),
+        sha256=digest,
+        counts=document.counts(),
+        job_run=job_run,
+    )
+    return len(data)
+
+
+def _locked(session_pk: uuid.UUID, *, wait: bool = False) -> AgentSession | None:
+    return (
+        AgentSession.objects.select_for_update(skip_locked=not wait, of=("self",))
+        .select_related("tenant")
+        .filter(pk=session_pk)
+        .first()
+    )
+
+
+def archive_events_step(
+    session_pk: uuid.UUID,
+    *,
+    upto: int,
+    keep_snapshot: int,
+    limit: int,
+    job_run: JobRun | None = None,
+    wait: bool = False,
+) -> Moved | None:
+    """Archive the next at most `limit` events at or below `upto` (and the snapshots among them, except the one
+    at `keep_snapshot`) in one transaction. None when nothing is left to archive up to `upto`; a `busy` result
+    when another worker holds the session row and `wait` is False."""
+    with transaction.atomic():
+        session = _locked(session_pk, wait=wait)
+        if session is None:
+            return Moved(busy=True) if AgentSession.objects.filter(pk=session_pk).exists() else None
+        first = archived_through(session.pk) + 1
+        last = min(upto, first + limit - 1)
+        if last < first:
+            return None
+        events = Event.objects.filter(session=session, version__gte=first, version__lte=last)
+        snapshots = EventSnapshot.objects.filter(session=session, version__lte=last).exclude(version=keep_snapshot)
+        document = ArchiveDocument(
+            kind=ArchiveKind.EVENTS,
+            tenant=str(session.tenant_id),
+            session=str(session.pk),
+            from_version=first,
+            to_version=last,
+            events=[event_doc(row) for row in events.order_by("version")],
+            snapshots=[snapshot_doc(row) for row in snapshots.order_by("version")],
+        )
+        size = _store(session, document, segment_key(session, ArchiveKind.EVENTS, first, last), job_run)
+        events.delete()
+        snapshots.delete()
+        counts = document.counts()
+        return Moved(events=counts["events"], snapshots=counts["snapshots"], archive_bytes=size, segments=1)
+
+
+def archive_events_upto(
+    session_pk: uuid.UUID,
+    *,
+    upto: int,
+    keep_snapshot: int,
+    limit: int,
+    job_run: JobRun | None = None,
+    wait: bool = False,
+) -> Moved:
+    """Archive step by step up to `upto`; stops early (`busy`) when another worker holds the session."""
+    moved = Moved()
+    while step := archive_events_step(
+        session_pk, upto=upto, keep_snapshot=keep_snapshot, limit=limit, job_run=job_run, wait=wait
+    ):
+        moved.add(step)
+        if step.busy:
+            break
+    return moved
+
+
+# --- event archival ---------------------------------------------------------------------------------------
+
+
+def context_floor(session: AgentSession) -> int:
+    """The oldest event version the hot context window is rebuilt from; events from it on must stay."""
+    window = settings.CONTEXT_WINDOW_MESSAGES
+    events = Event.objects.filter(session=session)
+    replaced = (
+        events.filter(type=EventType.CONTEXT_REPLACED).order_by("-version").values_list("version", flat=True).first()
+    )
+    added = list(
+        events.filter(type=EventType.MESSAGE_ADDED).order_by("-version").values_list("version", flat=True)[:window]
+    )
+    if len(added) == window and (replaced is None or added[-1] > replaced):
+        return added[-1]
+    if replaced is not None:
+        return int(replaced)
+    return added[-1] if added else session.head_version + 1
+
+
+def _event_at(version_of: Any) -> Subquery:
+    return Subquery(
+        Event.objects.filter(session_id=OuterRef("session_id"), version=version_of).values("created_at")[:1]
+    )
+
+
+def sessions_with_old_events(
+    tenant_id: uuid.UUID, *, cutoff: datetime, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    """(session id, newest snapshot version whose event is older than `cutoff`) for the tenant's live sessions
+    that still hold events below such a snapshot; ordered by session id, after `after`."""
+    watermark = Subquery(
+        ArchiveSegment.objects.filter(session_id=OuterRef("session_id"), kind=ArchiveKind.EVENTS)
+        .values("session_id")
+        .annotate(top=Max("to_version"))
+        .values("top")[:1]
+    )
+    live = AgentSession.objects.filter(tenant_id=tenant_id).exclude(status=SessionStatus.ARCHIVED)
+    rows = (
+        EventSnapshot.objects.filter(session__in=live)
+        .annotate(archived=Coalesce(watermark, 0), event_created=_event_at(OuterRef("version")))
+        .filter(version__gt=F("archived"), event_created__lt=cutoff)
+    )
+    if after is not None:
+        rows = rows.filter(session_id__gt=after)
+    grouped = rows.values("session_id").annotate(boundary=Max("version")).order_by("session_id")[:limit]
+    return [(row["session_id"], row["boundary"]) for row in grouped]
+
+
+def event_archival_boundary(session: AgentSession, boundary: int) -> int | None:
+    """The snapshot version to archive up to: the newest snapshot at or below `boundary` that the context window
+    does not reach past, and above what is archived already. None when there is none."""
+    floor = context_floor(session)
+    done = archived_through(session.pk)
+    version = (
+        EventSnapshot.objects.filter(session=session, version__lte=min(boundary, floor - 1), version__gt=done)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    )
+    return None if version is None else int(version)
+
+
+# --- session archival -------------------------------------------------------------------------------------
+
+
+def claim_inactive_sessions(tenant_id: uuid.UUID, *, cutoff: datetime, limit: int) -> list[uuid.UUID]:
+    """Mark up to `limit` of the tenant's sessions idle since before `cutoff` as archived (they accept no more
+    writes from now on) and queue their archival; the ids claimed. Rows other workers hold are skipped."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            AgentSession.objects.select_for_update(skip_locked=True)
+            .filter(tenant_id=tenant_id, last_activity_at__lt=cutoff)
+            .exclude(status=SessionStatus.ARCHIVED)
+            .order_by("last_activity_at")
+            .values_list("pk", "head_version")[:limit]
+        )
+        if not rows:
+            return []
+        ids = [pk for pk, _ in rows]
+        AgentSession.objects.filter(pk__in=ids).update(
+            status=SessionStatus.ARCHIVED, version=F("version") + 1, updated_at=now
+        )
+        SessionArchival.objects.bulk_create(
+            [SessionArchival(session_id=pk, tenant_id=tenant_id, head_version=head) for pk, head in rows],
+            ignore_conflicts=True,
+        )
+        for session in AgentSession.objects.filter(pk__in=ids):
+            publish_on_commit(
+                [tenant_group(tenant_id), session_group(session.pk)],
+                {
+                    "type": "session.updated",
+                    "tenant": str(tenant_id),
+                    "session": session.session_id,
+                    "status": session.status,
+                    "version": session.version,
+                },
+            )
+        # The hot context of an archived session will not be read again by an agent.
+        transaction.on_commit(lambda: [context.purge_session(pk) for pk in ids], robust=True)
+    return ids
+
+
+def _ensure_head_snapshot(session: AgentSession, head: int) -> None:
+    if head == 0 or EventSnapshot.objects.filter(session=session, version=head).exists():
+        return
+    save_snapshot(session, version=head, state=rebuild_state(session, version=head).state)
+
+
+def _finish_step(session_pk: uuid.UUID, *, head: int, job_run: JobRun | None, wait: bool) -> Moved | None:
+    """Archive the operation journal and any snapshot left below the head, and mark the archival done."""
+    with transaction.atomic():
+        archival = (
+            SessionArchival.objects.select_for_update(skip_locked=not wait)
+            .filter(session_id=session_pk, state=SessionArchival.State.PENDING)
+            .first()
+        )
+        session = _locked(session_pk, wait=wait) if archival is not None else None
+        if archival is None or session is None:
+            return None
+        operations = Operation.objects.filter(session=session)
+        snapshots = EventSnapshot.objects.filter(session=session).exclude(version=head)
+        document = ArchiveDocument(
+            kind=ArchiveKind.SESSION,
+            tenant=str(session.tenant_id),
+            session=str(session.pk),
+            from_version=head,
+            to_version=head,
+            snapshots=[snapshot_doc(row) for row in snapshots.order_by("version")],
+            operations=[operation_doc(row) for row in operations.order_by("created_at", "id")],
+        )
+        moved = Moved()
+        if document.snapshots or document.operations:
+            key = segment_key(session, ArchiveKind.SESSION, head, head)
+            moved = Moved(
+                snapshots=len(document.snapshots),
+                operations=len(document.operations),
+                archive_bytes=_store(session, document, key, job_run),
+                segments=1,
+            )
+            operations.delete()
+            snapshots.delete()
+        archival.state = SessionArchival.State.DONE
+        archival.finished_at = timezone.now()
+        archival.save(update_fields=["state", "finished_at"])
+        return moved
+
+
+def complete_archival(
+    session_pk: uuid.UUID, *, limit: int, job_run: JobRun | None = None, wait: bool = False
+) -> Moved | None:
+    """Move everything of a claimed session but its row and head snapshot to the archive.
+
+    None when the archival is done already or another worker holds it; a `busy` result when the session row
+    was held midway (the next run resumes it).
+    """
+    archival = SessionArchival.objects.filter(session_id=session_pk, state=SessionArchival.State.PENDING).first()
+    session = AgentSession.objects.filter(pk=session_pk).first()
+    if archival is None or session is None:
+        return None
+    head = archival.head_version
+    _ensure_head_snapshot(session, head)
+    moved = archive_events_upto(session_pk, upto=head, keep_snapshot=head, limit=limit, job_run=job_run, wait=wait)
+    if moved.busy:
+        return moved
+    finished = _finish_step(session_pk, head=head, job_run=job_run, wait=wait)
+    if finished is None:
+        return moved if moved.segments else None
+    moved.add(finished)
+    return moved
+
+
+def pending_archivals(*, tenant_id: uuid.UUID | None = None, limit: int = 1000) -> list[uuid.UUID]:
+    pending = SessionArchival.objects.filter(state=SessionArchival.State.PENDING)
+    if tenant_id is not None:
+        pending = pending.filter(tenant_id=tenant_id)
+    return list(pending.order_by("claimed_at").values_list("session_id", flat=True)[:limit])

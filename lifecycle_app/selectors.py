@@ -1,0 +1,240 @@
+"""Reads of lifecycle_app: what each policy would do now (the dry run), recent job runs, archives, and the
+state of a session at a version whose events are in the archive."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from checkpoints_app.models import Checkpoint
+from lifecycle_app import archival, eviction
+from lifecycle_app.archive import ArchiveDocument, unpack
+from lifecycle_app.models import ArchiveKind, ArchiveSegment, Job, JobRun, SessionArchival
+from lifecycle_app.policies import EffectivePolicy, PolicyGroup
+from lifecycle_app.storage import archive_storage
+from memories_app.models import Memory
+from memory_admin.codec import decode_payload
+from memory_admin.errors import IntegrityFailure, NotFound
+from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
+from sessions_app.state import apply_event, empty_state, upgrade_state
+
+# The dry run of event archival looks at this many sessions at most (a preview must stay quick).
+PREVIEW_SESSION_LIMIT = 2000
+
+
+def recent_job_runs(*, limit: int = 50, job: str | None = None) -> QuerySet[JobRun]:
+    runs = JobRun.objects.order_by("-started_at")
+    if job:
+        runs = runs.filter(job=job)
+    return runs[:limit]
+
+
+# --- dry run ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What one policy would do to one group of tenants if it ran now."""
+
+    job: str
+    enabled: bool
+    summary: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def preview_session_archival(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
+    idle = AgentSession.objects.filter(
+        tenant_id__in=tenant_ids, last_activity_at__lt=policy.session_cutoff(now)
+    ).exclude(status=SessionStatus.ARCHIVED)
+    pending = SessionArchival.objects.filter(tenant_id__in=tenant_ids, state=SessionArchival.State.PENDING)
+    counts = {
+        "sessions": idle.count(),
+        "events": Event.objects.filter(session__in=idle).count(),
+        "operations": Operation.objects.filter(session__in=idle).count(),
+        "resumed": pending.count(),
+    }
+    summary = (
+        f"would archive {counts['sessions']} sessions idle for more than {policy.session_archive_after_days} days "
+        f"({counts['events']} events, {counts['operations']} operations)"
+    )
+    if counts["resumed"]:
+        summary += f" and finish {counts['resumed']} archivals in progress"
+    return Preview(Job.SESSION_ARCHIVAL, policy.session_archival_enabled, summary, counts)
+
+
+def event_archival_plan(
+    policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime, *, session_limit: int | None = None
+) -> list[tuple[uuid.UUID, int]]:
+    """(session id, version to archive up to) for every session event archival would touch now."""
+    cutoff = policy.event_cutoff(now)
+    plan: list[tuple[uuid.UUID, int]] = []
+    seen = 0
+    for tenant_id in tenant_ids:
+        after: uuid.UUID | None = None
+        while rows := archival.sessions_with_old_events(tenant_id, cutoff=cutoff, after=after, limit=200):
+            after = rows[-1][0]
+            sessions = AgentSession.objects.in_bulk([pk for pk, _ in rows])
+            for pk, boundary in rows:
+                seen += 1
+                session = sessions.get(pk)
+                upto = archival.event_archival_boundary(session, boundary) if session else None
+                if upto is not None:
+                    plan.append((pk, upto))
+                if session_limit is not None and seen >= session_limit:
+                    return plan
+    return plan
+
+
+def preview_event_archival(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
+    plan = event_archival_plan(policy, tenant_ids, now, session_limit=PREVIEW_SESSION_LIMIT)
+    events = sum(upto - archival.archived_through(pk) for pk, upto in plan)
+    counts = {"events": events, "sessions": len(plan)}
+    summary = f"would archive {events} events older than {policy.event_retention_days} days from {len(plan)} sessions"
+    return Preview(Job.EVENT_ARCHIVAL, policy.event_archival_enabled, summary, counts)
+
+
+def expired_checkpoints(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> QuerySet[Checkpoint]:
+    """The checkpoints checkpoint retention removes: older than the window and not among the latest N."""
+    return Checkpoint.objects.filter(
+        session__tenant_id__in=tenant_ids,
+        created_at__lt=policy.checkpoint_cutoff(now),
+        sequence__lte=F("session__checkpoint_head__last_sequence") - policy.checkpoint_keep_latest,
+    )
+
+
+def preview_checkpoint_retention(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
+    expired = expired_checkpoints(policy, tenant_ids, now)
+    counts = {"checkpoints": expired.count(), "sessions": expired.values("session_id").distinct().count()}
+    summary = (
+        f"would remove {counts['checkpoints']} checkpoints from {counts['sessions']} sessions "
+        f"(older than {policy.checkpoint_retention_days} days, keeping each session's latest "
+        f"{policy.checkpoint_keep_latest})"
+    )
+    return Preview(Job.CHECKPOINT_RETENTION, policy.checkpoint_retention_enabled, summary, counts)
+
+
+def eviction_params(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> eviction.EvictionParams:
+    return eviction.EvictionParams(
+        tenant_ids=tenant_ids,
+        threshold=policy.memory_eviction_threshold,
+        grace_cutoff=policy.grace_cutoff(now),
+        now=now,
+    )
+
+
+def preview_memory_eviction(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
+    found = eviction.preview(eviction_params(policy, tenant_ids, now))
+    counts = {"would_mark": found.would_mark, "would_evict": found.would_evict, "candidates": found.candidates}
+    summary = (
+        f"would delete {found.would_evict} memories whose grace period of {policy.memory_eviction_grace_days} days "
+        f"is over, and mark {found.would_mark} more as candidates (weight below {policy.memory_eviction_threshold})"
+    )
+    return Preview(Job.MEMORY_EVICTION, policy.memory_eviction_enabled, summary, counts)
+
+
+def purge_cutoff(now: datetime) -> datetime:
+    return now - timedelta(hours=settings.MEMORY_PURGE_AFTER_HOURS)
+
+
+def preview_memory_purge(now: datetime) -> Preview:
+    count = Memory.objects.filter(deleted_at__lt=purge_cutoff(now)).count()
+    summary = f"would remove {count} memories deleted more than {settings.MEMORY_PURGE_AFTER_HOURS} hours ago"
+    return Preview(Job.MEMORY_PURGE, True, summary, {"memories": count})
+
+
+def preview_group(group: PolicyGroup, *, now: datetime | None = None) -> list[Preview]:
+    """Every policy's dry run for one group of tenants."""
+    now = now or timezone.now()
+    policy, tenants = group.policy, group.tenant_ids
+    return [
+        preview_session_archival(policy, tenants, now),
+        preview_event_archival(policy, tenants, now),
+        preview_checkpoint_retention(policy, tenants, now),
+        preview_memory_eviction(policy, tenants, now),
+    ]
+
+
+# --- archives ---------------------------------------------------------------------------------------------
+
+
+def archives_for(session: AgentSession) -> QuerySet[ArchiveSegment]:
+    return ArchiveSegment.objects.filter(session=session).order_by("kind", "from_version")
+
+
+def read_archive(segment: ArchiveSegment) -> ArchiveDocument:
+    """The archived rows, checked against the recorded checksum (IntegrityFailure) and present (NotFound)."""
+    return unpack(archive_storage().get(segment.storage_key), sha256=segment.sha256)
+
+
+@dataclass(frozen=True)
+class ArchivedState:
+    version: int
+    state: dict[str, Any]
+    snapshot_version: int
+    replayed_events: int
+    # How many archive objects were read to rebuild it.
+    archives_read: int
+
+
+def state_from_archive(session: AgentSession, *, version: int) -> ArchivedState:
+    """The state after the first `version` events, read from the archive where Postgres no longer has them.
+
+    NotFound for a version beyond the head; IntegrityFailure when the archive and Postgres together do not hold
+    every event from the chosen snapshot up to `version`.
+    """
+    if version < 0 or version > session.head_version:
+        raise NotFound("No such version.", details={"version": version})
+    segments = list(
+        ArchiveSegment.objects.filter(session=session, kind=ArchiveKind.EVENTS, from_version__lte=version).order_by(
+            "from_version"
+        )
+    )
+    archived_bases = [v for segment in segments for v in segment.snapshot_versions if v <= version]
+    live_base = (
+        EventSnapshot.objects.filter(session=session, version__lte=version)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    )
+    base = max([0, *archived_bases, *([live_base] if live_base is not None else [])])
+
+    def decode(blob: bytes | memoryview) -> Any:
+        return decode_payload(blob, tenant_id=session.tenant_id, user_id=session.user_id)
+
+    needed = [segment for segment in segments if segment.to_version > base or base in segment.snapshot_versions]
+    documents = [read_archive(segment) for segment in needed]
+    state = empty_state()
+    if base and live_base == base:
+        kept = EventSnapshot.objects.get(session=session, version=base)
+        state = upgrade_state(decode(kept.state), kept.schema_version)
+    elif base:
+        archived = next(row for doc in documents for row in doc.snapshot_rows(session.pk) if row.version == base)
+        state = upgrade_state(decode(archived.state), archived.schema_version)
+    events = {
+        row.version: row
+        for document in documents
+        for row in document.event_rows(session.pk)
+        if base < row.version <= version
+    }
+    for row in Event.objects.filter(session=session, version__gt=base, version__lte=version):
+        events.setdefault(row.version, row)
+    if sorted(events) != list(range(base + 1, version + 1)):
+        raise IntegrityFailure(
+            "Some events of this version are neither in Postgres nor in the archive.",
+            details={"version": version, "snapshot_version": base},
+        )
+    for number in range(base + 1, version + 1):
+        apply_event(state, events[number].type, decode(events[number].payload))
+    return ArchivedState(
+        version=version,
+        state=state,
+        snapshot_version=base,
+        replayed_events=version - base,
+        archives_read=len(documents),
+    )

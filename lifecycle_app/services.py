@@ -1,0 +1,149 @@
+"""Writes of lifecycle_app: retention policy edits, job run rows, and restoring or deleting archives."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import structlog
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lifecycle_app.archive import ArchiveDocument, unpack
+from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
+from lifecycle_app.policies import DEFAULTS
+from lifecycle_app.storage import archive_storage
+from memory_admin.errors import Conflict, ServiceError, ValidationFailed
+from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
+from tenants_app.models import Tenant
+
+logger = structlog.get_logger("memory.lifecycle")
+
+
+# --- policies ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def set_retention_policy(*, tenant: Tenant | None, values: dict[str, Any], updated_by: str) -> RetentionPolicy:
+    """Set the global policy (`tenant` None) or a tenant's overrides. A value of None inherits the default.
+
+    ValidationFailed names the field when a value is out of range or not a policy field.
+    """
+    unknown = set(values) - set(DEFAULTS)
+    if unknown:
+        raise ValidationFailed("Not a retention policy field.", details={"fields": sorted(unknown)})
+    policy = RetentionPolicy.objects.select_for_update().filter(tenant=tenant).first() or RetentionPolicy(tenant=tenant)
+    for name, value in values.items():
+        setattr(policy, name, value)
+    policy.updated_by = updated_by
+    policy.updated_at = timezone.now()
+    try:
+        policy.full_clean(exclude=["tenant"])
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise ValidationFailed(f"{field}: {' '.join(messages)}", details={"field": field}) from None
+    policy.save()
+    logger.info("retention_policy_set", tenant=str(tenant.pk) if tenant else None, fields=sorted(values))
+    return policy
+
+
+@transaction.atomic
+def remove_retention_override(*, tenant: Tenant) -> bool:
+    """Make the tenant follow the global policy again; False when it had no override."""
+    deleted, _ = RetentionPolicy.objects.filter(tenant=tenant).delete()
+    return bool(deleted)
+
+
+# --- job runs ---------------------------------------------------------------------------------------------
+
+
+def start_job_run(*, job: str, dry_run: bool, triggered_by: str, task_id: str = "") -> JobRun:
+    """The durable row of a run that starts now (committed at once, so a crashed run stays visible)."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id", "")
+    return JobRun.objects.create(
+        job=job, dry_run=dry_run, triggered_by=triggered_by[:200], task_id=task_id[:64], request_id=request_id[:64]
+    )
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """An error as it may be stored and logged: our own messages (they carry no personal data), else the type
+    and where it was raised, never the message of a driver or library (it can quote row values)."""
+    if isinstance(exc, ServiceError):
+        return {"type": type(exc).__name__, "message": exc.message, "details": exc.details}
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return {"type": type(exc).__name__, "where": where}
+
+
+def finish_job_run(*, run: JobRun, counts: dict[str, Any], errors: list[dict[str, Any]], failed: bool) -> JobRun:
+    run.counts = counts
+    run.errors = errors[:100]
+    run.status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["counts", "errors", "status", "finished_at"])
+    return run
+
+
+@transaction.atomic
+def prune_job_runs(*, before: Any) -> int:
+    deleted, _ = JobRun.objects.filter(started_at__lt=before).exclude(status=RunStatus.RUNNING).delete()
+    return deleted
+
+
+# --- archives ---------------------------------------------------------------------------------------------
+
+
+def _document(segment: ArchiveSegment) -> ArchiveDocument:
+    return unpack(archive_storage().get(segment.storage_key), sha256=segment.sha256)
+
+
+@transaction.atomic
+def restore_archive(*, segment: ArchiveSegment) -> dict[str, int]:
+    """Put an archive's rows back into Postgres exactly as they left, then remove the archive object.
+
+    Event segments come back newest first (the archived range stays contiguous from version 1); another
+    order is a Conflict, as is a row that exists again. IntegrityFailure when the object does not match its
+    checksum, NotFound when it is missing from storage.
+    """
+    locked = ArchiveSegment.objects.select_for_update().select_related("session").get(pk=segment.pk)
+    session: AgentSession = locked.session
+    if locked.kind == ArchiveKind.EVENTS:
+        newer = ArchiveSegment.objects.filter(
+            session=session, kind=ArchiveKind.EVENTS, to_version__gt=locked.to_version
+        )
+        if newer.exists():
+            raise Conflict("Restore this session's newer event archives first.", details={"segment": str(locked.pk)})
+    document = _document(locked)
+    try:
+        with transaction.atomic():
+            Event.objects.bulk_create(document.event_rows(session.pk))
+            EventSnapshot.objects.bulk_create(document.snapshot_rows(session.pk))
+            Operation.objects.bulk_create(document.operation_rows(session.pk))
+    except IntegrityError:
+        raise Conflict(
+            "Some of the archived rows are in Postgres again.", details={"segment": str(locked.pk)}
+        ) from None
+    key = locked.storage_key
+    locked.delete()
+    transaction.on_commit(lambda: archive_storage().delete(key), robust=True)
+    return document.counts()
+
+
+@transaction.atomic
+def delete_session_archives(*, session: AgentSession) -> int:
+    """Remove every archive object of a session and its records (erasure calls this before purging a session).
+
+    Objects are deleted after commit; a failure there leaves an orphaned object whose payloads stay encrypted
+    under the destroyed key.
+    """
+    segments = list(ArchiveSegment.objects.select_for_update().filter(session=session))
+    keys = [segment.storage_key for segment in segments]
+    ArchiveSegment.objects.filter(pk__in=[segment.pk for segment in segments]).delete()
+
+    def remove() -> None:
+        for key in keys:
+            archive_storage().delete(key)
+
+    transaction.on_commit(remove, robust=True)
+    return len(keys)

@@ -1,0 +1,131 @@
+"""Cold storage for archives: put, get and delete bytes under a key.
+
+The default is a directory on the filesystem (ARCHIVE_DIR). Any Django storage class can take its place
+(ARCHIVE_STORAGE_BACKEND, with ARCHIVE_STORAGE_OPTIONS as its constructor's keyword arguments), which is how
+an S3-compatible bucket is used: django-storages' `storages.backends.s3.S3Storage`. Keys are made here from
+ids and numbers only (`<tenant>/<session>/<name>.json.gz`), never from anything a client sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.utils.module_loading import import_string
+
+from memory_admin.errors import NotFound
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class ArchiveStorage(Protocol):
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, replacing what was there; durable when it returns."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under `key`; NotFound when there are none."""
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; nothing happens when it is not there."""
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key) or ".." in key:
+        raise ValueError(f"not an archive key: {key!r}")
+    return key
+
+
+class FileSystemArchive:
+    """Files under a root directory, written to a temporary file, flushed to disk, then renamed into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound("The archive object is missing from storage.", details={"key": key}) from None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class DjangoStorageArchive:
+    """Any Django storage backend (an S3 bucket through django-storages, for example)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, key: str, data: bytes) -> None:
+        check_key(key)
+        # Django storages pick a new name when one exists; an archive step that is retried must replace it.
+        if self.storage.exists(key):
+            self.storage.delete(key)
+        saved = self.storage.save(key, ContentFile(data))
+        if saved != key:
+            raise ImproperlyConfigured(f"the archive storage renamed {key!r} to {saved!r}")
+
+    def get(self, key: str) -> bytes:
+        check_key(key)
+        if not self.storage.exists(key):
+            raise NotFound("The archive object is missing from storage.", details={"key": key})
+        with self.storage.open(key, "rb") as file:
+            data: bytes = file.read()
+        return data
+
+    def delete(self, key: str) -> None:
+        check_key(key)
+        self.storage.delete(key)
+
+
+def build_storage(backend: str, options: str, root: Path) -> ArchiveStorage:
+    if not backend:
+        return FileSystemArchive(root)
+    try:
+        kwargs = json.loads(options)
+    except ValueError:
+        raise ImproperlyConfigured("ARCHIVE_STORAGE_OPTIONS must be a JSON object") from None
+    if not isinstance(kwargs, dict):
+        raise ImproperlyConfigured("ARCHIVE_STORAGE_OPTIONS must be a JSON object")
+    try:
+        storage_class = import_string(backend)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"ARCHIVE_STORAGE_BACKEND={backend!r} cannot be imported: {exc}") from None
+    return DjangoStorageArchive(storage_class(**kwargs))
+
+
+@cache
+def _built(backend: str, options: str, root: str) -> ArchiveStorage:
+    return build_storage(backend, options, Path(root))
+
+
+def archive_storage() -> ArchiveStorage:
+    """The configured archive storage (built once per process and configuration)."""
+    return _built(settings.ARCHIVE_STORAGE_BACKEND, settings.ARCHIVE_STORAGE_OPTIONS, str(settings.ARCHIVE_DIR))

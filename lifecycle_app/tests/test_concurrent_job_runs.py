@@ -1,0 +1,98 @@
+"""Two workers running the same job at once (threads with their own database connections) do each row once,
+and the counts of their two JobRuns add up to the work."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from conftest import World
+from lifecycle_app import jobs
+from lifecycle_app.models import ArchiveSegment, JobRun, RunStatus
+from memories_app.models import Memory, Scope
+from memories_app.services import NewMemory, create_memories
+from sessions_app.models import AgentSession, Event, SessionStatus
+
+from .conftest import age, grow_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def at_once(*work: Callable[[], Any]) -> list[Any]:
+    barrier = threading.Barrier(len(work))
+    results: list[Any] = [None] * len(work)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work[index]()
+        except BaseException as exc:  # returned, so the assertions show it
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def test_two_session_archival_runs_archive_each_session_and_event_once(world: World, settings) -> None:
+    settings.LIFECYCLE_BATCH_SIZE = 40
+    sessions = [grow_session(world, steps=150, session_id=f"run-{n}", user_id=f"user-{n}") for n in range(6)]
+    for session in sessions:
+        age(session, days=100)
+
+    runs = at_once(*[lambda: jobs.archive_sessions(dry_run=False, triggered_by="worker")] * 2)
+
+    assert all(isinstance(run, JobRun) and run.status == RunStatus.SUCCEEDED for run in runs), runs
+    assert sum(run.counts["sessions_claimed"] for run in runs) == 6
+    assert sum(run.counts["events"] for run in runs) == 6 * 150
+    assert sum(run.counts["operations"] for run in runs) == 6 * 3
+    assert not Event.objects.exists()
+    assert AgentSession.objects.filter(status=SessionStatus.ARCHIVED).count() == 6
+    for session in sessions:
+        ranges = sorted(
+            ArchiveSegment.objects.filter(session=session, kind="events").values_list("from_version", "to_version")
+        )
+        # Contiguous, no overlap: 1-40, 41-80, 81-120, 121-150.
+        assert ranges == [(1, 40), (41, 80), (81, 120), (121, 150)]
+
+
+def test_two_event_archival_runs_archive_each_event_once(world: World, settings) -> None:
+    settings.LIFECYCLE_BATCH_SIZE = 50
+    settings.CONTEXT_WINDOW_MESSAGES = 5
+    sessions = [grow_session(world, steps=420, session_id=f"run-{n}", user_id=f"user-{n}") for n in range(4)]
+    for session in sessions:
+        age(session, days=60)
+
+    runs = at_once(*[lambda: jobs.archive_events(dry_run=False, triggered_by="worker")] * 2)
+
+    assert all(isinstance(run, JobRun) for run in runs), runs
+    assert sum(run.counts["events"] for run in runs) == 4 * 400
+    assert Event.objects.count() == 4 * 20
+
+
+def test_two_eviction_runs_delete_each_memory_once(world: World, settings) -> None:
+    settings.LIFECYCLE_BATCH_SIZE = 7
+    settings.MEMORY_EVICTION_GRACE_DAYS = 0
+    create_memories(
+        tenant=world.acme.tenant,
+        items=[NewMemory(scope=Scope.USER, content=f"fact {n}", user_id="u-1") for n in range(60)],
+    )
+    Memory.objects.update(created_at=timezone.now() - timedelta(days=365))
+
+    runs = at_once(*[lambda: jobs.evict_memories(dry_run=False, triggered_by="worker")] * 2)
+
+    assert all(isinstance(run, JobRun) for run in runs), runs
+    assert sum(run.counts["evicted"] for run in runs) == 60
+    assert sum(run.counts["marked"] for run in runs) == 60
+    assert not Memory.objects.alive().exists()

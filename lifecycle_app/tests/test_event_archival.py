@@ -1,0 +1,82 @@
+"""Event archival: old events a snapshot folds leave Postgres; the head state and the hot context stay identical,
+and time travel to an archived version says so through the API and reads the archive on the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import World, logged_in
+from lifecycle_app import jobs
+from lifecycle_app.models import ArchiveSegment
+from lifecycle_app.selectors import state_from_archive
+from memory_admin.errors import Archived
+from memory_admin.health import redis_client
+from sessions_app.models import Event
+from sessions_app.selectors import read_context, rebuild_state
+
+from .conftest import age, grow_session
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _window(settings) -> None:
+    settings.CONTEXT_WINDOW_MESSAGES = 20
+    settings.EVENT_RETENTION_DAYS = 30
+
+
+def test_old_folded_events_are_archived_and_the_head_stays_identical(world: World) -> None:
+    session = grow_session(world, steps=1050)
+    head = rebuild_state(session, version=1050).state
+    context_before = read_context(session=session, touch=False).messages
+    age(session, days=40)
+    redis_client().flushdb()
+
+    run = jobs.archive_events(dry_run=False, triggered_by="manual")
+
+    # The 20 newest messages reach back to version 972: the newest snapshot below it is 900.
+    assert Event.objects.filter(session=session).order_by("version").values_list("version", flat=True)[0] == 901
+    assert run.counts["events"] == 900 and run.counts["sessions"] == 1
+    assert rebuild_state(session, version=1050).state == head
+    assert rebuild_state(session, version=900).state == state_from_archive(session, version=900).state
+    assert read_context(session=session, touch=False).messages == context_before
+
+
+def test_events_inside_the_retention_window_stay(world: World) -> None:
+    session = grow_session(world, steps=400)
+    age(session, days=10)
+
+    run = jobs.archive_events(dry_run=False, triggered_by="manual")
+
+    assert Event.objects.filter(session=session).count() == 400
+    assert run.counts["events"] == 0
+
+
+def test_time_travel_to_an_archived_version_is_a_410_in_the_api_and_read_back_on_the_dashboard(world: World) -> None:
+    session = grow_session(world, steps=600)
+    expected = {version: rebuild_state(session, version=version).state for version in (0, 37, 250, 599)}
+    age(session, days=40)
+    jobs.archive_events(dry_run=False, triggered_by="manual")
+    assert ArchiveSegment.objects.filter(session=session).exists()
+
+    with pytest.raises(Archived):
+        rebuild_state(session, version=250)
+    response = world.acme.client.get(f"/api/v1/sessions/{session.session_id}/state", {"version": 250})
+    assert response.status_code == 410 and response.json()["error"]["code"] == "archived"
+
+    page = logged_in(world.support)
+    for version, state in expected.items():
+        body = page.get(f"/sessions/{session.pk}/state.json", {"version": version}).json()
+        assert body["state"] == state, version
+    assert page.get(f"/sessions/{session.pk}/state.json", {"version": 250}).json()["from_archive"] is True
+    assert page.get(f"/sessions/{session.pk}/state.json", {"version": 599}).json()["from_archive"] is False
+
+
+def test_a_second_run_finds_nothing_more_to_archive(world: World) -> None:
+    session = grow_session(world, steps=700)
+    age(session, days=40)
+    first = jobs.archive_events(dry_run=False, triggered_by="manual")
+
+    second = jobs.archive_events(dry_run=False, triggered_by="manual")
+
+    assert first.counts["events"] > 0 and second.counts["events"] == 0

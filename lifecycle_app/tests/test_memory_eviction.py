@@ -1,0 +1,103 @@
+"""Memory decay eviction with a grace period: only candidates whose grace is over are deleted; a candidate read
+again in time is forgiven; profile facts are never evicted; deleted rows are purged later."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conftest import World
+from lifecycle_app import jobs
+from lifecycle_app.models import EvictionCandidate
+from memories_app.models import Memory, Scope, Source
+from memories_app.services import NewMemory, create_memory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _policy(settings) -> None:
+    settings.MEMORY_DECAY_HALF_LIFE_DAYS = 30
+    settings.MEMORY_EVICTION_THRESHOLD = 0.1
+    settings.MEMORY_EVICTION_GRACE_DAYS = 7
+    settings.MEMORY_PURGE_AFTER_HOURS = 24
+
+
+def memory(world: World, text: str, *, idle_days: int, source: str = Source.API) -> Memory:
+    created = create_memory(tenant=world.acme.tenant, item=NewMemory(scope=Scope.USER, content=text, user_id="u-1"))
+    Memory.objects.filter(pk=created.pk).update(
+        created_at=timezone.now() - timedelta(days=idle_days), last_accessed_at=None, source=source
+    )
+    return Memory.objects.get(pk=created.pk)
+
+
+def mark(item: Memory, *, days_ago: int) -> None:
+    EvictionCandidate.objects.create(
+        memory=item, tenant_id=item.tenant_id, marked_at=timezone.now() - timedelta(days=days_ago), score=0.01
+    )
+
+
+def alive(item: Memory) -> bool:
+    return Memory.objects.filter(pk=item.pk, deleted_at__isnull=True).exists()
+
+
+def test_eviction_removes_only_candidates_past_their_grace_period(world: World) -> None:
+    past_grace = memory(world, "stale and marked long ago", idle_days=200)
+    in_grace = memory(world, "stale and marked yesterday", idle_days=200)
+    newly_stale = memory(world, "stale, never marked", idle_days=200)
+    fresh = memory(world, "read last week", idle_days=7)
+    mark(past_grace, days_ago=8)
+    mark(in_grace, days_ago=1)
+    assert newly_stale.is_eviction_candidate() and not fresh.is_eviction_candidate()
+
+    run = jobs.evict_memories(dry_run=False, triggered_by="manual")
+
+    assert not alive(past_grace)
+    assert alive(in_grace) and alive(newly_stale) and alive(fresh)
+    assert set(EvictionCandidate.objects.values_list("memory_id", flat=True)) == {in_grace.pk, newly_stale.pk}
+    assert run.counts == {"forgiven": 0, "marked": 1, "evicted": 1}
+
+
+def test_a_candidate_read_again_before_its_grace_ends_is_forgiven(world: World) -> None:
+    item = memory(world, "stale but then recalled", idle_days=200)
+    mark(item, days_ago=30)
+    Memory.objects.filter(pk=item.pk).update(last_accessed_at=timezone.now(), access_count=3)
+
+    run = jobs.evict_memories(dry_run=False, triggered_by="manual")
+
+    assert alive(item) and not EvictionCandidate.objects.exists()
+    assert run.counts["forgiven"] == 1 and run.counts["evicted"] == 0
+
+
+def test_profile_facts_are_never_candidates(world: World) -> None:
+    fact = memory(world, "prefers tea", idle_days=400, source=Source.PROFILE)
+
+    jobs.evict_memories(dry_run=False, triggered_by="manual")
+
+    assert alive(fact) and not EvictionCandidate.objects.exists()
+
+
+def test_the_dry_run_counts_without_marking_or_deleting(world: World) -> None:
+    past_grace = memory(world, "old", idle_days=200)
+    mark(past_grace, days_ago=10)
+    memory(world, "old too", idle_days=200)
+
+    preview = jobs.evict_memories(dry_run=True, triggered_by="manual")
+
+    assert alive(past_grace) and EvictionCandidate.objects.count() == 1
+    assert preview.counts == {"would_mark": 1, "would_evict": 1, "candidates": 1}
+
+
+def test_evicted_memories_are_purged_after_the_purge_delay(world: World) -> None:
+    gone_long_ago = memory(world, "deleted two days ago", idle_days=1)
+    gone_just_now = memory(world, "deleted an hour ago", idle_days=1)
+    Memory.objects.filter(pk=gone_long_ago.pk).update(deleted_at=timezone.now() - timedelta(days=2))
+    Memory.objects.filter(pk=gone_just_now.pk).update(deleted_at=timezone.now() - timedelta(hours=1))
+
+    run = jobs.purge_memories(dry_run=False, triggered_by="manual")
+
+    assert not Memory.objects.filter(pk=gone_long_ago.pk).exists()
+    assert Memory.objects.filter(pk=gone_just_now.pk).exists()
+    assert run.counts["memories"] == 1
