@@ -13,6 +13,11 @@ from tenants_app.roles import Role, roles_of
 NAVIGATION: list[tuple[str, str, Role | None]] = [
     ("Overview", "dashboard:overview", None),
     ("Sessions", "dashboard:sessions", None),
+    ("Users", "dashboard:users", None),
+    ("Forget-me", "dashboard:erasures", Role.COMPLIANCE),
+    ("API keys", "dashboard:api-keys", Role.ADMIN),
+    ("Tenants", "dashboard:tenants", Role.ADMIN),
+    ("Lifecycle", "dashboard:lifecycle", Role.ADMIN),
 ]
 
 

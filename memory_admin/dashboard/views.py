@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
+from compliance_app.selectors import oldest_open
 from memory_admin.api.errors import api_not_found, api_server_error, json_error
 from memory_admin.dashboard.access import staff_page
-from memory_admin.dashboard.selectors import overview_counts
+from memory_admin.dashboard.selectors import active_embedder, overview_counts, write_rates
 from memory_admin.health import all_layers
 
 
 @staff_page()
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/overview.html", {"layers": all_layers(), "counts": overview_counts()})
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "layers": all_layers(),
+            "counts": overview_counts(),
+            "rates": write_rates(),
+            "embedder": active_embedder(),
+            "oldest_erasure": oldest_open(),
+            "now": timezone.now(),
+        },
+    )
 
 
 def _is_api(request: HttpRequest) -> bool:

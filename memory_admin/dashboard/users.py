@@ -1,0 +1,273 @@
+"""Dashboard pages for the people agents work for: finding one, and one person's profile, memories by scope
+(with decay and access statistics), sessions and a semantic search over what the service remembers of them;
+and one memory with its history of versions and merges.
+
+Looking is not using: nothing here counts as an access to a memory (no decay refresh, no access statistics).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from memories_app import selectors as memory_selectors
+from memories_app.models import Memory, MemoryRevision, RevisionKind, Scope, UserProfile
+from memories_app.services import MAX_USER_ID_CHARS, embed_texts
+from memory_admin.dashboard.access import staff_page
+from memory_admin.dashboard.selectors import EmbedderInfo, active_embedder
+from memory_admin.errors import Unavailable
+from sessions_app.models import AgentSession
+from tenants_app.models import Tenant
+
+MEMORIES_PER_SCOPE = 100
+SESSIONS_SHOWN = 50
+SEARCH_RESULTS = 20
+
+
+class UserIdConverter:
+    """A tenant's user id in a URL: any characters (slashes and newlines too), as the API accepts them."""
+
+    regex = r"(?s:.+)"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+class FindUserForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), empty_label="Choose a tenant")
+    # CharField refuses NUL characters by itself; the length is the API's limit on user ids.
+    user_id = forms.CharField(max_length=MAX_USER_ID_CHARS, label="User id")
+
+
+class MemorySearchForm(forms.Form):
+    q = forms.CharField(label="Search this user's memories", max_length=settings.MEMORY_MAX_CONTENT_CHARS)
+    include_global = forms.BooleanField(required=False, label="also the tenant's global memories")
+
+
+def _plausible_user_id(user_id: str) -> bool:
+    # PostgreSQL text cannot hold NUL, so such an id can name no one (and would fail the query).
+    return bool(user_id.strip()) and len(user_id) <= MAX_USER_ID_CHARS and "\x00" not in user_id
+
+
+def user_exists(tenant: Tenant, user_id: str) -> bool:
+    """The service knows this person: a profile, a session or a live memory names them."""
+    return (
+        UserProfile.objects.filter(tenant=tenant, user_id=user_id).exists()
+        or AgentSession.objects.filter(tenant=tenant, user_id=user_id).exists()
+        or Memory.objects.alive().filter(tenant=tenant, user_id=user_id).exists()
+    )
+
+
+# --- reads behind the user page -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    memory: Memory
+    decay: float
+    evictable: bool
+    # Searches compare vectors of the active embedder only; others wait for `manage.py reembed`.
+    searchable: bool
+    revisions: int = 0
+    merges: int = 0
+    score: float | None = None
+
+
+@dataclass
+class ScopeSection:
+    scope: str
+    total: int
+    rows: list[MemoryRow] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.rows)
+
+
+def _revision_counts(memory_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    counts: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    if memory_ids:
+        grouped = (
+            MemoryRevision.objects.filter(memory_id__in=memory_ids)
+            .values_list("memory_id", "kind")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for memory_id, kind, n in grouped:
+            counts[memory_id][kind] = n
+    return counts
+
+
+def memory_rows(
+    memories: list[Memory], *, model_id: str, now: datetime, scores: dict[uuid.UUID, float] | None = None
+) -> list[MemoryRow]:
+    """Memories with their decay weight (the model's formula), searchability and history counts (one query)."""
+    counts = _revision_counts([memory.pk for memory in memories])
+    return [
+        MemoryRow(
+            memory=memory,
+            decay=memory.decay_score(now=now),
+            evictable=memory.is_eviction_candidate(now=now),
+            searchable=memory.embedding_model == model_id,
+            revisions=sum(counts[memory.pk].values()),
+            merges=counts[memory.pk].get(RevisionKind.MERGE, 0),
+            score=(scores or {}).get(memory.pk),
+        )
+        for memory in memories
+    ]
+
+
+def _newest(queryset: QuerySet[Memory]) -> list[Memory]:
+    # The vector is the bulk of a row and the page does not show it.
+    return list(queryset.defer("embedding").order_by("-created_at", "-id")[:MEMORIES_PER_SCOPE])
+
+
+def memory_sections(tenant: Tenant, user_id: str, *, model_id: str, now: datetime) -> list[ScopeSection]:
+    """The user's session and user memories and the tenant's global ones, newest first, with totals."""
+    alive = memory_selectors.memories_for(tenant)
+    totals = dict(
+        alive.filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
+        .values_list("scope")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("scope", "n")
+    )
+    sections = []
+    for scope in (Scope.SESSION, Scope.USER, Scope.GLOBAL):
+        owned = alive.filter(scope=scope) if scope == Scope.GLOBAL else alive.filter(scope=scope, user_id=user_id)
+        sections.append(ScopeSection(scope=scope, total=totals.get(scope, 0), rows=[]))
+        if totals.get(scope):
+            sections[-1].rows = memory_rows(_newest(owned), model_id=model_id, now=now)
+    return sections
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    rows: list[MemoryRow] = field(default_factory=list)
+    problem: str = ""
+
+
+def search_user_memories(
+    tenant: Tenant, user_id: str, text: str, *, include_global: bool, embedder: EmbedderInfo
+) -> SearchOutcome:
+    """memories_app's own search over the user's scopes, as an agent would run it (without counting access)."""
+    if embedder.problem:
+        return SearchOutcome(problem=f"Search is unavailable: {embedder.problem}")
+    try:
+        vector = embed_texts([text])[0]
+    except (Unavailable, ImproperlyConfigured) as exc:
+        return SearchOutcome(problem=f"The embedder did not answer, so nothing was searched: {exc}")
+    scopes = {Scope.SESSION, Scope.USER} | ({Scope.GLOBAL} if include_global else set())
+    found = memory_selectors.search_memories(
+        tenant=tenant,
+        vector=vector,
+        model_id=embedder.model_id,
+        where=memory_selectors.SearchScope(scopes=frozenset(scopes), user_id=user_id),
+        k=SEARCH_RESULTS,
+    )
+    rows = memory_rows(
+        [item.memory for item in found],
+        model_id=embedder.model_id,
+        now=timezone.now(),
+        scores={item.memory.pk: item.score for item in found},
+    )
+    return SearchOutcome(rows=rows)
+
+
+# --- views ----------------------------------------------------------------------------------------------
+
+
+def _missing(request: HttpRequest, message: str, tenant: Tenant | None = None) -> HttpResponse:
+    form = FindUserForm(initial={"tenant": tenant.pk if tenant else None})
+    return render(request, "dashboard/users/missing.html", {"message": message, "form": form}, status=404)
+
+
+@staff_page()
+def find_user(request: HttpRequest) -> HttpResponse:
+    form = FindUserForm(request.GET or None)
+    message = ""
+    if form.is_valid():
+        tenant, user_id = form.cleaned_data["tenant"], form.cleaned_data["user_id"]
+        if user_exists(tenant, user_id):
+            return redirect("dashboard:user", tenant=tenant.pk, user_id=user_id)
+        message = f"{tenant.name} has no user “{user_id}”: no profile, session or memory names them."
+    return render(request, "dashboard/users/find.html", {"form": form, "message": message})
+
+
+@staff_page()
+def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpResponse:
+    owner = Tenant.objects.filter(pk=tenant).first()
+    if owner is None:
+        return _missing(request, "There is no tenant with that id.")
+    if not _plausible_user_id(user_id):
+        return _missing(request, f"That is not a user id: ids are 1-{MAX_USER_ID_CHARS} characters, no NUL.", owner)
+    embedder = active_embedder()
+    now = timezone.now()
+    profile = UserProfile.objects.filter(tenant=owner, user_id=user_id).first()
+    sessions = list(
+        AgentSession.objects.filter(tenant=owner, user_id=user_id).order_by("-created_at", "-id")[: SESSIONS_SHOWN + 1]
+    )
+    sections = memory_sections(owner, user_id, model_id=embedder.model_id, now=now)
+    if profile is None and not sessions and not any(s.total for s in sections if s.scope != Scope.GLOBAL):
+        return _missing(request, f"{owner.name} has no user “{user_id}”: no profile, session or memory.", owner)
+    search_form = MemorySearchForm(request.GET if "q" in request.GET else None)
+    search = None
+    if search_form.is_valid():
+        search = search_user_memories(
+            owner,
+            user_id,
+            search_form.cleaned_data["q"],
+            include_global=search_form.cleaned_data["include_global"],
+            embedder=embedder,
+        )
+    context: dict[str, Any] = {
+        "tenant": owner,
+        "user_id": user_id,
+        "profile": profile,
+        "sessions": sessions[:SESSIONS_SHOWN],
+        "more_sessions": len(sessions) > SESSIONS_SHOWN,
+        "sections": sections,
+        "embedder": embedder,
+        "search_form": search_form,
+        "search": search,
+        "half_life_days": settings.MEMORY_DECAY_HALF_LIFE_DAYS,
+        "eviction_threshold": settings.MEMORY_EVICTION_THRESHOLD,
+    }
+    return render(request, "dashboard/users/detail.html", context)
+
+
+@staff_page()
+def memory_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """One memory: content, metadata, decay and access statistics, and every revision (merges with inputs)."""
+    memory = Memory.objects.alive().select_related("tenant", "session").defer("embedding").filter(pk=pk).first()
+    if memory is None:
+        raise Http404("No such memory.")
+    embedder = active_embedder()
+    (row,) = memory_rows([memory], model_id=embedder.model_id, now=timezone.now())
+    return render(
+        request,
+        "dashboard/users/memory.html",
+        {
+            "tenant": memory.tenant,
+            "row": row,
+            "memory": memory,
+            "metadata": json.dumps(memory.metadata, indent=2, ensure_ascii=False),
+            "revisions": list(memory_selectors.revisions_of(memory)),
+            "embedder": embedder,
+        },
+    )
