@@ -3,8 +3,9 @@
 Stored `payload` bytes (schema version 1):
 
     payload = tag + body
-    tag     = b"z" (body is zlib-compressed) | b"p" (body is plain; tiny payloads do not shrink)
-    body    = codec.encode_payload(envelope)       # the seam that will encrypt per person
+    tag     = b"p" (written today: the codec itself compresses, before it encrypts per person)
+            | b"z" (read only: body is zlib-compressed, as written before the codec compressed)
+    body    = codec.encode_payload(envelope)       # compressed and encrypted with the person's key
     envelope = {"state": {...}}                    # kind "full"
              | {"patch": [...RFC 6902 ops]}        # kind "delta": turns the parent's state into this one
 
@@ -35,8 +36,6 @@ CURRENT_SCHEMA_VERSION = 1
 
 ZLIB = b"z"
 PLAIN = b"p"
-# Below this many bytes zlib's header and dictionary cost more than they save.
-COMPRESS_FROM_BYTES = 96
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,8 @@ class Owner:
 def encode_body(body: Body, *, owner: Owner) -> bytes:
     """The bytes to store for `body`, in the newest schema version."""
     envelope: dict[str, Any] = {"state": body.state} if body.state is not None else {"patch": body.patch}
-    encoded = encode_payload(envelope, tenant_id=owner.tenant_id, user_id=owner.user_id)
-    if len(encoded) >= COMPRESS_FROM_BYTES:
-        compressed = zlib.compress(encoded, 6)
-        if len(compressed) < len(encoded):
-            return ZLIB + compressed
-    return PLAIN + encoded
+    # Compressing here would come after the codec's encryption, where it saves nothing.
+    return PLAIN + encode_payload(envelope, tenant_id=owner.tenant_id, user_id=owner.user_id)
 
 
 def _unwrap(blob: bytes | memoryview) -> bytes:

@@ -13,7 +13,8 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `session.created` | tenant | session, user_id, status |
 | `session.updated` | tenant, session | session, status, version |
 | `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
-| `context.updated` | session | session, messages (count), ttl_seconds |
+| `session.erased` | session | (the person was erased: pages drop what they show) |
+| `erasure.updated` | tenant | erasure (id), status |
 | `operation.recorded` | session | session, operation, status |
 | `memory.created` | tenant (and session for session-bound memories) | memory, scope |
 | `memory.updated` | tenant | memory, version |

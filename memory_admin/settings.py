@@ -255,6 +255,44 @@ EVENT_SNAPSHOT_EVERY = env_int("EVENT_SNAPSHOT_EVERY", 100, minimum=2)
 EVENT_BATCH_MAX = env_int("EVENT_BATCH_MAX", 500, minimum=1)
 SESSION_METADATA_MAX_BYTES = env_int("SESSION_METADATA_MAX_BYTES", 16_384, minimum=256)
 
+
+# --- Erasure, export and payload encryption (compliance_app) ---------------------------------------------
+def _derived_key(purpose: str) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(f"{purpose}\0{SECRET_KEY}".encode()).digest()
+
+
+def _master_key() -> bytes:
+    import base64
+    import binascii
+
+    raw = env_secret("ENCRYPTION_MASTER_KEY")
+    if not raw:
+        # Derived from SECRET_KEY when not set: fine for one deployment, but set a separate key in production
+        # so that rotating SECRET_KEY does not make every payload unreadable.
+        return _derived_key("payload-master-key")
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        raise ImproperlyConfigured("ENCRYPTION_MASTER_KEY must be base64 (32 random bytes)") from None
+    if len(key) != 32:
+        raise ImproperlyConfigured("ENCRYPTION_MASTER_KEY must decode to exactly 32 bytes")
+    return key
+
+
+# Wraps every person's data key (envelope encryption): generate with
+#   python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"
+ENCRYPTION_MASTER_KEY = _master_key()
+# Keys the hash that names a person in keys, audit entries and receipts without their id.
+SUBJECT_HASH_KEY = _derived_key("subject-hash")
+# A request's deadline: physical purge and verification must finish before it.
+ERASURE_DUE_DAYS = env_int("ERASURE_DUE_DAYS", 30, minimum=1, maximum=365)
+# Four eyes: the approver must be another compliance user than the one who filed the request.
+ERASURE_FOUR_EYES = env_bool("ERASURE_FOUR_EYES", True)
+ERASURE_PURGE_BATCH = env_int("ERASURE_PURGE_BATCH", 5000, minimum=100)
+EXPORT_MAX_BYTES = env_int("EXPORT_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+
 # Where the dashboard's browser opens its WebSocket; empty means the page's own origin.
 WEBSOCKET_URL = env_str("WEBSOCKET_URL", "")
 
