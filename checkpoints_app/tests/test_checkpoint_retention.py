@@ -208,6 +208,8 @@ def test_the_daily_task_applies_retention(sessions: dict[str, AgentSession]) -> 
 
 
 def test_the_task_is_scheduled_daily(settings: Any) -> None:
-    entry = settings.CELERY_BEAT_SCHEDULE["checkpoints-retention"]
-    assert entry["task"] == retention_task.name
+    # Beat runs retention through lifecycle_app, which applies each tenant's policy with checkpoints_app.retention.
+    entry = settings.CELERY_BEAT_SCHEDULE["lifecycle-checkpoint-retention"]
+    assert entry["task"] == "lifecycle_app.tasks.apply_checkpoint_retention"
     assert entry["schedule"] == 24 * 3600.0
+    assert "checkpoints-retention" not in settings.CELERY_BEAT_SCHEDULE
