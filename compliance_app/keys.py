@@ -27,7 +27,7 @@ CACHE_SECONDS = 60.0
 _NONCE = 12
 
 
-def subject_of(tenant_id: object, user_id: str) -> str:
+def subject_of(tenant_id: Any, user_id: str) -> str:
     """The keyed hash that stands for a person in keys, audit entries and receipts."""
     return hmac.new(settings.SUBJECT_HASH_KEY, f"{tenant_id}\0{user_id}".encode(), hashlib.sha256).hexdigest()
 
@@ -53,13 +53,14 @@ class PersonKeyRing:
         self._by_id: dict[bytes, tuple[AESGCM, float]] = {}
         self._lock = threading.Lock()
 
-    def key_for(self, tenant_id: object, user_id: str) -> tuple[bytes, AESGCM]:
+    def key_for(self, tenant_id: Any, user_id: str) -> tuple[bytes, AESGCM]:
         person = (str(tenant_id), user_id)
         cached = self._by_person.get(person)
         if cached is not None and cached[2] > time.monotonic():
             return cached[0], cached[1]
         row = self._live_key(tenant_id, user_id)
         key_id = row.pk.bytes
+        assert row.wrapped_key is not None  # a live key always has its wrapped material
         cipher = AESGCM(_unwrap(bytes(row.wrapped_key), key_id))
         # Cache only what is committed: a key created in a transaction that rolls back must be forgotten
         # with it, or later payloads would be encrypted under a key that no longer exists.
@@ -89,7 +90,7 @@ class PersonKeyRing:
             self._by_person.clear()
             self._by_id.clear()
 
-    def _live_key(self, tenant_id: object, user_id: str) -> PersonKey:
+    def _live_key(self, tenant_id: Any, user_id: str) -> PersonKey:
         subject = subject_of(tenant_id, user_id)
         row = PersonKey.objects.filter(tenant_id=tenant_id, subject=subject, destroyed_at__isnull=True).first()
         if row is not None:
@@ -110,7 +111,7 @@ class PersonKeyRing:
 KEYRING = PersonKeyRing()
 
 
-def destroy_keys(*, tenant_id: object, user_id: str) -> int:
+def destroy_keys(*, tenant_id: Any, user_id: str) -> int:
     """Destroy the person's data keys (inside the caller's transaction); returns how many were destroyed."""
     destroyed = PersonKey.objects.filter(
         tenant_id=tenant_id, subject=subject_of(tenant_id, user_id), destroyed_at__isnull=True
@@ -120,7 +121,7 @@ def destroy_keys(*, tenant_id: object, user_id: str) -> int:
     return destroyed
 
 
-def key_ids_of(*, tenant_id: object, user_id: str) -> list[Any]:
+def key_ids_of(*, tenant_id: Any, user_id: str) -> list[Any]:
     return list(
         PersonKey.objects.filter(tenant_id=tenant_id, subject=subject_of(tenant_id, user_id)).values_list(
             "pk", flat=True

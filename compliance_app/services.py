@@ -222,7 +222,7 @@ def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int) -> i
                 f"(SELECT ctid FROM {table} WHERE {column} = ANY(%s) LIMIT %s)",
                 [ids, batch],
             )
-            deleted = cursor.rowcount
+            deleted = int(cursor.rowcount)
         total += deleted
         if deleted < batch:
             return total
@@ -254,7 +254,7 @@ def purge(*, request: ErasureRequest) -> dict[str, int]:
         with connection.cursor() as cursor:
             table = Checkpoint._meta.db_table
             cursor.execute(f"DELETE FROM {table} WHERE session_id = ANY(%s)", [session_pks])  # noqa: S608
-            removed["checkpoints"] = cursor.rowcount
+            removed["checkpoints"] = int(cursor.rowcount)
     removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch)
     removed["redis_keys"] = scope.purge_redis(person, session_pks)
     return removed

@@ -69,11 +69,11 @@ def _redis_entries_containing(text: str) -> list[bytes]:
     hits = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
-        values: list[bytes] = []
+        values: list[Any] = []
         if kind == b"string":
             values = [client.get(key) or b""]
         elif kind == b"list":
-            values = client.lrange(key, 0, -1)
+            values = list(client.lrange(key, 0, -1))
         elif kind == b"hash":
             values = [part for pair in client.hgetall(key).items() for part in pair]
         if needle in key or any(needle in value for value in values):

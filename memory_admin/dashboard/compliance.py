@@ -6,6 +6,7 @@ import json
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -13,7 +14,7 @@ from django.shortcuts import redirect, render
 from compliance_app import scope, selectors, services
 from compliance_app.models import ErasureStatus, LegalBasis
 from memory_admin.dashboard.access import staff_page
-from memory_admin.errors import ServiceError
+from memory_admin.errors import ServiceError, ValidationFailed
 from tenants_app.models import Tenant
 from tenants_app.roles import Role
 
@@ -71,7 +72,7 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             elif action == "reject":
                 reject = RejectForm(request.POST)
                 if not reject.is_valid():
-                    raise services.ValidationFailed("Give the reason for rejecting.")
+                    raise ValidationFailed("Give the reason for rejecting.")
                 services.reject_erasure(request_id=pk, decided_by=actor(request), reason=reject.cleaned_data["reason"])
                 messages.success(request, "Rejected.")
         except ServiceError as exc:
@@ -86,7 +87,7 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "layers": [(layer, preview.get(layer, 0), erasure.purged.get(layer)) for layer in scope.LAYERS],
             "audit": list(selectors.audit_trail(erasure)),
             "can_decide": erasure.status == ErasureStatus.PENDING
-            and not (services.settings.ERASURE_FOUR_EYES and erasure.filed_by == actor(request)),
+            and not (settings.ERASURE_FOUR_EYES and erasure.filed_by == actor(request)),
             "reject_form": RejectForm(),
             "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
         },

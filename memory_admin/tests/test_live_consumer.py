@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing.websocket import WebsocketCommunicator
 
 from conftest import World
@@ -14,6 +16,14 @@ from sessions_app.models import EventType
 from sessions_app.services import NewEvent, append_events, create_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+T = TypeVar("T")
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async scenario on its own loop in its own thread (a browser test may own this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, scenario()).result()
 
 
 def _communicator(user: Any) -> WebsocketCommunicator:
@@ -32,7 +42,7 @@ def test_a_user_without_a_staff_role_is_refused_on_connect(world: World) -> None
         connected, code = await communicator.connect(timeout=10)
         return connected, code
 
-    connected, code = async_to_sync(scenario)()
+    connected, code = run(scenario)
     assert connected is False
     assert code == CLOSE_FORBIDDEN
 
@@ -53,7 +63,7 @@ def test_watching_a_session_catches_up_from_a_version_then_streams_new_rows(worl
         await communicator.disconnect()
         return catchup, live
 
-    catchup, live = async_to_sync(scenario)()
+    catchup, live = run(scenario)
 
     assert catchup["type"] == "catchup"
     assert [row["version"] for row in catchup["events"]] == [4, 5]
@@ -74,7 +84,7 @@ def test_a_role_revoked_while_connected_closes_the_socket_on_the_next_frame(worl
         await communicator.send_json_to({"action": "watch_session", "session": str(session.pk), "after_version": 0})
         return await communicator.receive_output(timeout=5)
 
-    output = async_to_sync(scenario)()
+    output = run(scenario)
     assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
 
 
@@ -93,5 +103,5 @@ def test_unknown_sessions_and_actions_get_an_error_frame(world: World) -> None:
         await communicator.disconnect()
         return frames
 
-    frames = async_to_sync(scenario)()
+    frames = run(scenario)
     assert [frame["type"] for frame in frames] == ["error", "error", "error"]
