@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
+from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group
@@ -118,7 +119,7 @@ def preview(person: Person) -> dict[str, int]:
         "profile": UserProfile.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "profile_outbox": ProfileFactOutbox.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "data_keys": PersonKey.objects.filter(tenant=person.tenant, subject=person.subject).count(),
-        "archived_sessions": 0,
+        "archived_sessions": ArchiveSegment.objects.filter(session_id__in=session_pks).count(),
     }
     try:
         counts["redis_hot_keys"] = len(_redis_hot_keys(session_pks))

@@ -10,13 +10,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint, CheckpointHead
 from compliance_app import scope
 from compliance_app.keys import destroy_keys, subject_of
 from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, LegalBasis
+from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
 from memory_admin.errors import Conflict, NotFound, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
@@ -229,6 +230,16 @@ def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int) -> i
     return total
 
 
+def _delete_referencing(model: type[Model], pks: list[Any], *, handled: set[type[Model]]) -> None:
+    """Delete rows of any other table that still point at these rows (bookkeeping added by other apps)."""
+    for relation in model._meta.related_objects:
+        related = relation.related_model
+        if related in handled or not isinstance(related, type) or relation.many_to_many:
+            continue
+        with transaction.atomic():
+            related._base_manager.filter(**{f"{relation.field.name}__in": pks}).delete()
+
+
 def purge(*, request: ErasureRequest) -> dict[str, int]:
     """Physically delete everything the request covers, in short batches; safe to run again after a crash.
 
@@ -243,6 +254,7 @@ def purge(*, request: ErasureRequest) -> dict[str, int]:
         {*request.refs.get("memories", []), *map(str, person.memories(session_pks).values_list("pk", flat=True))}
     )
     removed["memory_revisions"] = _delete_in_batches(MemoryRevision._meta.db_table, "memory_id", memory_pks, batch)
+    _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
     removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch)
     removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch)
     removed["snapshots"] = _delete_in_batches(EventSnapshot._meta.db_table, "session_id", session_pks, batch)
@@ -255,6 +267,14 @@ def purge(*, request: ErasureRequest) -> dict[str, int]:
             table = Checkpoint._meta.db_table
             cursor.execute(f"DELETE FROM {table} WHERE session_id = ANY(%s)", [session_pks])  # noqa: S608
             removed["checkpoints"] = int(cursor.rowcount)
+    removed["archived_sessions"] = sum(
+        delete_session_archives(session=session) for session in AgentSession.all_objects.filter(pk__in=session_pks)
+    )
+    _delete_referencing(
+        AgentSession,
+        session_pks,
+        handled={Event, EventSnapshot, Operation, PromotionJob, Checkpoint, CheckpointHead, Memory},
+    )
     removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch)
     removed["redis_keys"] = scope.purge_redis(person, session_pks)
     return removed

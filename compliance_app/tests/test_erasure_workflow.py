@@ -12,7 +12,7 @@ from compliance_app import services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
 from conftest import World
-from memory_admin.errors import Conflict
+from memory_admin.errors import Conflict, NotFound
 from sessions_app.services import append_messages, create_session
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +114,32 @@ def test_a_malformed_request_is_refused_and_nothing_is_filed(world: World, body:
     response = world.acme.client.post("/api/v1/erasure-requests", body, format="json")
     assert response.status_code == 400
     assert not ErasureRequest.objects.exists()
+
+
+def test_erasure_removes_archived_events_and_their_archive_files(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    from lifecycle_app.archival import archive_events_upto
+    from lifecycle_app.models import ArchiveSegment
+    from lifecycle_app.storage import archive_storage
+
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice-123", session_id="s")
+    append_messages(session=session, messages=[{"role": "user", "content": f"m{i}"} for i in range(5)])
+    with django_capture_on_commit_callbacks(execute=True):
+        archive_events_upto(session.pk, upto=3, keep_snapshot=0, limit=100, wait=True)
+    keys = list(ArchiveSegment.objects.filter(session=session).values_list("storage_key", flat=True))
+    assert keys
+    request = _file(world)
+
+    from compliance_app.selectors import current_preview
+
+    assert current_preview(request)["archived_sessions"] == len(keys)
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    with django_capture_on_commit_callbacks(execute=True):
+        purge_erasure(str(request.pk))
+
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+    assert not ArchiveSegment.objects.exists()
+    for key in keys:
+        with pytest.raises(NotFound):
+            archive_storage().get(key)
