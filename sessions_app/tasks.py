@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from memory_admin.errors import Archived
 from sessions_app.models import AgentSession
 from sessions_app.selectors import rebuild_state, save_snapshot
 
@@ -16,6 +17,9 @@ def take_snapshot(session_pk: str, version: int) -> None:
     session = AgentSession.objects.filter(pk=session_pk).first()
     if session is None or session.head_version < version:
         return
-    view = rebuild_state(session, version=version)
+    try:
+        view = rebuild_state(session, version=version)
+    except Archived:
+        return  # the events were archived meanwhile; archival keeps the snapshot it needs
     if view.snapshot_version != version:
         save_snapshot(session, version=version, state=view.state)
