@@ -104,6 +104,7 @@ _BUILT_BY = {
     "memory_id": ("memory_id",),
     "job_id": ("session_id", "job_id"),
     "user_id": ("user_id",),
+    "request_id": ("erasure_id",),
 }
 
 

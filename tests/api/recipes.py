@@ -93,6 +93,18 @@ class AcmeObjects:
         return str(expect(self.client.post(f"{self.session_url}/promote", body, format="json"), 202)["id"])
 
     @cached_property
+    def erasure_id(self) -> str:
+        """A verified erasure (filed through the API, approved and purged as staff and workers would)."""
+        from compliance_app.services import approve_erasure
+        from compliance_app.tasks import purge_erasure
+
+        body = {"user_id": "u-acme-to-forget", "legal_basis": "gdpr_art_17"}
+        request_id = str(expect(self.client.post("/api/v1/erasure-requests", body, format="json"), 201)["id"])
+        approve_erasure(request_id=request_id, decided_by="staff:approver")
+        purge_erasure(request_id)
+        return request_id
+
+    @cached_property
     def user_id(self) -> str:
         body = {"preferences": {"language": "en"}}
         expect(self.client.patch(f"/api/v1/users/{USER_ID}/profile", body, format="json"), 200)
@@ -109,6 +121,7 @@ PARAMETERS: dict[str, Callable[[AcmeObjects], str]] = {
     "memory_id": lambda objs: objs.memory_id,
     "job_id": lambda objs: objs.job_id,
     "user_id": lambda objs: objs.user_id,
+    "request_id": lambda objs: objs.erasure_id,
 }
 
 
@@ -148,6 +161,14 @@ BODIES: dict[tuple[str, str], Body] = {
     ),
     ("memories-search", "POST"): _fixed({"query": "refund", "scopes": ["user"], "user_id": USER_ID, "k": 5}),
     ("memory", "PATCH"): _fixed({"content": "Prefers refunds by bank transfer."}),
+    ("erasure-list", "POST"): _fixed(
+        {
+            "user_id": "u-acme-gone",
+            "identifiers": ["gone@example.com"],
+            "legal_basis": "gdpr_art_17",
+            "note": "ticket 9",
+        }
+    ),
     ("session-promote", "POST"): _fixed({"texts": ["Prefers phone calls."]}),
     ("user-profile", "PATCH"): _fixed({"facts": {"city": "Lyon"}, "preferences": {"tone": "formal"}}),
 }

@@ -37,6 +37,7 @@ MISSING = {
     "memory_id": "00000000-0000-4000-8000-000000000002",
     "job_id": "00000000-0000-4000-8000-000000000003",
     "user_id": "u-no-such-user",
+    "request_id": "00000000-0000-4000-8000-000000000004",
 }
 
 
@@ -82,7 +83,7 @@ def test_the_outsider_cannot_tell_acmes_object_from_one_that_does_not_exist(
 
 
 def _build_everything(objs: AcmeObjects) -> None:
-    for name in ("session_id", "tool", "operation_id", "checkpoints", "memory_id", "job_id", "user_id"):
+    for name in ("session_id", "tool", "operation_id", "checkpoints", "memory_id", "job_id", "user_id", "erasure_id"):
         getattr(objs, name)
 
 
