@@ -209,11 +209,91 @@ def append_events(
     for event in events:
         validate_event(event.type, event.payload)
     with EVENT_APPEND_SECONDS.time():
-        try:
-            result = _append(session, events, expected_version, idempotency_key)
-        except _Replay as replay:
-            return AppendResult(events=replay.events, head_version=replay.events[-1].version, replayed=True)
-    return result
+        if idempotency_key:
+            earlier = list(
+                Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version")
+            )
+            if earlier:
+                return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
+        if connection.in_atomic_block or any(event.type == EventType.STATE_PATCHED for event in events):
+            try:
+                return _append(session, events, expected_version, idempotency_key)
+            except _Replay as replay:
+                return AppendResult(events=replay.events, head_version=replay.events[-1].version, replayed=True)
+        return _append_in_one_statement(session, events, expected_version, idempotency_key)
+
+
+# The common append in one round trip: reserve the versions on the session row (its lock serialises
+# concurrent appends) and insert the events, in a single autocommit statement — atomic by itself. A row
+# only comes back when the session is visible, writable and (if asked) at the expected version.
+_APPEND_SQL = f"""
+WITH reserved AS (
+  UPDATE {AgentSession._meta.db_table}
+     SET head_version = head_version + %(count)s, last_activity_at = %(now)s
+   WHERE id = %(session)s AND erased_at IS NULL AND status IN ('active', 'paused')
+     AND (%(expected)s::bigint IS NULL OR head_version = %(expected)s::bigint)
+  RETURNING head_version - %(count)s AS base
+)
+INSERT INTO {Event._meta.db_table} (session_id, version, type, payload, schema_version, idempotency_key, created_at)
+SELECT %(session)s, reserved.base + batch.ord, batch.type, batch.payload, %(schema)s, %(key)s, %(now)s
+  FROM reserved, unnest(%(ords)s::int[], %(types)s::text[], %(payloads)s::bytea[]) AS batch(ord, type, payload)
+RETURNING version
+"""  # noqa: S608 - table names come from the models; every value is bound
+
+
+def _append_in_one_statement(
+    session: AgentSession, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
+) -> AppendResult:
+    now = timezone.now()
+    encode = encoder_for(tenant_id=session.tenant_id, user_id=session.user_id)
+    payloads = [encode(event.payload) for event in events]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPEND_SQL,
+            {
+                "count": len(events),
+                "now": now,
+                "session": session.pk,
+                "expected": expected_version,
+                "schema": SCHEMA_VERSION,
+                "key": idempotency_key or None,
+                "ords": list(range(1, len(events) + 1)),
+                "types": [event.type for event in events],
+                "payloads": payloads,
+            },
+        )
+        versions = sorted(row[0] for row in cursor.fetchall())
+    if not versions:
+        _explain_refusal(session, expected_version)
+    rows = [
+        Event(
+            session_id=session.pk,
+            version=version,
+            type=event.type,
+            payload=payload,
+            schema_version=SCHEMA_VERSION,
+            idempotency_key=idempotency_key or None,
+            created_at=now,
+        )
+        for version, event, payload in zip(versions, events, payloads, strict=True)
+    ]
+    first, last = versions[0], versions[-1]
+    _after_append(session, rows, events, first=first, last=last)
+    return AppendResult(events=rows, head_version=last)
+
+
+def _explain_refusal(session: AgentSession, expected_version: int | None) -> None:
+    """Why the one-statement append inserted nothing: the same errors the transactional path raises."""
+    current = AgentSession.objects.filter(pk=session.pk).values_list("head_version", "status").first()
+    if current is None:
+        raise NotFound("No such session.")
+    head, status = current
+    if status not in WRITABLE:
+        raise Conflict(f"A {status} session accepts no more events.", details={"status": status})
+    raise Conflict(
+        "The stream has moved on since the expected version.",
+        details={"current_version": head, "expected_version": expected_version},
+    )
 
 
 _EVENT_TABLE = Event._meta.db_table
