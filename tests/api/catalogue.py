@@ -99,9 +99,10 @@ def calls(*, methods: tuple[str, ...] | None = None) -> list[tuple[Route, str]]:
 
 
 def params_for(pairs: list[tuple[Route, str]], skip: Any = None, extra: list[Any] | None = None) -> list[Any]:
-    """pytest.params over (route, method[, extra…]); `skip(route, method)` names why a call cannot run yet.
+    """pytest.params over (route, method[, extra…]); `skip(route, method)` names why a call cannot be made.
 
-    A skipped call keeps its reason in its test id, so a run's output says which routes were not exercised.
+    Every route must be exercised: one that cannot be (a new endpoint without a recipe) stops collection with
+    the reason, instead of passing unnoticed.
     """
     result = []
     for route, method in pairs:
@@ -110,9 +111,6 @@ def params_for(pairs: list[tuple[Route, str]], skip: Any = None, extra: list[Any
             values: tuple[Any, ...] = (route, method) if extra is None else (route, method, item)
             test_id = call_id(route, method) if extra is None else f"{call_id(route, method)} {item}"
             if reason:
-                result.append(
-                    pytest.param(*values, id=f"{test_id} [skipped: {reason}]", marks=pytest.mark.skip(reason))
-                )
-            else:
-                result.append(pytest.param(*values, id=test_id))
+                raise RuntimeError(f"{test_id} cannot be exercised: {reason} (add it to tests/api/recipes.py)")
+            result.append(pytest.param(*values, id=test_id))
     return result

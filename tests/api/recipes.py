@@ -131,10 +131,16 @@ class Body:
 
     make: Callable[[AcmeObjects], dict[str, Any]]
     any_json: frozenset[str] = frozenset()
+    fields: frozenset[str] = frozenset()
+
+    @property
+    def has_typed_fields(self) -> bool:
+        """Whether some field refuses some JSON type (so a body with a wrong type exists to send)."""
+        return bool(self.fields - self.any_json)
 
 
 def _fixed(body: dict[str, Any], *any_json: str) -> Body:
-    return Body(lambda objs: body, frozenset(any_json))
+    return Body(lambda objs: body, frozenset(any_json), frozenset(body))
 
 
 BODIES: dict[tuple[str, str], Body] = {

@@ -170,9 +170,22 @@ CATEGORIES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("route", "method", "category"), params_for(WRITE_CALLS, skip=why_not_callable, extra=CATEGORIES)
-)
+def _category_params() -> list[Any]:
+    """Every write with every category; "a wrong type" only where some field refuses some JSON type."""
+    params: list[Any] = []
+    for category in CATEGORIES:
+        pairs = [
+            (route, method)
+            for route, method in WRITE_CALLS
+            if category != "a wrong type"
+            or (route.name, method) not in BODIES
+            or BODIES[(route.name, method)].has_typed_fields
+        ]
+        params += params_for(pairs, skip=why_not_callable, extra=[category])
+    return params
+
+
+@pytest.mark.parametrize(("route", "method", "category"), _category_params())
 def test_a_valid_body_made_invalid_is_refused_in_the_error_shape_and_stores_nothing(
     route: Route, method: str, category: str, objs: AcmeObjects
 ) -> None:
@@ -180,8 +193,7 @@ def test_a_valid_body_made_invalid_is_refused_in_the_error_shape_and_stores_noth
     recipe = BODIES[(route.name, method)]
     assert call.body is not None
     variants = list(_variants(category, call.body, recipe.any_json))
-    if not variants:
-        pytest.skip(f"every field of this body accepts any JSON value: there is no {category} to send")
+    assert variants, f"the recipe offers no {category} to send"
     before = stored_state()
 
     problems = []
