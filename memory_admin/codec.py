@@ -62,10 +62,6 @@ def install_keyring(keyring: KeyRing | None) -> None:
     _keyring = keyring
 
 
-def keyring_installed() -> bool:
-    return _keyring is not None
-
-
 def dumps(value: Any) -> bytes:
     """Compact JSON as UTF-8 (not canonical; for storage and transport)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
@@ -139,8 +135,3 @@ def _decrypt(body: bytes) -> bytes:
 
 def is_encrypted(blob: bytes | memoryview | None) -> bool:
     return blob is not None and bytes(blob[:1]) == ENCRYPTED
-
-
-def key_id_of(blob: bytes | memoryview) -> bytes | None:
-    data = bytes(blob)
-    return data[2 : 2 + _KEY_ID_BYTES] if data[:1] == ENCRYPTED else None

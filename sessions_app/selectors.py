@@ -64,10 +64,6 @@ def events_for(session: AgentSession) -> QuerySet[Event]:
     return Event.objects.filter(session=session)
 
 
-def replay_batch(*, session: AgentSession, idempotency_key: str) -> list[Event]:
-    return list(events_for(session).filter(idempotency_key=idempotency_key).order_by("version"))
-
-
 @dataclass(frozen=True)
 class StateView:
     version: int
