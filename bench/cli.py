@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import anchors, procstat, profiling
+from bench.figures import Figure, _meets, _percent, table
 from bench.service import HOST, PROFILE_DIR, Server, environment, prepare, results_dir, say, stack_pids
+from bench.suites import SUITES, resolve
 from memory_admin.embedded import exclusive
 from memory_admin.runner import ROOT
 
@@ -68,33 +70,11 @@ MODES = {
 STREAM_SESSION = "bench-long-stream-100k-v2"
 
 
-@dataclass
-class Figure:
-    name: str
-    unit: str
-    value: float | None
-    anchor: str | None = None
-    anchor_value: float | None = None
-    target: str = ""
-    meets: bool | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        ratio = None
-        if self.value is not None and self.anchor_value:
-            ratio = round(self.value / self.anchor_value, 3)
-        return {
-            "name": self.name,
-            "unit": self.unit,
-            "value": None if self.value is None else round(self.value, 3),
-            "anchor": self.anchor,
-            "anchor_value": None if self.anchor_value is None else round(self.anchor_value, 3),
-            "ratio": ratio,
-        }
-
-
 class Bench:
-    def __init__(self, mode: Mode, *, profile: bool, with_worker: bool) -> None:
+    def __init__(self, mode: Mode, *, profile: bool, with_worker: bool, topologies: list[str]) -> None:
         self.mode = mode
+        self.topologies = topologies
+        self.main_topology = topologies[0]
         self.profile = profile
         self.with_worker = with_worker
         self.env: dict[str, str] = {}
@@ -114,7 +94,9 @@ class Bench:
         params: dict[str, Any] | None = None,
         profile: bool = False,
         warmup: float | None = None,
+        module: str = "bench.load",
     ) -> dict[str, Any]:
+        """Run `scenario` from a separate load process (`python -m <module>`) against the running server."""
         assert self.server is not None
         warmup = self.mode.warmup if warmup is None else warmup
         duration = self.mode.duration if duration is None else duration
@@ -136,7 +118,7 @@ class Bench:
             sampler = profiling.start(self.server.processes["web"].pid, output, warmup + duration + 3)
         started = time.monotonic()
         completed = subprocess.run(
-            [sys.executable, "-m", "bench.load"],
+            [sys.executable, "-m", module],
             input=json.dumps(spec),
             capture_output=True,
             text=True,
@@ -183,7 +165,7 @@ class Bench:
 
     # --- the whole run ----------------------------------------------------------------------------------
 
-    def run(self, topologies: list[str]) -> list[Figure]:
+    def run(self, suites: list[str]) -> list[Figure]:
         self.details["background_busy_share"] = background = background_load()
         if background > 0.1:
             say(
@@ -192,6 +174,16 @@ class Bench:
             )
         self.env = environment()
         self.key = prepare(self.env)
+        figures: list[Figure] = []
+        for name in suites:
+            say(f"suite {name}")
+            figures.extend(resolve(name)(self))
+        for figure in figures:
+            figure.meets = _meets(figure)
+        return figures
+
+    def api_suite(self) -> list[Figure]:
+        """Issue 3's figures: hot context, events and state over HTTP, against Redis and Postgres anchors."""
         say("measuring the anchors (redis-py and psycopg against the same servers)")
         seconds, warmup = self.mode.anchor_seconds, min(1.0, self.mode.warmup)
         self.details["anchors"] = {
@@ -200,14 +192,15 @@ class Bench:
                 self.env["DATABASE_URL"], connections=32, seconds=seconds, warmup=warmup
             ),
         }
-        main, *others = topologies
+        main, *others = self.topologies
         self.main_topology = main
-        self._with_server(main, self._main_scenarios)
+        self.with_server(main, self._main_scenarios)
         for topology in others:
-            self._with_server(topology, self._sweep_scenarios)
-        return self.figures()
+            self.with_server(topology, self._sweep_scenarios)
+        return self.api_figures()
 
-    def _with_server(self, topology: str, body: Any) -> None:
+    def with_server(self, topology: str, body: Any) -> None:
+        """Start gunicorn as `make run` does with WORKERSxTHREADS `topology`, run `body()`, stop it."""
         workers, threads = (int(part) for part in topology.split("x"))
         self.server = Server(workers=workers, threads=threads, with_worker=self.with_worker)
         say(f"starting gunicorn: {workers} workers x {threads} threads (gthread), as `make run` does")
@@ -299,7 +292,7 @@ class Bench:
         result: dict[str, Any] = scenario.get("ops", {}).get(op, {})
         return result
 
-    def figures(self) -> list[Figure]:
+    def api_figures(self) -> list[Figure]:
         redis_anchor = self.details["anchors"]["redis"]
         pg = self.details["anchors"]["postgres"]
         append = self._op("append_messages_8", "context_append")
@@ -370,8 +363,6 @@ class Bench:
             ):
                 rate = scenarios.get(label, {}).get("ops", {}).get(op, {}).get("per_second")
                 figures.append(Figure(f"topology_{topology}_{name}", "1/s", rate))
-        for figure in figures:
-            figure.meets = _meets(figure)
         return figures
 
 
@@ -381,55 +372,6 @@ def background_load(seconds: float = 2.0) -> float:
     time.sleep(seconds)
     busy_after, total_after = procstat.machine_busy_seconds()
     return (busy_after - busy_before) / max(1e-9, total_after - total_before)
-
-
-def _percent(value: float | None) -> float | None:
-    return None if value is None else value * 100
-
-
-def _meets(figure: Figure) -> bool | None:
-    if not figure.target or figure.value is None:
-        return None
-    operator, _, bound = figure.target.partition(" ")
-    return figure.value <= float(bound) if operator == "<=" else figure.value >= float(bound)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
-
-
-def table(figures: list[Figure]) -> str:
-    rows = [("figure", "value", "unit", "anchor", "anchor value", "ratio", "target", "")]
-    for figure in figures:
-        data = figure.as_json()
-        verdict = {True: "ok", False: "MISS", None: ""}[figure.meets]
-        rows.append(
-            (
-                figure.name,
-                _fmt(figure.value),
-                figure.unit,
-                figure.anchor or "",
-                _fmt(figure.anchor_value),
-                "" if data["ratio"] is None else f"{data['ratio']:.2f}x",
-                figure.target,
-                verdict,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(width) if i in (0, 2, 3, 6) else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def cpu_table(details: dict[str, Any], topology: str) -> str:
@@ -452,7 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="sample the gunicorn workers with py-spy")
     parser.add_argument("--topologies", help="comma-separated WORKERSxTHREADS; the first is the main run")
     parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker (no snapshot tasks)")
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        choices=list(SUITES),
+        metavar="SUITE",
+        help=f"which suites to run (default: all of {', '.join(SUITES)}); others keep their figures in latest.json",
+    )
     args = parser.parse_args(argv)
+    suites = args.suites or list(SUITES)
     mode = MODES["full" if args.full else "quick"]
     topologies = args.topologies.split(",") if args.topologies else list(mode.topologies)
     if args.profile and profiling.py_spy() is None:
@@ -467,15 +417,15 @@ def main(argv: list[str] | None = None) -> int:
         if not acquired:
             say("another benchmark is running on var/bench/; wait for it to finish")
             return 1
-        bench = Bench(mode, profile=args.profile, with_worker=not args.no_worker)
+        bench = Bench(mode, profile=args.profile, with_worker=not args.no_worker, topologies=topologies)
         started = time.monotonic()
         try:
-            figures = bench.run(topologies)
+            figures = bench.run(suites)
         except KeyboardInterrupt:
             say("interrupted; the servers under var/bench/ stay up for the next run")
             return 130
         elapsed = time.monotonic() - started
-    write_results(bench, figures, topologies, elapsed, "full" if args.full else "quick")
+    write_results(bench, figures, suites, elapsed, "full" if args.full else "quick")
     return 0
 
 
@@ -487,32 +437,38 @@ def _append_rate(details: dict[str, Any], topology: str) -> float:
     return total
 
 
-def write_results(bench: Bench, figures: list[Figure], topologies: list[str], elapsed: float, mode: str) -> None:
-    main_topology = topologies[0]
-    best = max(bench.details["scenarios"], key=lambda topology: _append_rate(bench.details, topology))
+def write_results(bench: Bench, figures: list[Figure], suites: list[str], elapsed: float, mode: str) -> None:
     background = bench.details.get("background_busy_share", 0.0)
-    header = (
-        f"agent memory service benchmark ({mode} mode, {elapsed:.0f} s): gunicorn gthread "
-        f"{main_topology.replace('x', ' workers x ')} threads (as `make run`), "
-        f"Postgres {bench.details['anchors']['postgres']['settings']}, loopback HTTP/1.1 keep-alive; "
+    print(
+        f"agent memory service benchmark ({mode} mode, {elapsed:.0f} s, suites {', '.join(suites)}); "
         f"machine {background:.0%} busy before start"
     )
-    print(header)
+    if "anchors" in bench.details:
+        print(
+            f"api: gunicorn gthread {bench.main_topology.replace('x', ' workers x ')} threads (as `make run`), "
+            f"Postgres {bench.details['anchors']['postgres']['settings']}, loopback HTTP/1.1 keep-alive"
+        )
     print(table(figures))
-    print()
-    print(cpu_table(bench.details, main_topology))
-    print(f"\nbest topology by context+event appends/s: {best} (workers x threads); compared: {', '.join(topologies)}")
+    if bench.details["scenarios"].get(bench.main_topology):
+        print()
+        print(cpu_table(bench.details, bench.main_topology))
+    if "anchors" in bench.details:
+        best = max(bench.details["scenarios"], key=lambda topology: _append_rate(bench.details, topology))
+        bench.details["best_topology"] = best
+        compared = ", ".join(bench.topologies)
+        print(f"\nbest topology by context+event appends/s: {best} (workers x threads); compared: {compared}")
     for label, summary in bench.details["profiles"].items():
         print(f"\nprofile {label} ({summary['samples']} samples), application frames, inclusive %:")
         for name, percent in summary["application_inclusive_percent"][:12]:
             print(f"  {percent:5.1f}  {name}")
     out = results_dir()
-    (out / "latest.json").write_text(json.dumps([figure.as_json() for figure in figures], indent=1) + "\n")
+    merged = merge_figures(out / "latest.json", [figure.as_json() for figure in figures])
+    (out / "latest.json").write_text(json.dumps(merged, indent=1) + "\n")
     details = {
         "mode": mode,
         "elapsed_seconds": round(elapsed, 1),
-        "topologies": topologies,
-        "best_topology": best,
+        "suites": suites,
+        "topologies": bench.topologies,
         "targets": {
             figure.name: {"target": figure.target, "meets": figure.meets} for figure in figures if figure.target
         },
@@ -520,3 +476,13 @@ def write_results(bench: Bench, figures: list[Figure], topologies: list[str], el
     }
     (out / "latest-details.json").write_text(json.dumps(details, indent=1, default=str) + "\n")
     print(f"\nwrote {Path(out / 'latest.json').relative_to(ROOT)} and latest-details.json")
+
+
+def merge_figures(path: Path, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's figures replace same-named ones; figures of suites not run this time are kept."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = []
+    names = {figure["name"] for figure in fresh}
+    return [figure for figure in previous if isinstance(figure, dict) and figure.get("name") not in names] + fresh

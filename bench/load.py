@@ -416,11 +416,12 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
+async def run_scenario(spec: dict[str, Any], scenarios: dict[str, tuple[Setup, Run]] | None = None) -> dict[str, Any]:
+    """Run one closed-loop scenario; `scenarios` lets another suite's load module bring its own."""
     host, port, key = spec["host"], int(spec["port"]), spec["key"]
     if spec["scenario"] == "build_stream":
         return await build_stream(host, port, key, spec["params"])
-    setup, run = SCENARIOS[spec["scenario"]]
+    setup, run = (SCENARIOS if scenarios is None else scenarios)[spec["scenario"]]
     params = {"max_requests": 1_000_000, **spec.get("params", {})}
     concurrency = int(spec["concurrency"])
     clients = [Client(host, port, key) for _ in range(concurrency)]
@@ -476,7 +477,8 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def main() -> int:
+def main(scenarios: dict[str, tuple[Setup, Run]] | None = None) -> int:
+    """Read a scenario spec on stdin, print its result as JSON (`python -m bench.load`, or another suite's module)."""
     spec = json.load(sys.stdin)
     try:
         import uvloop
@@ -484,7 +486,7 @@ def main() -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         runner = asyncio.run
-    result = runner(run_scenario(spec))
+    result = runner(run_scenario(spec, scenarios))
     json.dump(result, sys.stdout)
     return 0
 
