@@ -19,10 +19,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step
-from lifecycle_app import archival, eviction, selectors, services
+from lifecycle_app import archival, eviction, purge, selectors, services
 from lifecycle_app.models import Job, JobRun
 from lifecycle_app.policies import PolicyGroup, policy_groups
 from memories_app import background
+from memories_app.embeddings import EmbedderUnavailable
 from sessions_app.models import AgentSession
 
 logger = structlog.get_logger("memory.lifecycle")
@@ -34,6 +35,16 @@ def _add(total: Counts, more: Counts) -> None:
     for key, value in more.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
+
+
+class JobStopped(Exception):
+    """A job that can go no further for now (what it depends on is down): its run is recorded as failed with
+    the counts of what it did, and the next scheduled run carries on from there."""
+
+    def __init__(self, counts: Counts, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.counts = counts
+        self.cause = cause
 
 
 def run_job(
@@ -54,6 +65,12 @@ def run_job(
     errors: list[dict[str, Any]] = []
     try:
         counts = body(run, now or timezone.now(), errors)
+    except JobStopped as stop:
+        services.finish_job_run(
+            run=run, counts=stop.counts, errors=[*errors, services.describe_error(stop.cause)], failed=True
+        )
+        log.warning("job_stopped", error=type(stop.cause).__name__, **stop.counts)
+        return run
     except Exception as exc:
         services.finish_job_run(run=run, counts={}, errors=[*errors, services.describe_error(exc)], failed=True)
         log.error("job_failed", error=type(exc).__name__)
@@ -241,18 +258,46 @@ def evict_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
 
 
 def purge_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: datetime | None = None) -> JobRun:
-    """Physically remove logically deleted memories (memories_app's purge), and old job run rows."""
+    """Physically remove logically deleted memories past the purge delay, and old job run rows."""
 
     def body(run: JobRun, now: datetime, errors: list[dict[str, Any]]) -> Counts:
         if dry_run:
             return selectors.preview_memory_purge(now).counts
-        purged = 0
-        while removed := background.purge_deleted(batch=settings.LIFECYCLE_BATCH_SIZE):
+        purged, cutoff = 0, selectors.purge_cutoff(now)
+        while removed := purge.purge_memories_step(cutoff=cutoff, limit=settings.LIFECYCLE_BATCH_SIZE):
             purged += removed
         runs = services.prune_job_runs(before=now - timedelta(days=settings.LIFECYCLE_JOB_RUNS_KEEP_DAYS))
         return {"memories": purged, "job_runs_pruned": runs}
 
     return run_job(Job.MEMORY_PURGE, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
+
+
+# --- profile outbox ---------------------------------------------------------------------------------------
+
+# A run applies at most this many entries; beat rings again soon after.
+OUTBOX_DRAIN_MAX = 10_000
+
+
+def drain_outbox(*, dry_run: bool, triggered_by: str, task_id: str = "", now: datetime | None = None) -> JobRun:
+    """Apply the profile outbox to the vector store (memories_app applies each entry once, in order, under an
+    advisory lock), then remove entries applied more than OUTBOX_KEEP_PROCESSED_DAYS ago. An embedder outage
+    stops the run (recorded as failed, the entry left for the next run)."""
+
+    def body(run: JobRun, now: datetime, errors: list[dict[str, Any]]) -> Counts:
+        if dry_run:
+            return selectors.preview_outbox(now).counts
+        pruned, cutoff = 0, selectors.outbox_prune_cutoff(now)
+        while removed := purge.prune_outbox_step(cutoff=cutoff, limit=settings.LIFECYCLE_BATCH_SIZE):
+            pruned += removed
+        applied = 0
+        try:
+            while applied < OUTBOX_DRAIN_MAX and background.apply_next_outbox_entry():
+                applied += 1
+        except EmbedderUnavailable as exc:
+            raise JobStopped({"applied": applied, "pruned": pruned}, exc) from exc
+        return {"applied": applied, "pruned": pruned}
+
+    return run_job(Job.OUTBOX_DRAIN, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
 
 
 JOBS: dict[str, Callable[..., JobRun]] = {
@@ -261,6 +306,7 @@ JOBS: dict[str, Callable[..., JobRun]] = {
     Job.CHECKPOINT_RETENTION: apply_checkpoint_retention,
     Job.MEMORY_EVICTION: evict_memories,
     Job.MEMORY_PURGE: purge_memories,
+    Job.OUTBOX_DRAIN: drain_outbox,
 }
 
 

@@ -23,6 +23,7 @@ class Job(models.TextChoices):
     CHECKPOINT_RETENTION = "checkpoint_retention", "Checkpoint retention"
     MEMORY_EVICTION = "memory_eviction", "Memory decay eviction"
     MEMORY_PURGE = "memory_purge", "Purge of deleted memories"
+    OUTBOX_DRAIN = "outbox_drain", "Profile outbox draining"
 
 
 class RunStatus(models.TextChoices):

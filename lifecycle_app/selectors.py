@@ -18,7 +18,7 @@ from lifecycle_app.archive import ArchiveDocument, unpack
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, Job, JobRun, SessionArchival
 from lifecycle_app.policies import EffectivePolicy, PolicyGroup
 from lifecycle_app.storage import archive_storage
-from memories_app.models import Memory
+from memories_app.models import Memory, ProfileFactOutbox
 from memory_admin.codec import decode_payload
 from memory_admin.errors import IntegrityFailure, NotFound
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
@@ -146,6 +146,32 @@ def preview_memory_purge(now: datetime) -> Preview:
     count = Memory.objects.filter(deleted_at__lt=purge_cutoff(now)).count()
     summary = f"would remove {count} memories deleted more than {settings.MEMORY_PURGE_AFTER_HOURS} hours ago"
     return Preview(Job.MEMORY_PURGE, True, summary, {"memories": count})
+
+
+def outbox_prune_cutoff(now: datetime) -> datetime:
+    return now - timedelta(days=settings.OUTBOX_KEEP_PROCESSED_DAYS)
+
+
+def outbox_has_work(now: datetime) -> bool:
+    """Whether a drain would do anything: an entry to apply, or an applied one old enough to remove."""
+    pending = ProfileFactOutbox.objects.filter(processed_at__isnull=True)
+    return pending.exists() or ProfileFactOutbox.objects.filter(processed_at__lt=outbox_prune_cutoff(now)).exists()
+
+
+def preview_outbox(now: datetime) -> Preview:
+    pending = ProfileFactOutbox.objects.filter(processed_at__isnull=True)
+    oldest = pending.order_by("id").values_list("created_at", flat=True).first()
+    counts = {
+        "pending": pending.count(),
+        "lag_seconds": int((now - oldest).total_seconds()) if oldest else 0,
+        "would_prune": ProfileFactOutbox.objects.filter(processed_at__lt=outbox_prune_cutoff(now)).count(),
+    }
+    summary = (
+        f"would apply {counts['pending']} profile changes to the vector store (oldest waiting "
+        f"{counts['lag_seconds']} s) and remove {counts['would_prune']} entries applied more than "
+        f"{settings.OUTBOX_KEEP_PROCESSED_DAYS} days ago"
+    )
+    return Preview(Job.OUTBOX_DRAIN, True, summary, counts)
 
 
 def preview_group(group: PolicyGroup, *, now: datetime | None = None) -> list[Preview]:

@@ -9,8 +9,9 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.db import OperationalError
+from django.utils import timezone
 
-from lifecycle_app import jobs
+from lifecycle_app import jobs, selectors
 from lifecycle_app.models import Job
 
 _RETRY: dict[str, Any] = {
@@ -53,10 +54,18 @@ def purge_deleted_memories(self: Task[Any, Any], dry_run: bool = False, triggere
     return _run(self, Job.MEMORY_PURGE, dry_run, triggered_by)
 
 
+@shared_task(name="lifecycle_app.tasks.drain_profile_outbox", **_RETRY)
+def drain_profile_outbox(self: Task[Any, Any], dry_run: bool = False, triggered_by: str = "beat") -> str:
+    if triggered_by == "beat" and not dry_run and not selectors.outbox_has_work(timezone.now()):
+        return ""  # beat rings every 30 s: an empty outbox leaves no run row behind
+    return _run(self, Job.OUTBOX_DRAIN, dry_run, triggered_by)
+
+
 TASKS = {
     Job.SESSION_ARCHIVAL: archive_inactive_sessions,
     Job.EVENT_ARCHIVAL: archive_old_events,
     Job.CHECKPOINT_RETENTION: apply_checkpoint_retention,
     Job.MEMORY_EVICTION: evict_decayed_memories,
     Job.MEMORY_PURGE: purge_deleted_memories,
+    Job.OUTBOX_DRAIN: drain_profile_outbox,
 }

@@ -372,6 +372,8 @@ MEMORY_EVICTION_GRACE_DAYS = env_int("MEMORY_EVICTION_GRACE_DAYS", 7, minimum=0)
 # Rows a job step handles in one short transaction.
 LIFECYCLE_BATCH_SIZE = env_int("LIFECYCLE_BATCH_SIZE", 500, minimum=1, maximum=100_000)
 LIFECYCLE_JOB_RUNS_KEEP_DAYS = env_int("LIFECYCLE_JOB_RUNS_KEEP_DAYS", 90, minimum=1)
+# Profile outbox entries (they hold the fact's text) are removed this long after they were applied.
+OUTBOX_KEEP_PROCESSED_DAYS = env_int("OUTBOX_KEEP_PROCESSED_DAYS", 7, minimum=1)
 # Archives are gzip-compressed JSON files under ARCHIVE_DIR, unless ARCHIVE_STORAGE_BACKEND names a Django
 # storage class (an S3-compatible bucket: install django-storages, set `storages.backends.s3.S3Storage` and
 # its constructor options as a JSON object in ARCHIVE_STORAGE_OPTIONS or ARCHIVE_STORAGE_OPTIONS_FILE).
@@ -380,7 +382,12 @@ ARCHIVE_STORAGE_BACKEND = env_str("ARCHIVE_STORAGE_BACKEND", "")
 ARCHIVE_STORAGE_OPTIONS = env_secret("ARCHIVE_STORAGE_OPTIONS") or "{}"
 # lifecycle_app runs checkpoint retention and memory eviction and purge with per-tenant policies, so the apps'
 # own global schedules for them give way to these.
-for _replaced in ("checkpoints-retention", "memories-evict-decayed", "memories-purge-deleted"):
+for _replaced in (
+    "checkpoints-retention",
+    "memories-evict-decayed",
+    "memories-purge-deleted",
+    "memories-drain-profile-outbox",
+):
     CELERY_BEAT_SCHEDULE.pop(_replaced, None)
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -392,6 +399,7 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "lifecycle-memory-eviction": {"task": "lifecycle_app.tasks.evict_decayed_memories", "schedule": 3600.0},
         "lifecycle-memory-purge": {"task": "lifecycle_app.tasks.purge_deleted_memories", "schedule": 3600.0},
+        "lifecycle-outbox-drain": {"task": "lifecycle_app.tasks.drain_profile_outbox", "schedule": 30.0},
     }
 )
 

@@ -1,0 +1,45 @@
+"""Physical removal of rows that are already gone for everyone: logically deleted memories past the purge delay,
+and profile outbox entries applied long ago (they hold the fact's text, so they do not stay for ever).
+
+Each step is one short transaction that claims its rows with `FOR UPDATE SKIP LOCKED`: workers running at once
+take disjoint rows, so each row is removed (and counted) once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from memories_app.models import Memory, ProfileFactOutbox
+
+_OUTBOX = ProfileFactOutbox._meta.db_table
+
+_PRUNE_OUTBOX_SQL = f"""
+DELETE FROM {_OUTBOX} WHERE id IN (
+  SELECT id FROM {_OUTBOX} WHERE processed_at < %(cutoff)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+"""  # noqa: S608 (the table name comes from the model)
+
+
+def purge_memories_step(*, cutoff: datetime, limit: int) -> int:
+    """Remove up to `limit` memories deleted before `cutoff` (their vectors and revisions with them); how many."""
+    with transaction.atomic():
+        ids = list(
+            Memory.objects.select_for_update(skip_locked=True)
+            .filter(deleted_at__lt=cutoff)
+            .order_by("deleted_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return 0
+        # Through the ORM, so rows other apps hang off a memory go with it.
+        _, removed = Memory.objects.filter(pk__in=ids).delete()
+        return removed.get(Memory._meta.label, 0)
+
+
+def prune_outbox_step(*, cutoff: datetime, limit: int) -> int:
+    """Remove up to `limit` outbox entries applied before `cutoff`; how many."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_PRUNE_OUTBOX_SQL, {"cutoff": cutoff, "limit": limit})
+        return int(cursor.rowcount)
