@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint
 from lifecycle_app import archival, eviction
 from lifecycle_app.archive import ArchiveDocument, unpack
-from lifecycle_app.models import ArchiveKind, ArchiveSegment, Job, JobRun, SessionArchival
-from lifecycle_app.policies import EffectivePolicy, PolicyGroup
+from lifecycle_app.models import ArchiveKind, ArchiveSegment, EvictionCandidate, Job, JobRun, SessionArchival
+from lifecycle_app.policies import EffectivePolicy, PolicyGroup, policy_groups
 from lifecycle_app.storage import archive_storage
 from memories_app.models import Memory, ProfileFactOutbox
 from memory_admin.codec import decode_payload
@@ -184,6 +184,46 @@ def preview_group(group: PolicyGroup, *, now: datetime | None = None) -> list[Pr
         preview_checkpoint_retention(policy, tenants, now),
         preview_memory_eviction(policy, tenants, now),
     ]
+
+
+# --- eviction candidates ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """A memory marked for eviction, named by ids and numbers only (its text is on the user's page)."""
+
+    memory_id: uuid.UUID
+    tenant: str
+    scope: str
+    score: float
+    marked_at: datetime
+    evicted_after: datetime
+
+
+def eviction_candidates(*, limit: int = 25, now: datetime | None = None) -> tuple[int, int, list[CandidateRow]]:
+    """(candidates, of which past their grace period, the `limit` soonest to go), over every tenant with the
+    grace period of its own policy; a grouped count and a short indexed read per policy group."""
+    now = now or timezone.now()
+    total, due, rows = 0, 0, []
+    for group in policy_groups():
+        grace = timedelta(days=group.policy.memory_eviction_grace_days)
+        marked = EvictionCandidate.objects.filter(tenant_id__in=group.tenant_ids)
+        counts = marked.aggregate(total=Count("pk"), due=Count("pk", filter=Q(marked_at__lte=now - grace)))
+        total, due = total + counts["total"], due + counts["due"]
+        rows += [
+            CandidateRow(
+                memory_id=candidate.memory_id,
+                tenant=candidate.tenant.name,
+                scope=candidate.memory.scope,
+                score=candidate.score,
+                marked_at=candidate.marked_at,
+                evicted_after=candidate.marked_at + grace,
+            )
+            for candidate in marked.select_related("tenant", "memory").order_by("marked_at")[:limit]
+        ]
+    rows.sort(key=lambda row: row.evicted_after)
+    return total, due, rows[:limit]
 
 
 # --- archives ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Dashboard pages for lifecycle: retention policies (global and per tenant), what each would do now (the dry
-run), recent job runs, and a session's archives. Admins only."""
+run), eviction candidates and recent job runs for admins; a session's archives, read back for an audit, for
+every staff member (they hold the session's history, which support staff already read on the session page)."""
 
 from __future__ import annotations
 
@@ -96,12 +97,17 @@ def lifecycle_overview(request: HttpRequest) -> HttpResponse:
             }
         )
     overridden = {row.tenant_id for row in rows.values() if row.tenant_id}
+    candidates, candidates_due, soonest = selectors.eviction_candidates(limit=25)
     return render(
         request,
         "dashboard/lifecycle/overview.html",
         {
             "groups": groups,
             "purge": selectors.preview_memory_purge(timezone.now()),
+            "outbox": selectors.preview_outbox(timezone.now()),
+            "candidates": candidates,
+            "candidates_due": candidates_due,
+            "soonest": soonest,
             "runs": selectors.recent_job_runs(limit=30),
             "jobs": Job.choices,
             "labels": _LABELS,
@@ -175,7 +181,7 @@ def job_start(request: HttpRequest, job: str) -> HttpResponse:
     return redirect("dashboard:lifecycle")
 
 
-@staff_page(Role.ADMIN)
+@staff_page()
 def session_archives(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     session = get_object_or_404(AgentSession.objects.select_related("tenant"), pk=pk)
     return render(
@@ -185,7 +191,7 @@ def session_archives(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     )
 
 
-@staff_page(Role.ADMIN)
+@staff_page()
 def archive_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """An archive's rows, decoded for an audit (erased people's payloads say so instead)."""
     segment = get_object_or_404(ArchiveSegment.objects.select_related("session", "session__tenant"), pk=pk)

@@ -99,4 +99,43 @@ def test_an_archived_session_can_be_read_back_for_an_audit(world: World) -> None
 
     assert listing.status_code == 200 and str(segment.pk) in listing.content.decode()
     assert detail.status_code == 200 and "hello archive" in detail.content.decode()
-    assert logged_in(world.support).get(f"/lifecycle/archives/{segment.pk}/").status_code == 403
+    # Support staff read the session's live history already, so its archived history too; no role, no page.
+    assert logged_in(world.support).get(f"/lifecycle/archives/{segment.pk}/").status_code == 200
+    assert logged_in(world.nobody).get(f"/lifecycle/archives/{segment.pk}/").status_code == 403
+    session_page = logged_in(world.support).get(f"/sessions/{session.pk}/").content.decode()
+    assert f'href="/lifecycle/sessions/{session.pk}/archives/"' in session_page
+
+
+def test_eviction_candidates_are_listed_with_when_each_goes(world: World) -> None:
+    from lifecycle_app.models import EvictionCandidate
+    from memories_app.models import Scope
+    from memories_app.services import NewMemory, create_memories
+
+    first, second = create_memories(
+        tenant=world.acme.tenant,
+        items=[NewMemory(scope=Scope.USER, content=f"rarely read {n}", user_id="u-1") for n in range(2)],
+    )
+    now = timezone.now()
+    EvictionCandidate.objects.create(
+        memory=first, tenant=world.acme.tenant, marked_at=now - timedelta(days=9), score=0.01
+    )
+    EvictionCandidate.objects.create(memory=second, tenant=world.acme.tenant, marked_at=now, score=0.02)
+
+    page = logged_in(world.admin).get("/lifecycle/").content.decode()
+
+    section = page[page.index('id="eviction-candidates"') :]
+    assert "2 memories fell below" in section and "1 is past the grace period" in section
+    assert section.index(str(first.pk)) < section.index(str(second.pk))
+    assert "rarely read" not in page
+
+
+def test_the_outbox_preview_is_on_the_page(world: World) -> None:
+    from memories_app.models import ProfileFactOutbox
+
+    ProfileFactOutbox.objects.create(
+        tenant=world.acme.tenant, user_id="u-1", fact_key="tea", operation="upsert", content="x", profile_version=1
+    )
+
+    page = logged_in(world.admin).get("/lifecycle/").content.decode()
+
+    assert "would apply 1 profile changes to the vector store" in page
