@@ -84,6 +84,8 @@ class ErasureRequest(models.Model):
     preview = models.JSONField(default=dict, blank=True)
     purged = models.JSONField(default=dict, blank=True)
     verification = models.JSONField(default=dict, blank=True)
+    # The running purge's progress, for the live page: the layer it is on and the rows removed so far.
+    progress = models.JSONField(default=dict, blank=True)
     # The ids (not personal data) of the rows erased at approval, so purge and verification can find what
     # remains of them after the person's identifiers are gone: {"sessions": [...], "memories": [...]}.
     refs = models.JSONField(default=dict, blank=True)
@@ -103,14 +105,19 @@ class ErasureRequest(models.Model):
 
 
 class ExportStatus(models.TextChoices):
-    PENDING = "pending"
+    PENDING = "pending"  # filed, the job is queued
     RUNNING = "running"
-    READY = "ready"
+    READY = "ready"  # the archive can be downloaded until expires_at
     FAILED = "failed"
+    EXPIRED = "expired"  # the archive was deleted (expiry, or the person was erased)
 
 
 class ExportRequest(models.Model):
-    """A right-of-access / portability export: an archive of everything held about one person."""
+    """A right-of-access / portability export: an archive of everything held about one person.
+
+    The same scope as erasure (compliance_app.scope) drives it. The job that builds it is durable: this row
+    holds its status, progress per layer and lease, so a crashed worker's export is taken over and rebuilt.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="export_requests")
@@ -125,10 +132,19 @@ class ExportRequest(models.Model):
     # The archive itself (a zip of JSON files per layer with a manifest); cleared when it expires.
     archive = models.BinaryField(null=True, blank=True)
     archive_bytes = models.PositiveBigIntegerField(default=0)
+    # The archive's manifest (files, counts, SHA-256 each): no personal data, so it stays after expiry.
+    manifest = models.JSONField(default=dict, blank=True)
+    archive_sha256 = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    downloads = models.PositiveIntegerField(default=0)
+    # The build job's lease, so that one worker at a time builds it and a crashed one is taken over.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-filed_at"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="export_status_expiry")]
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.status})"

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from compliance_app import scope
-from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus
+from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, ExportRequest
 from memory_admin.errors import Conflict, NotFound
 from tenants_app.models import Tenant
 
@@ -69,3 +69,23 @@ def receipt(request: ErasureRequest) -> dict[str, Any]:
             {"at": entry.at.isoformat(), "actor": entry.actor, "action": entry.action} for entry in audit_trail(request)
         ],
     }
+
+
+def export_requests(tenant: Tenant | None = None) -> QuerySet[ExportRequest]:
+    """Export requests without their archives (which can be large), newest first."""
+    requests = ExportRequest.objects.select_related("tenant").defer("archive")
+    return requests.filter(tenant=tenant) if tenant is not None else requests
+
+
+def get_export(*, export_id: Any, tenant: Tenant | None = None) -> ExportRequest:
+    try:
+        export = export_requests(tenant).filter(pk=export_id).first()
+    except (ValueError, TypeError):
+        export = None
+    if export is None:
+        raise NotFound("No such export request.")
+    return export
+
+
+def export_audit_trail(export: ExportRequest) -> QuerySet[AuditEntry]:
+    return AuditEntry.objects.filter(export=export).order_by("at", "id")

@@ -5,6 +5,7 @@ Every step appends to the audit log, naming the person only by their keyed hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +17,17 @@ from django.utils import timezone
 from checkpoints_app.models import Checkpoint, CheckpointHead
 from compliance_app import scope
 from compliance_app.keys import destroy_keys, subject_of
-from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, LegalBasis
+from compliance_app.models import (
+    AuditEntry,
+    ErasureRequest,
+    ErasureStatus,
+    ExportRequest,
+    ExportStatus,
+    LegalBasis,
+)
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
-from memory_admin.errors import Conflict, NotFound, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
 from tenants_app.models import Tenant
@@ -35,10 +43,17 @@ def audit(
     tenant: Tenant,
     subject: str,
     erasure: ErasureRequest | None = None,
+    export: ExportRequest | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     return AuditEntry.objects.create(
-        actor=actor, action=action, tenant=tenant, subject=subject, erasure=erasure, details=details or {}
+        actor=actor,
+        action=action,
+        tenant=tenant,
+        subject=subject,
+        erasure=erasure,
+        export=export,
+        details=details or {},
     )
 
 
@@ -93,7 +108,7 @@ def file_erasure(
     return request
 
 
-def _publish(request: ErasureRequest) -> None:
+def _publish(request: ErasureRequest, *, progress: dict[str, Any] | None = None) -> None:
     publish_on_commit(
         [tenant_group(request.tenant_id)],
         {
@@ -101,6 +116,7 @@ def _publish(request: ErasureRequest) -> None:
             "tenant": str(request.tenant_id),
             "erasure": str(request.pk),
             "status": request.status,
+            "progress": progress or {},
         },
     )
 
@@ -171,6 +187,7 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
+    withdrawn = withdraw_exports(tenant=request.tenant, subject=request.subject, actor=decided_by)
     request.status = ErasureStatus.ERASED
     request.decided_by, request.decided_at, request.erased_at = decided_by, now, now
     request.save(update_fields=["status", "decided_by", "decided_at", "erased_at", "preview", "refs"])
@@ -181,7 +198,7 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
         tenant=request.tenant,
         subject=request.subject,
         erasure=request,
-        details={"sessions": len(session_pks), "data_keys_destroyed": keys},
+        details={"sessions": len(session_pks), "data_keys_destroyed": keys, "exports_withdrawn": withdrawn},
     )
     for pk in session_pks:
         publish_on_commit([session_group(pk)], {"type": "session.erased", "tenant": str(request.tenant_id)})
@@ -210,10 +227,14 @@ def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
     request = ErasureRequest.objects.select_related("tenant").get(pk=request_id)
     if not request.purged:
         audit(actor=worker, action="purge_started", tenant=request.tenant, subject=request.subject, erasure=request)
+    _publish(request)
     return request
 
 
-def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int) -> int:
+Progress = Callable[[str, int], None]
+
+
+def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int, progress: Progress | None = None) -> int:
     """DELETE the rows of `table` whose `column` is in `ids`, `batch` rows per short transaction."""
     total = 0
     while ids:
@@ -225,6 +246,8 @@ def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int) -> i
             )
             deleted = int(cursor.rowcount)
         total += deleted
+        if progress is not None:
+            progress(table, total)
         if deleted < batch:
             return total
     return total
@@ -240,26 +263,43 @@ def _delete_referencing(model: type[Model], pks: list[Any], *, handled: set[type
             related._base_manager.filter(**{f"{relation.field.name}__in": pks}).delete()
 
 
-def purge(*, request: ErasureRequest) -> dict[str, int]:
+def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], None] | None = None) -> dict[str, int]:
     """Physically delete everything the request covers, in short batches; safe to run again after a crash.
 
-    Returns the rows (and Redis keys) removed by this run, per layer.
+    Returns the rows (and Redis keys) removed by this run, per layer. `progress(removed so far, layer)` is
+    called after every batch, for the live page.
     """
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
     # What approval erased, plus anything of the person's that arrived since (a late write, a new session).
     session_pks = sorted({*request.refs.get("sessions", []), *map(str, person.session_pks())})
     batch = settings.ERASURE_PURGE_BATCH
     removed: dict[str, int] = {}
+
+    def step(layer: str) -> Progress:
+        def report(table: str, total: int) -> None:
+            if progress is not None:
+                progress({**removed, layer: total}, layer)
+
+        return report
+
     memory_pks = sorted(
         {*request.refs.get("memories", []), *map(str, person.memories(session_pks).values_list("pk", flat=True))}
     )
-    removed["memory_revisions"] = _delete_in_batches(MemoryRevision._meta.db_table, "memory_id", memory_pks, batch)
+    removed["memory_revisions"] = _delete_in_batches(
+        MemoryRevision._meta.db_table, "memory_id", memory_pks, batch, step("memory_revisions")
+    )
     _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
-    removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch)
-    removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch)
-    removed["snapshots"] = _delete_in_batches(EventSnapshot._meta.db_table, "session_id", session_pks, batch)
-    removed["operations"] = _delete_in_batches(Operation._meta.db_table, "session_id", session_pks, batch)
-    removed["promotion_jobs"] = _delete_in_batches(PromotionJob._meta.db_table, "session_id", session_pks, batch)
+    removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch, step("memories"))
+    removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch, step("events"))
+    removed["snapshots"] = _delete_in_batches(
+        EventSnapshot._meta.db_table, "session_id", session_pks, batch, step("snapshots")
+    )
+    removed["operations"] = _delete_in_batches(
+        Operation._meta.db_table, "session_id", session_pks, batch, step("operations")
+    )
+    removed["promotion_jobs"] = _delete_in_batches(
+        PromotionJob._meta.db_table, "session_id", session_pks, batch, step("promotion_jobs")
+    )
     with transaction.atomic():
         # A session's checkpoints go in one statement: they reference each other as parents.
         CheckpointHead.objects.filter(session_id__in=session_pks).delete()
@@ -275,7 +315,7 @@ def purge(*, request: ErasureRequest) -> dict[str, int]:
         session_pks,
         handled={Event, EventSnapshot, Operation, PromotionJob, Checkpoint, CheckpointHead, Memory},
     )
-    removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch)
+    removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch, step("sessions"))
     removed["redis_keys"] = scope.purge_redis(person, session_pks)
     return removed
 
@@ -285,7 +325,8 @@ def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> Er
     request = _locked(request_id)
     totals = {layer: request.purged.get(layer, 0) + count for layer, count in removed.items()}
     request.purged, request.purged_at, request.claimed_until = totals, timezone.now(), None
-    request.save(update_fields=["purged", "purged_at", "claimed_until"])
+    request.progress = {"layer": None, "removed": totals}
+    request.save(update_fields=["purged", "purged_at", "claimed_until", "progress"])
     audit(
         actor=worker,
         action="purged",
@@ -294,6 +335,7 @@ def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> Er
         erasure=request,
         details={"removed": removed},
     )
+    _publish(request, progress=request.progress)
     return request
 
 
@@ -321,3 +363,216 @@ def record_verification(*, request_id: Any, findings: dict[str, int], worker: st
     )
     _publish(request)
     return request
+
+
+def record_purge_progress(*, request_id: Any, removed: dict[str, int], layer: str) -> None:
+    """The running purge's counts so far, on the row and to the live page (outside any long transaction)."""
+    progress = {"layer": layer, "removed": removed}
+    ErasureRequest.objects.filter(pk=request_id).update(progress=progress)
+    request = ErasureRequest.objects.only("pk", "tenant_id", "status").get(pk=request_id)
+    _publish(request, progress=progress)
+
+
+# --- exports (right of access and portability) -----------------------------------------------------------
+
+EXPORT_LEASE = timedelta(minutes=15)
+
+
+class ExportGone(ServiceError):
+    status = 410
+    code = "expired"
+
+
+def _publish_export(export: ExportRequest) -> None:
+    publish_on_commit(
+        [tenant_group(export.tenant_id)],
+        {
+            "type": "export.updated",
+            "tenant": str(export.tenant_id),
+            "export": str(export.pk),
+            "status": export.status,
+            "progress": export.progress,
+        },
+    )
+
+
+@transaction.atomic
+def file_export(*, tenant: Tenant, user_id: str, legal_basis: str, filed_by: str) -> ExportRequest:
+    """Take a request for everything held about a person; a background job builds the archive.
+
+    An unknown person is fine: the archive then holds empty files. No approval is needed (an export removes
+    nothing), but every step is audited and only compliance staff or the tenant's own key can download it.
+    """
+    if not user_id or len(user_id) > 256 or "\x00" in user_id:
+        raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
+    if legal_basis not in LegalBasis.values:
+        raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
+    export = ExportRequest.objects.create(
+        tenant=tenant,
+        user_id=user_id,
+        subject=subject_of(tenant.pk, user_id),
+        legal_basis=legal_basis,
+        filed_by=filed_by,
+    )
+    audit(
+        actor=filed_by,
+        action="export_filed",
+        tenant=tenant,
+        subject=export.subject,
+        export=export,
+        details={"legal_basis": legal_basis},
+    )
+    _publish_export(export)
+    transaction.on_commit(lambda: _queue_export(str(export.pk)), robust=True)
+    return export
+
+
+def _queue_export(export_pk: str) -> None:
+    from compliance_app.tasks import build_export
+
+    build_export.delay(export_pk)
+
+
+def claim_export(*, export_id: Any, worker: str) -> ExportRequest | None:
+    """Take the build of an export for EXPORT_LEASE; None when another worker holds it or it is finished."""
+    now = timezone.now()
+    claimed = (
+        ExportRequest.objects.filter(pk=export_id, status__in=[ExportStatus.PENDING, ExportStatus.RUNNING])
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(status=ExportStatus.RUNNING, claimed_until=now + EXPORT_LEASE, started_at=now, progress={})
+    )
+    if not claimed:
+        return None
+    export = ExportRequest.objects.select_related("tenant").get(pk=export_id)
+    audit(actor=worker, action="export_started", tenant=export.tenant, subject=export.subject, export=export)
+    _publish_export(export)
+    return export
+
+
+def record_export_progress(*, export_id: Any, layer: str, rows: int) -> None:
+    export = ExportRequest.objects.get(pk=export_id)
+    export.progress = {**export.progress, "layers": {**export.progress.get("layers", {}), layer: rows}, "layer": layer}
+    ExportRequest.objects.filter(pk=export_id, status=ExportStatus.RUNNING).update(progress=export.progress)
+    _publish_export(export)
+
+
+@transaction.atomic
+def finish_export(*, export_id: Any, archive: bytes, manifest: dict[str, Any], worker: str) -> ExportRequest | None:
+    """Store the built archive; it expires EXPORT_EXPIRES_HOURS later. None when the export was withdrawn
+    meanwhile (the person was erased while it ran): the archive is dropped."""
+    import hashlib
+
+    now = timezone.now()
+    export = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id).first()
+    if export is None or export.status != ExportStatus.RUNNING:
+        return None
+    export.status, export.finished_at, export.claimed_until = ExportStatus.READY, now, None
+    export.archive, export.archive_bytes = archive, len(archive)
+    export.archive_sha256 = hashlib.sha256(archive).hexdigest()
+    export.manifest = {key: value for key, value in manifest.items() if key != "user_id"}
+    export.expires_at = now + timedelta(hours=settings.EXPORT_EXPIRES_HOURS)
+    export.progress = {**export.progress, "layer": None}
+    export.save()
+    audit(
+        actor=worker,
+        action="export_generated",
+        tenant=export.tenant,
+        subject=export.subject,
+        export=export,
+        details={
+            "counts": manifest.get("counts", {}),
+            "archive_bytes": len(archive),
+            "archive_sha256": export.archive_sha256,
+            "expires_at": export.expires_at.isoformat(),
+        },
+    )
+    _publish_export(export)
+    return export
+
+
+@transaction.atomic
+def fail_export(*, export_id: Any, reason: str, worker: str) -> None:
+    export = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id).first()
+    if export is None or export.status != ExportStatus.RUNNING:
+        return
+    export.status, export.error, export.finished_at, export.claimed_until = (
+        ExportStatus.FAILED,
+        reason[:2000],
+        timezone.now(),
+        None,
+    )
+    export.save(update_fields=["status", "error", "finished_at", "claimed_until"])
+    audit(
+        actor=worker,
+        action="export_failed",
+        tenant=export.tenant,
+        subject=export.subject,
+        export=export,
+        details={"reason": reason[:500]},
+    )
+    _publish_export(export)
+
+
+@transaction.atomic
+def download_export(*, export_id: Any, actor: str, tenant: Tenant | None = None) -> tuple[ExportRequest, bytes]:
+    """The archive's bytes for `actor`, audited. NotFound for another tenant's export; Conflict while it is
+    not ready; Gone (410) once it expired or was withdrawn."""
+    rows = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id)
+    export = rows.filter(tenant=tenant).first() if tenant is not None else rows.first()
+    if export is None:
+        raise NotFound("No such export request.")
+    if export.status == ExportStatus.EXPIRED or (export.status == ExportStatus.READY and export.archive is None):
+        raise ExportGone("This export's archive was deleted (it expired or the person was erased).")
+    if export.status != ExportStatus.READY or export.archive is None:
+        raise Conflict("The export is not ready yet.", details={"status": export.status})
+    if export.expires_at is not None and export.expires_at <= timezone.now():
+        raise ExportGone("This export's archive expired; the next sweep deletes it.")
+    export.downloads += 1
+    export.save(update_fields=["downloads"])
+    audit(
+        actor=actor,
+        action="export_downloaded",
+        tenant=export.tenant,
+        subject=export.subject,
+        export=export,
+        details={"archive_sha256": export.archive_sha256},
+    )
+    return export, bytes(export.archive)
+
+
+def _expire(export: ExportRequest, *, actor: str, reason: str) -> None:
+    export.status, export.archive = ExportStatus.EXPIRED, None
+    export.save(update_fields=["status", "archive"])
+    audit(
+        actor=actor,
+        action="export_expired",
+        tenant=export.tenant,
+        subject=export.subject,
+        export=export,
+        details={"reason": reason},
+    )
+    _publish_export(export)
+
+
+def expire_exports(*, now: Any = None) -> int:
+    """Delete the archives of exports past their expiry; returns how many expired."""
+    now = now or timezone.now()
+    count = 0
+    for pk in ExportRequest.objects.filter(status=ExportStatus.READY, expires_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            export = ExportRequest.objects.select_for_update().select_related("tenant").get(pk=pk)
+            if export.status == ExportStatus.READY:
+                _expire(export, actor="system", reason="expired")
+                count += 1
+    return count
+
+
+def withdraw_exports(*, tenant: Tenant, subject: str, actor: str) -> int:
+    """Inside an erasure's approval: the person's exports, ready or running, are withdrawn at once."""
+    count = 0
+    live = [ExportStatus.PENDING, ExportStatus.RUNNING, ExportStatus.READY]
+    for export in ExportRequest.objects.select_for_update().filter(tenant=tenant, subject=subject, status__in=live):
+        export.tenant = tenant
+        _expire(export, actor=actor, reason="person erased")
+        count += 1
+    return count

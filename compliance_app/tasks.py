@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from compliance_app import services, verification
-from compliance_app.models import ErasureRequest, ErasureStatus
+from compliance_app.export import ExportTooLarge, build_archive
+from compliance_app.models import ErasureRequest, ErasureStatus, ExportRequest, ExportStatus
+from memory_admin.errors import Erased, IntegrityFailure
+
+PROGRESS_EVERY_SECONDS = 0.5
 
 
 def _worker() -> str:
@@ -28,11 +36,24 @@ def purge_erasure(request_pk: str) -> None:
     request = services.claim_purge(request_id=request_pk, worker=_worker())
     if request is None:
         return
-    removed = services.purge(request=request)
+    removed = services.purge(request=request, progress=_throttled(request_pk))
     services.record_purge(request_id=request_pk, removed=removed, worker=_worker())
     request.refresh_from_db()
     verification.scrub_other_requests(request)
     services.record_verification(request_id=request_pk, findings=verification.scan(request), worker=_worker())
+
+
+def _throttled(request_pk: str) -> Callable[[dict[str, int], str], None]:
+    """Report purge progress to the row and the live page at most every PROGRESS_EVERY_SECONDS."""
+    last = [0.0]
+
+    def report(removed: dict[str, int], layer: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_SECONDS:
+            last[0] = now
+            services.record_purge_progress(request_id=request_pk, removed=removed, layer=layer)
+
+    return report
 
 
 @shared_task(name="compliance_app.resume_purges", ignore_result=True)
@@ -46,3 +67,50 @@ def resume_purges() -> int:
         purge_erasure.delay(str(pk))
         count += 1
     return count
+
+
+@shared_task(
+    name="compliance_app.build_export",
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def build_export(export_pk: str) -> None:
+    """Build a person's export archive. Idempotent: a finished export is left alone, a running one belongs to
+    its worker until the lease expires; then the beat sweep re-queues it and the archive is built again."""
+    export = services.claim_export(export_id=export_pk, worker=_worker())
+    if export is None:
+        return
+    try:
+        archive, manifest = build_archive(
+            export,
+            generated_at=timezone.now(),
+            max_bytes=settings.EXPORT_MAX_BYTES,
+            on_layer=lambda layer, rows: services.record_export_progress(export_id=export_pk, layer=layer, rows=rows),
+        )
+    except (ExportTooLarge, Erased, IntegrityFailure) as exc:
+        # Not worth a retry: the same data gives the same answer.
+        services.fail_export(export_id=export_pk, reason=str(getattr(exc, "message", exc)), worker=_worker())
+        return
+    except Exception:
+        ExportRequest.objects.filter(pk=export_pk, status=ExportStatus.RUNNING).update(claimed_until=None)
+        raise
+    services.finish_export(export_id=export_pk, archive=archive, manifest=manifest, worker=_worker())
+
+
+@shared_task(name="compliance_app.sweep_exports", ignore_result=True)
+def sweep_exports() -> dict[str, int]:
+    """Beat: delete expired archives; re-queue exports whose worker died or whose queue message was lost."""
+    expired = services.expire_exports()
+    now = timezone.now()
+    stale = (
+        ExportRequest.objects.filter(status__in=[ExportStatus.PENDING, ExportStatus.RUNNING])
+        .exclude(claimed_until__gt=now)
+        .exclude(status=ExportStatus.PENDING, filed_at__gt=now - timedelta(minutes=2))  # its message is in flight
+    )
+    requeued = 0
+    for pk in stale.values_list("pk", flat=True)[:100]:
+        build_export.delay(str(pk))
+        requeued += 1
+    return {"expired": expired, "requeued": requeued}

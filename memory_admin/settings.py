@@ -292,6 +292,15 @@ ERASURE_DUE_DAYS = env_int("ERASURE_DUE_DAYS", 30, minimum=1, maximum=365)
 ERASURE_FOUR_EYES = env_bool("ERASURE_FOUR_EYES", True)
 ERASURE_PURGE_BATCH = env_int("ERASURE_PURGE_BATCH", 5000, minimum=100)
 EXPORT_MAX_BYTES = env_int("EXPORT_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+# A finished export can be downloaded for this many hours; then its archive is deleted.
+EXPORT_EXPIRES_HOURS = env_int("EXPORT_EXPIRES_HOURS", 72, minimum=1, maximum=24 * 90)
+# Periodic sweeps of the workflow: purges and exports whose worker died, exports past their expiry.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "compliance-resume-purges": {"task": "compliance_app.resume_purges", "schedule": 60.0},
+        "compliance-sweep-exports": {"task": "compliance_app.sweep_exports", "schedule": 300.0},
+    }
+)
 
 # Where the dashboard's browser opens its WebSocket; empty means the page's own origin.
 WEBSOCKET_URL = env_str("WEBSOCKET_URL", "")

@@ -38,3 +38,24 @@ class ErasureOut(serializers.Serializer[Any]):
     erased_per_layer = serializers.JSONField(source="preview")
     purged_per_layer = serializers.JSONField(source="purged")
     verification = serializers.JSONField()
+
+
+class ExportIn(StrictSerializer):
+    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person.")
+    legal_basis = serializers.ChoiceField(choices=LegalBasis.choices, required=False, default="gdpr_art_15")
+
+
+class ExportOut(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    status = serializers.CharField(help_text="pending, running, ready, failed or expired.")
+    legal_basis = serializers.CharField()
+    subject = serializers.CharField(help_text="Keyed hash standing for the person.")
+    filed_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    progress = serializers.JSONField(help_text="Rows written per layer so far, and the layer being written.")
+    manifest = serializers.JSONField(help_text="Files of the archive with rows, bytes and SHA-256 each.")
+    archive_bytes = serializers.IntegerField()
+    archive_sha256 = serializers.CharField()
+    error = serializers.CharField()

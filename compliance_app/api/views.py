@@ -1,18 +1,20 @@
-"""The erasure API for a tenant's platform: file a forget-me request, poll it, fetch its receipt.
+"""The erasure and export API for a tenant's platform: file a forget-me request, poll it, fetch its receipt;
+file an export of everything held about a person, poll it, download the archive.
 
 Approval is for the operator's compliance staff, in the dashboard; an agent key cannot approve.
 """
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from compliance_app import selectors, services
-from compliance_app.api.serializers import ErasureIn, ErasureOut
+from compliance_app.api.serializers import ErasureIn, ErasureOut, ExportIn, ExportOut
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
@@ -56,3 +58,53 @@ class ErasureReceiptView(AgentAPIView):
     def get(self, request: Request, request_id: str) -> Response:
         erasure = selectors.get_erasure(request_id=request_id, tenant=self.tenant)
         return Response(selectors.receipt(erasure))
+
+
+def _key_actor(request: Request) -> str:
+    principal = request.user
+    assert isinstance(principal, AgentPrincipal)
+    return f"api-key:{principal.api_key.prefix}"
+
+
+class ExportNewestFirst(NewestFirstCursor):
+    ordering = ("-filed_at", "-id")
+
+
+class ExportListView(AgentAPIView):
+    pagination_class = ExportNewestFirst
+    serializer_class = ExportOut
+
+    @extend_schema(responses=ExportOut(many=True))
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.export_requests(self.tenant))
+        return self.get_paginated_response(ExportOut(page, many=True).data)
+
+    @extend_schema(request=ExportIn, responses={201: ExportOut})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = ExportIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        export = services.file_export(tenant=self.tenant, filed_by=_key_actor(request), **body.validated_data)
+        return Response(ExportOut(export).data, status=status.HTTP_201_CREATED)
+
+
+class ExportDetailView(AgentAPIView):
+    @extend_schema(responses=ExportOut)
+    def get(self, request: Request, export_id: str) -> Response:
+        return Response(ExportOut(selectors.get_export(export_id=export_id, tenant=self.tenant)).data)
+
+
+class ExportArchiveView(AgentAPIView):
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The archive (zip)."),
+            409: OpenApiResponse(description="Not ready yet."),
+            410: OpenApiResponse(description="Expired, or withdrawn because the person was erased."),
+        }
+    )
+    def get(self, request: Request, export_id: str) -> HttpResponse:
+        export, archive = services.download_export(export_id=export_id, actor=_key_actor(request), tenant=self.tenant)
+        response = HttpResponse(archive, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="export-{export.pk}.zip"'
+        response["X-Archive-SHA256"] = export.archive_sha256
+        return response

@@ -11,6 +11,7 @@ from checkpoints_app.models import Checkpoint
 from compliance_app import services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
+from compliance_app.tests.people import fill_every_layer as _fill
 from conftest import World
 from memories_app.models import Memory, UserProfile
 from memory_admin.health import redis_client
@@ -20,35 +21,6 @@ pytestmark = pytest.mark.django_db
 
 ALICE = "alice-7f3a9c"
 BOB = "bob-2c81de"
-
-
-def _fill(world: World, user_id: str, marker: str) -> dict[str, Any]:
-    """Every layer for one person, through the API as an agent would, with `marker` in every text."""
-    client = world.acme.client
-    session_id = f"{user_id}-s1"
-    assert client.post("/api/v1/sessions", {"id": session_id, "user_id": user_id}, format="json").status_code == 201
-    base = f"/api/v1/sessions/{session_id}"
-    say = {"messages": [{"role": "user", "content": f"{marker} my card ends 4242"}]}
-    assert (
-        client.post(f"{base}/context/messages", say, format="json", HTTP_IDEMPOTENCY_KEY=f"{marker}-k1").status_code
-        == 201
-    )
-    assert client.put(f"{base}/tools/search", {"state": {"q": marker}}, format="json").status_code == 200
-    operation = client.post(
-        f"{base}/operations", {"name": "email", "key": "k", "params": {"to": marker}}, format="json"
-    )
-    assert operation.status_code == 201
-    checkpoint = client.post(f"{base}/checkpoints", {"node_id": "n1", "state": {"note": marker}}, format="json")
-    assert checkpoint.status_code == 201, checkpoint.content
-    memory = {"scope": "user", "user_id": user_id, "content": f"{marker} prefers window seats"}
-    assert client.post("/api/v1/memories", memory, format="json").status_code == 201
-    session_memory = {"scope": "session", "session_id": session_id, "content": f"{marker} asked about refunds"}
-    assert client.post("/api/v1/memories", session_memory, format="json").status_code == 201
-    profile = {"preferences": {"lang": "en"}, "facts": {"city": f"{marker} lives in Porto"}}
-    assert client.patch(f"/api/v1/users/{user_id}/profile", profile, format="json").status_code == 200
-    # Hot context in Redis, as the agent's next read would leave it.
-    assert client.get(f"{base}/context").status_code == 200
-    return {"session_id": session_id, "base": base}
 
 
 def _postgres_rows_containing(text: str) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Compliance pages: file, review, approve or reject forget-me requests; watch them run; download receipts."""
+"""Compliance pages: file, review, approve or reject forget-me requests; watch them run; download receipts.
+File exports of everything held about a person, watch them build, download the archive (audited)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from compliance_app import scope, selectors, services
-from compliance_app.models import ErasureStatus, LegalBasis
+from compliance_app.export import LAYERS as EXPORT_LAYERS
+from compliance_app.models import ErasureStatus, ExportStatus, LegalBasis
 from memory_admin.dashboard.access import staff_page
-from memory_admin.errors import ServiceError, ValidationFailed
+from memory_admin.errors import NotFound, ServiceError, ValidationFailed
 from tenants_app.models import Tenant
 from tenants_app.roles import Role
 
@@ -90,6 +92,7 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             and not (settings.ERASURE_FOUR_EYES and erasure.filed_by == actor(request)),
             "reject_form": RejectForm(),
             "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
+            "progress_layer": erasure.progress.get("layer") or "",
         },
     )
 
@@ -110,3 +113,64 @@ def erasure_receipt(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "dashboard/compliance/receipt.html",
         {"erasure": erasure, "receipt": body, "receipt_json": json.dumps(body, indent=2)},
     )
+
+
+class ExportForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all())
+    user_id = forms.CharField(max_length=256, label="User id (as the tenant knows the person)")
+    legal_basis = forms.ChoiceField(choices=LegalBasis.choices, initial=LegalBasis.GDPR_ART_15)
+
+
+@staff_page(Role.COMPLIANCE)
+def export_list(request: HttpRequest) -> HttpResponse:
+    form = ExportForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            export = services.file_export(
+                tenant=data["tenant"],
+                user_id=data["user_id"].strip(),
+                legal_basis=data["legal_basis"],
+                filed_by=actor(request),
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Export filed: the archive is being built.")
+            return redirect("dashboard:export", pk=export.pk)
+    exports = list(selectors.export_requests().order_by("-filed_at")[:200])
+    return render(request, "dashboard/compliance/exports.html", {"form": form, "exports": exports})
+
+
+@staff_page(Role.COMPLIANCE)
+def export_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    export = selectors.get_export(export_id=pk)
+    done = export.progress.get("layers", {})
+    return render(
+        request,
+        "dashboard/compliance/export_detail.html",
+        {
+            "export": export,
+            "layers": [(layer, done.get(layer)) for layer in EXPORT_LAYERS],
+            "files": export.manifest.get("files", []),
+            "audit": list(selectors.export_audit_trail(export)),
+            "downloadable": export.status == ExportStatus.READY,
+        },
+    )
+
+
+@staff_page(Role.COMPLIANCE)
+def export_download(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    if request.method != "POST":
+        # A download is an audited action: a link prefetched or crawled must not count as one.
+        return redirect("dashboard:export", pk=pk)
+    try:
+        export, archive = services.download_export(export_id=pk, actor=actor(request))
+    except NotFound:
+        raise Http404 from None
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("dashboard:export", pk=pk)
+    response = HttpResponse(archive, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="export-{export.pk}.zip"'
+    return response

@@ -1,0 +1,351 @@
+"""The export archive: everything held about one person, one JSON file per layer, with a manifest.
+
+The scope is erasure's (compliance_app.scope), restricted to what the person still has: sessions and memories
+erased or deleted logically are not theirs to receive any more. Payloads are decoded through the codec, so the
+archive holds readable JSON, never ciphertext. Each layer is written as a JSON array, row by row, into the zip,
+so a person with a million events never sits in memory as Python objects at once.
+
+    manifest.json        format, request id, tenant, subject hash, generated_at, and per file: rows, bytes, sha256
+    sessions.json        the person's sessions (status, metadata, timestamps)
+    events.json          every event decoded, archived ones included (marked "archived": true)
+    operations.json      the operation journal (params, result, error decoded)
+    checkpoints.json     every checkpoint with its full state rebuilt from the stored snapshots and deltas
+    memories.json        user, session and derived memories (text and metadata; vectors are described, not copied)
+    memory_history.json  every revision of those memories
+    profile.json         the profile and its pending outbox facts
+    redis.json           hot data in Redis: dialogue windows, tool state, idempotency records about the person
+    audit.json           the audit log entries about the person
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from django.db.models import QuerySet
+
+from checkpoints_app.chain import next_state, owner_of
+from checkpoints_app.models import Checkpoint
+from compliance_app import scope
+from compliance_app.models import AuditEntry, ExportRequest
+from lifecycle_app.models import ArchiveSegment
+from lifecycle_app.selectors import read_archive
+from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, UserProfile
+from memory_admin.codec import decode_payload
+from memory_admin.health import redis_client
+from sessions_app.context import session_keys_pattern
+from sessions_app.models import AgentSession, Event, Operation
+
+FORMAT = "agent-memory-export/1"
+LAYERS = (
+    "sessions",
+    "events",
+    "operations",
+    "checkpoints",
+    "memories",
+    "memory_history",
+    "profile",
+    "redis",
+    "audit",
+)
+_CHUNK = 2000
+
+
+class ExportTooLarge(Exception):
+    pass
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class FileEntry:
+    name: str
+    rows: int = 0
+    bytes: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class Builder:
+    """Writes the archive for one export request; `on_layer(layer, rows)` reports progress after each file."""
+
+    export: ExportRequest
+    on_layer: Callable[[str, int], None] = lambda layer, rows: None
+    max_bytes: int = 0
+    files: list[FileEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.person = scope.Person(tenant=self.export.tenant, user_id=self.export.user_id)
+        self.sessions = list(self.person.sessions().filter(erased_at__isnull=True).order_by("created_at", "id"))
+        self.written = 0
+
+    def build(self, out: IO[bytes], *, generated_at: datetime) -> dict[str, Any]:
+        """Write the zip to `out`; returns the manifest (also stored in the zip as manifest.json)."""
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            for layer in LAYERS:
+                rows = getattr(self, f"_{layer}")()
+                self.files.append(self._write_array(archive, f"{layer}.json", rows))
+                self.on_layer(layer, self.files[-1].rows)
+            manifest = {
+                "format": FORMAT,
+                "request": str(self.export.pk),
+                "tenant": self.export.tenant.name,
+                "subject": self.export.subject,
+                "user_id": self.export.user_id,
+                "legal_basis": self.export.legal_basis,
+                "generated_at": generated_at.isoformat(),
+                "files": [entry.__dict__ for entry in self.files],
+                "counts": {entry.name.removesuffix(".json"): entry.rows for entry in self.files},
+                "notes": [
+                    "Payloads are decoded: the archive holds the JSON the agent stored, not ciphertext.",
+                    "Memory vectors are numeric encodings of the memory text; each memory names its embedder "
+                    "and dimensions instead of carrying its vector.",
+                ],
+            }
+            archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        return manifest
+
+    def _write_array(self, archive: zipfile.ZipFile, name: str, rows: Iterable[dict[str, Any]]) -> FileEntry:
+        entry = FileEntry(name=name)
+        digest = hashlib.sha256()
+        with archive.open(name, "w", force_zip64=True) as member:
+
+            def put(data: bytes) -> None:
+                member.write(data)
+                digest.update(data)
+                entry.bytes += len(data)
+                self.written += len(data)
+                if self.max_bytes and self.written > self.max_bytes:
+                    raise ExportTooLarge(f"The export exceeds {self.max_bytes} bytes uncompressed.")
+
+            put(b"[")
+            for row in rows:
+                put((b"\n" if entry.rows == 0 else b",\n") + json.dumps(row, ensure_ascii=False, default=str).encode())
+                entry.rows += 1
+            put(b"\n]\n")
+        entry.sha256 = digest.hexdigest()
+        return entry
+
+    # --- the layers, each an iterator of JSON rows ----------------------------------------------------------
+
+    def _decode(self, session: AgentSession, blob: bytes | memoryview | None) -> Any:
+        if blob is None:
+            return None
+        return decode_payload(blob, tenant_id=session.tenant_id, user_id=session.user_id)
+
+    def _sessions(self) -> Iterator[dict[str, Any]]:
+        for session in self.sessions:
+            yield {
+                "session_id": session.session_id,
+                "user_id": session.user_id,
+                "status": session.status,
+                "metadata": session.metadata,
+                "head_version": session.head_version,
+                "created_at": _when(session.created_at),
+                "updated_at": _when(session.updated_at),
+                "last_activity_at": _when(session.last_activity_at),
+            }
+
+    def _events(self) -> Iterator[dict[str, Any]]:
+        for session in self.sessions:
+            for segment in ArchiveSegment.objects.filter(session=session, kind="events").order_by("from_version"):
+                for event in read_archive(segment).event_rows(session.pk):
+                    yield self._event(session, event.version, event.type, event.payload, event.created_at, True)
+            rows = (
+                Event.objects.filter(session=session)
+                .order_by("version")
+                .values_list("version", "type", "payload", "created_at")
+            )
+            for version, kind, payload, created_at in rows.iterator(chunk_size=_CHUNK):
+                yield self._event(session, version, kind, payload, created_at, False)
+
+    def _event(self, session: AgentSession, version: int, kind: str, payload: Any, at: datetime, archived: bool) -> Any:
+        return {
+            "session_id": session.session_id,
+            "version": version,
+            "type": kind,
+            "payload": self._decode(session, payload),
+            "created_at": _when(at),
+            "archived": archived,
+        }
+
+    def _operations(self) -> Iterator[dict[str, Any]]:
+        for session in self.sessions:
+            for segment in ArchiveSegment.objects.filter(session=session, kind="session").order_by("from_version"):
+                for operation in read_archive(segment).operation_rows(session.pk):
+                    yield self._operation(session, operation, archived=True)
+            for operation in Operation.objects.filter(session=session).order_by("created_at", "id").iterator():
+                yield self._operation(session, operation, archived=False)
+
+    def _operation(self, session: AgentSession, operation: Operation, *, archived: bool) -> dict[str, Any]:
+        return {
+            "session_id": session.session_id,
+            "name": operation.name,
+            "key": operation.key,
+            "status": operation.status,
+            "params": self._decode(session, operation.params),
+            "result": self._decode(session, operation.result),
+            "error": self._decode(session, operation.error),
+            "created_at": _when(operation.created_at),
+            "finished_at": _when(operation.finished_at),
+            "archived": archived,
+        }
+
+    def _checkpoints(self) -> Iterator[dict[str, Any]]:
+        for session in self.sessions:
+            owner = owner_of(session)
+            children: dict[Any, int] = {}
+            for parent_id in Checkpoint.objects.filter(session=session, parent__isnull=False).values_list(
+                "parent_id", flat=True
+            ):
+                children[parent_id] = children.get(parent_id, 0) + 1
+            # Parents have lower sequences than their children: one pass rebuilds every state, and a state is
+            # dropped once its last child used it.
+            states: dict[Any, dict[str, Any]] = {}
+            for link in Checkpoint.objects.filter(session=session).order_by("sequence").iterator(chunk_size=200):
+                state = next_state(link, states.get(link.parent_id), owner)
+                if link.parent_id is not None:
+                    children[link.parent_id] -= 1
+                    if children[link.parent_id] == 0:
+                        states.pop(link.parent_id, None)
+                if children.get(link.pk):
+                    states[link.pk] = json.loads(json.dumps(state))  # deltas patch a copy in place
+                yield {
+                    "session_id": session.session_id,
+                    "checkpoint_id": str(link.pk),
+                    "sequence": link.sequence,
+                    "parent_id": str(link.parent_id) if link.parent_id else None,
+                    "node_id": link.node_id,
+                    "metadata": link.metadata,
+                    "state": state,
+                    "checksum": link.checksum,
+                    "created_at": _when(link.created_at),
+                }
+
+    def _memory_rows(self) -> QuerySet[Memory]:
+        return self.person.memories([session.pk for session in self.sessions]).filter(deleted_at__isnull=True)
+
+    def _memories(self) -> Iterator[dict[str, Any]]:
+        session_ids = {session.pk: session.session_id for session in self.sessions}
+        rows = self._memory_rows().defer("embedding").order_by("created_at", "id")
+        for memory in rows.iterator(chunk_size=_CHUNK):
+            yield {
+                "memory_id": str(memory.pk),
+                "scope": memory.scope,
+                "user_id": memory.user_id,
+                "session_id": session_ids.get(memory.session_id) if memory.session_id else None,
+                "content": memory.content,
+                "metadata": memory.metadata,
+                "source": memory.source,
+                "embedding_model": memory.embedding_model,
+                "dimensions": memory.dimensions,
+                "access_count": memory.access_count,
+                "version": memory.version,
+                "created_at": _when(memory.created_at),
+                "updated_at": _when(memory.updated_at),
+            }
+
+    def _memory_history(self) -> Iterator[dict[str, Any]]:
+        rows = MemoryRevision.objects.filter(memory__in=self._memory_rows()).order_by("memory_id", "version")
+        for revision in rows.iterator(chunk_size=_CHUNK):
+            yield {
+                "memory_id": str(revision.memory_id),
+                "version": revision.version,
+                "kind": revision.kind,
+                "actor": revision.actor,
+                "previous_content": revision.previous_content,
+                "content": revision.content,
+                "inputs": revision.inputs,
+                "created_at": _when(revision.created_at),
+            }
+
+    def _profile(self) -> Iterator[dict[str, Any]]:
+        tenant, user_id = self.export.tenant, self.export.user_id
+        for profile in UserProfile.objects.filter(tenant=tenant, user_id=user_id):
+            yield {
+                "kind": "profile",
+                "user_id": profile.user_id,
+                "preferences": profile.preferences,
+                "facts": profile.facts,
+                "interaction_count": profile.interaction_count,
+                "last_active_at": _when(profile.last_active_at),
+                "version": profile.version,
+                "created_at": _when(profile.created_at),
+                "updated_at": _when(profile.updated_at),
+            }
+        for fact in ProfileFactOutbox.objects.filter(tenant=tenant, user_id=user_id, processed_at__isnull=True):
+            yield {
+                "kind": "pending_fact",
+                "fact_key": fact.fact_key,
+                "operation": fact.operation,
+                "content": fact.content,
+                "created_at": _when(fact.created_at),
+            }
+
+    def _redis(self) -> Iterator[dict[str, Any]]:
+        client = redis_client()
+        for session in self.sessions:
+            for pattern in session_keys_pattern(session.pk):
+                keys = client.scan_iter(match=pattern, count=500) if "*" in pattern else [pattern.encode()]
+                for key in keys:
+                    value = _redis_value(client, key)
+                    if value is not None:
+                        yield {"session_id": session.session_id, "key": key.decode(), "value": value}
+        session_ids = [session.session_id for session in self.sessions]
+        for key in scope.idempotency_records(self.person, session_ids):
+            raw = client.get(key)
+            if raw is not None:
+                yield {"session_id": None, "key": key, "value": _maybe_json(raw)}
+
+    def _audit(self) -> Iterator[dict[str, Any]]:
+        entries = AuditEntry.objects.filter(tenant=self.export.tenant, subject=self.export.subject)
+        for entry in entries.order_by("at", "id").iterator():
+            yield {
+                "at": _when(entry.at),
+                "actor": entry.actor,
+                "action": entry.action,
+                "erasure": str(entry.erasure_id) if entry.erasure_id else None,
+                "export": str(entry.export_id) if entry.export_id else None,
+                "details": entry.details,
+            }
+
+
+def _maybe_json(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+def _redis_value(client: Any, key: bytes) -> Any:
+    kind = client.type(key)
+    if kind == b"string":
+        raw = client.get(key)
+        return None if raw is None else _maybe_json(raw)
+    if kind == b"list":
+        return [_maybe_json(item) for item in client.lrange(key, 0, -1)]
+    if kind == b"hash":
+        return {name.decode(): _maybe_json(value) for name, value in client.hgetall(key).items()}
+    return None
+
+
+def build_archive(
+    export: ExportRequest, *, generated_at: datetime, max_bytes: int, on_layer: Callable[[str, int], None]
+) -> tuple[bytes, dict[str, Any]]:
+    """The zip's bytes and its manifest. ExportTooLarge past `max_bytes` (uncompressed or compressed)."""
+    builder = Builder(export=export, on_layer=on_layer, max_bytes=max_bytes)
+    with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as spool:
+        manifest = builder.build(spool, generated_at=generated_at)
+        size = spool.tell()
+        if size > max_bytes:
+            raise ExportTooLarge(f"The export archive exceeds {max_bytes} bytes.")
+        spool.seek(0)
+        return spool.read(), manifest
