@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "memories_app",
     "compliance_app",
     "lifecycle_app",
+    "langgraph_app",
 ]
 
 MIDDLEWARE = [

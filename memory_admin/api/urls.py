@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("checkpoints_app.api.urls")),
     path("", include("memories_app.api.urls")),
     path("", include("compliance_app.api.urls")),
+    path("", include("langgraph_app.api.urls")),
 ]

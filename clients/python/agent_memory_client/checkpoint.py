@@ -1,0 +1,297 @@
+"""`AgentMemorySaver`: LangGraph's checkpointer backed by the agent memory service.
+
+    saver = AgentMemorySaver(base_url="http://127.0.0.1:8000", api_key="mk_...")
+    graph = builder.compile(checkpointer=saver)
+
+Threads are the service's sessions (of the API key's tenant), so their checkpoints show on the dashboard.
+Channel values and writes are serialised here with LangGraph's serializer and stored by the service as
+opaque typed blobs, each channel version once. Sync methods use `MemoryClient`, async ones
+`AsyncMemoryClient` (native, no thread hop).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from agent_memory_client.client import AsyncMemoryClient, MemoryClient
+from agent_memory_client.errors import NotFoundError
+
+PAGE = 100
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(data: str | None) -> bytes:
+    return b"" if data is None else base64.b64decode(data)
+
+
+class AgentMemorySaver(BaseCheckpointSaver[int]):
+    """A LangGraph checkpointer that stores threads in the agent memory service over its REST API."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: MemoryClient | None = None,
+        async_client: AsyncMemoryClient | None = None,
+        serde: SerializerProtocol | None = None,
+        user_id: str = "",
+        **client_options: Any,
+    ) -> None:
+        super().__init__(serde=serde)
+        if (client is None or async_client is None) and (base_url is None or api_key is None):
+            raise ValueError("Pass base_url and api_key, or both clients.")
+        self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
+        self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
+        # The person new threads work for (the service keeps it for erasure and the dashboard).
+        self.user_id = user_id
+
+    # --- encoding ---------------------------------------------------------------------------------------
+    def _put_request(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> tuple[str, dict[str, Any], RunnableConfig]:
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        checkpoint_ns = configurable.get("checkpoint_ns", "")
+        document = {key: value for key, value in checkpoint.items() if key != "channel_values"}
+        values = checkpoint["channel_values"]
+        blobs = []
+        for channel, version in new_versions.items():
+            type_, data = self.serde.dumps_typed(values[channel]) if channel in values else ("empty", None)
+            blobs.append({"channel": channel, "version": str(version), "type": type_, "blob": _b64(data)})
+        body = {
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint["id"],
+            "parent_checkpoint_id": configurable.get("checkpoint_id"),
+            "checkpoint": document,
+            "metadata": get_serializable_checkpoint_metadata(config, metadata),
+            "blobs": blobs,
+        }
+        user_id = configurable.get("user_id") or self.user_id
+        if user_id:
+            body["user_id"] = str(user_id)
+        next_config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint["id"]}
+        }
+        return thread_id, body, next_config
+
+    def _writes_request(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> tuple[str, dict[str, Any]]:
+        configurable = config["configurable"]
+        encoded = []
+        for channel, value in writes:
+            type_, data = self.serde.dumps_typed(value)
+            encoded.append({"channel": channel, "type": type_, "blob": _b64(data)})
+        body = {
+            "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+            "checkpoint_id": configurable["checkpoint_id"],
+            "task_id": task_id,
+            "task_path": task_path,
+            "writes": encoded,
+        }
+        return str(configurable["thread_id"]), body
+
+    def _tuple(self, item: dict[str, Any]) -> CheckpointTuple:
+        thread_id, checkpoint_ns = item["thread_id"], item["checkpoint_ns"]
+        checkpoint: Any = dict(item["checkpoint"])
+        checkpoint["channel_values"] = {
+            value["channel"]: self.serde.loads_typed((value["type"], _unb64(value["blob"])))
+            for value in item["channel_values"]
+            if value["type"] != "empty"
+        }
+        parent = item.get("parent_checkpoint_id")
+        return CheckpointTuple(
+            config={
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": item["checkpoint_id"],
+                }
+            },
+            checkpoint=checkpoint,
+            metadata=item["metadata"],
+            parent_config={
+                "configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": parent}
+            }
+            if parent
+            else None,
+            pending_writes=[
+                (write["task_id"], write["channel"], self.serde.loads_typed((write["type"], _unb64(write["blob"]))))
+                for write in item["pending_writes"]
+            ],
+        )
+
+    @staticmethod
+    def _get_params(config: RunnableConfig) -> tuple[str, dict[str, Any]]:
+        configurable = config["configurable"]
+        params: dict[str, Any] = {"checkpoint_ns": configurable.get("checkpoint_ns", "")}
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id:
+            params["checkpoint_id"] = checkpoint_id
+        params["limit"] = 1
+        return str(configurable["thread_id"]), params
+
+    @staticmethod
+    def _list_params(
+        config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
+    ) -> tuple[str, dict[str, Any]]:
+        if config is None:
+            raise ValueError("AgentMemorySaver.list needs a config with a thread_id.")
+        configurable = config["configurable"]
+        params: dict[str, Any] = {}
+        if "checkpoint_ns" in configurable:
+            params["checkpoint_ns"] = configurable["checkpoint_ns"]
+        if checkpoint_id := get_checkpoint_id(config):
+            params["checkpoint_id"] = checkpoint_id
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            params["before"] = before_id
+        if filter:
+            params["filter"] = filter
+        return str(configurable["thread_id"]), params
+
+    # --- sync -------------------------------------------------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, params = self._get_params(config)
+        try:
+            page = self.client.list_checkpoints(thread_id, **params)
+        except NotFoundError:
+            return None
+        return self._tuple(page["results"][0]) if page["results"] else None
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        thread_id, params = self._list_params(config, filter, before)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE if remaining is None else min(PAGE, remaining)
+            page = self.client.list_checkpoints(thread_id, **params, limit=size)
+            for item in page["results"]:
+                yield self._tuple(item)
+            if remaining is not None:
+                remaining -= len(page["results"])
+            if page["next_before"] is None:
+                return
+            params["before"] = page["next_before"]
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, body, next_config = self._put_request(config, checkpoint, metadata, new_versions)
+        self.client.put_checkpoint(thread_id, body)
+        return next_config
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        thread_id, body = self._writes_request(config, writes, task_id, task_path)
+        self.client.put_writes(thread_id, body)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self.client.delete_thread(str(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            self.client.delete_for_runs([str(run_id) for run_id in run_ids])
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.client.copy_thread(str(source_thread_id), str(target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if thread_ids:
+            self.client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+
+    # --- async ------------------------------------------------------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, params = self._get_params(config)
+        try:
+            page = await self.async_client.list_checkpoints(thread_id, **params)
+        except NotFoundError:
+            return None
+        return self._tuple(page["results"][0]) if page["results"] else None
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        thread_id, params = self._list_params(config, filter, before)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE if remaining is None else min(PAGE, remaining)
+            page = await self.async_client.list_checkpoints(thread_id, **params, limit=size)
+            for item in page["results"]:
+                yield self._tuple(item)
+            if remaining is not None:
+                remaining -= len(page["results"])
+            if page["next_before"] is None:
+                return
+            params["before"] = page["next_before"]
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, body, next_config = self._put_request(config, checkpoint, metadata, new_versions)
+        await self.async_client.put_checkpoint(thread_id, body)
+        return next_config
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        thread_id, body = self._writes_request(config, writes, task_id, task_path)
+        await self.async_client.put_writes(thread_id, body)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.async_client.delete_thread(str(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            await self.async_client.delete_for_runs([str(run_id) for run_id in run_ids])
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self.async_client.copy_thread(str(source_thread_id), str(target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if thread_ids:
+            await self.async_client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,18 @@
+"""This app's routes under /api/v1/ (no trailing slashes)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from langgraph_app.api import views
+
+_thread = "langgraph/threads/<str:thread_id>"
+
+urlpatterns = [
+    path(_thread, views.ThreadView.as_view(), name="langgraph-thread"),
+    path(f"{_thread}/checkpoints", views.ThreadCheckpointsView.as_view(), name="langgraph-checkpoints"),
+    path(f"{_thread}/writes", views.ThreadWritesView.as_view(), name="langgraph-writes"),
+    path(f"{_thread}/copy", views.ThreadCopyView.as_view(), name="langgraph-copy"),
+    path("langgraph/prune", views.PruneView.as_view(), name="langgraph-prune"),
+    path("langgraph/delete-for-runs", views.DeleteForRunsView.as_view(), name="langgraph-delete-for-runs"),
+]

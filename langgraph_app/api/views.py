@@ -1,0 +1,156 @@
+"""Thin views of the LangGraph API: parse, call a selector or service, render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from langgraph_app import selectors, services
+from langgraph_app.api import serializers as s
+from memory_admin.api.idempotency import idempotent
+from memory_admin.api.parsers import check_json_value
+from memory_admin.api.views import AgentAPIView
+from memory_admin.errors import ValidationFailed
+
+
+def _valid(serializer_class: Any, data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _query_text(request: Request, name: str, *, max_length: int = 512) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and len(value) > max_length:
+        raise ValidationFailed(f"`{name}` is longer than {max_length} characters.", details={"parameter": name})
+    return value
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return selectors.MAX_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= selectors.MAX_LIMIT:
+        raise ValidationFailed(f"`limit` must be 1-{selectors.MAX_LIMIT}.", details={"parameter": "limit"})
+    return limit
+
+
+def _metadata_filter(request: Request) -> dict[str, Any] | None:
+    raw = request.query_params.get("filter")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValidationFailed("`filter` must be a JSON object.", details={"parameter": "filter"})
+    check_json_value(value)
+    return value
+
+
+_LIST_PARAMETERS = [
+    OpenApiParameter("checkpoint_ns", OpenApiTypes.STR, description="One namespace (absent: all of them)."),
+    OpenApiParameter("checkpoint_id", OpenApiTypes.STR, description="Exactly this checkpoint."),
+    OpenApiParameter("before", OpenApiTypes.STR, description="Only checkpoints with a smaller id (the cursor)."),
+    OpenApiParameter(
+        "limit", OpenApiTypes.INT, description=f"1-{selectors.MAX_LIMIT} (default {selectors.MAX_LIMIT})."
+    ),
+    OpenApiParameter("filter", OpenApiTypes.STR, description="A JSON object the metadata must contain."),
+]
+
+
+class ThreadCheckpointsView(AgentAPIView):
+    @extend_schema(parameters=_LIST_PARAMETERS, responses=s.TuplePageOut)
+    def get(self, request: Request, thread_id: str) -> Response:
+        """The thread's checkpoints newest first, with channel values and pending writes (LangGraph's list and
+        get_tuple; the latest is `limit=1`)."""
+        limit = _limit(request)
+        views = selectors.list_tuples(
+            tenant=self.tenant,
+            thread_id=thread_id,
+            checkpoint_ns=_query_text(request, "checkpoint_ns"),
+            checkpoint_id=_query_text(request, "checkpoint_id", max_length=128),
+            before=_query_text(request, "before", max_length=128),
+            metadata_filter=_metadata_filter(request),
+            limit=limit,
+        )
+        next_before = views[-1].row.checkpoint_id if len(views) == limit else None
+        return Response({"results": [s.tuple_out(view) for view in views], "next_before": next_before})
+
+    @extend_schema(request=s.CheckpointIn, responses={201: s.CheckpointSavedOut})
+    @idempotent
+    def post(self, request: Request, thread_id: str) -> Response:
+        data = _valid(s.CheckpointIn, request.data)
+        services.put_checkpoint(
+            tenant=self.tenant,
+            thread_id=thread_id,
+            checkpoint_ns=data["checkpoint_ns"],
+            checkpoint_id=data["checkpoint_id"],
+            parent_checkpoint_id=data["parent_checkpoint_id"],
+            checkpoint=data["checkpoint"],
+            metadata=data["metadata"],
+            blobs=data["blobs"],
+            user_id=data["user_id"],
+        )
+        body = {"thread_id": thread_id, "checkpoint_ns": data["checkpoint_ns"], "checkpoint_id": data["checkpoint_id"]}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ThreadWritesView(AgentAPIView):
+    @extend_schema(request=s.WritesIn, responses=s.WritesOut)
+    @idempotent
+    def post(self, request: Request, thread_id: str) -> Response:
+        """Store a task's pending writes on a checkpoint (LangGraph's put_writes)."""
+        data = _valid(s.WritesIn, request.data)
+        stored = services.put_writes(tenant=self.tenant, thread_id=thread_id, **data)
+        return Response({"stored": stored})
+
+
+class ThreadView(AgentAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, thread_id: str) -> Response:
+        """Remove the thread's checkpoints, blobs and writes in every namespace (LangGraph's delete_thread)."""
+        services.delete_thread(tenant=self.tenant, thread_id=thread_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ThreadCopyView(AgentAPIView):
+    @extend_schema(request=s.CopyIn, responses={201: s.CountOut})
+    @idempotent
+    def post(self, request: Request, thread_id: str) -> Response:
+        """Copy the thread to `target_thread_id` (LangGraph's copy_thread); `count` checkpoints copied."""
+        data = _valid(s.CopyIn, request.data)
+        count = services.copy_thread(
+            tenant=self.tenant, source_thread_id=thread_id, target_thread_id=data["target_thread_id"]
+        )
+        return Response({"count": count}, status=status.HTTP_201_CREATED)
+
+
+class PruneView(AgentAPIView):
+    @extend_schema(request=s.PruneIn, responses={204: None})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Prune threads: keep each namespace's latest checkpoint, or delete all (LangGraph's prune)."""
+        data = _valid(s.PruneIn, request.data)
+        services.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeleteForRunsView(AgentAPIView):
+    @extend_schema(request=s.DeleteForRunsIn, responses=s.CountOut)
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Remove the checkpoints (and their writes) of these runs, in every thread of the tenant."""
+        data = _valid(s.DeleteForRunsIn, request.data)
+        return Response({"count": services.delete_for_runs(tenant=self.tenant, run_ids=data["run_ids"])})

@@ -1,0 +1,308 @@
+"""Writes of LangGraph's model: put a checkpoint, put a task's writes, delete, copy and prune threads.
+
+Every write is naturally idempotent (a retry stores nothing new), so a client may repeat any of them after
+a timeout; they also honour Idempotency-Key at the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from memory_admin.errors import NotFound, ValidationFailed
+from memory_admin.live import publish_on_commit, session_group
+from sessions_app.models import AgentSession
+from sessions_app.selectors import SESSION_ID
+from sessions_app.services import create_session
+from tenants_app.models import Tenant
+
+# LangGraph's fixed indexes for its special channels (langgraph.checkpoint.base.WRITES_IDX_MAP): a task
+# writes each at most once, and a later write of one replaces the earlier (an error, then a retry's error).
+SPECIAL_WRITE_INDEX = {"__error__": -1, "__scheduled__": -2, "__interrupt__": -3, "__resume__": -4}
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+# The person a thread works for, when the client does not say (LangGraph has no such notion).
+DEFAULT_USER_ID = "langgraph"
+
+
+@dataclass(frozen=True)
+class Blob:
+    channel: str
+    version: str
+    type: str
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class Write:
+    channel: str
+    type: str
+    data: bytes | None
+
+
+def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user_id: str = "") -> AgentSession | None:
+    """The session that is this tenant's thread `thread_id` (made on demand when `create`), or None."""
+    if not SESSION_ID.match(thread_id):
+        raise ValidationFailed(
+            "thread_id must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
+            details={"thread_id": thread_id[:200]},
+        )
+    session = AgentSession.objects.filter(tenant=tenant, session_id=thread_id).first()
+    if session is None and create:
+        session, _ = create_session(
+            tenant=tenant,
+            user_id=user_id or DEFAULT_USER_ID,
+            session_id=thread_id,
+            metadata={"kind": "langgraph"},
+        )
+    return session
+
+
+@transaction.atomic
+def put_checkpoint(
+    *,
+    tenant: Tenant,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    parent_checkpoint_id: str | None,
+    checkpoint: dict[str, Any],
+    metadata: dict[str, Any],
+    blobs: Sequence[Blob],
+    user_id: str = "",
+) -> ThreadCheckpoint:
+    """Store a checkpoint of thread `thread_id` (the thread's session is made on its first checkpoint).
+
+    `blobs` are the values of the channels that changed, each at its new version; a blob already stored
+    for its (channel, version) is kept as it is. Putting the same checkpoint id again replaces its document
+    and metadata (as LangGraph's own savers do). ValidationFailed for a bad thread id.
+    """
+    session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
+    assert session is not None
+    if blobs:
+        ChannelBlob.objects.bulk_create(
+            [
+                ChannelBlob(
+                    session=session,
+                    checkpoint_ns=checkpoint_ns,
+                    channel=blob.channel,
+                    version=blob.version,
+                    type=blob.type,
+                    blob=blob.data,
+                )
+                for blob in blobs
+            ],
+            ignore_conflicts=True,
+        )
+    document = {key: value for key, value in checkpoint.items() if key not in ("channel_values", "id")}
+    ThreadCheckpoint.objects.bulk_create(
+        [
+            ThreadCheckpoint(
+                session=session,
+                checkpoint_ns=checkpoint_ns,
+                checkpoint_id=checkpoint_id,
+                parent_checkpoint_id=parent_checkpoint_id or "",
+                checkpoint=document,
+                metadata=metadata,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["session", "checkpoint_ns", "checkpoint_id"],
+        update_fields=["checkpoint", "metadata"],
+    )
+    stored = ThreadCheckpoint.objects.only("id").get(
+        session=session, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
+    )
+    publish_on_commit(
+        [session_group(session.pk)],
+        {
+            "type": "langgraph.checkpoint.saved",
+            "tenant": str(tenant.pk),
+            "session": session.session_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+            "parent_checkpoint_id": parent_checkpoint_id,
+            "step": metadata.get("step"),
+        },
+    )
+    return stored
+
+
+def write_index(channel: str, position: int) -> int:
+    return SPECIAL_WRITE_INDEX.get(channel, position)
+
+
+@transaction.atomic
+def put_writes(
+    *,
+    tenant: Tenant,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    task_id: str,
+    task_path: str,
+    writes: Sequence[Write],
+) -> int:
+    """Store a task's writes on top of checkpoint `checkpoint_id`; returns how many were sent.
+
+    LangGraph's rule: each write is keyed by (checkpoint, task, index), where special channels (errors,
+    interrupts, scheduled, resume) take fixed negative indexes. A batch of only special writes replaces
+    what is stored under those keys; any other batch is insert-if-absent, so a replayed task never changes
+    writes already recorded. NotFound (404) for a thread that has no checkpoint yet.
+    """
+    session = thread_session(tenant=tenant, thread_id=thread_id)
+    if session is None:
+        raise NotFound("No such thread.", details={"thread_id": thread_id})
+    rows = [
+        PendingWrite(
+            session=session,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            task_id=task_id,
+            task_path=task_path,
+            idx=write_index(write.channel, position),
+            channel=write.channel,
+            type=write.type,
+            blob=write.data,
+        )
+        for position, write in enumerate(writes)
+    ]
+    if not rows:
+        return 0
+    if all(write.channel in SPECIAL_WRITE_INDEX for write in writes):
+        PendingWrite.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["session", "checkpoint_ns", "checkpoint_id", "task_id", "idx"],
+            update_fields=["channel", "type", "blob", "task_path"],
+        )
+    else:
+        PendingWrite.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def _delete_sessions_rows(session_pks: Sequence[object]) -> None:
+    for model in (PendingWrite, ChannelBlob, ThreadCheckpoint):
+        model.objects.filter(session__in=session_pks).delete()
+
+
+def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
+    valid = [thread_id for thread_id in thread_ids if SESSION_ID.match(thread_id)]
+    return list(AgentSession.objects.filter(tenant=tenant, session_id__in=valid).values_list("pk", flat=True))
+
+
+@transaction.atomic
+def delete_thread(*, tenant: Tenant, thread_id: str) -> None:
+    """Remove every checkpoint, blob and write of the thread, in every namespace (the session stays, with its
+    events). Deleting a thread that has nothing is not an error."""
+    _delete_sessions_rows(_sessions(tenant, [thread_id]))
+
+
+# Blobs that no remaining checkpoint of their thread names at their version.
+_ORPHAN_BLOBS_SQL = f"""
+    DELETE FROM {ChannelBlob._meta.db_table} b
+    WHERE b.session_id = ANY(%s) AND NOT EXISTS (
+        SELECT 1 FROM {ThreadCheckpoint._meta.db_table} c
+        WHERE c.session_id = b.session_id AND c.checkpoint_ns = b.checkpoint_ns
+          AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
+    )
+"""  # noqa: S608 - table names only
+
+# Writes whose checkpoint is gone.
+_ORPHAN_WRITES_SQL = f"""
+    DELETE FROM {PendingWrite._meta.db_table} w
+    WHERE w.session_id = ANY(%s) AND NOT EXISTS (
+        SELECT 1 FROM {ThreadCheckpoint._meta.db_table} c
+        WHERE c.session_id = w.session_id AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id
+    )
+"""  # noqa: S608 - table names only
+
+
+def _collect_garbage(session_pks: Sequence[object]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_ORPHAN_WRITES_SQL, [list(session_pks)])
+        cursor.execute(_ORPHAN_BLOBS_SQL, [list(session_pks)])
+
+
+@transaction.atomic
+def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -> None:
+    """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
+    it names, and remove the rest; `delete`: remove everything of the threads. Unknown threads are skipped.
+    ValidationFailed for another strategy."""
+    if strategy not in PRUNE_STRATEGIES:
+        raise ValidationFailed(
+            f"strategy must be one of {', '.join(PRUNE_STRATEGIES)}.", details={"strategy": strategy}
+        )
+    session_pks = _sessions(tenant, thread_ids)
+    if not session_pks:
+        return
+    if strategy == "delete":
+        _delete_sessions_rows(session_pks)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DELETE FROM {ThreadCheckpoint._meta.db_table} c
+            WHERE c.session_id = ANY(%s) AND c.checkpoint_id < (
+                SELECT max(n.checkpoint_id) FROM {ThreadCheckpoint._meta.db_table} n
+                WHERE n.session_id = c.session_id AND n.checkpoint_ns = c.checkpoint_ns
+            )
+            """,  # noqa: S608 - table names only
+            [session_pks],
+        )
+    _collect_garbage(session_pks)
+
+
+@transaction.atomic
+def delete_for_runs(*, tenant: Tenant, run_ids: Sequence[str]) -> int:
+    """Remove the tenant's checkpoints whose metadata names one of `run_ids`, with their writes and the blobs
+    only they named; returns how many checkpoints went."""
+    if not run_ids:
+        return 0
+    doomed = ThreadCheckpoint.objects.filter(session__tenant=tenant, metadata__run_id__in=list(run_ids))
+    session_pks = list(doomed.values_list("session_id", flat=True).distinct())
+    if not session_pks:
+        return 0
+    count, _ = doomed.delete()
+    _collect_garbage(session_pks)
+    return count
+
+
+@transaction.atomic
+def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str) -> int:
+    """Copy every checkpoint, blob and write of one thread to another (made for the same person when new);
+    returns how many checkpoints were copied. What the target already holds under the same keys is kept.
+    NotFound (404) when the source thread has nothing to copy."""
+    source = thread_session(tenant=tenant, thread_id=source_thread_id)
+    if source is None or not ThreadCheckpoint.objects.filter(session=source).exists():
+        raise NotFound("No such thread.", details={"thread_id": source_thread_id})
+    target = thread_session(tenant=tenant, thread_id=target_thread_id, create=True, user_id=source.user_id)
+    assert target is not None
+    copies = [
+        (
+            ThreadCheckpoint,
+            "checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at",
+            "session_id, checkpoint_ns, checkpoint_id",
+        ),
+        (ChannelBlob, "checkpoint_ns, channel, version, type, blob", "session_id, checkpoint_ns, channel, version"),
+        (
+            PendingWrite,
+            "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob",
+            "session_id, checkpoint_ns, checkpoint_id, task_id, idx",
+        ),
+    ]
+    copied = 0
+    with connection.cursor() as cursor:
+        for model, columns, key in copies:
+            table = model._meta.db_table
+            cursor.execute(
+                f"INSERT INTO {table} (session_id, {columns}) SELECT %s, {columns} FROM {table} "  # noqa: S608
+                f"WHERE session_id = %s ORDER BY id ON CONFLICT ({key}) DO NOTHING",
+                [target.pk, source.pk],
+            )
+            if model is ThreadCheckpoint:
+                copied = cursor.rowcount
+    return copied
