@@ -352,8 +352,11 @@ CELERY_BEAT_SCHEDULE.update(
 
 # --- Checkpoints (checkpoints_app) ----------------------------------------------------------------------
 # A full snapshot every this many saves along a branch, deltas (RFC 6902 patches) in between: a read rebuilds
-# at most this many links. Fewer full snapshots store less and make reads and saves slower.
-CHECKPOINT_FULL_EVERY = env_int("CHECKPOINT_FULL_EVERY", 10, minimum=1, maximum=1000)
+# at most this many links. Fewer full snapshots store less and make rebuilds slower (rebuilt states are
+# remembered per process, see checkpoints_app.cache, so an agent's next save or read rarely rebuilds).
+CHECKPOINT_FULL_EVERY = env_int("CHECKPOINT_FULL_EVERY", 25, minimum=1, maximum=1000)
+# Memory per process for rebuilt checkpoint states (0: rebuild on every read and save).
+CHECKPOINT_STATE_CACHE_BYTES = env_int("CHECKPOINT_STATE_CACHE_BYTES", 64 * 1_048_576, minimum=0)
 # Largest state, as canonical JSON bytes, that a save may produce by patching (HTTP 413 above it).
 CHECKPOINT_MAX_STATE_BYTES = env_int("CHECKPOINT_MAX_STATE_BYTES", 4 * 1_048_576, minimum=1024)
 # Retention: checkpoints older than this many days are removed, except each session's latest
