@@ -3,8 +3,8 @@
 Writers call `publish_on_commit`; the message goes out only if the transaction commits, so a page never
 shows what was rolled back. Transport is Redis pub/sub, one channel per group (`mem:live:<group>`): one
 PUBLISH per group, no per-request event loop. The dashboard's WebSocket consumer subscribes to the groups
-its user may see. Delivery is best-effort by design: a page that reconnects catches up from Postgres,
-starting after the last version it saw.
+its user may see (memory_admin/dashboard/consumers.py documents what it passes on to each page). Delivery is
+best-effort by design: a page that reconnects catches up from Postgres, starting after what it last saw.
 
 Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 
@@ -22,6 +22,7 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `promotion.finished` | tenant, session | session, job, kind (promote or distill), created, updated (counts) |
 | `profile.updated` | tenant | profile (row id, no user id), version |
 | `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind |
+| `api_key.created`, `api_key.revoked` | tenant | key (id); the consumer passes them to admins only |
 """
 
 from __future__ import annotations
