@@ -1,19 +1,34 @@
 """The dashboard's WebSocket: live updates for the pages a staff member has open.
 
-Protocol (JSON frames):
+Protocol (JSON frames). Published messages (memory_admin.live) reach a socket only through the groups its
+page asked to watch, and only when the user's roles allow that message type.
 
     client → server
-      {"action": "watch_session", "session": "<session uuid>", "after_version": 41}
-      {"action": "watch_tenant", "tenant": "<tenant uuid>"}
+      {"action": "watch_session", "session": "<session uuid>", "after_version": 41}     session page
+      {"action": "watch_tenant", "tenant": "<tenant uuid>", "since": "<iso time>"}     sessions list
+      {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
+      {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page (admins)
     server → client
       {"type": "catchup", "session": "<uuid>", "events": [timeline rows after after_version]}
       {"type": "event.appended", …, "events": [the new timeline rows]}
-      any other message type of memory_admin.live, as published
+      {"type": "session.created", …, "html": "<tr>…"}   (sessions list; the row as the list renders it)
+      {"type": "session.row", "session": "<session id>", "html": "<tr>…"}   (sessions list catch-up)
+      {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}]}   (user page)
+      {"type": "profile.html", "html": "…"}   {"type": "user.session", "session": "<uuid>", "html": "<tr>…"}
+      {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
+      any other message type of memory_admin.live, as published, to the session and tenant watchers
+      {"type": "watching", "what": "tenant" | "user" | "keys", …}   (after a watch's catch-up: live from here)
       {"type": "error", "message": "…"}
 
-Watching a session first sends what was appended after `after_version` (the last version the page shows),
-then everything new; rows carry their version, and the page drops any it already has, so a reconnect
-neither misses nor repeats an event. The user's staff role is checked on connect and on every frame.
+Catching up: a session page sends the last version it shows and first gets what was appended after it; the
+other pages send `since`, the server time they were rendered at or of the last message they saw, and first
+get the rows changed since then (a little earlier, in fact: see live_rows.CATCHUP_MARGIN). Every row is keyed
+by its version or id, and pages replace or drop what they already have, so a reconnect neither misses nor
+repeats anything.
+
+Permissions: the user's roles are read on connect and on every frame the page sends, and again before a
+published message is passed on when they were last read more than ROLE_RECHECK_SECONDS ago. A user who lost
+every staff role is disconnected (4403); API key messages go to admins only, erasure messages to compliance.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from typing import Any
 
@@ -30,25 +46,39 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from memory_admin.live import channel_name, session_group, tenant_group
+from memory_admin.dashboard import live_rows
+from memory_admin.live import CHANNEL_PREFIX, channel_name, session_group, tenant_group
 from sessions_app.models import AgentSession
 from sessions_app.selectors import timeline
 from tenants_app.models import Tenant
-from tenants_app.roles import is_staff_member
+from tenants_app.roles import Role, roles_of
 
 logger = structlog.get_logger("memory.live")
 
 CATCHUP_LIMIT = 500
 CLOSE_FORBIDDEN = 4403
+# How stale the roles behind a pushed message may be: a revoked role stops the flow within this long.
+ROLE_RECHECK_SECONDS = 2.0
+MAX_WATCHED_TENANTS = 200
+
+# Message types (by prefix) that need more than a staff role; everything else any staff member may see.
+ROLE_FOR_TYPE: dict[str, Role] = {"api_key.": Role.ADMIN, "erasure.": Role.COMPLIANCE}
 
 
-def _still_staff(user: Any) -> bool:
+def role_for(message_type: object) -> Role | None:
+    for prefix, role in ROLE_FOR_TYPE.items():
+        if isinstance(message_type, str) and message_type.startswith(prefix):
+            return role
+    return None
+
+
+def _current_roles(user: Any) -> frozenset[Role]:
     if not getattr(user, "is_authenticated", False):
-        return False
+        return frozenset()
     # Roles are cached on the user object for a request; a long-lived socket must see a revoked role.
     user.__dict__.pop("_memory_roles", None)
-    user.refresh_from_db(fields=["is_active"])
-    return is_staff_member(user)
+    user.refresh_from_db(fields=["is_active", "is_superuser"])
+    return roles_of(user)
 
 
 def _session(pk: str) -> AgentSession | None:
@@ -66,34 +96,89 @@ def _rows(session_pk: str, *, after: int, upto: int | None = None) -> list[dict[
     return [row for row in rows if upto is None or row["version"] <= upto]
 
 
+def _tenant_pks(values: object) -> list[uuid.UUID]:
+    """The existing tenants among `values` (a list of ids); anything malformed is left out."""
+    if not isinstance(values, list):
+        return []
+    wanted = []
+    for value in values[:MAX_WATCHED_TENANTS]:
+        try:
+            wanted.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return list(Tenant.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+
+
+def _session_rows_since(tenant_pk: uuid.UUID, since: Any) -> list[dict[str, Any]]:
+    # Through the (tenant, created_at) index: new sessions only; a status change missed while offline shows
+    # on the next reload.
+    sessions = (
+        AgentSession.objects.select_related("tenant")
+        .filter(tenant_id=tenant_pk, created_at__gte=since)
+        .order_by("created_at", "id")[: live_rows.CATCHUP_LIMIT]
+    )
+    return [
+        {"type": "session.row", "tenant": str(tenant_pk), "session": session.session_id, "html": html}
+        for session in sessions
+        if (html := live_rows.session_row_html(tenant_pk, session.session_id))
+    ]
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
-        if not await database_sync_to_async(_still_staff)(self.scope.get("user")):
+        self.roles: frozenset[Role] = frozenset()
+        self.roles_read_at = 0.0
+        self.sessions: set[str] = set()
+        self.tenants: set[str] = set()
+        self.users: dict[str, set[str]] = {}
+        self.key_tenants: set[str] = set()
+        if not await self._read_roles():
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.listener is not None:
-            self.listener.cancel()
+        listener = getattr(self, "listener", None)
+        if listener is not None and listener is not asyncio.current_task():
+            listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.listener
-        if self.pubsub is not None:
+                await listener
+        if getattr(self, "pubsub", None) is not None:
             await self.pubsub.aclose()
 
+    # --- permissions ----------------------------------------------------------------------------------
+
+    async def _read_roles(self) -> bool:
+        self.roles = await database_sync_to_async(_current_roles)(self.scope.get("user"))
+        self.roles_read_at = time.monotonic()
+        return bool(self.roles)
+
+    async def _allowed(self, role: Role | None) -> bool | None:
+        """May this user see a message needing `role`? None when they are no longer staff (socket closed)."""
+        if time.monotonic() - self.roles_read_at > ROLE_RECHECK_SECONDS and not await self._read_roles():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return None
+        return role is None or role in self.roles
+
+    # --- frames from the page -------------------------------------------------------------------------
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not await database_sync_to_async(_still_staff)(self.scope.get("user")):
+        if not await self._read_roles():
             await self.close(code=CLOSE_FORBIDDEN)
             return
         action = content.get("action") if isinstance(content, dict) else None
-        if action == "watch_session":
-            await self._watch_session(content)
-        elif action == "watch_tenant":
-            await self._watch_tenant(content)
-        else:
+        handler = {
+            "watch_session": self._watch_session,
+            "watch_tenant": self._watch_tenant,
+            "watch_user": self._watch_user,
+            "watch_keys": self._watch_keys,
+        }.get(action if isinstance(action, str) else "")
+        if handler is None:
             await self.send_json({"type": "error", "message": "unknown action"})
+            return
+        await handler(content)
 
     async def _watch_session(self, content: dict[str, Any]) -> None:
         session = await database_sync_to_async(_session)(str(content.get("session", "")))
@@ -104,20 +189,53 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": "no such session"})
             return
         # Subscribe before reading the backlog: whatever lands in between arrives twice, never zero times.
+        self.sessions.add(str(session.pk))
         await self._subscribe(session_group(session.pk))
         rows = await database_sync_to_async(_rows)(str(session.pk), after=after)
         await self.send_json({"type": "catchup", "session": str(session.pk), "events": rows})
 
     async def _watch_tenant(self, content: dict[str, Any]) -> None:
-        try:
-            tenant_pk = uuid.UUID(str(content.get("tenant", "")))
-        except ValueError:
-            tenant_pk = None
-        exists = tenant_pk and await database_sync_to_async(Tenant.objects.filter(pk=tenant_pk).exists)()
-        if not exists:
+        found = await database_sync_to_async(_tenant_pks)([content.get("tenant")])
+        if not found:
             await self.send_json({"type": "error", "message": "no such tenant"})
             return
-        await self._subscribe(tenant_group(tenant_pk))
+        self.tenants.add(str(found[0]))
+        await self._subscribe(tenant_group(found[0]))
+        since = live_rows.parse_since(content.get("since"))
+        if since is not None:
+            for frame in await database_sync_to_async(_session_rows_since)(found[0], since):
+                await self.send_json(frame)
+        await self.send_json({"type": "watching", "what": "tenant", "tenant": str(found[0])})
+
+    async def _watch_user(self, content: dict[str, Any]) -> None:
+        found = await database_sync_to_async(_tenant_pks)([content.get("tenant")])
+        user_id = content.get("user_id")
+        if not found or not isinstance(user_id, str) or not user_id or "\x00" in user_id:
+            await self.send_json({"type": "error", "message": "no such user"})
+            return
+        self.users.setdefault(str(found[0]), set()).add(user_id)
+        await self._subscribe(tenant_group(found[0]))
+        since = live_rows.parse_since(content.get("since"))
+        if since is not None:
+            for frame in await database_sync_to_async(live_rows.user_page_catchup)(found[0], user_id, since):
+                await self.send_json(frame)
+        await self.send_json({"type": "watching", "what": "user", "tenant": str(found[0])})
+
+    async def _watch_keys(self, content: dict[str, Any]) -> None:
+        if Role.ADMIN not in self.roles:
+            await self.send_json({"type": "error", "message": "API keys are for admins"})
+            return
+        found = await database_sync_to_async(_tenant_pks)(content.get("tenants"))
+        since = live_rows.parse_since(content.get("since"))
+        for tenant_pk in found:
+            self.key_tenants.add(str(tenant_pk))
+            await self._subscribe(tenant_group(tenant_pk))
+            if since is not None:
+                for frame in await database_sync_to_async(live_rows.key_frames)(tenant_pk, since=since):
+                    await self.send_json(frame)
+        await self.send_json({"type": "watching", "what": "keys", "tenants": [str(pk) for pk in found]})
+
+    # --- published messages ---------------------------------------------------------------------------
 
     async def _subscribe(self, group: str) -> None:
         if self.pubsub is None:
@@ -130,12 +248,42 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         async for item in self.pubsub.listen():
             if item.get("type") != "message":
                 continue
-            message = json.loads(item["data"])
             channel = item["channel"].decode() if isinstance(item["channel"], bytes) else item["channel"]
-            if message.get("type") == "event.appended":
-                session_pk = channel.rsplit("session.", 1)[-1]
+            frames = await self._frames(channel.removeprefix(CHANNEL_PREFIX), json.loads(item["data"]))
+            if frames is None:
+                return
+            for frame in frames:
+                await self.send_json(frame)
+
+    async def _frames(self, group: str, message: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """What one published message means for this socket's pages (None: the user is no longer staff)."""
+        allowed = await self._allowed(role_for(message.get("type")))
+        if not allowed:
+            return None if allowed is None else []
+        kind = message.get("type")
+        if group.startswith("session."):
+            session_pk = group.removeprefix("session.")
+            if session_pk not in self.sessions:
+                return []
+            if kind == "event.appended":
                 message["session_pk"] = session_pk
                 message["events"] = await database_sync_to_async(_rows)(
                     session_pk, after=message["first_version"] - 1, upto=message["version"]
                 )
-            await self.send_json(message)
+            return [message]
+        tenant = group.removeprefix("tenant.")
+        tenant_pk = uuid.UUID(tenant)
+        frames: list[dict[str, Any]] = []
+        if tenant in self.tenants:
+            if kind == "session.created":
+                message["html"] = await database_sync_to_async(live_rows.session_row_html)(
+                    tenant_pk, message.get("session")
+                )
+            frames.append(message)
+        for user_id in self.users.get(tenant, ()):
+            found = await database_sync_to_async(live_rows.user_page_frames)(tenant_pk, user_id, message)
+            frames += [{**frame, "at": message.get("at")} for frame in found]
+        if tenant in self.key_tenants and isinstance(kind, str) and kind.startswith("api_key."):
+            found = await database_sync_to_async(live_rows.key_frames)(tenant_pk, key_pk=message.get("key"))
+            frames += [{**frame, "at": message.get("at")} for frame in found]
+        return frames

@@ -14,6 +14,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
 from lifecycle_app.selectors import ArchivedState, state_from_archive
 from memory_admin.dashboard.access import staff_page
@@ -77,6 +78,7 @@ def session_page(filters: dict[str, Any], cursor: str | None) -> SessionPage:
 
 @staff_page()
 def session_list(request: HttpRequest) -> HttpResponse:
+    rendered_at = timezone.now()
     form = SessionFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     page = session_page(filters, request.GET.get("cursor"))
@@ -91,7 +93,12 @@ def session_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "watched_tenants": [str(tenant.pk) for tenant in watched],
-            "live": not request.GET.get("cursor"),
+            # New sessions can only belong on the first page, and only without a time window or a search;
+            # a status filter is applied by the page itself.
+            "live": not request.GET.get("cursor")
+            and not any(filters.get(name) for name in ("q", "created_after", "created_before")),
+            "status_filter": filters.get("status") or "",
+            "rendered_at": rendered_at,
         },
     )
 

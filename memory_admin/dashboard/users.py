@@ -247,6 +247,8 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
         "search": search,
         "half_life_days": settings.MEMORY_DECAY_HALF_LIFE_DAYS,
         "eviction_threshold": settings.MEMORY_EVICTION_THRESHOLD,
+        # The live socket catches up from here: whatever changed while the page was being built.
+        "rendered_at": now,
     }
     return render(request, "dashboard/users/detail.html", context)
 

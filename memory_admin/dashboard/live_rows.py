@@ -1,0 +1,192 @@
+"""Rows rendered on the server for the pages the live socket updates (the user page, the API keys page, the
+sessions list): the page swaps a row by its id, so the same row arriving twice (a catch-up overlapping a live
+message) changes nothing.
+
+Published messages carry ids only; these functions read the rows again, scoped to the tenant of the group the
+message came from, decide whether the watching page shows them, and render them with the page's own row
+templates. They run in the consumer's thread pool (synchronous ORM).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from memories_app.models import Memory, PromotionJob, Scope, UserProfile
+from memory_admin.dashboard.selectors import active_embedder
+from memory_admin.dashboard.users import memory_rows
+from sessions_app.models import AgentSession
+from tenants_app import selectors as tenant_selectors
+
+# A write is stamped (updated_at) inside its transaction and published after commit, and a page is rendered
+# before its socket opens: catching up from a little before the page's own time covers both gaps. Rows are
+# keyed by id, so what comes twice is replaced, not repeated.
+CATCHUP_MARGIN = timedelta(seconds=30)
+CATCHUP_LIMIT = 200
+
+
+def parse_since(value: object) -> datetime | None:
+    """The page's `since` (an ISO timestamp it was given by the server), or None when absent or malformed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if timezone.is_naive(parsed):
+        return None
+    return parsed - CATCHUP_MARGIN
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+# --- the user page --------------------------------------------------------------------------------------
+
+
+def _shown_on_user_page(memory: Memory, user_id: str) -> bool:
+    return memory.scope == Scope.GLOBAL or memory.user_id == user_id
+
+
+def memory_frames(memories: Iterable[Memory], user_id: str) -> list[dict[str, Any]]:
+    """One frame per memory the user page shows: its rendered row, or `deleted` when it is gone."""
+    shown = [memory for memory in memories if _shown_on_user_page(memory, user_id)]
+    alive = [memory for memory in shown if memory.deleted_at is None]
+    embedder = active_embedder()
+    rendered = {
+        row.memory.pk: render_to_string("dashboard/users/memory_row.html", {"row": row})
+        for row in memory_rows(alive, model_id=embedder.model_id, now=timezone.now())
+    }
+    return [
+        {"memory": str(memory.pk), "scope": memory.scope, "deleted": memory.pk not in rendered}
+        | ({"html": rendered[memory.pk]} if memory.pk in rendered else {})
+        for memory in shown
+    ]
+
+
+def _memories(tenant_pk: uuid.UUID, ids: Iterable[object]) -> list[Memory]:
+    wanted = [pk for pk in (_uuid(value) for value in ids) if pk is not None]
+    if not wanted:
+        return []
+    return list(
+        Memory.objects.filter(tenant_id=tenant_pk, pk__in=wanted)
+        .select_related("session")
+        .defer("embedding")
+        .order_by("created_at", "id")
+    )
+
+
+def profile_frame(tenant_pk: uuid.UUID, user_id: str, profile_pk: object = None) -> dict[str, Any] | None:
+    profiles = UserProfile.objects.filter(tenant_id=tenant_pk, user_id=user_id)
+    if profile_pk is not None:
+        profiles = profiles.filter(pk=profile_pk if isinstance(profile_pk, int) else -1)
+    profile = profiles.first()
+    if profile is None:
+        return None
+    return {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", {"profile": profile})}
+
+
+def user_session_frame(session: AgentSession) -> dict[str, Any]:
+    return {
+        "type": "user.session",
+        "session": str(session.pk),
+        "html": render_to_string("dashboard/users/session_row.html", {"s": session}),
+    }
+
+
+def user_page_frames(tenant_pk: uuid.UUID, user_id: str, message: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a published tenant message means for one user's page (nothing, mostly)."""
+    kind = message.get("type")
+    frames: list[dict[str, Any]] = []
+    if kind in {"memory.created", "memory.updated", "memory.deleted"}:
+        rows = memory_frames(_memories(tenant_pk, [message.get("memory")]), user_id)
+        if rows:
+            frames.append({"type": "memory.rows", "rows": rows})
+    elif kind == "promotion.finished":
+        job_pk = _uuid(message.get("job"))
+        job = PromotionJob.objects.filter(tenant_id=tenant_pk, pk=job_pk).first() if job_pk else None
+        if job is not None:
+            rows = memory_frames(_memories(tenant_pk, [*job.created_ids, *job.updated_ids]), user_id)
+            if rows:
+                frames.append({"type": "memory.rows", "rows": rows})
+    elif kind == "profile.updated":
+        frame = profile_frame(tenant_pk, user_id, message.get("profile"))
+        if frame:
+            frames.append(frame)
+    elif kind in {"session.created", "session.updated"}:
+        session = AgentSession.objects.filter(
+            tenant_id=tenant_pk, session_id=str(message.get("session", "")), user_id=user_id
+        ).first()
+        if session is not None:
+            frames.append(user_session_frame(session))
+    return frames
+
+
+def user_page_catchup(tenant_pk: uuid.UUID, user_id: str, since: datetime) -> list[dict[str, Any]]:
+    """Everything of this user's page that changed since `since`: memories, the profile, sessions."""
+    changed = Q(updated_at__gte=since) | Q(deleted_at__gte=since) | Q(created_at__gte=since)
+    memories = list(
+        Memory.objects.filter(tenant_id=tenant_pk)
+        .filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
+        .filter(changed)
+        .select_related("session")
+        .defer("embedding")
+        .order_by("created_at", "id")[:CATCHUP_LIMIT]
+    )
+    frames: list[dict[str, Any]] = []
+    rows = memory_frames(memories, user_id)
+    if rows:
+        frames.append({"type": "memory.rows", "rows": rows})
+    profile = UserProfile.objects.filter(tenant_id=tenant_pk, user_id=user_id, updated_at__gte=since).first()
+    if profile is not None:
+        frames.append(
+            {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", {"profile": profile})}
+        )
+    sessions = AgentSession.objects.filter(tenant_id=tenant_pk, user_id=user_id).filter(
+        Q(created_at__gte=since) | Q(updated_at__gte=since)
+    )
+    frames += [user_session_frame(session) for session in sessions.order_by("created_at", "id")[:CATCHUP_LIMIT]]
+    return frames
+
+
+# --- the API keys page (admins) -------------------------------------------------------------------------
+
+
+def key_frames(tenant_pk: uuid.UUID, *, key_pk: object = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    keys = tenant_selectors.api_keys().filter(tenant_id=tenant_pk)
+    if key_pk is not None:
+        keys = keys.filter(pk=key_pk if isinstance(key_pk, int) else -1)
+    elif since is not None:
+        keys = keys.filter(Q(created_at__gte=since) | Q(revoked_at__gte=since))
+    else:
+        return []
+    return [
+        {
+            "type": "api_key.row",
+            "key": key.pk,
+            "html": render_to_string("dashboard/admin/key_row.html", {"key": key}),
+        }
+        for key in keys.order_by("created_at", "id")[:CATCHUP_LIMIT]
+    ]
+
+
+# --- the sessions list ----------------------------------------------------------------------------------
+
+
+def session_row_html(tenant_pk: uuid.UUID, session_id: object) -> str | None:
+    session = (
+        AgentSession.objects.select_related("tenant").filter(tenant_id=tenant_pk, session_id=str(session_id)).first()
+    )
+    if session is None:
+        return None
+    return render_to_string("dashboard/sessions/row.html", {"s": session, "fresh": True})

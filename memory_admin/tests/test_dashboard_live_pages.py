@@ -1,0 +1,251 @@
+"""The live socket behind the user page, the API keys page and the sessions list: rows rendered by the server,
+only what the page shows, catch-up from the page's time, and roles checked on every message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+from django.test import override_settings
+from django.utils import timezone
+
+from conftest import World, logged_in
+from memories_app.embeddings import reset_embedder
+from memories_app.models import Memory
+from memories_app.services import NewMemory, create_memory, delete_memory, update_memory, update_profile
+from memory_admin.dashboard import consumers
+from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
+from sessions_app.services import create_session
+from tenants_app.models import ApiKey
+from tenants_app.services import issue_api_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _hashing_embedder() -> Iterator[None]:
+    with override_settings(EMBEDDING_PROVIDER="hashing", EMBEDDING_DIMENSIONS=0, OPENAI_CHAT_MODEL=None):
+        reset_embedder()
+        yield
+    reset_embedder()
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async scenario on its own loop in its own thread (a browser test may own this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, scenario()).result()
+
+
+async def _watch(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send a watch; the catch-up frames the server sends before it says it is watching."""
+    await communicator.send_json_to(frame)
+    frames = []
+    while (reply := await communicator.receive_json_from(timeout=5))["type"] != "watching":
+        frames.append(reply)
+    return frames
+
+
+async def _connected(user: Any) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    return communicator
+
+
+def _memory(world: World, content: str, *, user_id: str = "alice", scope: str = "user") -> Memory:
+    owner = "" if scope == "global" else user_id
+    return create_memory(tenant=world.acme.tenant, item=NewMemory(scope=scope, user_id=owner, content=content))
+
+
+def _since(seconds_ago: float = 0) -> str:
+    return (timezone.now() - timedelta(seconds=seconds_ago)).isoformat()
+
+
+def test_the_user_page_gets_the_users_new_memories_as_rendered_rows_and_not_other_peoples(world: World) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        assert (
+            await _watch(
+                communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"}
+            )
+            == []
+        )
+        await database_sync_to_async(_memory)(world, "bob likes tea", user_id="bob")
+        await database_sync_to_async(_memory)(world, "alice flies to Lisbon in May")
+        first = await communicator.receive_json_from(timeout=5)
+        nothing_else = await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return [first, {"nothing_else": nothing_else}]
+
+    first, rest = run(scenario)
+    assert first["type"] == "memory.rows"
+    (row,) = first["rows"]
+    assert row["scope"] == "user" and row["deleted"] is False
+    assert "alice flies to Lisbon in May" in row["html"] and f'data-memory="{row["memory"]}"' in row["html"]
+    assert rest["nothing_else"] is True
+
+
+def test_updates_merges_and_deletions_reach_the_user_page_keyed_by_memory(world: World) -> None:
+    memory = _memory(world, "alice prefers aisle seats")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        assert (
+            await _watch(
+                communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"}
+            )
+            == []
+        )
+        await database_sync_to_async(update_memory)(
+            tenant=world.acme.tenant,
+            memory_id=memory.pk,
+            actor="agent",
+            expected_versions=None,
+            content="alice prefers window seats",
+        )
+        updated = await communicator.receive_json_from(timeout=5)
+        await database_sync_to_async(delete_memory)(
+            tenant=world.acme.tenant, memory_id=memory.pk, expected_versions=None
+        )
+        deleted = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return [updated, deleted]
+
+    updated, deleted = run(scenario)
+    assert updated["rows"][0]["memory"] == str(memory.pk)
+    assert "window seats" in updated["rows"][0]["html"] and "v2" in updated["rows"][0]["html"]
+    assert deleted["rows"] == [{"memory": str(memory.pk), "scope": "user", "deleted": True}]
+
+
+def test_a_profile_change_sends_the_profile_card_again(world: World) -> None:
+    async def scenario() -> dict[str, Any]:
+        communicator = await _connected(world.support)
+        assert (
+            await _watch(
+                communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"}
+            )
+            == []
+        )
+        await database_sync_to_async(update_profile)(
+            tenant=world.acme.tenant, user_id="alice", preferences={"seat": "aisle"}, expected_versions=None
+        )
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return frame
+
+    frame = run(scenario)
+    assert frame["type"] == "profile.html"
+    assert "seat" in frame["html"] and "aisle" in frame["html"]
+
+
+def test_a_reconnecting_user_page_catches_up_on_what_changed_since_its_time(world: World) -> None:
+    old = _memory(world, "alice used to live in Paris")
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Memory.objects.filter(pk=old.pk).update(created_at=an_hour_ago, updated_at=an_hour_ago)
+    _memory(world, "alice is vegetarian")
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="dinner-plans")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        frames = await _watch(
+            communicator,
+            {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice", "since": _since(5)},
+        )
+        await communicator.disconnect()
+        return frames
+
+    memories, sessions = run(scenario)
+    assert memories["type"] == "memory.rows"
+    assert [("vegetarian" in row["html"]) for row in memories["rows"]] == [True]
+    assert sessions == {"type": "user.session", "session": str(session.pk), "html": sessions["html"]}
+    assert "dinner-plans" in sessions["html"]
+
+
+def test_support_may_not_watch_api_keys_and_a_tenant_watcher_never_gets_key_messages(world: World) -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        communicator = await _connected(world.support)
+        await communicator.send_json_to({"action": "watch_keys", "tenants": [str(world.acme.tenant.pk)]})
+        refused = await communicator.receive_json_from(timeout=5)
+        assert await _watch(communicator, {"action": "watch_tenant", "tenant": str(world.acme.tenant.pk)}) == []
+        client = await database_sync_to_async(logged_in)(world.admin)
+        await database_sync_to_async(client.post)(f"/admin/keys/{world.acme.api_key.pk}/revoke/")
+        await database_sync_to_async(create_session)(tenant=world.acme.tenant, user_id="carol", session_id="after")
+        next_frame = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return refused, next_frame
+
+    refused, next_frame = run(scenario)
+    assert refused == {"type": "error", "message": "API keys are for admins"}
+    # The revocation went out before the new session; the support user's socket only saw the session.
+    assert next_frame["type"] == "session.created"
+    assert 'data-session="after"' in next_frame["html"] and "acme" in next_frame["html"]
+
+
+def test_an_admins_key_list_gets_created_and_revoked_keys_as_rows(world: World) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.admin)
+        tenants = [str(world.acme.tenant.pk), str(world.outsider.tenant.pk)]
+        assert await _watch(communicator, {"action": "watch_keys", "tenants": tenants}) == []
+        client = await database_sync_to_async(logged_in)(world.admin)
+        await database_sync_to_async(client.post)(
+            "/admin/keys/new/", {"tenant": str(world.outsider.tenant.pk), "name": "night shift"}
+        )
+        created = await communicator.receive_json_from(timeout=5)
+        await database_sync_to_async(client.post)(f"/admin/keys/{world.acme.api_key.pk}/revoke/")
+        revoked = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return [created, revoked]
+
+    created, revoked = run(scenario)
+    new_key = ApiKey.objects.get(name="night shift")
+    assert created["type"] == "api_key.row" and created["key"] == new_key.pk
+    assert "night shift" in created["html"] and "globex" in created["html"] and "Revoke" in created["html"]
+    assert revoked["key"] == world.acme.api_key.pk
+    assert 'class="revoked"' in revoked["html"] and "Revoke" not in revoked["html"]
+
+
+def test_an_admins_key_list_catches_up_on_keys_created_since_its_time(world: World) -> None:
+    key, _ = issue_api_key(tenant=world.acme.tenant, name="made while offline")
+
+    async def scenario() -> dict[int, Any]:
+        communicator = await _connected(world.admin)
+        frames = await _watch(
+            communicator, {"action": "watch_keys", "tenants": [str(world.acme.tenant.pk)], "since": _since(1)}
+        )
+        await communicator.disconnect()
+        return {frame["key"]: frame for frame in frames}
+
+    frames = run(scenario)
+    # Both acme keys were made within the catch-up window (the world's and this one); nothing from globex.
+    assert set(frames) == {key.pk, world.acme.api_key.pk}
+    assert "made while offline" in frames[key.pk]["html"]
+
+
+def test_a_role_revoked_while_watching_stops_pushed_messages_and_closes_the_socket(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "ROLE_RECHECK_SECONDS", 0.0)
+
+    async def scenario() -> Any:
+        communicator = await _connected(world.support)
+        assert (
+            await _watch(
+                communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"}
+            )
+            == []
+        )
+        await communicator.receive_nothing(timeout=0.2)
+        await database_sync_to_async(world.support.groups.clear)()
+        await database_sync_to_async(_memory)(world, "alice moved to Porto")
+        return await communicator.receive_output(timeout=5)
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}

@@ -1,0 +1,79 @@
+// User page: memories (added, updated, merged, deleted), the profile and the user's sessions follow the
+// service live. Rows arrive rendered by the server and are keyed by id, so a catch-up that overlaps a live
+// message replaces a row instead of repeating it.
+import { connectLive } from "./live.js";
+
+const anchor = document.getElementById("user-live");
+const liveDot = document.getElementById("live-status");
+let since = anchor.dataset.since;
+
+function tableRow(html) {
+  // A lone <tr> only parses inside a table.
+  const template = document.createElement("template");
+  template.innerHTML = `<table><tbody>${html.trim()}</tbody></table>`;
+  return template.content.querySelector("tr");
+}
+
+function sectionBody(scope) {
+  return document.querySelector(`#memories-${scope} tbody`);
+}
+
+function recount(scope, delta) {
+  const count = document.querySelector(`#memories-${scope} .count`);
+  if (count) count.textContent = String(Math.max(0, Number(count.textContent) + delta));
+}
+
+function applyMemory(row) {
+  const selector = `tr[data-memory="${row.memory}"]`;
+  const body = sectionBody(row.scope);
+  const existing = body?.querySelector(selector);
+  // Search results are a snapshot of one query: mark what changed there, do not reorder them.
+  for (const hit of document.querySelectorAll(`#search-results ${selector}`)) hit.classList.add("stale");
+  if (row.deleted) {
+    if (existing) {
+      existing.remove();
+      recount(row.scope, -1);
+      if (!body.querySelector("tr")) body.append(tableRow('<tr class="empty"><td colspan="7">None.</td></tr>'));
+    }
+    return;
+  }
+  const fresh = tableRow(row.html);
+  fresh.classList.add("fresh");
+  if (existing) {
+    existing.replaceWith(fresh);
+  } else if (body) {
+    body.querySelector("tr.empty")?.remove();
+    body.prepend(fresh);
+    recount(row.scope, 1);
+  }
+}
+
+function applySession(message) {
+  const body = document.querySelector("#user-sessions tbody");
+  const fresh = tableRow(message.html);
+  fresh.classList.add("fresh");
+  const existing = body.querySelector(`tr[data-session="${message.session}"]`);
+  if (existing) {
+    existing.replaceWith(fresh);
+  } else {
+    body.querySelector("tr.empty")?.remove();
+    body.prepend(fresh);
+  }
+}
+
+connectLive({
+  onOpen: (send) => send({ action: "watch_user", tenant: anchor.dataset.tenant, user_id: anchor.dataset.user, since }),
+  onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
+  onMessage: (message) => {
+    if (message.at && message.at > since) since = message.at;
+    if (message.type === "memory.rows") {
+      message.rows.forEach(applyMemory);
+    } else if (message.type === "profile.html") {
+      const body = document.getElementById("profile-body");
+      body.innerHTML = message.html;
+      body.classList.add("fresh");
+    } else if (message.type === "user.session") {
+      applySession(message);
+    }
+  },
+});
