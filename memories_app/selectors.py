@@ -9,6 +9,7 @@ index scan so that the tenant filter cannot starve the result.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,30 @@ def _ranked_by_index(
     return sorted(scored, key=lambda item: (-item.score, str(item.memory.pk)))
 
 
+# (tenant, model, limit) -> (checked at, holds more global memories than the limit). A hint, not shared state:
+# a stale answer only picks the other strategy (both are correct) for at most _STRATEGY_TTL seconds.
+_STRATEGY_TTL = 30.0
+_many_globals: dict[tuple[object, str, int], tuple[float, bool]] = {}
+
+
+def _more_than(queryset: QuerySet[Memory], limit: int) -> bool:
+    return queryset.values("pk")[: limit + 1].count() > limit
+
+
+def _globals_exceed(shared: QuerySet[Memory], key: tuple[object, str, int]) -> bool:
+    """Whether the tenant holds more than `limit` global memories; counted at most every _STRATEGY_TTL seconds
+    per process, since counting up to the limit costs as much as an exact search of that many rows."""
+    now = time.monotonic()
+    cached = _many_globals.get(key)
+    if cached is not None and now - cached[0] < _STRATEGY_TTL:
+        return cached[1]
+    exceeds = _more_than(shared, key[2])
+    if len(_many_globals) > 10_000:
+        _many_globals.clear()
+    _many_globals[key] = (now, exceeds)
+    return exceeds
+
+
 def search_memories(
     *,
     tenant: Tenant,
@@ -141,7 +166,9 @@ def search_memories(
         if where.metadata:
             shared = shared.filter(metadata__contains=where.metadata)
         limit = settings.MEMORY_EXACT_SEARCH_MAX_ROWS
-        if shared.values("pk")[: limit + 1].count() <= limit:
+        # A metadata filter changes how many rows qualify, so it is counted each time; the plain scope is cached.
+        many = _more_than(shared, limit) if where.metadata else _globals_exceed(shared, (tenant.pk, model_id, limit))
+        if not many:
             results.extend(_ranked(shared, vector, k=k, min_score=min_score))
         else:
             results.extend(_ranked_by_index(shared, vector, dimensions=len(vector), k=k, min_score=min_score))
