@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 SUITES: dict[str, str] = {
     "api": "bench.cli:Bench.api_suite",
     "checkpoints": "bench.checkpoints_bench:checkpoints_suite",
+    "memories": "bench.memories_bench:memories_suite",
 }
 
 
