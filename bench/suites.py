@@ -18,6 +18,7 @@ SUITES: dict[str, str] = {
     "api": "bench.cli:Bench.api_suite",
     "checkpoints": "bench.checkpoints_bench:checkpoints_suite",
     "memories": "bench.memories_bench:memories_suite",
+    "dashboard": "bench.dashboard_bench:dashboard_suite",
 }
 
 
