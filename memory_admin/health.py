@@ -25,8 +25,10 @@ class LayerHealth:
     name: str
     ok: bool
     detail: str
-    # Readiness depends on Postgres and Redis; the workers' absence only delays background work.
+    # Readiness depends on Postgres; the workers' absence only delays background work.
     required: bool = True
+    # Not required, but the API is slower without it (it serves from Postgres): readiness says "degraded".
+    degrades: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "detail": self.detail, "required": self.required}
@@ -52,15 +54,24 @@ def check_postgres() -> list[LayerHealth]:
 
 
 def check_redis() -> LayerHealth:
+    """Redis is a cache: without it every request is served from Postgres, so it degrades, never blocks."""
     try:
         client = redis_client()
         started = time.perf_counter()
         client.ping()
         latency_ms = (time.perf_counter() - started) * 1000
         info = client.info("server")
-    except Exception as exc:  # any client error means "not ready"
-        return LayerHealth("redis", False, f"unreachable ({type(exc).__name__})")
-    return LayerHealth("redis", True, f"Redis {info.get('redis_version', '?')}, ping {latency_ms:.2f} ms")
+    except Exception as exc:  # any client error means "not answering"
+        return LayerHealth(
+            "redis", False, f"unreachable ({type(exc).__name__}); serving from Postgres", required=False, degrades=True
+        )
+    return LayerHealth(
+        "redis",
+        True,
+        f"Redis {info.get('redis_version', '?')}, ping {latency_ms:.2f} ms",
+        required=False,
+        degrades=True,
+    )
 
 
 def check_workers() -> LayerHealth:

@@ -22,6 +22,7 @@ from memory_admin.env import (
     env_str,
     parse_database_url,
 )
+from memory_admin.redis_guard import pool_options as redis_pool_options
 
 # Lets generic classes such as ModelAdmin[Model] and QuerySet[Model] be subscripted at run time.
 django_stubs_ext.monkeypatch()
@@ -154,6 +155,11 @@ if not _redis_url:
         "otherwise point it at a server: redis://host:6379/0"
     )
 REDIS_URL = check_redis_url("REDIS_URL", _redis_url)
+# Short timeouts and a circuit breaker (memory_admin.redis_guard): when Redis is dead or hung, each process
+# pays one quick failure per REDIS_BREAKER_SECONDS and serves from Postgres in between.
+REDIS_CONNECT_TIMEOUT_SECONDS = env_float("REDIS_CONNECT_TIMEOUT_SECONDS", 0.5, minimum=0.05, maximum=30)
+REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 1.0, minimum=0.05, maximum=60)
+REDIS_BREAKER_SECONDS = env_float("REDIS_BREAKER_SECONDS", 2.0, minimum=0.1, maximum=300)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -161,8 +167,9 @@ CACHES = {
         "KEY_PREFIX": "mem",
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "SOCKET_CONNECT_TIMEOUT": 2,
-            "SOCKET_TIMEOUT": 2,
+            "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT_SECONDS,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT_SECONDS,
+            "CONNECTION_POOL_KWARGS": redis_pool_options(REDIS_URL),
         },
     }
 }

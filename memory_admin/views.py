@@ -23,10 +23,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when Postgres (with pgvector) and Redis answer; 503 with the failing layer otherwise."""
+    """Ready when Postgres (with pgvector) answers; 503 with the failing layer otherwise.
+
+    Without Redis the API still serves every request from Postgres, only slower: the node stays ready (a load
+    balancer that dropped every node because a cache is away would turn a slowdown into an outage), with
+    status "degraded" and the layer named in `degraded`.
+    """
     layers = [*check_postgres(), check_redis(), check_workers()]
     ready = all(layer.ok for layer in layers if layer.required)
-    body = {"status": "ready" if ready else "unavailable", "layers": {layer.name: layer.as_dict() for layer in layers}}
+    degraded = [layer.name for layer in layers if layer.degrades and not layer.ok]
+    status = "unavailable" if not ready else "degraded" if degraded else "ready"
+    body = {"status": status, "degraded": degraded, "layers": {layer.name: layer.as_dict() for layer in layers}}
     return JsonResponse(body, status=200 if ready else 503)
 
 

@@ -1,0 +1,147 @@
+"""A circuit breaker in front of Redis, so that a dead or hung Redis costs one fast failure per interval.
+
+Redis is a cache here: every caller already catches `redis.RedisError` and falls back to Postgres (auth,
+idempotency, hot context, live updates) or skips the work (rate counting). What made an outage expensive was
+the waiting: a refused connection retried with backoff, or a hung server held each request for a socket
+timeout. The connection class below (installed on the cache's pool by settings) keeps, per Redis address:
+
+- closed: connect as usual. A connect that fails, or a reply that times out, opens the breaker.
+- open for REDIS_BREAKER_SECONDS: no socket is touched; every command fails at once with a ConnectionError
+  (which the callers already treat as "Redis is away"). Connections made before the failure are dropped
+  before their next command, so a restarted Redis is never talked to through a dead socket.
+- when the interval is over, one caller probes with a real connect (the others keep failing fast while it
+  does); success closes the breaker, failure opens it for another interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.conf import settings
+
+
+class RedisSkipped(ConnectionRefusedError):
+    """Raised instead of connecting while the breaker is open (an OSError, so redis-py reports a
+    ConnectionError as for any refused connection)."""
+
+
+@dataclass
+class Breaker:
+    """The state of one Redis address, shared by every thread of the process."""
+
+    open_until: float = 0.0
+    tripped: bool = False
+    # Counts the openings: a connection made before the latest one is presumed dead.
+    generation: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refuses(self, probe_seconds: float) -> bool:
+        """True while open; past the interval, lets exactly one caller through to probe."""
+        if not self.tripped:
+            return False
+        with self.lock:
+            now = time.monotonic()
+            if now < self.open_until:
+                return True
+            self.open_until = now + probe_seconds  # the others wait for this probe's answer
+            return False
+
+    def blocked(self) -> bool:
+        return self.tripped and time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        with self.lock:
+            self.tripped = True
+            self.generation += 1
+            self.open_until = time.monotonic() + float(settings.REDIS_BREAKER_SECONDS)
+
+    def reset(self) -> None:
+        if self.tripped:
+            with self.lock:
+                self.tripped = False
+                self.open_until = 0.0
+
+
+_breakers: dict[tuple[str, int], Breaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(host: str, port: int) -> Breaker:
+    key = (host, int(port))
+    found = _breakers.get(key)
+    if found is None:
+        with _breakers_lock:
+            found = _breakers.setdefault(key, Breaker())
+    return found
+
+
+class _Guarded:
+    """Mixed into a redis-py connection class (see the module docstring)."""
+
+    host: str
+    port: int
+    socket_connect_timeout: float | None
+    _sock: Any
+    _born: int = -1
+
+    @property
+    def breaker(self) -> Breaker:
+        return breaker_for(self.host, self.port)
+
+    def _connect(self) -> Any:
+        breaker = self.breaker
+        if breaker.refuses(self.socket_connect_timeout or 1.0):
+            raise RedisSkipped(f"Redis at {self.host}:{self.port} failed recently; not retried until the interval ends")
+        try:
+            sock = super()._connect()  # type: ignore[misc]
+        except OSError:  # refused, unreachable, or timed out
+            breaker.trip()
+            raise
+        self._born = breaker.generation
+        breaker.reset()
+        return sock
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        breaker = self.breaker
+        if self._sock is not None and (self._born != breaker.generation or breaker.blocked()):
+            self.disconnect()  # type: ignore[attr-defined]
+        if self._sock is None and breaker.blocked():
+            raise redis.ConnectionError(f"Redis at {self.host}:{self.port} is unavailable (breaker open)")
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except redis.TimeoutError:
+            # Connected but not answering (a hung or overloaded server): stop waiting on it for a while.
+            self.breaker.trip()
+            raise
+
+
+class GuardedConnection(_Guarded, redis.Connection):
+    pass
+
+
+class GuardedSSLConnection(_Guarded, redis.SSLConnection):
+    pass
+
+
+def pool_options(url: str) -> dict[str, Any]:
+    """CONNECTION_POOL_KWARGS for django-redis: the guarded connection class and a single quick retry.
+
+    redis-py's default retries a failed command ten times with backoff (seconds of sleeping per call while
+    Redis is down); one immediate retry is enough to replace a connection that Redis closed.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    options: dict[str, Any] = {"retry": Retry(NoBackoff(), 1)}
+    if url.startswith("redis://"):
+        options["connection_class"] = GuardedConnection
+    elif url.startswith("rediss://"):
+        options["connection_class"] = GuardedSSLConnection
+    return options
