@@ -19,6 +19,7 @@ SUITES: dict[str, str] = {
     "checkpoints": "bench.checkpoints_bench:checkpoints_suite",
     "memories": "bench.memories_bench:memories_suite",
     "dashboard": "bench.dashboard_bench:dashboard_suite",
+    "lifecycle": "bench.lifecycle:suite",
 }
 
 
