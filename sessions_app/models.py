@@ -63,6 +63,23 @@ class AgentSession(models.Model):
         indexes = [
             models.Index(fields=["tenant", "user_id"], name="session_tenant_user"),
             models.Index(fields=["tenant", "-created_at", "-id"], name="session_tenant_recent"),
+            # The dashboard's sessions list at a million rows (migration 0100_dashboard_session_indexes): newest
+            # first over every tenant, by status, by user id without a tenant, and session-id prefix search.
+            models.Index(
+                fields=["-created_at", "-id"], condition=models.Q(erased_at__isnull=True), name="session_recent"
+            ),
+            models.Index(
+                fields=["status", "-created_at", "-id"],
+                condition=models.Q(erased_at__isnull=True),
+                name="session_status_recent",
+            ),
+            models.Index(fields=["user_id"], condition=models.Q(erased_at__isnull=True), name="session_user"),
+            models.Index(
+                fields=["session_id"],
+                opclasses=["varchar_pattern_ops"],
+                condition=models.Q(erased_at__isnull=True),
+                name="session_id_prefix",
+            ),
         ]
 
     def __str__(self) -> str:
