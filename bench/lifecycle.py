@@ -183,7 +183,8 @@ def run_measurement(env: dict[str, str], steps: int) -> dict[str, Any]:
             stdout=subprocess.PIPE,
             text=True,
         ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
 
 
 def suite(bench: Bench) -> list[Figure]:
