@@ -11,6 +11,7 @@ from django.db import connection
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from langgraph_app.services import thread_session
+from memory_admin.errors import NotFound
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
@@ -86,10 +87,10 @@ def list_tuples(
 ) -> list[TupleView]:
     """The thread's checkpoints newest first (by checkpoint id), in one namespace or all, each with its
     channel values and pending writes: exactly `checkpoint_id` when given, those before `before`, those
-    whose metadata contains `metadata_filter`. An unknown thread has none."""
+    whose metadata contains `metadata_filter`. NotFound (404) for a thread the tenant does not have."""
     session = thread_session(tenant=tenant, thread_id=thread_id)
     if session is None:
-        return []
+        raise NotFound("No such thread.", details={"thread_id": thread_id})
     rows_query = checkpoints_of(session, checkpoint_ns=checkpoint_ns)
     if checkpoint_id is not None:
         rows_query = rows_query.filter(checkpoint_id=checkpoint_id)

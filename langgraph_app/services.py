@@ -184,9 +184,12 @@ def put_writes(
     return len(rows)
 
 
-def _delete_sessions_rows(session_pks: Sequence[object]) -> None:
+def _delete_sessions_rows(session_pks: Sequence[object]) -> int:
+    """Remove every LangGraph row of these sessions; returns how many checkpoints went."""
+    deleted = 0
     for model in (PendingWrite, ChannelBlob, ThreadCheckpoint):
-        model.objects.filter(session__in=session_pks).delete()
+        deleted, _ = model.objects.filter(session__in=session_pks).delete()
+    return deleted
 
 
 def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
@@ -195,10 +198,13 @@ def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
 
 
 @transaction.atomic
-def delete_thread(*, tenant: Tenant, thread_id: str) -> None:
+def delete_thread(*, tenant: Tenant, thread_id: str) -> int:
     """Remove every checkpoint, blob and write of the thread, in every namespace (the session stays, with its
-    events). Deleting a thread that has nothing is not an error."""
-    _delete_sessions_rows(_sessions(tenant, [thread_id]))
+    events). NotFound (404) for a thread the tenant does not have."""
+    session = thread_session(tenant=tenant, thread_id=thread_id)
+    if session is None:
+        raise NotFound("No such thread.", details={"thread_id": thread_id})
+    return _delete_sessions_rows([session.pk])
 
 
 # Blobs that no remaining checkpoint of their thread names at their version.
@@ -228,20 +234,19 @@ def _collect_garbage(session_pks: Sequence[object]) -> None:
 
 
 @transaction.atomic
-def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -> None:
+def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -> int:
     """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
     it names, and remove the rest; `delete`: remove everything of the threads. Unknown threads are skipped.
-    ValidationFailed for another strategy."""
+    Returns how many checkpoints went. ValidationFailed for another strategy."""
     if strategy not in PRUNE_STRATEGIES:
         raise ValidationFailed(
             f"strategy must be one of {', '.join(PRUNE_STRATEGIES)}.", details={"strategy": strategy}
         )
     session_pks = _sessions(tenant, thread_ids)
     if not session_pks:
-        return
+        return 0
     if strategy == "delete":
-        _delete_sessions_rows(session_pks)
-        return
+        return _delete_sessions_rows(session_pks)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -253,7 +258,9 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
             """,  # noqa: S608 - table names only
             [session_pks],
         )
+        deleted = int(cursor.rowcount)
     _collect_garbage(session_pks)
+    return deleted
 
 
 @transaction.atomic

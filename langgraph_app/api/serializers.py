@@ -92,7 +92,6 @@ class CheckpointIn(StrictSerializer):
 
 
 class CheckpointSavedOut(serializers.Serializer[Any]):
-    thread_id = serializers.CharField()
     checkpoint_ns = serializers.CharField(allow_blank=True)
     checkpoint_id = serializers.CharField()
 

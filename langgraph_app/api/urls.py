@@ -6,7 +6,8 @@ from django.urls import path
 
 from langgraph_app.api import views
 
-_thread = "langgraph/threads/<str:thread_id>"
+# A thread is a session: its id is the session id (so the generic API suites fill it like any session id).
+_thread = "langgraph/threads/<str:session_id>"
 
 urlpatterns = [
     path(_thread, views.ThreadView.as_view(), name="langgraph-thread"),

@@ -72,13 +72,13 @@ _LIST_PARAMETERS = [
 
 class ThreadCheckpointsView(AgentAPIView):
     @extend_schema(parameters=_LIST_PARAMETERS, responses=s.TuplePageOut)
-    def get(self, request: Request, thread_id: str) -> Response:
+    def get(self, request: Request, session_id: str) -> Response:
         """The thread's checkpoints newest first, with channel values and pending writes (LangGraph's list and
         get_tuple; the latest is `limit=1`)."""
         limit = _limit(request)
         views = selectors.list_tuples(
             tenant=self.tenant,
-            thread_id=thread_id,
+            thread_id=session_id,
             checkpoint_ns=_query_text(request, "checkpoint_ns"),
             checkpoint_id=_query_text(request, "checkpoint_id", max_length=128),
             before=_query_text(request, "before", max_length=128),
@@ -90,11 +90,11 @@ class ThreadCheckpointsView(AgentAPIView):
 
     @extend_schema(request=s.CheckpointIn, responses={201: s.CheckpointSavedOut})
     @idempotent
-    def post(self, request: Request, thread_id: str) -> Response:
+    def post(self, request: Request, session_id: str) -> Response:
         data = _valid(s.CheckpointIn, request.data)
         services.put_checkpoint(
             tenant=self.tenant,
-            thread_id=thread_id,
+            thread_id=session_id,
             checkpoint_ns=data["checkpoint_ns"],
             checkpoint_id=data["checkpoint_id"],
             parent_checkpoint_id=data["parent_checkpoint_id"],
@@ -103,48 +103,49 @@ class ThreadCheckpointsView(AgentAPIView):
             blobs=data["blobs"],
             user_id=data["user_id"],
         )
-        body = {"thread_id": thread_id, "checkpoint_ns": data["checkpoint_ns"], "checkpoint_id": data["checkpoint_id"]}
+        body = {"checkpoint_ns": data["checkpoint_ns"], "checkpoint_id": data["checkpoint_id"]}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
 class ThreadWritesView(AgentAPIView):
     @extend_schema(request=s.WritesIn, responses=s.WritesOut)
     @idempotent
-    def post(self, request: Request, thread_id: str) -> Response:
+    def post(self, request: Request, session_id: str) -> Response:
         """Store a task's pending writes on a checkpoint (LangGraph's put_writes)."""
         data = _valid(s.WritesIn, request.data)
-        stored = services.put_writes(tenant=self.tenant, thread_id=thread_id, **data)
+        stored = services.put_writes(tenant=self.tenant, thread_id=session_id, **data)
         return Response({"stored": stored})
 
 
 class ThreadView(AgentAPIView):
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, thread_id: str) -> Response:
-        """Remove the thread's checkpoints, blobs and writes in every namespace (LangGraph's delete_thread)."""
-        services.delete_thread(tenant=self.tenant, thread_id=thread_id)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    @extend_schema(responses={200: s.CountOut})
+    def delete(self, request: Request, session_id: str) -> Response:
+        """Remove the thread's checkpoints, blobs and writes in every namespace (LangGraph's delete_thread);
+        `count` checkpoints removed."""
+        return Response({"count": services.delete_thread(tenant=self.tenant, thread_id=session_id)})
 
 
 class ThreadCopyView(AgentAPIView):
     @extend_schema(request=s.CopyIn, responses={201: s.CountOut})
     @idempotent
-    def post(self, request: Request, thread_id: str) -> Response:
+    def post(self, request: Request, session_id: str) -> Response:
         """Copy the thread to `target_thread_id` (LangGraph's copy_thread); `count` checkpoints copied."""
         data = _valid(s.CopyIn, request.data)
         count = services.copy_thread(
-            tenant=self.tenant, source_thread_id=thread_id, target_thread_id=data["target_thread_id"]
+            tenant=self.tenant, source_thread_id=session_id, target_thread_id=data["target_thread_id"]
         )
         return Response({"count": count}, status=status.HTTP_201_CREATED)
 
 
 class PruneView(AgentAPIView):
-    @extend_schema(request=s.PruneIn, responses={204: None})
+    @extend_schema(request=s.PruneIn, responses=s.CountOut)
     @idempotent
     def post(self, request: Request) -> Response:
-        """Prune threads: keep each namespace's latest checkpoint, or delete all (LangGraph's prune)."""
+        """Prune threads: keep each namespace's latest checkpoint, or delete all (LangGraph's prune); `count`
+        checkpoints removed."""
         data = _valid(s.PruneIn, request.data)
-        services.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        count = services.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
+        return Response({"count": count})
 
 
 class DeleteForRunsView(AgentAPIView):

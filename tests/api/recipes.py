@@ -179,8 +179,53 @@ BODIES: dict[tuple[str, str], Body] = {
     ("user-profile", "PATCH"): _fixed({"facts": {"city": "Lyon"}, "preferences": {"tone": "formal"}}),
 }
 
+# LangGraph (langgraph_app): a checkpoint of acme's session as a thread, with one channel blob.
+LANGGRAPH_CHECKPOINT = {
+    "checkpoint_ns": "",
+    "checkpoint_id": "1f0-0001",
+    "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"topic": 1}, "versions_seen": {}},
+    "metadata": {"source": "input", "step": -1, "run_id": "run-acme"},
+    "blobs": [{"channel": "topic", "version": "1", "type": "json", "blob": "ImJpbGxpbmci"}],
+}
+
+
+def _langgraph_thread(objs: AcmeObjects) -> str:
+    """acme's session with one LangGraph checkpoint on it (stored once; storing it again changes nothing)."""
+    url = f"/api/v1/langgraph/threads/{objs.session_id}/checkpoints"
+    expect(objs.client.post(url, LANGGRAPH_CHECKPOINT, format="json"), 201)
+    return objs.session_id
+
+
+def _langgraph_writes(objs: AcmeObjects) -> dict[str, Any]:
+    _langgraph_thread(objs)
+    return {
+        "checkpoint_ns": "",
+        "checkpoint_id": "1f0-0001",
+        "task_id": "task-1",
+        "task_path": "~__pregel_pull, answer",
+        "writes": [{"channel": "topic", "type": "json", "blob": "InJlZnVuZCI="}],
+    }
+
+
+def _langgraph_copy(objs: AcmeObjects) -> dict[str, Any]:
+    _langgraph_thread(objs)
+    return {"target_thread_id": "s-acme-refund-copy"}
+
+
+BODIES.update(
+    {
+        ("langgraph-checkpoints", "POST"): _fixed(LANGGRAPH_CHECKPOINT),
+        ("langgraph-writes", "POST"): Body(
+            _langgraph_writes, fields=frozenset({"checkpoint_ns", "checkpoint_id", "task_id", "task_path", "writes"})
+        ),
+        ("langgraph-copy", "POST"): Body(_langgraph_copy, fields=frozenset({"target_thread_id"})),
+        ("langgraph-prune", "POST"): _fixed({"thread_ids": [SESSION_ID], "strategy": "keep_latest"}),
+        ("langgraph-delete-for-runs", "POST"): _fixed({"run_ids": ["run-acme"]}),
+    }
+)
+
 # Writes that create the object at a client-chosen path when it does not exist: another tenant gets its own.
-UPSERTS = {("user-profile", "PATCH")}
+UPSERTS = {("user-profile", "PATCH"), ("langgraph-checkpoints", "POST")}
 
 # Query strings a GET needs to succeed.
 QUERIES: dict[tuple[str, str], Callable[[AcmeObjects], dict[str, str]]] = {

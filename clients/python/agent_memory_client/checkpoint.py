@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import suppress
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -192,7 +193,10 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         remaining = limit
         while remaining is None or remaining > 0:
             size = PAGE if remaining is None else min(PAGE, remaining)
-            page = self.client.list_checkpoints(thread_id, **params, limit=size)
+            try:
+                page = self.client.list_checkpoints(thread_id, **params, limit=size)
+            except NotFoundError:
+                return
             for item in page["results"]:
                 yield self._tuple(item)
             if remaining is not None:
@@ -219,7 +223,8 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         self.client.put_writes(thread_id, body)
 
     def delete_thread(self, thread_id: str) -> None:
-        self.client.delete_thread(str(thread_id))
+        with suppress(NotFoundError):  # nothing to delete
+            self.client.delete_thread(str(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         if run_ids:
@@ -253,7 +258,10 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         remaining = limit
         while remaining is None or remaining > 0:
             size = PAGE if remaining is None else min(PAGE, remaining)
-            page = await self.async_client.list_checkpoints(thread_id, **params, limit=size)
+            try:
+                page = await self.async_client.list_checkpoints(thread_id, **params, limit=size)
+            except NotFoundError:
+                return
             for item in page["results"]:
                 yield self._tuple(item)
             if remaining is not None:
@@ -280,7 +288,8 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         await self.async_client.put_writes(thread_id, body)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self.async_client.delete_thread(str(thread_id))
+        with suppress(NotFoundError):  # nothing to delete
+            await self.async_client.delete_thread(str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         if run_ids:
