@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
+from memories_app.metrics import SEARCH_SECONDS, scopes_label
 from memories_app.models import Memory, MemoryRevision, PromotionJob, Scope, UserProfile
 from memory_admin.errors import NotFound
 from sessions_app import selectors as session_selectors
@@ -155,6 +156,8 @@ def search_memories(
     min_score: float = -1.0,
 ) -> list[ScoredMemory]:
     """The k memories most similar to `vector` among those `where` allows, best first."""
+    started = time.perf_counter()
+    strategy = "exact"
     results: list[ScoredMemory] = []
     owned = _owned(tenant, model_id, where)
     if owned is not None:
@@ -171,8 +174,10 @@ def search_memories(
         if not many:
             results.extend(_ranked(shared, vector, k=k, min_score=min_score))
         else:
+            strategy = "hnsw"
             results.extend(_ranked_by_index(shared, vector, dimensions=len(vector), k=k, min_score=min_score))
     results.sort(key=lambda item: (-item.score, str(item.memory.pk)))
+    SEARCH_SECONDS.labels(scopes_label(where.scopes), strategy).observe(time.perf_counter() - started)
     return results[:k]
 
 

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from memories_app.embeddings import EmbedderUnavailable
 from memories_app.embeddings.openai_provider import describe_failure, make_client
+from memories_app.metrics import LANGUAGE_MODEL_REQUESTS
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -120,7 +121,7 @@ def extractive_summary(texts: Sequence[str], *, max_sentences: int) -> list[str]
     return [candidates[index] for index in chosen]
 
 
-def _chat(system: str, user: str) -> str:
+def _chat(system: str, user: str, *, purpose: str) -> str:
     model = settings.OPENAI_CHAT_MODEL
     assert model is not None
     client = make_client(
@@ -136,10 +137,13 @@ def _chat(system: str, user: str) -> str:
             temperature=0,
         )
     except openai.OpenAIError as exc:
+        LANGUAGE_MODEL_REQUESTS.labels(purpose, "error").inc()
         raise LanguageModelUnavailable(f"The language model is unavailable: {describe_failure(exc)}.") from exc
     content = (response.choices[0].message.content or "").strip() if response.choices else ""
     if not content:
+        LANGUAGE_MODEL_REQUESTS.labels(purpose, "error").inc()
         raise LanguageModelUnavailable("The language model returned an empty answer.")
+    LANGUAGE_MODEL_REQUESTS.labels(purpose, "ok").inc()
     return content
 
 
@@ -155,6 +159,7 @@ def merge_texts(current: str, incoming: str) -> TextResult:
         "You merge two versions of a fact stored about a user into one short text. Keep every piece of "
         "information; when they contradict, prefer the second (newer) version. Answer with the text only.",
         f"First version:\n{current}\n\nSecond version:\n{incoming}",
+        purpose="merge",
     )
     return TextResult(merged, "llm")
 
@@ -169,6 +174,7 @@ def summarise(texts: Sequence[str], *, max_items: int) -> tuple[list[str], str]:
         f"Extract at most {max_items} durable facts about the user from this agent session, one per line, "
         "each a standalone sentence. Answer with the lines only.",
         "\n".join(texts),
+        purpose="summary",
     )
     lines = [line.strip(" -*\t") for line in answer.splitlines()]
     return [line for line in lines if line][:max_items], "llm"

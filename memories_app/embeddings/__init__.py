@@ -10,6 +10,8 @@ previous model are not found by search (they are still listed and recalled by sc
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from functools import lru_cache
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from memories_app.embeddings import hashing, local, openai_provider
 from memories_app.embeddings.base import Embedder, EmbedderUnavailable
+from memories_app.metrics import EMBEDDING_REQUESTS, EMBEDDING_SECONDS, EMBEDDING_TEXTS
 
 __all__ = ["Embedder", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
 
@@ -33,8 +36,36 @@ def active_provider() -> str:
     return "hashing"
 
 
+class Instrumented:
+    """An embedder whose calls, texts, time and failures are counted under its provider's name."""
+
+    def __init__(self, inner: Embedder, provider: str) -> None:
+        self.inner, self.provider = inner, provider
+        self.model_id, self.dimensions, self.description = inner.model_id, inner.dimensions, inner.description
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        started = time.perf_counter()
+        try:
+            vectors = self.inner.embed(texts)
+        except Exception:
+            EMBEDDING_REQUESTS.labels(self.provider, "error").inc()
+            raise
+        EMBEDDING_SECONDS.labels(self.provider).observe(time.perf_counter() - started)
+        EMBEDDING_REQUESTS.labels(self.provider, "ok").inc()
+        EMBEDDING_TEXTS.labels(self.provider).inc(len(texts))
+        return vectors
+
+
 @lru_cache(maxsize=1)
 def _build(
+    provider: str, dimensions: int, api_key: str | None, base_url: str | None, model: str, timeout: float, retries: int
+) -> Embedder:
+    return Instrumented(_make(provider, dimensions, api_key, base_url, model, timeout, retries), provider)
+
+
+def _make(
     provider: str, dimensions: int, api_key: str | None, base_url: str | None, model: str, timeout: float, retries: int
 ) -> Embedder:
     if provider == "openai":
@@ -61,7 +92,7 @@ def _build(
 
 
 def get_embedder() -> Embedder:
-    """The configured embedder (one per process and configuration)."""
+    """The configured embedder (one per process and configuration), its calls counted for /metrics."""
     return _build(
         active_provider(),
         settings.EMBEDDING_DIMENSIONS,
