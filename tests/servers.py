@@ -36,14 +36,15 @@ def _environment() -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str], port: int) -> None:
+    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.port = port
+        self.env = env or {}  # on top of the test's environment, e.g. another REDIS_URL or DATABASE_URL
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> None:
-        self.process = subprocess.Popen(self.argv, env=_environment(), cwd=ROOT, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, env={**_environment(), **self.env}, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -69,7 +70,9 @@ class ServerProcess:
                 self.kill()
 
 
-def gunicorn(port: int | None = None, workers: int = 2, threads: int = 4) -> ServerProcess:
+def gunicorn(
+    port: int | None = None, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None
+) -> ServerProcess:
     port = port or free_port()
     argv = [
         str(BIN / "gunicorn"),
@@ -86,7 +89,7 @@ def gunicorn(port: int | None = None, workers: int = 2, threads: int = 4) -> Ser
         "--log-level",
         "warning",
     ]
-    return ServerProcess(argv, port)
+    return ServerProcess(argv, port, env)
 
 
 @contextmanager
@@ -98,7 +101,7 @@ def running(server: ServerProcess) -> Iterator[ServerProcess]:
         server.stop()
 
 
-def uvicorn(port: int | None = None) -> ServerProcess:
+def uvicorn(port: int | None = None, env: dict[str, str] | None = None) -> ServerProcess:
     """The ASGI server: pages and WebSockets from one origin, as the dashboard's browser tests need."""
     port = port or free_port()
     argv = [
@@ -112,4 +115,4 @@ def uvicorn(port: int | None = None) -> ServerProcess:
         "--log-level",
         "warning",
     ]
-    return ServerProcess(argv, port)
+    return ServerProcess(argv, port, env)

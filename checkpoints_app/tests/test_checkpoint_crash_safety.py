@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
-
 import httpx
 import pytest
 
 from checkpoints_app.models import Checkpoint
 from conftest import World
+from tests.load import WriteLoad, checkpoint_writer
 from tests.servers import gunicorn, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,41 +19,15 @@ SHARED = "crash-shared"
 def test_every_acknowledged_save_survives_a_kill_9_and_the_chains_verify(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
     server = gunicorn()
-    # checkpoint id -> (session id, sequence, checksum, the state the agent meant to store)
-    acknowledged: dict[str, tuple[str, int, str, dict[str, Any]]] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def writer(index: int) -> None:
-        # Even writers own a session and send patches against their last save; odd ones share a session and
-        # send full states (the server picks the parent: the latest, whoever saved it).
-        session_id = f"crash-{index}" if index % 2 == 0 else SHARED
-        state: dict[str, Any] = {"writer": index, "messages": []}
-        parent: str | None = None
-        with httpx.Client(base_url=server.url, headers=headers, timeout=5) as client:
-            for step in range(10_000):
-                if stop.is_set():
-                    return
-                message = {"role": "user", "content": f"writer {index} step {step} " + "x" * 200}
-                body: dict[str, Any] = {"node_id": f"node-{step % 3}"}
-                if parent is not None:
-                    body["parent_id"] = parent
-                    body["patch"] = [{"op": "add", "path": "/messages/-", "value": message}]
-                else:
-                    body["state"] = {**state, "messages": [*state["messages"], message]}
-                try:
-                    response = client.post(f"/api/v1/sessions/{session_id}/checkpoints", json=body)
-                except httpx.HTTPError:
-                    return  # the server is gone: this save was never acknowledged
-                if response.status_code != 201:
-                    continue
-                state = {**state, "messages": [*state["messages"], message]}
-                saved = response.json()
-                with lock:
-                    acknowledged[saved["id"]] = (session_id, saved["sequence"], saved["checksum"], state)
-                if index % 2 == 0:
-                    parent = saved["id"]
-
+    load = WriteLoad(server.url, headers)
+    # Even writers own a session and send patches against their last save; odd ones share a session and
+    # send full states (the server picks the parent: the latest, whoever saved it).
+    writers = [
+        checkpoint_writer(load, f"crash-{i}", name=f"writer {i}", patches=True)
+        if i % 2 == 0
+        else checkpoint_writer(load, SHARED, name=f"writer {i}", patches=False)
+        for i in range(WRITERS)
+    ]
     sessions = [f"crash-{i}" for i in range(0, WRITERS, 2)] + [SHARED]
     server.start()
     try:
@@ -65,18 +36,14 @@ def test_every_acknowledged_save_survives_a_kill_9_and_the_chains_verify(world: 
                 f"{server.url}/api/v1/sessions", json={"id": session_id, "user_id": "alice"}, headers=headers
             )
             assert created.status_code == 201
-        threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while len(acknowledged) < 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        load.start(*writers)
+        load.wait_for(200, timeout=30)
         server.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
+        load.finish()
     finally:
         server.kill()
+    # checkpoint id -> (session id, sequence, checksum, the state the agent meant to store)
+    acknowledged = {pk: (c.session, c.sequence, c.checksum, c.state) for pk, c in load.checkpoints.items()}
 
     assert len(acknowledged) >= 50, "the load ran long enough to mean something"
     stored = {

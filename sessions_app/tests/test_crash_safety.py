@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import pytest
 
@@ -12,6 +9,7 @@ from conftest import World
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession, Event
 from sessions_app.selectors import decode
+from tests.load import WriteLoad, message_writer
 from tests.servers import gunicorn, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,44 +20,19 @@ WRITERS = 6
 def test_every_acknowledged_append_survives_a_kill_9_and_a_redis_flush(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
     server = gunicorn()
-    acknowledged: dict[int, str] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def writer(index: int) -> None:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=5) as client:
-            for sequence in range(10_000):
-                if stop.is_set():
-                    return
-                text = f"writer {index} message {sequence}"
-                try:
-                    response = client.post(
-                        "/api/v1/sessions/crash/context/messages",
-                        json={"messages": [{"role": "user", "content": text}]},
-                    )
-                except httpx.HTTPError:
-                    return  # the server is gone: this request was never acknowledged
-                if response.status_code == 201:
-                    with lock:
-                        acknowledged[response.json()["events"][0]["version"]] = text
-
+    load = WriteLoad(server.url, headers)
     server.start()
     try:
         created = httpx.post(f"{server.url}/api/v1/sessions", json={"id": "crash", "user_id": "alice"}, headers=headers)
         assert created.status_code == 201
-        threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 20
-        while len(acknowledged) < 150 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        load.start(*[message_writer(load, "crash", name=f"writer {i}") for i in range(WRITERS)])
+        load.wait_for(150, timeout=20)
         server.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
+        load.finish()
     finally:
         server.kill()
     redis_client().flushall()
+    acknowledged = {version: text for (_, version), text in load.messages.items()}
 
     assert len(acknowledged) >= 50, "the load ran long enough to mean something"
     session = AgentSession.objects.get(session_id="crash")
