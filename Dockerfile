@@ -29,4 +29,6 @@ EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=2)" || exit 1
 
-CMD ["sh", "-c", "exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-4} --threads ${WEB_THREADS:-4} --no-control-socket --access-logfile /dev/null"]
+# The web workers' counters are summed at scrape time from PROMETHEUS_MULTIPROC_DIR (memory_admin.metrics),
+# emptied at each start.
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-4} --threads ${WEB_THREADS:-4} --no-control-socket --access-logfile /dev/null"]

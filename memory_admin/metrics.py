@@ -1,12 +1,19 @@
-"""The service's own Prometheus metrics (django-prometheus adds the HTTP and database ones)."""
+"""The service's own Prometheus metrics (django-prometheus adds the HTTP and database ones).
+
+Several processes serve one host (gunicorn's workers, Celery's): with PROMETHEUS_MULTIPROC_DIR set in their
+environment (`make run` and the Docker image set it), every process writes its counters and histograms to files
+there and a scrape sums them all, so a counter does not jump between workers from one scrape to the next. The
+directory must exist and be emptied before the processes start.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
 import structlog
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 RECOVERIES = Counter(
@@ -174,3 +181,15 @@ def register_stored_data_collector() -> None:
     if _collector is None:
         _collector = StoredDataCollector()
         REGISTRY.register(_collector)
+
+
+def exposition() -> bytes:
+    """The text Prometheus scrapes: every process's counters and histograms (summed from
+    PROMETHEUS_MULTIPROC_DIR when it is set, else this process's), and the stored-data gauges."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if _collector is not None:
+        registry.register(_collector)
+    return generate_latest(registry)

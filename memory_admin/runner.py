@@ -126,6 +126,11 @@ def run() -> int:
         env.setdefault("LOG_FORMAT", "console")
         env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
         env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
+        # Counters of every web and worker process, summed at scrape time (memory_admin.metrics).
+        # prometheus_client's multiprocess mode wants the directory emptied before the processes start.
+        metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(profile_dir / "prometheus")))
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
         _say("applying migrations")
         _manage(env, "migrate", "--noinput", "-v", "0")
         _manage(env, "seed_demo", "--credentials-file", str(profile_dir / "demo-credentials.json"))

@@ -8,10 +8,11 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from memory_admin.api.errors import json_error
 from memory_admin.health import check_postgres, check_redis, check_workers
+from memory_admin.metrics import exposition
 from tenants_app.roles import Role, has_role
 
 
@@ -55,5 +56,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition; not public: loopback, an admin's session, or `Bearer $METRICS_TOKEN`."""
     if not _metrics_allowed(request):
         return json_error(request, 403, "forbidden", "Metrics need METRICS_TOKEN or a loopback caller.")
-    response: HttpResponse = ExportToDjangoView(request)
-    return response
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
