@@ -80,6 +80,9 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         except ServiceError as exc:
             messages.error(request, exc.message)
         return redirect("dashboard:erasure", pk=pk)
+    if request.GET.get("format") == "json":
+        # What the live page checks when its socket (re)connects, so no update in between is missed.
+        return JsonResponse({"status": erasure.status, "progress": erasure.progress, "purged": erasure.purged})
     preview = selectors.current_preview(erasure)
     return render(
         request,
@@ -145,6 +148,8 @@ def export_list(request: HttpRequest) -> HttpResponse:
 @staff_page(Role.COMPLIANCE)
 def export_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     export = selectors.get_export(export_id=pk)
+    if request.GET.get("format") == "json":
+        return JsonResponse({"status": export.status, "progress": export.progress})
     done = export.progress.get("layers", {})
     return render(
         request,

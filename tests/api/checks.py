@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -90,8 +91,17 @@ def acme_view(objs: AcmeObjects, *, within: Route | None = None) -> dict[str, An
         url = route.url({name: PARAMETERS[name](objs) for name in route.params})
         query = QUERIES.get((route.name, "GET"))
         response = client.get(url, query(objs) if query else None)
-        view[route.template] = (response.status_code, _stable(response.json()) if response.content else None)
+        view[route.template] = (response.status_code, _body(response))
     return view
+
+
+def _body(response: Any) -> Any:
+    """The JSON body (without volatile fields), or the digest of a file download (an export archive)."""
+    if not response.content:
+        return None
+    if not response.get("Content-Type", "").startswith("application/json"):
+        return hashlib.sha256(response.content).hexdigest()
+    return _stable(response.json())
 
 
 # Which cached AcmeObjects attributes a path parameter reads (so acme_view never builds new objects).
@@ -105,6 +115,7 @@ _BUILT_BY = {
     "job_id": ("session_id", "job_id"),
     "user_id": ("user_id",),
     "request_id": ("erasure_id",),
+    "export_id": ("export_id",),
 }
 
 

@@ -105,6 +105,16 @@ class AcmeObjects:
         return request_id
 
     @cached_property
+    def export_id(self) -> str:
+        """A ready export (filed through the API, built as the worker would)."""
+        from compliance_app.tasks import build_export
+
+        body = {"user_id": USER_ID, "legal_basis": "gdpr_art_15"}
+        export_id = str(expect(self.client.post("/api/v1/export-requests", body, format="json"), 201)["id"])
+        build_export(export_id)
+        return export_id
+
+    @cached_property
     def user_id(self) -> str:
         body = {"preferences": {"language": "en"}}
         expect(self.client.patch(f"/api/v1/users/{USER_ID}/profile", body, format="json"), 200)
@@ -122,6 +132,7 @@ PARAMETERS: dict[str, Callable[[AcmeObjects], str]] = {
     "job_id": lambda objs: objs.job_id,
     "user_id": lambda objs: objs.user_id,
     "request_id": lambda objs: objs.erasure_id,
+    "export_id": lambda objs: objs.export_id,
 }
 
 
@@ -175,6 +186,7 @@ BODIES: dict[tuple[str, str], Body] = {
             "note": "ticket 9",
         }
     ),
+    ("export-list", "POST"): _fixed({"user_id": "u-acme-asks", "legal_basis": "gdpr_art_15"}),
     ("session-promote", "POST"): _fixed({"texts": ["Prefers phone calls."]}),
     ("user-profile", "PATCH"): _fixed({"facts": {"city": "Lyon"}, "preferences": {"tone": "formal"}}),
 }
