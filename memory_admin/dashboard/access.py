@@ -25,6 +25,8 @@ def staff_page(role: Role | None = None) -> Callable[[Callable[..., HttpResponse
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
+        # Read by the refusal suite (test_dashboard_refusals), which walks every dashboard URL.
+        wrapped.staff_role = role  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
