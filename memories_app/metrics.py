@@ -61,7 +61,6 @@ def _family_specs() -> list[tuple[str, str, list[str]]]:
         ("memory_revisions", "Recorded changes to memories by kind (update, merge, promotion, profile)", ["kind"]),
         ("memory_merges", "Conflicting updates merged, by method (llm or deterministic)", ["method"]),
         ("memory_evictions_24h", "Memories evicted for decay by the lifecycle job in the last 24 hours", []),
-        ("memory_eviction_candidates", "Memories marked for eviction, waiting out their grace period", []),
         ("memory_embedder_info", "The active embedder (value 1)", ["provider", "model", "dimensions"]),
     ]
 
@@ -103,7 +102,8 @@ def _scrape() -> list[Row]:
 
 
 def _eviction_rows() -> list[Row]:
-    """Eviction is lifecycle_app's job (its JobRun counts and EvictionCandidate rows); nothing without it."""
+    """Eviction is lifecycle_app's job (its JobRun counts); nothing without it. Pending candidates are exported
+    by memory_admin/metrics.py (memory_eviction_candidates)."""
     from datetime import timedelta
 
     from django.apps import apps
@@ -111,16 +111,12 @@ def _eviction_rows() -> list[Row]:
 
     try:
         job_run = apps.get_model("lifecycle_app", "JobRun")
-        candidate = apps.get_model("lifecycle_app", "EvictionCandidate")
     except LookupError:
         return []
     since = timezone.now() - timedelta(hours=24)
     runs = job_run.objects.filter(job="memory_eviction", dry_run=False, started_at__gte=since)
     evicted = sum(int((counts or {}).get("evicted", 0) or 0) for counts in runs.values_list("counts", flat=True))
-    return [
-        ("memory_evictions_24h", (), float(evicted)),
-        ("memory_eviction_candidates", (), float(candidate.objects.count())),
-    ]
+    return [("memory_evictions_24h", (), float(evicted))]
 
 
 class MemoryStatsCollector:

@@ -108,7 +108,7 @@ def test_promotion_jobs_and_what_they_did_are_exported(world, eager_celery, djan
 
 
 @override_settings(MEMORY_EVICTION_GRACE_DAYS=0)
-def test_evictions_of_the_last_day_and_pending_candidates_are_exported(world):
+def test_evictions_of_the_last_day_are_exported(world):
     stale = create(world.acme.client, scope="user", user_id="alice", content="Old news.").json()
     Memory.objects.filter(pk=stale["id"]).update(created_at=timezone.now() - timedelta(days=365))
     assert value(scrape(), "memory_evictions_24h") == 0
@@ -118,4 +118,3 @@ def test_evictions_of_the_last_day_and_pending_candidates_are_exported(world):
     text = scrape()
     assert Memory.objects.get(pk=stale["id"]).deleted_at is not None
     assert value(text, "memory_evictions_24h") == 1
-    assert value(text, "memory_eviction_candidates") == 0
