@@ -61,6 +61,9 @@ def _family_specs() -> list[tuple[str, str, list[str]]]:
         ("memory_lifecycle_job_runs", "Lifecycle job runs started in the last 24 hours", ["job", "status"]),
         ("memory_lifecycle_job_last_duration_seconds", "Duration of the last finished run of each job", ["job"]),
         ("memory_lifecycle_job_last_success_timestamp_seconds", "When each job last succeeded (not dry runs)", ["job"]),
+        ("memory_lifecycle_job_max_duration_seconds", "Longest finished run of each job in the last 24 hours", ["job"]),
+        ("memory_lifecycle_jobs_running", "Job runs started and not finished (a crashed run stays here)", ["job"]),
+        ("memory_eviction_candidates", "Memories marked for eviction, waiting out their grace period", []),
         ("memory_erasure_requests_open", "Erasure requests not yet verified or rejected, by status", ["status"]),
         ("memory_erasure_oldest_open_age_seconds", "Age of the oldest open erasure request", []),
         ("memory_erasure_nearest_due_seconds", "Seconds until the nearest open erasure deadline (<0: overdue)", []),
@@ -108,6 +111,15 @@ def _scrape() -> list[tuple[str, tuple[str, ...], float]]:
         rows += [
             ("memory_lifecycle_job_last_success_timestamp_seconds", (job,), float(t)) for job, t in cursor.fetchall()
         ]
+        cursor.execute(
+            "SELECT job, max(extract(epoch FROM finished_at - started_at)) FROM lifecycle_app_jobrun "
+            "WHERE finished_at IS NOT NULL AND started_at > now() - interval '24 hours' GROUP BY job"
+        )
+        rows += [("memory_lifecycle_job_max_duration_seconds", (job,), float(s)) for job, s in cursor.fetchall()]
+        cursor.execute("SELECT job, count(*) FROM lifecycle_app_jobrun WHERE status = 'running' GROUP BY job")
+        rows += [("memory_lifecycle_jobs_running", (job,), float(n)) for job, n in cursor.fetchall()]
+        cursor.execute("SELECT count(*) FROM lifecycle_app_evictioncandidate")
+        rows.append(("memory_eviction_candidates", (), float((cursor.fetchone() or (0,))[0])))
         cursor.execute(
             "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
             "FROM memories_app_profilefactoutbox WHERE processed_at IS NULL"

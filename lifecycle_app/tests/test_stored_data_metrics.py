@@ -92,3 +92,26 @@ def test_open_erasure_requests_and_the_oldest_age_are_exported(world: World) -> 
     assert value(text, 'memory_erasure_requests_open{status="pending"}') == 1
     assert 86_000 < value(text, "memory_erasure_oldest_open_age_seconds") < 87_000
     assert value(text, "memory_erasure_nearest_due_seconds") > 0
+
+
+def test_runs_in_progress_the_longest_run_and_eviction_candidates_are_exported(world: World) -> None:
+    from lifecycle_app.models import EvictionCandidate, JobRun
+
+    JobRun.objects.create(job="session_archival", triggered_by="beat")  # started, never finished (a crash)
+    JobRun.objects.create(
+        job="memory_purge",
+        triggered_by="beat",
+        status="succeeded",
+        started_at=timezone.now() - timedelta(seconds=90),
+        finished_at=timezone.now() - timedelta(seconds=30),
+    )
+    (memory,) = create_memories(
+        tenant=world.acme.tenant, items=[NewMemory(scope=Scope.USER, content="rarely read", user_id="u-1")]
+    )
+    EvictionCandidate.objects.create(memory=memory, tenant=world.acme.tenant, score=0.01)
+
+    text = scrape()
+
+    assert value(text, 'memory_lifecycle_jobs_running{job="session_archival"}') == 1
+    assert 59 < value(text, 'memory_lifecycle_job_max_duration_seconds{job="memory_purge"}') < 61
+    assert value(text, "memory_eviction_candidates") == 1
