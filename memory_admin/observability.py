@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,14 +24,49 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 logger = structlog.get_logger("memory.http")
 
 
+# These loggers put details after a colon: Django the request path ("Internal Server Error: /api/v1/sessions/…",
+# paths carry session and user ids), Celery an exception's text or a task's return value ("Task …[id] raised
+# unexpected: IntegrityError(…)"). Only the part before the colon is kept.
+_DETAIL_AFTER_COLON = ("django.request", "django.server", "django.security", "celery.app.trace")
+
+
+def _exception_summary(exc_info: Any) -> dict[str, Any] | None:
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if not isinstance(exc_info, tuple) or exc_info[0] is None:
+        return None
+    frames = traceback.extract_tb(exc_info[2])
+    return {
+        "type": exc_info[0].__name__,
+        "frames": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}" for frame in frames[-8:]],
+    }
+
+
+def drop_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Production logs keep an exception's type and where it was raised, never its message (a database
+    driver's message quotes row values: "Key (user_id)=(…) already exists"), nor what Django and Celery put after a
+    colon in theirs."""
+    summary = _exception_summary(event_dict.pop("exc_info", None))
+    if summary is not None:
+        event_dict["exception"] = summary
+    if str(event_dict.get("logger")).startswith(_DETAIL_AFTER_COLON) and isinstance(event_dict.get("event"), str):
+        event_dict["event"] = event_dict["event"].split(":", 1)[0]
+    return event_dict
+
+
 def configure_logging(log_format: str, level: str) -> None:
-    """JSON lines in production, coloured key=value lines for people in development."""
+    """JSON lines in production (without exception messages or paths, see `drop_personal_data`), coloured
+    key=value lines with full tracebacks for people in development."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if log_format == "json":
+        shared.append(drop_personal_data)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"

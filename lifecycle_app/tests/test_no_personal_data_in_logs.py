@@ -74,3 +74,40 @@ def test_message_content_memory_text_and_user_ids_never_reach_the_logs(world: Wo
     assert '"event": "request"' in logged and '"event": "job_finished"' in logged  # the capture works
     for secret in (USER_ID, "jane.doe", MESSAGE, "zebra-pox", MEMORY_TEXT, "Elm Street", TOOL_RESULT, "DE89"):
         assert secret not in logged, secret
+
+
+def test_exceptions_are_logged_by_type_and_place_without_their_message_or_the_path(log_output: io.StringIO) -> None:
+    import json
+
+    import structlog
+
+    try:
+        raise ValueError(f"duplicate key value violates unique constraint DETAIL: Key (user_id)=({USER_ID})")
+    except ValueError:
+        logging.getLogger("django.request").error(f"Internal Server Error: /api/v1/users/{USER_ID}", exc_info=True)
+        logging.getLogger("celery.app.trace").error(f"Task x[1] raised unexpected: ValueError('{USER_ID}')")
+        structlog.get_logger("memory.test").exception("step_failed")
+
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    assert USER_ID not in log_output.getvalue() and "jane.doe" not in log_output.getvalue()
+    assert [line["event"] for line in lines] == ["Internal Server Error", "Task x[1] raised unexpected", "step_failed"]
+    assert lines[0]["exception"]["type"] == lines[2]["exception"]["type"] == "ValueError"
+    assert "test_no_personal_data_in_logs.py" in lines[2]["exception"]["frames"][-1]
+
+
+def test_development_logs_are_readable_lines_not_json() -> None:
+    import structlog
+
+    configure_logging("console", "info")
+    buffer = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    try:
+        structlog.get_logger("memory.test").info("job_finished", job="memory_eviction", evicted=3)
+    finally:
+        configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
+
+    line = buffer.getvalue().strip()
+    assert not line.startswith("{")
+    assert "job_finished" in line and "job=memory_eviction" in line and "evicted=3" in line
