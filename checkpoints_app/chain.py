@@ -5,6 +5,12 @@ query fetches that path (at most CHECKPOINT_FULL_EVERY rows when the settings ha
 link's checksum is recomputed from the rebuilt state and compared with the stored one. The first link that
 fails raises IntegrityFailure naming it, so a wrong state is never returned.
 
+A verified state is remembered per process under the digest of everything its verification read from the
+path's rows (`checkpoints_app.cache`): when a later read or save fetches rows with the same digest, their
+verification has already succeeded and the state is known; a row edited in any verified column changes
+the digest, so it is rebuilt and verified again, and the first bad link is named as before. An agent's next
+save or read therefore rarely decodes or recomputes anything but the link it adds.
+
 A chain starts at a checkpoint without a parent: the session's first, or a full snapshot whose parent
 retention removed. The latter's checksum was computed over that parent's checksum, which the row keeps
 (`pruned_parent_checksum`), so its link is still checked against it.
@@ -12,15 +18,18 @@ retention removed. The latter's checksum was computed over that parent's checksu
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import connection
 
-from checkpoints_app.models import Checkpoint, CheckpointKind
-from checkpoints_app.patching import PatchError, apply_patch
+from checkpoints_app.cache import key_of, row_hash, states
+from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
+from checkpoints_app.patching import PatchError, apply_copying
 from checkpoints_app.storage import Owner, chain_checksum, read_body
 from memory_admin.codec import canonical_json
 from memory_admin.errors import IntegrityFailure, NotFound
@@ -29,9 +38,9 @@ from sessions_app.models import AgentSession
 # A path longer than this is a cycle or a corrupt parent link, whatever CHECKPOINT_FULL_EVERY was.
 MAX_PATH = 10_000
 
-# One round trip per read: the anchor picks the target (by id, by sequence, or the head's latest), the
-# recursion walks parent links back to the nearest full snapshot, within the session only.
-_PATH_SQL = """
+# The walk from a target (by id, by sequence, or the head's latest) back along parent links to the nearest
+# full snapshot, within the session only.
+_WALK_SQL = """
 WITH RECURSIVE path AS (
     SELECT id, parent_id, kind, 0 AS depth
     FROM checkpoints_app_checkpoint
@@ -41,16 +50,47 @@ WITH RECURSIVE path AS (
     FROM checkpoints_app_checkpoint c
     JOIN path ON c.id = path.parent_id
     WHERE path.kind <> 'full' AND c.session_id = %(session)s AND path.depth < %(limit)s
+)"""
+# The checksum a link commits to: its parent's, or the one retention kept for a removed parent.
+_PARENT_CHECKSUM = "CASE WHEN c.parent_id IS NULL THEN NULLIF(c.pruned_parent_checksum, '') ELSE parent.checksum END"
+_COLUMNS = f"""c.id, c.sequence, c.parent_id, c.node_id, c.metadata::text, c.schema_version, c.kind, c.checksum,
+    c.event_version, c.created_at, c.pruned_parent_checksum, c.pruned_parent_sequence,
+    {_PARENT_CHECKSUM} AS parent_checksum, parent.sequence AS parent_sequence"""
+# cache.row_hash, computed by the database: what a read needs to know whether it has verified these rows before.
+ROW_HASH_SQL = f"""sha256(convert_to(concat(
+    length(c.kind), ':', c.kind, ':', c.schema_version, ':', c.sequence, ':', length(c.node_id), ':', c.node_id,
+    ':', length(c.metadata::text), ':', c.metadata::text, ':', length(c.checksum), ':', c.checksum, ':',
+    coalesce(length({_PARENT_CHECKSUM})::text || ':' || {_PARENT_CHECKSUM}, '-'), ':', length(c.payload), ':'
+), 'UTF8') || c.payload)"""
+# One round trip per read or save: the session's checkpoint head (a save needs it), the target row without
+# its payload, and the hashes of the path's rows, oldest first. Without such a checkpoint: the head only.
+_HEAD_SQL = f"""{_WALK_SQL},
+hashes AS (
+    SELECT string_agg({ROW_HASH_SQL}, ''::bytea ORDER BY path.depth DESC) AS row_hashes,
+        bool_or(path.kind = 'full') AS complete
+    FROM path
+    JOIN checkpoints_app_checkpoint c ON c.id = path.id
+    LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
+), target AS (
+    SELECT {_COLUMNS}
+    FROM checkpoints_app_checkpoint c
+    LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
+    WHERE c.id = (SELECT id FROM path WHERE depth = 0)
 )
-SELECT c.*,
-    CASE WHEN c.parent_id IS NULL THEN NULLIF(c.pruned_parent_checksum, '') ELSE parent.checksum END
-        AS parent_checksum,
-    parent.sequence AS parent_sequence, path.depth AS depth
+SELECT head.last_sequence, head.latest_id, hashes.row_hashes, hashes.complete, target.*
+FROM (SELECT 1) AS one
+LEFT JOIN checkpoints_app_checkpointhead head ON head.session_id = %(session)s
+LEFT JOIN hashes ON true
+LEFT JOIN target ON true
+"""  # noqa: S608 - constants of this module; every value is bound
+# The whole path with payloads, oldest first: for a rebuild.
+_PATH_SQL = f"""{_WALK_SQL}
+SELECT {_COLUMNS}, c.payload
 FROM path
 JOIN checkpoints_app_checkpoint c ON c.id = path.id
 LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
 ORDER BY path.depth DESC
-"""
+"""  # noqa: S608 - constants of this module; every value is bound
 _ANCHORS = {
     "id": "id = %(target)s",
     "sequence": "sequence = %(target)s",
@@ -58,11 +98,153 @@ _ANCHORS = {
 }
 
 
+class StoredLink(Protocol):
+    """What verifying and rebuilding one link reads of a row (a Checkpoint, or a `Link` from the path query)."""
+
+    pk: Any
+    sequence: int
+    kind: str
+    schema_version: int
+    payload: Any
+    node_id: str
+    metadata: Any
+    checksum: str
+    pruned_parent_checksum: str
+
+
+@dataclass
+class Link:
+    """One row of a rebuild path, as the path query returns it (no model instance per row)."""
+
+    pk: Any
+    sequence: int
+    parent_id: Any
+    node_id: str
+    # As PostgreSQL prints the jsonb: parsed only when this link is verified or returned.
+    metadata_text: str
+    schema_version: int
+    kind: str
+    payload: bytes
+    checksum: str
+    event_version: int
+    created_at: datetime
+    pruned_parent_checksum: str
+    pruned_parent_sequence: int | None
+    # The checksum this link commits to: its parent's, or the one retention kept for a removed parent.
+    parent_checksum: str | None
+    parent_sequence: int | None
+
+    @property
+    def metadata(self) -> Any:
+        return json.loads(self.metadata_text)
+
+    def row_hash(self) -> bytes:
+        return row_hash(
+            kind=self.kind,
+            schema_version=self.schema_version,
+            sequence=self.sequence,
+            node_id=self.node_id,
+            metadata_text=self.metadata_text,
+            checksum=self.checksum,
+            parent_checksum=self.parent_checksum,
+            payload=self.payload,
+        )
+
+    def as_checkpoint(self, session: AgentSession) -> Checkpoint:
+        checkpoint = Checkpoint(
+            id=self.pk,
+            session=session,
+            sequence=self.sequence,
+            parent_id=self.parent_id,
+            node_id=self.node_id,
+            metadata=self.metadata,
+            schema_version=self.schema_version,
+            kind=self.kind,
+            payload=self.payload,
+            checksum=self.checksum,
+            event_version=self.event_version,
+            created_at=self.created_at,
+            pruned_parent_checksum=self.pruned_parent_checksum,
+            pruned_parent_sequence=self.pruned_parent_sequence,
+        )
+        checkpoint.parent_sequence = self.parent_sequence  # type: ignore[attr-defined]
+        return checkpoint
+
+
+@dataclass(frozen=True)
+class Path:
+    """The session's checkpoint head, and the target checkpoint (None when there is no such checkpoint) with
+    the hashes of the rows from its nearest full snapshot to it (`complete` when that snapshot was found)."""
+
+    last_sequence: int
+    latest_id: Any
+    target: Link | None
+    row_hashes: bytes
+    complete: bool
+
+
+def load_path(
+    session: AgentSession, *, checkpoint_id: object = None, sequence: int | None = None, latest: bool = False
+) -> Path:
+    """One query: the head, and the checkpoint by id, by sequence or (latest=True, or neither) the latest."""
+    if checkpoint_id is not None:
+        anchor, target = "id", checkpoint_id
+    elif sequence is not None:
+        anchor, target = "sequence", sequence
+    else:
+        anchor, target = "latest", None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HEAD_SQL.format(anchor=_ANCHORS[anchor]), {"target": target, "session": session.pk, "limit": MAX_PATH}
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    last_sequence, latest_id, row_hashes, complete = row[:4]
+    return Path(
+        last_sequence=last_sequence or 0,
+        latest_id=latest_id,
+        target=_link(row[4:], payload=b"") if row[4] is not None else None,
+        row_hashes=bytes(row_hashes or b""),
+        complete=bool(complete),
+    )
+
+
+def _links(session: AgentSession, checkpoint_id: object) -> list[Link]:
+    """The rows from the checkpoint's nearest full snapshot to it, oldest first, with their payloads."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PATH_SQL.format(anchor=_ANCHORS["id"]), {"target": checkpoint_id, "session": session.pk, "limit": MAX_PATH}
+        )
+        return [_link(row[:-1], payload=bytes(row[-1])) for row in cursor.fetchall()]
+
+
+def _link(row: tuple[Any, ...], *, payload: bytes) -> Link:
+    (pk, sequence, parent_id, node_id, metadata, schema_version, kind, checksum, event_version, created_at,
+     pruned_checksum, pruned_sequence, parent_checksum, parent_sequence) = row  # fmt: skip
+    return Link(
+        pk=pk,
+        sequence=sequence,
+        parent_id=parent_id,
+        node_id=node_id,
+        metadata_text=metadata,
+        schema_version=schema_version,
+        kind=kind,
+        payload=payload,
+        checksum=checksum,
+        event_version=event_version,
+        created_at=created_at,
+        pruned_parent_checksum=pruned_checksum,
+        pruned_parent_sequence=pruned_sequence,
+        parent_checksum=parent_checksum,
+        parent_sequence=parent_sequence,
+    )
+
+
 def owner_of(session: AgentSession) -> Owner:
     return Owner(tenant_id=session.tenant_id, user_id=session.user_id)
 
 
-def broken(link: Checkpoint, reason: str) -> IntegrityFailure:
+def broken(link: StoredLink, reason: str) -> IntegrityFailure:
     return IntegrityFailure(
         f"Checkpoint {link.sequence} failed verification: {reason}.",
         details={"checkpoint_id": str(link.pk), "sequence": link.sequence, "reason": reason},
@@ -74,8 +256,8 @@ def max_state_bytes() -> int:
     return value
 
 
-def next_state(link: Checkpoint, previous: dict[str, Any] | None, owner: Owner) -> dict[str, Any]:
-    """The state stored in `link`, given its parent's state (changed in place for a delta)."""
+def next_state(link: StoredLink, previous: dict[str, Any] | None, owner: Owner) -> dict[str, Any]:
+    """The state stored in `link`, given its parent's state (which is left unchanged)."""
     try:
         body = read_body(link.payload, kind=link.kind, schema_version=link.schema_version, owner=owner)
     except ValueError as exc:
@@ -85,19 +267,24 @@ def next_state(link: Checkpoint, previous: dict[str, Any] | None, owner: Owner) 
     if previous is None:
         raise broken(link, "a delta has no parent state to apply to")
     try:
-        return apply_patch(previous, body.patch or [], max_bytes=max_state_bytes())
+        return apply_copying(previous, body.patch or [], max_bytes=max_state_bytes())
     except PatchError as exc:
         raise broken(link, f"its stored patch {exc}") from None
 
 
-def anchor_of(link: Checkpoint) -> str | None:
+def anchor_of(link: StoredLink) -> str | None:
     """The parent checksum a chain start's link commits to: none, or that of the parent retention removed."""
     return link.pruned_parent_checksum or None
 
 
-def check_link(link: Checkpoint, state: dict[str, Any], parent_checksum: str | None) -> None:
+def check_link(
+    link: StoredLink, state: dict[str, Any], parent_checksum: str | None, *, state_json: bytes | None = None
+) -> bytes:
+    """IntegrityFailure unless `link`'s checksum is that of `state` after `parent_checksum`; the state's
+    canonical JSON (`state_json` when the caller has it already)."""
     try:
-        state_json = canonical_json(state)
+        if state_json is None:
+            state_json = canonical_json(state)
         expected = chain_checksum(
             schema_version=link.schema_version,
             parent_checksum=parent_checksum,
@@ -110,6 +297,7 @@ def check_link(link: Checkpoint, state: dict[str, Any], parent_checksum: str | N
         raise broken(link, str(exc)) from None
     if expected != link.checksum:
         raise broken(link, "its checksum does not match its content and its parent's checksum")
+    return state_json
 
 
 @dataclass
@@ -118,33 +306,65 @@ class Rebuilt:
     state: dict[str, Any]
     # Deltas applied after the nearest full snapshot: a save decides from this when to store a full one.
     depth: int
+    # canonical_json(state), as verified against the checksum; the hashes of the rows it was rebuilt from.
+    state_json: bytes = b""
+    row_hashes: bytes = b""
+
+
+def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
+    """The verified state of the path's target, every link from its full snapshot verified — now, or before
+    on exactly the same rows (see the module docstring). IntegrityFailure names the first bad link."""
+    target = path.target
+    assert target is not None
+    remembered = states.get(target.pk, key_of(path.row_hashes)) if path.complete else None
+    if remembered is not None:
+        return Rebuilt(
+            checkpoint=target.as_checkpoint(session),
+            state=remembered.state,
+            depth=len(path.row_hashes) // 32 - 1,
+            state_json=remembered.state_json,
+            row_hashes=path.row_hashes,
+        )
+    links = _links(session, target.pk)
+    if not links:
+        raise NotFound("No such checkpoint in this session.", details={"checkpoint_id": str(target.pk)})
+    if links[0].kind != CheckpointKind.FULL:
+        raise broken(links[0], "its chain does not reach a full snapshot (a parent is missing)")
+    owner = owner_of(session)
+    state: dict[str, Any] | None = None
+    state_json = b""
+    for link in links:
+        state = next_state(link, state, owner)
+        state_json = check_link(link, state, link.parent_checksum)
+    assert state is not None
+    row_hashes = b"".join(link.row_hash() for link in links)
+    states.put(links[-1].pk, key_of(row_hashes), state, state_json)
+    return Rebuilt(
+        checkpoint=links[-1].as_checkpoint(session),
+        state=state,
+        depth=len(links) - 1,
+        state_json=state_json,
+        row_hashes=row_hashes,
+    )
 
 
 def rebuild(*, session: AgentSession, checkpoint_id: object = None, sequence: int | None = None) -> Rebuilt:
     """The checkpoint (by id, by sequence, or else the session's latest) and its verified state.
 
-    NotFound when there is no such checkpoint in this session.
+    NotFound when there is no such checkpoint in this session. The state may be shared with other readers:
+    do not change it (patch it with `patching.apply_copying`).
     """
     missing: dict[str, Any]
     if checkpoint_id is not None:
-        anchor, target, missing = "id", checkpoint_id, {"checkpoint_id": str(checkpoint_id)}
+        missing = {"checkpoint_id": str(checkpoint_id)}
     elif sequence is not None:
-        anchor, target, missing = "sequence", sequence, {"sequence": sequence}
+        missing = {"sequence": sequence}
     else:
-        anchor, target, missing = "latest", None, {"latest": True}
-    sql = _PATH_SQL.format(anchor=_ANCHORS[anchor])
-    path = list(Checkpoint.objects.raw(sql, {"target": target, "session": session.pk, "limit": MAX_PATH}))
-    if not path:
+        missing = {"latest": True}
+    path = load_path(session, checkpoint_id=checkpoint_id, sequence=sequence)
+    if path.target is None:
         raise NotFound("No such checkpoint in this session.", details=missing)
-    if path[0].kind != CheckpointKind.FULL:
-        raise broken(path[0], "its chain does not reach a full snapshot (a parent is missing)")
-    owner = owner_of(session)
-    state: dict[str, Any] | None = None
-    for link in path:
-        state = next_state(link, state, owner)
-        check_link(link, state, getattr(link, "parent_checksum", None))
-    assert state is not None
-    return Rebuilt(checkpoint=path[-1], state=state, depth=len(path) - 1)
+    return rebuild_path(session, path)
 
 
 @dataclass
@@ -152,6 +372,13 @@ class Verification:
     valid: bool
     checked: int
     first_bad_link: dict[str, Any] | None
+    # Where verification starts: the oldest kept checkpoint ({checkpoint_id, sequence, anchored}); `anchored`
+    # when retention removed its parent and its link is checked against the parent checksum it keeps.
+    verified_from: dict[str, Any] | None = None
+    # Sequences retention removed, as [first, last] ranges (sequences are otherwise gap-free).
+    removed_by_retention: list[list[int]] = field(default_factory=list)
+    # Kept checkpoints whose parent retention removed: {checkpoint_id, sequence, removed_parent_sequence}.
+    retention_anchors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _children_counts(session: AgentSession) -> dict[Any, int]:
@@ -167,8 +394,20 @@ def _in_sequence(session: AgentSession) -> Iterator[Checkpoint]:
     return Checkpoint.objects.filter(session=session).order_by("sequence").iterator(chunk_size=200)
 
 
+def _gaps(sequences: list[int], last_sequence: int) -> list[list[int]]:
+    """The [first, last] ranges of 1..last_sequence missing from the ascending `sequences`."""
+    gaps: list[list[int]] = []
+    expected = 1
+    for sequence in [*sequences, last_sequence + 1]:
+        if sequence > expected:
+            gaps.append([expected, sequence - 1])
+        expected = max(expected, sequence + 1)
+    return gaps
+
+
 def verify_session(session: AgentSession) -> Verification:
-    """Recompute every link of the session's checkpoints, oldest first, and report the first that fails.
+    """Recompute every link of the session's checkpoints, oldest first, and report the first that fails,
+    with what retention removed and where the kept chain starts.
 
     Parents always have lower sequences than their children, so one pass in sequence order rebuilds every
     state; a state is kept only until its last child has used it, so memory stays at one state per open
@@ -176,10 +415,31 @@ def verify_session(session: AgentSession) -> Verification:
     """
     owner = owner_of(session)
     waiting = _children_counts(session)
-    states: dict[Any, dict[str, Any]] = {}
+    states_of: dict[Any, dict[str, Any]] = {}
     checksums: dict[Any, str] = {}
     checked = 0
+    sequences: list[int] = []
+    anchors: list[dict[str, Any]] = []
+    verified_from: dict[str, Any] | None = None
+    failure: IntegrityFailure | None = None
     for link in _in_sequence(session):
+        sequences.append(link.sequence)
+        if verified_from is None:
+            verified_from = {
+                "checkpoint_id": str(link.pk),
+                "sequence": link.sequence,
+                "anchored": link.pruned_parent_sequence is not None,
+            }
+        if link.pruned_parent_sequence is not None:
+            anchors.append(
+                {
+                    "checkpoint_id": str(link.pk),
+                    "sequence": link.sequence,
+                    "removed_parent_sequence": link.pruned_parent_sequence,
+                }
+            )
+        if failure is not None:
+            continue
         try:
             previous = None
             if link.parent_id is not None:
@@ -187,18 +447,25 @@ def verify_session(session: AgentSession) -> Verification:
                     raise broken(link, "its parent is missing or comes after it")
                 waiting[link.parent_id] -= 1
                 if link.kind == CheckpointKind.DELTA:
-                    previous = states.get(link.parent_id)
-                    if waiting[link.parent_id] > 0:
-                        previous = copy.deepcopy(previous)  # a later sibling needs the parent's state too
+                    previous = states_of.get(link.parent_id)
                 if waiting[link.parent_id] == 0:
-                    states.pop(link.parent_id, None)
+                    states_of.pop(link.parent_id, None)
             state = next_state(link, previous, owner)
             parent_checksum = checksums[link.parent_id] if link.parent_id is not None else anchor_of(link)
             check_link(link, state, parent_checksum)
-        except IntegrityFailure as failure:
-            return Verification(valid=False, checked=checked, first_bad_link=failure.details)
+        except IntegrityFailure as exc:
+            failure = exc
+            continue
         checksums[link.pk] = link.checksum
         if waiting.get(link.pk, 0) > 0:
-            states[link.pk] = state
+            states_of[link.pk] = state
         checked += 1
-    return Verification(valid=True, checked=checked, first_bad_link=None)
+    head = CheckpointHead.objects.filter(session=session).values_list("last_sequence", flat=True).first()
+    return Verification(
+        valid=failure is None,
+        checked=checked,
+        first_bad_link=failure.details if failure is not None else None,
+        verified_from=verified_from,
+        removed_by_retention=_gaps(sequences, head or (sequences[-1] if sequences else 0)),
+        retention_anchors=anchors,
+    )

@@ -75,6 +75,150 @@ def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int) -> 
     return result
 
 
+_SIMPLE_OPS = {"add", "remove", "replace", "test"}
+
+
+def _token(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def _index(part: str, size: int, *, append: bool) -> int:
+    """A JSON Pointer array index (no sign, no leading zero) within [0, size) — or up to size when adding."""
+    if append and part == "-":
+        return size
+    if not part.isdigit() or (len(part) > 1 and part[0] == "0") or not part.isascii():
+        raise PatchError(f"{part!r} is not an array index")
+    index = int(part)
+    if index > size or (index == size and not append):
+        raise PatchError(f"index {index} is out of range")
+    return index
+
+
+def _apply_copying_one(document: Any, op: dict[str, Any]) -> Any:
+    """`document` after one add/remove/replace/test, copying only the containers along the op's path."""
+    name, path = op["op"], op["path"]
+    if path == "":
+        if name == "test":
+            if document != op["value"]:
+                raise PatchError("a test operation failed")
+            return document
+        if name == "remove":
+            raise PatchError("the whole document cannot be removed")
+        return op["value"]
+    if not path.startswith("/"):
+        raise PatchError(f"{path!r} is not a JSON Pointer")
+    tokens = [_token(token) for token in path[1:].split("/")]
+    root: Any = _copied(document) if name != "test" else document
+    parent = root
+    for token in tokens[:-1]:
+        if isinstance(parent, dict):
+            if token not in parent:
+                raise PatchError(f"{path!r} does not exist")
+            key: Any = token
+        elif isinstance(parent, list):
+            key = _index(token, len(parent), append=False)
+        else:
+            raise PatchError(f"{path!r} goes through a value that is not a container")
+        if name != "test":
+            parent[key] = _copied(parent[key])
+        parent = parent[key]
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        exists = last in parent
+        if name == "add":
+            parent[last] = op["value"]
+        elif not exists:
+            raise PatchError(f"{path!r} does not exist")
+        elif name == "remove":
+            del parent[last]
+        elif name == "replace":
+            parent[last] = op["value"]
+        elif parent[last] != op["value"]:
+            raise PatchError("a test operation failed")
+    elif isinstance(parent, list):
+        index = _index(last, len(parent), append=name == "add")
+        if name == "add":
+            parent.insert(index, op["value"])
+        elif name == "remove":
+            del parent[index]
+        elif name == "replace":
+            parent[index] = op["value"]
+        elif parent[index] != op["value"]:
+            raise PatchError("a test operation failed")
+    else:
+        raise PatchError(f"{path!r} goes through a value that is not a container")
+    return root
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def apply_copying(document: dict[str, Any], ops: list[Any], *, max_bytes: int) -> dict[str, Any]:
+    """Like `apply_patch`, but `document` is left unchanged: only the containers an operation goes
+    through are copied (shallowly), so a cached state can be patched without copying all of it.
+
+    The result shares unchanged parts with `document` and values with `ops`; neither may be changed later.
+    Patches with `move` or `copy` operations are applied to a full copy by `apply_patch`.
+    """
+    check_ops(ops)
+    if any(op["op"] not in _SIMPLE_OPS for op in ops):
+        return apply_patch(json.loads(dumps(document)), ops, max_bytes=max_bytes)
+    result: Any = document
+    try:
+        for op in ops:
+            result = _apply_copying_one(result, op)
+    except (KeyError, IndexError, TypeError, RecursionError) as exc:
+        raise PatchError(f"the patch does not apply ({type(exc).__name__})") from None
+    except PatchError as exc:
+        raise PatchError(f"the patch does not apply: {exc}") from None
+    if not isinstance(result, dict):
+        raise PatchError("the patch would make the state something other than a JSON object")
+    return result
+
+
+def delta(source: Any, target: Any) -> list[dict[str, Any]]:
+    """RFC 6902 operations that turn `source` into `target`, found in one pass (for storage, not display).
+
+    Objects are compared key by key; lists position by position, with the longer one's tail added or
+    removed (appending to a list — the usual growth of an agent's state — is one `add` per new item);
+    anything else that differs, or whose JSON type differs (1 and 1.0, 1 and true), is replaced.
+    """
+    ops: list[dict[str, Any]] = []
+    _delta(source, target, "", ops)
+    return ops
+
+
+def _delta(source: Any, target: Any, path: str, ops: list[dict[str, Any]]) -> None:
+    if source is target:
+        return
+    if type(source) is dict and type(target) is dict:
+        for key in source:
+            if key not in target:
+                ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
+        for key, value in target.items():
+            if key in source:
+                _delta(source[key], value, f"{path}/{_escape(key)}", ops)
+            else:
+                ops.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
+        return
+    if type(source) is list and type(target) is list:
+        common = min(len(source), len(target))
+        for index in range(common):
+            _delta(source[index], target[index], f"{path}/{index}", ops)
+        for index in range(len(source) - 1, common - 1, -1):
+            ops.append({"op": "remove", "path": f"{path}/{index}"})
+        for value in target[common:]:
+            ops.append({"op": "add", "path": f"{path}/-", "value": value})
+        return
+    if type(source) is not type(target) or source != target:
+        ops.append({"op": "replace", "path": path, "value": target})
+
+
 def make_patch(source: Any, target: Any) -> list[dict[str, Any]]:
     """The RFC 6902 operations that turn `source` into `target`."""
     ops: list[dict[str, Any]] = jsonpatch.make_patch(source, target).patch

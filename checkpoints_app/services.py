@@ -8,16 +8,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ParseError
 
-from checkpoints_app.chain import Rebuilt, max_state_bytes, owner_of, rebuild
+from checkpoints_app.cache import key_of, row_hash, states
+from checkpoints_app.chain import Rebuilt, load_path, max_state_bytes, owner_of, rebuild, rebuild_path
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
-from checkpoints_app.patching import PatchError, apply_patch, make_patch
+from checkpoints_app.patching import PatchError, apply_copying, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
-from memory_admin.api.parsers import check_json_value
+from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
 from memory_admin.codec import canonical_json, dumps
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
@@ -38,15 +39,11 @@ class _Candidate:
 
     state: dict[str, Any]
     state_json: bytes
-    parent: Checkpoint | None = None
-    # Deltas between the parent and its nearest full snapshot.
-    parent_depth: int = 0
-    # The parent's state, when it was not consumed by applying the client's patch.
-    parent_state: dict[str, Any] | None = None
+    parent: Rebuilt | None = None
 
     @property
     def parent_checksum(self) -> str | None:
-        return self.parent.checksum if self.parent is not None else None
+        return self.parent.checkpoint.checksum if self.parent is not None else None
 
 
 def _lock_head(session: AgentSession) -> CheckpointHead:
@@ -81,28 +78,18 @@ def _checked_json(value: Any, what: str) -> bytes:
         raise ValidationFailed(f"{what} holds a value JSON cannot represent (NaN or an out-of-range number).") from None
 
 
-def _candidate(
-    *, session: AgentSession, parent_id: uuid.UUID | None, state: dict[str, Any] | None, patch: list[Any] | None
-) -> _Candidate:
-    """The full state a save would store, with its parent rebuilt (and verified) when it has one."""
-    if parent_id is None:
-        if state is None:
-            raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
-        return _Candidate(state=state, state_json=_checked_json(state, "state"))
-    parent = _rebuild_parent(session, parent_id)
-    if state is not None:
-        return _Candidate(
-            state=state,
-            state_json=_checked_json(state, "state"),
-            parent=parent.checkpoint,
-            parent_depth=parent.depth,
-            parent_state=parent.state,
-        )
+def _patched(parent: Rebuilt, patch: list[Any]) -> _Candidate:
+    """The parent's state with the client's patch applied (the parent's state is left as it was)."""
     limit = max_state_bytes()
     try:
-        # Patches the parent's state in place: it becomes the new state.
-        result = apply_patch(parent.state, patch or [], max_bytes=limit)
-        check_json_value(result)
+        result = apply_copying(parent.state, patch, max_bytes=limit)
+        if any(op["op"] in ("move", "copy") for op in patch) or any(op["path"] == "" for op in patch):
+            check_json_value(result)
+        else:
+            # The parent's state was checked when it was saved: only what the patch brings in is new.
+            for op in patch:
+                if "value" in op and op["op"] != "test":
+                    check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
     except PatchError as exc:
         raise Unprocessable(f"The patch cannot be applied to the parent's state: {exc}.") from None
     except ParseError as exc:
@@ -113,25 +100,31 @@ def _candidate(
             f"The patched state would be {len(state_json)} bytes; the limit is {limit}.",
             details={"limit": limit, "size": len(state_json)},
         )
-    return _Candidate(state=result, state_json=state_json, parent=parent.checkpoint, parent_depth=parent.depth)
+    return _Candidate(state=result, state_json=state_json, parent=parent)
+
+
+def _candidate(
+    *, session: AgentSession, parent_id: uuid.UUID | None, state: dict[str, Any] | None, patch: list[Any] | None
+) -> _Candidate:
+    """The full state a save would store, with its parent rebuilt (and verified) when it has one."""
+    if parent_id is None:
+        if state is None:
+            raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
+        return _Candidate(state=state, state_json=_checked_json(state, "state"))
+    parent = _rebuild_parent(session, parent_id)
+    if state is not None:
+        return _Candidate(state=state, state_json=_checked_json(state, "state"), parent=parent)
+    return _patched(parent, patch or [])
 
 
 def _stored_body(candidate: _Candidate, patch: list[Any] | None) -> tuple[str, Body]:
     """Full snapshot or delta: a delta only while the branch is short and the delta is smaller."""
     full = (CheckpointKind.FULL, Body(state=candidate.state))
-    if candidate.parent is None or candidate.parent_depth + 1 >= settings.CHECKPOINT_FULL_EVERY:
+    parent = candidate.parent
+    if parent is None or parent.depth + 1 >= settings.CHECKPOINT_FULL_EVERY:
         return full
     if patch is None:
-        if candidate.parent_state is None:
-            return full
-        patch = make_patch(candidate.parent_state, candidate.state)
-        # Keep a generated delta only when it provably rebuilds the state (this consumes the parent's state).
-        try:
-            rebuilt = apply_patch(candidate.parent_state, patch, max_bytes=max_state_bytes())
-        except PatchError:
-            return full
-        if rebuilt != candidate.state:
-            return full
+        patch = delta(parent.state, candidate.state)
     if len(dumps(patch)) >= len(candidate.state_json):
         return full
     return CheckpointKind.DELTA, Body(patch=patch)
@@ -202,10 +195,20 @@ def save_checkpoint(
     not the server's; Conflict (409) when `sequence` is taken by different content or is not the next one;
     PayloadTooLarge (413) when a patch grows the state past CHECKPOINT_MAX_STATE_BYTES; IntegrityFailure
     (409) when the parent's stored chain does not verify. Nothing is stored in any of these cases.
+
+    The usual save — on top of the session's latest checkpoint — is one read and one conditional write
+    (`_save_on_latest`); a fork, a retry of a stored sequence, or a save that lost a race to another takes
+    the session's checkpoint lock and decides there.
     """
     # Timed around the transaction, commit included: that is what the agent waits for.
     with CHECKPOINT_SAVE_SECONDS.time():
-        return _save_checkpoint(
+        if (state is None) == (patch is None):
+            raise ValidationFailed("Send exactly one of `state` (the full state) and `patch` (against the parent).")
+        if patch is not None and parent_id is None:
+            raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
+        metadata = metadata if metadata is not None else {}
+        _checked_json(metadata, "metadata")
+        request = _SaveRequest(
             session=session,
             node_id=node_id,
             state=state,
@@ -215,74 +218,136 @@ def save_checkpoint(
             checksum=checksum,
             metadata=metadata,
         )
+        outcome = _save_on_latest(request)
+        if outcome is None:
+            outcome = _save_locked(request)
+        return outcome
 
 
-@transaction.atomic
-def _save_checkpoint(
-    *,
-    session: AgentSession,
-    node_id: str,
-    state: dict[str, Any] | None,
-    patch: list[Any] | None,
-    parent_id: uuid.UUID | None,
-    sequence: int | None,
-    checksum: str | None,
-    metadata: dict[str, Any] | None,
-) -> SaveOutcome:
-    if (state is None) == (patch is None):
-        raise ValidationFailed("Send exactly one of `state` (the full state) and `patch` (against the parent).")
-    if patch is not None and parent_id is None:
-        raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
-    metadata = metadata if metadata is not None else {}
-    _checked_json(metadata, "metadata")
+@dataclass(frozen=True)
+class _SaveRequest:
+    session: AgentSession
+    node_id: str
+    state: dict[str, Any] | None
+    patch: list[Any] | None
+    parent_id: uuid.UUID | None
+    sequence: int | None
+    checksum: str | None
+    metadata: dict[str, Any]
 
-    head = _lock_head(session)
-    if sequence is not None and sequence <= head.last_sequence:
-        return _replay(
-            session=session,
-            head=head,
-            sequence=sequence,
-            node_id=node_id,
-            metadata=metadata,
-            state=state,
-            patch=patch,
-            parent_id=parent_id,
-            checksum=checksum,
-        )
-    next_sequence = head.last_sequence + 1
-    if sequence is not None and sequence != next_sequence:
-        raise Conflict(
-            f"The next sequence of this session is {next_sequence}, not {sequence}.",
-            details={"sequence": sequence, "next_sequence": next_sequence, "latest": _summary(head.latest)},
-        )
-    candidate = _candidate(
-        session=session, parent_id=parent_id if parent_id is not None else head.latest_id, state=state, patch=patch
-    )
+
+# The head moves to the new checkpoint only if it still is where this save read it (same last sequence and
+# latest), and the checkpoint is inserted only if the head moved: one atomic statement, no lock held while
+# the state is computed. The parent is the head's latest, which retention never removes.
+_SAVE_SQL = f"""
+WITH head AS (
+    INSERT INTO {CheckpointHead._meta.db_table} AS h (session_id, last_sequence, latest_id)
+    VALUES (%(session)s, %(sequence)s, %(id)s)
+    ON CONFLICT (session_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence, latest_id = EXCLUDED.latest_id
+    WHERE h.last_sequence = %(sequence)s - 1 AND h.latest_id IS NOT DISTINCT FROM %(parent)s::uuid
+    RETURNING h.last_sequence
+)
+INSERT INTO {Checkpoint._meta.db_table} (id, session_id, sequence, parent_id, node_id, metadata, schema_version,
+    kind, payload, checksum, event_version, created_at, pruned_parent_checksum, pruned_parent_sequence)
+SELECT %(id)s, %(session)s, head.last_sequence, %(parent)s::uuid, %(node)s, %(metadata)s::jsonb, %(schema)s,
+    %(kind)s, %(payload)s, %(checksum)s, %(event_version)s, %(created_at)s, '', NULL
+FROM head
+RETURNING metadata::text
+"""  # noqa: S608 - table names come from the models; every value is bound
+
+
+def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
+    """The save as a child of the session's latest checkpoint, without a lock; None when it is not that save
+    (a fork, a sequence already taken) or the head moved meanwhile: the locked path decides then."""
+    session = request.session
+    path = load_path(session, checkpoint_id=request.parent_id, latest=request.parent_id is None)
+    if request.parent_id is not None and request.parent_id != path.latest_id:
+        return None
+    next_sequence = path.last_sequence + 1
+    if request.sequence is not None and request.sequence != next_sequence:
+        return None
+    if path.target is None and path.latest_id is not None:
+        return None
+    parent = rebuild_path(session, path) if path.target is not None else None
+    if parent is None:
+        if request.state is None:
+            return None
+        candidate = _Candidate(state=request.state, state_json=_checked_json(request.state, "state"))
+    elif request.state is not None:
+        candidate = _Candidate(state=request.state, state_json=_checked_json(request.state, "state"), parent=parent)
+    else:
+        candidate = _patched(parent, request.patch or [])
     computed = chain_checksum(
         parent_checksum=candidate.parent_checksum,
         sequence=next_sequence,
-        node_id=node_id,
-        metadata=metadata,
+        node_id=request.node_id,
+        metadata=request.metadata,
         state_json=candidate.state_json,
     )
-    if checksum is not None and checksum != computed:
-        raise _checksum_mismatch(sent=checksum, computed=computed)
-
-    kind, body = _stored_body(candidate, patch)
-    checkpoint = Checkpoint.objects.create(
+    if request.checksum is not None and request.checksum != computed:
+        raise _checksum_mismatch(sent=request.checksum, computed=computed)
+    kind, body = _stored_body(candidate, request.patch)
+    payload = encode_body(body, owner=owner_of(session))
+    checkpoint = Checkpoint(
+        id=uuid.uuid4(),
         session=session,
         sequence=next_sequence,
-        parent=candidate.parent,
-        node_id=node_id,
-        metadata=metadata,
+        parent_id=parent.checkpoint.pk if parent is not None else None,
+        node_id=request.node_id,
+        metadata=request.metadata,
         schema_version=CURRENT_SCHEMA_VERSION,
         kind=kind,
-        payload=encode_body(body, owner=owner_of(session)),
+        payload=payload,
         checksum=computed,
         # The event head as this request read the session: the events the agent had recorded before saving.
         event_version=session.head_version,
+        created_at=timezone.now(),
     )
-    CheckpointHead.objects.filter(pk=head.pk).update(last_sequence=next_sequence, latest=checkpoint)
+    params = {
+        "session": session.pk,
+        "sequence": next_sequence,
+        "id": checkpoint.pk,
+        "parent": checkpoint.parent_id,
+        "node": request.node_id,
+        "metadata": dumps(request.metadata).decode(),
+        "schema": CURRENT_SCHEMA_VERSION,
+        "kind": kind,
+        "payload": payload,
+        "checksum": computed,
+        "event_version": checkpoint.event_version,
+        "created_at": checkpoint.created_at,
+    }
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_SAVE_SQL, params)
+            stored = cursor.fetchone()
+    except IntegrityError:
+        if connection.in_atomic_block:
+            raise
+        return None  # the session went away meanwhile, say: the locked path tells what happened
+    if stored is None:
+        return None
+    checkpoint.parent_sequence = parent.checkpoint.sequence if parent is not None else None  # type: ignore[attr-defined]
+    # This link is verified by construction and its parent's path was verified: remember the state under the
+    # key the next read of these rows will compute.
+    this_row = row_hash(
+        kind=kind,
+        schema_version=CURRENT_SCHEMA_VERSION,
+        sequence=next_sequence,
+        node_id=request.node_id,
+        metadata_text=stored[0],
+        checksum=computed,
+        parent_checksum=candidate.parent_checksum,
+        payload=payload,
+    )
+    base = parent.row_hashes if parent is not None and kind == CheckpointKind.DELTA else b""
+    digest = key_of(base + this_row)
+    states.put(checkpoint.pk, digest, candidate.state, candidate.state_json)
+    _announce(session, checkpoint)
+    return SaveOutcome(checkpoint=checkpoint, created=True)
+
+
+def _announce(session: AgentSession, checkpoint: Checkpoint) -> None:
     publish_on_commit(
         [session_group(session.pk)],
         {
@@ -292,10 +357,68 @@ def _save_checkpoint(
             "checkpoint": str(checkpoint.pk),
             "sequence": checkpoint.sequence,
             "parent": str(checkpoint.parent_id) if checkpoint.parent_id else None,
-            "node_id": node_id,
-            "kind": kind,
+            "node_id": checkpoint.node_id,
+            "kind": checkpoint.kind,
         },
     )
+
+
+@transaction.atomic
+def _save_locked(request: _SaveRequest) -> SaveOutcome:
+    session, sequence, parent_id = request.session, request.sequence, request.parent_id
+    head = _lock_head(session)
+    if sequence is not None and sequence <= head.last_sequence:
+        return _replay(
+            session=session,
+            head=head,
+            sequence=sequence,
+            node_id=request.node_id,
+            metadata=request.metadata,
+            state=request.state,
+            patch=request.patch,
+            parent_id=parent_id,
+            checksum=request.checksum,
+        )
+    next_sequence = head.last_sequence + 1
+    if sequence is not None and sequence != next_sequence:
+        raise Conflict(
+            f"The next sequence of this session is {next_sequence}, not {sequence}.",
+            details={"sequence": sequence, "next_sequence": next_sequence, "latest": _summary(head.latest)},
+        )
+    candidate = _candidate(
+        session=session,
+        parent_id=parent_id if parent_id is not None else head.latest_id,
+        state=request.state,
+        patch=request.patch,
+    )
+    computed = chain_checksum(
+        parent_checksum=candidate.parent_checksum,
+        sequence=next_sequence,
+        node_id=request.node_id,
+        metadata=request.metadata,
+        state_json=candidate.state_json,
+    )
+    if request.checksum is not None and request.checksum != computed:
+        raise _checksum_mismatch(sent=request.checksum, computed=computed)
+
+    kind, body = _stored_body(candidate, request.patch)
+    parent = candidate.parent
+    checkpoint = Checkpoint.objects.create(
+        session=session,
+        sequence=next_sequence,
+        parent_id=parent.checkpoint.pk if parent is not None else None,
+        node_id=request.node_id,
+        metadata=request.metadata,
+        schema_version=CURRENT_SCHEMA_VERSION,
+        kind=kind,
+        payload=encode_body(body, owner=owner_of(session)),
+        checksum=computed,
+        # The event head as this request read the session: the events the agent had recorded before saving.
+        event_version=session.head_version,
+    )
+    checkpoint.parent_sequence = parent.checkpoint.sequence if parent is not None else None  # type: ignore[attr-defined]
+    CheckpointHead.objects.filter(pk=head.pk).update(last_sequence=next_sequence, latest=checkpoint)
+    _announce(session, checkpoint)
     return SaveOutcome(checkpoint=checkpoint, created=True)
 
 

@@ -134,7 +134,32 @@ class BadLinkOut(serializers.Serializer[Any]):
     reason = serializers.CharField()
 
 
+class VerifiedFromOut(serializers.Serializer[Any]):
+    checkpoint_id = serializers.UUIDField()
+    sequence = serializers.IntegerField()
+    anchored = serializers.BooleanField(
+        help_text="True when retention removed this checkpoint's parent: its link is checked against the "
+        "removed parent's checksum, which it keeps."
+    )
+
+
+class RetentionAnchorOut(serializers.Serializer[Any]):
+    checkpoint_id = serializers.UUIDField()
+    sequence = serializers.IntegerField()
+    removed_parent_sequence = serializers.IntegerField()
+
+
 class VerificationOut(serializers.Serializer[Any]):
     valid = serializers.BooleanField()
     checked = serializers.IntegerField(help_text="Links verified before the first bad one (all when valid).")
     first_bad_link = BadLinkOut(allow_null=True)
+    verified_from = VerifiedFromOut(
+        allow_null=True, help_text="The oldest kept checkpoint, where the chain is verified from (null: none)."
+    )
+    removed_by_retention = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        help_text="Sequences retention removed, as [first, last] ranges.",
+    )
+    retention_anchors = RetentionAnchorOut(
+        many=True, help_text="Kept checkpoints that start the chain because retention removed their parent."
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,9 +16,11 @@ from rest_framework.response import Response
 from checkpoints_app import selectors, services
 from checkpoints_app.api import serializers as s
 from checkpoints_app.chain import Rebuilt
+from checkpoints_app.models import Checkpoint
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
+from memory_admin.codec import dumps
 from memory_admin.errors import NotFound, ValidationFailed
 from sessions_app.models import AgentSession
 from sessions_app.selectors import get_session
@@ -28,9 +32,39 @@ class NewestSequenceFirst(NewestFirstCursor):
     ordering = ("-sequence", "-created_at")
 
 
-def _with_state(rebuilt: Rebuilt) -> Response:
-    data = s.CheckpointOut(rebuilt.checkpoint).data
-    return Response({**data, "state": rebuilt.state})
+def _checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
+    """CheckpointOut's shape, built by hand: the saves and latest reads of every agent step go through here."""
+    parent_sequence = getattr(checkpoint, "parent_sequence", None) if checkpoint.parent_id is not None else None
+    if checkpoint.parent_id is not None and parent_sequence is None:
+        parent_sequence = checkpoint.parent.sequence if checkpoint.parent else None
+    return {
+        "id": str(checkpoint.pk),
+        "sequence": checkpoint.sequence,
+        "parent_id": str(checkpoint.parent_id) if checkpoint.parent_id is not None else None,
+        "parent_sequence": parent_sequence,
+        "forked": parent_sequence is not None and parent_sequence != checkpoint.sequence - 1,
+        "node_id": checkpoint.node_id,
+        "kind": checkpoint.kind,
+        "schema_version": checkpoint.schema_version,
+        "checksum": checkpoint.checksum,
+        "event_version": checkpoint.event_version,
+        "metadata": checkpoint.metadata,
+        "created_at": checkpoint.created_at,
+    }
+
+
+def _with_state(rebuilt: Rebuilt) -> HttpResponse:
+    # The state goes out as the canonical JSON its checksum was verified over: no second serialisation.
+    head = _checkpoint_out(rebuilt.checkpoint)
+    head["created_at"] = _timestamp(rebuilt.checkpoint.created_at)
+    body = dumps(head)[:-1] + b',"state":' + rebuilt.state_json + b"}"
+    return HttpResponse(body, content_type="application/json")
+
+
+def _timestamp(value: datetime) -> str:
+    # As DRF renders a UTC datetime.
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _uuid_param(request: Request, name: str) -> uuid.UUID:
@@ -80,7 +114,7 @@ class CheckpointListView(SessionCheckpointsView):
             metadata=data["metadata"],
         )
         return Response(
-            s.CheckpointOut(outcome.checkpoint).data,
+            _checkpoint_out(outcome.checkpoint),
             status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
             headers={"Location": f"{request.path}/{outcome.checkpoint.pk}"},
         )

@@ -64,7 +64,7 @@ def test_concurrent_saves_are_all_kept_with_distinct_gap_free_sequences(world: W
     sequences = sorted(Checkpoint.objects.filter(session=session).values_list("sequence", flat=True))
     assert sequences == list(range(1, THREADS * per_thread + 1))
     report = world.acme.client.get(url(session, "/verify")).json()
-    assert report == {"valid": True, "checked": THREADS * per_thread, "first_bad_link": None}
+    assert (report["valid"], report["checked"], report["first_bad_link"]) == (True, THREADS * per_thread, None)
 
 
 def test_a_race_for_the_same_sequence_has_one_winner_and_409_for_the_others(world: World) -> None:

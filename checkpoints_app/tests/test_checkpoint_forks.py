@@ -64,7 +64,14 @@ def test_both_branches_read_back_their_own_states(world: World) -> None:
         "items": [0, 1, 2, "b0", "b1", "b2", "b3"]
     }
     verification = world.acme.client.get(url(session, "/verify")).json()
-    assert verification == {"valid": True, "checked": 10, "first_bad_link": None}
+    assert verification == {
+        "valid": True,
+        "checked": 10,
+        "first_bad_link": None,
+        "verified_from": {"checkpoint_id": main[0]["id"], "sequence": 1, "anchored": False},
+        "removed_by_retention": [],
+        "retention_anchors": [],
+    }
 
 
 def test_the_list_shows_every_branch_with_its_parent(world: World) -> None:

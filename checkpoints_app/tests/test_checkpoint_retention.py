@@ -103,7 +103,7 @@ def test_kept_checkpoints_still_read_and_verify_after_their_ancestors_are_remove
     client = world.acme.client
     for session in sessions.values():
         report = client.get(url(session, "/verify")).json()
-        assert report == {"valid": True, "checked": len(sequences(session)), "first_bad_link": None}
+        assert (report["valid"], report["checked"], report["first_bad_link"]) == (True, len(sequences(session)), None)
         for checkpoint in Checkpoint.objects.filter(session=session):
             assert client.get(url(session, f"/{checkpoint.pk}")).status_code == 200
     six = client.get(url(forked, "/by-sequence/6")).json()
@@ -213,3 +213,24 @@ def test_the_task_is_scheduled_daily(settings: Any) -> None:
     assert entry["task"] == "lifecycle_app.tasks.apply_checkpoint_retention"
     assert entry["schedule"] == 24 * 3600.0
     assert "checkpoints-retention" not in settings.CELERY_BEAT_SCHEDULE
+
+
+def test_verify_names_what_retention_removed_and_the_anchors_the_kept_chain_verifies_from(
+    world: World, sessions: dict[str, AgentSession]
+) -> None:
+    apply_checkpoint_retention(dry_run=False)
+    forked = sessions["forked"]
+    six, fork = (Checkpoint.objects.get(session=forked, sequence=sequence) for sequence in (6, 10))
+
+    report = world.acme.client.get(url(forked, "/verify")).json()
+    untouched = world.acme.client.get(url(sessions["young"], "/verify")).json()
+
+    assert report["valid"] is True
+    assert report["removed_by_retention"] == [[1, 5]]
+    assert report["verified_from"] == {"checkpoint_id": str(six.pk), "sequence": 6, "anchored": True}
+    assert report["retention_anchors"] == [
+        {"checkpoint_id": str(six.pk), "sequence": 6, "removed_parent_sequence": 5},
+        {"checkpoint_id": str(fork.pk), "sequence": 10, "removed_parent_sequence": 3},
+    ]
+    assert (untouched["removed_by_retention"], untouched["retention_anchors"]) == ([], [])
+    assert untouched["verified_from"]["sequence"] == 1 and untouched["verified_from"]["anchored"] is False

@@ -1,0 +1,109 @@
+"""A per-process memo of rebuilt checkpoint states, keyed by exactly what they were rebuilt from.
+
+Rebuilding a state (decrypting, decompressing and patching along the path from the nearest full snapshot)
+and verifying every link on the way is a pure function of the path's stored rows: their kinds, schema
+versions and payloads, and the columns each link's checksum covers. `row_hash` hashes those per row, and a
+verified state is remembered under (checkpoint id, hash of its path's row hashes). A read gets the row
+hashes from the database with the target row (no payloads); when they match a remembered path, the same
+rows were verified before and the state is known without fetching or rebuilding anything. An edit of any
+of those bytes changes the hashes, so a tampered row is never answered from memory: the path is rebuilt
+and verified, and the broken link named, as without this memo.
+
+Nothing depends on a hit: another process, a restart or an eviction only means a rebuild. Entries are
+immutable by convention (a save patches a remembered state with `patching.apply_copying`, which copies only
+what changes), bounded by CHECKPOINT_STATE_CACHE_BYTES per process (0 turns the memo off) and forgotten
+after MAX_AGE_SECONDS: an erased person's session is invisible at once (no read gets this far), and their
+states do not linger in a worker's memory for longer than that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+MAX_AGE_SECONDS = 600.0
+# What a cached state costs in memory, per byte of its canonical JSON (Python objects are larger).
+_OBJECT_OVERHEAD = 4
+
+
+def row_hash(
+    *,
+    kind: str,
+    schema_version: int,
+    sequence: int,
+    node_id: str,
+    metadata_text: str,
+    checksum: str,
+    parent_checksum: str | None,
+    payload: bytes,
+) -> bytes:
+    """SHA-256 of one stored row as rebuilding and verifying its link reads it: its payload and what its
+    checksum covers (metadata as PostgreSQL prints the jsonb). Every text is prefixed with its length, so no
+    two different rows are the same byte string. `chain.ROW_HASH_SQL` computes the same in the database."""
+    parent = f"{len(parent_checksum)}:{parent_checksum}" if parent_checksum is not None else "-"
+    head = (
+        f"{len(kind)}:{kind}:{schema_version}:{sequence}:{len(node_id)}:{node_id}:{len(metadata_text)}:"
+        f"{metadata_text}:{len(checksum)}:{checksum}:{parent}:{len(payload)}:"
+    )
+    return hashlib.sha256(head.encode() + payload).digest()
+
+
+def key_of(row_hashes: bytes) -> bytes:
+    """The memo key of a path: its rows' hashes, oldest (the full snapshot) first, hashed together."""
+    return hashlib.sha256(row_hashes).digest()
+
+
+@dataclass(frozen=True)
+class Remembered:
+    state: dict[str, Any]
+    state_json: bytes
+    at: float = 0.0
+
+
+class StateMemo:
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, bytes], Remembered] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, checkpoint_id: Any, digest: bytes) -> Remembered | None:
+        with self._lock:
+            found = self._entries.get((checkpoint_id, digest))
+            if found is None:
+                return None
+            if time.monotonic() - found.at > MAX_AGE_SECONDS:
+                del self._entries[(checkpoint_id, digest)]
+                self._bytes -= len(found.state_json) * _OBJECT_OVERHEAD
+                return None
+            self._entries.move_to_end((checkpoint_id, digest))
+            return found
+
+    def put(self, checkpoint_id: Any, digest: bytes, state: dict[str, Any], state_json: bytes) -> None:
+        limit: int = settings.CHECKPOINT_STATE_CACHE_BYTES
+        remembered = Remembered(state=state, state_json=state_json, at=time.monotonic())
+        cost = len(state_json) * _OBJECT_OVERHEAD
+        if cost > limit // 4:
+            return
+        with self._lock:
+            key = (checkpoint_id, digest)
+            if key in self._entries:
+                return
+            self._entries[key] = remembered
+            self._bytes += cost
+            while self._bytes > limit and self._entries:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted.state_json) * _OBJECT_OVERHEAD
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+states = StateMemo()
