@@ -14,7 +14,8 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `session.updated` | tenant, session | session, status, version |
 | `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
 | `session.erased` | session | (the person was erased: pages drop what they show) |
-| `erasure.updated` | tenant | erasure (id), status |
+| `erasure.updated` | tenant | erasure (id), status, progress (purge: layer, rows removed per layer) |
+| `export.updated` | tenant | export (id), status, progress (rows written per layer) |
 | `operation.recorded` | session | session, operation, status |
 | `memory.created` | tenant (and session for session-bound memories) | memory, scope |
 | `memory.updated` | tenant | memory, version |
