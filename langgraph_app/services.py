@@ -145,17 +145,18 @@ def put_writes(
     task_id: str,
     task_path: str,
     writes: Sequence[Write],
+    user_id: str = "",
 ) -> int:
     """Store a task's writes on top of checkpoint `checkpoint_id`; returns how many were sent.
 
     LangGraph's rule: each write is keyed by (checkpoint, task, index), where special channels (errors,
     interrupts, scheduled, resume) take fixed negative indexes. A batch of only special writes replaces
     what is stored under those keys; any other batch is insert-if-absent, so a replayed task never changes
-    writes already recorded. NotFound (404) for a thread that has no checkpoint yet.
+    writes already recorded. The thread is made when it is new: LangGraph saves a task's writes while the
+    save of their checkpoint may still be on its way.
     """
-    session = thread_session(tenant=tenant, thread_id=thread_id)
-    if session is None:
-        raise NotFound("No such thread.", details={"thread_id": thread_id})
+    session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
+    assert session is not None
     rows = [
         PendingWrite(
             session=session,

@@ -102,6 +102,9 @@ class WritesIn(StrictSerializer):
     task_id = serializers.RegexField(TEXT_ID)
     task_path = serializers.CharField(max_length=512, allow_blank=True, default="", trim_whitespace=False)
     writes = WriteListField(help_text="The task's writes in order; special channels take LangGraph's fixed indexes.")
+    user_id = serializers.CharField(
+        max_length=256, required=False, default="", help_text="The person the thread works for (a new thread only)."
+    )
 
 
 class WritesOut(serializers.Serializer[Any]):

@@ -237,7 +237,7 @@ BODIES.update(
 )
 
 # Writes that create the object at a client-chosen path when it does not exist: another tenant gets its own.
-UPSERTS = {("user-profile", "PATCH"), ("langgraph-checkpoints", "POST")}
+UPSERTS = {("user-profile", "PATCH"), ("langgraph-checkpoints", "POST"), ("langgraph-writes", "POST")}
 
 # Query strings a GET needs to succeed.
 QUERIES: dict[tuple[str, str], Callable[[AcmeObjects], dict[str, str]]] = {

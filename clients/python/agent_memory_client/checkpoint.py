@@ -112,6 +112,8 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
             "task_path": task_path,
             "writes": encoded,
         }
+        if user_id := configurable.get("user_id") or self.user_id:
+            body["user_id"] = str(user_id)
         return str(configurable["thread_id"]), body
 
     def _tuple(self, item: dict[str, Any]) -> CheckpointTuple:
