@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "memories": "bench.memories_bench:memories_suite",
     "dashboard": "bench.dashboard_bench:dashboard_suite",
     "lifecycle": "bench.lifecycle:suite",
+    "langgraph": "bench.langgraph_bench:langgraph_suite",
     "erasure": "bench.erasure:suite",
 }
 
