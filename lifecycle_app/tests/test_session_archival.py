@@ -91,3 +91,37 @@ def test_a_dry_run_reports_the_same_numbers_and_changes_nothing(world: World) ->
     assert AgentSession.objects.get(pk=session.pk).status == SessionStatus.ACTIVE
     assert preview.dry_run and preview.counts == {"sessions": 1, "events": 250, "operations": 3, "resumed": 0}
     assert JobRun.objects.filter(dry_run=True).count() == 1
+
+
+def test_an_archival_interrupted_midway_is_finished_by_the_next_run(world: World, settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from lifecycle_app import archival
+
+    settings.LIFECYCLE_BATCH_SIZE = 100
+    session = grow_session(world, steps=350)
+    age(session, days=100)
+    before = rows_of(session)
+    # A worker claimed the session and archived one segment, then died.
+    cutoff = timezone.now() - timedelta(days=90)
+    assert archival.claim_inactive_sessions(world.acme.tenant.pk, cutoff=cutoff, limit=10) == [session.pk]
+    first = archival.archive_events_step(session.pk, upto=350, keep_snapshot=350, limit=100)
+    assert first is not None and first.events == 100
+
+    run = jobs.archive_sessions(dry_run=False, triggered_by="manual")
+
+    assert run.counts["sessions_claimed"] == 0 and run.counts["sessions_archived"] == 1
+    assert run.counts["events"] == 250
+    assert SessionArchival.objects.get(session=session).state == SessionArchival.State.DONE
+    assert not Event.objects.filter(session=session).exists()
+    ranges = sorted(
+        ArchiveSegment.objects.filter(session=session, kind="events").values_list("from_version", "to_version")
+    )
+    assert ranges == [(1, 100), (101, 200), (201, 300), (301, 350)]
+    assert jobs.archive_sessions(dry_run=False, triggered_by="manual").counts["events"] == 0  # nothing twice
+    for segment in ArchiveSegment.objects.filter(session=session).order_by("-to_version", "kind"):
+        restore_archive(segment=segment)
+    restored = rows_of(session)
+    assert {**restored, "snapshots": [row for row in restored["snapshots"] if row[1] != 350]} == before
