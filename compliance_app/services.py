@@ -560,7 +560,7 @@ def expire_exports(*, now: Any = None) -> int:
     count = 0
     for pk in ExportRequest.objects.filter(status=ExportStatus.READY, expires_at__lte=now).values_list("pk", flat=True):
         with transaction.atomic():
-            export = ExportRequest.objects.select_for_update().select_related("tenant").get(pk=pk)
+            export = ExportRequest.objects.select_for_update().select_related("tenant").defer("archive").get(pk=pk)
             if export.status == ExportStatus.READY:
                 _expire(export, actor="system", reason="expired")
                 count += 1
@@ -571,7 +571,8 @@ def withdraw_exports(*, tenant: Tenant, subject: str, actor: str) -> int:
     """Inside an erasure's approval: the person's exports, ready or running, are withdrawn at once."""
     count = 0
     live = [ExportStatus.PENDING, ExportStatus.RUNNING, ExportStatus.READY]
-    for export in ExportRequest.objects.select_for_update().filter(tenant=tenant, subject=subject, status__in=live):
+    exports = ExportRequest.objects.select_for_update().defer("archive")
+    for export in exports.filter(tenant=tenant, subject=subject, status__in=live):
         export.tenant = tenant
         _expire(export, actor=actor, reason="person erased")
         count += 1
