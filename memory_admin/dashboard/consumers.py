@@ -16,6 +16,7 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}]}   (user page)
       {"type": "profile.html", "html": "…"}   {"type": "user.session", "session": "<uuid>", "html": "<tr>…"}
       {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
+      {"type": "operation.row", "operation": "<uuid>", "pending": 2, "html": "<tr>…"}   (session page journal)
       any other message type of memory_admin.live, as published, to the session and tenant watchers
       {"type": "watching", "what": "tenant" | "user" | "keys", …}   (after a watch's catch-up: live from here)
       {"type": "error", "message": "…"}
@@ -270,6 +271,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 message["events"] = await database_sync_to_async(_rows)(
                     session_pk, after=message["first_version"] - 1, upto=message["version"]
                 )
+            elif kind == "operation.recorded":
+                row = await database_sync_to_async(live_rows.operation_frame)(session_pk, message.get("operation"))
+                return [message] + ([{**row, "at": message.get("at")}] if row else [])
             return [message]
         tenant = group.removeprefix("tenant.")
         tenant_pk = uuid.UUID(tenant)

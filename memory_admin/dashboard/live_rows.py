@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from memories_app.models import Memory, PromotionJob, Scope, UserProfile
 from memory_admin.dashboard.selectors import active_embedder
+from memory_admin.dashboard.sessions import operation_row, session_row
 from memory_admin.dashboard.users import memory_rows
-from sessions_app.models import AgentSession
+from sessions_app.models import AgentSession, OperationStatus
 from tenants_app import selectors as tenant_selectors
 
 # A write is stamped (updated_at) inside its transaction and published after commit, and a page is rendered
@@ -180,6 +181,21 @@ def key_frames(tenant_pk: uuid.UUID, *, key_pk: object = None, since: datetime |
     ]
 
 
+# --- the session page -----------------------------------------------------------------------------------
+
+
+def operation_frame(session_pk: str, operation_pk: object) -> dict[str, Any] | None:
+    """A journal entry as the session page renders it, with the session's pending count."""
+    session = AgentSession.objects.filter(pk=_uuid(session_pk)).first() if _uuid(session_pk) else None
+    operation_id = _uuid(operation_pk)
+    operation = session.operations.filter(pk=operation_id).first() if session and operation_id else None
+    if session is None or operation is None:
+        return None
+    html = render_to_string("dashboard/sessions/operation_row.html", {"row": operation_row(session, operation)})
+    pending = session.operations.filter(status=OperationStatus.PENDING).count()
+    return {"type": "operation.row", "operation": str(operation.pk), "pending": pending, "html": html}
+
+
 # --- the sessions list ----------------------------------------------------------------------------------
 
 
@@ -189,4 +205,4 @@ def session_row_html(tenant_pk: uuid.UUID, session_id: object) -> str | None:
     )
     if session is None:
         return None
-    return render_to_string("dashboard/sessions/row.html", {"s": session, "fresh": True})
+    return session_row(session, fresh=True)

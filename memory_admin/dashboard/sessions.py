@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -14,7 +15,11 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import localtime
 
 from lifecycle_app.selectors import ArchivedState, state_from_archive
 from memory_admin.dashboard.access import staff_page
@@ -24,6 +29,7 @@ from sessions_app.models import AgentSession, Operation, OperationStatus, Sessio
 from tenants_app.models import Tenant
 
 PAGE_SIZE = 50
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class SessionFilterForm(forms.Form):
@@ -38,6 +44,39 @@ class SessionFilterForm(forms.Form):
 class SessionPage:
     rows: list[AgentSession]
     next_cursor: str | None
+
+
+@functools.cache
+def _session_url_prefix() -> str:
+    placeholder = uuid.UUID(int=0)
+    return reverse("dashboard:session", args=[placeholder]).removesuffix(f"{placeholder}/")
+
+
+def _when(moment: datetime) -> SafeString:
+    return format_html('<time datetime="{}">{}</time>', moment.isoformat(), localtime(moment).strftime(_TIME_FORMAT))
+
+
+def session_row(session: AgentSession, *, fresh: bool = False) -> SafeString:
+    """One row of the sessions list (the page and the live socket both use it).
+
+    Built in Python, not with a template include per row: at 50 rows that was most of the page's CPU.
+    """
+    return format_html(
+        '<tr data-session="{}" data-tenant="{}"{}><td><a href="{}">{}</a></td><td>{}</td><td>{}</td>'
+        '<td><span class="status status-{}">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+        session.session_id,
+        session.tenant_id,
+        mark_safe(' class="fresh"') if fresh else "",
+        f"{_session_url_prefix()}{session.pk}/",
+        session.session_id,
+        session.tenant.name,
+        session.user_id,
+        session.status,
+        session.status,
+        session.head_version,
+        _when(session.created_at),
+        _when(session.last_activity_at),
+    )
 
 
 def _encode_cursor(session: AgentSession) -> str:
@@ -91,6 +130,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
+            "rows": [session_row(session) for session in page.rows],
             "query": query.urlencode(),
             "watched_tenants": [str(tenant.pk) for tenant in watched],
             # New sessions can only belong on the first page, and only without a time window or a search;
@@ -107,7 +147,7 @@ def _session_or_404(pk: uuid.UUID) -> AgentSession:
     return get_object_or_404(AgentSession.objects.select_related("tenant"), pk=pk)
 
 
-def _operation_row(session: AgentSession, operation: Operation) -> dict[str, Any]:
+def operation_row(session: AgentSession, operation: Operation) -> dict[str, Any]:
     outcome = operation.result if operation.status == OperationStatus.COMPLETED else operation.error
     return {
         "op": operation,
@@ -130,9 +170,10 @@ def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "metadata": json.dumps(session.metadata, indent=2, ensure_ascii=False),
             "context": selectors.read_context(session=session, touch=False),
             "tools": selectors.list_tool_states(session=session),
-            "operations": [_operation_row(session, operation) for operation in operations],
+            "operations": [operation_row(session, operation) for operation in operations],
             "pending_count": sum(1 for operation in operations if operation.status == OperationStatus.PENDING),
             "timeline": rows,
+            "paged": bool(before and before.isdigit()),
             "oldest_shown": rows[0]["version"] if rows else None,
         },
     )

@@ -21,7 +21,7 @@ from memories_app.models import Memory
 from memories_app.services import NewMemory, create_memory, delete_memory, update_memory, update_profile
 from memory_admin.dashboard import consumers
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
-from sessions_app.services import create_session
+from sessions_app.services import create_session, finish_operation, record_operation
 from tenants_app.models import ApiKey
 from tenants_app.services import issue_api_key
 
@@ -249,3 +249,29 @@ def test_a_role_revoked_while_watching_stops_pushed_messages_and_closes_the_sock
         return await communicator.receive_output(timeout=5)
 
     assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_the_session_page_journal_gets_each_operation_as_a_row_with_the_pending_count(world: World) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="booking")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        await communicator.send_json_to({"action": "watch_session", "session": str(session.pk), "after_version": 0})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "catchup"
+        operation, _ = await database_sync_to_async(record_operation)(
+            session=session, name="charge_card", key="charge-1", params={"amount": 120}
+        )
+        frames = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+        await database_sync_to_async(finish_operation)(
+            session=session, operation_id=operation.pk, status="completed", outcome={"receipt": "r-9"}
+        )
+        frames += [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+        await communicator.disconnect()
+        return frames
+
+    recorded, pending_row, finished, completed_row = run(scenario)
+    assert recorded["type"] == finished["type"] == "operation.recorded"
+    assert pending_row["type"] == "operation.row" and pending_row["pending"] == 1
+    assert "charge_card" in pending_row["html"] and "status-pending" in pending_row["html"]
+    assert completed_row["operation"] == pending_row["operation"] and completed_row["pending"] == 0
+    assert "status-completed" in completed_row["html"] and "r-9" in completed_row["html"]

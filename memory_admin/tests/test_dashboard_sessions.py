@@ -91,7 +91,7 @@ def test_the_session_page_shows_context_journal_and_timeline(world: World, djang
     assert response.status_code == 200
     assert "book a table for two" in page
     assert "call_restaurant" in page
-    assert "(1 pending)" in page
+    assert '(<span id="pending-count">1</span> pending)' in page
     assert [row["version"] for row in response.context["timeline"]] == [1, 2]
     assert response.context["context"].source == "redis"
 

@@ -12,7 +12,33 @@ function lastShownVersion() {
   return rows.length ? Number(rows[rows.length - 1].dataset.version) : 0;
 }
 
+const paged = timeline.dataset.paged === "1"; // an older page: new events are counted, not appended
+const journal = document.querySelector("#journal tbody");
+
+function tableRow(html) {
+  const template = document.createElement("template");
+  template.innerHTML = `<table><tbody>${html.trim()}</tbody></table>`;
+  return template.content.querySelector("tr");
+}
+
+function applyOperation(message) {
+  const fresh = tableRow(message.html);
+  fresh.classList.add("fresh");
+  const existing = journal.querySelector(`tr[data-operation="${message.operation}"]`);
+  if (existing) {
+    existing.replaceWith(fresh);
+  } else {
+    journal.querySelector("tr.empty")?.remove();
+    journal.prepend(fresh);
+  }
+  document.getElementById("pending-count").textContent = String(message.pending);
+}
+
 function appendRow(row) {
+  if (paged) {
+    headVersion.textContent = String(Math.max(Number(headVersion.textContent), row.version));
+    return;
+  }
   if (row.version <= lastShownVersion()) return; // already shown (catch-up overlapping live updates)
   timeline.querySelector("li.empty")?.remove();
   const summary = element("summary", {},
@@ -27,11 +53,17 @@ function appendRow(row) {
 }
 
 connectLive({
-  onOpen: (send) => send({ action: "watch_session", session: sessionPk, after_version: lastShownVersion() }),
+  onOpen: (send) => send({
+    action: "watch_session",
+    session: sessionPk,
+    after_version: paged ? Number(headVersion.textContent) : lastShownVersion(),
+  }),
   onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
   onMessage: (message) => {
     if (message.type === "catchup" || message.type === "event.appended") {
       for (const row of message.events || []) appendRow(row);
+    } else if (message.type === "operation.row") {
+      applyOperation(message);
     } else if (message.type === "session.updated") {
       statusBadge.textContent = message.status;
       statusBadge.className = `status status-${message.status}`;
