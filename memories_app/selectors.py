@@ -94,13 +94,21 @@ def _owned(tenant: Tenant, model_id: str, where: SearchScope) -> QuerySet[Memory
     return queryset
 
 
+def _scored_rows(rows: Sequence[Memory], min_score: float) -> list[ScoredMemory]:
+    # The minimum score is applied to the k best rather than in SQL: the rows that pass are a prefix of the
+    # ranking, so the answer is the same, and Postgres computes each distance once (a WHERE on the distance
+    # computes it a second time for every row scanned) and an index scan stops after k rows.
+    scored = [ScoredMemory(row, 1 - float(row.distance)) for row in rows]  # type: ignore[attr-defined]
+    return [item for item in scored if item.score >= min_score]
+
+
 def _ranked(queryset: QuerySet[Memory], vector: Sequence[float], *, k: int, min_score: float) -> list[ScoredMemory]:
     rows = (
-        queryset.annotate(distance=CosineDistance("embedding", list(vector)))
-        .filter(distance__lte=1 - min_score)
+        queryset.defer("embedding")  # compared in Postgres; no caller needs the vector back
+        .annotate(distance=CosineDistance("embedding", list(vector)))
         .order_by("distance", "id")[:k]
     )
-    return [ScoredMemory(row, 1 - float(row.distance)) for row in rows]
+    return _scored_rows(list(rows), min_score)
 
 
 def _ranked_by_index(
@@ -113,13 +121,12 @@ def _ranked_by_index(
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.MEMORY_HNSW_EF_SEARCH, k)])
         rows = list(
-            queryset.filter(dimensions=dimensions)
+            queryset.defer("embedding")
+            .filter(dimensions=dimensions)
             .annotate(distance=distance)
-            .filter(distance__lte=1 - min_score)
             .order_by("distance")[:k]
         )
-    scored = [ScoredMemory(row, 1 - float(row.distance)) for row in rows]
-    return sorted(scored, key=lambda item: (-item.score, str(item.memory.pk)))
+    return sorted(_scored_rows(rows, min_score), key=lambda item: (-item.score, str(item.memory.pk)))
 
 
 # (tenant, model, limit) -> (checked at, holds more global memories than the limit). A hint, not shared state:

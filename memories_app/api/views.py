@@ -81,9 +81,9 @@ def _memory_response(memory: Memory, *, status: int = 200, headers: dict[str, st
 
 
 def _scored(items: list[ScoredMemory], context: dict[str, Any]) -> list[Any]:
-    return [
-        ScoredMemorySerializer({"score": round(i.score, 6), "memory": i.memory}, context=context).data for i in items
-    ]
+    # One serializer for the list: a serializer per item rebuilds its fields every time (~1 ms per memory).
+    rows = [{"score": round(item.score, 6), "memory": item.memory} for item in items]
+    return list(ScoredMemorySerializer(rows, many=True, context=context).data)
 
 
 def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:

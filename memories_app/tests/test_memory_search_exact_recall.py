@@ -103,3 +103,28 @@ def test_global_search_through_the_index_keeps_recall_and_stays_in_the_tenant(wo
 
     assert any("hnsw.iterative_scan" in q["sql"] for q in queries.captured_queries)
     assert hits / total >= 0.9, hits / total
+
+
+@override_settings(MEMORY_EXACT_SEARCH_MAX_ROWS=100)
+def test_global_search_beyond_the_exact_limit_is_answered_by_the_global_hnsw_index(world):
+    rng = random.Random(11)
+    centres = [_unit(rng) for _ in range(8)]
+    Memory.objects.bulk_create(_rows(world.acme.tenant, rng, count=300, scope=Scope.GLOBAL, centres=centres))
+    Memory.objects.bulk_create(
+        _rows(world.acme.tenant, rng, count=300, scope=Scope.USER, user_id="bob", centres=centres)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        search_memories(
+            tenant=world.acme.tenant,
+            vector=_unit(rng, centres[0]),
+            model_id=get_embedder().model_id,
+            where=SearchScope(scopes=frozenset({Scope.GLOBAL})),
+            k=10,
+        )
+    ranked = next(q["sql"] for q in queries.captured_queries if "ORDER BY" in q["sql"] and "<=>" in q["sql"])
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + ranked)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "memory_embedding_hnsw_384" in plan, plan
