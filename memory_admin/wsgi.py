@@ -1,9 +1,12 @@
-"""WSGI entry point: the API and the dashboard's pages are served by gunicorn's workers."""
+"""WSGI entry point: the API and the dashboard's pages are served by the web server's workers."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memory_admin.settings")
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from memory_admin.api.handler import SplitWSGIHandler  # noqa: E402  (needs the settings loaded)
+
+application = SplitWSGIHandler()

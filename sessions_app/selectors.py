@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -35,22 +37,39 @@ def sessions_for(tenant: Tenant) -> QuerySet[AgentSession]:
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-# Every agent request starts with this lookup; a prepared raw query costs a third of the ORM's.
+# Every agent request starts with this lookup: one prepared statement on the connection's cursor, the row
+# turned into a model with the columns' own converters (a RawQuerySet maps the columns again on every call).
+_SESSION_FIELDS = AgentSession._meta.concrete_fields
 _GET_SESSION_SQL = (
-    f"SELECT {', '.join(field.column for field in AgentSession._meta.concrete_fields)} "  # noqa: S608
+    f"SELECT {', '.join(field.column for field in _SESSION_FIELDS)} "  # noqa: S608
     f"FROM {AgentSession._meta.db_table} WHERE tenant_id = %s AND session_id = %s AND erased_at IS NULL"
 )
+_SESSION_ATTNAMES = [field.attname for field in _SESSION_FIELDS]
 
 
 def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     """The tenant's session with this id; NotFound (404) for an unknown id or another tenant's session."""
-    session = None
+    row = None
     if SESSION_ID.match(session_id):
-        # all_objects: the SQL already leaves erased sessions out; the default manager would build a filter for nothing.
-        session = next(iter(AgentSession.all_objects.raw(_GET_SESSION_SQL, [tenant.pk, session_id])), None)
-    if session is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_GET_SESSION_SQL, [tenant.pk, session_id])
+            row = cursor.fetchone()
+    if row is None:
         raise NotFound("No such session.", details={"session_id": session_id})
-    return session
+    values = list(row)
+    for index, field, converter in _session_converters():
+        values[index] = converter(values[index], field, connection)
+    return AgentSession.from_db(connection.alias, _SESSION_ATTNAMES, values)
+
+
+@cache
+def _session_converters() -> list[tuple[int, Any, Callable[..., Any]]]:
+    """(column index, field, converter) for the columns whose database value needs converting (JSON)."""
+    return [
+        (index, field, converter)
+        for index, field in enumerate(_SESSION_FIELDS)
+        for converter in field.get_db_converters(connection)  # type: ignore[attr-defined]  # missing in the stubs
+    ]
 
 
 def decode(session: AgentSession, blob: bytes | memoryview) -> Any:
