@@ -91,6 +91,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# The chain of /api/v1/ requests under the WSGI server (memory_admin/api/handler.py): the API authenticates by
+# key, so sessions, CSRF, auth, messages, static files and frame options would do nothing for it.
+API_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "memory_admin.observability.RequestIdMiddleware",
+    "memory_admin.api.middleware.ApiRequestGuardMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
 
 ROOT_URLCONF = "memory_admin.urls"
 WSGI_APPLICATION = "memory_admin.wsgi.application"
