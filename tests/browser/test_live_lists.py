@@ -1,0 +1,78 @@
+"""Live lists in a real browser against the ASGI server: a memory an agent stores appears on the open user page,
+a deleted one disappears; a new session appears at the top of the open sessions list, linked to its page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+from playwright.sync_api import Page, expect
+
+from conftest import World
+from memories_app.embeddings import reset_embedder
+from memories_app.services import NewMemory, create_memory
+from sessions_app.services import create_session
+from tests.servers import ServerProcess, running, uvicorn
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def asgi_server(world: World) -> Iterator[ServerProcess]:
+    with override_settings(EMBEDDING_PROVIDER="hashing", EMBEDDING_DIMENSIONS=0):
+        reset_embedder()
+        with running(uvicorn(env={"EMBEDDING_PROVIDER": "hashing", "EMBEDDING_DIMENSIONS": "0"})) as server:
+            yield server
+    reset_embedder()
+
+
+def _log_in(page: Page, server: ServerProcess, user: User) -> None:
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
+
+
+def test_a_memory_stored_and_deleted_through_the_api_shows_live_on_the_user_page(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    create_memory(tenant=world.acme.tenant, item=NewMemory(scope="user", user_id="alice", content="likes trains"))
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+    user_memories = page.locator("#memories-user")
+    expect(user_memories.locator("tr[data-memory]")).to_have_count(1)
+
+    response = world.acme.client.post(
+        "/api/v1/memories", {"scope": "user", "user_id": "alice", "content": "is allergic to peanuts"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    memory_id = response.json()["id"]
+
+    new_row = user_memories.locator(f"tr[data-memory='{memory_id}']")
+    expect(new_row).to_contain_text("is allergic to peanuts", timeout=3_000)
+    expect(user_memories.locator(".count")).to_have_text("2")
+
+    assert world.acme.client.delete(f"/api/v1/memories/{memory_id}").status_code == 204
+    expect(new_row).to_have_count(0, timeout=3_000)
+    expect(user_memories.locator(".count")).to_have_text("1")
+
+
+def test_a_new_session_appears_at_the_top_of_the_open_sessions_list(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    create_session(tenant=world.acme.tenant, user_id="alice", session_id="older")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    create_session(tenant=world.acme.tenant, user_id="bob", session_id="newest")
+
+    first = page.locator("#sessions-table tbody tr").first
+    expect(first).to_have_attribute("data-session", "newest", timeout=3_000)
+    expect(first).to_contain_text("acme")
+    first.get_by_role("link", name="newest").click()
+    expect(page.get_by_role("heading", name="Session newest")).to_be_visible()
