@@ -39,6 +39,9 @@ def free_port(preferred: int | None = None) -> int:
     """Return `preferred` when it can be bound on loopback, otherwise a port the kernel picks."""
     if preferred:
         with contextlib.suppress(OSError), socket.socket() as probe:
+            # As the servers themselves do: a port whose last connections linger in TIME_WAIT (a server that
+            # just stopped) is free again; one that something listens on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((LOOPBACK, preferred))
             return preferred
     with socket.socket() as probe:

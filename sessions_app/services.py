@@ -20,6 +20,7 @@ from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Validati
 from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
+from memory_admin.redis_guard import queue_task
 from sessions_app import context
 from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
 from sessions_app.selectors import rebuild_state
@@ -404,7 +405,8 @@ def _after_append(session: AgentSession, rows: list[Event], events: list[NewEven
     if first // every != last // every:
         from sessions_app.tasks import take_snapshot
 
-        take_snapshot.delay(str(session.pk), last - last % every)
+        # Best-effort: a replay past this boundary leaves the snapshot anyway, so a down broker costs nothing.
+        queue_task(take_snapshot, str(session.pk), last - last % every)
 
 
 def append_messages(

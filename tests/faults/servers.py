@@ -1,5 +1,5 @@
-"""Servers that a fault test may break: a Redis of its own (never the suite's shared one) that it can stop and
-start again on the same port."""
+"""Servers that a fault test may break: a Redis and a PostgreSQL of its own (never the suite's shared ones) that
+it can stop and start again on the same port."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from memory_admin.embedded import LOOPBACK, EmbeddedRedis, free_port, wait_until
+from memory_admin.embedded import DATABASE_NAME, LOOPBACK, EmbeddedPostgres, EmbeddedRedis, free_port, wait_until
 
 
 class ThrowawayRedis:
@@ -63,3 +64,41 @@ def throwaway_redis(directory: Path) -> Iterator[ThrowawayRedis]:
         yield server
     finally:
         server.stop()
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of one test, holding a copy of the test database, that the test may stop."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cluster = EmbeddedPostgres(directory, durable=False)
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def start(self) -> None:
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def copy_database(self, settings_dict: dict[str, Any]) -> None:
+        """Copy the test database (schema and rows) into this cluster's database."""
+        source = (
+            f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
+            f"{settings_dict['PORT']}/{settings_dict['NAME']}"
+        )
+        dump = subprocess.run(
+            [str(EmbeddedPostgres.bin_dir() / "pg_dump"), "--no-owner", "--no-privileges", source],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(
+            [str(EmbeddedPostgres.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url],
+            input=dump.stdout,
+            capture_output=True,
+            check=True,
+        )
+
+    def query(self, sql: str) -> str:
+        return self.cluster.psql(sql, database=DATABASE_NAME)

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from memory_admin.embedded import LOOPBACK
-from memory_admin.redis_guard import GuardedConnection, breaker_for
+from memory_admin.redis_guard import GuardedConnection, breaker_for, queue_task
 from tests.faults.servers import throwaway_redis
 
 
@@ -117,3 +118,35 @@ def test_a_refused_connection_opens_the_breaker_and_a_restarted_redis_is_used_ag
         # The pooled socket was made before the failure: it is dropped, not reused.
         assert client.set("k", "after") and client.get("k") == b"after"
         assert not breaker.tripped
+
+
+class ClosingServer(SilentServer):
+    """Accepts connections and closes them at once: a broker that is there but broken."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+            conn.close()
+
+
+def test_a_task_for_a_down_broker_is_not_queued_and_the_next_ones_skip_the_broker(settings: Any) -> None:
+    broker = ClosingServer()
+    try:
+        settings.CELERY_BROKER_URL = f"redis://{LOOPBACK}:{broker.port}/0"
+        app = Celery("fault-tests", broker=settings.CELERY_BROKER_URL)
+
+        @app.task(name="fault-tests.noop")
+        def noop() -> None:
+            return None
+
+        assert queue_task(noop) is False
+        tried = len(broker.accepted)
+        assert tried == 1 and breaker_for(LOOPBACK, broker.port).blocked()
+        assert queue_task(noop) is False
+        assert len(broker.accepted) == tried, "skipped without a connection while the breaker is open"
+    finally:
+        broker.close()
