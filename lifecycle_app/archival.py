@@ -9,10 +9,12 @@ Two jobs use the same step:
   is taken at its head, every event and older snapshot goes to the archive in steps, and last its operation
   journal; the session row and the snapshot at its head stay.
 
-A step holds the session row's lock (the lock appends take) for one segment of at most `limit` events, and
-writes the archive object before deleting the rows in the same transaction: if the commit fails, the object is
-rewritten identically by the next attempt (its key and bytes depend only on the rows). A session whose row
-another worker holds is skipped (`SKIP LOCKED`) and left for it. Events of a session are archived from
+A step moves one segment of at most `limit` events. It writes the archive object first, without holding any
+lock (archived rows are below the head and never change), then takes the session row's lock (the lock appends
+take) only to check the range, record the segment and delete the rows, so an append waits for a short delete,
+never for cold storage. If the commit fails, the object is rewritten identically by the next attempt (its key
+and bytes depend only on the rows). A session whose row another worker holds is skipped (`SKIP LOCKED`) and
+left for it. Events of a session are archived from
 version 1 up without gaps, so `archived_through` (the highest archived version) says what left Postgres.
 """
 
@@ -69,9 +71,9 @@ def archived_through(session_pk: uuid.UUID) -> int:
     return int(top["top"] or 0)
 
 
-def _store(session: AgentSession, document: ArchiveDocument, key: str, job_run: JobRun | None) -> int:
-    data, digest = pack(document)
-    archive_storage().put(key, data)
+def _record(
+    session: AgentSession, document: ArchiveDocument, key: str, data: bytes, digest: str, job_run: JobRun | None
+) -> None:
     ArchiveSegment.objects.create(
         tenant_id=session.tenant_id,
         session=session,
@@ -85,6 +87,12 @@ def _store(session: AgentSession, document: ArchiveDocument, key: str, job_run: 
         counts=document.counts(),
         job_run=job_run,
     )
+
+
+def _store(session: AgentSession, document: ArchiveDocument, key: str, job_run: JobRun | None) -> int:
+    data, digest = pack(document)
+    archive_storage().put(key, data)
+    _record(session, document, key, data, digest, job_run)
     return len(data)
 
 
@@ -97,6 +105,39 @@ def _locked(session_pk: uuid.UUID, *, wait: bool = False) -> AgentSession | None
     )
 
 
+def _events_document(session: AgentSession, first: int, last: int, keep_snapshot: int) -> ArchiveDocument:
+    return ArchiveDocument(
+        kind=ArchiveKind.EVENTS,
+        tenant=str(session.tenant_id),
+        session=str(session.pk),
+        from_version=first,
+        to_version=last,
+        events=[
+            event_doc(row)
+            for row in Event.objects.filter(session=session, version__gte=first, version__lte=last).order_by("version")
+        ],
+        snapshots=[
+            snapshot_doc(row)
+            for row in EventSnapshot.objects.filter(session=session, version__lte=last)
+            .exclude(version=keep_snapshot)
+            .order_by("version")
+        ],
+    )
+
+
+def _same_rows(session: AgentSession, document: ArchiveDocument, first: int, last: int, keep_snapshot: int) -> bool:
+    """Whether the range still holds exactly the rows in `document` (events never change once written; a
+    snapshot may have been added, or an erasure may have removed everything)."""
+    events = Event.objects.filter(session=session, version__gte=first, version__lte=last).count()
+    snapshots = list(
+        EventSnapshot.objects.filter(session=session, version__lte=last)
+        .exclude(version=keep_snapshot)
+        .order_by("version")
+        .values_list("pk", flat=True)
+    )
+    return events == len(document.events) and snapshots == [doc["id"] for doc in document.snapshots]
+
+
 def archive_events_step(
     session_pk: uuid.UUID,
     *,
@@ -107,32 +148,43 @@ def archive_events_step(
     wait: bool = False,
 ) -> Moved | None:
     """Archive the next at most `limit` events at or below `upto` (and the snapshots among them, except the one
-    at `keep_snapshot`) in one transaction. None when nothing is left to archive up to `upto`; a `busy` result
-    when another worker holds the session row and `wait` is False."""
+    at `keep_snapshot`). None when nothing is left to archive up to `upto`; a `busy` result when another worker
+    holds the session row and `wait` is False.
+
+    The archive object is written before the session row is locked: the rows in it are below the head and never
+    change, so appends to the session wait only for the short delete, never for cold storage. Under the lock the
+    range is checked again; when another worker archived it meanwhile nothing is deleted (and an object nobody
+    records is removed), when a snapshot arrived meanwhile the object is written again with it.
+    """
+    session = AgentSession.objects.filter(pk=session_pk).first()
+    if session is None:
+        return None
+    first = archived_through(session.pk) + 1
+    last = min(upto, first + limit - 1)
+    if last < first:
+        return None
+    key = segment_key(session, ArchiveKind.EVENTS, first, last)
+    document = _events_document(session, first, last, keep_snapshot)
+    data, digest = pack(document)
+    archive_storage().put(key, data)
     with transaction.atomic():
-        session = _locked(session_pk, wait=wait)
-        if session is None:
+        locked = _locked(session_pk, wait=wait)
+        if locked is None:
             return Moved(busy=True) if AgentSession.objects.filter(pk=session_pk).exists() else None
-        first = archived_through(session.pk) + 1
-        last = min(upto, first + limit - 1)
-        if last < first:
-            return None
-        events = Event.objects.filter(session=session, version__gte=first, version__lte=last)
-        snapshots = EventSnapshot.objects.filter(session=session, version__lte=last).exclude(version=keep_snapshot)
-        document = ArchiveDocument(
-            kind=ArchiveKind.EVENTS,
-            tenant=str(session.tenant_id),
-            session=str(session.pk),
-            from_version=first,
-            to_version=last,
-            events=[event_doc(row) for row in events.order_by("version")],
-            snapshots=[snapshot_doc(row) for row in snapshots.order_by("version")],
-        )
-        size = _store(session, document, segment_key(session, ArchiveKind.EVENTS, first, last), job_run)
-        events.delete()
-        snapshots.delete()
+        if archived_through(session_pk) != first - 1:
+            if not ArchiveSegment.objects.filter(storage_key=key).exists():
+                transaction.on_commit(lambda: archive_storage().delete(key), robust=True)
+            return Moved()  # the caller moves on from the new watermark
+        if not _same_rows(locked, document, first, last, keep_snapshot):
+            document = _events_document(locked, first, last, keep_snapshot)
+            data, digest = pack(document)
+            archive_storage().put(key, data)
+        _record(locked, document, key, data, digest, job_run)
+        Event.objects.filter(session=locked, version__gte=first, version__lte=last).delete()
+        # By id: a snapshot written after the check stays in Postgres rather than going unarchived.
+        EventSnapshot.objects.filter(pk__in=[doc["id"] for doc in document.snapshots]).delete()
         counts = document.counts()
-        return Moved(events=counts["events"], snapshots=counts["snapshots"], archive_bytes=size, segments=1)
+        return Moved(events=counts["events"], snapshots=counts["snapshots"], archive_bytes=len(data), segments=1)
 
 
 def archive_events_upto(
