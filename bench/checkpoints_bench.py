@@ -70,7 +70,7 @@ class LangGraphAgent:
     def _start(self) -> None:
         self.conversations += 1
         self.thread_id = f"{self.name}-{self.conversations}-{uuid.uuid4().hex[:8]}"
-        self.config: dict[str, Any] = {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": ""}}
+        self.config: Any = {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": ""}}
         self.version: str | None = None
         self.step = 0
 
@@ -93,7 +93,7 @@ class LangGraphAgent:
             "updated_channels": ["messages", "step"],
         }
         metadata: Any = {"source": "loop", "step": step + 1, "parents": {}}
-        versions = {"messages": self.version, "step": self.version}
+        versions: Any = {"messages": self.version, "step": self.version}
         self.config = self.saver.put(self.config, checkpoint, metadata, versions)
         self.step += 1
 

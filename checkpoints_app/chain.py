@@ -101,15 +101,24 @@ _ANCHORS = {
 class StoredLink(Protocol):
     """What verifying and rebuilding one link reads of a row (a Checkpoint, or a `Link` from the path query)."""
 
-    pk: Any
-    sequence: int
-    kind: str
-    schema_version: int
-    payload: Any
-    node_id: str
-    metadata: Any
-    checksum: str
-    pruned_parent_checksum: str
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def payload(self) -> Any: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def metadata(self) -> Any: ...
+    @property
+    def checksum(self) -> str: ...
+    @property
+    def pruned_parent_checksum(self) -> str: ...
 
 
 @dataclass
@@ -183,6 +192,10 @@ class Path:
     complete: bool
 
 
+def _params(session: AgentSession, target: Any) -> dict[str, Any]:
+    return {"target": target, "session": session.pk, "limit": MAX_PATH}
+
+
 def load_path(
     session: AgentSession, *, checkpoint_id: object = None, sequence: int | None = None, latest: bool = False
 ) -> Path:
@@ -194,9 +207,7 @@ def load_path(
     else:
         anchor, target = "latest", None
     with connection.cursor() as cursor:
-        cursor.execute(
-            _HEAD_SQL.format(anchor=_ANCHORS[anchor]), {"target": target, "session": session.pk, "limit": MAX_PATH}
-        )
+        cursor.execute(_HEAD_SQL.format(anchor=_ANCHORS[anchor]), _params(session, target))
         row = cursor.fetchone()
     assert row is not None
     last_sequence, latest_id, row_hashes, complete = row[:4]
@@ -212,9 +223,7 @@ def load_path(
 def _links(session: AgentSession, checkpoint_id: object) -> list[Link]:
     """The rows from the checkpoint's nearest full snapshot to it, oldest first, with their payloads."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            _PATH_SQL.format(anchor=_ANCHORS["id"]), {"target": checkpoint_id, "session": session.pk, "limit": MAX_PATH}
-        )
+        cursor.execute(_PATH_SQL.format(anchor=_ANCHORS["id"]), _params(session, checkpoint_id))
         return [_link(row[:-1], payload=bytes(row[-1])) for row in cursor.fetchall()]
 
 

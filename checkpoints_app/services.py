@@ -303,7 +303,7 @@ def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
         event_version=session.head_version,
         created_at=timezone.now(),
     )
-    params = {
+    params: dict[str, Any] = {
         "session": session.pk,
         "sequence": next_sequence,
         "id": checkpoint.pk,

@@ -122,19 +122,19 @@ class CheckpointListView(SessionCheckpointsView):
 
 class LatestCheckpointView(SessionCheckpointsView):
     @extend_schema(responses=s.CheckpointWithStateOut)
-    def get(self, request: Request, session_id: str) -> Response:
+    def get(self, request: Request, session_id: str) -> HttpResponse:
         return _with_state(selectors.get_latest_checkpoint(session=self.get_session()))
 
 
 class CheckpointDetailView(SessionCheckpointsView):
     @extend_schema(responses=s.CheckpointWithStateOut)
-    def get(self, request: Request, session_id: str, checkpoint_id: uuid.UUID) -> Response:
+    def get(self, request: Request, session_id: str, checkpoint_id: uuid.UUID) -> HttpResponse:
         return _with_state(selectors.get_checkpoint(session=self.get_session(), checkpoint_id=checkpoint_id))
 
 
 class CheckpointBySequenceView(SessionCheckpointsView):
     @extend_schema(responses=s.CheckpointWithStateOut)
-    def get(self, request: Request, session_id: str, sequence: int) -> Response:
+    def get(self, request: Request, session_id: str, sequence: int) -> HttpResponse:
         session = self.get_session()
         if sequence > s.MAX_SEQUENCE:
             raise NotFound("No checkpoint with this sequence in this session.", details={"sequence": sequence})

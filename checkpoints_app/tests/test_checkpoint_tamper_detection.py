@@ -139,3 +139,31 @@ def test_a_save_on_top_of_a_tampered_parent_is_refused_and_stores_nothing(world:
 
     assert_integrity_failure(response, saves[1])
     assert Checkpoint.objects.filter(session=session).count() == 2
+
+
+@override_settings(CHECKPOINT_FULL_EVERY=10)
+def test_a_row_edited_after_it_was_read_is_rebuilt_and_named_not_answered_from_memory(world: World) -> None:
+    session, saves = chain(world, 5)
+    assert world.acme.client.get(url(session, "/latest")).status_code == 200  # verified and remembered
+    sql("UPDATE checkpoints_app_checkpoint SET metadata = '{\"forged\": 1}' WHERE id = %s", [saves[2]["id"]])
+
+    response = world.acme.client.get(url(session, "/latest"))
+
+    assert_integrity_failure(response, saves[2])
+
+
+@override_settings(CHECKPOINT_STATE_CACHE_BYTES=0, CHECKPOINT_FULL_EVERY=3)
+def test_reads_and_saves_work_the_same_without_the_memory_of_rebuilt_states(world: World) -> None:
+    session, saves = chain(world, 7)
+    patched = saved(
+        world.acme.client,
+        session,
+        parent_id=saves[-1]["id"],
+        patch=[{"op": "add", "path": "/messages/-", "value": {"role": "user", "content": "patched"}}],
+    )
+
+    latest = world.acme.client.get(url(session, "/latest")).json()
+
+    assert latest["id"] == patched["id"]
+    assert latest["state"]["messages"] == [*messages(7)["messages"], {"role": "user", "content": "patched"}]
+    assert world.acme.client.get(url(session, "/verify")).json()["valid"] is True

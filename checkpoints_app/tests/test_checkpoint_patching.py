@@ -1,0 +1,94 @@
+"""The patch helpers the hot path relies on: applying a patch leaves the parent's state untouched and agrees
+with jsonpatch; a generated delta rebuilds the exact target, JSON types included."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from checkpoints_app.patching import PatchError, apply_copying, delta
+from memory_admin.codec import canonical_json
+
+LIMIT = 1_000_000
+
+DOCUMENT: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    "step": 2,
+    "tools": {"search": {"hits": [1, 2, 3]}, "a/b": {"~x": True}},
+}
+
+PATCHES: list[list[dict[str, Any]]] = [
+    [{"op": "add", "path": "/messages/-", "value": {"role": "user", "content": "more"}}],
+    [{"op": "replace", "path": "/step", "value": 3}, {"op": "add", "path": "/messages/0", "value": {"r": 1}}],
+    [{"op": "remove", "path": "/tools/search/hits/1"}, {"op": "add", "path": "/new", "value": [1, {"a": 2}]}],
+    [{"op": "add", "path": "/new", "value": {"x": []}}, {"op": "add", "path": "/new/x/-", "value": 1}],
+    [{"op": "replace", "path": "/tools/a~1b/~0x", "value": False}, {"op": "test", "path": "/step", "value": 2}],
+    [{"op": "add", "path": "/messages/2", "value": "end"}, {"op": "remove", "path": "/tools"}],
+    [{"op": "move", "from": "/step", "path": "/moved"}, {"op": "copy", "from": "/messages/0", "path": "/first"}],
+]
+
+
+@pytest.mark.parametrize("patch", PATCHES)
+def test_applying_a_patch_leaves_the_parent_as_it_was_and_agrees_with_jsonpatch(patch: list[dict[str, Any]]) -> None:
+    document = copy.deepcopy(DOCUMENT)
+    sent = copy.deepcopy(patch)
+
+    result = apply_copying(document, patch, max_bytes=LIMIT)
+
+    assert document == DOCUMENT
+    assert patch == sent
+    assert result == jsonpatch.apply_patch(copy.deepcopy(DOCUMENT), copy.deepcopy(patch))
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        [{"op": "remove", "path": "/missing"}],
+        [{"op": "replace", "path": "/messages/2", "value": 1}],
+        [{"op": "add", "path": "/messages/3", "value": 1}],
+        [{"op": "add", "path": "/messages/01", "value": 1}],
+        [{"op": "add", "path": "/step/x", "value": 1}],
+        [{"op": "test", "path": "/step", "value": 3}],
+        [{"op": "remove", "path": ""}],
+        [{"op": "add", "path": "", "value": [1]}],
+        [{"op": "add", "path": "step", "value": 1}],
+    ],
+)
+def test_a_patch_that_does_not_apply_is_refused_and_changes_nothing(patch: list[dict[str, Any]]) -> None:
+    document = copy.deepcopy(DOCUMENT)
+
+    with pytest.raises(PatchError):
+        apply_copying(document, patch, max_bytes=LIMIT)
+
+    assert document == DOCUMENT
+
+
+TARGETS: list[Any] = [
+    {**DOCUMENT, "messages": [*DOCUMENT["messages"], {"role": "user", "content": "next"}], "step": 3},
+    {"messages": DOCUMENT["messages"][:1], "step": 2.0, "tools": {}},
+    {"messages": [], "step": True, "tools": {"search": {"hits": [1, 2, 3, 4]}, "a/b": {"~x": 1}}, "new": None},
+    {"step": 1},
+    {**DOCUMENT, "messages": [{"role": "user", "content": "changed"}, {"role": "assistant"}]},
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_delta_rebuilds_exactly_the_target_json_types_included(target: Any) -> None:
+    source = copy.deepcopy(DOCUMENT)
+
+    ops = delta(source, target)
+    rebuilt = apply_copying(source, ops, max_bytes=LIMIT)
+
+    assert canonical_json(rebuilt) == canonical_json(target)
+    assert source == DOCUMENT
+
+
+def test_appending_a_message_is_a_delta_of_one_operation() -> None:
+    grown = {**DOCUMENT, "messages": [*DOCUMENT["messages"], {"role": "user", "content": "next"}]}
+
+    assert delta(DOCUMENT, grown) == [
+        {"op": "add", "path": "/messages/-", "value": {"role": "user", "content": "next"}}
+    ]
