@@ -29,10 +29,10 @@ class SlowStorage(FileSystemStorage):
     writing = threading.Event()
     release = threading.Event()
 
-    def _save(self, name: str, content: Any) -> str:
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         SlowStorage.writing.set()
         assert SlowStorage.release.wait(30)
-        return super()._save(name, content)
+        return super().save(name, content, max_length=max_length)
 
 
 def test_an_append_goes_through_while_the_archive_object_is_written(world: World, settings, tmp_path: Path) -> None:
