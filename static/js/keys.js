@@ -17,9 +17,10 @@ function tableRow(html) {
 if (table.dataset.live === "1" && tenants.length) {
   connectLive({
     onOpen: (send) => send({ action: "watch_keys", tenants, since }),
-    onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
+    onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
     onMessage: (message) => {
       if (message.at && message.at > since) since = message.at;
+      if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
       if (message.type !== "api_key.row") return;
       const fresh = tableRow(message.html);
       fresh.classList.add("fresh");

@@ -7,24 +7,26 @@ export function connectLive({ onOpen, onMessage, onStatus }) {
     `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
   let delay = 500;
   let socket;
+  let stopped = false;
 
   function open() {
     socket = new WebSocket(`${base}/ws/live/`);
     socket.addEventListener("open", () => {
       delay = 500;
-      onStatus?.("live");
+      // "live" comes from the page once the server confirms its watch (catch-up sent, subscribed).
+      onStatus?.("connected");
       onOpen((message) => socket.send(JSON.stringify(message)));
     });
     socket.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
       onStatus?.("offline");
-      if (event.code === 4403) return; // no longer allowed: stay closed
+      if (stopped || event.code === 4403) return; // closed by the page, or no longer allowed: stay closed
       setTimeout(open, delay);
       delay = Math.min(delay * 2, 10000);
     });
   }
   open();
-  return { close: () => socket?.close() };
+  return { close: () => { stopped = true; socket?.close(); } };
 }
 
 export function element(tag, attributes = {}, ...children) {

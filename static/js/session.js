@@ -52,18 +52,25 @@ function appendRow(row) {
   document.getElementById("travel-version").max = headVersion.textContent;
 }
 
-connectLive({
+const live = connectLive({
   onOpen: (send) => send({
     action: "watch_session",
     session: sessionPk,
     after_version: paged ? Number(headVersion.textContent) : lastShownVersion(),
   }),
-  onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
+  onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
   onMessage: (message) => {
     if (message.type === "catchup" || message.type === "event.appended") {
       for (const row of message.events || []) appendRow(row);
+      if (message.type === "catchup") liveDot.dataset.status = liveDot.title = "live";
     } else if (message.type === "operation.row") {
       applyOperation(message);
+    } else if (message.type === "session.erased") {
+      // The person was erased: drop everything the page shows about them.
+      document.querySelector("main").replaceChildren(element("section", { class: "card narrow", id: "erased" },
+        element("h1", {}, "Erased"),
+        element("p", {}, "The person this session served was erased; nothing of it can be shown any more.")));
+      live.close();
     } else if (message.type === "session.updated") {
       statusBadge.textContent = message.status;
       statusBadge.className = `status status-${message.status}`;

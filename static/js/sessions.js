@@ -31,9 +31,10 @@ function addRow(message) {
 if (table.dataset.live === "1" && tenants.length) {
   connectLive({
     onOpen: (send) => tenants.forEach((tenant) => send({ action: "watch_tenant", tenant, since })),
-    onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
+    onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
     onMessage: (message) => {
       if (message.at && message.at > since) since = message.at;
+      if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
       const existing = rowOf(message);
       if (message.type === "session.updated" && existing) {
         const badge = existing.querySelector(".status");

@@ -63,9 +63,10 @@ function applySession(message) {
 
 connectLive({
   onOpen: (send) => send({ action: "watch_user", tenant: anchor.dataset.tenant, user_id: anchor.dataset.user, since }),
-  onStatus: (status) => { liveDot.dataset.status = status; liveDot.title = status; },
+  onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
   onMessage: (message) => {
     if (message.at && message.at > since) since = message.at;
+    if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
     if (message.type === "memory.rows") {
       message.rows.forEach(applyMemory);
     } else if (message.type === "profile.html") {

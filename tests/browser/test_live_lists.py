@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from conftest import World
 from memories_app.embeddings import reset_embedder
 from memories_app.services import NewMemory, create_memory
+from memory_admin.live import publish, session_group
 from sessions_app.services import create_session
 from tests.servers import ServerProcess, running, uvicorn
 
@@ -76,3 +77,19 @@ def test_a_new_session_appears_at_the_top_of_the_open_sessions_list(
     expect(first).to_contain_text("acme")
     first.get_by_role("link", name="newest").click()
     expect(page.get_by_role("heading", name="Session newest")).to_be_visible()
+
+
+def test_an_open_session_page_empties_itself_when_the_person_is_erased(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="to-forget")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    # What compliance_app's erasure publishes for each of the person's sessions when it commits.
+    publish([session_group(session.pk)], {"type": "session.erased", "tenant": str(world.acme.tenant.pk)})
+
+    expect(page.get_by_role("heading", name="Erased")).to_be_visible(timeout=3_000)
+    expect(page.locator("#timeline")).to_have_count(0)
+    expect(page.get_by_text("to-forget")).to_have_count(0)
