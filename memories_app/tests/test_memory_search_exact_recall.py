@@ -82,8 +82,8 @@ def test_user_search_recall_at_10_is_exact_among_thousands_of_other_users_memori
 def test_global_search_through_the_index_keeps_recall_and_stays_in_the_tenant(world):
     rng = random.Random(7)
     centres = [_unit(rng) for _ in range(8)]
-    Memory.objects.bulk_create(_rows(world.outsider.tenant, rng, count=1500, scope=Scope.GLOBAL, centres=centres))
-    Memory.objects.bulk_create(_rows(world.acme.tenant, rng, count=500, scope=Scope.GLOBAL, centres=centres))
+    Memory.objects.bulk_create(_rows(world.outsider.tenant, rng, count=900, scope=Scope.GLOBAL, centres=centres))
+    Memory.objects.bulk_create(_rows(world.acme.tenant, rng, count=300, scope=Scope.GLOBAL, centres=centres))
     acme = list(Memory.objects.filter(tenant=world.acme.tenant))
 
     hits = total = 0
