@@ -23,7 +23,9 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrently(
             model_name="agentsession",
-            index=models.Index(condition=VISIBLE, fields=["status", "-created_at", "-id"], name="session_status_recent"),
+            index=models.Index(
+                condition=VISIBLE, fields=["status", "-created_at", "-id"], name="session_status_recent"
+            ),
         ),
         AddIndexConcurrently(
             model_name="agentsession",
