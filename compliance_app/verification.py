@@ -33,15 +33,24 @@ def _tables() -> list[str]:
 
 
 _COLUMNS_SQL = (
-    "select table_name from information_schema.columns where table_schema = 'public' and column_name = %s "
-    "and (%s or data_type in ('text', 'character varying'))"
+    "select table_name, data_type from information_schema.columns where table_schema = 'public' "
+    "and column_name = %s and (%s or data_type in ('text', 'character varying'))"
 )
 
 
 def _columns_named(name: str, *, text_only: bool = False) -> list[str]:
+    return [table for table, _ in _typed_columns_named(name, text_only=text_only)]
+
+
+def _typed_columns_named(name: str, *, text_only: bool = False) -> list[tuple[str, str]]:
     with connection.cursor() as cursor:
         cursor.execute(_COLUMNS_SQL, [name, not text_only])
-        return [row[0] for row in cursor.fetchall()]
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def _any_of(column: str, data_type: str) -> str:
+    """`column` is one of the ids bound as a text array: through the column's index when it is a uuid."""
+    return f"{column} = any(%s::uuid[])" if data_type == "uuid" else f"{column}::text = any(%s)"
 
 
 def _like(text: str) -> str:
@@ -62,11 +71,11 @@ def scan(request: ErasureRequest) -> dict[str, int]:
     sessions = request.refs.get("sessions", [])
     memories = request.refs.get("memories", [])
     with connection.cursor() as cursor:
-        for table in _columns_named("session_id"):
-            cursor.execute(f'select count(*) from "{table}" where session_id::text = any(%s)', [sessions])  # noqa: S608
+        for table, data_type in _typed_columns_named("session_id"):
+            cursor.execute(f'select count(*) from "{table}" where {_any_of("session_id", data_type)}', [sessions])  # noqa: S608
             findings[f"postgres:{table}.session_id"] = cursor.fetchone()[0]
-        for table in _columns_named("memory_id"):
-            cursor.execute(f'select count(*) from "{table}" where memory_id::text = any(%s)', [memories])  # noqa: S608
+        for table, data_type in _typed_columns_named("memory_id"):
+            cursor.execute(f'select count(*) from "{table}" where {_any_of("memory_id", data_type)}', [memories])  # noqa: S608
             findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
         for table in _columns_named("user_id", text_only=True):
             exclude = " and id <> %s" if table == _REQUEST_TABLE else ""
@@ -78,7 +87,7 @@ def scan(request: ErasureRequest) -> dict[str, int]:
             findings[f"postgres:{table}.user_id"] = cursor.fetchone()[0]
         for table, column in (("sessions_app_agentsession", "id"), ("memories_app_memory", "id")):
             refs = sessions if table.startswith("sessions") else memories
-            cursor.execute(f'select count(*) from "{table}" where {column}::text = any(%s)', [refs])  # noqa: S608
+            cursor.execute(f'select count(*) from "{table}" where {column} = any(%s::uuid[])', [refs])  # noqa: S608
             findings[f"postgres:{table}.{column}"] = cursor.fetchone()[0]
         for identifier in _text_identifiers(request):
             for table in _tables():
