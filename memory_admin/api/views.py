@@ -13,6 +13,8 @@ from memory_admin.api.throttling import ApiKeyRateThrottle
 from tenants_app.authentication import tenant_of
 from tenants_app.models import Tenant
 
+_TAKES_JSON = frozenset({"", "*/*", "application/json"})
+
 
 class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
     """API-key authenticated, rate limited, scoped to the caller's tenant.
@@ -32,6 +34,14 @@ class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
         # DRF hands an empty body to no parser and treats it as {}; every write here expects a JSON document.
         if request.method in ("POST", "PUT", "PATCH") and not request.body.strip():
             raise ParseError("The request body is empty; send a JSON document.")
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        # JSON is the only rendering; an Accept header that takes it needs no parsing. Others go through DRF,
+        # which answers 406 to what cannot be served.
+        if request.META.get("HTTP_ACCEPT", "*/*") in _TAKES_JSON:
+            renderer = self.get_renderers()[0]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -27,6 +27,20 @@ def test_a_wrong_method_is_a_405_in_the_error_shape(world: World) -> None:
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize("accept", ["application/json", "*/*", "application/json; charset=utf-8", "text/*, */*;q=0.1"])
+def test_an_accept_header_that_takes_json_gets_json(world: World, accept: str) -> None:
+    response = world.acme.client.get("/api/v1/whoami", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["tenant"] == "acme"
+
+
+def test_an_accept_header_the_api_cannot_serve_is_a_406_in_the_error_shape(world: World) -> None:
+    response = world.acme.client.get("/api/v1/whoami", HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "not_acceptable"
+
+
 def test_the_request_id_is_echoed_in_the_header_and_the_error(world: World) -> None:
     response = APIClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="trace-abc-123")
     assert response["X-Request-ID"] == "trace-abc-123"
