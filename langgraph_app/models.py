@@ -15,8 +15,10 @@ from __future__ import annotations
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
+from pgvector.django import VectorField
 
 from sessions_app.models import AgentSession
+from tenants_app.models import Tenant
 
 
 class ThreadCheckpoint(models.Model):
@@ -93,3 +95,37 @@ class PendingWrite(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}/{self.checkpoint_id}/{self.task_id}#{self.idx}"
+
+
+class StoreItem(models.Model):
+    """An item of LangGraph's long-term store (BaseStore): a JSON value under (namespace, key) in a tenant.
+
+    `prefix` is the namespace's labels joined by "." (LangGraph forbids "." inside a label), so a namespace
+    prefix search is a text prefix match. `embedding` is set when the item was put with indexing: one vector
+    of the indexed fields' text, by the service's embedder (the memories layer's), named in `embedding_model`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="langgraph_store_items")
+    prefix = models.CharField(max_length=1024)
+    key = models.CharField(max_length=512)
+    value = models.JSONField(default=dict)
+    embedding = VectorField(null=True, blank=True)
+    embedding_model = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    # TTL: the item is invisible (and later removed) after `expires_at`; reads may push it back by `ttl_minutes`.
+    ttl_minutes = models.FloatField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "prefix", "key"], name="lg_store_item_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "prefix"], name="lg_store_tenant_prefix"),
+            GinIndex(fields=["value"], name="lg_store_value", opclasses=["jsonb_path_ops"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}/{self.key}"

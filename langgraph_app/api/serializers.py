@@ -191,3 +191,111 @@ class TuplePageOut(serializers.Serializer[Any]):
     next_before = serializers.CharField(
         allow_null=True, help_text="Pass as `before` for the next page; null on the last page."
     )
+
+
+# --- the store ------------------------------------------------------------------------------------------
+
+MAX_STORE_OPS = 500
+
+
+def _namespace(value: Any, where: str, *, allow_empty: bool = False, wildcard: bool = False) -> list[str]:
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise serializers.ValidationError(f"{where} must be a list of labels.")
+    for label in value:
+        if not isinstance(label, str) or not label or "." in label or len(label) > 256:
+            raise serializers.ValidationError(f"{where}: each label is 1-256 characters without '.'.")
+        if label == "*" and not wildcard:
+            raise serializers.ValidationError(f"{where}: '*' is only a wildcard in list_namespaces.")
+    return value
+
+
+def _int(value: Any, where: str, *, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise serializers.ValidationError(f"{where} must be an integer in {low}-{high}.")
+    return value
+
+
+_OP_FIELDS = {
+    "get": {"op", "namespace", "key", "refresh_ttl"},
+    "put": {"op", "namespace", "key", "value", "index", "ttl"},
+    "search": {"op", "namespace_prefix", "filter", "limit", "offset", "query", "refresh_ttl"},
+    "list_namespaces": {"op", "prefix", "suffix", "max_depth", "limit", "offset"},
+}
+
+
+def _store_op(item: Any, where: str) -> Any:
+    from langgraph_app.store import MAX_SEARCH_LIMIT, Op
+
+    if not isinstance(item, dict) or item.get("op") not in _OP_FIELDS:
+        raise serializers.ValidationError(f"{where}.op must be one of {', '.join(_OP_FIELDS)}.")
+    kind = item["op"]
+    unknown = set(item) - _OP_FIELDS[kind]
+    if unknown:
+        raise serializers.ValidationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}.")
+    args: dict[str, Any] = {}
+    if kind in ("get", "put"):
+        args["namespace"] = _namespace(item.get("namespace"), f"{where}.namespace")
+        key = item.get("key")
+        if not isinstance(key, str) or not key or len(key) > 512:
+            raise serializers.ValidationError(f"{where}.key must be 1-512 characters.")
+        args["key"] = key
+    if "refresh_ttl" in item:
+        if not isinstance(item["refresh_ttl"], bool):
+            raise serializers.ValidationError(f"{where}.refresh_ttl must be true or false.")
+        args["refresh_ttl"] = item["refresh_ttl"]
+    if kind == "put":
+        value = item.get("value")
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError(f"{where}.value must be an object, or null to delete.")
+        args["value"] = value
+        index = item.get("index", False)
+        if index is not False and (not isinstance(index, list) or not all(isinstance(p, str) for p in index)):
+            raise serializers.ValidationError(f"{where}.index must be false or a list of JSON paths.")
+        args["index"] = index or None
+        ttl = item.get("ttl")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 10**7):
+            raise serializers.ValidationError(f"{where}.ttl must be a positive number of minutes, or null.")
+        args["ttl"] = ttl
+    if kind == "search":
+        args["namespace_prefix"] = _namespace(
+            item.get("namespace_prefix", []), f"{where}.namespace_prefix", allow_empty=True
+        )
+        conditions = item.get("filter") or {}
+        if not isinstance(conditions, dict):
+            raise serializers.ValidationError(f"{where}.filter must be an object.")
+        args["filter"] = conditions
+        query = item.get("query")
+        if query is not None and (not isinstance(query, str) or not query.strip()):
+            raise serializers.ValidationError(f"{where}.query must be non-empty text, or null.")
+        args["query"] = query
+    if kind in ("search", "list_namespaces"):
+        args["limit"] = _int(item.get("limit", 10), f"{where}.limit", low=1, high=MAX_SEARCH_LIMIT)
+        args["offset"] = _int(item.get("offset", 0), f"{where}.offset", low=0, high=10**6)
+    if kind == "list_namespaces":
+        for name in ("prefix", "suffix"):
+            if item.get(name) is not None:
+                args[name] = _namespace(item[name], f"{where}.{name}", wildcard=True)
+        if item.get("max_depth") is not None:
+            args["max_depth"] = _int(item["max_depth"], f"{where}.max_depth", low=1, high=100)
+    return Op(kind=kind, args=args)
+
+
+class StoreOpListField(serializers.ListField):
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if not isinstance(data, list) or not data or len(data) > MAX_STORE_OPS:
+            raise serializers.ValidationError(f"Must be a list of 1-{MAX_STORE_OPS} operations.")
+        return [_store_op(item, f"ops[{position}]") for position, item in enumerate(data)]
+
+
+class StoreBatchIn(StrictSerializer):
+    ops = StoreOpListField(
+        help_text="Operations run in order in one transaction: {op: get|put|search|list_namespaces, ...} "
+        "with the fields of LangGraph's GetOp, PutOp (index: false or JSON paths; ttl in minutes; value null "
+        "deletes), SearchOp (namespace_prefix, filter, query, limit, offset) and ListNamespacesOp."
+    )
+
+
+class StoreBatchOut(serializers.Serializer[Any]):
+    results = serializers.ListField(
+        child=serializers.JSONField(allow_null=True), help_text="One answer per operation, in order."
+    )

@@ -16,4 +16,5 @@ urlpatterns = [
     path(f"{_thread}/copy", views.ThreadCopyView.as_view(), name="langgraph-copy"),
     path("langgraph/prune", views.PruneView.as_view(), name="langgraph-prune"),
     path("langgraph/delete-for-runs", views.DeleteForRunsView.as_view(), name="langgraph-delete-for-runs"),
+    path("langgraph/store/batch", views.StoreBatchView.as_view(), name="langgraph-store-batch"),
 ]

@@ -11,7 +11,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from langgraph_app import selectors, services
+from langgraph_app import selectors, services, store
 from langgraph_app.api import serializers as s
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.parsers import check_json_value
@@ -155,3 +155,12 @@ class DeleteForRunsView(AgentAPIView):
         """Remove the checkpoints (and their writes) of these runs, in every thread of the tenant."""
         data = _valid(s.DeleteForRunsIn, request.data)
         return Response({"count": services.delete_for_runs(tenant=self.tenant, run_ids=data["run_ids"])})
+
+
+class StoreBatchView(AgentAPIView):
+    @extend_schema(request=s.StoreBatchIn, responses=s.StoreBatchOut)
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Run a batch of LangGraph store operations (BaseStore.batch) in order; one answer per operation."""
+        data = _valid(s.StoreBatchIn, request.data)
+        return Response({"results": store.run_batch(tenant=self.tenant, ops=data["ops"])})

@@ -233,6 +233,14 @@ BODIES.update(
         ("langgraph-copy", "POST"): Body(_langgraph_copy, fields=frozenset({"target_thread_id"})),
         ("langgraph-prune", "POST"): _fixed({"thread_ids": [SESSION_ID], "strategy": "keep_latest"}),
         ("langgraph-delete-for-runs", "POST"): _fixed({"run_ids": ["run-acme"]}),
+        ("langgraph-store-batch", "POST"): _fixed(
+            {
+                "ops": [
+                    {"op": "put", "namespace": ["prefs"], "key": "tone", "value": {"text": "formal"}, "index": False},
+                    {"op": "get", "namespace": ["prefs"], "key": "tone"},
+                ]
+            }
+        ),
     }
 )
 

@@ -1,11 +1,17 @@
-"""A real service (gunicorn against the test database) and acme's checkpointer talking to it over HTTP."""
+"""A real service (gunicorn against the test database) and acme's checkpointer talking to it over HTTP; and,
+for sync clients in tests that need no separate process, the same Django application in-process through
+httpx's WSGI transport (on the test's thread, so it sees the test's transaction)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 
 from conftest import World
 from tests.servers import ServerProcess, gunicorn, running
@@ -22,3 +28,17 @@ def saver(service: ServerProcess, world: World) -> Iterator[AgentMemorySaver]:
     saver = AgentMemorySaver(base_url=service.url, api_key=world.acme.raw_key)
     yield saver
     saver.close()
+
+
+@pytest.fixture
+def in_process(db: None) -> Iterator[dict[str, object]]:
+    """Client options that route the memory clients' requests into this process's Django application."""
+    transport = httpx.WSGITransport(app=get_wsgi_application())
+    # As Django's test client does: a request must not close the connection that holds the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield {"base_url": "http://testserver", "transport": transport}
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
