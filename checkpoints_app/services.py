@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ParseError
 
 from checkpoints_app.cache import key_of, row_hash, states
-from checkpoints_app.chain import Rebuilt, load_path, max_state_bytes, owner_of, rebuild, rebuild_path
+from checkpoints_app.chain import Rebuilt, load_path, max_state_bytes, owner_of, rebuild, rebuild_path, run
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
@@ -318,15 +318,14 @@ def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
         "created_at": checkpoint.created_at,
     }
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_SAVE_SQL, params)
-            stored = cursor.fetchone()
+        rows = run(_SAVE_SQL, params)
     except IntegrityError:
         if connection.in_atomic_block:
             raise
         return None  # the session went away meanwhile, say: the locked path tells what happened
-    if stored is None:
+    if not rows:
         return None
+    stored = rows[0]
     checkpoint.parent_sequence = parent.checkpoint.sequence if parent is not None else None  # type: ignore[attr-defined]
     # This link is verified by construction and its parent's path was verified: remember the state under the
     # key the next read of these rows will compute.
