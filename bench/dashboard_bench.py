@@ -15,16 +15,25 @@
 Pages: the sessions list (first page; filtered by tenant, by user, by tenant and user, by a rare status, by a
 one-day time window; a page 900,000 rows deep through the keyset cursor), the session page of the
 10,000-event session, its checkpoints page, and the overview.
+
+Live-update latency: the WebSocket server `make run` starts (uvicorn) runs beside gunicorn; a client logged
+in as the same support user watches a fresh session, and each round appends one event through the API and
+waits for the `event.appended` frame carrying it. The figure is the time from sending the POST to receiving
+that frame (what a browser gets before it draws the row).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import http.client
 import io
 import json
+import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,10 +43,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import psycopg
+import websockets
 
 from bench.figures import Figure
-from bench.service import HOST, manage, say
-from memory_admin.runner import ROOT
+from bench.service import HOST, PROFILE_DIR, manage, say
+from memory_admin.embedded import free_port, port_answers
+from memory_admin.runner import ROOT, _uvicorn_argv
 
 if TYPE_CHECKING:
     from bench.cli import Bench
@@ -55,6 +66,7 @@ WARMUP_REQUESTS = 3
 STAFF_USER = "bench-support"
 STAFF_PASSWORD = "bench-support-password"  # noqa: S105 - a throwaway user on the bench's own database
 TARGET_MS = 150.0
+LIVE_TARGET_MS = 300.0
 
 
 # --- data -----------------------------------------------------------------------------------------------
@@ -95,7 +107,7 @@ def _copy_lines(tenants: list[uuid.UUID], start: int, stop: int, now: datetime, 
     out = io.StringIO()
     for index in range(start, stop):
         created = now - timedelta(seconds=span * (SESSIONS - index) / SESSIONS + rng.random() * 30)
-        active = created + timedelta(seconds=rng.random() * 3600)
+        active = min(now, created + timedelta(seconds=rng.random() * 3600))
         out.write(
             f"{uuid.uuid4()}\t{tenants[index % TENANTS]}\t{PREFIX}-{index:07d}\tuser-{rng.randrange(USERS):05d}\t"
             f"{rng.choice(statuses)}\t{{}}\t1\t{rng.randrange(300)}\t{created.isoformat()}\t{active.isoformat()}\t"
@@ -314,6 +326,91 @@ def measure(client: Http, path: str, count: int) -> dict[str, Any]:
     }
 
 
+# --- live-update latency ----------------------------------------------------------------------------------
+
+
+def _session_pk(env: dict[str, str], session_id: str) -> str:
+    with _connect(env) as conn:
+        row = conn.execute(
+            "select s.id from sessions_app_agentsession s join tenants_app_tenant t on t.id = s.tenant_id "
+            "where t.name = 'bench' and s.session_id = %s and s.erased_at is null",
+            (session_id,),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"session {session_id} was not found")
+    return str(row[0])
+
+
+async def _live_rounds(bench: Bench, ws_port: int, cookies: dict[str, str], rounds: int) -> list[float]:
+    assert bench.server is not None
+    api = Http(bench.server.port)
+    session_id = f"bench-live-{uuid.uuid4().hex[:12]}"
+    status, created = api.api(bench.key, "POST", "/api/v1/sessions", {"user_id": "live-bench", "id": session_id})
+    if status not in (200, 201):
+        raise RuntimeError(f"creating the live session answered {status}: {created}")
+    session_pk = _session_pk(bench.env, session_id)
+    headers = {
+        "Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items()),
+        "Origin": f"http://{HOST}:{ws_port}",
+    }
+    samples: list[float] = []
+    try:
+        async with websockets.connect(f"ws://{HOST}:{ws_port}/ws/live/", additional_headers=headers) as socket:
+            await socket.send(json.dumps({"action": "watch_session", "session": session_pk, "after_version": 0}))
+            if json.loads(await socket.recv())["type"] != "catchup":
+                raise RuntimeError("watching the session did not start with a catch-up frame")
+            for version in range(1, rounds + WARMUP_REQUESTS + 1):
+                event = {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"round": version}}}
+                started = time.perf_counter()
+                posting = asyncio.create_task(
+                    asyncio.to_thread(api.api, bench.key, "POST", f"/api/v1/sessions/{session_id}/events", event)
+                )
+                while True:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+                    if frame.get("type") == "event.appended" and frame.get("version") == version:
+                        break
+                elapsed = time.perf_counter() - started
+                status, answer = await posting
+                if status != 201:
+                    raise RuntimeError(f"appending answered {status}: {answer}")
+                if version > WARMUP_REQUESTS:
+                    samples.append(elapsed)
+    finally:
+        api.close()
+    return samples
+
+
+def live_latency(bench: Bench, cookies: dict[str, str], rounds: int) -> dict[str, Any]:
+    """Start uvicorn as `make run` does, measure `rounds` API-write-to-frame latencies, stop it."""
+    port = free_port()
+    with (PROFILE_DIR / "websockets.log").open("wb") as log:
+        process = subprocess.Popen(
+            _uvicorn_argv(HOST, port),
+            env=bench.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_answers(port, HOST):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start; see {PROFILE_DIR / 'websockets.log'}")
+            time.sleep(0.2)
+        samples = asyncio.run(_live_rounds(bench, port, cookies, rounds))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+    return {
+        "count": len(samples),
+        "p50_ms": round(_percentile(samples, 0.5), 2),
+        "p95_ms": round(_percentile(samples, 0.95), 2),
+        "max_ms": round(max(samples) * 1000, 2),
+    }
+
+
 def dashboard_suite(bench: Bench) -> list[Figure]:
     """Page times of the sessions list, a session page and the overview at a million sessions."""
     tenants = load_sessions(bench.env)
@@ -327,6 +424,8 @@ def dashboard_suite(bench: Bench) -> list[Figure]:
             for name, path in pages(bench.env, tenants, long_session).items():
                 say(f"[dashboard] {name}: {path[:90]}")
                 results[name] = measure(client, path, bench.mode.state_reads)
+            say("[dashboard] live-update latency: API append -> event.appended frame on the WebSocket")
+            results["live_update"] = live_latency(bench, client.cookies, bench.mode.state_reads)
         finally:
             client.close()
 
@@ -337,6 +436,8 @@ def dashboard_suite(bench: Bench) -> list[Figure]:
     figures = []
     for name, result in results.items():
         target = f"<= {TARGET_MS:.0f}" if name.startswith("session") else ""
+        if name == "live_update":
+            target = f"<= {LIVE_TARGET_MS:.0f}"
         figures.append(Figure(f"dashboard_{name}_p95", "ms", result["p95_ms"], target=target))
         figures.append(Figure(f"dashboard_{name}_p50", "ms", result["p50_ms"]))
     return figures
