@@ -12,6 +12,8 @@ from django.shortcuts import get_object_or_404, render
 from checkpoints_app import selectors
 from checkpoints_app.chain import Verification
 from checkpoints_app.models import Checkpoint
+from checkpoints_app.patching import make_patch, summarise
+from langgraph_app.display import readable_checkpoint, recent_checkpoints
 from memory_admin.dashboard.access import staff_page
 from memory_admin.dashboard.difftree import diff_tree
 from memory_admin.errors import IntegrityFailure, NotFound
@@ -72,6 +74,32 @@ def checkpoint_list(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "totals": selectors.checkpoint_totals(session=session),
             "next_before": rows[-1].sequence if more and rows else None,
             "paged": request.GET.get("before") is not None,
+            "langgraph": recent_checkpoints(session),
+        },
+    )
+
+
+def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse:
+    """The diff of two LangGraph checkpoints of the session: decoded channel values, metadata, pending writes."""
+    namespace = request.GET.get("ns", "")
+    from_id, to_id = request.GET.get("from", "").strip(), request.GET.get("to", "").strip()
+    if not from_id or not to_id:
+        return _diff_error(request, session, "Pick two LangGraph checkpoints to compare.", 400)
+    source = readable_checkpoint(session, checkpoint_id=from_id, checkpoint_ns=namespace)
+    target = readable_checkpoint(session, checkpoint_id=to_id, checkpoint_ns=namespace)
+    if source is None or target is None:
+        return _diff_error(request, session, "At least one of the two checkpoints is not one of this thread's.", 404)
+    summary = summarise(source.state, target.state)
+    return render(
+        request,
+        "dashboard/checkpoints/langgraph_diff.html",
+        {
+            "session": session,
+            "source": source.row,
+            "target": target.row,
+            "tree": diff_tree(source.state, target.state),
+            "counts": {"added": len(summary.added), "removed": len(summary.removed), "changed": len(summary.changed)},
+            "patch": json.dumps(make_patch(source.state, target.state), indent=2, ensure_ascii=False),
         },
     )
 
@@ -93,6 +121,8 @@ def _diff_error(request: HttpRequest, session: AgentSession, message: str, statu
 @staff_page()
 def checkpoint_diff(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     session = _session_or_404(pk)
+    if request.GET.get("kind") == "langgraph":
+        return _langgraph_diff(request, session)
     try:
         from_id, to_id = _checkpoint_id(request, "from"), _checkpoint_id(request, "to")
     except ValueError as exc:

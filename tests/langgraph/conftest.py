@@ -42,3 +42,10 @@ def in_process(db: None) -> Iterator[dict[str, object]]:
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def in_process_threads(transactional_db: None) -> dict[str, object]:
+    """As `in_process`, for code that calls from other threads too (a LangGraph run saves checkpoints from its
+    executor's threads): each thread has its own connection, so what is written is committed."""
+    return {"base_url": "http://testserver", "transport": httpx.WSGITransport(app=get_wsgi_application())}

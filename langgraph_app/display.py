@@ -1,0 +1,106 @@
+"""LangGraph checkpoints as people read them: channel values and writes decoded from their typed blobs.
+
+The service stores what LangGraph's serializer produced without needing to understand it; for the dashboard
+it decodes the two encodings LangGraph writes (JSON and msgpack). msgpack extension types (LangGraph's way of
+encoding Python objects such as messages, dataclasses and Pydantic models) become `{"__type__": "module.Name",
+...their fields}`; bytes and values of any other encoding are described by type and size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from langgraph_app.models import ThreadCheckpoint
+from langgraph_app.selectors import TupleView, list_tuples
+from sessions_app.models import AgentSession
+
+# LangGraph's msgpack extension codes (langgraph.checkpoint.serde.jsonplus).
+_CONSTRUCTOR_SINGLE_ARG, _CONSTRUCTOR_POS_ARGS, _CONSTRUCTOR_KW_ARGS, _METHOD_SINGLE_ARG = 0, 1, 2, 3
+_PYDANTIC_V1, _PYDANTIC_V2, _NUMPY_ARRAY = 4, 5, 6
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    try:
+        parts = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return {"__type__": f"ext {code}", "bytes": len(data)}
+    if not isinstance(parts, (list, tuple)) or len(parts) < 3:
+        return {"__type__": f"ext {code}", "value": parts}
+    type_name = f"{parts[0]}.{parts[1]}"
+    argument = parts[2]
+    if code == _NUMPY_ARRAY:
+        return {"__type__": "numpy.ndarray", "dtype": str(parts[0]), "shape": parts[1]}
+    if code in (_CONSTRUCTOR_KW_ARGS, _PYDANTIC_V1, _PYDANTIC_V2) and isinstance(argument, dict):
+        return {"__type__": type_name, **{str(key): value for key, value in argument.items()}}
+    if code == _CONSTRUCTOR_POS_ARGS:
+        return {"__type__": type_name, "args": argument}
+    return {"__type__": type_name, "value": argument}
+
+
+def decode_blob(type_: str, blob: bytes | memoryview | None) -> Any:
+    """A stored value as JSON-like data for display (never raises on odd input)."""
+    data = bytes(blob) if blob is not None else b""
+    if type_ == "null":
+        return None
+    if type_ == "json":
+        try:
+            return json.loads(data)
+        except ValueError:
+            return f"<undecodable json, {len(data)} bytes>"
+    if type_ == "msgpack":
+        try:
+            return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            return f"<undecodable msgpack, {len(data)} bytes>"
+    return f"<{type_}, {len(data)} bytes>"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@dataclass
+class ReadableCheckpoint:
+    row: ThreadCheckpoint
+    # What the diff compares: channel values, metadata and the writes pending on top of the checkpoint.
+    state: dict[str, Any]
+
+
+def readable(view: TupleView) -> ReadableCheckpoint:
+    channels = {blob.channel: decode_blob(blob.type, blob.blob) for blob in view.blobs if blob.type != "empty"}
+    writes = [
+        {"task_id": write.task_id, "channel": write.channel, "value": decode_blob(write.type, write.blob)}
+        for write in view.writes
+    ]
+    state = {"channel_values": channels, "metadata": view.row.metadata, "pending_writes": writes}
+    return ReadableCheckpoint(row=view.row, state=_jsonable(state))
+
+
+def recent_checkpoints(session: AgentSession, *, limit: int = 50) -> list[ThreadCheckpoint]:
+    """The session's newest LangGraph checkpoints (every namespace), without their blobs."""
+    return list(ThreadCheckpoint.objects.filter(session=session).order_by("-checkpoint_id", "checkpoint_ns")[:limit])
+
+
+def readable_checkpoint(
+    session: AgentSession, *, checkpoint_id: str, checkpoint_ns: str = ""
+) -> ReadableCheckpoint | None:
+    views = list_tuples(
+        tenant=session.tenant,
+        thread_id=session.session_id,
+        checkpoint_ns=checkpoint_ns,
+        checkpoint_id=checkpoint_id,
+        limit=1,
+    )
+    return readable(views[0]) if views else None
