@@ -55,7 +55,12 @@ _OPEN_ERASURE_STATES = ("pending", "erased", "purging", "failed")
 
 def _family_specs() -> list[tuple[str, str, list[str]]]:
     return [
-        ("memory_entries", "Live memory entries by scope and layer", ["layer", "scope"]),
+        (
+            "memory_entries",
+            "Live memory entries by scope and layer (pgvector: memories; postgres: events, estimated; redis: hot "
+            "context windows and tool states)",
+            ["layer", "scope"],
+        ),
         ("memory_table_rows_estimate", "Rows per table (planner estimate)", ["table"]),
         ("memory_table_bytes", "Bytes per table in Postgres, indexes and TOAST included", ["table"]),
         ("memory_lifecycle_job_runs", "Lifecycle job runs started in the last 24 hours", ["job", "status"]),
@@ -129,7 +134,36 @@ def _scrape() -> list[tuple[str, tuple[str, ...], float]]:
         cursor.execute("SELECT kind, coalesce(sum(stored_bytes), 0) FROM lifecycle_app_archivesegment GROUP BY kind")
         rows += [("memory_archive_bytes", (kind,), float(n)) for kind, n in cursor.fetchall()]
     rows += _erasure_rows()
+    rows += _redis_rows()
     return rows
+
+
+# A scrape counts Redis keys with SCAN, at most this many keys looked at; past it the sample is left out rather
+# than reported short (the keyspace is then too large to count at scrape time).
+REDIS_SCAN_MAX_KEYS = 200_000
+
+
+def _redis_rows() -> list[tuple[str, tuple[str, ...], float]]:
+    """Hot context windows and tool states in Redis (one list per session, one key per tool state)."""
+    from memory_admin.health import redis_client
+
+    try:
+        client = redis_client()
+        counted = 0
+        for pattern in ("mem:ctx:*:msgs", "mem:tool:*"):
+            found, cursor, looked = 0, 0, 0
+            while True:
+                cursor, keys = client.scan(cursor=cursor, match=pattern, count=1000)
+                found, looked = found + len(keys), looked + 1000
+                if cursor == 0 or looked >= REDIS_SCAN_MAX_KEYS:
+                    break
+            if cursor != 0:
+                return []
+            counted += found
+    except Exception as exc:  # Redis down: the other samples still go out
+        structlog.get_logger("memory.metrics").warning("redis_metrics_failed", error=type(exc).__name__)
+        return []
+    return [("memory_entries", ("redis", "session"), float(counted))]
 
 
 def _erasure_rows() -> list[tuple[str, tuple[str, ...], float]]:

@@ -115,3 +115,24 @@ def test_runs_in_progress_the_longest_run_and_eviction_candidates_are_exported(w
     assert value(text, 'memory_lifecycle_jobs_running{job="session_archival"}') == 1
     assert 59 < value(text, 'memory_lifecycle_job_max_duration_seconds{job="memory_purge"}') < 61
     assert value(text, "memory_eviction_candidates") == 1
+
+
+def test_hot_context_windows_and_tool_states_are_counted_as_the_redis_layer(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    agent = world.acme.client
+    with django_capture_on_commit_callbacks(execute=True):  # the cache is written after each commit
+        for name in ("hot-1", "hot-2"):
+            assert agent.post("/api/v1/sessions", {"id": name, "user_id": "u-1"}, format="json").status_code == 201
+            said = agent.post(
+                f"/api/v1/sessions/{name}/context/messages",
+                {"messages": [{"role": "user", "content": "hi"}]},
+                format="json",
+            )
+            assert said.status_code == 201
+        tool = agent.put("/api/v1/sessions/hot-1/tools/search", {"state": {"page": 1}}, format="json")
+        assert tool.status_code == 200
+
+    text = scrape()
+
+    assert value(text, 'memory_entries{layer="redis",scope="session"}') == 3
