@@ -3,8 +3,8 @@
 Rebuilding a state (decrypting, decompressing and patching along the path from the nearest full snapshot)
 and verifying every link on the way is a pure function of the path's stored rows: their kinds, schema
 versions and payloads, and the columns each link's checksum covers. `row_hash` hashes those per row, and a
-verified state is remembered under (checkpoint id, hash of its path's row hashes). A read gets the row
-hashes from the database with the target row (no payloads); when they match a remembered path, the same
+verified state is remembered with its path's row hashes. A read gets the row hashes from the database with
+the target row (no payloads); when they match the remembered ones, the same
 rows were verified before and the state is known without fetching or rebuilding anything. An edit of any
 of those bytes changes the hashes, so a tampered row is never answered from memory: the path is rebuilt
 and verified, and the broken link named, as without this memo.
@@ -54,51 +54,79 @@ def row_hash(
     return hashlib.sha256(head.encode() + payload).digest()
 
 
-def key_of(row_hashes: bytes) -> bytes:
-    """The memo key of a path: its rows' hashes, oldest (the full snapshot) first, hashed together."""
-    return hashlib.sha256(row_hashes).digest()
-
-
 @dataclass(frozen=True)
 class Remembered:
+    """A checkpoint's verified state, and what it was verified from."""
+
     state: dict[str, Any]
     state_json: bytes
+    # The hashes of the path's rows (32 bytes each, the full snapshot first) as they were verified.
+    row_hashes: bytes
+    sequence: int
+    checksum: str
     at: float = 0.0
+
+    @property
+    def depth(self) -> int:
+        return len(self.row_hashes) // 32 - 1
 
 
 class StateMemo:
+    """At most one remembered state per checkpoint id, least recently used evicted first."""
+
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[Any, bytes], Remembered] = OrderedDict()
+        self._entries: OrderedDict[Any, Remembered] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, checkpoint_id: Any, digest: bytes) -> Remembered | None:
+    def get(self, checkpoint_id: Any, row_hashes: bytes | None = None) -> Remembered | None:
+        """The checkpoint's remembered state if it was verified from exactly `row_hashes` (when given: a
+        caller that has not read the rows must check them against the database itself)."""
         with self._lock:
-            found = self._entries.get((checkpoint_id, digest))
+            found = self._entries.get(checkpoint_id)
             if found is None:
                 return None
             if time.monotonic() - found.at > MAX_AGE_SECONDS:
-                del self._entries[(checkpoint_id, digest)]
-                self._bytes -= len(found.state_json) * _OBJECT_OVERHEAD
+                self._drop(checkpoint_id)
                 return None
-            self._entries.move_to_end((checkpoint_id, digest))
+            if row_hashes is not None and found.row_hashes != row_hashes:
+                return None
+            self._entries.move_to_end(checkpoint_id)
             return found
 
-    def put(self, checkpoint_id: Any, digest: bytes, state: dict[str, Any], state_json: bytes) -> None:
+    def put(
+        self,
+        checkpoint_id: Any,
+        *,
+        state: dict[str, Any],
+        state_json: bytes,
+        row_hashes: bytes,
+        sequence: int,
+        checksum: str,
+    ) -> None:
         limit: int = settings.CHECKPOINT_STATE_CACHE_BYTES
-        remembered = Remembered(state=state, state_json=state_json, at=time.monotonic())
         cost = len(state_json) * _OBJECT_OVERHEAD
         if cost > limit // 4:
             return
+        remembered = Remembered(
+            state=state,
+            state_json=state_json,
+            row_hashes=row_hashes,
+            sequence=sequence,
+            checksum=checksum,
+            at=time.monotonic(),
+        )
         with self._lock:
-            key = (checkpoint_id, digest)
-            if key in self._entries:
-                return
-            self._entries[key] = remembered
+            self._drop(checkpoint_id)
+            self._entries[checkpoint_id] = remembered
             self._bytes += cost
             while self._bytes > limit and self._entries:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted.state_json) * _OBJECT_OVERHEAD
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, checkpoint_id: Any) -> None:
+        dropped = self._entries.pop(checkpoint_id, None)
+        if dropped is not None:
+            self._bytes -= len(dropped.state_json) * _OBJECT_OVERHEAD
 
     def clear(self) -> None:
         with self._lock:

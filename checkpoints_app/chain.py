@@ -29,7 +29,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
-from checkpoints_app.cache import key_of, row_hash, states
+from checkpoints_app.cache import row_hash, states
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying
 from checkpoints_app.storage import Owner, chain_checksum, read_body
@@ -42,7 +42,7 @@ MAX_PATH = 10_000
 
 # The walk from a target (by id, by sequence, or the head's latest) back along parent links to the nearest
 # full snapshot, within the session only.
-_WALK_SQL = """
+WALK_SQL = """
 WITH RECURSIVE path AS (
     SELECT id, parent_id, kind, 0 AS depth
     FROM checkpoints_app_checkpoint
@@ -66,7 +66,7 @@ ROW_HASH_SQL = f"""sha256(convert_to(concat(
 ), 'UTF8') || c.payload)"""
 # One round trip per read or save: the session's checkpoint head (a save needs it), the target row without
 # its payload, and the hashes of the path's rows, oldest first. Without such a checkpoint: the head only.
-_HEAD_SQL = f"""{_WALK_SQL},
+_HEAD_SQL = f"""{WALK_SQL},
 hashes AS (
     SELECT string_agg({ROW_HASH_SQL}, ''::bytea ORDER BY path.depth DESC) AS row_hashes,
         bool_or(path.kind = 'full') AS complete
@@ -86,7 +86,7 @@ LEFT JOIN hashes ON true
 LEFT JOIN target ON true
 """  # noqa: S608 - constants of this module; every value is bound
 # The whole path with payloads, oldest first: for a rebuild.
-_PATH_SQL = f"""{_WALK_SQL}
+_PATH_SQL = f"""{WALK_SQL}
 SELECT {_COLUMNS}, c.payload
 FROM path
 JOIN checkpoints_app_checkpoint c ON c.id = path.id
@@ -340,7 +340,7 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
     on exactly the same rows (see the module docstring). IntegrityFailure names the first bad link."""
     target = path.target
     assert target is not None
-    remembered = states.get(target.pk, key_of(path.row_hashes)) if path.complete else None
+    remembered = states.get(target.pk, path.row_hashes) if path.complete else None
     if remembered is not None:
         return Rebuilt(
             checkpoint=target.as_checkpoint(session),
@@ -362,7 +362,14 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
         state_json = check_link(link, state, link.parent_checksum)
     assert state is not None
     row_hashes = b"".join(link.row_hash() for link in links)
-    states.put(links[-1].pk, key_of(row_hashes), state, state_json)
+    states.put(
+        links[-1].pk,
+        state=state,
+        state_json=state_json,
+        row_hashes=row_hashes,
+        sequence=links[-1].sequence,
+        checksum=links[-1].checksum,
+    )
     return Rebuilt(
         checkpoint=links[-1].as_checkpoint(session),
         state=state,

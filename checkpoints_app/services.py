@@ -12,8 +12,19 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ParseError
 
-from checkpoints_app.cache import key_of, row_hash, states
-from checkpoints_app.chain import Rebuilt, load_path, max_state_bytes, owner_of, rebuild, rebuild_path, run
+from checkpoints_app.cache import Remembered, row_hash, states
+from checkpoints_app.chain import (
+    MAX_PATH,
+    ROW_HASH_SQL,
+    WALK_SQL,
+    Rebuilt,
+    load_path,
+    max_state_bytes,
+    owner_of,
+    rebuild,
+    rebuild_path,
+    run,
+)
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
@@ -196,9 +207,10 @@ def save_checkpoint(
     PayloadTooLarge (413) when a patch grows the state past CHECKPOINT_MAX_STATE_BYTES; IntegrityFailure
     (409) when the parent's stored chain does not verify. Nothing is stored in any of these cases.
 
-    The usual save — on top of the session's latest checkpoint — is one read and one conditional write
-    (`_save_on_latest`); a fork, a retry of a stored sequence, or a save that lost a race to another takes
-    the session's checkpoint lock and decides there.
+    The usual save — on top of the session's latest checkpoint — is one conditional statement when this
+    process remembers the parent verified (`_save_on_remembered`), else one read and one conditional
+    statement (`_save_on_latest`); a fork, a retry of a stored sequence, or a save that lost a race to
+    another takes the session's checkpoint lock and decides there.
     """
     # Timed around the transaction, commit included: that is what the agent waits for.
     with CHECKPOINT_SAVE_SECONDS.time():
@@ -218,9 +230,7 @@ def save_checkpoint(
             checksum=checksum,
             metadata=metadata,
         )
-        outcome = _save_on_latest(request)
-        if outcome is None:
-            outcome = _save_locked(request)
+        outcome = _save_on_remembered(request) or _save_on_latest(request) or _save_locked(request)
         return outcome
 
 
@@ -256,6 +266,53 @@ RETURNING metadata::text
 """  # noqa: S608 - table names come from the models; every value is bound
 
 
+# The same, for a save whose parent's verified state this process remembers (an agent's next step): the head
+# moves only if, besides, the parent's path still hashes to what that state was verified from — the check a
+# read of the path would make, done by the database in the same statement. One round trip per save.
+_SAVE_ON_REMEMBERED_SQL = f"""{WALK_SQL},
+verified AS (
+    SELECT string_agg({ROW_HASH_SQL}, ''::bytea ORDER BY path.depth DESC) AS row_hashes
+    FROM path
+    JOIN {Checkpoint._meta.db_table} c ON c.id = path.id
+    LEFT JOIN {Checkpoint._meta.db_table} parent ON parent.id = c.parent_id
+), head AS (
+    UPDATE {CheckpointHead._meta.db_table} AS h SET last_sequence = %(sequence)s, latest_id = %(id)s
+    WHERE h.session_id = %(session)s AND h.last_sequence = %(sequence)s - 1 AND h.latest_id = %(parent)s::uuid
+        AND (SELECT row_hashes FROM verified) = %(row_hashes)s
+    RETURNING h.last_sequence
+)
+INSERT INTO {Checkpoint._meta.db_table} (id, session_id, sequence, parent_id, node_id, metadata, schema_version,
+    kind, payload, checksum, event_version, created_at, pruned_parent_checksum, pruned_parent_sequence)
+SELECT %(id)s, %(session)s, head.last_sequence, %(parent)s::uuid, %(node)s, %(metadata)s::jsonb, %(schema)s,
+    %(kind)s, %(payload)s, %(checksum)s, %(event_version)s, %(created_at)s, '', NULL
+FROM head
+RETURNING metadata::text
+""".format(anchor="id = %(target)s")  # noqa: S608 - table names come from the models; every value is bound
+
+
+def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
+    """The save on top of a parent this process remembers verified, in one statement; None when there is
+    no such parent or the statement finds the session elsewhere (then `_save_on_latest` reads and decides)."""
+    if request.parent_id is None:
+        return None
+    remembered = states.get(request.parent_id)
+    if remembered is None or (request.sequence is not None and request.sequence != remembered.sequence + 1):
+        return None
+    parent = _parent_from(request.session, request.parent_id, remembered)
+    return _write(request, parent, remembered.sequence + 1, _SAVE_ON_REMEMBERED_SQL)
+
+
+def _parent_from(session: AgentSession, parent_id: uuid.UUID, remembered: Remembered) -> Rebuilt:
+    checkpoint = Checkpoint(id=parent_id, session=session, sequence=remembered.sequence, checksum=remembered.checksum)
+    return Rebuilt(
+        checkpoint=checkpoint,
+        state=remembered.state,
+        depth=remembered.depth,
+        state_json=remembered.state_json,
+        row_hashes=remembered.row_hashes,
+    )
+
+
 def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
     """The save as a child of the session's latest checkpoint, without a lock; None when it is not that save
     (a fork, a sequence already taken) or the head moved meanwhile: the locked path decides then."""
@@ -269,9 +326,16 @@ def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
     if path.target is None and path.latest_id is not None:
         return None
     parent = rebuild_path(session, path) if path.target is not None else None
+    if parent is None and request.state is None:
+        return None
+    return _write(request, parent, next_sequence, _SAVE_SQL)
+
+
+def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, statement: str) -> SaveOutcome | None:
+    """Compute the new link on `parent` and store it with `statement`; None when the statement stored nothing."""
+    session = request.session
     if parent is None:
-        if request.state is None:
-            return None
+        assert request.state is not None
         candidate = _Candidate(state=request.state, state_json=_checked_json(request.state, "state"))
     elif request.state is not None:
         candidate = _Candidate(state=request.state, state_json=_checked_json(request.state, "state"), parent=parent)
@@ -316,32 +380,41 @@ def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
         "checksum": computed,
         "event_version": checkpoint.event_version,
         "created_at": checkpoint.created_at,
+        # For the walk of the remembered parent's path.
+        "target": checkpoint.parent_id,
+        "limit": MAX_PATH,
+        "row_hashes": parent.row_hashes if parent is not None else b"",
     }
     try:
-        rows = run(_SAVE_SQL, params)
+        rows = run(statement, params)
     except IntegrityError:
         if connection.in_atomic_block:
             raise
         return None  # the session went away meanwhile, say: the locked path tells what happened
     if not rows:
         return None
-    stored = rows[0]
     checkpoint.parent_sequence = parent.checkpoint.sequence if parent is not None else None  # type: ignore[attr-defined]
-    # This link is verified by construction and its parent's path was verified: remember the state under the
-    # key the next read of these rows will compute.
+    # This link is verified by construction and its parent's path was verified: remember the state with the
+    # row hashes the next read of these rows will get from the database.
     this_row = row_hash(
         kind=kind,
         schema_version=CURRENT_SCHEMA_VERSION,
         sequence=next_sequence,
         node_id=request.node_id,
-        metadata_text=stored[0],
+        metadata_text=rows[0][0],
         checksum=computed,
         parent_checksum=candidate.parent_checksum,
         payload=payload,
     )
     base = parent.row_hashes if parent is not None and kind == CheckpointKind.DELTA else b""
-    digest = key_of(base + this_row)
-    states.put(checkpoint.pk, digest, candidate.state, candidate.state_json)
+    states.put(
+        checkpoint.pk,
+        state=candidate.state,
+        state_json=candidate.state_json,
+        row_hashes=base + this_row,
+        sequence=next_sequence,
+        checksum=computed,
+    )
     _announce(session, checkpoint)
     return SaveOutcome(checkpoint=checkpoint, created=True)
 
