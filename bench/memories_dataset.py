@@ -19,7 +19,7 @@ import numpy as np
 
 SEED = 20261125
 #: Bump when the generator changes: a run finding rows of another version loads them again.
-VERSION = "2"
+VERSION = "3"
 TOPICS = 512
 TOPICS_PER_USER = 12
 PER_USER = 1000
@@ -29,9 +29,11 @@ CENTRE_WEIGHT = 0.8
 SUB_WEIGHT = 0.5
 NOISE_WEIGHT = 0.45
 
-# Row ids: a fixed high half marks the suite's rows, so reruns find (and never duplicate) what is loaded.
+# Row ids: a fixed high half marks the suite's rows, the next bits the data set's size, so that every size
+# keeps its own rows (in its own tenant) and reruns find, never duplicate, what is loaded.
 USER_ROWS = 0x6D656D6F72696573  # "memories"
 GLOBAL_ROWS = 0x676C6F62616C6D65  # "globalme"
+SIZE_CODES = {10_000: 1, 100_000: 2, 1_000_000: 3}
 
 
 def user_name(user: int) -> str:
@@ -42,17 +44,18 @@ def langgraph_namespace(user: int) -> tuple[str, str]:
     return ("memories", f"u{user:05d}")
 
 
-def memory_id(user: int, n: int) -> uuid.UUID:
-    return uuid.UUID(int=(USER_ROWS << 64) | (user << 20) | n)
+def memory_id(size: int, user: int, n: int) -> uuid.UUID:
+    return uuid.UUID(int=(USER_ROWS << 64) | (SIZE_CODES[size] << 48) | (user << 20) | n)
 
 
-def global_id(user: int, n: int) -> uuid.UUID:
+def global_id(size: int, user: int, n: int) -> uuid.UUID:
     """The global memory that mirrors user memory (user, n): the same vector, as the tenant's shared knowledge."""
-    return uuid.UUID(int=(GLOBAL_ROWS << 64) | (user << 20) | n)
+    return uuid.UUID(int=(GLOBAL_ROWS << 64) | (SIZE_CODES[size] << 48) | (user << 20) | n)
 
 
-def id_range(high: int) -> tuple[uuid.UUID, uuid.UUID]:
-    return uuid.UUID(int=high << 64), uuid.UUID(int=((high + 1) << 64) - 1)
+def id_range(high: int, size: int) -> tuple[uuid.UUID, uuid.UUID]:
+    base = (high << 64) | (SIZE_CODES[size] << 48)
+    return uuid.UUID(int=base), uuid.UUID(int=base + (1 << 48) - 1)
 
 
 def content(user: int, n: int) -> str:
