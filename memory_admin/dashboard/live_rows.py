@@ -186,8 +186,8 @@ def key_frames(tenant_pk: uuid.UUID, *, key_pk: object = None, since: datetime |
 
 def operation_frame(session_pk: str, operation_pk: object) -> dict[str, Any] | None:
     """A journal entry as the session page renders it, with the session's pending count."""
-    session = AgentSession.objects.filter(pk=_uuid(session_pk)).first() if _uuid(session_pk) else None
-    operation_id = _uuid(operation_pk)
+    session_id, operation_id = _uuid(session_pk), _uuid(operation_pk)
+    session = AgentSession.objects.filter(pk=session_id).first() if session_id else None
     operation = session.operations.filter(pk=operation_id).first() if session and operation_id else None
     if session is None or operation is None:
         return None
