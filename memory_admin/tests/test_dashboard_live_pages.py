@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
-from memories_app.models import Memory
+from memories_app.models import Memory, PromotionJob
 from memories_app.services import NewMemory, create_memory, delete_memory, update_memory, update_profile
-from memory_admin.dashboard import consumers
+from memory_admin.dashboard import consumers, live_rows
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
 from sessions_app.services import create_session, finish_operation, record_operation
 from tenants_app.models import ApiKey
@@ -275,3 +275,23 @@ def test_the_session_page_journal_gets_each_operation_as_a_row_with_the_pending_
     assert "charge_card" in pending_row["html"] and "status-pending" in pending_row["html"]
     assert completed_row["operation"] == pending_row["operation"] and completed_row["pending"] == 0
     assert "status-completed" in completed_row["html"] and "r-9" in completed_row["html"]
+
+
+def test_a_finished_promotion_sends_the_promoted_memories_of_the_watched_user_only(world: World) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="trip")
+    promoted = _memory(world, "alice travels with a bike")
+    someone_else = _memory(world, "bob travels light", user_id="bob")
+    job = PromotionJob.objects.create(
+        tenant=world.acme.tenant,
+        session=session,
+        created_ids=[str(promoted.pk), str(someone_else.pk)],
+        updated_ids=[],
+    )
+    message = {"type": "promotion.finished", "tenant": str(world.acme.tenant.pk), "job": str(job.pk)}
+
+    (frame,) = live_rows.user_page_frames(world.acme.tenant.pk, "alice", message)
+
+    assert frame["type"] == "memory.rows"
+    assert [row["memory"] for row in frame["rows"]] == [str(promoted.pk)]
+    assert "bike" in frame["rows"][0]["html"]
+    assert live_rows.user_page_frames(world.outsider.tenant.pk, "alice", message) == []
