@@ -28,10 +28,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from bench import procstat
 from bench.checkpoints_load import TURNS, agent_message, state_after
 from bench.figures import Figure
 from bench.load import summarize
-from bench.service import say
+from bench.service import say, stack_pids
 
 if TYPE_CHECKING:
     from bench.cli import Bench
@@ -73,9 +74,11 @@ class LangGraphAgent:
         self.config: Any = {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": ""}}
         self.version: str | None = None
         self.step = 0
+        self.pending: Any = None
 
-    def save(self) -> None:
-        """The checkpoint after the next step (a new conversation after TURNS steps)."""
+    def prepare(self) -> None:
+        """Build the checkpoint after the next step (a new conversation after TURNS steps), as a graph has it
+        in memory before it calls the saver: not part of what is timed."""
         from langgraph.checkpoint.base.id import uuid6
 
         if self.step == TURNS:
@@ -94,8 +97,19 @@ class LangGraphAgent:
         }
         metadata: Any = {"source": "loop", "step": step + 1, "parents": {}}
         versions: Any = {"messages": self.version, "step": self.version}
-        self.config = self.saver.put(self.config, checkpoint, metadata, versions)
+        self.pending = (self.config, checkpoint, metadata, versions)
+
+    def save(self) -> None:
+        """Save the prepared checkpoint through PostgresSaver.put."""
+        config, checkpoint, metadata, versions = self.pending
+        self.config = self.saver.put(config, checkpoint, metadata, versions)
         self.step += 1
+
+    @property
+    def operations(self) -> int:
+        return (
+            (self.conversations - 1) * TURNS + self.step + ((self.conversations - 1) * TURNS + self.step) // READ_EVERY
+        )
 
     def latest(self) -> Any:
         return self.saver.get_tuple({"configurable": {"thread_id": self.thread_id, "checkpoint_ns": ""}})
@@ -119,6 +133,7 @@ def _agents_run(url: str, agents: int, *, seconds: float, warmup: float) -> dict
             while time.perf_counter() < start:
                 time.sleep(0.001)
             while True:
+                agent.prepare()
                 began = time.perf_counter()
                 if began >= deadline:
                     break
@@ -136,6 +151,7 @@ def _agents_run(url: str, agents: int, *, seconds: float, warmup: float) -> dict
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(agents)]
+    cpu_before, postgres_before = time.process_time(), _postgres_cpu()
     try:
         for thread in threads:
             thread.start()
@@ -144,6 +160,8 @@ def _agents_run(url: str, agents: int, *, seconds: float, warmup: float) -> dict
     finally:
         for agent in workers:
             agent.close()
+    cpu, postgres = time.process_time() - cpu_before, _postgres_cpu() - postgres_before
+    operations = sum(agent.operations for agent in workers)
     save_samples = [sample for per in saves for sample in per]
     read_samples = [sample for per in reads for sample in per]
     if not save_samples:
@@ -152,7 +170,17 @@ def _agents_run(url: str, agents: int, *, seconds: float, warmup: float) -> dict
         "save": {**summarize(save_samples), "per_second": len(save_samples) / seconds},
         "latest": {**summarize(read_samples), "per_second": len(read_samples) / seconds} if read_samples else {},
         "errors": errors[:3],
+        # CPU of this process (the savers; building the states is a small part) and of PostgreSQL, per
+        # operation (saves and latest reads, warm-up included).
+        "cpu_ms_per_operation": {
+            "saver_process": round(cpu / operations * 1000, 3) if operations else None,
+            "postgres": round(postgres / operations * 1000, 3) if operations else None,
+        },
     }
+
+
+def _postgres_cpu() -> float:
+    return procstat.cpu_by_tree({"postgres": stack_pids()["postgres"]}).get("postgres", 0.0)
 
 
 def langgraph_anchor(url: str, *, agents: tuple[int, ...], seconds: float, warmup: float) -> dict[str, Any]:
@@ -166,6 +194,7 @@ def langgraph_anchor(url: str, *, agents: tuple[int, ...], seconds: float, warmu
     single = LangGraphAgent(own, "lg-50-turns")
     try:
         for _ in range(TURNS):
+            single.prepare()
             single.save()
         result["stored_50_turns"] = stored_bytes(
             own,
@@ -317,6 +346,19 @@ def figures(bench: Bench, anchor: dict[str, Any], ours: dict[str, int]) -> list[
                 "<= 40" if agents == 32 else "",
             ),
         ]
+        scenario = scenarios.get(f"checkpoint_agents_{agents}", {})
+        cpu, requests = scenario.get("cpu_seconds", {}), scenario.get("client", {}).get("requests") or 0
+        server = sum(cpu.get(name, 0.0) for name in ("web", "postgres", "redis"))
+        their_cpu = anchor[f"agents_{agents}"]["cpu_ms_per_operation"]
+        result.append(
+            Figure(
+                f"checkpoint_server_cpu_ms_per_op_{agents}a",
+                "ms",
+                server / requests * 1000 if requests else None,
+                f"langgraph_cpu_ms_per_op_{agents}a",
+                (their_cpu["saver_process"] or 0) + (their_cpu["postgres"] or 0),
+            )
+        )
         read, their_read = op(f"checkpoint_agents_{agents}", "checkpoint_latest"), anchor[f"agents_{agents}"]["latest"]
         result.append(
             Figure(

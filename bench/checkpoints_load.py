@@ -14,6 +14,7 @@ and `state_after` are shared by both sides.
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from typing import Any
@@ -30,6 +31,7 @@ _TEXT = (
 _WORDS = _TEXT.split(" ")
 
 
+@functools.lru_cache(maxsize=4 * TURNS)
 def agent_message(index: int) -> dict[str, Any]:
     """Message `index` of a conversation: user and assistant alternate, ~MESSAGE_BYTES of varied text."""
     rng = random.Random(index)  # noqa: S311 (reproducible text, not a secret)
