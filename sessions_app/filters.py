@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import django_filters
 
+from memory_admin.api.filters import UtcIsoDateTimeFilter
 from sessions_app.models import AgentSession, SessionStatus
 
 
 class SessionFilter(django_filters.FilterSet):
     user_id = django_filters.CharFilter()
     status = django_filters.MultipleChoiceFilter(choices=SessionStatus.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    active_after = django_filters.IsoDateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    active_after = UtcIsoDateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
 
     class Meta:
         model = AgentSession
