@@ -16,7 +16,7 @@ from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from memory_admin.errors import NotFound, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
 from sessions_app.models import AgentSession
-from sessions_app.selectors import SESSION_ID
+from sessions_app.selectors import SESSION_ID, get_session
 from sessions_app.services import create_session
 from tenants_app.models import Tenant
 
@@ -50,7 +50,10 @@ def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user
             "thread_id must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
             details={"thread_id": thread_id[:200]},
         )
-    session = AgentSession.objects.filter(tenant=tenant, session_id=thread_id).first()
+    try:
+        session: AgentSession | None = get_session(tenant=tenant, session_id=thread_id)
+    except NotFound:
+        session = None
     if session is None and create:
         session, _ = create_session(
             tenant=tenant,
@@ -73,8 +76,8 @@ def put_checkpoint(
     metadata: dict[str, Any],
     blobs: Sequence[Blob],
     user_id: str = "",
-) -> ThreadCheckpoint:
-    """Store a checkpoint of thread `thread_id` (the thread's session is made on its first checkpoint).
+) -> AgentSession:
+    """Store a checkpoint of thread `thread_id`; returns the thread's session (made on its first checkpoint).
 
     `blobs` are the values of the channels that changed, each at its new version; a blob already stored
     for its (channel, version) is kept as it is. Putting the same checkpoint id again replaces its document
@@ -113,9 +116,6 @@ def put_checkpoint(
         unique_fields=["session", "checkpoint_ns", "checkpoint_id"],
         update_fields=["checkpoint", "metadata"],
     )
-    stored = ThreadCheckpoint.objects.only("id").get(
-        session=session, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
-    )
     publish_on_commit(
         [session_group(session.pk)],
         {
@@ -128,7 +128,7 @@ def put_checkpoint(
             "step": metadata.get("step"),
         },
     )
-    return stored
+    return session
 
 
 def write_index(channel: str, position: int) -> int:

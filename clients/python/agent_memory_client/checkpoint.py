@@ -59,6 +59,10 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         super().__init__(serde=serde)
         if (client is None or async_client is None) and (base_url is None or api_key is None):
             raise ValueError("Pass base_url and api_key, or both clients.")
+        # Every write of a checkpointer is an upsert keyed by what it stores (the checkpoint id; the task and
+        # index of a write), so a retry is harmless without an Idempotency-Key, and skipping it saves the
+        # service two Redis round trips per write.
+        client_options.setdefault("idempotency_keys", False)
         self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
         self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
         # The person new threads work for (the service keeps it for erasure and the dashboard).
