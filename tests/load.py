@@ -44,6 +44,7 @@ class WriteLoad:
         self.messages: dict[tuple[str, int], str] = {}  # (session, version) -> message text
         self.checkpoints: dict[str, SavedCheckpoint] = {}  # checkpoint id -> what was saved
         self.statuses: Counter[int | str] = Counter()
+        self.refusals: dict[int, str] = {}  # the first body of each refusing status, for assertion messages
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -55,6 +56,12 @@ class WriteLoad:
     def count(self, outcome: int | str) -> None:
         with self.lock:
             self.statuses[outcome] += 1
+
+    def answered(self, response: httpx.Response) -> None:
+        self.count(response.status_code)
+        if response.status_code >= 400:
+            with self.lock:
+                self.refusals.setdefault(response.status_code, response.text[:500])
 
     def start(self, *steps: Step) -> None:
         for step in steps:
@@ -98,7 +105,7 @@ def message_writer(load: WriteLoad, session_id: str, *, name: str = "writer") ->
             f"/api/v1/sessions/{session_id}/context/messages",
             json={"messages": [{"role": "user", "content": text}]},
         )
-        load.count(response.status_code)
+        load.answered(response)
         if response.status_code == 201:
             version = response.json()["events"][0]["version"]
             with load.lock:
@@ -128,7 +135,7 @@ def checkpoint_writer(load: WriteLoad, session_id: str, *, name: str, patches: b
         else:
             body["state"] = {**state, "messages": [*state["messages"], message]}
         response = client.post(f"/api/v1/sessions/{session_id}/checkpoints", json=body)
-        load.count(response.status_code)
+        load.answered(response)
         if response.status_code != 201:
             return
         state = {**state, "messages": [*state["messages"], message]}
