@@ -63,7 +63,7 @@ ROLE_RECHECK_SECONDS = 2.0
 MAX_WATCHED_TENANTS = 200
 
 # Message types (by prefix) that need more than a staff role; everything else any staff member may see.
-ROLE_FOR_TYPE: dict[str, Role] = {"api_key.": Role.ADMIN, "erasure.": Role.COMPLIANCE}
+ROLE_FOR_TYPE: dict[str, Role] = {"api_key.": Role.ADMIN, "erasure.": Role.COMPLIANCE, "export.": Role.COMPLIANCE}
 
 
 def role_for(message_type: object) -> Role | None:
