@@ -206,3 +206,11 @@ def test_support_staff_cannot_file_see_or_download_exports(world: World) -> None
     assert client.post(f"/compliance/exports/{export_id}/download/").status_code == 403
     assert ExportRequest.objects.count() == 1
     assert not AuditEntry.objects.filter(action="export_downloaded").exists()
+
+
+def test_live_export_updates_are_for_compliance_staff_only() -> None:
+    from memory_admin.dashboard.consumers import role_for
+    from tenants_app.roles import Role
+
+    assert role_for("export.updated") == Role.COMPLIANCE
+    assert role_for("erasure.updated") == Role.COMPLIANCE
