@@ -1,9 +1,10 @@
 """Suite `erasure`: forget a heavy person (1,000,000 events, 10,000 checkpoints, 100,000 memories) while the API
 serves another tenant, against issue 7's targets.
 
-It runs in a scratch database of its own (`bench_erasure`, dropped and created afresh on the bench profile's
-Postgres), because the verification scan reads every table: its time depends on everything stored, and a
-scratch database makes it the person's data plus the other tenant's traffic, run after run. There it starts
+It runs in a scratch database of its own (`bench_erasure`, created afresh on the bench profile's Postgres
+and dropped at the end), because the verification scan reads every table: its time depends on everything
+stored, and a scratch database makes it the person's data plus the other tenant's traffic, run after run.
+There it starts
 gunicorn and a Celery worker as `make run` does, and `bench.erasure_job` bulk-loads the person (see its
 docstring). Then, while 8 agents of tenant `bench` append events through the API, the job files a request,
 previews it, approves it (logical deletion and key destruction in one transaction) and waits for the worker's
@@ -38,12 +39,13 @@ def _scratch_url(database_url: str) -> str:
     return urlunsplit(urlsplit(database_url)._replace(path=f"/{SCRATCH_DATABASE}"))
 
 
-def _recreate_scratch(database_url: str) -> None:
+def _recreate_scratch(database_url: str, *, create: bool = True) -> None:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {SCRATCH_DATABASE}")
+        if create:
+            connection.execute(f"CREATE DATABASE {SCRATCH_DATABASE}")
 
 
 def _read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -102,6 +104,9 @@ def run(bench: Bench) -> dict[str, Any]:
         server.stop()
         if job.poll() is None:
             job.kill()
+            job.wait()
+        # A gigabyte of erased person is no use to the next run, which starts afresh.
+        _recreate_scratch(bench.env["DATABASE_URL"], create=False)
     return {"ready": ready, "done": done, "load_during": load}
 
 
