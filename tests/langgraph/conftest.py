@@ -4,7 +4,10 @@ httpx's WSGI transport (on the test's thread, so it sees the test's transaction)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -49,3 +52,12 @@ def in_process_threads(transactional_db: None) -> dict[str, object]:
     """As `in_process`, for code that calls from other threads too (a LangGraph run saves checkpoints from its
     executor's threads): each thread has its own connection, so what is written is committed."""
     return {"base_url": "http://testserver", "transport": httpx.WSGITransport(app=get_wsgi_application())}
+
+
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on a loop of its own thread (a browser test may already own this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()

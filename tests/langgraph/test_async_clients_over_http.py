@@ -3,7 +3,6 @@ real server."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from agent_memory_client.checkpoint import AgentMemorySaver
@@ -13,6 +12,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.store.base import GetOp, PutOp, SearchOp
 
 from conftest import World
+from tests.langgraph.conftest import run_async
 from tests.servers import ServerProcess
 
 
@@ -29,7 +29,7 @@ def test_the_async_store_and_the_sync_checkpointer_work_over_http(
         await store.async_client.aclose()
         return [*first, *second]
 
-    put, got, missing, found = asyncio.run(batch())
+    put, got, missing, found = run_async(batch)
     assert put is None and missing is None
     assert got.value == {"text": "refund policy"}
     assert [item.key for item in found] == ["a"] and found[0].score is not None

@@ -3,7 +3,6 @@ to a real server: every base capability and every extended one it implements mus
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
 from agent_memory_client.checkpoint import AgentMemorySaver
@@ -11,6 +10,7 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES, BASE_CAPABILITIES
 
 from conftest import World
+from tests.langgraph.conftest import run_async
 from tests.servers import ServerProcess
 
 
@@ -22,7 +22,7 @@ def test_every_conformance_capability_passes_over_http(service: ServerProcess, w
         await saver.async_client.aclose()
         saver.close()
 
-    report = asyncio.run(validate(factory))
+    report = run_async(lambda: validate(factory))
 
     failures = {name: result.failures for name, result in report.results.items() if not result.passed}
     assert not failures, failures
