@@ -5,6 +5,7 @@ The server runs against a Redis of this test's own (the suite's shared Redis is 
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,16 @@ def _context(client: httpx.Client, session_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def _read_seconds(client: httpx.Client, reads: int = 20) -> float:
+    """Median wall time of a context read (a figure for the report, never asserted: the machine is shared)."""
+    times = []
+    for _ in range(reads):
+        started = time.perf_counter()
+        assert client.get("/api/v1/sessions/chat-b/context").status_code == 200
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def _idempotent_append(client: httpx.Client, key: str) -> httpx.Response:
@@ -71,10 +82,14 @@ def test_the_api_serves_through_a_redis_outage_and_the_caches_refill(world: Worl
                 assert _context(client, "chat-b")["source"] == "redis"
                 before = load.acknowledged
 
+                reads_with_redis = _read_seconds(client)
                 cache.stop()
                 outage_started = time.monotonic()
                 load.wait_for_more(80)
+                # Long enough for the breaker (1 s here) to let probes through while Redis is still away.
+                time.sleep(max(0.0, 2.5 - (time.monotonic() - outage_started)))
                 during = load.acknowledged - before
+                reads_without_redis = _read_seconds(client)
                 ready = client.get("/readyz")
                 assert ready.status_code == 200
                 assert ready.json()["status"] == "degraded" and ready.json()["degraded"] == ["redis"]
@@ -123,5 +138,7 @@ def test_the_api_serves_through_a_redis_outage_and_the_caches_refill(world: Worl
     print(
         f"\nFAULT redis outage: acknowledged {len(load.messages)} appends + {len(load.checkpoints)} checkpoints "
         f"({during} while Redis was down for {outage_seconds:.1f} s); found "
-        f"{sum(key in stored for key in load.messages)} + {len(load.checkpoints)}; answers {dict(load.statuses)}"
+        f"{sum(key in stored for key in load.messages)} + {len(load.checkpoints)}; answers {dict(load.statuses)}; "
+        f"context read median {reads_with_redis * 1000:.1f} ms with Redis, {reads_without_redis * 1000:.1f} ms "
+        "without (under the writers' load)"
     )
