@@ -172,7 +172,9 @@ def search_memories(
             owned = owned.filter(metadata__contains=where.metadata)
         results.extend(_ranked(owned, vector, k=k, min_score=min_score))
     if Scope.GLOBAL in where.scopes:
-        shared = memories_for(tenant).filter(scope=Scope.GLOBAL, embedding_model=model_id)
+        # user_id="" always holds for global memories (a check constraint); saying so lets the exact scan seek
+        # the memory_owner_alive b-tree to the tenant's global rows instead of reading all the tenant's rows.
+        shared = memories_for(tenant).filter(user_id="", scope=Scope.GLOBAL, embedding_model=model_id)
         if where.metadata:
             shared = shared.filter(metadata__contains=where.metadata)
         limit = settings.MEMORY_EXACT_SEARCH_MAX_ROWS
