@@ -78,10 +78,15 @@ def _fast_password_hashing() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clean_redis() -> None:
-    """Each test starts with an empty Redis, as after a flush: Redis is a cache, so nothing may depend on it."""
+    """Each test starts with an empty Redis, as after a flush: Redis is a cache, so nothing may depend on it.
+
+    The process's copies of the Redis lifetimes go too: a policy is a row of the test's own database.
+    """
+    from lifecycle_app import lifetimes
     from memory_admin.health import redis_client
 
     redis_client().flushdb()
+    lifetimes.forget()
 
 
 @pytest.fixture

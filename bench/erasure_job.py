@@ -155,7 +155,9 @@ def setup(*, events: int, memories: int, checkpoints: int) -> dict[str, Any]:
         tenant=tenant, user_id=user_id, fact_key="city", operation="upsert", content="Oslo", profile_version=1
     )
     for session in heavy:
-        store_rebuilt(session.pk, head=per_session, messages=[{"role": "user", "content": f"hello from {user_id}"}])
+        store_rebuilt(
+            session.pk, head=per_session, messages=[{"role": "user", "content": f"hello from {user_id}"}], ttl=3600
+        )
     loaded = {
         "events": events,
         "checkpoints": Checkpoint.objects.filter(session__in=heavy).count(),

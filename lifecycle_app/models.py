@@ -71,6 +71,11 @@ def _days(maximum: int = 36_500) -> list[BaseValidator]:
     return [MinValueValidator(1), MaxValueValidator(maximum)]
 
 
+def _seconds() -> list[BaseValidator]:
+    # A minute to thirty days: shorter makes agents rebuild from Postgres all the time, longer is not a cache.
+    return [MinValueValidator(60), MaxValueValidator(30 * 24 * 3600)]
+
+
 class RetentionPolicy(models.Model):
     """The global policy (tenant NULL, at most one row) or one tenant's overrides."""
 
@@ -92,6 +97,10 @@ class RetentionPolicy(models.Model):
     memory_eviction_grace_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(3650)]
     )
+    # Lifetimes in Redis (the hot layer): after the last activity, the last write, the first response.
+    context_ttl_seconds = models.PositiveIntegerField(null=True, blank=True, validators=_seconds())
+    tool_state_ttl_seconds = models.PositiveIntegerField(null=True, blank=True, validators=_seconds())
+    idempotency_ttl_seconds = models.PositiveIntegerField(null=True, blank=True, validators=_seconds())
     updated_by = models.CharField(max_length=200, blank=True, default="")
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, str] = {
     "memory_eviction_enabled": "MEMORY_EVICTION_ENABLED",
     "memory_eviction_threshold": "MEMORY_EVICTION_THRESHOLD",
     "memory_eviction_grace_days": "MEMORY_EVICTION_GRACE_DAYS",
+    "context_ttl_seconds": "CONTEXT_TTL_SECONDS",
+    "tool_state_ttl_seconds": "TOOL_STATE_TTL_SECONDS",
+    "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
 }
 
 
@@ -40,6 +43,9 @@ class EffectivePolicy:
     memory_eviction_enabled: bool
     memory_eviction_threshold: float
     memory_eviction_grace_days: int
+    context_ttl_seconds: int
+    tool_state_ttl_seconds: int
+    idempotency_ttl_seconds: int
 
     def session_cutoff(self, now: datetime) -> datetime:
         return now - timedelta(days=self.session_archive_after_days)

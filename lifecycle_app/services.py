@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from lifecycle_app import lifetimes
 from lifecycle_app.archive import ArchiveDocument, unpack
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
 from lifecycle_app.policies import DEFAULTS
@@ -44,6 +45,7 @@ def set_retention_policy(*, tenant: Tenant | None, values: dict[str, Any], updat
         field, messages = next(iter(exc.message_dict.items()))
         raise ValidationFailed(f"{field}: {' '.join(messages)}", details={"field": field}) from None
     policy.save()
+    transaction.on_commit(lifetimes.forget)
     logger.info("retention_policy_set", tenant=str(tenant.pk) if tenant else None, fields=sorted(values))
     return policy
 
@@ -52,6 +54,7 @@ def set_retention_policy(*, tenant: Tenant | None, values: dict[str, Any], updat
 def remove_retention_override(*, tenant: Tenant) -> bool:
     """Make the tenant follow the global policy again; False when it had no override."""
     deleted, _ = RetentionPolicy.objects.filter(tenant=tenant).delete()
+    transaction.on_commit(lifetimes.forget)
     return bool(deleted)
 
 

@@ -265,6 +265,9 @@ USE_TZ = True
 CONTEXT_TTL_SECONDS = env_int("CONTEXT_TTL_SECONDS", 2 * 3600, minimum=1)
 # A tool's intermediate state expires this long after its last write.
 TOOL_STATE_TTL_SECONDS = env_int("TOOL_STATE_TTL_SECONDS", 30 * 60, minimum=1)
+# These two and IDEMPOTENCY_TTL_SECONDS are defaults: retention policies (global, per tenant) override them,
+# and each process rereads the policies this often (lifecycle_app.lifetimes).
+LIFETIMES_CACHE_SECONDS = env_float("LIFETIMES_CACHE_SECONDS", 5.0, minimum=0.0, maximum=3600)
 # How many of the latest messages the hot context keeps (older ones stay in the event stream).
 CONTEXT_WINDOW_MESSAGES = env_int("CONTEXT_WINDOW_MESSAGES", 50, minimum=1, maximum=10_000)
 # A snapshot of the folded state every N events bounds the cost of rebuilding state at any version.

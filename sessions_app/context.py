@@ -115,7 +115,7 @@ def _encode(messages: list[Any]) -> list[str]:
     return [json.dumps(message, ensure_ascii=False, separators=(",", ":")) for message in messages]
 
 
-def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect, pipe: Any = None) -> None:
+def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect, ttl: int, pipe: Any = None) -> None:
     """Advance the cached window by the versions `first..last` (see the module's rules). Never raises.
 
     With `pipe`, the command is queued on that pipeline and the caller executes it.
@@ -129,7 +129,7 @@ def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect,
             first,
             last,
             settings.CONTEXT_WINDOW_MESSAGES,
-            settings.CONTEXT_TTL_SECONDS,
+            ttl,
             "1" if effect.replace else "0",
             *_encode(effect.messages),
         )
@@ -137,12 +137,11 @@ def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect,
         logger.warning("context_cache_unavailable", error=type(exc).__name__)
 
 
-def read_cached(session_pk: object, *, touch: bool = True) -> CachedContext | None:
+def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedContext | None:
     """The cached window; an agent's read is activity and extends the TTL (`touch`), a person's look does not.
 
     None when Redis is unreachable.
     """
-    ttl = settings.CONTEXT_TTL_SECONDS
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.hmget(_meta_key(session_pk), "head", "rebuilt")
@@ -166,18 +165,18 @@ def read_cached(session_pk: object, *, touch: bool = True) -> CachedContext | No
     )
 
 
-def prime(session_pk: object) -> None:
+def prime(session_pk: object, *, ttl: int) -> None:
     """Start the cache of a new session (empty, at version 0) so that its first appends land in Redis."""
-    _store(session_pk, head=0, messages=[], rebuilt=False)
+    _store(session_pk, head=0, messages=[], rebuilt=False, ttl=ttl)
 
 
-def store_rebuilt(session_pk: object, *, head: int, messages: list[Any]) -> bool:
+def store_rebuilt(session_pk: object, *, head: int, messages: list[Any], ttl: int) -> bool:
     """Cache a window rebuilt from Postgres at version `head`, unless a newer one got there first."""
     RECOVERIES.labels(kind="context_rebuild").inc()
-    return _store(session_pk, head=head, messages=messages, rebuilt=True)
+    return _store(session_pk, head=head, messages=messages, rebuilt=True, ttl=ttl)
 
 
-def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool) -> bool:
+def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool, ttl: int) -> bool:
     try:
         stored = redis_client().eval(
             _INIT,
@@ -186,7 +185,7 @@ def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool)
             _list_key(session_pk),
             head,
             settings.CONTEXT_WINDOW_MESSAGES,
-            settings.CONTEXT_TTL_SECONDS,
+            ttl,
             "1" if rebuilt else "0",
             *_encode(messages[-settings.CONTEXT_WINDOW_MESSAGES :]),
         )
@@ -211,10 +210,8 @@ def set_tool_after_commit(
         logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
 
 
-def clear_tool_after_commit(session_pk: object, tool: str, *, version: int, pipe: Any = None) -> None:
-    set_tool_after_commit(
-        session_pk, tool, version=version, state=_CLEARED, ttl=settings.TOOL_STATE_TTL_SECONDS, pipe=pipe
-    )
+def clear_tool_after_commit(session_pk: object, tool: str, *, version: int, ttl: int, pipe: Any = None) -> None:
+    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=ttl, pipe=pipe)
 
 
 @dataclass(frozen=True)

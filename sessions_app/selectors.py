@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.codec import SCHEMA_VERSION, decode_payload, encode_payload
 from memory_admin.errors import Archived, NotFound
 from memory_admin.metrics import CONTEXT_READS, RECOVERIES
@@ -186,7 +187,8 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
     `touch=False` (the dashboard) looks without counting as the agent's activity.
     """
     head = session.head_version
-    cached = context.read_cached(session.pk, touch=touch)
+    ttl = lifetimes_for(session.tenant_id).context_seconds
+    cached = context.read_cached(session.pk, ttl=ttl, touch=touch)
     if cached is None:
         CONTEXT_READS.labels(source="postgres").inc()
         _, messages = _window_from_events(session, after=0, upto=head)
@@ -203,20 +205,21 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
         # The cache missed some appends (they raced, or Redis hiccupped): fetch just those from Postgres.
         replaced, newer = _window_from_events(session, after=cached.head, upto=head)
         context.advance(
-            session.pk, first=cached.head + 1, last=head, effect=context.ContextEffect(replace=replaced, messages=newer)
+            session.pk,
+            first=cached.head + 1,
+            last=head,
+            effect=context.ContextEffect(replace=replaced, messages=newer),
+            ttl=ttl,
         )
         messages = (newer if replaced else cached.messages + newer)[-settings.CONTEXT_WINDOW_MESSAGES :]
         CONTEXT_READS.labels(source="caught_up").inc()
         return ContextView(
-            messages=messages,
-            version=head,
-            ttl_seconds=settings.CONTEXT_TTL_SECONDS,
-            source="rebuilt" if cached.rebuilt else "redis",
+            messages=messages, version=head, ttl_seconds=ttl, source="rebuilt" if cached.rebuilt else "redis"
         )
     _, messages = _window_from_events(session, after=0, upto=head)
-    context.store_rebuilt(session.pk, head=head, messages=messages)
+    context.store_rebuilt(session.pk, head=head, messages=messages, ttl=ttl)
     CONTEXT_READS.labels(source="rebuilt").inc()
-    return ContextView(messages=messages, version=head, ttl_seconds=settings.CONTEXT_TTL_SECONDS, source="rebuilt")
+    return ContextView(messages=messages, version=head, ttl_seconds=ttl, source="rebuilt")
 
 
 @dataclass(frozen=True)
@@ -236,8 +239,8 @@ def _tool_events(session: AgentSession, *, since_seconds: int) -> QuerySet[Event
 
 
 def _tool_states_from_events(session: AgentSession) -> dict[str, ToolStateView]:
-    """Live tool states according to Postgres: the latest write per tool within the TTL."""
-    ttl = settings.TOOL_STATE_TTL_SECONDS
+    """Live tool states according to Postgres: the latest write per tool within the tenant's lifetime."""
+    ttl = lifetimes_for(session.tenant_id).tool_state_seconds
     now = timezone.now()
     latest: dict[str, tuple[int, str, Any, Any]] = {}
     for version, event_type, payload, created_at in (

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
 from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload, encoder_for
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
@@ -91,7 +92,8 @@ def create_session(
         if not created and session.user_id != user_id:
             raise Conflict("A session with this id exists for another user.", details={"session_id": session_id})
     if created:
-        _on_commit(lambda: context.prime(session.pk))
+        ttl = lifetimes_for(tenant.pk).context_seconds
+        _on_commit(lambda: context.prime(session.pk, ttl=ttl))
         publish_on_commit(
             [tenant_group(tenant.pk)], {**session_message(session, "session.created"), "user_id": session.user_id}
         )
@@ -370,9 +372,12 @@ def _append(
 
 def _after_append(session: AgentSession, rows: list[Event], events: list[NewEvent], *, first: int, last: int) -> None:
     """Everything an append tells Redis, in one round trip: the context window, tool states, live message."""
+    ttls = lifetimes_for(session.tenant_id)
     try:
         pipe = redis_client().pipeline(transaction=False)
-        context.advance(session.pk, first=first, last=last, effect=_context_effect(events), pipe=pipe)
+        context.advance(
+            session.pk, first=first, last=last, effect=_context_effect(events), ttl=ttls.context_seconds, pipe=pipe
+        )
         for row, event in zip(rows, events, strict=True):
             if event.type == EventType.TOOL_STATE_SET:
                 context.set_tool_after_commit(
@@ -380,11 +385,13 @@ def _after_append(session: AgentSession, rows: list[Event], events: list[NewEven
                     event.payload["tool"],
                     version=row.version,
                     state=event.payload.get("state"),
-                    ttl=settings.TOOL_STATE_TTL_SECONDS,
+                    ttl=ttls.tool_state_seconds,
                     pipe=pipe,
                 )
             elif event.type == EventType.TOOL_STATE_CLEARED:
-                context.clear_tool_after_commit(session.pk, event.payload["tool"], version=row.version, pipe=pipe)
+                context.clear_tool_after_commit(
+                    session.pk, event.payload["tool"], version=row.version, ttl=ttls.tool_state_seconds, pipe=pipe
+                )
         live.queue(
             pipe,
             [session_group(session.pk)],
@@ -435,7 +442,7 @@ def replace_context(*, session: AgentSession, messages: list[Any], idempotency_k
 
 
 def set_tool_state(*, session: AgentSession, tool: str, state: Any, idempotency_key: str | None = None) -> AppendResult:
-    """Store a tool's intermediate state (expires after TOOL_STATE_TTL_SECONDS without a new write)."""
+    """Store a tool's intermediate state (expires after the tenant's tool-state lifetime without a new write)."""
     return append_events(
         session=session,
         events=[NewEvent(EventType.TOOL_STATE_SET, {"tool": tool, "state": state})],

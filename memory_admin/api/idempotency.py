@@ -1,10 +1,11 @@
 """Idempotency-Key for every write: a retry gets the first response instead of a second effect.
 
 A client sends `Idempotency-Key: <any unique string>` with a POST, PUT or PATCH. The first request with a key
-claims it in Redis; when it succeeds, its status, body and headers are kept for IDEMPOTENCY_TTL_SECONDS
-(24 h by default) and replayed, marked `Idempotent-Replayed: true`, to every retry with the same key and
-the same body. The same key with a different body is a 422; a retry that arrives while the first request is
-still running is a 409. Keys are scoped to the tenant and the endpoint.
+claims it in Redis; when it succeeds, its status, body and headers are kept for the tenant's idempotency
+lifetime (IDEMPOTENCY_TTL_SECONDS, 24 h, unless a retention policy says otherwise) and replayed, marked
+`Idempotent-Replayed: true`, to every retry with the same key and the same body. The same key with a different
+body is a 422; a retry that arrives while the first request is still running is a 409. Keys are scoped to the
+tenant and the endpoint.
 
 Only successful responses are kept: a failed request had no effect, so running it again is safe.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -23,11 +25,11 @@ from typing import Any, TypeVar, cast
 
 import redis
 import structlog
-from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
+from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.errors import Conflict, Unprocessable, ValidationFailed
 from memory_admin.health import redis_client
 from tenants_app.authentication import tenant_of
@@ -46,6 +48,8 @@ Handler = TypeVar("Handler", bound=Callable[..., Response])
 class Claim:
     redis_key: str
     fingerprint: str
+    # How long the response is kept: the tenant's idempotency lifetime (its retention policy).
+    keep_seconds: int
 
 
 def _key_from(request: Request) -> str | None:
@@ -70,9 +74,13 @@ def _redis_key(tenant_id: object, request: Request, key: str) -> str:
     return f"mem:idem:{tenant_id}:{scope}"
 
 
-def _claim(tenant_id: object, request: Request, key: str) -> Claim | Response | None:
+def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response | None:
     """Claim the key (returns a Claim), replay a finished request (a Response), or None if Redis is down."""
-    claim = Claim(_redis_key(tenant_id, request, key), _fingerprint(request))
+    claim = Claim(
+        _redis_key(tenant_id, request, key),
+        _fingerprint(request),
+        lifetimes_for(tenant_id).idempotency_seconds,
+    )
     client = redis_client()
     pending = json.dumps({"state": "pending", "fp": claim.fingerprint})
     try:
@@ -111,7 +119,7 @@ def _complete(claim: Claim, response: Response, path: str) -> None:
         "headers": headers,
     }
     try:
-        redis_client().set(claim.redis_key, json.dumps(record, cls=JSONEncoder), ex=settings.IDEMPOTENCY_TTL_SECONDS)
+        redis_client().set(claim.redis_key, json.dumps(record, cls=JSONEncoder), ex=claim.keep_seconds)
     except redis.RedisError as exc:
         logger.warning("idempotency_unavailable", error=type(exc).__name__)
 

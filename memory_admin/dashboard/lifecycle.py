@@ -40,6 +40,9 @@ _LABELS = {
     "memory_eviction_enabled": "Memory eviction",
     "memory_eviction_threshold": "Eviction threshold (decay weight)",
     "memory_eviction_grace_days": "Grace period before eviction (days)",
+    "context_ttl_seconds": "Dialogue context in Redis, after the last activity (seconds)",
+    "tool_state_ttl_seconds": "Tool state in Redis, after its last write (seconds)",
+    "idempotency_ttl_seconds": "Idempotency keys in Redis (seconds)",
 }
 
 
@@ -54,6 +57,10 @@ class PolicyForm(forms.Form):
                 self.fields[name] = forms.ChoiceField(choices=_INHERIT, required=False, label=label)
             elif name == "memory_eviction_threshold":
                 self.fields[name] = forms.FloatField(required=False, min_value=0.0, max_value=100.0, label=label)
+            elif name.endswith("_ttl_seconds"):
+                self.fields[name] = forms.IntegerField(
+                    required=False, min_value=60, max_value=30 * 24 * 3600, label=label
+                )
             else:
                 self.fields[name] = forms.IntegerField(required=False, min_value=0, label=label)
 
@@ -119,9 +126,6 @@ def lifecycle_overview(request: HttpRequest) -> HttpResponse:
 
 def _facts() -> list[tuple[str, str]]:
     return [
-        ("Dialogue context in Redis", f"{settings.CONTEXT_TTL_SECONDS // 60} min after the last activity"),
-        ("Tool intermediate state in Redis", f"{settings.TOOL_STATE_TTL_SECONDS // 60} min after its last write"),
-        ("Idempotency keys in Redis", f"{settings.IDEMPOTENCY_TTL_SECONDS // 3600} h"),
         ("Deleted memories are purged", f"{settings.MEMORY_PURGE_AFTER_HOURS} h after deletion"),
     ]
 

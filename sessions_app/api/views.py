@@ -7,7 +7,6 @@ import re
 from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +14,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.api.concurrency import etag, if_match_versions
 from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from memory_admin.api.idempotency import idempotent
@@ -245,7 +245,7 @@ class ToolStateView(SessionScopedView):
             tool=tool,
             state=body.validated_data["state"],
             version=result.head_version,
-            ttl_seconds=settings.TOOL_STATE_TTL_SECONDS,
+            ttl_seconds=lifetimes_for(session.tenant_id).tool_state_seconds,
             source="redis",
         )
         return Response(s.ToolStateOut(view).data)
