@@ -58,6 +58,8 @@ def row_hash(
 class Remembered:
     """A checkpoint's verified state, and what it was verified from."""
 
+    # Whose it is: a lookup by a checkpoint id a client sent must also match the caller's session.
+    session_id: Any
     state: dict[str, Any]
     state_json: bytes
     # The hashes of the path's rows (32 bytes each, the full snapshot first) as they were verified.
@@ -79,12 +81,12 @@ class StateMemo:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, checkpoint_id: Any, row_hashes: bytes | None = None) -> Remembered | None:
-        """The checkpoint's remembered state if it was verified from exactly `row_hashes` (when given: a
-        caller that has not read the rows must check them against the database itself)."""
+    def get(self, session_id: Any, checkpoint_id: Any, row_hashes: bytes | None = None) -> Remembered | None:
+        """The session's checkpoint's remembered state if it was verified from exactly `row_hashes` (when
+        given: a caller that has not read the rows must check them against the database itself)."""
         with self._lock:
             found = self._entries.get(checkpoint_id)
-            if found is None:
+            if found is None or found.session_id != session_id:
                 return None
             if time.monotonic() - found.at > MAX_AGE_SECONDS:
                 self._drop(checkpoint_id)
@@ -96,6 +98,7 @@ class StateMemo:
 
     def put(
         self,
+        session_id: Any,
         checkpoint_id: Any,
         *,
         state: dict[str, Any],
@@ -109,6 +112,7 @@ class StateMemo:
         if cost > limit // 4:
             return
         remembered = Remembered(
+            session_id=session_id,
             state=state,
             state_json=state_json,
             row_hashes=row_hashes,

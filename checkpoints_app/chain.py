@@ -340,7 +340,7 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
     on exactly the same rows (see the module docstring). IntegrityFailure names the first bad link."""
     target = path.target
     assert target is not None
-    remembered = states.get(target.pk, path.row_hashes) if path.complete else None
+    remembered = states.get(session.pk, target.pk, path.row_hashes) if path.complete else None
     if remembered is not None:
         return Rebuilt(
             checkpoint=target.as_checkpoint(session),
@@ -363,6 +363,7 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
     assert state is not None
     row_hashes = b"".join(link.row_hash() for link in links)
     states.put(
+        session.pk,
         links[-1].pk,
         state=state,
         state_json=state_json,

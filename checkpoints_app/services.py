@@ -295,7 +295,7 @@ def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
     no such parent or the statement finds the session elsewhere (then `_save_on_latest` reads and decides)."""
     if request.parent_id is None:
         return None
-    remembered = states.get(request.parent_id)
+    remembered = states.get(request.session.pk, request.parent_id)
     if remembered is None or (request.sequence is not None and request.sequence != remembered.sequence + 1):
         return None
     parent = _parent_from(request.session, request.parent_id, remembered)
@@ -408,6 +408,7 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
     )
     base = parent.row_hashes if parent is not None and kind == CheckpointKind.DELTA else b""
     states.put(
+        session.pk,
         checkpoint.pk,
         state=candidate.state,
         state_json=candidate.state_json,

@@ -49,3 +49,21 @@ def test_a_parent_from_another_tenants_session_is_refused(world: World) -> None:
     assert response.status_code == 422
     assert "secret" not in response.content.decode()
     assert not Checkpoint.objects.filter(session=session).exists()
+
+
+@pytest.mark.parametrize("guess", [1, 2])
+def test_a_patch_on_another_tenants_parent_learns_nothing_of_its_state(world: World, guess: int) -> None:
+    # The outsider's state was just saved, so this process remembers it: a save naming it as the parent
+    # from another session must be refused the same way whether a `test` op would pass on it or not.
+    session = acme_session(world)
+    outsider_session = SessionFactory.create(tenant=world.outsider.tenant)
+    theirs = saved(world.outsider.client, outsider_session, state={"secret": 1})
+    probe = [{"op": "test", "path": "/secret", "value": guess}, {"op": "add", "path": "/x", "value": 1}]
+
+    response = world.acme.client.post(
+        url(session), {"node_id": "a", "parent_id": theirs["id"], "patch": probe}, format="json"
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == {"parent_id": theirs["id"]}
+    assert not Checkpoint.objects.filter(session=session).exists()
