@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from memory_admin.errors import NotFound, ValidationFailed
+from memory_admin.live import publish_on_commit, tenant_group
 from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.roles import Role
@@ -53,6 +54,7 @@ def issue_api_key(*, tenant: Tenant, name: str, created_by: Any = None) -> tuple
         key_hash=hash_key(raw_key),
         created_by=created_by if getattr(created_by, "pk", None) else None,
     )
+    _announce(api_key, "api_key.created")
     return api_key, raw_key
 
 
@@ -66,7 +68,18 @@ def revoke_api_key(*, api_key_id: int) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
         keycache.invalidate_everywhere()
+        _announce(api_key, "api_key.revoked")
     return api_key
+
+
+def _announce(api_key: ApiKey, kind: str) -> None:
+    """Tell the admins' open key lists, whoever made the change (dashboard, command, shell), after commit.
+
+    The tenant's group; the consumer passes api_key.* messages to admins only.
+    """
+    publish_on_commit(
+        [tenant_group(api_key.tenant_id)], {"type": kind, "tenant": str(api_key.tenant_id), "key": api_key.pk}
+    )
 
 
 def ensure_role_groups() -> None:

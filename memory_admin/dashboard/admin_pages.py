@@ -28,7 +28,6 @@ from memories_app.models import Memory, UserProfile
 from memory_admin.dashboard.access import staff_page
 from memory_admin.errors import ValidationFailed
 from memory_admin.health import redis_client
-from memory_admin.live import publish_on_commit, tenant_group
 from sessions_app.models import AgentSession
 from tenants_app import selectors as tenant_selectors
 from tenants_app.models import ApiKey, Tenant
@@ -67,13 +66,6 @@ class CreateKeyForm(forms.Form):
         if not cleaned.get("tenant") and not cleaned.get("new_tenant") and "new_tenant" not in self.errors:
             raise forms.ValidationError("Choose a tenant or name a new one.")
         return cleaned
-
-
-def _announce(api_key: ApiKey, kind: str) -> None:
-    """Tell the admins' open key lists (the tenant's group; the consumer passes it to admins only)."""
-    publish_on_commit(
-        [tenant_group(api_key.tenant_id)], {"type": kind, "tenant": str(api_key.tenant_id), "key": api_key.pk}
-    )
 
 
 def _key_or_404(pk: int) -> ApiKey:
@@ -146,7 +138,6 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
                 tenant = data["tenant"] or get_or_create_tenant(name=data["new_tenant"])
                 api_key, raw_key = issue_api_key(tenant=tenant, name=data["name"], created_by=request.user)
                 _hand_over(request, api_key, raw_key)
-                _announce(api_key, "api_key.created")
         except ValidationFailed as exc:
             form.add_error("new_tenant", exc.message)
         except redis.RedisError:
@@ -172,7 +163,6 @@ def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         if api_key.is_active:
             revoke_api_key(api_key_id=api_key.pk)
-            _announce(api_key, "api_key.revoked")
             messages.success(request, f"Revoked {api_key.tenant.name}/{api_key.name} ({api_key.prefix}…).")
         else:
             messages.info(request, f"{api_key.prefix}… was already revoked.")

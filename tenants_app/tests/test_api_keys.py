@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -13,6 +16,7 @@ from rest_framework.test import APIClient
 
 from conftest import World
 from memory_admin.health import redis_client
+from memory_admin.live import channel_name, tenant_group
 from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import revoke_api_key
@@ -118,3 +122,26 @@ def test_a_redis_flush_drops_every_cached_key(world: World) -> None:
     redis_client().flushall()
 
     assert world.acme.client.get("/api/v1/whoami").status_code == 401
+
+
+def test_keys_made_or_revoked_outside_the_dashboard_tell_the_admins_open_key_lists(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    pubsub = redis_client().pubsub()
+    pubsub.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+    pubsub.get_message(timeout=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("create_api_key", "--tenant", "acme", "--name", "cli", stdout=StringIO(), stderr=StringIO())
+    made = ApiKey.objects.get(tenant=world.acme.tenant, name="cli")
+    with django_capture_on_commit_callbacks(execute=True):
+        revoke_api_key(api_key_id=made.pk)
+        revoke_api_key(api_key_id=made.pk)  # already revoked: nothing more to tell
+
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    while len(received) < 3 and time.monotonic() < deadline:
+        item = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if item:
+            received.append(json.loads(item["data"]))
+    assert [(m["type"], m["key"]) for m in received] == [("api_key.created", made.pk), ("api_key.revoked", made.pk)]
+    assert all(m["tenant"] == str(world.acme.tenant.pk) for m in received)
