@@ -299,7 +299,12 @@ def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
     if remembered is None or (request.sequence is not None and request.sequence != remembered.sequence + 1):
         return None
     parent = _parent_from(request.session, request.parent_id, remembered)
-    return _write(request, parent, remembered.sequence + 1, _SAVE_ON_REMEMBERED_SQL)
+    try:
+        return _write(request, parent, remembered.sequence + 1, _SAVE_ON_REMEMBERED_SQL)
+    except (Unprocessable, PayloadTooLarge, ValidationFailed):
+        # The parent is not verified against the database until the statement runs: a refusal is given
+        # by the path that verifies it first (a tampered parent is an integrity failure, not a bad patch).
+        return None
 
 
 def _parent_from(session: AgentSession, parent_id: uuid.UUID, remembered: Remembered) -> Rebuilt:

@@ -167,3 +167,17 @@ def test_reads_and_saves_work_the_same_without_the_memory_of_rebuilt_states(worl
     assert latest["id"] == patched["id"]
     assert latest["state"]["messages"] == [*messages(7)["messages"], {"role": "user", "content": "patched"}]
     assert world.acme.client.get(url(session, "/verify")).json()["valid"] is True
+
+
+def test_a_patch_on_a_remembered_parent_tampered_since_is_an_integrity_failure_first(world: World) -> None:
+    session, saves = chain(world, 2)
+    sql("UPDATE checkpoints_app_checkpoint SET checksum = %s WHERE id = %s", ["3" * 64, saves[1]["id"]])
+
+    response = world.acme.client.post(
+        url(session),
+        {"node_id": "a", "parent_id": saves[1]["id"], "patch": [{"op": "remove", "path": "/missing"}]},
+        format="json",
+    )
+
+    assert_integrity_failure(response, saves[1])
+    assert Checkpoint.objects.filter(session=session).count() == 2
