@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[impor
 from rest_framework.test import APIClient
 
 from tests.api.catalogue import ROUTES, Route, calls, params_for
-from tests.api.recipes import AcmeObjects, real_call, send, why_not_callable
+from tests.api.recipes import AcmeObjects, Call, real_call, send, why_not_callable
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +109,28 @@ def test_the_validator_refuses_an_answer_that_breaks_the_schema(openapi: dict[st
     assert any("user_id" in problem for problem in problems)
     assert any("surprise" in problem for problem in problems)
     assert any("version" in problem for problem in problems)  # a required field is missing
+
+
+@pytest.mark.parametrize(("route", "method"), params_for(calls(), skip=why_not_callable))
+def test_a_refusal_is_documented_and_matches_the_error_schema(
+    route: Route, method: str, objs: AcmeObjects, openapi: dict[str, Any]
+) -> None:
+    call = real_call(route, method, objs)
+    operation = openapi["paths"][route.template][method.lower()]
+
+    unauthenticated = send(APIClient(), method, call)
+    missing = send(objs.client, method, Call(url=f"{call.url}-missing", body=call.body, query=call.query))
+
+    assert unauthenticated.status_code == 401
+    problems = list(_errors(openapi, operation, 401, unauthenticated.json()))
+    if missing.status_code == 404:  # the suffix may make it another route's path, which answers otherwise
+        problems += list(_errors(openapi, operation, 404, missing.json()))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_error_schema_refuses_a_body_that_is_not_the_one_error_shape(openapi: dict[str, Any]) -> None:
+    operation = openapi["paths"]["/api/v1/sessions/{session_id}"]["get"]
+
+    problems = list(_errors(openapi, operation, 404, {"detail": "Not found."}))
+
+    assert any("error" in problem for problem in problems)

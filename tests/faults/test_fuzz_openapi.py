@@ -28,6 +28,7 @@ from schemathesis.checks import (
     not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from checkpoints_app.models import Checkpoint
@@ -40,7 +41,13 @@ from tests.api.recipes import PARAMETERS, AcmeObjects
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 DETERMINISTIC = not os.environ.get("FUZZ_RANDOM")
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+]
 # Words that only acme's objects hold (tests/api/recipes.py makes them): never in an outsider's answer.
 ACME_WORDS = ("charged twice", "refund policy", "Prefers refunds", "billing")
 
