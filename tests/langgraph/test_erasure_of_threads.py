@@ -1,0 +1,42 @@
+"""Erasing a person removes their LangGraph threads' checkpoints, channel values and pending writes."""
+
+from __future__ import annotations
+
+import base64
+
+from compliance_app.services import approve_erasure
+from compliance_app.tasks import purge_erasure
+from conftest import World
+from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from sessions_app.models import AgentSession
+
+B64 = base64.b64encode(b'"my card number"').decode()
+
+
+def test_an_erased_persons_threads_lose_every_langgraph_row(world: World) -> None:
+    client = world.acme.client
+    checkpoint = {
+        "checkpoint_id": "1f0-0001",
+        "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"card": 1}},
+        "blobs": [{"channel": "card", "version": "1", "type": "json", "blob": B64}],
+        "user_id": "u-erase-me",
+    }
+    assert client.post("/api/v1/langgraph/threads/lg-erase/checkpoints", checkpoint, format="json").status_code == 201
+    writes = {
+        "checkpoint_id": "1f0-0001",
+        "task_id": "t1",
+        "writes": [{"channel": "card", "type": "json", "blob": B64}],
+    }
+    assert client.post("/api/v1/langgraph/threads/lg-erase/writes", writes, format="json").status_code == 200
+    session = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-erase")
+    assert session.user_id == "u-erase-me"
+
+    body = {"user_id": "u-erase-me", "legal_basis": "gdpr_art_17"}
+    request_id = client.post("/api/v1/erasure-requests", body, format="json").json()["id"]
+    approve_erasure(request_id=request_id, decided_by="staff:approver")
+    assert client.get("/api/v1/langgraph/threads/lg-erase/checkpoints").status_code == 404  # gone at once
+    purge_erasure(request_id)
+
+    for model in (ThreadCheckpoint, ChannelBlob, PendingWrite):
+        assert not model.objects.filter(session_id=session.pk).exists(), model.__name__
+    assert not AgentSession.all_objects.filter(pk=session.pk).exists()
