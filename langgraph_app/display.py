@@ -16,6 +16,8 @@ import msgpack  # type: ignore[import-untyped]
 
 from langgraph_app.models import ThreadCheckpoint
 from langgraph_app.selectors import TupleView, list_tuples
+from memory_admin.codec import open_bytes
+from memory_admin.errors import Erased, IntegrityFailure
 from sessions_app.models import AgentSession
 
 # LangGraph's msgpack extension codes (langgraph.checkpoint.serde.jsonplus).
@@ -42,10 +44,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def decode_blob(type_: str, blob: bytes | memoryview | None) -> Any:
-    """A stored value as JSON-like data for display (never raises on odd input)."""
-    data = bytes(blob) if blob is not None else b""
+    """A stored (sealed) value as JSON-like data for display (never raises on odd input)."""
     if type_ == "null":
         return None
+    try:
+        data = open_bytes(blob) if blob is not None else b""
+    except (Erased, IntegrityFailure) as exc:
+        return f"<unreadable: {exc.message}>"
     if type_ == "json":
         try:
             return json.loads(data)

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from memory_admin.codec import bytes_sealer_for
 from memory_admin.errors import NotFound, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
 from sessions_app.models import AgentSession
@@ -103,6 +104,7 @@ def put_checkpoint(
     """
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
     document = {key: value for key, value in checkpoint.items() if key not in ("channel_values", "id")}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -113,7 +115,7 @@ def put_checkpoint(
                 "channels": [blob.channel for blob in blobs],
                 "versions": [blob.version for blob in blobs],
                 "types": [blob.type for blob in blobs],
-                "blobs": [blob.data for blob in blobs],
+                "blobs": [None if blob.data is None else seal(blob.data) for blob in blobs],
                 "id": checkpoint_id,
                 "parent": parent_checkpoint_id or "",
                 "checkpoint": json.dumps(document),
@@ -160,6 +162,7 @@ def put_writes(
     """
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
     rows = [
         PendingWrite(
             session=session,
@@ -170,7 +173,7 @@ def put_writes(
             idx=write_index(write.channel, position),
             channel=write.channel,
             type=write.type,
-            blob=write.data,
+            blob=None if write.data is None else seal(write.data),
         )
         for position, write in enumerate(writes)
     ]

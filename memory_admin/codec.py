@@ -7,6 +7,8 @@ Stored payloads are bytes that say how they were written — a one-byte tag, the
     Z  zlib-compressed JSON
     E  encrypted: flags (1 byte: bit 0 = compressed before encryption), key id (16 bytes), nonce (12 bytes),
        AES-GCM ciphertext of the (compressed) JSON, authenticated with the key id
+    B  opaque bytes a client serialised itself (LangGraph's typed channel values), stored as given; sealed
+       ones use E with the same layout, the plaintext being those bytes (`seal_bytes` / `open_bytes`)
 
 Writers encrypt with the person's data key whenever a key ring is installed (compliance_app installs one
 at start-up); erasing a person destroys their key, so every copy of their payloads — in Postgres, backups,
@@ -31,6 +33,7 @@ SCHEMA_VERSION = 1
 PLAIN_JSON = b"J"
 COMPRESSED_JSON = b"Z"
 ENCRYPTED = b"E"
+OPAQUE_BYTES = b"B"
 # Below this size zlib's header costs more than it saves.
 COMPRESS_FROM_BYTES = 256
 _FLAG_COMPRESSED = 1
@@ -131,6 +134,40 @@ def _decrypt(body: bytes) -> bytes:
     except InvalidTag:
         raise IntegrityFailure("A stored payload failed its authenticity check.") from None
     return zlib.decompress(plain) if flags & _FLAG_COMPRESSED else plain
+
+
+def bytes_sealer_for(*, tenant_id: object, user_id: str) -> Callable[[bytes], bytes]:
+    """Like `encoder_for`, for bytes a client serialised itself: encrypted with the person's key when possible."""
+    key = _keyring.key_for(tenant_id, user_id) if _keyring is not None else None
+
+    def seal(data: bytes) -> bytes:
+        if key is None:
+            return OPAQUE_BYTES + data
+        body, flags = data, 0
+        if len(data) >= COMPRESS_FROM_BYTES:
+            packed = zlib.compress(data, 6)
+            if len(packed) < len(data):  # already-compact serialisations may not shrink
+                body, flags = packed, _FLAG_COMPRESSED
+        key_id, cipher = key
+        nonce = os.urandom(_NONCE_BYTES)
+        return ENCRYPTED + bytes([flags]) + key_id + nonce + cipher.encrypt(nonce, body, key_id)
+
+    return seal
+
+
+def open_bytes(blob: bytes | memoryview) -> bytes:
+    """The bytes `bytes_sealer_for` sealed. Erased when the person's key was destroyed, IntegrityFailure when
+    the bytes were not written by it (or were tampered with)."""
+    data = bytes(blob)
+    tag, body = data[:1], data[1:]
+    if tag == OPAQUE_BYTES:
+        return body
+    if tag == ENCRYPTED:
+        try:
+            return _decrypt(body)
+        except zlib.error as exc:
+            raise IntegrityFailure("A stored value cannot be read back.", details={"reason": str(exc)[:200]}) from None
+    raise IntegrityFailure("A stored value has an unknown encoding.", details={"tag": tag.hex()})
 
 
 def is_encrypted(blob: bytes | memoryview | None) -> bool:

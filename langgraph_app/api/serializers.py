@@ -12,6 +12,7 @@ from rest_framework import serializers
 from langgraph_app.selectors import TupleView
 from langgraph_app.services import Blob, Write
 from memory_admin.api.serializers import StrictSerializer
+from memory_admin.codec import open_bytes
 from sessions_app.api.serializers import SESSION_ID_PATTERN, JSONObjectField
 
 TEXT_ID = r"^[^\x00]{1,128}$"
@@ -129,7 +130,8 @@ class DeleteForRunsIn(StrictSerializer):
 
 
 def _b64(blob: bytes | memoryview | None) -> str | None:
-    return None if blob is None else base64.b64encode(bytes(blob)).decode("ascii")
+    """A stored (sealed) value as the client serialised it, in base64."""
+    return None if blob is None else base64.b64encode(open_bytes(blob)).decode("ascii")
 
 
 def tuple_out(view: TupleView) -> dict[str, Any]:

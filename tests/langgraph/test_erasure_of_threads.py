@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from compliance_app.services import approve_erasure
 from compliance_app.tasks import purge_erasure
 from conftest import World
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from memory_admin.codec import open_bytes
+from memory_admin.errors import Erased
 from sessions_app.models import AgentSession
 
 B64 = base64.b64encode(b'"my card number"').decode()
@@ -40,3 +44,38 @@ def test_an_erased_persons_threads_lose_every_langgraph_row(world: World) -> Non
     for model in (ThreadCheckpoint, ChannelBlob, PendingWrite):
         assert not model.objects.filter(session_id=session.pk).exists(), model.__name__
     assert not AgentSession.all_objects.filter(pk=session.pk).exists()
+
+
+def test_channel_values_and_writes_are_encrypted_with_the_persons_key_and_unreadable_once_it_is_destroyed(
+    world: World,
+) -> None:
+    client = world.acme.client
+    checkpoint = {
+        "checkpoint_id": "1f0-0001",
+        "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"card": 1}},
+        "blobs": [{"channel": "card", "version": "1", "type": "json", "blob": B64}],
+        "user_id": "u-shred-me",
+    }
+    assert client.post("/api/v1/langgraph/threads/lg-shred/checkpoints", checkpoint, format="json").status_code == 201
+    writes = {
+        "checkpoint_id": "1f0-0001",
+        "task_id": "t1",
+        "writes": [{"channel": "card", "type": "json", "blob": B64}],
+    }
+    assert client.post("/api/v1/langgraph/threads/lg-shred/writes", writes, format="json").status_code == 200
+
+    stored = [bytes(row.blob) for row in (*ChannelBlob.objects.all(), *PendingWrite.objects.all())]
+    assert len(stored) == 2
+    assert all(blob[:1] == b"E" and b"card number" not in blob for blob in stored)
+    latest = client.get("/api/v1/langgraph/threads/lg-shred/checkpoints", {"limit": 1}).json()["results"][0]
+    assert latest["channel_values"][0]["blob"] == B64  # the client gets its own bytes back
+    assert latest["pending_writes"][0]["blob"] == B64
+
+    body = {"user_id": "u-shred-me", "legal_basis": "gdpr_art_17"}
+    approve_erasure(
+        request_id=client.post("/api/v1/erasure-requests", body, format="json").json()["id"], decided_by="x"
+    )
+    # Before any purge, every copy of these bytes (a backup, a replica) is unreadable: the key is gone.
+    for blob in stored:
+        with pytest.raises(Erased):
+            open_bytes(blob)
