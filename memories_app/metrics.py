@@ -12,8 +12,10 @@ import time
 from collections.abc import Collection, Iterator
 
 import structlog
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from memory_admin.metrics import register_scrape_collector
 
 SEARCH_SECONDS = Histogram(
     "memory_search_seconds",
@@ -146,12 +148,6 @@ class MemoryStatsCollector:
             yield family
 
 
-_collector: MemoryStatsCollector | None = None
-
-
 def register_collector() -> None:
-    """Register the collector once per process (MemoriesConfig.ready() calls this)."""
-    global _collector
-    if _collector is None:
-        _collector = MemoryStatsCollector()
-        REGISTRY.register(_collector)
+    """Register the collector once per process (MemoriesConfig.ready() calls this), for every scrape."""
+    register_scrape_collector("memories", MemoryStatsCollector)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -218,15 +219,28 @@ class StoredDataCollector:
             yield family
 
 
-_collector: StoredDataCollector | None = None
+# Collectors that read the database when scraped (their figures are not per process): registered with the
+# process's registry, and with each scrape's own registry in multiprocess mode (see `exposition`).
+_scrape_collectors: dict[str, Any] = {}
+
+
+def register_scrape_collector(name: str, make: Callable[[], Any]) -> None:
+    """Register the collector `make()` builds, once per process under `name` (apps call this from ready())."""
+    if name not in _scrape_collectors:
+        collector = make()
+        REGISTRY.register(collector)
+        _scrape_collectors[name] = collector
+
+
+def forget_scraped_figures() -> None:
+    """Make the next scrape read the database afresh instead of the collectors' short caches (for tests)."""
+    for collector in _scrape_collectors.values():
+        collector._cached = None
 
 
 def register_stored_data_collector() -> None:
-    """Register the collector once per process (lifecycle_app's ready() calls this)."""
-    global _collector
-    if _collector is None:
-        _collector = StoredDataCollector()
-        REGISTRY.register(_collector)
+    """Register the stored-data collector (lifecycle_app's ready() calls this)."""
+    register_scrape_collector("stored_data", StoredDataCollector)
 
 
 def exposition() -> bytes:
@@ -236,6 +250,6 @@ def exposition() -> bytes:
         return generate_latest(REGISTRY)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    if _collector is not None:
-        registry.register(_collector)
+    for collector in _scrape_collectors.values():
+        registry.register(collector)
     return generate_latest(registry)

@@ -30,6 +30,7 @@ EXPORTED = [
     "memory_outbox_lag_seconds",
     "memory_outbox_pending",
     "memory_table_bytes",
+    "memory_embedder_info",  # memories_app's scrape-time collector, registered by another app
     "django_http_requests_latency_seconds_by_view_method_bucket",
 ]
 

@@ -14,14 +14,13 @@ from conftest import World
 from lifecycle_app import jobs
 from memories_app.models import ProfileFactOutbox, Scope
 from memories_app.services import NewMemory, create_memories
-from memory_admin import metrics
+from memory_admin.metrics import forget_scraped_figures
 
 pytestmark = pytest.mark.django_db
 
 
 def scrape() -> str:
-    assert metrics._collector is not None
-    metrics._collector._cached = None  # a fresh read, not the 15-second cache
+    forget_scraped_figures()  # a fresh read, not the collectors' 15-second cache
     response = Client().get("/metrics")
     assert response.status_code == 200
     return response.content.decode()

@@ -10,14 +10,13 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from lifecycle_app import jobs
-from memories_app import metrics
 from memories_app.models import Memory
 from memories_app.tests.conftest import create, make_session
+from memory_admin.metrics import forget_scraped_figures
 
 
 def scrape() -> str:
-    assert metrics._collector is not None
-    metrics._collector._cached = None  # a fresh read, not the 15-second cache
+    forget_scraped_figures()  # a fresh read, not the collectors' 15-second cache
     response = Client().get("/metrics")
     assert response.status_code == 200
     return response.content.decode()
