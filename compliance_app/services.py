@@ -27,6 +27,7 @@ from compliance_app.models import (
 )
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
+from memories_app.services import hide_owner, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
@@ -183,7 +184,10 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
         "sessions": [str(pk) for pk in session_pks],
         "memories": [str(pk) for pk in memories.values_list("pk", flat=True)],
     }
-    memories.filter(deleted_at__isnull=True).update(deleted_at=now)
+    # The person's own memories vanish through one marker row; the few others (of their sessions, under
+    # another user id) are marked one by one.
+    hide_owner(tenant=request.tenant, user_id=request.user_id)
+    memories.filter(deleted_at__isnull=True).exclude(user_id=request.user_id).update(deleted_at=now)
     UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
@@ -296,6 +300,7 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     )
     _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
     removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch, step("memories"))
+    release_hidden_owner(tenant=request.tenant, user_id=request.user_id)
     removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch, step("events"))
     removed["snapshots"] = _delete_in_batches(
         EventSnapshot._meta.db_table, "session_id", session_pks, batch, step("snapshots")

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
@@ -38,7 +38,30 @@ class Source(models.TextChoices):
 
 class MemoryQuerySet(models.QuerySet["Memory"]):
     def alive(self) -> MemoryQuerySet:
-        return self.filter(deleted_at__isnull=True)
+        """Not deleted, and not owned by a person whose erasure was approved (see HiddenOwner)."""
+        hidden = HiddenOwner.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("user_id"))
+        return self.filter(deleted_at__isnull=True).exclude(Exists(hidden))
+
+
+class HiddenOwner(models.Model):
+    """A person whose memories disappear at once, without touching each row: approving their erasure adds
+    one of these in the approval's transaction (a person can own 100,000 memories, and rewriting each row
+    with its vector takes seconds). The physical purge deletes the memories, then this row.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=256)
+    hidden_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user_id"], name="hidden_owner_once"),
+            models.CheckConstraint(condition=~Q(user_id=""), name="hidden_owner_is_a_person"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hidden owner {self.pk}"
 
 
 class Memory(models.Model):

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from memories_app.embeddings import EmbedderUnavailable, get_embedder
 from memories_app.models import (
+    HiddenOwner,
     JobKind,
     Memory,
     MemoryRevision,
@@ -327,6 +328,17 @@ def delete_memory(*, tenant: Tenant, memory_id: uuid.UUID | str, expected_versio
     publish_on_commit(
         [tenant_group(tenant.pk)], {"type": "memory.deleted", "tenant": str(tenant.pk), "memory": str(memory.pk)}
     )
+
+
+def hide_owner(*, tenant: Tenant, user_id: str) -> None:
+    """Make every memory of this person invisible at once (their erasure was approved); see HiddenOwner."""
+    HiddenOwner.objects.get_or_create(tenant=tenant, user_id=user_id)
+
+
+def release_hidden_owner(*, tenant: Tenant, user_id: str) -> int:
+    """Drop the marker once the person's memories are physically gone (the purge's last step for them)."""
+    deleted, _ = HiddenOwner.objects.filter(tenant=tenant, user_id=user_id).delete()
+    return deleted
 
 
 def _enqueue_promotion(job: PromotionJob) -> None:

@@ -12,6 +12,7 @@ from compliance_app import services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
 from conftest import World
+from memories_app.models import HiddenOwner, Memory
 from memory_admin.errors import Conflict, NotFound
 from sessions_app.services import append_messages, create_session
 
@@ -143,3 +144,36 @@ def test_erasure_removes_archived_events_and_their_archive_files(
     for key in keys:
         with pytest.raises(NotFound):
             archive_storage().get(key)
+
+
+def test_approval_hides_every_memory_of_the_person_at_once_without_rewriting_them_and_the_purge_removes_them(
+    world: World,
+) -> None:
+    client = world.acme.client
+    for index in range(3):
+        body = {"scope": "user", "user_id": "alice-123", "content": f"alice likes tea {index}"}
+        assert client.post("/api/v1/memories", body, format="json").status_code == 201
+    body = {"scope": "user", "user_id": "bob-456", "content": "bob likes tea"}
+    assert client.post("/api/v1/memories", body, format="json").status_code == 201
+    request = _file(world)
+
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+
+    # One marker row, no rewritten memories: the rows wait for the purge, unseen.
+    assert Memory.objects.filter(user_id="alice-123", deleted_at__isnull=True).count() == 3
+    assert HiddenOwner.objects.filter(tenant=world.acme.tenant, user_id="alice-123").count() == 1
+    listed = client.get("/api/v1/memories").json()["results"]
+    assert [memory["user_id"] for memory in listed] == ["bob-456"]
+    found = client.post("/api/v1/memories/search", {"query": "likes tea", "user_id": "alice-123"}, format="json")
+    assert found.status_code == 200 and found.json()["results"] == []
+    assert client.post("/api/v1/memories/search", {"query": "likes tea", "user_id": "bob-456"}, format="json").json()[
+        "results"
+    ]
+
+    purge_erasure(str(request.pk))
+
+    request.refresh_from_db()
+    assert request.status == "verified"
+    assert request.purged["memories"] == 3
+    assert not Memory.objects.filter(user_id="alice-123").exists()
+    assert not HiddenOwner.objects.exists()
