@@ -469,6 +469,10 @@ def _save_locked(request: _SaveRequest) -> SaveOutcome:
         state=request.state,
         patch=request.patch,
     )
+    if parent_id is not None and sequence is None:
+        twin = _stored_twin(request, candidate)
+        if twin is not None:
+            return SaveOutcome(checkpoint=twin, created=False)
     computed = chain_checksum(
         parent_checksum=candidate.parent_checksum,
         sequence=next_sequence,
@@ -498,6 +502,31 @@ def _save_locked(request: _SaveRequest) -> SaveOutcome:
     CheckpointHead.objects.filter(pk=head.pk).update(last_sequence=next_sequence, latest=checkpoint)
     _announce(session, checkpoint)
     return SaveOutcome(checkpoint=checkpoint, created=True)
+
+
+def _stored_twin(request: _SaveRequest, candidate: _Candidate) -> Checkpoint | None:
+    """The same save already stored: a child of the named parent with the same node, metadata and state.
+
+    A retry whose first answer was lost — and whose Idempotency-Key record went with Redis — names the parent
+    the first attempt was saved on, which is no longer the latest; without this it would become a second,
+    identical branch. (A fork with new content is still a fork.)
+    """
+    children = Checkpoint.objects.filter(
+        session=request.session, parent_id=request.parent_id, node_id=request.node_id
+    ).only("id", "sequence", "checksum", "parent_id", "node_id", "created_at")
+    for child in children.order_by("sequence"):
+        same = chain_checksum(
+            parent_checksum=candidate.parent_checksum,
+            sequence=child.sequence,
+            node_id=request.node_id,
+            metadata=request.metadata,
+            state_json=candidate.state_json,
+        )
+        if same == child.checksum:
+            if request.checksum is not None and request.checksum != child.checksum:
+                raise _checksum_mismatch(sent=request.checksum, computed=child.checksum)
+            return Checkpoint.objects.get(pk=child.pk)
+    return None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from checkpoints_app.models import Checkpoint
 from conftest import World
+from memory_admin.health import redis_client
 
-from .helpers import acme_session, saved, url
+from .helpers import acme_session, messages, saved, url
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +89,23 @@ def test_the_list_shows_every_branch_with_its_parent(world: World) -> None:
         (child["id"], root["id"], False),
         (root["id"], None, False),
     ]
+
+
+def test_a_retried_save_whose_idempotency_record_was_lost_returns_the_stored_checkpoint_instead_of_a_twin_branch(
+    world: World,
+) -> None:
+    session = acme_session(world)
+    first = saved(world.acme.client, session, state=messages(1))
+    body = {"node_id": "agent", "parent_id": first["id"], "state": messages(2), "metadata": {"step": 2}}
+    client = world.acme.client
+    stored = client.post(url(session), body, format="json", HTTP_IDEMPOTENCY_KEY="step-2")
+    assert stored.status_code == 201
+    redis_client().flushall()  # the key's record is gone, as when Redis restarts or is unreachable
+
+    retried = client.post(url(session), body, format="json", HTTP_IDEMPOTENCY_KEY="step-2")
+    changed = client.post(url(session), {**body, "state": messages(3)}, format="json")
+
+    assert retried.status_code == 200
+    assert retried.json()["id"] == stored.json()["id"]
+    assert changed.status_code == 201 and changed.json()["sequence"] == 3  # new content from the same parent forks
+    assert Checkpoint.objects.filter(session=session).count() == 3
