@@ -102,10 +102,15 @@ def idempotency_records(person: Person, session_ids: list[str]) -> list[str]:
 
 def preview(person: Person) -> dict[str, int]:
     """Exact counts, per layer, of what erasing the person would remove now."""
+    counts = {**stored_rows(person), **volatile(person)}
+    return {layer: counts[layer] for layer in LAYERS}
+
+
+def stored_rows(person: Person) -> dict[str, int]:
+    """The layers whose rows stay in place from approval until the purge deletes them (the costly counts)."""
     session_pks = person.session_pks()
-    session_ids = list(person.sessions().values_list("session_id", flat=True))
     memories = person.memories(session_pks)
-    counts = {
+    return {
         "sessions": len(session_pks),
         "events": Event.objects.filter(session_id__in=session_pks).count(),
         "snapshots": EventSnapshot.objects.filter(session_id__in=session_pks).count(),
@@ -116,12 +121,20 @@ def preview(person: Person) -> dict[str, int]:
         "derived_memories": memories.filter(source__in=[Source.PROMOTION, Source.DISTILLATION]).count(),
         "memory_revisions": MemoryRevision.objects.filter(memory__in=memories).count(),
         "promotion_jobs": PromotionJob.objects.filter(session_id__in=session_pks).count(),
+        "archived_sessions": ArchiveSegment.objects.filter(session_id__in=session_pks).count(),
+    }
+
+
+def volatile(person: Person) -> dict[str, int]:
+    """The layers approval itself removes (profile, outbox, keys, Redis): counted before it does."""
+    session_pks = person.session_pks()
+    counts = {
         "profile": UserProfile.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "profile_outbox": ProfileFactOutbox.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "data_keys": PersonKey.objects.filter(tenant=person.tenant, subject=person.subject).count(),
-        "archived_sessions": ArchiveSegment.objects.filter(session_id__in=session_pks).count(),
     }
     try:
+        session_ids = list(person.sessions().values_list("session_id", flat=True))
         counts["redis_hot_keys"] = len(_redis_hot_keys(session_pks))
         counts["redis_idempotency_records"] = len(idempotency_records(person, session_ids))
         channels = [channel_name(session_group(pk)) for pk in session_pks]
@@ -130,7 +143,7 @@ def preview(person: Person) -> dict[str, int]:
         )
     except redis.RedisError:
         counts.update(redis_hot_keys=-1, redis_idempotency_records=-1, live_channel_subscribers=-1)
-    return {layer: counts[layer] for layer in LAYERS}
+    return counts
 
 
 def purge_redis(person: Person, session_pks: list[Any]) -> int:

@@ -172,7 +172,9 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     if settings.ERASURE_FOUR_EYES and decided_by == request.filed_by:
         raise Conflict("Four eyes: another compliance user must approve this request.", details={"four_eyes": True})
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
-    request.preview = scope.preview(person)
+    # What approval removes itself is counted now; the rows that wait for the purge are counted by it, before
+    # its first delete (`claim_purge`): counting a million events here would hold the approval up.
+    request.preview = scope.volatile(person)
     now = timezone.now()
     session_pks = person.session_pks()
     AgentSession.all_objects.filter(pk__in=session_pks, erased_at__isnull=True).update(erased_at=now)
@@ -180,10 +182,7 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
         status=SessionStatus.FAILED
     )
     memories = person.memories(session_pks)
-    request.refs = {
-        "sessions": [str(pk) for pk in session_pks],
-        "memories": [str(pk) for pk in memories.values_list("pk", flat=True)],
-    }
+    request.refs = {"sessions": [str(pk) for pk in session_pks]}  # the memories' ids: `claim_purge`
     # The person's own memories vanish through one marker row; the few others (of their sessions, under
     # another user id) are marked one by one.
     hide_owner(tenant=request.tenant, user_id=request.user_id)
@@ -229,6 +228,17 @@ def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
     if not claimed:
         return None
     request = ErasureRequest.objects.select_related("tenant").get(pk=request_id)
+    if "memories" not in request.refs:
+        # The rows approval erased, counted before the first delete (a run that died later finds them).
+        person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
+        session_pks = request.refs.get("sessions", [])
+        counted = {**request.preview, **scope.stored_rows(person)}
+        request.preview = {layer: counted[layer] for layer in scope.LAYERS if layer in counted}
+        request.refs = {
+            **request.refs,
+            "memories": [str(pk) for pk in person.memories(session_pks).values_list("pk", flat=True)],
+        }
+        request.save(update_fields=["preview", "refs"])
     if not request.purged:
         audit(actor=worker, action="purge_started", tenant=request.tenant, subject=request.subject, erasure=request)
     _publish(request)

@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from compliance_app import services
+from compliance_app import scope, services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
 from conftest import World
@@ -175,5 +175,8 @@ def test_approval_hides_every_memory_of_the_person_at_once_without_rewriting_the
     request.refresh_from_db()
     assert request.status == "verified"
     assert request.purged["memories"] == 3
+    # The record of what approval erased is whole: rows counted by the purge before its first delete.
+    assert request.preview["memories"] == request.preview["memory_vectors"] == 3
+    assert list(request.preview) == list(scope.LAYERS)
     assert not Memory.objects.filter(user_id="alice-123").exists()
     assert not HiddenOwner.objects.exists()
