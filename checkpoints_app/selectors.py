@@ -6,12 +6,14 @@ tampered row is an IntegrityFailure (409) naming the first bad link, never a sil
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum
 
-from checkpoints_app.chain import Rebuilt, Verification, rebuild, verify_session
+from checkpoints_app.chain import ROW_HASH_SQL, Rebuilt, Verification, rebuild, verify_session
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.patching import Summary, make_patch, summarise
 from memory_admin.errors import NotFound
@@ -118,3 +120,36 @@ def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object, w
 def verify_checkpoints(*, session: AgentSession) -> Verification:
     """Recompute the whole chain of the session; the report names the first bad link, if any."""
     return verify_session(session)
+
+
+# Every column a verification reads, per row, hashed by the database in sequence order: equal fingerprints
+# mean the very rows a verification already judged.
+_FINGERPRINT_SQL = f"""
+SELECT sha256(string_agg({ROW_HASH_SQL} || convert_to(concat(c.id, ':', coalesce(c.parent_id::text, '-'), ':',
+    c.pruned_parent_checksum, ':', coalesce(c.pruned_parent_sequence::text, '-')), 'UTF8'), ''::bytea
+    ORDER BY c.sequence))
+FROM {Checkpoint._meta.db_table} c
+LEFT JOIN {Checkpoint._meta.db_table} parent ON parent.id = c.parent_id
+WHERE c.session_id = %s
+"""  # noqa: S608 - table names come from the model; the value is bound
+_verified: OrderedDict[tuple[Any, bytes], Verification] = OrderedDict()
+_VERIFIED_KEPT = 256
+
+
+def chain_status(*, session: AgentSession) -> Verification:
+    """The verification of the session's chain for pages that show it on every view: recomputed whenever a
+    stored row differs in any verified column from rows this process verified before (the database hashes
+    them, a few milliseconds), else that verification. A tampered row changes the hash, so it is caught."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT_SQL, [session.pk])
+        row = cursor.fetchone()
+    key = (session.pk, bytes(row[0]) if row and row[0] is not None else b"")
+    found = _verified.get(key)
+    if found is not None:
+        _verified.move_to_end(key)
+        return found
+    verification = verify_session(session)
+    _verified[key] = verification
+    if len(_verified) > _VERIFIED_KEPT:
+        _verified.popitem(last=False)
+    return verification

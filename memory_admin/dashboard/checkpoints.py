@@ -63,7 +63,7 @@ def checkpoint_list(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     page = selectors.checkpoint_page(session=session, before=_before(request.GET.get("before")), limit=PAGE_SIZE)
     rows, more = page[:PAGE_SIZE], len(page) > PAGE_SIZE
     # The whole chain is recomputed on each view: a row edited in SQL shows here at once.
-    verification = selectors.verify_checkpoints(session=session)
+    verification = selectors.chain_status(session=session)
     return render(
         request,
         "dashboard/checkpoints/list.html",
