@@ -228,6 +228,15 @@ class Bench:
         say("load generator overhead: GET /healthz, 8 clients")
         self.load("healthz_8", "healthz", 8)
         self._core(profile=True)
+        say("50-message window reads right after Redis lost everything (each read rebuilds from Postgres), 8 clients")
+        self.load(
+            "read_context_rebuilt_8",
+            "read_context_rebuilt",
+            8,
+            params={"window": 50, "sessions": 25, "redis_url": self.env["REDIS_URL"]},
+            warmup=0.0,
+            duration=60.0,
+        )
         for agents in self.mode.agents:
             say(f"agent loop, {agents} agents")
             self.load(f"agent_loop_{agents}", "agent_loop", agents, params={"steps": 10})
@@ -297,6 +306,7 @@ class Bench:
         pg = self.details["anchors"]["postgres"]
         append = self._op("append_messages_8", "context_append")
         read = self._op("read_context_8", "context_read")
+        rebuilt = self._op("read_context_rebuilt_8", "context_read_rebuilt")
         events = self._op("append_events_32", "event_append")
         latest = self._op("state_latest", "state_latest")
         travel = self._op("state_travel", "state_travel")
@@ -325,6 +335,20 @@ class Bench:
                 read.get("per_second"),
                 "redis_lrange50_per_s_8_threads",
                 lrange8["per_second"],
+            ),
+            Figure(
+                "context_read50_rebuilt_p50_8c",
+                "ms",
+                rebuilt.get("p50_ms"),
+                "context_read50_p50_8c",
+                read.get("p50_ms"),
+            ),
+            Figure(
+                "context_read50_rebuilt_p99_8c",
+                "ms",
+                rebuilt.get("p99_ms"),
+                "context_read50_p99_8c",
+                read.get("p99_ms"),
             ),
             Figure(
                 "event_appends_per_s_32s",

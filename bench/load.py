@@ -282,6 +282,34 @@ async def run_read_context(rec: Recorder, client: Client, index: int, sid: Any, 
         i += 1
 
 
+async def _sessions_with_windows(rec: Recorder, client: Client, index: int, params: dict[str, Any]) -> Any:
+    """`sessions` sessions per client, each with a full window of messages (read once, so cached)."""
+    return [await _session_with_window(rec, client, index, params) for _ in range(int(params.get("sessions", 25)))]
+
+
+_flush = asyncio.Lock()
+_flushed: list[bool] = []
+
+
+async def run_read_context_rebuilt(
+    rec: Recorder, client: Client, index: int, sids: Any, params: dict[str, Any]
+) -> None:
+    """Redis loses everything (FLUSHDB, once, as after a restart), then each client reads each of its
+    sessions' windows once: every read finds no cache and rebuilds the window from Postgres events."""
+    async with _flush:
+        if not _flushed:
+            import redis
+
+            redis.Redis.from_url(params["redis_url"]).flushdb()
+            _flushed.append(True)
+    for sid in sids:
+        if not rec.running():
+            break
+        body = await rec.call("context_read_rebuilt", client, "GET", f"{SESSIONS}/{sid}/context")
+        if body is not None:
+            rec.note(f"source_{body['source']}")
+
+
 async def run_append_events(rec: Recorder, client: Client, index: int, sid: Any, params: dict[str, Any]) -> None:
     i = 0
     while rec.running() and i < params["max_requests"]:
@@ -330,6 +358,7 @@ SCENARIOS: dict[str, tuple[Setup, Run]] = {
     "healthz": (_no_setup, run_healthz),
     "append_messages": (_new_session, run_append_messages),
     "read_context": (_session_with_window, run_read_context),
+    "read_context_rebuilt": (_sessions_with_windows, run_read_context_rebuilt),
     "append_events": (_new_session, run_append_events),
     "agent_loop": (_no_setup, run_agent_loop),
     "state_reads": (_no_setup, run_state_reads),
