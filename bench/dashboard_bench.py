@@ -153,9 +153,16 @@ class Http:
         headers = dict(headers or {})
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
-        started = time.perf_counter()
-        self.conn.request(method, path, body=body, headers=headers)
-        response = self.conn.getresponse()
+        try:
+            started = time.perf_counter()
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # gunicorn closes a keep-alive connection idle for a few seconds; a browser would reconnect.
+            self.conn.close()
+            started = time.perf_counter()
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
         data = response.read()
         elapsed = time.perf_counter() - started
         for name, value in response.getheaders():
