@@ -10,6 +10,7 @@ so a person with a million events never sits in memory as Python objects at once
     events.json          every event decoded, archived ones included (marked "archived": true)
     operations.json      the operation journal (params, result, error decoded)
     checkpoints.json     every checkpoint with its full state rebuilt from the stored snapshots and deltas
+    langgraph.json       the LangGraph checkpoints of the person's threads: channel values and pending writes decoded
     memories.json        user, session and derived memories (text and metadata; vectors are described, not copied)
     memory_history.json  every revision of those memories
     profile.json         the profile and its pending outbox facts
@@ -34,6 +35,8 @@ from checkpoints_app.chain import next_state, owner_of
 from checkpoints_app.models import Checkpoint
 from compliance_app import scope
 from compliance_app.models import AuditEntry, ExportRequest
+from langgraph_app.display import readable_checkpoint
+from langgraph_app.models import ThreadCheckpoint
 from lifecycle_app.models import ArchiveSegment
 from lifecycle_app.selectors import read_archive
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, UserProfile
@@ -48,6 +51,7 @@ LAYERS = (
     "events",
     "operations",
     "checkpoints",
+    "langgraph",
     "memories",
     "memory_history",
     "profile",
@@ -228,6 +232,22 @@ class Builder:
                     "state": state,
                     "checksum": link.checksum,
                     "created_at": _when(link.created_at),
+                }
+
+    def _langgraph(self) -> Iterator[dict[str, Any]]:
+        for session in self.sessions:
+            rows = ThreadCheckpoint.objects.filter(session=session).order_by("checkpoint_ns", "checkpoint_id")
+            for checkpoint_ns, checkpoint_id in rows.values_list("checkpoint_ns", "checkpoint_id").iterator():
+                found = readable_checkpoint(session, checkpoint_id=checkpoint_id, checkpoint_ns=checkpoint_ns)
+                if found is None:  # removed meanwhile (the agent pruned its thread)
+                    continue
+                yield {
+                    "session_id": session.session_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": checkpoint_id,
+                    "parent_checkpoint_id": found.row.parent_checkpoint_id or None,
+                    "created_at": _when(found.row.created_at),
+                    **found.state,
                 }
 
     def _memory_rows(self) -> QuerySet[Memory]:

@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
+from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
@@ -33,6 +34,8 @@ LAYERS = (
     "snapshots",
     "operations",
     "checkpoints",
+    "langgraph_checkpoints",
+    "langgraph_values",
     "memories",
     "memory_vectors",
     "derived_memories",
@@ -116,6 +119,10 @@ def stored_rows(person: Person) -> dict[str, int]:
         "snapshots": EventSnapshot.objects.filter(session_id__in=session_pks).count(),
         "operations": Operation.objects.filter(session_id__in=session_pks).count(),
         "checkpoints": Checkpoint.objects.filter(session_id__in=session_pks).count(),
+        "langgraph_checkpoints": ThreadCheckpoint.objects.filter(session_id__in=session_pks).count(),
+        # Channel values and pending writes: the state LangGraph saved, sealed with the person's key.
+        "langgraph_values": ChannelBlob.objects.filter(session_id__in=session_pks).count()
+        + PendingWrite.objects.filter(session_id__in=session_pks).count(),
         "memories": memories.count(),
         "memory_vectors": memories.filter(embedding__isnull=False).count(),
         "derived_memories": memories.filter(source__in=[Source.PROMOTION, Source.DISTILLATION]).count(),

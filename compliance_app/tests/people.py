@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from conftest import World
@@ -25,6 +27,14 @@ def fill_every_layer(world: World, user_id: str, marker: str, *, agent: Any = No
     assert operation.status_code == 201
     checkpoint = client.post(f"{base}/checkpoints", {"node_id": "n1", "state": {"note": marker}}, format="json")
     assert checkpoint.status_code == 201, checkpoint.content
+    value = base64.b64encode(json.dumps(f"{marker} chose the aisle").encode()).decode()
+    langgraph = {
+        "checkpoint_id": "1f0-0001",
+        "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"seat": 1}},
+        "blobs": [{"channel": "seat", "version": "1", "type": "json", "blob": value}],
+    }
+    graph = client.post(f"/api/v1/langgraph/threads/{session_id}/checkpoints", langgraph, format="json")
+    assert graph.status_code == 201, graph.content
     memory = {"scope": "user", "user_id": user_id, "content": f"{marker} prefers window seats"}
     assert client.post("/api/v1/memories", memory, format="json").status_code == 201
     session_memory = {"scope": "session", "session_id": session_id, "content": f"{marker} asked about refunds"}

@@ -62,6 +62,7 @@ def test_an_export_holds_exactly_the_persons_data_and_nothing_of_another_person_
             "events",
             "operations",
             "checkpoints",
+            "langgraph",
             "memories",
             "memory_history",
             "profile",
@@ -81,6 +82,7 @@ def test_an_export_holds_exactly_the_persons_data_and_nothing_of_another_person_
     # Payloads decoded, not ciphertext: the message the agent stored is there as JSON.
     assert any("ALICE-MARK my card ends 4242" in json.dumps(event["payload"]) for event in layers["events"])
     assert layers["checkpoints"][0]["state"] == {"note": "ALICE-MARK"}
+    assert [row["channel_values"] for row in layers["langgraph"]] == [{"seat": "ALICE-MARK chose the aisle"}]
     assert layers["operations"][0]["params"] == {"to": "ALICE-MARK"}
     assert {memory["content"] for memory in layers["memories"]} == {
         "ALICE-MARK prefers window seats",
