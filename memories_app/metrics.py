@@ -8,14 +8,11 @@ entries by scope and layer are exported by memory_admin/metrics.py's stored-data
 
 from __future__ import annotations
 
-import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 
-import structlog
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
 
-from memory_admin.metrics import register_scrape_collector
+from memory_admin.metrics import Row, register_scrape_collector
 
 SEARCH_SECONDS = Histogram(
     "memory_search_seconds",
@@ -65,9 +62,6 @@ def _family_specs() -> list[tuple[str, str, list[str]]]:
         ("memory_evictions_24h", "Memories evicted for decay by the lifecycle job in the last 24 hours", []),
         ("memory_embedder_info", "The active embedder (value 1)", ["provider", "model", "dimensions"]),
     ]
-
-
-Row = tuple[str, tuple[str, ...], float]
 
 
 def _scrape() -> list[Row]:
@@ -121,33 +115,6 @@ def _eviction_rows() -> list[Row]:
     return [("memory_evictions_24h", (), float(evicted))]
 
 
-class MemoryStatsCollector:
-    """Reads the rows above when Prometheus scrapes (cached CACHE_SECONDS per process)."""
-
-    def __init__(self) -> None:
-        self._cached: tuple[float, list[Row]] | None = None
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        for name, documentation, labels in _family_specs():
-            yield GaugeMetricFamily(name, documentation, labels=labels)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > CACHE_SECONDS:
-            try:
-                self._cached = (now, _scrape())
-            except Exception as exc:  # a scrape must not fail because one query did; the gap shows in Grafana
-                structlog.get_logger("memory.metrics").warning("memory_metrics_failed", error=type(exc).__name__)
-                self._cached = (now, [])
-        values = self._cached[1]
-        for name, documentation, labels in _family_specs():
-            family = GaugeMetricFamily(name, documentation, labels=labels)
-            for metric, label_values, value in values:
-                if metric == name:
-                    family.add_metric(list(label_values), value)
-            yield family
-
-
 def register_collector() -> None:
     """Register the collector once per process (MemoriesConfig.ready() calls this), for every scrape."""
-    register_scrape_collector("memories", MemoryStatsCollector)
+    register_scrape_collector("memory", specs=_family_specs, scrape=_scrape, cache_seconds=CACHE_SECONDS)

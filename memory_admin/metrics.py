@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -192,42 +191,53 @@ def _erasure_rows() -> list[tuple[str, tuple[str, ...], float]]:
     return rows
 
 
-class StoredDataCollector:
-    """A Prometheus collector that reads the rows above at scrape time (cached STORED_DATA_CACHE_SECONDS)."""
+Spec = tuple[str, str, list[str]]  # (metric name, documentation, label names)
+Row = tuple[str, tuple[str, ...], float]  # (metric name, label values, value)
 
-    def __init__(self) -> None:
-        self._cached: tuple[float, list[tuple[str, tuple[str, ...], float]]] | None = None
+
+class ScrapedGauges:
+    """A Prometheus collector of gauges read from the database when scraped, cached `cache_seconds` per
+    process: `specs()` names the families, `scrape()` returns their rows. A failed scrape exports empty
+    families (the gap shows in Grafana) instead of failing the whole /metrics answer."""
+
+    def __init__(
+        self, name: str, specs: Callable[[], list[Spec]], scrape: Callable[[], list[Row]], cache_seconds: float
+    ):
+        self.name, self.specs, self.scrape, self.cache_seconds = name, specs, scrape, cache_seconds
+        self._cached: tuple[float, list[Row]] | None = None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        for name, documentation, labels in _family_specs():
-            yield GaugeMetricFamily(name, documentation, labels=labels)
+        for metric, documentation, labels in self.specs():
+            yield GaugeMetricFamily(metric, documentation, labels=labels)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > STORED_DATA_CACHE_SECONDS:
+        if self._cached is None or now - self._cached[0] > self.cache_seconds:
             try:
-                self._cached = (now, _scrape())
-            except Exception as exc:  # a scrape must not fail because one query did; the gap shows in Grafana
-                structlog.get_logger("memory.metrics").warning("stored_data_metrics_failed", error=type(exc).__name__)
+                self._cached = (now, self.scrape())
+            except Exception as exc:  # a scrape must not fail because one query did
+                structlog.get_logger("memory.metrics").warning(f"{self.name}_metrics_failed", error=type(exc).__name__)
                 self._cached = (now, [])
         values = self._cached[1]
-        for name, documentation, labels in _family_specs():
-            family = GaugeMetricFamily(name, documentation, labels=labels)
-            for metric, label_values, value in values:
-                if metric == name:
+        for metric, documentation, labels in self.specs():
+            family = GaugeMetricFamily(metric, documentation, labels=labels)
+            for name, label_values, value in values:
+                if name == metric:
                     family.add_metric(list(label_values), value)
             yield family
 
 
 # Collectors that read the database when scraped (their figures are not per process): registered with the
 # process's registry, and with each scrape's own registry in multiprocess mode (see `exposition`).
-_scrape_collectors: dict[str, Any] = {}
+_scrape_collectors: dict[str, ScrapedGauges] = {}
 
 
-def register_scrape_collector(name: str, make: Callable[[], Any]) -> None:
-    """Register the collector `make()` builds, once per process under `name` (apps call this from ready())."""
+def register_scrape_collector(
+    name: str, *, specs: Callable[[], list[Spec]], scrape: Callable[[], list[Row]], cache_seconds: float = 15.0
+) -> None:
+    """Register gauges read from the database at scrape time, once per process (apps call this from ready())."""
     if name not in _scrape_collectors:
-        collector = make()
+        collector = ScrapedGauges(name, specs, scrape, cache_seconds)
         REGISTRY.register(collector)
         _scrape_collectors[name] = collector
 
@@ -240,7 +250,9 @@ def forget_scraped_figures() -> None:
 
 def register_stored_data_collector() -> None:
     """Register the stored-data collector (lifecycle_app's ready() calls this)."""
-    register_scrape_collector("stored_data", StoredDataCollector)
+    register_scrape_collector(
+        "stored_data", specs=_family_specs, scrape=_scrape, cache_seconds=STORED_DATA_CACHE_SECONDS
+    )
 
 
 def exposition() -> bytes:
