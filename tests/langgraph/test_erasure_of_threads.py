@@ -64,8 +64,8 @@ def test_channel_values_and_writes_are_encrypted_with_the_persons_key_and_unread
     }
     assert client.post("/api/v1/langgraph/threads/lg-shred/writes", writes, format="json").status_code == 200
 
-    stored = [bytes(blob) for blob in ChannelBlob.objects.values_list("blob", flat=True)] + [
-        bytes(blob) for blob in PendingWrite.objects.values_list("blob", flat=True)
+    stored = [bytes(blob or b"") for blob in ChannelBlob.objects.values_list("blob", flat=True)] + [
+        bytes(blob or b"") for blob in PendingWrite.objects.values_list("blob", flat=True)
     ]
     assert len(stored) == 2
     assert all(blob[:1] == b"E" and b"card number" not in blob for blob in stored)
