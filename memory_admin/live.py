@@ -23,6 +23,7 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `promotion.finished` | tenant, session | session, job, kind (promote or distill), created, updated (counts) |
 | `profile.updated` | tenant | profile (row id, no user id), version |
 | `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind |
+| `langgraph.checkpoint.saved` | session | session, checkpoint_ns, checkpoint_id, parent_checkpoint_id, step |
 | `api_key.created`, `api_key.revoked` | tenant | key (id); the consumer passes them to admins only |
 """
 
