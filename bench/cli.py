@@ -246,22 +246,22 @@ class Bench:
         self.load("healthz_8", "healthz", 8, duration=self.mode.sweep_duration)
         self._core(profile=False)
 
-    def _state(self) -> None:
+    def build_stream(
+        self, session_id: str, events: int, *, connections: int, what: str, messages_every: int | None = None
+    ) -> dict[str, Any]:
+        """Append `events` events to `session_id` in batches of 500 from the load process (reusing what a
+        previous run built); its report, with `head_version`."""
         assert self.server is not None
-        say(f"building a {self.mode.stream_events}-event session (batches of 500; reused by later runs)")
-        spec = {
-            "host": HOST,
-            "port": self.server.port,
-            "key": self.key,
-            "scenario": "build_stream",
-            "params": {
-                "session_id": STREAM_SESSION,
-                "events": self.mode.stream_events,
-                "batch": 500,
-                "connections": 2,
-                "timeout": 600,
-            },
+        params: dict[str, Any] = {
+            "session_id": session_id,
+            "events": events,
+            "batch": 500,
+            "connections": connections,
+            "timeout": 600,
         }
+        if messages_every is not None:
+            params["messages_every"] = messages_every
+        spec = {"host": HOST, "port": self.server.port, "key": self.key, "scenario": "build_stream", "params": params}
         completed = subprocess.run(
             [sys.executable, "-m", "bench.load"],
             input=json.dumps(spec),
@@ -272,8 +272,16 @@ class Bench:
             check=False,
         )
         if completed.returncode != 0:
-            raise RuntimeError(f"building the long stream failed: {completed.stderr[-2000:]}")
-        built = json.loads(completed.stdout)
+            raise RuntimeError(f"{what} failed: {completed.stderr[-2000:]}")
+        built: dict[str, Any] = json.loads(completed.stdout)
+        return built
+
+    def _state(self) -> None:
+        assert self.server is not None
+        say(f"building a {self.mode.stream_events}-event session (batches of 500; reused by later runs)")
+        built = self.build_stream(
+            STREAM_SESSION, self.mode.stream_events, connections=2, what="building the long stream"
+        )
         self.details["stream"] = built
         if built.get("errors"):
             say(f"stream build errors: {built['errors']} {built.get('error_examples')}")

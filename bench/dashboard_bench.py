@@ -35,7 +35,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -185,32 +184,9 @@ class Http:
 def build_long_session(bench: Bench) -> str:
     """The 10,000-event, 500-checkpoint session of tenant `bench` (built once); returns its row id."""
     assert bench.server is not None
-    spec = {
-        "host": HOST,
-        "port": bench.server.port,
-        "key": bench.key,
-        "scenario": "build_stream",
-        "params": {
-            "session_id": LONG_SESSION,
-            "events": LONG_EVENTS,
-            "batch": 500,
-            "connections": 1,
-            "timeout": 600,
-            "messages_every": 10,
-        },
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.load"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
-        check=False,
+    built = bench.build_stream(
+        LONG_SESSION, LONG_EVENTS, connections=1, messages_every=10, what="building the 10,000-event session"
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"building the 10,000-event session failed: {completed.stderr[-2000:]}")
-    built = json.loads(completed.stdout)
     client = Http(bench.server.port)
     try:
         base = f"/api/v1/sessions/{LONG_SESSION}/checkpoints"
