@@ -42,6 +42,13 @@ class MemoryQuerySet(models.QuerySet["Memory"]):
         hidden = HiddenOwner.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("user_id"))
         return self.filter(deleted_at__isnull=True).exclude(Exists(hidden))
 
+    def alive_global(self) -> MemoryQuerySet:
+        """The live global memories. No person owns them (user_id is '' by a check constraint, and a HiddenOwner
+        never names ''), so erasure cannot hide them and the anti-join of alive() is left out: with it the planner
+        cannot use the HNSW index and scans every global row instead.
+        """
+        return self.filter(deleted_at__isnull=True, user_id="", scope=Scope.GLOBAL)
+
 
 class HiddenOwner(models.Model):
     """A person whose memories disappear at once, without touching each row: approving their erasure adds

@@ -172,9 +172,10 @@ def search_memories(
             owned = owned.filter(metadata__contains=where.metadata)
         results.extend(_ranked(owned, vector, k=k, min_score=min_score))
     if Scope.GLOBAL in where.scopes:
-        # user_id="" always holds for global memories (a check constraint); saying so lets the exact scan seek
-        # the memory_owner_alive b-tree to the tenant's global rows instead of reading all the tenant's rows.
-        shared = memories_for(tenant).filter(user_id="", scope=Scope.GLOBAL, embedding_model=model_id)
+        # alive_global() says user_id="" (true of every global memory), so the exact scan seeks the
+        # memory_owner_alive b-tree to the tenant's global rows instead of reading all the tenant's rows.
+        # (No select_related: a global memory has no session.)
+        shared = Memory.objects.alive_global().filter(tenant=tenant, embedding_model=model_id)
         if where.metadata:
             shared = shared.filter(metadata__contains=where.metadata)
         limit = settings.MEMORY_EXACT_SEARCH_MAX_ROWS

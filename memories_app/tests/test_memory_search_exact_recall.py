@@ -128,3 +128,6 @@ def test_global_search_beyond_the_exact_limit_is_answered_by_the_global_hnsw_ind
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "memory_embedding_hnsw_384" in plan, plan
+    # At 100k global rows an anti-join against the hidden owners (which can never match a global memory) made
+    # the planner scan every global row instead of walking the index, at 300 rows it still picked the index.
+    assert "hiddenowner" not in ranked, ranked
