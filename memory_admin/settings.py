@@ -444,6 +444,12 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- LangGraph store (langgraph_app) ---
+# Items whose TTL ran out are invisible at once; this sweep removes them, in batches, in every tenant.
+CELERY_BEAT_SCHEDULE.update(
+    {"langgraph-store-sweep": {"task": "langgraph_app.tasks.sweep_expired_store_items", "schedule": 300.0}}
+)
+
 from memory_admin.observability import configure_logging  # noqa: E402
 
 configure_logging(LOG_FORMAT, LOG_LEVEL)
