@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.db.models import F, Q
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from langgraph_app.services import thread_session
@@ -41,38 +42,61 @@ def checkpoints_of(session: AgentSession, *, checkpoint_ns: str | None = None) -
     return rows
 
 
-def _blobs_for(session: AgentSession, rows: list[ThreadCheckpoint]) -> dict[tuple[str, str, str], ChannelBlob]:
+def _blobs_for(rows: list[ThreadCheckpoint]) -> dict[tuple[object, str, str, str], ChannelBlob]:
     keys = {
-        (row.checkpoint_ns, channel, version_key(version))
+        (row.session_id, row.checkpoint_ns, channel, version_key(version))
         for row in rows
         for channel, version in (row.checkpoint.get("channel_versions") or {}).items()
     }
     if not keys:
         return {}
-    namespaces, channels, versions = (list(column) for column in zip(*keys, strict=True))
+    sessions, namespaces, channels, versions = (list(column) for column in zip(*keys, strict=True))
     table = ChannelBlob._meta.db_table
     blobs = ChannelBlob.objects.raw(
-        f"SELECT b.* FROM {table} b JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(ns, channel, version) "  # noqa: S608
-        "ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version WHERE b.session_id = %s",
-        [namespaces, channels, versions, session.pk],
+        f"SELECT b.* FROM {table} b JOIN unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) "  # noqa: S608
+        "AS k(session_id, ns, channel, version) ON b.session_id = k.session_id AND b.checkpoint_ns = k.ns "
+        "AND b.channel = k.channel AND b.version = k.version",
+        [sessions, namespaces, channels, versions],
     )
-    return {(blob.checkpoint_ns, blob.channel, blob.version): blob for blob in blobs}
+    return {(blob.session_id, blob.checkpoint_ns, blob.channel, blob.version): blob for blob in blobs}
 
 
-def _writes_for(session: AgentSession, rows: list[ThreadCheckpoint]) -> dict[tuple[str, str], list[PendingWrite]]:
+def _writes_for(rows: list[ThreadCheckpoint]) -> dict[tuple[object, str, str], list[PendingWrite]]:
     if not rows:
         return {}
     table = PendingWrite._meta.db_table
     writes = PendingWrite.objects.raw(
-        f"SELECT w.* FROM {table} w JOIN unnest(%s::text[], %s::text[]) AS k(ns, id) "  # noqa: S608
-        "ON w.checkpoint_ns = k.ns AND w.checkpoint_id = k.id WHERE w.session_id = %s "
-        "ORDER BY w.task_path, w.task_id, w.idx",
-        [[row.checkpoint_ns for row in rows], [row.checkpoint_id for row in rows], session.pk],
+        f"SELECT w.* FROM {table} w JOIN unnest(%s::uuid[], %s::text[], %s::text[]) "  # noqa: S608
+        "AS k(session_id, ns, id) ON w.session_id = k.session_id AND w.checkpoint_ns = k.ns "
+        "AND w.checkpoint_id = k.id ORDER BY w.task_path, w.task_id, w.idx",
+        [[row.session_id for row in rows], [row.checkpoint_ns for row in rows], [row.checkpoint_id for row in rows]],
     )
-    grouped: dict[tuple[str, str], list[PendingWrite]] = defaultdict(list)
+    grouped: dict[tuple[object, str, str], list[PendingWrite]] = defaultdict(list)
     for write in writes:
-        grouped[(write.checkpoint_ns, write.checkpoint_id)].append(write)
+        grouped[(write.session_id, write.checkpoint_ns, write.checkpoint_id)].append(write)
     return grouped
+
+
+def _views(rows: list[ThreadCheckpoint], thread_ids: dict[object, str]) -> list[TupleView]:
+    """Each checkpoint with the blobs of the channel versions it names and its pending writes (two queries)."""
+    blobs = _blobs_for(rows)
+    writes = _writes_for(rows)
+    views = []
+    for row in rows:
+        named = [
+            blobs[key]
+            for channel, version in (row.checkpoint.get("channel_versions") or {}).items()
+            if (key := (row.session_id, row.checkpoint_ns, channel, version_key(version))) in blobs
+        ]
+        views.append(
+            TupleView(
+                row=row,
+                thread_id=thread_ids[row.session_id],
+                blobs=named,
+                writes=writes.get((row.session_id, row.checkpoint_ns, row.checkpoint_id), []),
+            )
+        )
+    return views
 
 
 def list_tuples(
@@ -99,21 +123,51 @@ def list_tuples(
     if metadata_filter:
         rows_query = rows_query.filter(metadata__contains=metadata_filter)
     rows = list(rows_query.order_by("-checkpoint_id", "checkpoint_ns")[:limit])
-    blobs = _blobs_for(session, rows)
-    writes = _writes_for(session, rows)
-    views = []
-    for row in rows:
-        named = [
-            blobs[key]
-            for channel, version in (row.checkpoint.get("channel_versions") or {}).items()
-            if (key := (row.checkpoint_ns, channel, version_key(version))) in blobs
-        ]
-        views.append(
-            TupleView(
-                row=row, thread_id=thread_id, blobs=named, writes=writes.get((row.checkpoint_ns, row.checkpoint_id), [])
+    return _views(rows, {session.pk: thread_id})
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a tenant-wide listing stopped: the last checkpoint returned, in the listing's order."""
+
+    checkpoint_id: str
+    thread_id: str
+    checkpoint_ns: str
+
+
+def list_tenant_tuples(
+    *,
+    tenant: Tenant,
+    before: str | None = None,
+    after: Position | None = None,
+    metadata_filter: dict[str, Any] | None = None,
+    limit: int = MAX_LIMIT,
+) -> list[TupleView]:
+    """Every checkpoint of the tenant's threads (LangGraph's `list(None, ...)`), newest checkpoint id first,
+    then by thread id and namespace: those with an id below `before`, those whose metadata contains
+    `metadata_filter`, continuing after `after` (the previous page's last row). Erased sessions hold none."""
+    rows_query = ThreadCheckpoint.objects.filter(session__tenant=tenant, session__erased_at__isnull=True)
+    if before is not None:
+        rows_query = rows_query.filter(checkpoint_id__lt=before)
+    if metadata_filter:
+        rows_query = rows_query.filter(metadata__contains=metadata_filter)
+    if after is not None:
+        # Rows strictly after the last one of the previous page in (checkpoint_id desc, thread, namespace).
+        rows_query = rows_query.filter(
+            Q(checkpoint_id__lt=after.checkpoint_id)
+            | Q(checkpoint_id=after.checkpoint_id, session__session_id__gt=after.thread_id)
+            | Q(
+                checkpoint_id=after.checkpoint_id,
+                session__session_id=after.thread_id,
+                checkpoint_ns__gt=after.checkpoint_ns,
             )
         )
-    return views
+    rows: list[ThreadCheckpoint] = list(
+        rows_query.annotate(thread_id=F("session__session_id")).order_by(
+            "-checkpoint_id", "session__session_id", "checkpoint_ns"
+        )[:limit]
+    )
+    return _views(rows, {row.session_id: row.thread_id for row in rows})  # type: ignore[attr-defined]
 
 
 def stored_bytes(*, session_pks: list[object]) -> int:

@@ -195,6 +195,19 @@ class TuplePageOut(serializers.Serializer[Any]):
     )
 
 
+class PositionOut(serializers.Serializer[Any]):
+    checkpoint_id = serializers.CharField()
+    thread_id = serializers.CharField()
+    checkpoint_ns = serializers.CharField(allow_blank=True)
+
+
+class TenantTuplePageOut(serializers.Serializer[Any]):
+    results = TupleOut(many=True)
+    next_after = PositionOut(
+        allow_null=True, help_text="Pass as `after` (JSON) for the next page; null on the last page."
+    )
+
+
 # --- the store ------------------------------------------------------------------------------------------
 
 MAX_STORE_OPS = 500

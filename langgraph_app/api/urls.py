@@ -14,6 +14,7 @@ urlpatterns = [
     path(f"{_thread}/checkpoints", views.ThreadCheckpointsView.as_view(), name="langgraph-checkpoints"),
     path(f"{_thread}/writes", views.ThreadWritesView.as_view(), name="langgraph-writes"),
     path(f"{_thread}/copy", views.ThreadCopyView.as_view(), name="langgraph-copy"),
+    path("langgraph/checkpoints", views.CheckpointsView.as_view(), name="langgraph-tenant-checkpoints"),
     path("langgraph/prune", views.PruneView.as_view(), name="langgraph-prune"),
     path("langgraph/delete-for-runs", views.DeleteForRunsView.as_view(), name="langgraph-delete-for-runs"),
     path("langgraph/store/batch", views.StoreBatchView.as_view(), name="langgraph-store-batch"),

@@ -107,6 +107,60 @@ class ThreadCheckpointsView(AgentAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+def _position(request: Request) -> selectors.Position | None:
+    raw = request.query_params.get("after")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    fields = ("checkpoint_id", "thread_id", "checkpoint_ns")
+    if (
+        not isinstance(value, dict)
+        or set(value) != set(fields)
+        or not all(isinstance(value[name], str) and len(value[name]) <= 512 for name in fields)
+    ):
+        raise ValidationFailed(
+            "`after` must be the `next_after` object of the previous page.", details={"parameter": "after"}
+        )
+    return selectors.Position(**value)
+
+
+class CheckpointsView(AgentAPIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", OpenApiTypes.STR, description="Only checkpoints with a smaller id."),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, description=f"1-{selectors.MAX_LIMIT} (default {selectors.MAX_LIMIT})."
+            ),
+            OpenApiParameter("filter", OpenApiTypes.STR, description="A JSON object the metadata must contain."),
+            OpenApiParameter("after", OpenApiTypes.STR, description="The previous page's `next_after` (JSON)."),
+        ],
+        responses=s.TenantTuplePageOut,
+    )
+    def get(self, request: Request) -> Response:
+        """Checkpoints of every thread of the tenant, newest first (LangGraph's `list(None, ...)`), with channel
+        values and pending writes."""
+        limit = _limit(request)
+        views = selectors.list_tenant_tuples(
+            tenant=self.tenant,
+            before=_query_text(request, "before", max_length=128),
+            after=_position(request),
+            metadata_filter=_metadata_filter(request),
+            limit=limit,
+        )
+        next_after = None
+        if len(views) == limit:
+            last = views[-1]
+            next_after = {
+                "checkpoint_id": last.row.checkpoint_id,
+                "thread_id": last.thread_id,
+                "checkpoint_ns": last.row.checkpoint_ns,
+            }
+        return Response({"results": [s.tuple_out(view) for view in views], "next_after": next_after})
+
+
 class ThreadWritesView(AgentAPIView):
     @extend_schema(request=s.WritesIn, responses=s.WritesOut)
     @idempotent

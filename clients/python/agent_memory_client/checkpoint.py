@@ -163,20 +163,50 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
     @staticmethod
     def _list_params(
         config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
-    ) -> tuple[str, dict[str, Any]]:
-        if config is None:
-            raise ValueError("AgentMemorySaver.list needs a config with a thread_id.")
-        configurable = config["configurable"]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The thread to list (None: every thread of the tenant) and the query parameters."""
         params: dict[str, Any] = {}
-        if "checkpoint_ns" in configurable:
-            params["checkpoint_ns"] = configurable["checkpoint_ns"]
-        if checkpoint_id := get_checkpoint_id(config):
-            params["checkpoint_id"] = checkpoint_id
         if before is not None and (before_id := get_checkpoint_id(before)):
             params["before"] = before_id
         if filter:
             params["filter"] = filter
+        if config is None:
+            return None, params
+        configurable = config["configurable"]
+        if "checkpoint_ns" in configurable:
+            params["checkpoint_ns"] = configurable["checkpoint_ns"]
+        if checkpoint_id := get_checkpoint_id(config):
+            params["checkpoint_id"] = checkpoint_id
         return str(configurable["thread_id"]), params
+
+    def _page(self, thread_id: str | None, params: dict[str, Any], size: int) -> dict[str, Any] | None:
+        try:
+            if thread_id is None:
+                return self.client.list_all_checkpoints(**params, limit=size)
+            return self.client.list_checkpoints(thread_id, **params, limit=size)
+        except NotFoundError:
+            return None
+
+    async def _apage(self, thread_id: str | None, params: dict[str, Any], size: int) -> dict[str, Any] | None:
+        try:
+            if thread_id is None:
+                return await self.async_client.list_all_checkpoints(**params, limit=size)
+            return await self.async_client.list_checkpoints(thread_id, **params, limit=size)
+        except NotFoundError:
+            return None
+
+    @staticmethod
+    def _next(thread_id: str | None, params: dict[str, Any], page: dict[str, Any]) -> bool:
+        """Point `params` at the page after `page`; False on the last page."""
+        if thread_id is None:
+            if page.get("next_after") is None:
+                return False
+            params["after"] = page["next_after"]
+            return True
+        if page.get("next_before") is None:
+            return False
+        params["before"] = page["next_before"]
+        return True
 
     # --- sync -------------------------------------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -198,18 +228,15 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         thread_id, params = self._list_params(config, filter, before)
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE if remaining is None else min(PAGE, remaining)
-            try:
-                page = self.client.list_checkpoints(thread_id, **params, limit=size)
-            except NotFoundError:
+            page = self._page(thread_id, params, PAGE if remaining is None else min(PAGE, remaining))
+            if page is None:
                 return
             for item in page["results"]:
                 yield self._tuple(item)
             if remaining is not None:
                 remaining -= len(page["results"])
-            if page["next_before"] is None:
+            if not self._next(thread_id, params, page):
                 return
-            params["before"] = page["next_before"]
 
     def put(
         self,
@@ -263,18 +290,15 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         thread_id, params = self._list_params(config, filter, before)
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE if remaining is None else min(PAGE, remaining)
-            try:
-                page = await self.async_client.list_checkpoints(thread_id, **params, limit=size)
-            except NotFoundError:
+            page = await self._apage(thread_id, params, PAGE if remaining is None else min(PAGE, remaining))
+            if page is None:
                 return
             for item in page["results"]:
                 yield self._tuple(item)
             if remaining is not None:
                 remaining -= len(page["results"])
-            if page["next_before"] is None:
+            if not self._next(thread_id, params, page):
                 return
-            params["before"] = page["next_before"]
 
     async def aput(
         self,
