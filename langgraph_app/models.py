@@ -125,6 +125,8 @@ class StoreItem(models.Model):
         indexes = [
             models.Index(fields=["tenant", "prefix"], name="lg_store_tenant_prefix"),
             GinIndex(fields=["value"], name="lg_store_value", opclasses=["jsonb_path_ops"]),
+            # The sweep of expired items reads only the rows that have an expiry.
+            models.Index(fields=["expires_at"], name="lg_store_expires", condition=models.Q(expires_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -9,14 +9,13 @@ for the whole value) gets one vector of those fields' text; a query ranks such i
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Case, F, FloatField, Q, QuerySet, When
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
@@ -27,14 +26,9 @@ from memory_admin.errors import ValidationFailed
 from tenants_app.models import Tenant
 
 MAX_SEARCH_LIMIT = 1000
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "$eq": operator.eq,
-    "$ne": operator.ne,
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-}
+COMPARISONS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+SWEEP_BATCH = 1000
+_TABLE = StoreItem._meta.db_table
 
 
 @dataclass(frozen=True)
@@ -65,10 +59,16 @@ def _item(row: StoreItem, score: float | None = None, *, with_score: bool = Fals
 
 
 def _refresh(rows: list[StoreItem], now: datetime) -> None:
-    for row in rows:
-        if row.ttl_minutes is not None:
-            row.expires_at = now + timedelta(minutes=row.ttl_minutes)
-            StoreItem.objects.filter(pk=row.pk).update(expires_at=row.expires_at)
+    """Push back the expiry of the rows that have a TTL, all in one statement."""
+    ids = [row.pk for row in rows if row.ttl_minutes is not None]
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET expires_at = %s + make_interval(secs => ttl_minutes * 60) "  # noqa: S608
+            "WHERE id = ANY(%s) AND ttl_minutes IS NOT NULL",
+            [now, ids],
+        )
 
 
 def _path_values(value: Any, path: str) -> list[Any]:
@@ -97,19 +97,66 @@ def index_text(value: dict[str, Any], paths: list[str]) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def _matches(value: Any, conditions: dict[str, Any]) -> bool:
+def _is_operators(expected: Any) -> bool:
+    return isinstance(expected, dict) and any(isinstance(name, str) and name.startswith("$") for name in expected)
+
+
+# A JSON string that Python's float() reads as a finite number (LangGraph's InMemoryStore compares with float()).
+_NUMERIC_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# The value at a path, a missing field read as JSON null (as `dict.get` reads it in InMemoryStore).
+_AT = "coalesce(value #> %s::text[], 'null'::jsonb)"
+
+
+def _comparison(path: list[str], name: str, operand: Any) -> tuple[str, list[Any]]:
+    """SQL for `value at path <name> operand`, as LangGraph's InMemoryStore decides it: $eq/$ne are JSON
+    equality (1 = 1.0; a missing field is null); with a number, an ordering compares numbers and numeric
+    strings as numbers; with a string, strings by code point (as PostgresStore compares text). A value of
+    another type never matches an ordering."""
+    if name not in COMPARISONS:
+        raise ValidationFailed(
+            f"Unknown filter operator {name!r}; use one of {', '.join(COMPARISONS)}.", details={"operator": name}
+        )
+    sign = COMPARISONS[name]
+    if name in ("$eq", "$ne"):
+        return f"{_AT} {sign} %s::jsonb", [path, json.dumps(operand)]
+    at, text = "(value #> %s::text[])", "(value #>> %s::text[])"
+    if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+        return (
+            f"CASE WHEN jsonb_typeof({at}) = 'number' THEN {at}::numeric {sign} %s::numeric "
+            f"WHEN jsonb_typeof({at}) = 'string' AND {text} ~ %s THEN {text}::numeric {sign} %s::numeric "
+            "ELSE false END",
+            [path, path, json.dumps(operand), path, path, _NUMERIC_TEXT, path, json.dumps(operand)],
+        )
+    if isinstance(operand, str):
+        return (
+            f"CASE WHEN jsonb_typeof({at}) = 'string' THEN {text} COLLATE \"C\" {sign} %s ELSE false END",
+            [path, path, operand],
+        )
+    return "false", []
+
+
+def _filter_sql(conditions: dict[str, Any], path: list[str] | None = None) -> tuple[list[str], list[Any]]:
+    """LangGraph's filter as SQL conditions on `value` (as its InMemoryStore matches): a plain value must equal
+    the field's, a nested object matches field by field, an object of `$` operators compares."""
+    clauses: list[str] = []
+    params: list[Any] = []
     for field, expected in conditions.items():
-        actual = value.get(field) if isinstance(value, dict) else None
-        if isinstance(expected, dict) and expected and all(name in _OPERATORS for name in expected):
+        where = [*(path or []), str(field)]
+        if _is_operators(expected):
             for name, operand in expected.items():
-                try:
-                    if actual is None or not _OPERATORS[name](actual, operand):
-                        return False
-                except TypeError:
-                    return False
-        elif actual != expected:
-            return False
-    return True
+                clause, values = _comparison(where, name, operand)
+                clauses.append(clause)
+                params.extend(values)
+        elif isinstance(expected, dict):
+            nested, values = _filter_sql(expected, where)
+            clauses.append("jsonb_typeof(value #> %s::text[]) = 'object'")
+            params.append(where)
+            clauses.extend(nested)
+            params.extend(values)
+        else:
+            clauses.append(f"{_AT} = %s::jsonb")
+            params.extend([where, json.dumps(expected)])
+    return clauses, params
 
 
 def _get(tenant: Tenant, args: dict[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -119,6 +166,20 @@ def _get(tenant: Tenant, args: dict[str, Any], now: datetime) -> dict[str, Any] 
     if args.get("refresh_ttl", True):
         _refresh([row], now)
     return _item(row)
+
+
+# An upsert in one statement; an expired row still waiting for the sweep is replaced as a new item.
+_PUT_SQL = f"""
+    INSERT INTO {_TABLE} AS s (tenant_id, prefix, key, value, embedding, embedding_model, created_at, updated_at,
+                               ttl_minutes, expires_at)
+    VALUES (%(tenant)s, %(prefix)s, %(key)s, %(value)s::jsonb, %(embedding)s::vector, %(model)s, %(now)s, %(now)s,
+            %(ttl)s, %(expires)s)
+    ON CONFLICT (tenant_id, prefix, key) DO UPDATE SET
+        value = EXCLUDED.value, embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model,
+        updated_at = EXCLUDED.updated_at, ttl_minutes = EXCLUDED.ttl_minutes, expires_at = EXCLUDED.expires_at,
+        created_at = CASE WHEN s.expires_at IS NOT NULL AND s.expires_at <= EXCLUDED.updated_at
+                          THEN EXCLUDED.created_at ELSE s.created_at END
+"""  # noqa: S608 - table name only
 
 
 def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
@@ -133,28 +194,21 @@ def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
         if text:
             embedding, model = embed_texts([text])[0], get_embedder().model_id
     ttl = args.get("ttl")
-    StoreItem.objects.update_or_create(
-        tenant=tenant,
-        prefix=prefix,
-        key=key,
-        defaults={
-            "value": value,
-            "embedding": embedding,
-            "embedding_model": model,
-            "updated_at": now,
-            "ttl_minutes": ttl,
-            "expires_at": now + timedelta(minutes=ttl) if ttl is not None else None,
-        },
-        create_defaults={
-            "value": value,
-            "embedding": embedding,
-            "embedding_model": model,
-            "created_at": now,
-            "updated_at": now,
-            "ttl_minutes": ttl,
-            "expires_at": now + timedelta(minutes=ttl) if ttl is not None else None,
-        },
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PUT_SQL,
+            {
+                "tenant": tenant.pk,
+                "prefix": prefix,
+                "key": key,
+                "value": json.dumps(value),
+                "embedding": StoreItem._meta.get_field("embedding").get_db_prep_value(embedding, connection),
+                "model": model,
+                "now": now,
+                "ttl": ttl,
+                "expires": now + timedelta(minutes=ttl) if ttl is not None else None,
+            },
+        )
 
 
 def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
@@ -162,54 +216,93 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
     rows = _alive(tenant, now)
     if prefix:
         rows = rows.filter(Q(prefix=prefix) | Q(prefix__startswith=prefix + "."))
-    conditions: dict[str, Any] = args.get("filter") or {}
-    plain = {
-        field: expected
-        for field, expected in conditions.items()
-        if not (isinstance(expected, dict) and expected and all(name in _OPERATORS for name in expected))
-    }
-    if plain:
-        rows = rows.filter(value__contains=plain)
+    clauses, params = _filter_sql(args.get("filter") or {})
+    if clauses:
+        rows = rows.extra(where=clauses, params=params)  # noqa: S610 - built from fixed SQL and parameters
     limit, offset = args.get("limit", 10), args.get("offset", 0)
     query = args.get("query")
     scored: list[tuple[StoreItem, float | None]]
     if query:
         embedder = get_embedder()
         vector = embed_texts([query])[0]
-        ranked = (
-            rows.filter(embedding_model=embedder.model_id)
-            .annotate(distance=CosineDistance("embedding", vector))
-            .order_by("distance", "prefix", "key")
+        # Items embedded by this embedder first, by similarity; then the others, newest first.
+        distance = Case(
+            When(embedding_model=embedder.model_id, embedding__isnull=False, then=CosineDistance("embedding", vector)),
+            default=None,
+            output_field=FloatField(),
         )
-        unranked = rows.exclude(embedding_model=embedder.model_id).order_by("-updated_at", "prefix", "key")
-        scored = [(row, 1.0 - float(row.distance)) for row in ranked] + [(row, None) for row in unranked]
+        page = list(
+            rows.annotate(
+                distance=distance, unranked_at=Case(When(distance__isnull=True, then=F("updated_at")))
+            ).order_by(F("distance").asc(nulls_last=True), F("unranked_at").desc(nulls_last=True), "prefix", "key")[
+                offset : offset + limit
+            ]
+        )
+        scored = [(row, None if row.distance is None else 1.0 - float(row.distance)) for row in page]
     else:
-        scored = [(row, None) for row in rows.order_by("-updated_at", "prefix", "key")]
-    kept = [(row, score) for row, score in scored if _matches(row.value, conditions)][offset : offset + limit]
+        scored = [(row, None) for row in rows.order_by("-updated_at", "prefix", "key")[offset : offset + limit]]
     if args.get("refresh_ttl", True):
-        _refresh([row for row, _ in kept], now)
-    return [_item(row, score, with_score=True) for row, score in kept]
+        _refresh([row for row, _ in scored], now)
+    return [_item(row, score, with_score=True) for row, score in scored]
 
 
-def _label_matches(labels: list[str], pattern: list[str], *, at_end: bool) -> bool:
-    if len(pattern) > len(labels):
-        return False
-    window = labels[-len(pattern) :] if at_end else labels[: len(pattern)]
-    return all(want in ("*", have) for want, have in zip(pattern, window, strict=True))
+def _label_conditions(pattern: list[str], *, at_end: bool) -> tuple[list[str], list[Any]]:
+    """SQL matching the namespace's labels (`labels`, a text[]) against a prefix or suffix with '*' wildcards."""
+    clauses: list[str] = ["cardinality(labels) >= %s"]
+    params: list[Any] = [len(pattern)]
+    for position, want in enumerate(pattern):
+        if want == "*":
+            continue
+        if at_end:
+            clauses.append("labels[cardinality(labels) - %s] = %s")
+            params.extend([len(pattern) - 1 - position, want])
+        else:
+            clauses.append("labels[%s] = %s")
+            params.extend([position + 1, want])
+    return clauses, params
 
 
 def _list_namespaces(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[list[str]]:
-    found: set[tuple[str, ...]] = set()
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name in ("prefix", "suffix"):
+        if args.get(name):
+            more, more_params = _label_conditions(args[name], at_end=name == "suffix")
+            clauses.extend(more)
+            params.extend(more_params)
     max_depth = args.get("max_depth")
-    for prefix in _alive(tenant, now).values_list("prefix", flat=True).distinct():
-        labels = prefix.split(".") if prefix else []
-        if args.get("prefix") and not _label_matches(labels, args["prefix"], at_end=False):
-            continue
-        if args.get("suffix") and not _label_matches(labels, args["suffix"], at_end=True):
-            continue
-        found.add(tuple(labels[:max_depth] if max_depth is not None else labels))
-    offset, limit = args.get("offset", 0), args.get("limit", 100)
-    return [list(namespace) for namespace in sorted(found)[offset : offset + limit]]
+    shown = "labels[1:%s]" if max_depth is not None else "labels"
+    sql = (
+        f'SELECT DISTINCT ({shown}) COLLATE "C" AS namespace FROM ('  # noqa: S608 - fixed fragments only
+        f"  SELECT DISTINCT string_to_array(prefix, '.') AS labels FROM {_TABLE}"
+        "   WHERE tenant_id = %s AND (expires_at IS NULL OR expires_at > %s)"
+        ") AS namespaces"
+        + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        + " ORDER BY namespace LIMIT %s OFFSET %s"
+    )
+    values: list[Any] = ([max_depth] if max_depth is not None else []) + [tenant.pk, now, *params]
+    values += [args.get("limit", 100), args.get("offset", 0)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return [list(row[0]) for row in cursor.fetchall()]
+
+
+def sweep_expired(*, now: datetime | None = None, batch_size: int = SWEEP_BATCH) -> int:
+    """Remove the store items of every tenant whose TTL ran out, `batch_size` rows per statement (each its own
+    short transaction, skipping rows another sweep holds); returns how many went. Safe to run again."""
+    moment = now or timezone.now()
+    removed = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {_TABLE} WHERE id IN (SELECT id FROM {_TABLE} "  # noqa: S608 - table name only
+                "WHERE expires_at IS NOT NULL AND expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                [moment, batch_size],
+            )
+            deleted = int(cursor.rowcount)
+        removed += deleted
+        if deleted < batch_size:
+            return removed
 
 
 _HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
@@ -223,11 +316,10 @@ _HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
 @transaction.atomic
 def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     """Run the operations in order and answer each in place: an item or null (get), nothing (put), items
-    with scores (search), namespaces (list_namespaces). Expired items of the tenant are removed first, so no
-    operation sees them. ValidationFailed for an unknown operation; Unavailable (503) when a put or query
-    needs the embedder and it cannot answer (nothing is stored then)."""
+    with scores (search), namespaces (list_namespaces). Expired items are invisible to every operation
+    (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator; Unavailable
+    (503) when a put or query needs the embedder and it cannot answer (nothing is stored then)."""
     now = timezone.now()
-    StoreItem.objects.filter(tenant=tenant, expires_at__lte=now).delete()
     results = []
     for op in ops:
         handler = _HANDLERS.get(op.kind)
