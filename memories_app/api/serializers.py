@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -90,6 +91,39 @@ class MemorySerializer(serializers.Serializer[Any]):
 
     def get_eviction_candidate(self, memory: Memory) -> bool:
         return memory.is_eviction_candidate(now=self._now())
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    # What DRF's DateTimeField writes for an aware datetime under TIME_ZONE = "UTC".
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def represent_memory(memory: Memory, *, now: datetime) -> dict[str, Any]:
+    """MemorySerializer's output, built directly: a search answers up to k memories per call and the generic
+    serializer costs ~0.2 ms of CPU per memory. MemorySerializer stays the documented shape, and a test keeps
+    the two equal field for field.
+    """
+    decay = memory.decay_score(now=now)
+    return {
+        "id": str(memory.id),
+        "scope": str(memory.scope),
+        "user_id": memory.user_id,
+        "session_id": memory.session.session_id if memory.session is not None else None,
+        "content": memory.content,
+        "metadata": memory.metadata,
+        "source": str(memory.source),
+        "access_count": memory.access_count,
+        "last_accessed_at": _timestamp(memory.last_accessed_at),
+        "decay_score": round(decay, 6),
+        "eviction_candidate": decay < settings.MEMORY_EVICTION_THRESHOLD,
+        "embedding_model": memory.embedding_model,
+        "version": memory.version,
+        "created_at": _timestamp(memory.created_at),
+        "updated_at": _timestamp(memory.updated_at),
+    }
 
 
 class MemoryRevisionSerializer(serializers.Serializer[Any]):

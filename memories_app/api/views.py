@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -28,9 +30,9 @@ from memories_app.api.serializers import (
     PromotionJobSerializer,
     RecallQuerySerializer,
     RecallSerializer,
-    ScoredMemorySerializer,
     SearchResultSerializer,
     SearchSerializer,
+    represent_memory,
 )
 from memories_app.background import record_access
 from memories_app.embeddings import get_embedder
@@ -74,16 +76,16 @@ def _current_on_conflict(representation: Callable[[Any], dict[str, Any]]) -> Ite
         ) from exc
 
 
+def _represent(memory: Memory) -> dict[str, Any]:
+    return represent_memory(memory, now=timezone.now())
+
+
 def _memory_response(memory: Memory, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        MemorySerializer(memory).data, status=status, headers={"ETag": etag(memory.version), **(headers or {})}
-    )
+    return Response(_represent(memory), status=status, headers={"ETag": etag(memory.version), **(headers or {})})
 
 
-def _scored(items: list[ScoredMemory], context: dict[str, Any]) -> list[Any]:
-    # One serializer for the list: a serializer per item rebuilds its fields every time (~1 ms per memory).
-    rows = [{"score": round(item.score, 6), "memory": item.memory} for item in items]
-    return list(ScoredMemorySerializer(rows, many=True, context=context).data)
+def _scored(items: list[ScoredMemory], now: datetime) -> list[dict[str, Any]]:
+    return [{"score": round(item.score, 6), "memory": represent_memory(item.memory, now=now)} for item in items]
 
 
 def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
@@ -121,7 +123,8 @@ class MemoryCollectionView(AgentAPIView):
                 "The filters did not validate.", details={"fields": filterset.errors.get_json_data()}
             )
         page = self.paginate_queryset(filterset.qs)
-        return self.get_paginated_response(MemorySerializer(page, many=True).data)
+        now = timezone.now()
+        return self.get_paginated_response([represent_memory(memory, now=now) for memory in page])
 
     @extend_schema(
         request=MemoryCreateSerializer, responses={201: MemorySerializer, **ERRORS}, summary="Store a memory"
@@ -144,7 +147,8 @@ class MemoryBatchView(AgentAPIView):
         data = _valid(MemoryBatchSerializer, request.data)
         items = [_to_new_memory(item) for item in data["memories"]]
         memories = services.create_memories(tenant=self.tenant, items=items)
-        return Response({"memories": MemorySerializer(memories, many=True).data}, status=201)
+        now = timezone.now()
+        return Response({"memories": [represent_memory(memory, now=now) for memory in memories]}, status=201)
 
 
 class MemoryDetailView(AgentAPIView):
@@ -160,7 +164,7 @@ class MemoryDetailView(AgentAPIView):
     @idempotent
     def patch(self, request: Request, memory_id: str) -> Response:
         data = _valid(MemoryUpdateSerializer, request.data)
-        with _current_on_conflict(lambda memory: dict(MemorySerializer(memory).data)):
+        with _current_on_conflict(_represent):
             outcome = services.update_memory(
                 tenant=self.tenant,
                 memory_id=memory_id,
@@ -174,7 +178,7 @@ class MemoryDetailView(AgentAPIView):
 
     @extend_schema(responses={204: None, **ERRORS}, summary="Delete a memory (logically, at once)")
     def delete(self, request: Request, memory_id: str) -> Response:
-        with _current_on_conflict(lambda memory: dict(MemorySerializer(memory).data)):
+        with _current_on_conflict(_represent):
             services.delete_memory(
                 tenant=self.tenant, memory_id=memory_id, expected_versions=if_match_versions(request)
             )
@@ -217,7 +221,7 @@ class MemorySearchView(AgentAPIView):
             min_score=data["min_score"],
         )
         record_access([str(item.memory.pk) for item in results])
-        return Response({"results": _scored(results, {})})
+        return Response({"results": _scored(results, timezone.now())})
 
     def _where(self, data: dict[str, Any]) -> selectors.SearchScope:
         scopes = frozenset(data["scopes"])
@@ -262,14 +266,14 @@ class RecallView(AgentAPIView):
             session=session, query=data.get("query", ""), limits=limits, min_score=data["min_score"]
         )
         record_access([str(item.memory.pk) for item in result.session + result.user + result.global_])
-        context: dict[str, Any] = {}
+        now = timezone.now()
         return Response(
             {
                 "query": result.query,
                 "context": result.context,
-                "session_memories": _scored(result.session, context),
-                "user_memories": _scored(result.user, context),
-                "global_memories": _scored(result.global_, context),
+                "session_memories": _scored(result.session, now),
+                "user_memories": _scored(result.user, now),
+                "global_memories": _scored(result.global_, now),
             }
         )
 
