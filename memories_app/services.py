@@ -34,7 +34,7 @@ from memories_app.models import (
 )
 from memories_app.text import merge_texts
 from memory_admin.errors import NotFound, PreconditionFailed, Unavailable, ValidationFailed
-from memory_admin.live import publish_on_commit, session_group, tenant_group
+from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
@@ -158,14 +158,14 @@ def _owner(tenant: Tenant, item: NewMemory, *, prefix: str = "") -> _Owner:
 
 
 def _announce_created(tenant: Tenant, memories: Sequence[Memory]) -> None:
+    messages = []
     for memory in memories:
         groups = [tenant_group(tenant.pk)]
         if memory.session_id is not None:
             groups.append(session_group(memory.session_id))
-        publish_on_commit(
-            groups,
-            {"type": "memory.created", "tenant": str(tenant.pk), "memory": str(memory.pk), "scope": memory.scope},
-        )
+        message = {"type": "memory.created", "tenant": str(tenant.pk), "memory": str(memory.pk), "scope": memory.scope}
+        messages.append((groups, message))
+    publish_all_on_commit(messages)
 
 
 @transaction.atomic

@@ -77,3 +77,20 @@ def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
 
 def publish_on_commit(groups: Sequence[str], message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: publish(groups, message))
+
+
+def publish_all(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:
+    """Publish several messages in one round trip (a batch write announces each of its rows)."""
+    if not messages:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for groups, message in messages:
+            queue(pipe, groups, message)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("live_update_dropped", error=type(exc).__name__, type=messages[0][1].get("type"))
+
+
+def publish_all_on_commit(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:
+    transaction.on_commit(lambda: publish_all(messages))

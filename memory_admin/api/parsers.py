@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -37,36 +36,53 @@ def _check_text(text: str, what: str) -> None:
             raise ParseError(f"{what} may not contain unpaired surrogates (such as \\ud800).") from None
 
 
-_SCALARS = {int, float, bool, type(None)}
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_NOTHING_TO_CHECK = {int, bool, type(None)}  # (a float is checked for its size)
+_NUMBERS = {int, float}
+# orjson reads an integer beyond 64 bits as a float (rounded), always of at least this magnitude.
+_HUGE = 2.0**63
 
 
-def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH, check_strings: bool = True) -> None:
-    """Raise ParseError for nesting deeper than `max_depth`, or a string PostgreSQL cannot store.
+def _walk(value: Any, *, max_depth: int, check_strings: bool) -> bool:
+    """check_json_value's walk; also says whether the document holds a float of magnitude 2**63 or more.
 
-    PostgreSQL cannot store U+0000 or an unpaired surrogate in text or JSONB, so they are refused here rather
-    than failing on INSERT. `check_strings=False` walks the nesting only (for a document whose strings are
-    known to be clean). A list of plain numbers, such as an embedding, is passed over in one step.
+    A list of plain numbers, such as an embedding, is passed over in one step of built-ins.
     """
+    huge = False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is float:
+            huge = huge or abs(item) >= _HUGE
+        elif kind is str:
             if check_strings:
                 _check_text(item, "Strings")
-        elif isinstance(item, dict):
+        elif kind is dict:
             if depth > max_depth:
                 raise ParseError(f"JSON is nested deeper than {max_depth} levels.")
             for key, child in item.items():
                 if check_strings:
                     _check_text(key, "Keys")
-                if type(child) not in _SCALARS:
+                if type(child) not in _NOTHING_TO_CHECK:
                     stack.append((child, depth + 1))
-        elif isinstance(item, list):
+        elif kind is list:
             if depth > max_depth:
                 raise ParseError(f"JSON is nested deeper than {max_depth} levels.")
-            if not set(map(type, item)) <= _SCALARS:
-                stack.extend((child, depth + 1) for child in item if type(child) not in _SCALARS)
+            kinds = set(map(type, item))
+            if kinds <= _NUMBERS:
+                huge = huge or (float in kinds and max(map(abs, item)) >= _HUGE)
+            else:
+                stack.extend((child, depth + 1) for child in item if type(child) not in _NOTHING_TO_CHECK)
+    return huge
+
+
+def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise ParseError for nesting deeper than `max_depth`, or a string PostgreSQL cannot store.
+
+    PostgreSQL cannot store U+0000 or an unpaired surrogate in text or JSONB, so they are refused here rather
+    than failing on INSERT.
+    """
+    _walk(value, max_depth=max_depth, check_strings=True)
 
 
 def _parse_slowly(text: str) -> Any:
@@ -84,23 +100,22 @@ class StrictJSONParser(JSONParser):
     orjson parses (it refuses NaN, Infinity, numbers beyond a double, unpaired surrogates and invalid UTF-8
     itself, several times faster than the json module on an embedding). A document it refuses is parsed
     again by the json module, which says precisely what is wrong, or accepts what orjson cannot represent
-    (an integer beyond 64 bits, which orjson would round to a float: any run of 19 or more digits, in
-    a number or not, takes that path).
+    (an integer beyond 64 bits, which orjson rounds to a float: a document with a float of that size is
+    parsed again, exactly).
     """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
         if not raw.strip():
             raise ParseError("The request body is empty; send a JSON document.")
-        if not _LONG_NUMBER.search(raw):
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                pass  # parsed again below, to say what is wrong
-            else:
-                # Valid JSON holds U+0000 only as the escape \u0000 (orjson refuses a raw control character and
-                # an unpaired surrogate), so strings need looking at only when the body has that escape.
-                check_json_value(data, check_strings=b"\\u0000" in raw)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # parsed again below, to say what is wrong
+        else:
+            # Valid JSON holds U+0000 only as the escape \u0000 (orjson refuses a raw control character and an
+            # unpaired surrogate), so strings need looking at only when the body has that escape.
+            if not _walk(data, max_depth=MAX_JSON_DEPTH, check_strings=b"\\u0000" in raw):
                 return data
         try:
             text = raw.decode("utf-8")

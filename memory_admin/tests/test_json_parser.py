@@ -48,3 +48,7 @@ def test_malformed_documents_are_refused_with_the_reason(raw, reason):
 
 def test_a_document_exactly_at_the_depth_limit_is_accepted():
     assert parse(b"[" * 64 + b"]" * 64) is not None
+
+
+def test_a_large_float_is_kept_as_a_float():
+    assert parse(b'{"a": 1e300, "b": [-1.5e19, 2]}') == {"a": 1e300, "b": [-1.5e19, 2]}
