@@ -1,0 +1,69 @@
+"""Memory writes reach the dashboard's live groups after commit: a batch announces every row it stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from memories_app.tests.conftest import make_session
+from memory_admin.health import redis_client
+from memory_admin.live import channel_name, session_group, tenant_group
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drain(pubsub: Any, wanted: int, timeout: float = 5) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < wanted and time.monotonic() < deadline:
+        item = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if item:
+            messages.append(json.loads(item["data"]))
+    return messages
+
+
+def test_a_batch_announces_each_memory_to_its_tenant_and_session_bound_ones_to_their_session(world):
+    session = make_session(world, user_id="alice", session_id="s-live")
+    tenant_feed, session_feed = redis_client().pubsub(), redis_client().pubsub()
+    tenant_feed.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+    session_feed.subscribe(channel_name(session_group(session.pk)))
+
+    response = world.acme.client.post(
+        "/api/v1/memories/batch",
+        {
+            "memories": [
+                {"scope": "user", "user_id": "alice", "content": "Likes tea."},
+                {"scope": "session", "session_id": "s-live", "content": "Asked about trains."},
+                {"scope": "global", "content": "Office opens at nine."},
+            ]
+        },
+        format="json",
+    )
+    assert response.status_code == 201
+    ids = [memory["id"] for memory in response.json()["memories"]]
+
+    to_tenant = _drain(tenant_feed, 3)
+    to_session = _drain(session_feed, 2, timeout=1)
+    assert [(m["type"], m["memory"], m["scope"]) for m in to_tenant] == [
+        ("memory.created", ids[0], "user"),
+        ("memory.created", ids[1], "session"),
+        ("memory.created", ids[2], "global"),
+    ]
+    assert [(m["type"], m["memory"]) for m in to_session] == [("memory.created", ids[1])]
+
+
+def test_a_refused_batch_announces_nothing(world):
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+
+    response = world.acme.client.post(
+        "/api/v1/memories/batch",
+        {"memories": [{"scope": "user", "user_id": "alice", "content": "ok"}, {"scope": "nope", "content": "x"}]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert _drain(feed, 1, timeout=1) == []
