@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 import uuid
@@ -60,8 +61,12 @@ WRITE_PREFIX = "mbw-"
 
 
 def sizes(bench: Bench) -> list[int]:
+    """10k and 100k (1M too in full mode); BENCH_MEMORY_SIZES=1000000 (comma-separated) picks sizes."""
     from bench.cli import MODES
 
+    chosen = os.environ.get("BENCH_MEMORY_SIZES", "").strip()
+    if chosen:
+        return [int(size) for size in chosen.split(",")]
     return [10_000, 100_000, 1_000_000] if bench.mode == MODES["full"] else [10_000, 100_000]
 
 
