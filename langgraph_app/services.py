@@ -7,16 +7,19 @@ a timeout; they also honour Idempotency-Key at the API.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+import structlog
 from django.db import connection, transaction
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from memory_admin.codec import bytes_sealer_for
 from memory_admin.errors import NotFound, ValidationFailed
-from memory_admin.live import publish_on_commit, session_group
+from memory_admin.health import redis_client
+from memory_admin.live import queue, session_group
 from sessions_app.models import AgentSession
 from sessions_app.selectors import SESSION_ID, get_session
 from sessions_app.services import create_session
@@ -28,6 +31,8 @@ SPECIAL_WRITE_INDEX = {"__error__": -1, "__scheduled__": -2, "__interrupt__": -3
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # The person a thread works for, when the client does not say (LangGraph has no such notion).
 DEFAULT_USER_ID = "langgraph"
+
+logger = structlog.get_logger("memory.live")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,29 @@ class Write:
     channel: str
     type: str
     data: bytes | None
+
+
+@dataclass(frozen=True)
+class CheckpointSave:
+    """One `put` of LangGraph: a checkpoint and the values of the channels that changed."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: dict[str, Any]
+    metadata: dict[str, Any]
+    blobs: Sequence[Blob]
+
+
+@dataclass(frozen=True)
+class WritesSave:
+    """One `put_writes` of LangGraph: a task's writes on top of a checkpoint."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    task_id: str
+    task_path: str
+    writes: Sequence[Write]
 
 
 def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user_id: str = "") -> AgentSession | None:
@@ -84,6 +112,91 @@ _PUT_SQL = f"""
 """  # noqa: S608 - table names only
 
 
+def _checkpoint_saved(tenant: Tenant, session: AgentSession, save: CheckpointSave) -> dict[str, Any]:
+    return {
+        "type": "langgraph.checkpoint.saved",
+        "tenant": str(tenant.pk),
+        "session": session.session_id,
+        "checkpoint_ns": save.checkpoint_ns,
+        "checkpoint_id": save.checkpoint_id,
+        "parent_checkpoint_id": save.parent_checkpoint_id,
+        "step": save.metadata.get("step"),
+    }
+
+
+def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) -> None:
+    """The dashboard's live updates of the saved checkpoints, in one Redis round trip after commit."""
+
+    def send() -> None:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for message in messages:
+                queue(pipe, [session_group(session.pk)], message)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("live_update_dropped", error=type(exc).__name__, type="langgraph.checkpoint.saved")
+
+    if messages:
+        transaction.on_commit(send)
+
+
+def _store_checkpoint(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> None:
+    document = {key: value for key, value in save.checkpoint.items() if key not in ("channel_values", "id")}
+    cursor.execute(
+        _PUT_SQL,
+        {
+            "session": session.pk,
+            "ns": save.checkpoint_ns,
+            "channels": [blob.channel for blob in save.blobs],
+            "versions": [blob.version for blob in save.blobs],
+            "types": [blob.type for blob in save.blobs],
+            "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
+            "id": save.checkpoint_id,
+            "parent": save.parent_checkpoint_id or "",
+            "checkpoint": json.dumps(document),
+            "metadata": json.dumps(save.metadata),
+        },
+    )
+
+
+_WRITES_SQL = f"""
+    INSERT INTO {PendingWrite._meta.db_table}
+        (session_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT %(session)s, %(ns)s, %(id)s, %(task)s, %(path)s, u.idx, u.channel, u.type, u.blob
+    FROM unnest(%(indexes)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+        AS u(idx, channel, type, blob)
+    ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx)
+"""  # noqa: S608 - table name only
+_WRITES_KEEP = _WRITES_SQL + " DO NOTHING"
+_WRITES_REPLACE = (
+    _WRITES_SQL
+    + " DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob,"
+    + " task_path = EXCLUDED.task_path"
+)
+
+
+def _store_writes(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: WritesSave) -> int:
+    keyed = {write_index(write.channel, position): write for position, write in enumerate(save.writes)}
+    if not keyed:
+        return 0
+    special = all(write.channel in SPECIAL_WRITE_INDEX for write in save.writes)
+    cursor.execute(
+        _WRITES_REPLACE if special else _WRITES_KEEP,
+        {
+            "session": session.pk,
+            "ns": save.checkpoint_ns,
+            "id": save.checkpoint_id,
+            "task": save.task_id,
+            "path": save.task_path,
+            "indexes": list(keyed),
+            "channels": [write.channel for write in keyed.values()],
+            "types": [write.type for write in keyed.values()],
+            "blobs": [None if write.data is None else seal(write.data) for write in keyed.values()],
+        },
+    )
+    return len(save.writes)
+
+
 def put_checkpoint(
     *,
     tenant: Tenant,
@@ -105,35 +218,10 @@ def put_checkpoint(
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
     seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
-    document = {key: value for key, value in checkpoint.items() if key not in ("channel_values", "id")}
+    save = CheckpointSave(checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, blobs)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _PUT_SQL,
-            {
-                "session": session.pk,
-                "ns": checkpoint_ns,
-                "channels": [blob.channel for blob in blobs],
-                "versions": [blob.version for blob in blobs],
-                "types": [blob.type for blob in blobs],
-                "blobs": [None if blob.data is None else seal(blob.data) for blob in blobs],
-                "id": checkpoint_id,
-                "parent": parent_checkpoint_id or "",
-                "checkpoint": json.dumps(document),
-                "metadata": json.dumps(metadata),
-            },
-        )
-    publish_on_commit(
-        [session_group(session.pk)],
-        {
-            "type": "langgraph.checkpoint.saved",
-            "tenant": str(tenant.pk),
-            "session": session.session_id,
-            "checkpoint_ns": checkpoint_ns,
-            "checkpoint_id": checkpoint_id,
-            "parent_checkpoint_id": parent_checkpoint_id,
-            "step": metadata.get("step"),
-        },
-    )
+        _store_checkpoint(cursor, session, seal, save)  # one statement: autocommit outside a transaction
+    _publish_on_commit(session, [_checkpoint_saved(tenant, session, save)])
     return session
 
 
@@ -156,39 +244,42 @@ def put_writes(
 
     LangGraph's rule: each write is keyed by (checkpoint, task, index), where special channels (errors,
     interrupts, scheduled, resume) take fixed negative indexes. A batch of only special writes replaces
-    what is stored under those keys; any other batch is insert-if-absent, so a replayed task never changes
-    writes already recorded. The thread is made when it is new: LangGraph saves a task's writes while the
-    save of their checkpoint may still be on its way.
+    what is stored under those keys (the last of a channel wins); any other batch is insert-if-absent, so a
+    replayed task never changes writes already recorded. The thread is made when it is new: LangGraph saves
+    a task's writes while the save of their checkpoint may still be on its way.
     """
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
-    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
-    rows = [
-        PendingWrite(
-            session=session,
-            checkpoint_ns=checkpoint_ns,
-            checkpoint_id=checkpoint_id,
-            task_id=task_id,
-            task_path=task_path,
-            idx=write_index(write.channel, position),
-            channel=write.channel,
-            type=write.type,
-            blob=None if write.data is None else seal(write.data),
-        )
-        for position, write in enumerate(writes)
-    ]
-    if not rows:
+    if not writes:
         return 0
-    if all(write.channel in SPECIAL_WRITE_INDEX for write in writes):
-        PendingWrite.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["session", "checkpoint_ns", "checkpoint_id", "task_id", "idx"],
-            update_fields=["channel", "type", "blob", "task_path"],
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
+    with connection.cursor() as cursor:
+        return _store_writes(
+            cursor, session, seal, WritesSave(checkpoint_ns, checkpoint_id, task_id, task_path, writes)
         )
-    else:
-        PendingWrite.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+
+
+@transaction.atomic
+def save_batch(
+    *, tenant: Tenant, thread_id: str, saves: Sequence[CheckpointSave | WritesSave], user_id: str = ""
+) -> tuple[int, int]:
+    """Store several `put`s and `put_writes` of one thread, in order, in one transaction (what the client
+    gathered while its previous request was in flight); returns (checkpoints, writes) stored. Each save
+    follows the rules of `put_checkpoint` and `put_writes`; all or nothing. ValidationFailed for a bad id."""
+    session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
+    assert session is not None
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
+    messages: list[dict[str, Any]] = []
+    writes = 0
+    with connection.cursor() as cursor:
+        for save in saves:
+            if isinstance(save, CheckpointSave):
+                _store_checkpoint(cursor, session, seal, save)
+                messages.append(_checkpoint_saved(tenant, session, save))
+            else:
+                writes += _store_writes(cursor, session, seal, save)
+    _publish_on_commit(session, messages)
+    return len(messages), writes
 
 
 def _delete_sessions_rows(session_pks: Sequence[object]) -> int:

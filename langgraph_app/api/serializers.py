@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from rest_framework import serializers
 
 from langgraph_app.selectors import TupleView
-from langgraph_app.services import Blob, Write
+from langgraph_app.services import Blob, CheckpointSave, Write, WritesSave
 from memory_admin.api.serializers import StrictSerializer
 from memory_admin.codec import open_bytes
 from sessions_app.api.serializers import SESSION_ID_PATTERN, JSONObjectField
@@ -36,48 +37,54 @@ def _text(item: dict[str, Any], name: str, where: str, *, max_length: int, blank
     return value
 
 
-class BlobListField(serializers.ListField):
+def parse_blobs(data: Any, where: str = "blobs") -> list[Blob]:
     """[{"channel", "version", "type", "blob"}]: a channel's value at a version. Checked by hand: a list of
     nested serializers costs a millisecond per hundred items on a path every graph step takes."""
-
-    def to_internal_value(self, data: Any) -> list[Blob]:
-        if not isinstance(data, list):
-            raise serializers.ValidationError("Must be a list.")
-        blobs = []
-        for position, item in enumerate(data):
-            where = f"blobs[{position}]"
-            if not isinstance(item, dict) or set(item) - {"channel", "version", "type", "blob"}:
-                raise serializers.ValidationError(f"{where} must be an object with channel, version, type, blob.")
-            blobs.append(
-                Blob(
-                    channel=_text(item, "channel", where, max_length=256),
-                    version=_text(item, "version", where, max_length=128),
-                    type=_text(item, "type", where, max_length=32),
-                    data=_data(item.get("blob"), where),
-                )
+    if not isinstance(data, list):
+        raise serializers.ValidationError(f"{where} must be a list.")
+    blobs = []
+    for position, item in enumerate(data):
+        at = f"{where}[{position}]"
+        if not isinstance(item, dict) or set(item) - {"channel", "version", "type", "blob"}:
+            raise serializers.ValidationError(f"{at} must be an object with channel, version, type, blob.")
+        blobs.append(
+            Blob(
+                channel=_text(item, "channel", at, max_length=256),
+                version=_text(item, "version", at, max_length=128),
+                type=_text(item, "type", at, max_length=32),
+                data=_data(item.get("blob"), at),
             )
-        return blobs
+        )
+    return blobs
+
+
+def parse_writes(data: Any, where: str = "writes") -> list[Write]:
+    """[{"channel", "type", "blob"}] in the task's order."""
+    if not isinstance(data, list):
+        raise serializers.ValidationError(f"{where} must be a list.")
+    writes = []
+    for position, item in enumerate(data):
+        at = f"{where}[{position}]"
+        if not isinstance(item, dict) or set(item) - {"channel", "type", "blob"}:
+            raise serializers.ValidationError(f"{at} must be an object with channel, type, blob.")
+        writes.append(
+            Write(
+                channel=_text(item, "channel", at, max_length=256),
+                type=_text(item, "type", at, max_length=32),
+                data=_data(item.get("blob"), at),
+            )
+        )
+    return writes
+
+
+class BlobListField(serializers.ListField):
+    def to_internal_value(self, data: Any) -> list[Blob]:
+        return parse_blobs(data)
 
 
 class WriteListField(serializers.ListField):
-    """[{"channel", "type", "blob"}] in the task's order."""
-
     def to_internal_value(self, data: Any) -> list[Write]:
-        if not isinstance(data, list):
-            raise serializers.ValidationError("Must be a list.")
-        writes = []
-        for position, item in enumerate(data):
-            where = f"writes[{position}]"
-            if not isinstance(item, dict) or set(item) - {"channel", "type", "blob"}:
-                raise serializers.ValidationError(f"{where} must be an object with channel, type, blob.")
-            writes.append(
-                Write(
-                    channel=_text(item, "channel", where, max_length=256),
-                    type=_text(item, "type", where, max_length=32),
-                    data=_data(item.get("blob"), where),
-                )
-            )
-        return writes
+        return parse_writes(data)
 
 
 class CheckpointIn(StrictSerializer):
@@ -110,6 +117,81 @@ class WritesIn(StrictSerializer):
 
 class WritesOut(serializers.Serializer[Any]):
     stored = serializers.IntegerField(help_text="How many writes the request carried (all are stored or kept).")
+
+
+# --- a batch of saves (the checkpointer's put and put_writes, gathered) --------------------------------------
+
+MAX_SAVES = 200
+_TEXT_ID = re.compile(TEXT_ID)
+_SAVE_FIELDS = {
+    "checkpoint": {"op", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "blobs"},
+    "writes": {"op", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "writes"},
+}
+
+
+def _id(item: dict[str, Any], name: str, where: str, *, nullable: bool = False) -> Any:
+    value = item.get(name)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not _TEXT_ID.match(value):
+        raise serializers.ValidationError(f"{where}.{name} must be 1-128 characters without NUL.")
+    return value
+
+
+def _object(item: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = item.get(name, {})
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(f"{where}.{name} must be a JSON object.")
+    return value
+
+
+def _save(item: Any, where: str) -> CheckpointSave | WritesSave:
+    if not isinstance(item, dict) or item.get("op") not in _SAVE_FIELDS:
+        raise serializers.ValidationError(f"{where}.op must be checkpoint or writes.")
+    unknown = set(item) - _SAVE_FIELDS[item["op"]]
+    if unknown:
+        raise serializers.ValidationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}.")
+    namespace = _text(item, "checkpoint_ns", where, max_length=512, blank=True) if "checkpoint_ns" in item else ""
+    if item["op"] == "checkpoint":
+        if "checkpoint" not in item:
+            raise serializers.ValidationError(f"{where}.checkpoint is required.")
+        return CheckpointSave(
+            checkpoint_ns=namespace,
+            checkpoint_id=_id(item, "checkpoint_id", where),
+            parent_checkpoint_id=_id(item, "parent_checkpoint_id", where, nullable=True),
+            checkpoint=_object(item, "checkpoint", where),
+            metadata=_object(item, "metadata", where),
+            blobs=parse_blobs(item.get("blobs", []), f"{where}.blobs"),
+        )
+    return WritesSave(
+        checkpoint_ns=namespace,
+        checkpoint_id=_id(item, "checkpoint_id", where),
+        task_id=_id(item, "task_id", where),
+        task_path=_text(item, "task_path", where, max_length=512, blank=True) if "task_path" in item else "",
+        writes=parse_writes(item.get("writes"), f"{where}.writes"),
+    )
+
+
+class SaveListField(serializers.ListField):
+    def to_internal_value(self, data: Any) -> list[CheckpointSave | WritesSave]:
+        if not isinstance(data, list) or not data or len(data) > MAX_SAVES:
+            raise serializers.ValidationError(f"Must be a list of 1-{MAX_SAVES} saves.")
+        return [_save(item, f"ops[{position}]") for position, item in enumerate(data)]
+
+
+class SavesIn(StrictSerializer):
+    ops = SaveListField(
+        help_text="Stored in order in one transaction: {op: checkpoint, ...CheckpointIn's fields} (LangGraph's "
+        "put) and {op: writes, ...WritesIn's fields} (put_writes)."
+    )
+    user_id = serializers.CharField(
+        max_length=256, required=False, default="", help_text="The person the thread works for (a new thread only)."
+    )
+
+
+class SavesOut(serializers.Serializer[Any]):
+    checkpoints = serializers.IntegerField(help_text="Checkpoints stored.")
+    writes = serializers.IntegerField(help_text="Writes the request carried (all are stored or kept).")
 
 
 class CopyIn(StrictSerializer):

@@ -13,6 +13,7 @@ urlpatterns = [
     path(_thread, views.ThreadView.as_view(), name="langgraph-thread"),
     path(f"{_thread}/checkpoints", views.ThreadCheckpointsView.as_view(), name="langgraph-checkpoints"),
     path(f"{_thread}/writes", views.ThreadWritesView.as_view(), name="langgraph-writes"),
+    path(f"{_thread}/saves", views.ThreadSavesView.as_view(), name="langgraph-saves"),
     path(f"{_thread}/copy", views.ThreadCopyView.as_view(), name="langgraph-copy"),
     path("langgraph/checkpoints", views.CheckpointsView.as_view(), name="langgraph-tenant-checkpoints"),
     path("langgraph/prune", views.PruneView.as_view(), name="langgraph-prune"),

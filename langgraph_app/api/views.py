@@ -171,6 +171,19 @@ class ThreadWritesView(AgentAPIView):
         return Response({"stored": stored})
 
 
+class ThreadSavesView(AgentAPIView):
+    @extend_schema(request=s.SavesIn, responses=s.SavesOut)
+    @idempotent
+    def post(self, request: Request, session_id: str) -> Response:
+        """Store several checkpoints and task writes of the thread in order, in one transaction (the
+        checkpointer sends what LangGraph asked it to save while its previous request was in flight)."""
+        data = _valid(s.SavesIn, request.data)
+        checkpoints, writes = services.save_batch(
+            tenant=self.tenant, thread_id=session_id, saves=data["ops"], user_id=data["user_id"]
+        )
+        return Response({"checkpoints": checkpoints, "writes": writes})
+
+
 class ThreadView(AgentAPIView):
     @extend_schema(responses={200: s.CountOut})
     def delete(self, request: Request, session_id: str) -> Response:

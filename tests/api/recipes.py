@@ -230,6 +230,19 @@ BODIES.update(
         ("langgraph-writes", "POST"): Body(
             _langgraph_writes, fields=frozenset({"checkpoint_ns", "checkpoint_id", "task_id", "task_path", "writes"})
         ),
+        ("langgraph-saves", "POST"): _fixed(
+            {
+                "ops": [
+                    {
+                        "op": "writes",
+                        "checkpoint_id": "1f0-0001",
+                        "task_id": "task-1",
+                        "writes": [{"channel": "topic", "type": "json", "blob": "InJlZnVuZCI="}],
+                    },
+                    {**LANGGRAPH_CHECKPOINT, "op": "checkpoint", "checkpoint_id": "1f0-0002"},
+                ]
+            }
+        ),
         ("langgraph-copy", "POST"): Body(_langgraph_copy, fields=frozenset({"target_thread_id"})),
         ("langgraph-prune", "POST"): _fixed({"thread_ids": [SESSION_ID], "strategy": "keep_latest"}),
         ("langgraph-delete-for-runs", "POST"): _fixed({"run_ids": ["run-acme"]}),
@@ -245,7 +258,12 @@ BODIES.update(
 )
 
 # Writes that create the object at a client-chosen path when it does not exist: another tenant gets its own.
-UPSERTS = {("user-profile", "PATCH"), ("langgraph-checkpoints", "POST"), ("langgraph-writes", "POST")}
+UPSERTS = {
+    ("user-profile", "PATCH"),
+    ("langgraph-checkpoints", "POST"),
+    ("langgraph-writes", "POST"),
+    ("langgraph-saves", "POST"),
+}
 
 # Query strings a GET needs to succeed.
 QUERIES: dict[tuple[str, str], Callable[[AcmeObjects], dict[str, str]]] = {

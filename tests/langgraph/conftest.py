@@ -5,6 +5,7 @@ httpx's WSGI transport (on the test's thread, so it sees the test's transaction)
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from conftest import World
 from tests.servers import ServerProcess, gunicorn, running
@@ -50,8 +51,18 @@ def in_process(db: None) -> Iterator[dict[str, object]]:
 @pytest.fixture
 def in_process_threads(transactional_db: None) -> dict[str, object]:
     """As `in_process`, for code that calls from other threads too (a LangGraph run saves checkpoints from its
-    executor's threads): each thread has its own connection, so what is written is committed."""
-    return {"base_url": "http://testserver", "transport": httpx.WSGITransport(app=get_wsgi_application())}
+    executor's threads): each thread has its own connection, so what is written is committed. A request on
+    another thread closes its connection when done (that thread may end before the test databases go)."""
+    application = get_wsgi_application()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return application(environ, start_response)
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connections.close_all()
+
+    return {"base_url": "http://testserver", "transport": httpx.WSGITransport(app=app)}
 
 
 T = TypeVar("T")

@@ -6,7 +6,9 @@
 Threads are the service's sessions (of the API key's tenant), so their checkpoints show on the dashboard.
 Channel values and writes are serialised here with LangGraph's serializer and stored by the service as
 opaque typed blobs, each channel version once. Sync methods use `MemoryClient`, async ones
-`AsyncMemoryClient` (native, no thread hop).
+`AsyncMemoryClient` (native, no thread hop). A thread's `put`s and `put_writes` go through a group commit
+(agent_memory_client.batching): what LangGraph asks to save while the thread's previous save request is in
+flight travels in the next one, and each call returns once its own data is stored.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from agent_memory_client.batching import AsyncCoalescer, Coalescer
 from agent_memory_client.client import AsyncMemoryClient, MemoryClient
 from agent_memory_client.errors import NotFoundError
 
@@ -40,6 +43,10 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(data: str | None) -> bytes:
     return b"" if data is None else base64.b64decode(data)
+
+
+def _is_checkpoint(op: dict[str, Any]) -> bool:
+    return bool(op["op"] == "checkpoint")
 
 
 class AgentMemorySaver(BaseCheckpointSaver[int]):
@@ -67,6 +74,23 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
         # The person new threads work for (the service keeps it for erasure and the dashboard).
         self.user_id = user_id
+        # A checkpoint is sent at once; a step's writes wait a moment for the checkpoint LangGraph saves next.
+        self._saves = Coalescer(self._send_saves, urgent=_is_checkpoint)
+        self._asaves = AsyncCoalescer(self._asend_saves, urgent=_is_checkpoint)
+
+    # --- group commit -----------------------------------------------------------------------------------
+    @staticmethod
+    def _saves_body(ops: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {"ops": [{key: value for key, value in op.items() if key != "user_id"} for op in ops]}
+        if user_id := next((op["user_id"] for op in ops if op.get("user_id")), None):
+            body["user_id"] = user_id
+        return body
+
+    def _send_saves(self, thread_id: Any, ops: list[dict[str, Any]]) -> None:
+        self.client.save_batch(str(thread_id), self._saves_body(ops))
+
+    async def _asend_saves(self, thread_id: Any, ops: list[dict[str, Any]]) -> None:
+        await self.async_client.save_batch(str(thread_id), self._saves_body(ops))
 
     # --- encoding ---------------------------------------------------------------------------------------
     def _put_request(
@@ -86,6 +110,7 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
             type_, data = self.serde.dumps_typed(values[channel]) if channel in values else ("empty", None)
             blobs.append({"channel": channel, "version": str(version), "type": type_, "blob": _b64(data)})
         body = {
+            "op": "checkpoint",
             "checkpoint_ns": checkpoint_ns,
             "checkpoint_id": checkpoint["id"],
             "parent_checkpoint_id": configurable.get("checkpoint_id"),
@@ -110,6 +135,7 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
             type_, data = self.serde.dumps_typed(value)
             encoded.append({"channel": channel, "type": type_, "blob": _b64(data)})
         body = {
+            "op": "writes",
             "checkpoint_ns": configurable.get("checkpoint_ns", ""),
             "checkpoint_id": configurable["checkpoint_id"],
             "task_id": task_id,
@@ -246,14 +272,14 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         thread_id, body, next_config = self._put_request(config, checkpoint, metadata, new_versions)
-        self.client.put_checkpoint(thread_id, body)
+        self._saves.run(thread_id, body)
         return next_config
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         thread_id, body = self._writes_request(config, writes, task_id, task_path)
-        self.client.put_writes(thread_id, body)
+        self._saves.run(thread_id, body)
 
     def delete_thread(self, thread_id: str) -> None:
         with suppress(NotFoundError):  # nothing to delete
@@ -308,14 +334,14 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         thread_id, body, next_config = self._put_request(config, checkpoint, metadata, new_versions)
-        await self.async_client.put_checkpoint(thread_id, body)
+        await self._asaves.run(thread_id, body)
         return next_config
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         thread_id, body = self._writes_request(config, writes, task_id, task_path)
-        await self.async_client.put_writes(thread_id, body)
+        await self._asaves.run(thread_id, body)
 
     async def adelete_thread(self, thread_id: str) -> None:
         with suppress(NotFoundError):  # nothing to delete

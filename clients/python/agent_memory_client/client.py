@@ -172,6 +172,10 @@ class MemoryClient(_Base):
     def list_checkpoints(self, thread_id: str, **params: Any) -> dict[str, Any]:
         return _object(self.request("GET", f"langgraph/threads/{thread_id}/checkpoints", params=_params(params)))
 
+    def save_batch(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Several checkpoints and task writes of one thread, stored in order in one transaction."""
+        return _object(self.request("POST", f"langgraph/threads/{thread_id}/saves", body=body))
+
     def list_all_checkpoints(self, **params: Any) -> dict[str, Any]:
         """Checkpoints of every thread of the key's tenant (before, filter, limit, after)."""
         return _object(self.request("GET", "langgraph/checkpoints", params=_params(params)))
@@ -259,6 +263,9 @@ class AsyncMemoryClient(_Base):
 
     async def list_checkpoints(self, thread_id: str, **params: Any) -> dict[str, Any]:
         return _object(await self.request("GET", f"langgraph/threads/{thread_id}/checkpoints", params=_params(params)))
+
+    async def save_batch(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _object(await self.request("POST", f"langgraph/threads/{thread_id}/saves", body=body))
 
     async def list_all_checkpoints(self, **params: Any) -> dict[str, Any]:
         return _object(await self.request("GET", "langgraph/checkpoints", params=_params(params)))

@@ -1,0 +1,177 @@
+"""Group commit for the checkpointer: per thread, one request in flight at a time; what is asked for while it
+is in flight goes together in the next request.
+
+LangGraph saves a step's task writes and its checkpoints from executor threads (or tasks) without waiting
+for each other, and chains only the checkpoints. Sending each as its own request costs a round trip and the
+service's per-request work every time; gathering them costs nothing when nothing else is waiting (the first
+caller sends at once). Every caller still returns only once what it asked for is stored (or raises the
+request's error), so nothing is acknowledged before it is durable.
+
+A batch holding no "urgent" operation (for the checkpointer: no checkpoint, only task writes, which LangGraph
+does not wait for between steps) waits up to `linger` seconds for one to arrive: LangGraph asks for the next
+checkpoint right after a step's writes, and the two then share one request instead of queueing one behind
+the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+MAX_BATCH = 100
+LINGER = 0.005
+
+
+class _Waiter:
+    __slots__ = ("batch", "done", "error", "op")
+
+    def __init__(self, op: Any) -> None:
+        self.op = op
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.batch: list[_Waiter] | None = None  # set when this caller is to send the next request
+
+
+class Coalescer:
+    """For threads: the caller that finds its key idle sends; the others wait. When a request returns, its
+    sender wakes its batch and hands the queue to the first waiter, which sends it as the next request."""
+
+    def __init__(
+        self,
+        send: Callable[[Hashable, list[Any]], None],
+        *,
+        urgent: Callable[[Any], bool] = lambda op: True,
+        linger: float = LINGER,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._send = send
+        self._urgent = urgent
+        self._linger = linger
+        self._max = max_batch
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queues: dict[Hashable, list[_Waiter]] = {}  # present while a request of the key is in flight
+
+    def run(self, key: Hashable, op: Any) -> None:
+        me = _Waiter(op)
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is None:
+                self._queues[key] = []
+                batch: list[_Waiter] | None = [me]
+            else:
+                queue.append(me)
+                batch = None
+                if self._urgent(op):
+                    self._arrived.notify_all()
+        if batch is None:
+            me.done.wait()
+            if me.batch is None:  # another caller stored it
+                if me.error is not None:
+                    raise me.error
+                return
+            batch = me.batch
+        self._lead(key, batch, me)
+
+    def _lead(self, key: Hashable, batch: list[_Waiter], me: _Waiter) -> None:
+        if self._linger > 0 and not any(self._urgent(waiter.op) for waiter in batch):
+            with self._arrived:
+                self._arrived.wait_for(
+                    lambda: any(self._urgent(waiter.op) for waiter in self._queues[key]), timeout=self._linger
+                )
+                room = self._max - len(batch)
+                if room > 0:
+                    batch = batch + self._queues[key][:room]
+                    self._queues[key] = self._queues[key][room:]
+        error: BaseException | None = None
+        try:
+            self._send(key, [waiter.op for waiter in batch])
+        except BaseException as exc:  # handed to every caller of the batch
+            error = exc
+        with self._lock:
+            waiting = self._queues[key]
+            if waiting:
+                following: list[_Waiter] | None = waiting[: self._max]
+                self._queues[key] = waiting[self._max :]
+            else:
+                del self._queues[key]
+                following = None
+        for waiter in batch:
+            if waiter is not me:
+                waiter.error = error
+                waiter.done.set()
+        if following:
+            following[0].batch = following
+            following[0].done.set()
+        if error is not None:
+            raise error
+
+
+class AsyncCoalescer:
+    """For one event loop's tasks: the first caller for an idle key starts a drain task that sends the queue
+    batch after batch until it is empty; every caller awaits its own outcome."""
+
+    def __init__(
+        self,
+        send: Callable[[Hashable, list[Any]], Awaitable[None]],
+        *,
+        urgent: Callable[[Any], bool] = lambda op: True,
+        linger: float = LINGER,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._send = send
+        self._urgent = urgent
+        self._linger = linger
+        self._max = max_batch
+        self._queues: dict[tuple[int, Hashable], list[tuple[Any, asyncio.Future[None]]]] = {}
+        self._arrived: dict[tuple[int, Hashable], asyncio.Event] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+
+    async def run(self, key: Hashable, op: Any) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        slot = (id(loop), key)
+        queue = self._queues.get(slot)
+        if queue is None:
+            self._queues[slot] = [(op, future)]
+            drain = loop.create_task(self._drain(slot, key))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        else:
+            queue.append((op, future))
+            if self._urgent(op) and slot in self._arrived:
+                self._arrived[slot].set()
+        await asyncio.shield(future)  # a cancelled caller leaves the batch to go on for the others
+
+    async def _drain(self, slot: tuple[int, Hashable], key: Hashable) -> None:
+        queue = self._queues[slot]
+        try:
+            while queue:
+                if self._linger > 0 and not any(self._urgent(op) for op, _ in queue):
+                    arrived = self._arrived[slot] = asyncio.Event()
+                    try:
+                        await asyncio.wait_for(arrived.wait(), self._linger)
+                    except TimeoutError:
+                        pass
+                    finally:
+                        del self._arrived[slot]
+                batch, queue[:] = queue[: self._max], queue[self._max :]
+                try:
+                    await self._send(key, [op for op, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            del self._queues[slot]
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(RuntimeError("The checkpointer's save was abandoned."))
