@@ -168,7 +168,6 @@ def _announce_created(tenant: Tenant, memories: Sequence[Memory]) -> None:
     publish_all_on_commit(messages)
 
 
-@transaction.atomic
 def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memory]:
     """Store several memories at once, all or none, embedding the texts that came without a vector in one call.
 
@@ -213,7 +212,13 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
         )
         for owner, content, metadata, vector in zip(owners, contents, metadatas, vectors, strict=True)
     ]
-    Memory.objects.bulk_create(memories)
+    if len(memories) == 1:
+        # One row is one autocommit INSERT: no BEGIN and COMMIT round trips (inside a caller's transaction it
+        # joins that transaction).
+        memories[0].save(force_insert=True)
+    else:
+        with transaction.atomic():
+            Memory.objects.bulk_create(memories)
     _announce_created(tenant, memories)
     return memories
 
