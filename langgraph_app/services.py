@@ -259,27 +259,102 @@ def put_writes(
         )
 
 
-@transaction.atomic
+_STEP_WRITES = """
+        INSERT INTO {table} (session_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+        SELECT %(session)s, u.ns, u.id, u.task, u.path, u.idx, u.channel, u.type, u.blob
+        FROM unnest(%({p}ns)s::text[], %({p}id)s::text[], %({p}task)s::text[], %({p}path)s::text[],
+                    %({p}idx)s::int[], %({p}channel)s::text[], %({p}type)s::text[], %({p}blob)s::bytea[])
+            AS u(ns, id, task, path, idx, channel, type, blob)
+        ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx)
+"""
+# A graph step in one statement (so one autocommit round trip): the task writes that came with the step's
+# checkpoint, insert-if-absent or replacing as `put_writes` decides per task, then the checkpoint as `_PUT_SQL`.
+_STEP_SQL = (
+    "WITH kept AS ("
+    + _STEP_WRITES.format(table=PendingWrite._meta.db_table, p="k_")
+    + " DO NOTHING), replaced AS ("
+    + _STEP_WRITES.format(table=PendingWrite._meta.db_table, p="r_")
+    + " DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob,"
+    + " task_path = EXCLUDED.task_path), "
+    + _PUT_SQL.strip().removeprefix("WITH ")
+)
+
+
+def _step_params(
+    session: AgentSession, seal: Callable[[bytes], bytes], writes: Sequence[WritesSave], save: CheckpointSave
+) -> dict[str, Any] | None:
+    """The parameters of `_STEP_SQL`, or None when two writes share a key (then each must see the one before)."""
+    columns: dict[str, list[Any]] = {
+        f"{prefix}{name}": []
+        for prefix in ("k_", "r_")
+        for name in ("ns", "id", "task", "path", "idx", "channel", "type", "blob")
+    }
+    seen: set[tuple[str, str, str, int]] = set()
+    for batch in writes:
+        prefix = "r_" if all(write.channel in SPECIAL_WRITE_INDEX for write in batch.writes) else "k_"
+        for position, write in enumerate(batch.writes):
+            key = (batch.checkpoint_ns, batch.checkpoint_id, batch.task_id, write_index(write.channel, position))
+            if key in seen:
+                return None
+            seen.add(key)
+            row = {
+                "ns": batch.checkpoint_ns,
+                "id": batch.checkpoint_id,
+                "task": batch.task_id,
+                "path": batch.task_path,
+                "idx": key[3],
+                "channel": write.channel,
+                "type": write.type,
+                "blob": None if write.data is None else seal(write.data),
+            }
+            for name, value in row.items():
+                columns[prefix + name].append(value)
+    document = {key: value for key, value in save.checkpoint.items() if key not in ("channel_values", "id")}
+    return {
+        **columns,
+        "session": session.pk,
+        "ns": save.checkpoint_ns,
+        "channels": [blob.channel for blob in save.blobs],
+        "versions": [blob.version for blob in save.blobs],
+        "types": [blob.type for blob in save.blobs],
+        "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
+        "id": save.checkpoint_id,
+        "parent": save.parent_checkpoint_id or "",
+        "checkpoint": json.dumps(document),
+        "metadata": json.dumps(save.metadata),
+    }
+
+
 def save_batch(
     *, tenant: Tenant, thread_id: str, saves: Sequence[CheckpointSave | WritesSave], user_id: str = ""
 ) -> tuple[int, int]:
-    """Store several `put`s and `put_writes` of one thread, in order, in one transaction (what the client
-    gathered while its previous request was in flight); returns (checkpoints, writes) stored. Each save
-    follows the rules of `put_checkpoint` and `put_writes`; all or nothing. ValidationFailed for a bad id."""
+    """Store several `put`s and `put_writes` of one thread, in order, all or nothing (what the client gathered
+    while its previous request was in flight); returns (checkpoints, writes) stored. Each save follows the
+    rules of `put_checkpoint` and `put_writes`. ValidationFailed for a bad thread id."""
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
     seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
+    writes = [save for save in saves if isinstance(save, WritesSave)]
+    written = sum(len(save.writes) for save in writes)
+    last = saves[-1]
+    # The usual batch, a step's writes and the checkpoint after them, is one statement: atomic by itself.
+    if isinstance(last, CheckpointSave) and len(writes) == len(saves) - 1:
+        params = _step_params(session, seal, writes, last)
+        if params is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(_STEP_SQL, params)
+            _publish_on_commit(session, [_checkpoint_saved(tenant, session, last)])
+            return 1, written
     messages: list[dict[str, Any]] = []
-    writes = 0
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         for save in saves:
             if isinstance(save, CheckpointSave):
                 _store_checkpoint(cursor, session, seal, save)
                 messages.append(_checkpoint_saved(tenant, session, save))
             else:
-                writes += _store_writes(cursor, session, seal, save)
-    _publish_on_commit(session, messages)
-    return len(messages), writes
+                _store_writes(cursor, session, seal, save)
+        _publish_on_commit(session, messages)
+    return len(messages), written
 
 
 def _delete_sessions_rows(session_pks: Sequence[object]) -> int:

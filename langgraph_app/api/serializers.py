@@ -179,6 +179,19 @@ class SaveListField(serializers.ListField):
         return [_save(item, f"ops[{position}]") for position, item in enumerate(data)]
 
 
+def parse_saves(data: Any) -> tuple[list[CheckpointSave | WritesSave], str]:
+    """SavesIn's body checked by hand (the hot path of every graph step): the saves and the user id."""
+    if not isinstance(data, dict) or set(data) - {"ops", "user_id"}:
+        raise serializers.ValidationError({"non_field_errors": ["Send ops and, for a new thread, user_id."]})
+    user_id = data.get("user_id", "")
+    if not isinstance(user_id, str) or len(user_id) > 256:
+        raise serializers.ValidationError({"user_id": ["Must be text of at most 256 characters."]})
+    try:
+        return SaveListField().to_internal_value(data.get("ops")), user_id
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"ops": exc.detail}) from None
+
+
 class SavesIn(StrictSerializer):
     ops = SaveListField(
         help_text="Stored in order in one transaction: {op: checkpoint, ...CheckpointIn's fields} (LangGraph's "

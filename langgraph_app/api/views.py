@@ -177,9 +177,9 @@ class ThreadSavesView(AgentAPIView):
     def post(self, request: Request, session_id: str) -> Response:
         """Store several checkpoints and task writes of the thread in order, in one transaction (the
         checkpointer sends what LangGraph asked it to save while its previous request was in flight)."""
-        data = _valid(s.SavesIn, request.data)
+        saves, user_id = s.parse_saves(request.data)
         checkpoints, writes = services.save_batch(
-            tenant=self.tenant, thread_id=session_id, saves=data["ops"], user_id=data["user_id"]
+            tenant=self.tenant, thread_id=session_id, saves=saves, user_id=user_id
         )
         return Response({"checkpoints": checkpoints, "writes": writes})
 
