@@ -74,6 +74,35 @@ def test_one_request_stores_writes_and_checkpoints_in_order(world: World) -> Non
     assert writes == {(0, '"a"'), (-1, '"boom again"')}
 
 
+def test_a_steps_writes_and_checkpoint_keep_langgraphs_write_rules_in_one_statement(world: World) -> None:
+    url = "/api/v1/langgraph/threads/lg-step/saves"
+    first = {
+        "ops": [
+            _writes("1f0-0001", "task-b", ("__interrupt__", '"old"')),
+            _writes("1f0-0001", "task-c", ("topic", '"old"')),
+            _checkpoint("1f0-0001"),
+        ]
+    }
+    second = {
+        "ops": [
+            _writes("1f0-0001", "task-b", ("__interrupt__", '"new"')),  # special: replaces
+            _writes("1f0-0001", "task-c", ("topic", '"new"'), ("topic", '"more"')),  # regular: kept, added
+            _checkpoint("1f0-0002", parent_checkpoint_id="1f0-0001"),
+        ]
+    }
+    assert world.acme.client.post(url, first, format="json").json() == {"checkpoints": 1, "writes": 2}
+    assert world.acme.client.post(url, second, format="json").json() == {"checkpoints": 1, "writes": 3}
+
+    page = world.acme.client.get("/api/v1/langgraph/threads/lg-step/checkpoints", {"checkpoint_id": "1f0-0001"})
+    writes = {
+        (w["task_id"], w["idx"], base64.b64decode(w["blob"]).decode())
+        for w in page.json()["results"][0]["pending_writes"]
+    }
+    assert writes == {("task-b", -3, '"new"'), ("task-c", 0, '"old"'), ("task-c", 1, '"more"')}
+    ids = ThreadCheckpoint.objects.filter(session__session_id="lg-step").values_list("checkpoint_id", flat=True)
+    assert sorted(ids) == ["1f0-0001", "1f0-0002"]
+
+
 @pytest.mark.parametrize(
     "bad_op",
     [
