@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
-from pgvector.django import VectorField
+from memories_app.fields import EmbeddingField
 
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
@@ -79,7 +79,7 @@ class Memory(models.Model):
     user_id = models.CharField(max_length=256, blank=True, default="")
     session = models.ForeignKey(AgentSession, null=True, blank=True, on_delete=models.CASCADE, related_name="memories")
     content = models.TextField()
-    embedding = VectorField()
+    embedding = EmbeddingField()
     # Which embedder made the vector, for example "hashing-384" or "openai:text-embedding-3-small-1536".
     embedding_model = models.CharField(max_length=128)
     dimensions = models.PositiveSmallIntegerField()
