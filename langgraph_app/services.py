@@ -7,6 +7,8 @@ a timeout; they also honour Idempotency-Key at the API.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -259,25 +261,76 @@ def put_writes(
         )
 
 
+_LIVE = f"""
+    live AS (
+        SELECT 1 FROM {AgentSession._meta.db_table}
+        WHERE id = %(session)s AND tenant_id = %(tenant)s AND erased_at IS NULL
+    )
+"""  # noqa: S608 - table name only
 _STEP_WRITES = """
+    {name} AS (
         INSERT INTO {table} (session_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
         SELECT %(session)s, u.ns, u.id, u.task, u.path, u.idx, u.channel, u.type, u.blob
         FROM unnest(%({p}ns)s::text[], %({p}id)s::text[], %({p}task)s::text[], %({p}path)s::text[],
                     %({p}idx)s::int[], %({p}channel)s::text[], %({p}type)s::text[], %({p}blob)s::bytea[])
             AS u(ns, id, task, path, idx, channel, type, blob)
-        ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx)
+        WHERE EXISTS (SELECT 1 FROM live)
+        ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx) {action}
+    )
 """
 # A graph step in one statement (so one autocommit round trip): the task writes that came with the step's
-# checkpoint, insert-if-absent or replacing as `put_writes` decides per task, then the checkpoint as `_PUT_SQL`.
-_STEP_SQL = (
-    "WITH kept AS ("
-    + _STEP_WRITES.format(table=PendingWrite._meta.db_table, p="k_")
-    + " DO NOTHING), replaced AS ("
-    + _STEP_WRITES.format(table=PendingWrite._meta.db_table, p="r_")
-    + " DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob,"
-    + " task_path = EXCLUDED.task_path), "
-    + _PUT_SQL.strip().removeprefix("WITH ")
-)
+# checkpoint, insert-if-absent or replacing as `put_writes` decides per task, the changed channels' blobs and
+# the checkpoint, as `_PUT_SQL` stores them. Nothing is stored unless the session is still the tenant's and not
+# erased (the caller may know it from an earlier save); then the statement returns no row.
+_STEP_SQL = f"""
+    WITH {_LIVE},
+    {_STEP_WRITES.format(name="kept", table=PendingWrite._meta.db_table, p="k_", action="DO NOTHING")},
+    {
+    _STEP_WRITES.format(
+        name="replaced",
+        table=PendingWrite._meta.db_table,
+        p="r_",
+        action="DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob, "
+        "task_path = EXCLUDED.task_path",
+    )
+},
+    new_blobs AS (
+        INSERT INTO {ChannelBlob._meta.db_table} (session_id, checkpoint_ns, channel, version, type, blob)
+        SELECT %(session)s, %(ns)s, u.channel, u.version, u.type, u.blob
+        FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+            AS u(channel, version, type, blob)
+        WHERE EXISTS (SELECT 1 FROM live)
+        ON CONFLICT (session_id, checkpoint_ns, channel, version) DO NOTHING
+    )
+    INSERT INTO {ThreadCheckpoint._meta.db_table}
+        (session_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
+    SELECT %(session)s, %(ns)s, %(id)s, %(parent)s, %(checkpoint)s::jsonb, %(metadata)s::jsonb, now()
+    WHERE EXISTS (SELECT 1 FROM live)
+    ON CONFLICT (session_id, checkpoint_ns, checkpoint_id)
+        DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+    RETURNING 1
+"""  # noqa: S608 - table names only
+
+# The sessions of threads this process saved to lately, by (tenant, thread id): a step of a known thread skips
+# the session lookup (its statement checks the session itself; a stale entry costs one more statement).
+_KNOWN_THREADS: OrderedDict[tuple[object, str], AgentSession] = OrderedDict()
+_KNOWN_MAX = 4096
+_known_lock = threading.Lock()
+
+
+def _known_thread(tenant: Tenant, thread_id: str) -> AgentSession | None:
+    with _known_lock:
+        return _KNOWN_THREADS.get((tenant.pk, thread_id))
+
+
+def _remember_thread(tenant: Tenant, thread_id: str, session: AgentSession | None) -> None:
+    with _known_lock:
+        if session is None:
+            _KNOWN_THREADS.pop((tenant.pk, thread_id), None)
+            return
+        _KNOWN_THREADS[(tenant.pk, thread_id)] = session
+        if len(_KNOWN_THREADS) > _KNOWN_MAX:
+            _KNOWN_THREADS.popitem(last=False)
 
 
 def _step_params(
@@ -325,26 +378,47 @@ def _step_params(
     }
 
 
+def _save_step(tenant: Tenant, session: AgentSession, writes: list[WritesSave], save: CheckpointSave) -> bool | None:
+    """The step in one statement: True when stored, False when the session is gone, None when it cannot be
+    one statement (two writes share a key)."""
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
+    params = _step_params(session, seal, writes, save)
+    if params is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP_SQL, {**params, "tenant": tenant.pk})
+        if cursor.fetchone() is None:
+            return False
+    _publish_on_commit(session, [_checkpoint_saved(tenant, session, save)])
+    return True
+
+
 def save_batch(
     *, tenant: Tenant, thread_id: str, saves: Sequence[CheckpointSave | WritesSave], user_id: str = ""
 ) -> tuple[int, int]:
     """Store several `put`s and `put_writes` of one thread, in order, all or nothing (what the client gathered
     while its previous request was in flight); returns (checkpoints, writes) stored. Each save follows the
     rules of `put_checkpoint` and `put_writes`. ValidationFailed for a bad thread id."""
-    session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
-    assert session is not None
-    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
     writes = [save for save in saves if isinstance(save, WritesSave)]
     written = sum(len(save.writes) for save in writes)
     last = saves[-1]
     # The usual batch, a step's writes and the checkpoint after them, is one statement: atomic by itself.
-    if isinstance(last, CheckpointSave) and len(writes) == len(saves) - 1:
-        params = _step_params(session, seal, writes, last)
-        if params is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(_STEP_SQL, params)
-            _publish_on_commit(session, [_checkpoint_saved(tenant, session, last)])
+    step = isinstance(last, CheckpointSave) and len(writes) == len(saves) - 1
+    if step and (known := _known_thread(tenant, thread_id)) is not None:
+        assert isinstance(last, CheckpointSave)
+        stored = _save_step(tenant, known, writes, last)
+        if stored:
             return 1, written
+        if stored is False:
+            _remember_thread(tenant, thread_id, None)
+    session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
+    assert session is not None
+    _remember_thread(tenant, thread_id, session)
+    if step:
+        assert isinstance(last, CheckpointSave)
+        if _save_step(tenant, session, writes, last):
+            return 1, written
+    seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
     messages: list[dict[str, Any]] = []
     with transaction.atomic(), connection.cursor() as cursor:
         for save in saves:

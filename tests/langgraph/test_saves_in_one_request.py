@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from agent_memory_client.batching import AsyncCoalescer, Coalescer
 from agent_memory_client.checkpoint import AgentMemorySaver
+from django.utils import timezone
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
 from bench.langgraph_bench import STEPS_PER_RUN, build_graph, run_once
 from conftest import World
 from langgraph_app.models import PendingWrite, ThreadCheckpoint
+from sessions_app.models import AgentSession
 from tests.langgraph.conftest import run_async
 
 
@@ -101,6 +103,22 @@ def test_a_steps_writes_and_checkpoint_keep_langgraphs_write_rules_in_one_statem
     assert writes == {("task-b", -3, '"new"'), ("task-c", 0, '"old"'), ("task-c", 1, '"more"')}
     ids = ThreadCheckpoint.objects.filter(session__session_id="lg-step").values_list("checkpoint_id", flat=True)
     assert sorted(ids) == ["1f0-0001", "1f0-0002"]
+
+
+def test_a_step_for_a_thread_whose_session_was_erased_meanwhile_goes_to_a_new_session(world: World) -> None:
+    url = "/api/v1/langgraph/threads/lg-erased/saves"
+    step = {"ops": [_writes("1f0-0001", "task", ("topic", '"x"')), _checkpoint("1f0-0001")]}
+    assert world.acme.client.post(url, step, format="json").status_code == 200  # the service now knows the thread
+    erased = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-erased")
+    AgentSession.objects.filter(pk=erased.pk).update(erased_at=timezone.now())
+
+    later = {"ops": [_writes("1f0-0002", "task", ("topic", '"y"')), _checkpoint("1f0-0002")]}
+    assert world.acme.client.post(url, later, format="json").status_code == 200
+
+    assert list(ThreadCheckpoint.objects.filter(session=erased).values_list("checkpoint_id", flat=True)) == ["1f0-0001"]
+    assert not PendingWrite.objects.filter(session=erased, checkpoint_id="1f0-0002").exists()
+    fresh = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-erased", erased_at__isnull=True)
+    assert list(ThreadCheckpoint.objects.filter(session=fresh).values_list("checkpoint_id", flat=True)) == ["1f0-0002"]
 
 
 @pytest.mark.parametrize(
