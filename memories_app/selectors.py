@@ -118,8 +118,10 @@ def _ranked_by_index(
     with transaction.atomic(), connection.cursor() as cursor:
         # Iterative scans keep walking the graph until enough rows pass the filter; relaxed order is
         # re-sorted below.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.MEMORY_HNSW_EF_SEARCH, k)])
+        cursor.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
+            [str(max(settings.MEMORY_HNSW_EF_SEARCH, k))],
+        )
         rows = list(
             queryset.defer("embedding")
             .filter(dimensions=dimensions)

@@ -359,9 +359,10 @@ MEMORY_SEARCH_MAX_K = env_int("MEMORY_SEARCH_MAX_K", 100, minimum=1, maximum=100
 # but a small tenant's rows are a thin slice of the shared graph: at 3,000 the benchmark's 10k tenant, next to a
 # 100k one, got recall@10 0.78 through HNSW. Exact up to 20,000 keeps small tenants right (bench/README.md).
 MEMORY_EXACT_SEARCH_MAX_ROWS = env_int("MEMORY_EXACT_SEARCH_MAX_ROWS", 20_000, minimum=0)
-# Candidate list of a global search through HNSW: 200 kept recall@10 at 0.978 on the benchmark's clustered
-# 100k set (100: 0.958), at ~2 ms more per search (bench/README.md, memories).
-MEMORY_HNSW_EF_SEARCH = env_int("MEMORY_HNSW_EF_SEARCH", 200, minimum=1, maximum=1000)
+# Candidate list of a global search through HNSW. On the benchmark's clustered sets recall@10 was 0.958 (100) and
+# 0.978 (200) at 100k, but at 1M 0.92 with 200 and 0.96 with 400, which costs ~3 ms more of Postgres CPU per
+# search (bench/README.md, memories). 400 keeps recall above 0.95 at a million global memories.
+MEMORY_HNSW_EF_SEARCH = env_int("MEMORY_HNSW_EF_SEARCH", 400, minimum=1, maximum=1000)
 # Logically deleted memories are physically removed this long after deletion.
 MEMORY_PURGE_AFTER_HOURS = env_int("MEMORY_PURGE_AFTER_HOURS", 24, minimum=0)
 CELERY_BEAT_SCHEDULE.update(
