@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
-from memories_app.fields import EmbeddingField
 
+from memories_app.fields import EmbeddingField
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 

@@ -17,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
+from memories_app.fields import vector_text
 from memories_app.metrics import SEARCH_SECONDS, scopes_label
 from memories_app.models import Memory, MemoryRevision, PromotionJob, Scope, UserProfile
 from memory_admin.errors import NotFound
@@ -102,10 +103,15 @@ def _scored_rows(rows: Sequence[Memory], min_score: float) -> list[ScoredMemory]
     return [item for item in scored if item.score >= min_score]
 
 
+def _query_vector(vector: Sequence[float]) -> Value | list[float]:
+    text = vector_text(list(vector))
+    return Value(text) if text is not None else list(vector)
+
+
 def _ranked(queryset: QuerySet[Memory], vector: Sequence[float], *, k: int, min_score: float) -> list[ScoredMemory]:
     rows = (
         queryset.defer("embedding")  # compared in Postgres; no caller needs the vector back
-        .annotate(distance=CosineDistance("embedding", list(vector)))
+        .annotate(distance=CosineDistance("embedding", _query_vector(vector)))
         .order_by("distance", "id")[:k]
     )
     return _scored_rows(list(rows), min_score)
@@ -114,7 +120,7 @@ def _ranked(queryset: QuerySet[Memory], vector: Sequence[float], *, k: int, min_
 def _ranked_by_index(
     queryset: QuerySet[Memory], vector: Sequence[float], *, dimensions: int, k: int, min_score: float
 ) -> list[ScoredMemory]:
-    distance = CosineDistance(Cast("embedding", VectorField(dimensions=dimensions)), list(vector))
+    distance = CosineDistance(Cast("embedding", VectorField(dimensions=dimensions)), _query_vector(vector))
     with transaction.atomic(), connection.cursor() as cursor:
         # Iterative scans keep walking the graph until enough rows pass the filter; relaxed order is
         # re-sorted below.
