@@ -122,7 +122,7 @@ class MemoryCollectionView(AgentAPIView):
             raise ValidationFailed(
                 "The filters did not validate.", details={"fields": filterset.errors.get_json_data()}
             )
-        page = self.paginate_queryset(filterset.qs)
+        page = self.paginate_queryset(filterset.qs) or []
         now = timezone.now()
         return self.get_paginated_response([represent_memory(memory, now=now) for memory in page])
 

@@ -12,7 +12,7 @@ from pgvector.django import VectorField
 from memories_app.fields import EmbeddingField
 
 
-def _same_in_postgres(ours: str, theirs: str) -> bool:
+def _same_in_postgres(ours: str | None, theirs: str | None) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::vector = %s::vector", [ours, theirs])
         return bool(cursor.fetchone()[0])
