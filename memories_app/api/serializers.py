@@ -48,6 +48,47 @@ class MemoryCreateSerializer(StrictSerializer):
     )
 
 
+_CREATE_FIELDS = frozenset({"scope", "content", "user_id", "session_id", "metadata", "embedding"})
+_ID_LIMITS = {"user_id": 256, "session_id": 128}
+
+
+def _plain_text(value: Any) -> bool:
+    return type(value) is str and "\x00" not in value
+
+
+def quick_memory_fields(item: Any) -> dict[str, Any] | None:
+    """MemoryCreateSerializer's validated data for a plainly well-formed item, or None to let the serializer
+    decide (and word the errors): a batch of 200 items spends more CPU in DRF's per-field machinery than in
+    storing them. It accepts only what the serializer accepts unchanged, so both always agree (tested).
+    """
+    if type(item) is not dict or not item.keys() <= _CREATE_FIELDS:
+        return None
+    scope, content = item.get("scope"), item.get("content")
+    if type(scope) is not str or scope not in Scope.values or not _plain_text(content) or content == "":
+        return None
+    fields: dict[str, Any] = {"scope": scope, "content": content}
+    for name, limit in _ID_LIMITS.items():
+        if name in item:
+            value = item[name]
+            # The serializer trims these; a value it would change is left to it.
+            if not _plain_text(value) or len(value) > limit or value != value.strip():
+                return None
+            fields[name] = value
+    if "metadata" in item:
+        if type(item["metadata"]) is not dict:
+            return None
+        fields["metadata"] = item["metadata"]
+    if "embedding" in item:
+        vector = item["embedding"]
+        if type(vector) is not list or len(vector) > MAX_VECTOR_LENGTH or not set(map(type, vector)) <= _NUMBERS:
+            return None
+        try:
+            fields["embedding"] = [float(x) for x in vector]
+        except OverflowError:
+            return None
+    return fields
+
+
 class MemoryBatchSerializer(StrictSerializer):
     memories = MemoryCreateSerializer(many=True, allow_empty=False)
 
