@@ -94,6 +94,8 @@ class EmbeddedPostgres:
     root: Path
     # Tests throw their data away, so they trade crash durability for speed; `make run` keeps the defaults.
     durable: bool = True
+    # Enough for the demo and the tests; the benchmark's million-vector HNSW index (~2 GB) wants more.
+    shared_buffers: str = "256MB"
 
     @property
     def data_dir(self) -> Path:
@@ -151,7 +153,7 @@ class EmbeddedPostgres:
             f"-c listen_addresses={LOOPBACK}",
             "-c unix_socket_directories=",
             "-c max_connections=200",
-            "-c shared_buffers=256MB",
+            f"-c shared_buffers={self.shared_buffers}",
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
@@ -386,10 +388,11 @@ class EmbeddedStack:
 
     root: Path
     durable: bool = True
+    shared_buffers: str = "256MB"
 
     @property
     def postgres(self) -> EmbeddedPostgres:
-        return EmbeddedPostgres(self.root / "postgres", durable=self.durable)
+        return EmbeddedPostgres(self.root / "postgres", durable=self.durable, shared_buffers=self.shared_buffers)
 
     @property
     def redis(self) -> EmbeddedRedis:

@@ -44,11 +44,14 @@ def _secret_file(profile_dir: Path) -> Path:
     return path
 
 
-def service_environment(profile: str, *, durable: bool) -> dict[str, str]:
-    """Start what DATABASE_URL / REDIS_URL do not already point at; return the environment for Django."""
+def service_environment(profile: str, *, durable: bool, shared_buffers: str = "256MB") -> dict[str, str]:
+    """Start what DATABASE_URL / REDIS_URL do not already point at; return the environment for Django.
+
+    `shared_buffers` applies when this call starts Postgres (a running server keeps its setting).
+    """
     profile_dir = VAR / profile
     env = dict(os.environ)
-    stack = EmbeddedStack(profile_dir, durable=durable)
+    stack = EmbeddedStack(profile_dir, durable=durable, shared_buffers=shared_buffers)
     needs_db = not env.get("DATABASE_URL")
     needs_redis = not env.get("REDIS_URL")
     if needs_db or needs_redis:
