@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.fields import vector_text
 from memories_app.models import (
     HiddenOwner,
     JobKind,
@@ -218,9 +219,40 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
         memories[0].save(force_insert=True)
     else:
         with transaction.atomic():
-            Memory.objects.bulk_create(memories)
+            if not _copy_in(memories):
+                Memory.objects.bulk_create(memories)
     _announce_created(tenant, memories)
     return memories
+
+
+# What a new memory sets; the rest (last access, deletion) starts NULL.
+_COPY_COLUMNS = (
+    "id", "tenant_id", "scope", "user_id", "session_id", "content", "embedding", "embedding_model", "dimensions",
+    "metadata", "source", "source_key", "access_count", "version", "created_at", "updated_at",
+)  # fmt: skip
+_COPY_SQL = f"COPY {Memory._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+
+
+def _copy_in(memories: Sequence[Memory]) -> bool:
+    """Store new memories with COPY (the caller holds a transaction): a batch of 200 spends less than half the
+    CPU of Django's bulk INSERT, which prepares each of 18 fields per row and sends a 3,600-parameter query.
+    False, with nothing written, when a vector has no quick text form (pgvector's path then explains)."""
+    vectors = [vector_text(memory.embedding) for memory in memories]
+    if any(text is None for text in vectors):
+        return False
+    with connection.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+        for memory, vector in zip(memories, vectors, strict=True):
+            copy.write_row(
+                (
+                    memory.pk, memory.tenant_id, memory.scope, memory.user_id, memory.session_id, memory.content,
+                    vector, memory.embedding_model, memory.dimensions, json.dumps(memory.metadata), memory.source,
+                    memory.source_key, memory.access_count, memory.version, memory.created_at, memory.updated_at,
+                )
+            )  # fmt: skip
+    for memory in memories:
+        memory._state.adding = False
+        memory._state.db = connection.alias
+    return True
 
 
 def create_memory(*, tenant: Tenant, item: NewMemory) -> Memory:
