@@ -31,4 +31,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 
 # The web workers' counters are summed at scrape time from PROMETHEUS_MULTIPROC_DIR (memory_admin.metrics),
 # emptied at each start.
-CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-4} --threads ${WEB_THREADS:-4} --no-control-socket --access-logfile /dev/null"]
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-$(( $(nproc) * 3 ))} --threads ${WEB_THREADS:-1} --no-control-socket --access-logfile /dev/null"]

@@ -186,7 +186,10 @@ def run() -> int:
 
 
 def _gunicorn_argv(host: str, port: int) -> list[str]:
-    workers = os.environ.get("WEB_WORKERS", str(max(2, (os.cpu_count() or 1) * 2)))
+    # Single-threaded workers, three per core: the API's requests are CPU-bound, and threads of one process
+    # then only contend for its GIL. On this 2-core machine 4x1 and 6x1 served ~30 % more appends and reads
+    # than 4x4 (bench/README.md). Deployments whose requests wait on a remote embedder can set WEB_THREADS.
+    workers = os.environ.get("WEB_WORKERS", str(max(2, (os.cpu_count() or 1) * 3)))
     return [
         str(BIN / "gunicorn"),
         "memory_admin.wsgi:application",
@@ -197,7 +200,7 @@ def _gunicorn_argv(host: str, port: int) -> list[str]:
         "--worker-class",
         "gthread",
         "--threads",
-        os.environ.get("WEB_THREADS", "4"),
+        os.environ.get("WEB_THREADS", "1"),
         "--no-control-socket",
         "--log-level",
         "warning",
