@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from bench.figures import Figure, _meets, _percent, table
 from bench.service import HOST, PROFILE_DIR, Server, environment, prepare, results_dir, say, stack_pids
 from bench.suites import SUITES, resolve
 from memory_admin.embedded import exclusive
-from memory_admin.runner import ROOT
+from memory_admin.runner import DEFAULT_WEB_THREADS, DEFAULT_WEB_WORKERS, ROOT
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Mode:
     topologies: tuple[str, ...]
 
 
-DEFAULT_TOPOLOGY = f"{max(2, (os.cpu_count() or 1) * 2)}x4"  # what `make run` starts: _gunicorn_argv's defaults
+DEFAULT_TOPOLOGY = f"{DEFAULT_WEB_WORKERS}x{DEFAULT_WEB_THREADS}"  # what `make run` starts
 
 MODES = {
     "quick": Mode(
@@ -53,7 +52,7 @@ MODES = {
         agents=(8, 32),
         stream_events=100_000,
         state_reads=30,
-        topologies=(DEFAULT_TOPOLOGY, "2x4", "2x8", "4x1", "8x2"),
+        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "4x4", "2x4", "4x1", "8x2"))),
     ),
     "full": Mode(
         warmup=3.0,
@@ -63,7 +62,7 @@ MODES = {
         agents=(1, 8, 32, 128),
         stream_events=100_000,
         state_reads=100,
-        topologies=(DEFAULT_TOPOLOGY, "2x4", "2x8", "2x16", "4x1", "4x8", "8x1", "8x2"),
+        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "4x4", "2x4", "2x8", "2x16", "4x1", "4x8", "8x1", "8x2"))),
     ),
 }
 

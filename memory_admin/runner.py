@@ -185,11 +185,16 @@ def run() -> int:
         return code
 
 
+# Single-threaded workers, three per core: the API's requests are CPU-bound, and threads of one process then
+# only contend for its GIL. On this 2-core machine 4x1 and 6x1 served 25-35 % more context reads and 15-25 %
+# more event appends than 4x4, context appends within run-to-run noise (bench/README.md). Deployments whose
+# requests wait on a remote embedder can raise WEB_THREADS.
+DEFAULT_WEB_WORKERS = max(2, (os.cpu_count() or 1) * 3)
+DEFAULT_WEB_THREADS = 1
+
+
 def _gunicorn_argv(host: str, port: int) -> list[str]:
-    # Single-threaded workers, three per core: the API's requests are CPU-bound, and threads of one process
-    # then only contend for its GIL. On this 2-core machine 4x1 and 6x1 served ~30 % more appends and reads
-    # than 4x4 (bench/README.md). Deployments whose requests wait on a remote embedder can set WEB_THREADS.
-    workers = os.environ.get("WEB_WORKERS", str(max(2, (os.cpu_count() or 1) * 3)))
+    workers = os.environ.get("WEB_WORKERS", str(DEFAULT_WEB_WORKERS))
     return [
         str(BIN / "gunicorn"),
         "memory_admin.wsgi:application",
@@ -200,7 +205,7 @@ def _gunicorn_argv(host: str, port: int) -> list[str]:
         "--worker-class",
         "gthread",
         "--threads",
-        os.environ.get("WEB_THREADS", "1"),
+        os.environ.get("WEB_THREADS", str(DEFAULT_WEB_THREADS)),
         "--no-control-socket",
         "--log-level",
         "warning",
