@@ -142,23 +142,25 @@ def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) ->
         transaction.on_commit(send)
 
 
-def _store_checkpoint(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> None:
+def _checkpoint_params(session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> dict[str, Any]:
+    """The bound values of a checkpoint (its blobs sealed), as _PUT_SQL and the one-statement step name them."""
     document = {key: value for key, value in save.checkpoint.items() if key not in ("channel_values", "id")}
-    cursor.execute(
-        _PUT_SQL,
-        {
-            "session": session.pk,
-            "ns": save.checkpoint_ns,
-            "channels": [blob.channel for blob in save.blobs],
-            "versions": [blob.version for blob in save.blobs],
-            "types": [blob.type for blob in save.blobs],
-            "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
-            "id": save.checkpoint_id,
-            "parent": save.parent_checkpoint_id or "",
-            "checkpoint": json.dumps(document),
-            "metadata": json.dumps(save.metadata),
-        },
-    )
+    return {
+        "session": session.pk,
+        "ns": save.checkpoint_ns,
+        "channels": [blob.channel for blob in save.blobs],
+        "versions": [blob.version for blob in save.blobs],
+        "types": [blob.type for blob in save.blobs],
+        "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
+        "id": save.checkpoint_id,
+        "parent": save.parent_checkpoint_id or "",
+        "checkpoint": json.dumps(document),
+        "metadata": json.dumps(save.metadata),
+    }
+
+
+def _store_checkpoint(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> None:
+    cursor.execute(_PUT_SQL, _checkpoint_params(session, seal, save))
 
 
 _WRITES_SQL = f"""
@@ -362,20 +364,7 @@ def _step_params(
             }
             for name, value in row.items():
                 columns[prefix + name].append(value)
-    document = {key: value for key, value in save.checkpoint.items() if key not in ("channel_values", "id")}
-    return {
-        **columns,
-        "session": session.pk,
-        "ns": save.checkpoint_ns,
-        "channels": [blob.channel for blob in save.blobs],
-        "versions": [blob.version for blob in save.blobs],
-        "types": [blob.type for blob in save.blobs],
-        "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
-        "id": save.checkpoint_id,
-        "parent": save.parent_checkpoint_id or "",
-        "checkpoint": json.dumps(document),
-        "metadata": json.dumps(save.metadata),
-    }
+    return {**columns, **_checkpoint_params(session, seal, save)}
 
 
 def _save_step(tenant: Tenant, session: AgentSession, writes: list[WritesSave], save: CheckpointSave) -> bool | None:

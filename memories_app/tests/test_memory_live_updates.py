@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
-
 import pytest
 
 from memories_app.tests.conftest import make_session
 from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group, tenant_group
+from tests.live import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drain(pubsub: Any, wanted: int, timeout: float = 5) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(messages) < wanted and time.monotonic() < deadline:
-        item = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-        if item:
-            messages.append(json.loads(item["data"]))
-    return messages
 
 
 def test_a_batch_announces_each_memory_to_its_tenant_and_session_bound_ones_to_their_session(world):
@@ -45,8 +32,8 @@ def test_a_batch_announces_each_memory_to_its_tenant_and_session_bound_ones_to_t
     assert response.status_code == 201
     ids = [memory["id"] for memory in response.json()["memories"]]
 
-    to_tenant = _drain(tenant_feed, 3)
-    to_session = _drain(session_feed, 2, timeout=1)
+    to_tenant = drain(tenant_feed, 3)
+    to_session = drain(session_feed, 2, timeout=1)
     assert [(m["type"], m["memory"], m["scope"]) for m in to_tenant] == [
         ("memory.created", ids[0], "user"),
         ("memory.created", ids[1], "session"),
@@ -66,4 +53,4 @@ def test_a_refused_batch_announces_nothing(world):
     )
 
     assert response.status_code == 400
-    assert _drain(feed, 1, timeout=1) == []
+    assert drain(feed, 1, timeout=1) == []

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
-
 import pytest
 
 from conftest import World
@@ -13,18 +9,9 @@ from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group, tenant_group
 from sessions_app.models import AgentSession
 from sessions_app.tests.helpers import append, create_session, say
+from tests.live import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drain(pubsub: Any, wanted: int, timeout: float = 5) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(messages) < wanted and time.monotonic() < deadline:
-        item = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-        if item:
-            messages.append(json.loads(item["data"]))
-    return messages
 
 
 def test_appends_and_status_changes_reach_the_session_group_in_order(world: World) -> None:
@@ -38,7 +25,7 @@ def test_appends_and_status_changes_reach_the_session_group_in_order(world: Worl
     append(world.acme.client, "s", ("NODE_TRANSITION", {"node": "plan"}))
     world.acme.client.patch("/api/v1/sessions/s", {"status": "paused"}, format="json")
 
-    messages = _drain(pubsub, 3)
+    messages = drain(pubsub, 3)
     assert [(m["type"], m.get("version")) for m in messages] == [
         ("event.appended", 2),
         ("event.appended", 3),
@@ -56,7 +43,7 @@ def test_new_sessions_reach_their_tenants_group_only(world: World) -> None:
     create_session(world.outsider.client, "theirs", "mallory")
     create_session(world.acme.client, "ours", "alice")
 
-    messages = _drain(pubsub, 2, timeout=2)
+    messages = drain(pubsub, 2, timeout=2)
     assert [(m["type"], m["session"]) for m in messages] == [("session.created", "ours")]
 
 
@@ -69,4 +56,4 @@ def test_a_rejected_write_publishes_nothing(world: World) -> None:
 
     append(world.acme.client, "s", ("NODE_TRANSITION", {"node": "a"}), expected_version=7)
 
-    assert _drain(pubsub, 1, timeout=1) == []
+    assert drain(pubsub, 1, timeout=1) == []
