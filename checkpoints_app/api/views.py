@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpResponse
@@ -19,6 +18,7 @@ from checkpoints_app.chain import Rebuilt
 from checkpoints_app.models import Checkpoint
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
+from memory_admin.api.serializers import api_timestamp
 from memory_admin.api.views import AgentAPIView
 from memory_admin.codec import dumps
 from memory_admin.errors import NotFound, ValidationFailed
@@ -56,15 +56,9 @@ def _checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
 def _with_state(rebuilt: Rebuilt) -> HttpResponse:
     # The state goes out as the canonical JSON its checksum was verified over: no second serialisation.
     head = _checkpoint_out(rebuilt.checkpoint)
-    head["created_at"] = _timestamp(rebuilt.checkpoint.created_at)
+    head["created_at"] = api_timestamp(rebuilt.checkpoint.created_at)
     body = dumps(head)[:-1] + b',"state":' + rebuilt.state_json + b"}"
     return HttpResponse(body, content_type="application/json")
-
-
-def _timestamp(value: datetime) -> str:
-    # As DRF renders a UTC datetime.
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _uuid_param(request: Request, name: str) -> uuid.UUID:

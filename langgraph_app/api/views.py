@@ -45,17 +45,24 @@ def _limit(request: Request) -> int:
     return limit
 
 
-def _metadata_filter(request: Request) -> dict[str, Any] | None:
-    raw = request.query_params.get("filter")
+def _json_object_param(request: Request, name: str) -> dict[str, Any] | None:
+    """The query parameter `name` parsed as a JSON object; None when absent, ValueError when not an object."""
+    raw = request.query_params.get(name)
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
+    value = json.loads(raw)  # a ValueError of its own when malformed
     if not isinstance(value, dict):
-        raise ValidationFailed("`filter` must be a JSON object.", details={"parameter": "filter"})
-    check_json_value(value)
+        raise ValueError(f"{name} is not a JSON object")
+    return value
+
+
+def _metadata_filter(request: Request) -> dict[str, Any] | None:
+    try:
+        value = _json_object_param(request, "filter")
+    except ValueError:
+        raise ValidationFailed("`filter` must be a JSON object.", details={"parameter": "filter"}) from None
+    if value is not None:
+        check_json_value(value)
     return value
 
 
@@ -108,22 +115,20 @@ class ThreadCheckpointsView(AgentAPIView):
 
 
 def _position(request: Request) -> selectors.Position | None:
-    raw = request.query_params.get("after")
-    if raw is None:
-        return None
+    refused = ValidationFailed(
+        "`after` must be the `next_after` object of the previous page.", details={"parameter": "after"}
+    )
     try:
-        value = json.loads(raw)
+        value = _json_object_param(request, "after")
     except ValueError:
-        value = None
+        raise refused from None
+    if value is None:
+        return None
     fields = ("checkpoint_id", "thread_id", "checkpoint_ns")
-    if (
-        not isinstance(value, dict)
-        or set(value) != set(fields)
-        or not all(isinstance(value[name], str) and len(value[name]) <= 512 for name in fields)
+    if set(value) != set(fields) or not all(
+        isinstance(value[name], str) and len(value[name]) <= 512 for name in fields
     ):
-        raise ValidationFailed(
-            "`after` must be the `next_after` object of the previous page.", details={"parameter": "after"}
-        )
+        raise refused
     return selectors.Position(**value)
 
 

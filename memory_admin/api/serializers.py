@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework import serializers
+
+
+def api_timestamp(value: datetime) -> str:
+    """An aware datetime as DRF's DateTimeField renders it under TIME_ZONE = "UTC" (for hand-built bodies)."""
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class StrictSerializer(serializers.Serializer[Any]):
