@@ -1,4 +1,4 @@
-# One image for every role: web (gunicorn, the default), websockets (uvicorn), worker and beat (celery).
+# One image for every role: web (granian's WSGI workers, the default), websockets (uvicorn), worker and beat (celery).
 # Settings come from the environment: DATABASE_URL, REDIS_URL, SECRET_KEY or SECRET_KEY_FILE, ALLOWED_HOSTS...
 FROM python:3.11-slim AS base
 
@@ -29,6 +29,6 @@ EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=2)" || exit 1
 
-# The web workers' counters are summed at scrape time from PROMETHEUS_MULTIPROC_DIR (memory_admin.metrics),
-# emptied at each start.
-CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn memory_admin.wsgi:application --bind 0.0.0.0:${PORT} --worker-class gthread --workers ${WEB_WORKERS:-$(( $(nproc) * 3 ))} --threads ${WEB_THREADS:-1} --no-control-socket --access-logfile /dev/null"]
+# The same command line as `make run` (memory_admin.runner.web_argv). The web workers' counters are summed
+# at scrape time from PROMETHEUS_MULTIPROC_DIR (memory_admin.metrics), emptied at each start.
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec granian --interface wsgi memory_admin.wsgi:application --host 0.0.0.0 --port ${PORT} --workers ${WEB_WORKERS:-$(nproc)} --blocking-threads ${WEB_THREADS:-4} --runtime-mode st --no-ws --respawn-failed-workers --workers-kill-timeout 10 --log-level warning"]

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import issue_api_key
+from tests.clients import AgentClient
 from tests.factories import StaffFactory, TenantFactory
 
 STAFF_PASSWORD = "correct horse battery"
@@ -44,7 +45,7 @@ class World:
 def make_agent(tenant_name: str) -> Agent:
     tenant = TenantFactory.create(name=tenant_name)
     api_key, raw_key = issue_api_key(tenant=tenant, name=f"{tenant_name} agent")
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     return Agent(tenant=tenant, api_key=api_key, raw_key=raw_key, client=client)
 

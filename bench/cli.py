@@ -2,8 +2,8 @@
 
     python -m bench                 # quick mode (a few minutes)
     python -m bench --full          # longer windows, more concurrency levels and topologies
-    python -m bench --profile       # also sample the gunicorn workers with py-spy on the hot paths
-    python -m bench --topologies 4x4,2x8   # gunicorn workers x threads to compare (the first one is the main run)
+    python -m bench --profile       # also sample the web workers with py-spy on the hot paths
+    python -m bench --topologies 4x4,2x8   # web workers x threads to compare (the first one is the main run)
 
 The load comes from a separate process (bench/load.py); anchors are measured in this process against the
 same Redis and Postgres, before the web server starts so that nothing else competes for the cores.
@@ -199,10 +199,10 @@ class Bench:
         return self.api_figures()
 
     def with_server(self, topology: str, body: Any) -> None:
-        """Start gunicorn as `make run` does with WORKERSxTHREADS `topology`, run `body()`, stop it."""
+        """Start the web server as `make run` does with WORKERSxTHREADS `topology`, run `body()`, stop it."""
         workers, threads = (int(part) for part in topology.split("x"))
         self.server = Server(workers=workers, threads=threads, with_worker=self.with_worker)
-        say(f"starting gunicorn: {workers} workers x {threads} threads (gthread), as `make run` does")
+        say(f"starting the web server: granian, {workers} workers x {threads} threads, as `make run` does")
         try:
             self.server.start(self.env)
             body()
@@ -422,7 +422,7 @@ def cpu_table(details: dict[str, Any], topology: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="longer windows, more concurrency levels and topologies")
-    parser.add_argument("--profile", action="store_true", help="sample the gunicorn workers with py-spy")
+    parser.add_argument("--profile", action="store_true", help="sample the web workers with py-spy")
     parser.add_argument("--topologies", help="comma-separated WORKERSxTHREADS; the first is the main run")
     parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker (no snapshot tasks)")
     parser.add_argument(
@@ -478,7 +478,7 @@ def write_results(bench: Bench, figures: list[Figure], suites: list[str], elapse
     )
     if "anchors" in bench.details:
         print(
-            f"api: gunicorn gthread {bench.main_topology.replace('x', ' workers x ')} threads (as `make run`), "
+            f"api: granian WSGI {bench.main_topology.replace('x', ' workers x ')} threads (as `make run`), "
             f"Postgres {bench.details['anchors']['postgres']['settings']}, loopback HTTP/1.1 keep-alive"
         )
     print(table(figures))

@@ -7,7 +7,7 @@
    runs find them and reuse them (the load takes a minute or two on the 2-core machine).
 2. Builds, once, a session of tenant `bench` with 10,000 events (through the API's batch appends) and 500
    checkpoints (through the API's save), as the issue's session page figure asks.
-3. Starts gunicorn as `make run` does, logs in a support user through the login form, and requests each
+3. Starts the web server as `make run` does, logs in a support user through the login form, and requests each
    page one after another from one client (loopback, keep-alive): a few warm-up requests, then
    `mode.state_reads` timed ones. The figure is the time from sending the request to reading the whole
    response, which on loopback is the server's time plus well under a millisecond.
@@ -16,7 +16,7 @@ Pages: the sessions list (first page; filtered by tenant, by user, by tenant and
 one-day time window; a page 900,000 rows deep through the keyset cursor), the session page of the
 10,000-event session, its checkpoints page, and the overview.
 
-Live-update latency: the WebSocket server `make run` starts (uvicorn) runs beside gunicorn; a client logged
+Live-update latency: the WebSocket server `make run` starts (uvicorn) runs beside the web server; a client logged
 in as the same support user watches a fresh session, and each round appends one event through the API and
 waits for the `event.appended` frame carrying it. The figure is the time from sending the POST to receiving
 that frame (what a browser gets before it draws the row).
@@ -157,7 +157,7 @@ class Http:
             self.conn.request(method, path, body=body, headers=headers)
             response = self.conn.getresponse()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            # gunicorn closes a keep-alive connection idle for a few seconds; a browser would reconnect.
+            # the web server may close a keep-alive connection idle for a few seconds; a browser would reconnect.
             self.conn.close()
             started = time.perf_counter()
             self.conn.request(method, path, body=body, headers=headers)

@@ -5,7 +5,7 @@ It runs in a scratch database of its own (`bench_erasure`, created afresh on the
 and dropped at the end), because the verification scan reads every table: its time depends on everything
 stored, and a scratch database makes it the person's data plus the other tenant's traffic, run after run.
 There it starts
-gunicorn and a Celery worker as `make run` does, and `bench.erasure_job` bulk-loads the person (see its
+the web server and a Celery worker as `make run` does, and `bench.erasure_job` bulk-loads the person (see its
 docstring). Then, while 8 agents of tenant `bench` append events through the API, the job files a request,
 previews it, approves it (logical deletion and key destruction in one transaction) and waits for the worker's
 purge and verification.
@@ -77,7 +77,10 @@ def run(bench: Bench) -> dict[str, Any]:
     saved = bench.server, bench.key
     try:
         ready = _read_json_line(job)
-        say(f"erasure: loaded in {ready['setup_seconds']} s; starting gunicorn 2x4 and a worker on {SCRATCH_DATABASE}")
+        say(
+            f"erasure: loaded in {ready['setup_seconds']} s; starting the web server 2x4 and a worker on "
+            + SCRATCH_DATABASE
+        )
         server.start(scratch)
         bench.server, bench.key = server, key
         say("erasure: baseline, 8 agents of another tenant appending events")

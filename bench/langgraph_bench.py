@@ -7,7 +7,7 @@ task writes LangGraph saves between them. Each agent runs the graph on a new thr
 `graph.invoke` (sync, LangGraph's default durability), for a fixed window after one warm-up run. Steps/s =
 checkpoints written per second, over all agents.
 
-Ours: AgentMemorySaver (clients/python) against the bench gunicorn (`make run`'s topology), the same process
+Ours: AgentMemorySaver (clients/python) against the bench web server (`make run`'s topology), the same process
 as the harness, one saver per agent. Anchor: PostgresSaver, one connection per agent, in this process, to its
 own database on the bench Postgres (shared with the `checkpoints` suite's anchor).
 

@@ -1,4 +1,4 @@
-"""Optional sampling profiles of the gunicorn workers with py-spy (`python -m bench --profile`).
+"""Optional sampling profiles of the web workers with py-spy (`python -m bench --profile`).
 
 py-spy samples the workers from outside (no code change, small overhead) and writes collapsed stacks; this
 module folds them into the functions that hold the most samples, inclusive and self.

@@ -1,5 +1,5 @@
-"""The service under test: embedded Postgres + Redis under var/bench/, migrations, an API key, and gunicorn
-started exactly as `make run` starts it (memory_admin.runner._gunicorn_argv), plus a Celery worker for the
+"""The service under test: embedded Postgres + Redis under var/bench/, migrations, an API key, and the web
+server started exactly as `make run` starts it (memory_admin.runner.web_argv), plus a Celery worker for the
 snapshot tasks the event stream enqueues.
 
 Servers this module starts run in their own process groups and are recorded in var/bench/server.json, so a
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memory_admin.embedded import EmbeddedStack, free_port, pid_alive
-from memory_admin.runner import BIN, ROOT, VAR, _gunicorn_argv, service_environment
+from memory_admin.runner import BIN, ROOT, VAR, service_environment, web_argv
 
 PROFILE = "bench"
 PROFILE_DIR = VAR / PROFILE
@@ -93,11 +93,7 @@ class Server:
     def start(self, env: dict[str, str], *, timeout: float = 60) -> None:
         cleanup_leftovers()
         self.port = free_port()
-        os.environ["WEB_WORKERS"], os.environ["WEB_THREADS"] = str(self.workers), str(self.threads)
-        try:
-            argv = _gunicorn_argv(HOST, self.port)
-        finally:
-            del os.environ["WEB_WORKERS"], os.environ["WEB_THREADS"]
+        argv = web_argv(HOST, self.port, workers=self.workers, threads=self.threads)
         log = (PROFILE_DIR / "web.log").open("wb")
         with log:
             self.processes["web"] = subprocess.Popen(
@@ -119,7 +115,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.processes["web"].poll() is not None:
-                raise RuntimeError(f"gunicorn exited early; see {PROFILE_DIR / 'web.log'}")
+                raise RuntimeError(f"the web server exited early; see {PROFILE_DIR / 'web.log'}")
             worker = self.processes.get("worker")
             if worker is not None and worker.poll() is not None:
                 raise RuntimeError(f"the Celery worker exited early; see {PROFILE_DIR / 'worker.log'}")
@@ -129,7 +125,7 @@ class Server:
                     healthy(self.port)
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer within {timeout:.0f}s; see {PROFILE_DIR / 'web.log'}")
+        raise RuntimeError(f"the web server did not answer within {timeout:.0f}s; see {PROFILE_DIR / 'web.log'}")
 
     def stop(self, timeout: float = 15) -> None:
         for process in self.processes.values():
@@ -175,7 +171,7 @@ def cleanup_leftovers() -> None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"gunicorn" in cmdline or b"celery" in cmdline:
+        if b"granian" in cmdline or b"celery" in cmdline:
             say(f"stopping the {name} (pid {pid}) an earlier run left behind")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)

@@ -19,15 +19,12 @@ retention removed. The latter's checksum was computed over that parent's checksu
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-import psycopg
 from django.conf import settings
-from django.db import connection
 
 from checkpoints_app.cache import row_hash, states
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
@@ -35,6 +32,7 @@ from checkpoints_app.patching import PatchError, apply_copying
 from checkpoints_app.storage import Owner, chain_checksum, read_body
 from memory_admin.codec import canonical_json
 from memory_admin.errors import IntegrityFailure, NotFound
+from memory_admin.sql import run
 from sessions_app.models import AgentSession
 
 # A path longer than this is a cycle or a corrupt parent link, whatever CHECKPOINT_FULL_EVERY was.
@@ -192,23 +190,6 @@ class Path:
     target: Link | None
     row_hashes: bytes
     complete: bool
-
-
-def run(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Execute one of this app's hot statements and fetch its rows.
-
-    On a psycopg cursor that binds on the server, so PostgreSQL keeps the statement prepared on the
-    (persistent) connection and plans it once instead of on every save and read; Django's own cursor binds
-    on the client. Errors are Django's, and the statement shows in Django's query log like any other.
-    """
-    connection.ensure_connection()
-    started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall() if cursor.description is not None else []
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    return rows
 
 
 def _params(session: AgentSession, target: Any) -> dict[str, Any]:

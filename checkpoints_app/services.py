@@ -23,7 +23,6 @@ from checkpoints_app.chain import (
     owner_of,
     rebuild,
     rebuild_path,
-    run,
 )
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying, delta
@@ -34,6 +33,7 @@ from memory_admin.codec import canonical_json, dumps
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
 from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
+from memory_admin.sql import run
 from sessions_app.models import AgentSession
 
 

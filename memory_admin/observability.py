@@ -6,6 +6,8 @@ message or memory text. Code that logs passes ids and counts only.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 import sys
@@ -13,6 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -88,12 +91,51 @@ def configure_logging(log_format: str, level: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    global _json_handler
+    _json_handler = handler if log_format == "json" else None
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
     # Django's own request logger repeats what our access line says, with the full path; keep it quiet.
     logging.getLogger("django.request").setLevel(logging.ERROR)
     logging.getLogger("django.server").setLevel(logging.WARNING)
+
+
+# The handler JSON lines go to, when that is the format: the access line is written to it directly.
+_json_handler: logging.StreamHandler[Any] | None = None
+_access_logger = logging.getLogger("memory.http")
+
+
+def log_request(*, request_id: str, method: str, route: str | None, status: int, duration_ms: float) -> None:
+    """The access line of a request: its id, method, route (never the path: paths carry session and user ids),
+    status and duration. In the JSON format it is written straight to the log handler, with the fields the
+    structlog pipeline gives every line (event, level, logger, timestamp): that pipeline costs a tenth of a
+    small API request's CPU for a line whose content is always the same shape.
+    """
+    handler = _json_handler
+    if handler is None:
+        logger.info(
+            "request", request_id=request_id, method=method, route=route, status=status, duration_ms=duration_ms
+        )
+        return
+    if not _access_logger.isEnabledFor(logging.INFO):
+        return
+    line = json.dumps(
+        {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "event": "request",
+            "level": "info",
+            "logger": "memory.http",
+            "timestamp": datetime.now(UTC).isoformat()[:-6] + "Z",
+        }
+    )
+    with handler.lock or contextlib.nullcontext():
+        handler.stream.write(line + "\n")
+        handler.flush()
 
 
 def new_request_id() -> str:
@@ -122,10 +164,9 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         if not request.path.startswith(("/healthz", "/readyz", "/metrics", "/static/")):
-            logger.info(
-                "request",
-                method=request.method,
-                # The route, not the path: paths carry session and user ids.
+            log_request(
+                request_id=request_id,
+                method=request.method or "",
                 route=getattr(getattr(request, "resolver_match", None), "route", None),
                 status=response.status_code,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),

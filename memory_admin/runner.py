@@ -5,9 +5,10 @@
     python -m memory_admin.runner env       # start the test servers and print their environment (for a shell)
     python -m memory_admin.runner stop run|test
 
-Serving topology for one machine: gunicorn's threaded WSGI workers serve every HTTP request (the API is
-sync Django code, several times cheaper under WSGI than under an ASGI server), uvicorn serves only the
-dashboard's WebSockets on the next port, and a Celery worker and beat run the background jobs.
+Serving topology for one machine: granian's WSGI workers serve every HTTP request (the API is sync Django
+code, several times cheaper under WSGI than under an ASGI server; granian's HTTP handling is in Rust, a
+fraction of a pure-Python server's per-request cost), uvicorn serves only the dashboard's WebSockets on the
+next port, and a Celery worker and beat run the background jobs.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def run() -> int:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, on_signal)
         try:
-            supervisor.spawn("web", _gunicorn_argv(host, port), env)
+            supervisor.spawn("web", web_argv(host, port), env)
             supervisor.spawn("websockets", _uvicorn_argv(host, ws_port), env)
             supervisor.spawn(
                 "worker", [str(BIN / "celery"), "-A", "memory_admin", "-q", "worker", "-l", "warning", "-c", "2"], env
@@ -185,34 +186,38 @@ def run() -> int:
         return code
 
 
-# Single-threaded workers, three per core: the API's requests are CPU-bound, and threads of one process then
-# only contend for its GIL. On this 2-core machine 4x1 and 6x1 served 25-35 % more context reads and 15-25 %
-# more event appends than 4x4, context appends within run-to-run noise (bench/README.md). Deployments whose
-# requests wait on a remote embedder can raise WEB_THREADS.
-DEFAULT_WEB_WORKERS = max(2, (os.cpu_count() or 1) * 3)
-DEFAULT_WEB_THREADS = 1
+# Two worker processes per core with a few threads each (measured on this 2-core machine with bench/: see
+# bench/README.md for the sweep). A request spends a good part of its time waiting on Postgres' commit and
+# on Redis; the threads of a worker fill those waits, and several processes keep the GIL from serialising
+# the rest. Deployments whose requests wait on a remote embedder can raise WEB_THREADS.
+DEFAULT_WEB_WORKERS = max(2, (os.cpu_count() or 1))
+DEFAULT_WEB_THREADS = 4
 
 
-def _gunicorn_argv(host: str, port: int) -> list[str]:
-    workers = os.environ.get("WEB_WORKERS", str(DEFAULT_WEB_WORKERS))
+def web_argv(host: str, port: int, *, workers: int | None = None, threads: int | None = None) -> list[str]:
+    """The web server's command line: granian's WSGI workers on memory_admin.wsgi (the hot lane, then Django)."""
     return [
-        str(BIN / "gunicorn"),
+        str(BIN / "granian"),
+        "--interface",
+        "wsgi",
         "memory_admin.wsgi:application",
-        "--bind",
-        f"{host}:{port}",
+        "--host",
+        host,
+        "--port",
+        str(port),
         "--workers",
-        workers,
-        "--worker-class",
-        "gthread",
-        "--threads",
-        os.environ.get("WEB_THREADS", str(DEFAULT_WEB_THREADS)),
-        "--no-control-socket",
+        str(workers or int(os.environ.get("WEB_WORKERS", DEFAULT_WEB_WORKERS))),
+        "--blocking-threads",
+        str(threads or int(os.environ.get("WEB_THREADS", DEFAULT_WEB_THREADS))),
+        "--runtime-mode",
+        "st",
+        "--no-ws",
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "10",
         "--log-level",
         "warning",
-        "--access-logfile",
-        "-" if os.environ.get("ACCESS_LOG") else "/dev/null",
-        "--graceful-timeout",
-        "10",
+        *(["--access-log"] if os.environ.get("ACCESS_LOG") else []),
     ]
 
 

@@ -26,11 +26,12 @@ from django.conf import settings
 
 from memory_admin.health import redis_client
 from memory_admin.metrics import RECOVERIES
+from memory_admin.redis_wire import Batch, Script
 
 logger = structlog.get_logger("memory.context")
 
 # KEYS: meta hash, message list. ARGV: first version, last version, window, ttl, replace (0/1), messages…
-_APPLY = """
+_APPLY = Script("""
 local head = redis.call('HGET', KEYS[1], 'head')
 if not head then return -1 end
 head = tonumber(head)
@@ -45,10 +46,10 @@ redis.call('HSET', KEYS[1], 'head', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
-"""
+""")
 
 # KEYS: meta hash, message list. ARGV: head version, window, ttl, rebuilt flag, messages…
-_INIT = """
+_INIT = Script("""
 local head = redis.call('HGET', KEYS[1], 'head')
 if head and tonumber(head) >= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
@@ -60,10 +61,10 @@ redis.call('HSET', KEYS[1], 'head', ARGV[1], 'rebuilt', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
-"""
+""")
 
 # KEYS: tool key. ARGV: version, value (JSON, or '' to delete), ttl. Only a newer version may overwrite.
-_SET_TOOL = """
+_SET_TOOL = Script("""
 local current = redis.call('GET', KEYS[1])
 if current then
   local stored = cjson.decode(current)
@@ -75,7 +76,7 @@ else
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
 return 1
-"""
+""")
 
 
 def _meta_key(session_pk: object) -> str:
@@ -115,26 +116,36 @@ def _encode(messages: list[Any]) -> list[str]:
     return [json.dumps(message, ensure_ascii=False, separators=(",", ":")) for message in messages]
 
 
-def advance(session_pk: object, *, first: int, last: int, effect: ContextEffect, ttl: int, pipe: Any = None) -> None:
+def advance(
+    session_pk: object, *, first: int, last: int, effect: ContextEffect, ttl: int, batch: Batch | None = None
+) -> None:
     """Advance the cached window by the versions `first..last` (see the module's rules). Never raises.
 
-    With `pipe`, the command is queued on that pipeline and the caller executes it.
+    With `batch`, the command is queued on it and the caller executes it.
     """
-    try:
-        (pipe or redis_client()).eval(
-            _APPLY,
-            2,
-            _meta_key(session_pk),
-            _list_key(session_pk),
+    queued = batch if batch is not None else Batch()
+    queued.script(
+        _APPLY,
+        [_meta_key(session_pk), _list_key(session_pk)],
+        [
             first,
             last,
             settings.CONTEXT_WINDOW_MESSAGES,
             ttl,
             "1" if effect.replace else "0",
             *_encode(effect.messages),
-        )
+        ],
+    )
+    if batch is None:
+        _execute(queued)
+
+
+def _execute(batch: Batch) -> list[Any] | None:
+    try:
+        return batch.execute()
     except redis.RedisError as exc:
         logger.warning("context_cache_unavailable", error=type(exc).__name__)
+        return None
 
 
 def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedContext | None:
@@ -142,19 +153,15 @@ def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedCo
 
     None when Redis is unreachable.
     """
-    try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.hmget(_meta_key(session_pk), "head", "rebuilt")
-        pipe.lrange(_list_key(session_pk), 0, -1)
-        if touch:
-            pipe.expire(_meta_key(session_pk), ttl)
-            pipe.expire(_list_key(session_pk), ttl)
-        else:
-            pipe.ttl(_meta_key(session_pk))
-        (head, rebuilt), raw_messages, extended, *_ = pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("context_cache_unavailable", error=type(exc).__name__)
+    batch = Batch().hmget(_meta_key(session_pk), "head", "rebuilt").lrange(_list_key(session_pk), 0, -1)
+    if touch:
+        batch.expire(_meta_key(session_pk), ttl).expire(_list_key(session_pk), ttl)
+    else:
+        batch.ttl(_meta_key(session_pk))
+    replies = _execute(batch)
+    if replies is None:
         return None
+    (head, rebuilt), raw_messages, extended, *_ = replies
     if head is None:
         return CachedContext(head=None, rebuilt=False, messages=[], ttl_seconds=0)
     return CachedContext(
@@ -177,22 +184,19 @@ def store_rebuilt(session_pk: object, *, head: int, messages: list[Any], ttl: in
 
 
 def _store(session_pk: object, *, head: int, messages: list[Any], rebuilt: bool, ttl: int) -> bool:
-    try:
-        stored = redis_client().eval(
-            _INIT,
-            2,
-            _meta_key(session_pk),
-            _list_key(session_pk),
+    batch = Batch().script(
+        _INIT,
+        [_meta_key(session_pk), _list_key(session_pk)],
+        [
             head,
             settings.CONTEXT_WINDOW_MESSAGES,
             ttl,
             "1" if rebuilt else "0",
             *_encode(messages[-settings.CONTEXT_WINDOW_MESSAGES :]),
-        )
-    except redis.RedisError as exc:
-        logger.warning("context_cache_unavailable", error=type(exc).__name__)
-        return False
-    return bool(stored)
+        ],
+    )
+    replies = _execute(batch)
+    return bool(replies and replies[0])
 
 
 # Marks a cleared tool state (kept as a tombstone for its TTL so an older write cannot resurrect it).
@@ -200,18 +204,23 @@ _CLEARED = object()
 
 
 def set_tool_after_commit(
-    session_pk: object, tool: str, *, version: int, state: Any, ttl: int, pipe: Any = None
+    session_pk: object, tool: str, *, version: int, state: Any, ttl: int, batch: Batch | None = None
 ) -> None:
     """Cache a tool's state written at `version` (`state` None with `cleared`); older writes never win."""
     value = "" if state is _CLEARED else json.dumps({"v": version, "state": state}, separators=(",", ":"))
-    try:
-        (pipe or redis_client()).eval(_SET_TOOL, 1, tool_key(session_pk, tool), version, value, max(1, ttl))
-    except redis.RedisError as exc:
-        logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
+    queued = batch if batch is not None else Batch()
+    queued.script(_SET_TOOL, [tool_key(session_pk, tool)], [version, value, max(1, ttl)])
+    if batch is None:
+        try:
+            queued.execute()
+        except redis.RedisError as exc:
+            logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
 
 
-def clear_tool_after_commit(session_pk: object, tool: str, *, version: int, ttl: int, pipe: Any = None) -> None:
-    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=ttl, pipe=pipe)
+def clear_tool_after_commit(
+    session_pk: object, tool: str, *, version: int, ttl: int, batch: Batch | None = None
+) -> None:
+    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=ttl, batch=batch)
 
 
 @dataclass(frozen=True)
@@ -225,10 +234,7 @@ class CachedTool:
 def read_tool(session_pk: object, tool: str) -> CachedTool | bool | None:
     """The cached tool state; None on a miss; False when Redis is unreachable."""
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.get(tool_key(session_pk, tool))
-        pipe.ttl(tool_key(session_pk, tool))
-        raw, ttl = pipe.execute()
+        raw, ttl = Batch().get(tool_key(session_pk, tool)).ttl(tool_key(session_pk, tool)).execute()
     except redis.RedisError as exc:
         logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
         return False

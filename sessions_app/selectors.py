@@ -23,7 +23,8 @@ from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.codec import SCHEMA_VERSION, decode_payload, encode_payload
 from memory_admin.errors import Archived, NotFound
 from memory_admin.metrics import CONTEXT_READS, RECOVERIES
-from sessions_app import context
+from sessions_app import context, identity
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, EventSnapshot, EventType, Operation
 from sessions_app.state import apply_event, empty_state, upgrade_state
 from tenants_app.models import Tenant
@@ -61,6 +62,14 @@ def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     for index, field, converter in _session_converters():
         values[index] = converter(values[index], field, connection)
     return AgentSession.from_db(connection.alias, _SESSION_ATTNAMES, values)
+
+
+def session_for_write(*, tenant: Tenant, session_id: str) -> SessionIdentity:
+    """Who the session is, for a write: remembered by this process, or looked up and remembered. The write's
+    statement checks the row itself (see sessions_app.identity)."""
+    return identity.remembered(tenant.pk, session_id) or identity.remember(
+        get_session(tenant=tenant, session_id=session_id)
+    )
 
 
 @cache

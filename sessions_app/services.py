@@ -18,11 +18,13 @@ from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
 from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload, encoder_for
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
 from memory_admin.redis_guard import queue_task
-from sessions_app import context
+from memory_admin.redis_wire import Batch
+from memory_admin.sql import run
+from sessions_app import context, identity
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
 from sessions_app.selectors import rebuild_state
 from sessions_app.state import apply_event, copy_state, validate_event
@@ -193,7 +195,7 @@ def _context_effect(batch: list[NewEvent]) -> context.ContextEffect:
 
 def append_events(
     *,
-    session: AgentSession,
+    session: SessionIdentity,
     events: list[NewEvent],
     expected_version: int | None = None,
     idempotency_key: str | None = None,
@@ -204,6 +206,9 @@ def append_events(
     `expected_version`, a stream that has moved on is a 409 carrying the current version. A STATE_PATCHED
     patch that does not apply to the state it would follow is a 400. The same `idempotency_key` again
     returns the first append's events without appending anything.
+
+    `session` may be a `SessionRef` this process remembered (see sessions_app.identity): the append's own
+    statement checks the row, and a session id that now names another row is appended to that one.
     """
     if not events:
         raise ValidationFailed("Send at least one event.", details={"field": "events"})
@@ -212,62 +217,96 @@ def append_events(
     for event in events:
         validate_event(event.type, event.payload)
     with EVENT_APPEND_SECONDS.time():
-        if idempotency_key:
-            earlier = list(
-                Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version")
-            )
-            if earlier:
-                return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
         if connection.in_atomic_block or any(event.type == EventType.STATE_PATCHED for event in events):
+            session = _model_of(session)
+            if idempotency_key:
+                earlier = _appended_with(session, idempotency_key)
+                if earlier:
+                    return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
             try:
                 return _append(session, events, expected_version, idempotency_key)
             except _Replay as replay:
                 return AppendResult(events=replay.events, head_version=replay.events[-1].version, replayed=True)
-        return _append_in_one_statement(session, events, expected_version, idempotency_key)
+        try:
+            return _append_in_one_statement(session, events, expected_version, idempotency_key)
+        except _Moved as moved:
+            return _append_in_one_statement(moved.session, events, expected_version, idempotency_key)
+
+
+def _model_of(session: SessionIdentity) -> AgentSession:
+    """The session's row, for the paths that need more than its identity."""
+    if isinstance(session, AgentSession):
+        return session
+    found = AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id).first()
+    if found is None:
+        identity.forget(session.tenant_id, session.session_id)
+        raise NotFound("No such session.", details={"session_id": session.session_id})
+    return found
+
+
+def _appended_with(session: SessionIdentity, idempotency_key: str) -> list[Event]:
+    return list(Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version"))
 
 
 # The common append in one round trip: reserve the versions on the session row (its lock serialises
 # concurrent appends) and insert the events, in a single autocommit statement — atomic by itself. A row
-# only comes back when the session is visible, writable and (if asked) at the expected version.
-_APPEND_SQL = f"""
+# only comes back when the session is the tenant's, visible, writable, (if asked) at the expected version,
+# and (with an Idempotency-Key) holds no batch appended with that key yet.
+_RESERVE = f"""
 WITH reserved AS (
   UPDATE {AgentSession._meta.db_table}
      SET head_version = head_version + %(count)s, last_activity_at = %(now)s
-   WHERE id = %(session)s AND erased_at IS NULL AND status IN ('active', 'paused')
+   WHERE id = %(session)s AND tenant_id = %(tenant)s AND erased_at IS NULL AND status IN ('active', 'paused')
      AND (%(expected)s::bigint IS NULL OR head_version = %(expected)s::bigint)
+     AND (%(key)s::text IS NULL OR NOT EXISTS (
+       SELECT 1 FROM {Event._meta.db_table} WHERE session_id = %(session)s AND idempotency_key = %(key)s::text))
   RETURNING head_version - %(count)s AS base
 )
 INSERT INTO {Event._meta.db_table} (session_id, version, type, payload, schema_version, idempotency_key, created_at)
-SELECT %(session)s, reserved.base + batch.ord, batch.type, batch.payload, %(schema)s, %(key)s, %(now)s
+"""  # noqa: S608 - table names come from the models; every value is bound
+# One event (the usual append) binds scalars; a batch binds arrays.
+_APPEND_ONE_SQL = f"""{_RESERVE}
+SELECT %(session)s, reserved.base + 1, %(type)s, %(payload)s, %(schema)s, %(key)s::text, %(now)s
+  FROM reserved
+RETURNING version
+"""  # noqa: S608 - table names come from the models; every value is bound
+_APPEND_BATCH_SQL = f"""{_RESERVE}
+SELECT %(session)s, reserved.base + batch.ord, batch.type, batch.payload, %(schema)s, %(key)s::text, %(now)s
   FROM reserved, unnest(%(ords)s::int[], %(types)s::text[], %(payloads)s::bytea[]) AS batch(ord, type, payload)
 RETURNING version
 """  # noqa: S608 - table names come from the models; every value is bound
 
 
+class _Moved(Exception):
+    """The remembered session id now names another row (erased and created again): append there."""
+
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+
+
 def _append_in_one_statement(
-    session: AgentSession, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
+    session: SessionIdentity, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
 ) -> AppendResult:
     now = timezone.now()
     encode = encoder_for(tenant_id=session.tenant_id, user_id=session.user_id)
     payloads = [encode(event.payload) for event in events]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _APPEND_SQL,
-            {
-                "count": len(events),
-                "now": now,
-                "session": session.pk,
-                "expected": expected_version,
-                "schema": SCHEMA_VERSION,
-                "key": idempotency_key or None,
-                "ords": list(range(1, len(events) + 1)),
-                "types": [event.type for event in events],
-                "payloads": payloads,
-            },
-        )
-        versions = sorted(row[0] for row in cursor.fetchall())
+    params: dict[str, Any] = {
+        "count": len(events),
+        "now": now,
+        "session": session.pk,
+        "tenant": session.tenant_id,
+        "expected": expected_version,
+        "schema": SCHEMA_VERSION,
+        "key": idempotency_key or None,
+    }
+    if len(events) == 1:
+        params.update(type=events[0].type, payload=payloads[0])
+        versions = [row[0] for row in run(_APPEND_ONE_SQL, params)]
+    else:
+        params.update(ords=list(range(1, len(events) + 1)), types=[event.type for event in events], payloads=payloads)
+        versions = sorted(row[0] for row in run(_APPEND_BATCH_SQL, params))
     if not versions:
-        _explain_refusal(session, expected_version)
+        return _explain_refusal(session, expected_version, idempotency_key)
     rows = [
         Event(
             session_id=session.pk,
@@ -285,12 +324,28 @@ def _append_in_one_statement(
     return AppendResult(events=rows, head_version=last)
 
 
-def _explain_refusal(session: AgentSession, expected_version: int | None) -> None:
-    """Why the one-statement append inserted nothing: the same errors the transactional path raises."""
-    current = AgentSession.objects.filter(pk=session.pk).values_list("head_version", "status").first()
+def _explain_refusal(
+    session: SessionIdentity, expected_version: int | None, idempotency_key: str | None
+) -> AppendResult:
+    """Why the one-statement append inserted nothing: a replay of an earlier batch with the same key, or the
+    same errors the transactional path raises. Raises `_Moved` when the id now names another session."""
+    current = (
+        AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id)
+        .values_list("pk", "head_version", "status")
+        .first()
+    )
     if current is None:
-        raise NotFound("No such session.")
-    head, status = current
+        identity.forget(session.tenant_id, session.session_id)
+        raise NotFound("No such session.", details={"session_id": session.session_id})
+    pk, head, status = current
+    if pk != session.pk:
+        moved = AgentSession.objects.get(pk=pk)
+        identity.remember(moved)
+        raise _Moved(moved)
+    if idempotency_key:
+        earlier = _appended_with(session, idempotency_key)
+        if earlier:
+            return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
     if status not in WRITABLE:
         raise Conflict(f"A {status} session accepts no more events.", details={"status": status})
     raise Conflict(
@@ -370,42 +425,44 @@ def _append(
     return AppendResult(events=rows, head_version=last)
 
 
-def _after_append(session: AgentSession, rows: list[Event], events: list[NewEvent], *, first: int, last: int) -> None:
+def _after_append(
+    session: SessionIdentity, rows: list[Event], events: list[NewEvent], *, first: int, last: int
+) -> None:
     """Everything an append tells Redis, in one round trip: the context window, tool states, live message."""
     ttls = lifetimes_for(session.tenant_id)
+    batch = Batch()
+    context.advance(
+        session.pk, first=first, last=last, effect=_context_effect(events), ttl=ttls.context_seconds, batch=batch
+    )
+    for row, event in zip(rows, events, strict=True):
+        if event.type == EventType.TOOL_STATE_SET:
+            context.set_tool_after_commit(
+                session.pk,
+                event.payload["tool"],
+                version=row.version,
+                state=event.payload.get("state"),
+                ttl=ttls.tool_state_seconds,
+                batch=batch,
+            )
+        elif event.type == EventType.TOOL_STATE_CLEARED:
+            context.clear_tool_after_commit(
+                session.pk, event.payload["tool"], version=row.version, ttl=ttls.tool_state_seconds, batch=batch
+            )
+    live.queue(
+        batch,
+        [session_group(session.pk)],
+        {
+            "type": "event.appended",
+            "tenant": str(session.tenant_id),
+            "session": session.session_id,
+            "first_version": first,
+            "version": last,
+            "count": len(events),
+            "event_type": events[-1].type,
+        },
+    )
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        context.advance(
-            session.pk, first=first, last=last, effect=_context_effect(events), ttl=ttls.context_seconds, pipe=pipe
-        )
-        for row, event in zip(rows, events, strict=True):
-            if event.type == EventType.TOOL_STATE_SET:
-                context.set_tool_after_commit(
-                    session.pk,
-                    event.payload["tool"],
-                    version=row.version,
-                    state=event.payload.get("state"),
-                    ttl=ttls.tool_state_seconds,
-                    pipe=pipe,
-                )
-            elif event.type == EventType.TOOL_STATE_CLEARED:
-                context.clear_tool_after_commit(
-                    session.pk, event.payload["tool"], version=row.version, ttl=ttls.tool_state_seconds, pipe=pipe
-                )
-        live.queue(
-            pipe,
-            [session_group(session.pk)],
-            {
-                "type": "event.appended",
-                "tenant": str(session.tenant_id),
-                "session": session.session_id,
-                "first_version": first,
-                "version": last,
-                "count": len(events),
-                "event_type": events[-1].type,
-            },
-        )
-        pipe.execute()
+        batch.execute()
     except redis.RedisError as exc:
         logger.warning("after_append_redis_unavailable", error=type(exc).__name__)
     every = settings.EVENT_SNAPSHOT_EVERY
@@ -418,7 +475,7 @@ def _after_append(session: AgentSession, rows: list[Event], events: list[NewEven
 
 def append_messages(
     *,
-    session: AgentSession,
+    session: SessionIdentity,
     messages: list[Any],
     expected_version: int | None = None,
     idempotency_key: str | None = None,

@@ -36,6 +36,32 @@ class AgentPrincipal:
         return self.tenant.pk
 
 
+# Where the hot lane (memory_admin.api.hot) leaves the key check it already made, when it hands a request to
+# Django: the rate window must not count the request twice.
+KEY_CHECK_ENVIRON = "memory.key_check"
+
+
+def resolve_key(raw: str, check: tuple[bytes | None, int | None] | None = None) -> tuple[ApiKey | None, int | None]:
+    """The active key `raw` names (None: unknown or revoked) and the request count of its rate window.
+
+    Keys are remembered per process behind the Redis epoch (tenants_app.keycache); `check` is that round trip's
+    answer when the caller already has it.
+    """
+    digest = hash_key(raw)
+    epoch, count = check if check is not None else keycache.check(digest)
+    api_key = keycache.cached(digest, epoch)
+    if api_key is None:
+        api_key = active_key_for(raw)
+        if api_key is None:
+            return None, count
+        keycache.remember(digest, api_key, epoch)
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key, count
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -43,19 +69,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = self._raw_key(request)
         if raw is None:
             return None
-        digest = hash_key(raw)
-        epoch, count = keycache.check(digest)
+        api_key, count = resolve_key(raw, request.META.get(KEY_CHECK_ENVIRON))
         request._request.rate_count = count  # type: ignore[attr-defined]  # judged by ApiKeyRateThrottle
-        api_key = keycache.cached(digest, epoch)
         if api_key is None:
-            api_key = active_key_for(raw)
-            if api_key is None:
-                raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-            keycache.remember(digest, api_key, epoch)
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-            api_key.last_used_at = now
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return AgentPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
 
     def _raw_key(self, request: Request) -> str | None:

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from memory_admin.api.throttling import count_request
 from memory_admin.health import redis_client
+from memory_admin.redis_wire import Batch
 from tenants_app.models import ApiKey
 
 EPOCH_KEY = "mem:apikeys:epoch"
@@ -45,14 +46,11 @@ def check(digest: str) -> tuple[bytes | None, int | None]:
     looked up and also slows down guessing.
     """
     try:
-        client = redis_client()
-        pipe = client.pipeline(transaction=False)
-        pipe.get(EPOCH_KEY)
-        count_request(pipe, digest[:32])
-        epoch, count, _ = pipe.execute()
+        batch = Batch().get(EPOCH_KEY)
+        count_request(batch, digest[:32])
+        epoch, count, _ = batch.execute()
         if epoch is None:
-            client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
-            epoch = client.get(EPOCH_KEY)
+            _, epoch = Batch().set(EPOCH_KEY, secrets.token_hex(8), nx=True).get(EPOCH_KEY).execute()
     except redis.RedisError:
         return None, None
     if epoch is not None and not isinstance(epoch, bytes):

@@ -1,4 +1,4 @@
-"""Real server processes for tests that need them: gunicorn (WSGI) and uvicorn (ASGI) against the test database.
+"""Real server processes for tests that need them: the web server (WSGI) and uvicorn (ASGI) against the test database.
 
 Tests using these must use `django_db(transaction=True)`, so that what they write is committed and visible to
 the server process, and the server's writes are visible to the test.
@@ -19,6 +19,7 @@ import httpx
 from django.db import connection
 
 from memory_admin.embedded import free_port
+from memory_admin.runner import web_argv
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,26 +71,12 @@ class ServerProcess:
                 self.kill()
 
 
-def gunicorn(
+def web_server(
     port: int | None = None, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None
 ) -> ServerProcess:
+    """The web server exactly as `make run` starts it (granian's WSGI workers, the hot lane in front of Django)."""
     port = port or free_port()
-    argv = [
-        str(BIN / "gunicorn"),
-        "memory_admin.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
-        "--no-control-socket",
-        "--log-level",
-        "warning",
-    ]
-    return ServerProcess(argv, port, env)
+    return ServerProcess(web_argv("127.0.0.1", port, workers=workers, threads=threads), port, env)
 
 
 @contextmanager

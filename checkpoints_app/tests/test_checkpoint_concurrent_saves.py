@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from checkpoints_app.models import Checkpoint
 from conftest import World
+from tests.clients import AgentClient
 
 from .helpers import acme_session, save, url
 
@@ -23,7 +24,7 @@ THREADS = 8
 
 def client_of(world: World) -> APIClient:
     """A client per thread: test clients are not meant to be shared between threads."""
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.acme.raw_key}")
     return client
 

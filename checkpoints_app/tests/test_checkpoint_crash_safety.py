@@ -8,7 +8,7 @@ import pytest
 from checkpoints_app.models import Checkpoint
 from conftest import World
 from tests.load import WriteLoad, checkpoint_writer
-from tests.servers import gunicorn, running
+from tests.servers import running, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +18,7 @@ SHARED = "crash-shared"
 
 def test_every_acknowledged_save_survives_a_kill_9_and_the_chains_verify(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
-    server = gunicorn()
+    server = web_server()
     load = WriteLoad(server.url, headers)
     # Even writers own a session and send patches against their last save; odd ones share a session and
     # send full states (the server picks the parent: the latest, whoever saved it).
@@ -54,7 +54,7 @@ def test_every_acknowledged_save_survives_a_kill_9_and_the_chains_verify(world: 
     }
     assert stored == {pk: ack[:3] for pk, ack in acknowledged.items()}
 
-    with running(gunicorn()) as restarted, httpx.Client(base_url=restarted.url, headers=headers) as client:
+    with running(web_server()) as restarted, httpx.Client(base_url=restarted.url, headers=headers) as client:
         for session_id in sessions:
             base = f"/api/v1/sessions/{session_id}/checkpoints"
             report = client.get(f"{base}/verify").json()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from conftest import World
+from tests.clients import AgentClient
 
 from .helpers import acme_session, messages, saved, url
 
@@ -88,14 +88,14 @@ def test_the_list_is_newest_first_without_states_and_pages_by_cursor(world: Worl
 def test_requests_without_an_api_key_are_refused(world: World) -> None:
     session = acme_session(world)
 
-    response = APIClient().get(url(session))
+    response = AgentClient().get(url(session))
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
 
 
 def test_the_openapi_schema_describes_the_checkpoint_endpoints() -> None:
-    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    schema = AgentClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
 
     paths = schema["paths"]
     base = "/api/v1/sessions/{session_id}/checkpoints"

@@ -1,4 +1,4 @@
-"""/metrics scraped from a real gunicorn with two workers: the checkpoint save latency histogram, recoveries by
+"""/metrics scraped from the real web server with two workers: the checkpoint save latency histogram, recoveries by
 kind and hot context reads add up over every worker on every scrape (prometheus_client's multiprocess mode,
 PROMETHEUS_MULTIPROC_DIR), next to the gauges read from Postgres; every metric the dashboards use is there."""
 
@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from conftest import World
-from tests.servers import gunicorn, running
+from tests.servers import running, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +58,7 @@ def test_counters_and_histograms_add_up_over_both_workers_on_every_scrape(
     (tmp_path / "prometheus").mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
-    with running(gunicorn(workers=2, threads=2)) as server:
+    with running(web_server(workers=2, threads=2)) as server:
         api = f"{server.url}/api/v1/sessions"
         # A new connection per request, so the kernel hands them to either worker.
         created = httpx.post(api, json={"id": "metrics-run", "user_id": "u-1"}, headers=headers)

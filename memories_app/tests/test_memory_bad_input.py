@@ -5,6 +5,7 @@ from django.test import override_settings
 
 from memories_app.models import Memory
 from memories_app.tests.conftest import create, make_session
+from tests.clients import AgentClient
 
 
 def assert_refused(response, status=400):
@@ -103,6 +104,5 @@ def test_get_with_a_malformed_id_returns_404(world):
 
 
 def test_create_without_an_api_key_returns_401(world):
-    from rest_framework.test import APIClient
 
-    assert_refused(create(APIClient(), scope="global", content="tea"), status=401)
+    assert_refused(create(AgentClient(), scope="global", content="tea"), status=401)

@@ -94,6 +94,28 @@ def _parse_slowly(text: str) -> Any:
         raise ParseError(f"Malformed JSON: {exc}") from None
 
 
+NOT_PLAIN = object()
+
+
+def parse_plainly(raw: bytes) -> Any:
+    """The document when orjson reads it and nothing in it needs a closer look; NOT_PLAIN otherwise.
+
+    Valid JSON holds U+0000 only as the escape \\u0000 (orjson refuses a raw control character and an unpaired
+    surrogate), so strings need looking at only when the body has that escape. A float of 2**63 or more may
+    be an integer orjson rounded, and too deep a document is refused: those are not plain either.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return NOT_PLAIN
+    try:
+        if _walk(data, max_depth=MAX_JSON_DEPTH, check_strings=b"\\u0000" in raw):
+            return NOT_PLAIN
+    except ParseError:
+        return NOT_PLAIN
+    return data
+
+
 class StrictJSONParser(JSONParser):
     """UTF-8 JSON only; no NaN/Infinity, no NUL characters, no unpaired surrogates, bounded depth.
 
@@ -108,15 +130,10 @@ class StrictJSONParser(JSONParser):
         raw = stream.read() if stream is not None else b""
         if not raw.strip():
             raise ParseError("The request body is empty; send a JSON document.")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass  # parsed again below, to say what is wrong
-        else:
-            # Valid JSON holds U+0000 only as the escape \u0000 (orjson refuses a raw control character and an
-            # unpaired surrogate), so strings need looking at only when the body has that escape.
-            if not _walk(data, max_depth=MAX_JSON_DEPTH, check_strings=b"\\u0000" in raw):
-                return data
+        data = parse_plainly(raw)
+        if data is not NOT_PLAIN:
+            return data
+        # Parsed again by the json module, which says precisely what is wrong (or reads a huge integer exactly).
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

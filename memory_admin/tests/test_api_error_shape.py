@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from conftest import World
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -42,19 +42,19 @@ def test_an_accept_header_the_api_cannot_serve_is_a_406_in_the_error_shape(world
 
 
 def test_the_request_id_is_echoed_in_the_header_and_the_error(world: World) -> None:
-    response = APIClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="trace-abc-123")
+    response = AgentClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="trace-abc-123")
     assert response["X-Request-ID"] == "trace-abc-123"
     assert response.json()["error"]["request_id"] == "trace-abc-123"
 
 
 def test_a_malformed_request_id_is_replaced_by_a_fresh_one(world: World) -> None:
-    response = APIClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="not ok; <script>")
+    response = AgentClient().get("/api/v1/whoami", HTTP_X_REQUEST_ID="not ok; <script>")
     assert response["X-Request-ID"] != "not ok; <script>"
     assert len(response["X-Request-ID"]) == 32
 
 
 def test_the_openapi_schema_describes_the_api() -> None:
-    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json")
+    response = AgentClient().get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
@@ -63,7 +63,7 @@ def test_the_openapi_schema_describes_the_api() -> None:
 
 def test_the_docs_page_serves_its_scripts_from_this_deployment() -> None:
     for path in ("/api/docs/", "/api/redoc/"):
-        response = APIClient().get(path)
+        response = AgentClient().get(path)
         assert response.status_code == 200
         page = response.content.decode()
         assert "/static/drf_spectacular_sidecar/" in page
@@ -95,10 +95,10 @@ def test_a_database_connection_that_drops_gives_a_clean_503_and_the_next_request
     import httpx
     from django.db import connection
 
-    from tests.servers import gunicorn, running
+    from tests.servers import running, web_server
 
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
-    with running(gunicorn(workers=1, threads=1)) as server:
+    with running(web_server(workers=1, threads=1)) as server:
         assert httpx.get(f"{server.url}/api/v1/sessions", headers=headers).status_code == 200
         # What a Postgres restart or failover does to the server's open connection.
         with connection.cursor() as cursor:

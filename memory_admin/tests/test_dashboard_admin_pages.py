@@ -11,7 +11,6 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
@@ -19,6 +18,7 @@ from memories_app.services import NewMemory, create_memory
 from sessions_app.services import create_session
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import issue_api_key, revoke_api_key
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def _hashing_embedder() -> Iterator[None]:
 
 
 def _whoami(raw_key: str) -> int:
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     return client.get("/api/v1/whoami").status_code
 

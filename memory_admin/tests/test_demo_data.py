@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
 from sessions_app.models import AgentSession, Operation
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.roles import Role, roles_of
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_seeding_creates_a_login_per_role_and_a_working_agent_key(tmp_path: Path
         login = staff[role.value]
         user = authenticate(username=login["username"], password=login["password"])
         assert user is not None and roles_of(user) == {role}
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {credentials['api_key']}")
     assert client.get("/api/v1/whoami").json()["tenant"] == "demo"
 

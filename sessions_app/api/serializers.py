@@ -6,8 +6,10 @@ from typing import Any
 
 from rest_framework import serializers
 
-from memory_admin.api.serializers import StrictSerializer
+from memory_admin.api.serializers import StrictSerializer, api_timestamp
 from sessions_app.models import Event, Operation, SessionStatus
+from sessions_app.selectors import ContextView
+from sessions_app.services import AppendResult
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # the same as selectors.SESSION_ID
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -104,6 +106,12 @@ class AppendOut(serializers.Serializer[Any]):
     events = AppendedEventOut(many=True)
 
 
+def append_out(result: AppendResult) -> dict[str, Any]:
+    """AppendOut's body, built by hand: the hottest response of the API (both lanes send it)."""
+    events = [{"version": e.version, "type": e.type, "created_at": api_timestamp(e.created_at)} for e in result.events]
+    return {"head_version": result.head_version, "events": events}
+
+
 class StateOut(serializers.Serializer[Any]):
     version = serializers.IntegerField()
     state = serializers.JSONField()
@@ -131,6 +139,11 @@ class ContextOut(serializers.Serializer[Any]):
         choices=["redis", "rebuilt", "postgres"],
         help_text="redis: from the cache; rebuilt: the cache was rebuilt from events; postgres: Redis is down.",
     )
+
+
+def context_out(view: ContextView) -> dict[str, Any]:
+    """ContextOut's body, built by hand for the same reason."""
+    return {"messages": view.messages, "version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source}
 
 
 class ToolStateIn(StrictSerializer):

@@ -25,6 +25,7 @@ from memory_admin.errors import NotFound, ValidationFailed
 from sessions_app import selectors, services
 from sessions_app.api import serializers as s
 from sessions_app.filters import SessionFilter
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, Operation, OperationStatus
 
 _TOOL_NAME = re.compile(s.TOOL_NAME_PATTERN)
@@ -47,6 +48,10 @@ class SessionScopedView(AgentAPIView):
 
     def get_session(self) -> AgentSession:
         return selectors.get_session(tenant=self.tenant, session_id=self.kwargs["session_id"])
+
+    def session_to_append_to(self) -> SessionIdentity:
+        """For appends: the session as this process remembers it (the append's statement checks the row)."""
+        return selectors.session_for_write(tenant=self.tenant, session_id=self.kwargs["session_id"])
 
     def decoder(self, session: AgentSession) -> dict[str, Any]:
         return {"decode": partial(selectors.decode, session)}
@@ -133,9 +138,8 @@ class EventListView(SessionScopedView):
     def post(self, request: Request, session_id: str) -> Response:
         body = s.EventAppendIn(data=request.data)
         body.is_valid(raise_exception=True)
-        session = self.get_session()
         result = services.append_events(
-            session=session,
+            session=self.session_to_append_to(),
             events=[services.NewEvent(item["type"], item["payload"]) for item in body.validated_data["events"]],
             expected_version=body.validated_data.get("expected_version"),
             idempotency_key=_idempotency_key(request),
@@ -144,16 +148,11 @@ class EventListView(SessionScopedView):
 
 
 def _append_response(result: services.AppendResult) -> Response:
-    # The hottest response of the API, built by hand (the shape is AppendOut's; the renderer formats datetimes).
-    events = [{"version": e.version, "type": e.type, "created_at": e.created_at} for e in result.events]
-    return Response({"head_version": result.head_version, "events": events}, status=status.HTTP_201_CREATED)
+    return Response(s.append_out(result), status=status.HTTP_201_CREATED)
 
 
 def _context_response(view: selectors.ContextView) -> Response:
-    # Built by hand for the same reason; the shape is ContextOut's.
-    return Response(
-        {"messages": view.messages, "version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source}
-    )
+    return Response(s.context_out(view))
 
 
 class StateView(SessionScopedView):
@@ -203,9 +202,8 @@ class ContextMessagesView(SessionScopedView):
     def post(self, request: Request, session_id: str) -> Response:
         body = s.MessagesAppendIn(data=request.data)
         body.is_valid(raise_exception=True)
-        session = self.get_session()
         result = services.append_messages(
-            session=session,
+            session=self.session_to_append_to(),
             messages=body.validated_data["messages"],
             expected_version=body.validated_data.get("expected_version"),
             idempotency_key=_idempotency_key(request),

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from conftest import World
 from sessions_app.models import Event
 from sessions_app.tests.helpers import create_session
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +22,7 @@ WRITERS = 8
 
 
 def _client(world: World) -> APIClient:
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.acme.raw_key}")
     return client
 

@@ -10,7 +10,7 @@ from memory_admin.health import redis_client
 from sessions_app.models import AgentSession, Event
 from sessions_app.selectors import decode
 from tests.load import WriteLoad, message_writer
-from tests.servers import gunicorn, running
+from tests.servers import running, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,7 +19,7 @@ WRITERS = 6
 
 def test_every_acknowledged_append_survives_a_kill_9_and_a_redis_flush(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
-    server = gunicorn()
+    server = web_server()
     load = WriteLoad(server.url, headers)
     server.start()
     try:
@@ -41,7 +41,7 @@ def test_every_acknowledged_append_survives_a_kill_9_and_a_redis_flush(world: Wo
     assert {version: stored.get(version) for version in acknowledged} == acknowledged
     assert sorted(stored) == list(range(1, session.head_version + 1)), "versions are gap-free"
 
-    with running(gunicorn()) as restarted:
+    with running(web_server()) as restarted:
         context = httpx.get(f"{restarted.url}/api/v1/sessions/crash/context", headers=headers).json()
     newest = [acknowledged[v] for v in sorted(acknowledged)][-5:]
     assert context["source"] == "rebuilt"

@@ -20,12 +20,13 @@ from memory_admin.live import channel_name, tenant_group
 from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import revoke_api_key
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
 
 def _client(raw_key: str) -> APIClient:
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     return client
 
@@ -78,7 +79,7 @@ def test_a_key_with_a_right_prefix_and_wrong_secret_is_refused(world: World) -> 
     ["", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not-a-key", "Bearer mk__", "Token mk_a_b"],
 )
 def test_missing_or_malformed_credentials_get_401_in_the_error_shape(world: World, header: str) -> None:
-    client = APIClient()
+    client = AgentClient()
     if header:
         client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/whoami")
@@ -89,7 +90,7 @@ def test_missing_or_malformed_credentials_get_401_in_the_error_shape(world: Worl
 
 
 def test_the_x_api_key_header_is_accepted_too(world: World) -> None:
-    response = APIClient().get("/api/v1/whoami", HTTP_X_API_KEY=world.acme.raw_key)
+    response = AgentClient().get("/api/v1/whoami", HTTP_X_API_KEY=world.acme.raw_key)
     assert response.json()["tenant"] == "acme"
 
 

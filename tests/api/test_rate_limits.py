@@ -14,6 +14,7 @@ from tenants_app.services import issue_api_key
 from tests.api.catalogue import Route, calls, params_for
 from tests.api.checks import assert_error_shape
 from tests.api.recipes import AcmeObjects, real_call, send, why_no_path, why_not_callable
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ LIMIT = 3
 
 def _fresh_key_client(world: World, name: str) -> APIClient:
     _, raw_key = issue_api_key(tenant=world.acme.tenant, name=name)
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     return client
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
-from rest_framework.test import APIClient
 
 from tests.api.catalogue import ROUTES, Route, calls, params_for
 from tests.api.recipes import AcmeObjects, Call, real_call, send, why_not_callable
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(scope="module")
 def openapi(django_db_setup: None, django_db_blocker: Any) -> dict[str, Any]:
     with django_db_blocker.unblock():
-        response = APIClient().get("/api/schema/", {"format": "json"})
+        response = AgentClient().get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
     schema: dict[str, Any] = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
@@ -118,7 +118,7 @@ def test_a_refusal_is_documented_and_matches_the_error_schema(
     call = real_call(route, method, objs)
     operation = openapi["paths"][route.template][method.lower()]
 
-    unauthenticated = send(APIClient(), method, call)
+    unauthenticated = send(AgentClient(), method, call)
     missing = send(objs.client, method, Call(url=f"{call.url}-missing", body=call.body, query=call.query))
 
     assert unauthenticated.status_code == 401

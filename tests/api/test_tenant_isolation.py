@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from conftest import World
 from tenants_app.services import issue_api_key, revoke_api_key
@@ -24,6 +23,7 @@ from tests.api.recipes import (
     why_no_path,
     why_not_callable,
 )
+from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +138,7 @@ def test_a_request_without_a_valid_key_is_a_401_and_changes_nothing(
     stored_before = stored_state()
 
     for kind, headers in credentials.items():
-        response = send(APIClient(), method, call, **headers)
+        response = send(AgentClient(), method, call, **headers)
         assert response.status_code == 401, kind
         assert_error_shape(response, 401, "unauthenticated")
         assert response["WWW-Authenticate"].startswith("Bearer"), kind
@@ -151,7 +151,7 @@ def test_a_key_revoked_after_use_is_refused_at_once(
 ) -> None:
     call = real_call(route, method, objs)
     api_key, raw_key = issue_api_key(tenant=world.acme.tenant, name="used then revoked")
-    client = APIClient()
+    client = AgentClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     assert send(client, method, call).status_code == 200
 

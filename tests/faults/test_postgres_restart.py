@@ -17,7 +17,7 @@ from django.db import connection
 from conftest import World
 from tests.faults.servers import ThrowawayPostgres
 from tests.load import WriteLoad, checkpoint_writer, message_writer
-from tests.servers import gunicorn, running
+from tests.servers import running, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def test_a_postgres_restart_answers_clean_503s_then_recovers_with_nothing_lost(w
     try:
         database.copy_database(connection.settings_dict)  # the tenants and keys of `world` come along
         with (
-            running(gunicorn(workers=1, threads=8, env={"DATABASE_URL": database.url})) as server,
+            running(web_server(workers=1, threads=8, env={"DATABASE_URL": database.url})) as server,
             httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
         ):
             for session_id in SESSIONS:

@@ -20,7 +20,7 @@ from sessions_app.models import AgentSession, Event, EventType
 from sessions_app.selectors import decode
 from tests.faults.servers import throwaway_redis
 from tests.load import WriteLoad, checkpoint_writer, message_writer
-from tests.servers import gunicorn, running
+from tests.servers import running, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,7 +64,7 @@ def test_the_api_serves_through_a_redis_outage_and_the_caches_refill(world: Worl
             "EVENT_SNAPSHOT_EVERY": "10",
         }
         with (
-            running(gunicorn(workers=1, threads=8, env=env)) as server,
+            running(web_server(workers=1, threads=8, env=env)) as server,
             httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
         ):
             for session_id in SESSIONS:

@@ -1,4 +1,4 @@
-"""A real service (gunicorn against the test database) and acme's checkpointer talking to it over HTTP; and,
+"""A real service (the web server against the test database) and acme's checkpointer talking to it over HTTP; and,
 for sync clients in tests that need no separate process, the same Django application in-process through
 httpx's WSGI transport (on the test's thread, so it sees the test's transaction)."""
 
@@ -18,12 +18,12 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, connections
 
 from conftest import World
-from tests.servers import ServerProcess, gunicorn, running
+from tests.servers import ServerProcess, running, web_server
 
 
 @pytest.fixture
 def service(transactional_db: None) -> Iterator[ServerProcess]:
-    with running(gunicorn(workers=1, threads=4)) as server:
+    with running(web_server(workers=1, threads=4)) as server:
         yield server
 
 

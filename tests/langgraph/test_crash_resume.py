@@ -15,7 +15,7 @@ from typing import Any
 
 from conftest import World
 from memory_admin.health import redis_client
-from tests.servers import ROOT, ServerProcess, gunicorn
+from tests.servers import ROOT, ServerProcess, web_server
 
 AGENT = ROOT / "examples" / "crash_resume_agent.py"
 
@@ -87,7 +87,7 @@ def test_a_run_resumes_after_the_service_was_killed_and_redis_flushed(
     transactional_db: None, world: World, tmp_path: Path
 ) -> None:
     marks = tmp_path / "marks.txt"
-    first = gunicorn(workers=1, threads=4)
+    first = web_server(workers=1, threads=4)
     first.start()
     try:
         _crash_in_slow(first.url, world.acme.raw_key, "lg-crash-2", marks)
@@ -95,7 +95,7 @@ def test_a_run_resumes_after_the_service_was_killed_and_redis_flushed(
         first.kill()
     redis_client().flushdb()
 
-    second = gunicorn(workers=1, threads=4)
+    second = web_server(workers=1, threads=4)
     second.start()
     try:
         _resume_and_answer(second.url, world.acme.raw_key, "lg-crash-2", marks)

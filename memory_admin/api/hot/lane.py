@@ -1,0 +1,333 @@
+"""The hot lane's WSGI layer: match a hot route, serve it when plain, else hand the request to Django.
+
+See the package docstring for what "plain" means and why the lane exists.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from io import BytesIO
+from typing import Any
+
+import orjson
+import redis
+import structlog
+from django import db
+from django.conf import settings
+from django.urls import resolve
+from django_prometheus.middleware import Metrics
+from prometheus_client import Counter
+
+from memory_admin.api.errors import error_body
+from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
+from memory_admin.errors import ServiceError
+from memory_admin.observability import REQUEST_ID_HEADER, accepted_request_id, log_request
+from tenants_app.authentication import KEY_CHECK_ENVIRON, resolve_key
+from tenants_app.keycache import check as check_key
+from tenants_app.models import ApiKey, Tenant
+from tenants_app.services import hash_key
+
+logger = structlog.get_logger("memory.api")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Session ids, thread ids and tool names all follow this pattern; a path segment that does not is Django's
+# to refuse (it answers 404 with the details the client needs).
+_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+_TAKES_JSON = frozenset({"", "*/*", "application/json"})
+_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+class Fallback(Exception):
+    """Raised by a route's parser or handler before any effect: Django serves this request instead."""
+
+
+@dataclass
+class HotResponse:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def json_response(data: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> HotResponse:
+    return HotResponse(status, orjson.dumps(data), list(headers))
+
+
+class HotRequest:
+    """What a hot handler sees: the path's parameters, the caller's tenant and key, the raw environ."""
+
+    __slots__ = ("api_key", "environ", "kwargs", "rate", "request_id", "tenant")
+
+    def __init__(self, environ: dict[str, Any], kwargs: dict[str, str], request_id: str) -> None:
+        self.environ = environ
+        self.kwargs = kwargs
+        self.request_id = request_id
+        self.tenant: Tenant
+        self.api_key: ApiKey
+        self.rate: tuple[int, int] | None = None
+
+    def header(self, name: str) -> str | None:
+        value: str | None = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    """A request shape the lane serves. `parse` turns the decoded JSON body (None for a GET) into the
+    handler's arguments or raises Fallback; `handle` does the work through the app's services."""
+
+    method: str
+    # The path with {name} for each parameter, e.g. "/api/v1/sessions/{session_id}/context".
+    template: str
+    # The Django URL it shadows, e.g. "api:session-context": checked at start-up.
+    url_name: str
+    parse: Callable[[Any], Any]
+    handle: Callable[[HotRequest, Any], HotResponse]
+    # Whether the request carries a JSON body.
+    has_body: bool = True
+
+
+@dataclass(frozen=True)
+class _Bound:
+    route: HotRoute
+    pattern: re.Pattern[str]
+    route_text: str  # Django's route string, for the access line
+    allow: str  # the shadowed view's Allow header
+    requests: Any  # metric children fixed by method and view
+    latency: Any
+    view: str
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    regex = "".join(f"(?P<{part}>{_ID})" if index % 2 else re.escape(part) for index, part in enumerate(parts))
+    return re.compile(f"^{regex}$")
+
+
+def _sample(template: str) -> str:
+    return re.sub(r"\{\w+\}", "sample-id", template)
+
+
+def _security_headers() -> list[tuple[str, str]]:
+    """What django.middleware.security.SecurityMiddleware adds to every API response under these settings."""
+    headers = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append(("X-Content-Type-Options", "nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        headers.append(("Referrer-Policy", policy if isinstance(policy, str) else ",".join(policy)))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    return headers
+
+
+class HotLane:
+    """A WSGI application: `routes` served here when plain, every other request passed to `django`."""
+
+    def __init__(self, django: WSGIApp, routes: Sequence[HotRoute]) -> None:
+        self.django = django
+        # HSTS and HTTPS redirects depend on each request's scheme; a deployment that asks Django for them
+        # gets them from Django for every request.
+        self.enabled = not (settings.SECURE_SSL_REDIRECT or settings.SECURE_HSTS_SECONDS)
+        self.security_headers = _security_headers()
+        self.metrics = Metrics.get_instance()
+        self.by_method: dict[str, list[_Bound]] = {}
+        for route in routes:
+            bound = self._bind(route)
+            self.by_method.setdefault(route.method, []).append(bound)
+        self._statuses: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+    def _bind(self, route: HotRoute) -> _Bound:
+        match = resolve(_sample(route.template))
+        view_class = getattr(match.func, "view_class", None)
+        if match.view_name != route.url_name or view_class is None:
+            raise RuntimeError(f"hot route {route.template} resolves to {match.view_name}, not {route.url_name}")
+        if not hasattr(view_class, route.method.lower()):
+            raise RuntimeError(f"{match.view_name} has no {route.method} for the hot route {route.template}")
+        # As DRF computes it on an instance, where Django's View.setup() has made `head` answer like `get`.
+        allow = ", ".join(
+            method.upper()
+            for method in view_class.http_method_names
+            if hasattr(view_class, method) or (method == "head" and hasattr(view_class, "get"))
+        )
+        return _Bound(
+            route=route,
+            pattern=_compile(route.template),
+            route_text=match.route,
+            allow=allow,
+            requests=self.metrics.requests_by_method.labels(method=route.method),
+            latency=self.metrics.requests_latency_by_view_method.labels(view=match.view_name, method=route.method),
+            view=match.view_name,
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        served = self.serve(environ, start_response)
+        return served if served is not None else self.django(environ, start_response)
+
+    def serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
+        """Serve the request if it is a plain hot one; None (nothing started) when Django should."""
+        bound, kwargs = self._match(environ)
+        if bound is None:
+            return None
+        started = time.perf_counter()
+        connection = db.connection
+        # What Django's request_started and request_finished receivers do for the one connection used here: a
+        # connection past its age, or broken by an error, is closed (a new one is opened on next use). A request
+        # served inside a transaction (a test's) leaves the connection alone, as Django's test client does.
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+        try:
+            response = self._serve(bound, kwargs, environ)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+        if response is None:
+            return None
+        request_id = environ["memory.request_id"]
+        headers = [("Content-Type", "application/json"), ("Allow", bound.allow), *response.headers]
+        headers += self.security_headers
+        headers.append((REQUEST_ID_HEADER, request_id))
+        headers.append(("Content-Length", str(len(response.body))))
+        start_response(_STATUS_LINES[response.status], headers)
+        self._observe(bound, response.status, started, request_id)
+        return [response.body]
+
+    def _match(self, environ: dict[str, Any]) -> tuple[_Bound | None, dict[str, str]]:
+        if not self.enabled or environ.get("QUERY_STRING"):
+            return None, {}
+        for bound in self.by_method.get(environ.get("REQUEST_METHOD", ""), ()):
+            found = bound.pattern.match(environ.get("PATH_INFO", ""))
+            if found is not None:
+                return bound, found.groupdict()
+        return None, {}
+
+    def _serve(self, bound: _Bound, kwargs: dict[str, str], environ: dict[str, Any]) -> HotResponse | None:
+        """The response, or None to hand the request to Django (with its body put back)."""
+        route = bound.route
+        if environ.get("HTTP_ACCEPT", "*/*") not in _TAKES_JSON:
+            return None
+        raw = _raw_key(environ)
+        if raw is None:
+            return None
+        if route.has_body and "HTTP_IDEMPOTENCY_KEY" in environ:
+            return None
+        data = None
+        if route.has_body:
+            body = _read_body(environ)
+            data = NOT_PLAIN if body is None else parse_plainly(body)
+            if data is NOT_PLAIN:
+                return None
+        try:
+            arguments = route.parse(data)
+        except Fallback:
+            return None
+        request_id = accepted_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["memory.request_id"] = request_id
+        request = HotRequest(environ, kwargs, request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            return self._authenticated(route, request, raw, arguments)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    def _authenticated(self, route: HotRoute, request: HotRequest, raw: str, arguments: Any) -> HotResponse | None:
+        try:
+            key_check = check_key(hash_key(raw))
+            api_key, count = resolve_key(raw, key_check)
+        except (db.OperationalError, db.InterfaceError):
+            return None  # Django answers (503) and drops the broken connection
+        limit = settings.API_RATE_LIMIT_PER_MINUTE
+        if api_key is None or (count is not None and count > limit):
+            request.environ[KEY_CHECK_ENVIRON] = key_check
+            return None
+        request.api_key, request.tenant = api_key, api_key.tenant
+        rate_headers = [] if count is None else _rate_headers(limit, count)
+        try:
+            response = route.handle(request, arguments)
+        except Fallback:
+            request.environ[KEY_CHECK_ENVIRON] = key_check
+            return None
+        except ServiceError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+            body = error_body(exc.status, exc.code, exc.message, exc.details, request)
+            return HotResponse(exc.status, orjson.dumps(body), extra + rate_headers)
+        except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
+            # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
+            logger.warning("layer_unavailable", error=type(exc).__name__)
+            body = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
+            return HotResponse(503, orjson.dumps(body), [("Retry-After", "1"), *rate_headers])
+        except Exception:
+            logger.exception("unhandled_error", path_prefix=["api", "v1"])
+            body = error_body(500, "server_error", "An unexpected error occurred; it has been logged.", {}, request)
+            return HotResponse(500, orjson.dumps(body))
+        response.headers += rate_headers
+        return response
+
+    def _observe(self, bound: _Bound, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        metrics = self.metrics
+        metrics.requests_total.inc()
+        bound.requests.inc()
+        by_status = self._status_metrics(status, bound)
+        by_status[0].inc()
+        by_status[1].inc()
+        bound.latency.observe(elapsed)
+        metrics.responses_total.inc()
+        log_request(
+            request_id=request_id,
+            method=bound.route.method,
+            route=bound.route_text,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+
+    def _status_metrics(self, status: int, bound: _Bound) -> tuple[Counter, Counter]:
+        key = (status, bound.view)
+        found = self._statuses.get(key)
+        if found is None:
+            found = (
+                self.metrics.responses_by_status.labels(status=str(status)),
+                self.metrics.responses_by_status_view_method.labels(
+                    status=str(status), view=bound.view, method=bound.route.method
+                ),
+            )
+            self._statuses[key] = found
+        return found
+
+
+def _rate_headers(limit: int, count: int) -> list[tuple[str, str]]:
+    return [("X-RateLimit-Limit", str(limit)), ("X-RateLimit-Remaining", str(max(0, limit - count)))]
+
+
+def _raw_key(environ: dict[str, Any]) -> str | None:
+    """The API key from `Authorization: Bearer …` or `X-API-Key`, when given in the usual form."""
+    header = environ.get("HTTP_AUTHORIZATION")
+    if header:
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        return value if scheme.lower() == "bearer" and value else None
+    key = environ.get("HTTP_X_API_KEY", "").strip()
+    return key or None
+
+
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    """The request body when it is declared JSON and of an acceptable length (then it is also put back for
+    Django, should the request be handed over); else None, without reading anything."""
+    if environ.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES:
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0 or length > settings.API_MAX_BODY_BYTES:
+        return None
+    body: bytes = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = BytesIO(body)
+    return body if len(body) == length else None

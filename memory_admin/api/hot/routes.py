@@ -1,0 +1,11 @@
+"""Every app's hot routes, in the order they are tried (as memory_admin/api/urls.py lists every app's URLs)."""
+
+from __future__ import annotations
+
+from memory_admin.api.hot.lane import HotRoute
+
+
+def hot_routes() -> list[HotRoute]:
+    from sessions_app.api.hot import ROUTES as SESSION_ROUTES
+
+    return [*SESSION_ROUTES]

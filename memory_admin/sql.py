@@ -1,0 +1,30 @@
+"""Hot statements run prepared, on Django's own connection.
+
+Django binds parameters on the client (it quotes every value into the SQL text), so PostgreSQL parses and
+plans each of its statements again. The statements every agent request runs (an append, a checkpoint save,
+a session lookup) go through `run` instead: a psycopg cursor that binds on the server and keeps the
+statement prepared on the (persistent) connection, planned once. It is the same connection Django uses, so
+the statement takes part in the surrounding transaction, if any, errors arrive as Django's database errors,
+and it shows in Django's query log (tests count queries through it) like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+
+def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Execute `sql` prepared and return its rows (none for a statement without a result)."""
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        rows = cursor.fetchall() if cursor.description is not None else []
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return rows

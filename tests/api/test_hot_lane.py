@@ -1,0 +1,268 @@
+"""The hot lane (memory_admin.api.hot) answers what Django would, and hands over whatever is not plain.
+
+Each comparison sends the same request twice, once through the lane (AgentClient, as the web server does)
+and once straight to Django (DRF's APIClient), against two sessions in the same state, and compares status,
+body and headers; the lane must actually have served the first one, or the comparison proves nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from conftest import World
+from memory_admin.api.hot.lane import HotLane, HotRoute
+from memory_admin.api.throttling import WINDOW_SECONDS
+from memory_admin.health import redis_client
+from sessions_app.api.hot import no_arguments, read_context
+from sessions_app.models import AgentSession, Event
+from sessions_app.services import update_session
+from tenants_app.services import hash_key, issue_api_key
+from tests.api.checks import assert_error_shape
+from tests.clients import AgentClient, DjangoApiClient, served_by_hot_lane
+
+pytestmark = pytest.mark.django_db
+
+MESSAGE = {"messages": [{"role": "user", "content": "where is my parcel?"}]}
+EVENT = {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"hits": [1, 2]}}}
+# Headers whose values differ between two requests by nature.
+_PER_REQUEST = {"X-Request-ID", "Content-Length", "X-RateLimit-Remaining"}
+
+
+def _clients(world: World) -> tuple[AgentClient, DjangoApiClient]:
+    lane = AgentClient()
+    django = DjangoApiClient()
+    for client in (lane, django):
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.acme.raw_key}")
+    return lane, django
+
+
+def _twin_sessions(world: World, *, user_id: str = "user-1") -> None:
+    for session_id in ("via-lane", "via-django"):
+        response = world.acme.client.post("/api/v1/sessions", {"id": session_id, "user_id": user_id}, format="json")
+        assert response.status_code == 201
+
+
+def _normalised(body: Any) -> Any:
+    """The body without what differs by nature: timestamps, request ids, the twin sessions' names."""
+    if isinstance(body, dict):
+        return {key: _normalised(value) for key, value in body.items() if key not in ("created_at", "request_id")}
+    if isinstance(body, list):
+        return [_normalised(item) for item in body]
+    if isinstance(body, str):
+        return body.replace("via-lane", "<twin>").replace("via-django", "<twin>")
+    return body
+
+
+def _same_answer(lane_response: Any, django_response: Any) -> None:
+    assert served_by_hot_lane(lane_response), "the hot lane did not serve this request"
+    assert not served_by_hot_lane(django_response)
+    assert lane_response.status_code == django_response.status_code, (lane_response.content, django_response.content)
+    assert _normalised(lane_response.json()) == _normalised(django_response.json())
+    lane_headers = {name: value for name, value in lane_response.items() if name not in _PER_REQUEST}
+    django_headers = {name: value for name, value in django_response.items() if name not in _PER_REQUEST}
+    assert lane_headers == django_headers
+    assert set(lane_response.headers) >= {"X-Request-ID", "X-RateLimit-Remaining"}
+
+
+def _both(world: World, method: str, suffix: str, body: Any = None, **headers: Any) -> tuple[Any, Any]:
+    lane, django = _clients(world)
+    answers = []
+    for client, session_id in ((lane, "via-lane"), (django, "via-django")):
+        path = f"/api/v1/sessions/{session_id}{suffix}"
+        if method == "GET":
+            answers.append(client.get(path, **headers))
+        else:
+            answers.append(client.post(path, body, format="json", **headers))
+    return answers[0], answers[1]
+
+
+def test_a_message_append_is_answered_by_the_lane_as_django_answers_it(world: World) -> None:
+    _twin_sessions(world)
+
+    lane_response, django_response = _both(world, "POST", "/context/messages", MESSAGE)
+
+    _same_answer(lane_response, django_response)
+    assert lane_response.status_code == 201
+    assert Event.objects.filter(session__session_id="via-lane").count() == 1
+
+
+def test_event_appends_single_and_batched_are_answered_alike(world: World) -> None:
+    _twin_sessions(world)
+
+    _same_answer(*_both(world, "POST", "/events", EVENT))
+    batch = {"events": [EVENT, {"type": "NODE_TRANSITION", "payload": {"node": "answer"}}], "expected_version": 1}
+    _same_answer(*_both(world, "POST", "/events", batch))
+
+    assert list(
+        Event.objects.filter(session__session_id="via-lane").order_by("version").values_list("version", "type")
+    ) == [(1, "TOOL_EXECUTED"), (2, "TOOL_EXECUTED"), (3, "NODE_TRANSITION")]
+
+
+def test_a_context_read_is_answered_alike(world: World) -> None:
+    _twin_sessions(world)
+    _both(world, "POST", "/context/messages", MESSAGE)
+
+    lane_response, django_response = _both(world, "GET", "/context")
+
+    _same_answer(lane_response, django_response)
+    assert [m["content"] for m in lane_response.json()["messages"]] == ["where is my parcel?"]
+
+
+def test_a_stale_expected_version_is_the_same_409_with_nothing_stored(world: World) -> None:
+    _twin_sessions(world)
+    _both(world, "POST", "/events", EVENT)
+
+    lane_response, django_response = _both(world, "POST", "/events", {**EVENT, "expected_version": 0})
+
+    _same_answer(lane_response, django_response)
+    error = assert_error_shape(lane_response, 409, "conflict")
+    assert error["details"] == {"current_version": 1, "expected_version": 0}
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 1
+
+
+def test_an_invalid_message_is_the_same_400_with_nothing_stored(world: World) -> None:
+    _twin_sessions(world)
+
+    lane_response, django_response = _both(world, "POST", "/context/messages", {"messages": [{"role": "robot"}]})
+
+    _same_answer(lane_response, django_response)
+    assert_error_shape(lane_response, 400)
+    assert not Event.objects.filter(session__session_id="via-lane").exists()
+
+
+def test_an_append_to_a_completed_session_is_the_same_409(world: World) -> None:
+    _twin_sessions(world)
+    for session in AgentSession.objects.filter(session_id__in=("via-lane", "via-django")):
+        update_session(session=session, status="completed")
+
+    _same_answer(*_both(world, "POST", "/events", EVENT))
+
+
+def test_an_unknown_session_is_the_same_404(world: World) -> None:
+    lane, django = _clients(world)
+
+    lane_response = lane.post("/api/v1/sessions/nobody-here/events", EVENT, format="json")
+    django_response = django.post("/api/v1/sessions/nobody-here/events", EVENT, format="json")
+
+    _same_answer(lane_response, django_response)
+    assert_error_shape(lane_response, 404, "not_found")
+
+
+def test_an_outsider_gets_404_from_the_lane_and_nothing_is_stored(world: World) -> None:
+    _twin_sessions(world)
+    outsider = AgentClient()
+    outsider.credentials(HTTP_AUTHORIZATION=f"Bearer {world.outsider.raw_key}")
+
+    appended = outsider.post("/api/v1/sessions/via-lane/context/messages", MESSAGE, format="json")
+    read = outsider.get("/api/v1/sessions/via-lane/context")
+
+    for response in (appended, read):
+        assert served_by_hot_lane(response)
+        assert_error_shape(response, 404, "not_found")
+    assert not Event.objects.filter(session__session_id="via-lane").exists()
+
+
+def test_a_session_erased_after_the_lane_remembered_it_is_not_written_to(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    assert lane.post("/api/v1/sessions/via-lane/events", EVENT, format="json").status_code == 201
+    AgentSession.objects.filter(session_id="via-lane").update(erased_at="2026-01-01T00:00:00Z")
+
+    response = lane.post("/api/v1/sessions/via-lane/events", EVENT, format="json")
+
+    assert served_by_hot_lane(response)
+    assert_error_shape(response, 404, "not_found")
+    assert Event.objects.filter(session__session_id="via-lane").count() == 1
+
+
+def test_a_session_id_created_again_after_erasure_is_appended_to_the_new_session(world: World) -> None:
+    lane, _ = _clients(world)
+    world.acme.client.post("/api/v1/sessions", {"id": "reborn", "user_id": "first"}, format="json")
+    assert lane.post("/api/v1/sessions/reborn/events", EVENT, format="json").status_code == 201
+    AgentSession.objects.filter(session_id="reborn").update(erased_at="2026-01-01T00:00:00Z")
+    world.acme.client.post("/api/v1/sessions", {"id": "reborn", "user_id": "second"}, format="json")
+
+    response = lane.post("/api/v1/sessions/reborn/events", EVENT, format="json")
+
+    assert response.status_code == 201 and served_by_hot_lane(response)
+    new = AgentSession.objects.get(session_id="reborn", erased_at__isnull=True)
+    assert new.user_id == "second" and new.head_version == 1
+    assert Event.objects.filter(session=new).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("description", "body", "headers"),
+    [
+        ("an unknown field", {**EVENT, "colour": "blue"}, {}),
+        ("a version sent as text", {**EVENT, "expected_version": "1"}, {}),
+        ("a type with spaces around it", {"type": " TOOL_EXECUTED ", "payload": {}}, {}),
+        ("an Idempotency-Key", EVENT, {"HTTP_IDEMPOTENCY_KEY": "retry-1"}),
+        ("an Accept the API cannot serve", EVENT, {"HTTP_ACCEPT": "text/html"}),
+        ("a body that is not an object", [EVENT], {}),
+    ],
+)
+def test_a_request_that_is_not_plain_is_handed_to_django(
+    world: World, description: str, body: Any, headers: dict[str, Any]
+) -> None:
+    _twin_sessions(world)
+    lane, django = _clients(world)
+
+    lane_response = lane.post("/api/v1/sessions/via-lane/events", body, format="json", **headers)
+    django_response = django.post("/api/v1/sessions/via-django/events", body, format="json", **headers)
+
+    assert not served_by_hot_lane(lane_response), description
+    assert lane_response.status_code == django_response.status_code, description
+
+
+def test_a_query_string_or_a_text_body_is_handed_to_django(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+
+    with_query = lane.get("/api/v1/sessions/via-lane/context?debug=1")
+    as_text = lane.post("/api/v1/sessions/via-lane/events", "hello", content_type="text/plain")
+
+    assert not served_by_hot_lane(with_query) and with_query.status_code == 200
+    assert not served_by_hot_lane(as_text)
+    assert_error_shape(as_text, 415)
+
+
+def test_an_unknown_key_is_handed_to_django_which_answers_401(world: World) -> None:
+    client = AgentClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer mk_nothing_here")
+
+    response = client.post("/api/v1/sessions/any/events", EVENT, format="json")
+
+    assert not served_by_hot_lane(response)
+    assert_error_shape(response, 401, "unauthenticated")
+
+
+@override_settings(API_RATE_LIMIT_PER_MINUTE=2)
+def test_a_request_over_the_limit_is_counted_once_and_refused_by_django(world: World) -> None:
+    _twin_sessions(world)
+    if WINDOW_SECONDS - time.time() % WINDOW_SECONDS < 3:
+        time.sleep(3.1)
+    _, raw_key = issue_api_key(tenant=world.acme.tenant, name="limited")
+    lane = AgentClient()
+    lane.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+
+    answers = [lane.post("/api/v1/sessions/via-lane/events", EVENT, format="json") for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert [served_by_hot_lane(answer) for answer in answers] == [True, True, False]
+    assert answers[1]["X-RateLimit-Remaining"] == "0"
+    assert_error_shape(answers[2], 429, "rate_limited")
+    window = int(time.time() // WINDOW_SECONDS)
+    counter = redis_client().get(f"mem:rl:{hash_key(raw_key)[:32]}:{window}")
+    assert counter == b"3"  # the handed-over request was counted by the lane only
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 2
+
+
+def test_a_route_that_does_not_shadow_the_url_it_names_stops_the_start() -> None:
+    wrong = HotRoute("GET", "/api/v1/sessions/{session_id}/context", "api:session-events", no_arguments, read_context)
+
+    with pytest.raises(RuntimeError, match="resolves to api:session-context"):
+        HotLane(lambda environ, start_response: [], [wrong])
