@@ -1,24 +1,22 @@
-"""A per-process memo of rebuilt checkpoint states, keyed by exactly what they were rebuilt from.
+"""A per-process memo of rebuilt checkpoint states, keyed by exactly which stored rows they were rebuilt from.
 
 Rebuilding a state (decrypting, decompressing and patching along the path from the nearest full snapshot)
-and verifying every link on the way is a pure function of the path's stored rows: their kinds, schema
-versions and payloads, and the columns each link's checksum covers. `row_hash` hashes those per row, and a
-verified state is remembered with its path's row hashes. A read gets the row hashes from the database with
-the target row (no payloads); when they match the remembered ones, the same
-rows were verified before and the state is known without fetching or rebuilding anything. An edit of any
-of those bytes changes the hashes, so a tampered row is never answered from memory: the path is rebuilt
-and verified, and the broken link named, as without this memo.
+and verifying every link on the way is a pure function of the path's stored rows. A verified state is
+remembered with the versions of those rows (`chain.ROW_VERSION_SQL`: each row's and its parent row's tuple
+place and writing transaction). A read gets the row versions from the database with the target row (no
+payloads); when they match the remembered ones, the very same rows were verified before and the state is
+known without fetching or rebuilding anything. Editing a row writes a new version of it, so a tampered row is
+never answered from memory: the path is rebuilt and verified, and the broken link named, as without this memo.
 
-Nothing depends on a hit: another process, a restart or an eviction only means a rebuild. Entries are
-immutable by convention (a save patches a remembered state with `patching.apply_copying`, which copies only
-what changes), bounded by CHECKPOINT_STATE_CACHE_BYTES per process (0 turns the memo off) and forgotten
-after MAX_AGE_SECONDS: an erased person's session is invisible at once (no read gets this far), and their
-states do not linger in a worker's memory for longer than that.
+Nothing depends on a hit: another process, a restart, a vacuum that moves rows or an eviction only means a
+rebuild. Entries are immutable by convention (a save patches a remembered state with
+`patching.apply_copying`, which copies only what changes), bounded by CHECKPOINT_STATE_CACHE_BYTES per process
+(0 turns the memo off) and forgotten after MAX_AGE_SECONDS: an erased person's session is invisible at once
+(no read gets this far), and their states do not linger in a worker's memory for longer than that.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -32,28 +30,6 @@ MAX_AGE_SECONDS = 600.0
 _OBJECT_OVERHEAD = 4
 
 
-def row_hash(
-    *,
-    kind: str,
-    schema_version: int,
-    sequence: int,
-    node_id: str,
-    metadata_text: str,
-    checksum: str,
-    parent_checksum: str | None,
-    payload: bytes,
-) -> bytes:
-    """SHA-256 of one stored row as rebuilding and verifying its link reads it: its payload and what its
-    checksum covers (metadata as PostgreSQL prints the jsonb). Every text is prefixed with its length, so no
-    two different rows are the same byte string. `chain.ROW_HASH_SQL` computes the same in the database."""
-    parent = f"{len(parent_checksum)}:{parent_checksum}" if parent_checksum is not None else "-"
-    head = (
-        f"{len(kind)}:{kind}:{schema_version}:{sequence}:{len(node_id)}:{node_id}:{len(metadata_text)}:"
-        f"{metadata_text}:{len(checksum)}:{checksum}:{parent}:{len(payload)}:"
-    )
-    return hashlib.sha256(head.encode() + payload).digest()
-
-
 @dataclass(frozen=True)
 class Remembered:
     """A checkpoint's verified state, and what it was verified from."""
@@ -62,15 +38,15 @@ class Remembered:
     session_id: Any
     state: dict[str, Any]
     state_json: bytes
-    # The hashes of the path's rows (32 bytes each, the full snapshot first) as they were verified.
-    row_hashes: bytes
+    # The versions of the path's rows (separated by ';', the full snapshot first) as they were verified.
+    row_versions: str
     sequence: int
     checksum: str
     at: float = 0.0
 
     @property
     def depth(self) -> int:
-        return len(self.row_hashes) // 32 - 1
+        return self.row_versions.count(";")
 
 
 class StateMemo:
@@ -81,8 +57,8 @@ class StateMemo:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, session_id: Any, checkpoint_id: Any, row_hashes: bytes | None = None) -> Remembered | None:
-        """The session's checkpoint's remembered state if it was verified from exactly `row_hashes` (when
+    def get(self, session_id: Any, checkpoint_id: Any, row_versions: str | None = None) -> Remembered | None:
+        """The session's checkpoint's remembered state if it was verified from exactly `row_versions` (when
         given: a caller that has not read the rows must check them against the database itself)."""
         with self._lock:
             found = self._entries.get(checkpoint_id)
@@ -91,7 +67,7 @@ class StateMemo:
             if time.monotonic() - found.at > MAX_AGE_SECONDS:
                 self._drop(checkpoint_id)
                 return None
-            if row_hashes is not None and found.row_hashes != row_hashes:
+            if row_versions is not None and found.row_versions != row_versions:
                 return None
             self._entries.move_to_end(checkpoint_id)
             return found
@@ -103,7 +79,7 @@ class StateMemo:
         *,
         state: dict[str, Any],
         state_json: bytes,
-        row_hashes: bytes,
+        row_versions: str,
         sequence: int,
         checksum: str,
     ) -> None:
@@ -115,7 +91,7 @@ class StateMemo:
             session_id=session_id,
             state=state,
             state_json=state_json,
-            row_hashes=row_hashes,
+            row_versions=row_versions,
             sequence=sequence,
             checksum=checksum,
             at=time.monotonic(),

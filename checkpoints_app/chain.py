@@ -5,10 +5,10 @@ query fetches that path (at most CHECKPOINT_FULL_EVERY rows when the settings ha
 link's checksum is recomputed from the rebuilt state and compared with the stored one. The first link that
 fails raises IntegrityFailure naming it, so a wrong state is never returned.
 
-A verified state is remembered per process under the digest of everything its verification read from the
-path's rows (`checkpoints_app.cache`): when a later read or save fetches rows with the same digest, their
-verification has already succeeded and the state is known; a row edited in any verified column changes
-the digest, so it is rebuilt and verified again, and the first bad link is named as before. An agent's next
+A verified state is remembered per process under the versions of the path's rows it was verified from
+(`checkpoints_app.cache`, ROW_VERSION_SQL): when a later read or save finds the same row versions, their
+verification has already succeeded and the state is known; a row edited since is a new row version, so
+it is rebuilt and verified again, and the first bad link is named as before. An agent's next
 save or read therefore rarely decodes or recomputes anything but the link it adds.
 
 A chain starts at a checkpoint without a parent: the session's first, or a full snapshot whose parent
@@ -26,13 +26,14 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from checkpoints_app.cache import row_hash, states
+from checkpoints_app.cache import states
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying
 from checkpoints_app.storage import Owner, chain_checksum, read_body
 from memory_admin.codec import canonical_json
 from memory_admin.errors import IntegrityFailure, NotFound
 from memory_admin.sql import run
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession
 
 # A path longer than this is a cycle or a corrupt parent link, whatever CHECKPOINT_FULL_EVERY was.
@@ -56,17 +57,24 @@ _PARENT_CHECKSUM = "CASE WHEN c.parent_id IS NULL THEN NULLIF(c.pruned_parent_ch
 _COLUMNS = f"""c.id, c.sequence, c.parent_id, c.node_id, c.metadata::text, c.schema_version, c.kind, c.checksum,
     c.event_version, c.created_at, c.pruned_parent_checksum, c.pruned_parent_sequence,
     {_PARENT_CHECKSUM} AS parent_checksum, parent.sequence AS parent_sequence"""
-# cache.row_hash, computed by the database: what a read needs to know whether it has verified these rows before.
+# A digest of every column verifying a link reads, per row (the dashboard's chain status fingerprints with it).
 ROW_HASH_SQL = f"""sha256(convert_to(concat(
     length(c.kind), ':', c.kind, ':', c.schema_version, ':', c.sequence, ':', length(c.node_id), ':', c.node_id,
     ':', length(c.metadata::text), ':', c.metadata::text, ':', length(c.checksum), ':', c.checksum, ':',
     coalesce(length({_PARENT_CHECKSUM})::text || ':' || {_PARENT_CHECKSUM}, '-'), ':', length(c.payload), ':'
 ), 'UTF8') || c.payload)"""
+# Which stored version of a row, and of its parent row, a link was verified from: the tuple's place and the
+# transaction that wrote it. Any UPDATE of a row, in SQL or otherwise, writes a new tuple (a new place, and in
+# another transaction a new xmin), so a memo keyed by these is never taken for rows edited since; reading
+# them touches no payload (no TOAST, no hashing), which is what makes a remembered read or save cheap.
+ROW_VERSION_SQL = (
+    "c.ctid::text || '@' || c.xmin::text || '/' || coalesce(parent.ctid::text || '@' || parent.xmin::text, '-')"
+)
 # One round trip per read or save: the session's checkpoint head (a save needs it), the target row without
-# its payload, and the hashes of the path's rows, oldest first. Without such a checkpoint: the head only.
+# its payload, and the versions of the path's rows, oldest first. Without such a checkpoint: the head only.
 _HEAD_SQL = f"""{WALK_SQL},
 hashes AS (
-    SELECT string_agg({ROW_HASH_SQL}, ''::bytea ORDER BY path.depth DESC) AS row_hashes,
+    SELECT string_agg({ROW_VERSION_SQL}, ';' ORDER BY path.depth DESC) AS row_versions,
         bool_or(path.kind = 'full') AS complete
     FROM path
     JOIN checkpoints_app_checkpoint c ON c.id = path.id
@@ -77,7 +85,7 @@ hashes AS (
     LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
     WHERE c.id = (SELECT id FROM path WHERE depth = 0)
 )
-SELECT head.last_sequence, head.latest_id, hashes.row_hashes, hashes.complete, target.*
+SELECT head.last_sequence, head.latest_id, hashes.row_versions, hashes.complete, target.*
 FROM (SELECT 1) AS one
 LEFT JOIN checkpoints_app_checkpointhead head ON head.session_id = %(session)s
 LEFT JOIN hashes ON true
@@ -85,7 +93,7 @@ LEFT JOIN target ON true
 """  # noqa: S608 - constants of this module; every value is bound
 # The whole path with payloads, oldest first: for a rebuild.
 _PATH_SQL = f"""{WALK_SQL}
-SELECT {_COLUMNS}, c.payload
+SELECT {_COLUMNS}, {ROW_VERSION_SQL}, c.payload
 FROM path
 JOIN checkpoints_app_checkpoint c ON c.id = path.id
 LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
@@ -142,22 +150,12 @@ class Link:
     # The checksum this link commits to: its parent's, or the one retention kept for a removed parent.
     parent_checksum: str | None
     parent_sequence: int | None
+    # ROW_VERSION_SQL of this row (path queries only).
+    row_version: str = ""
 
     @property
     def metadata(self) -> Any:
         return json.loads(self.metadata_text)
-
-    def row_hash(self) -> bytes:
-        return row_hash(
-            kind=self.kind,
-            schema_version=self.schema_version,
-            sequence=self.sequence,
-            node_id=self.node_id,
-            metadata_text=self.metadata_text,
-            checksum=self.checksum,
-            parent_checksum=self.parent_checksum,
-            payload=self.payload,
-        )
 
     def as_checkpoint(self, session: AgentSession) -> Checkpoint:
         checkpoint = Checkpoint(
@@ -183,12 +181,12 @@ class Link:
 @dataclass(frozen=True)
 class Path:
     """The session's checkpoint head, and the target checkpoint (None when there is no such checkpoint) with
-    the hashes of the rows from its nearest full snapshot to it (`complete` when that snapshot was found)."""
+    the versions of the rows from its nearest full snapshot to it (`complete` when that snapshot was found)."""
 
     last_sequence: int
     latest_id: Any
     target: Link | None
-    row_hashes: bytes
+    row_versions: str
     complete: bool
 
 
@@ -207,12 +205,12 @@ def load_path(
     else:
         anchor, target = "latest", None
     row = run(_HEAD_SQL.format(anchor=_ANCHORS[anchor]), _params(session, target))[0]
-    last_sequence, latest_id, row_hashes, complete = row[:4]
+    last_sequence, latest_id, row_versions, complete = row[:4]
     return Path(
         last_sequence=last_sequence or 0,
         latest_id=latest_id,
         target=_link(row[4:], payload=b"") if row[4] is not None else None,
-        row_hashes=bytes(row_hashes or b""),
+        row_versions=row_versions or "",
         complete=bool(complete),
     )
 
@@ -220,10 +218,10 @@ def load_path(
 def _links(session: AgentSession, checkpoint_id: object) -> list[Link]:
     """The rows from the checkpoint's nearest full snapshot to it, oldest first, with their payloads."""
     rows = run(_PATH_SQL.format(anchor=_ANCHORS["id"]), _params(session, checkpoint_id))
-    return [_link(row[:-1], payload=bytes(row[-1])) for row in rows]
+    return [_link(row[:-2], payload=bytes(row[-1]), row_version=row[-2]) for row in rows]
 
 
-def _link(row: tuple[Any, ...], *, payload: bytes) -> Link:
+def _link(row: tuple[Any, ...], *, payload: bytes, row_version: str = "") -> Link:
     (pk, sequence, parent_id, node_id, metadata, schema_version, kind, checksum, event_version, created_at,
      pruned_checksum, pruned_sequence, parent_checksum, parent_sequence) = row  # fmt: skip
     return Link(
@@ -242,10 +240,11 @@ def _link(row: tuple[Any, ...], *, payload: bytes) -> Link:
         pruned_parent_sequence=pruned_sequence,
         parent_checksum=parent_checksum,
         parent_sequence=parent_sequence,
+        row_version=row_version,
     )
 
 
-def owner_of(session: AgentSession) -> Owner:
+def owner_of(session: SessionIdentity) -> Owner:
     return Owner(tenant_id=session.tenant_id, user_id=session.user_id)
 
 
@@ -311,9 +310,9 @@ class Rebuilt:
     state: dict[str, Any]
     # Deltas applied after the nearest full snapshot: a save decides from this when to store a full one.
     depth: int
-    # canonical_json(state), as verified against the checksum; the hashes of the rows it was rebuilt from.
+    # canonical_json(state), as verified against the checksum; the versions of the rows it was rebuilt from.
     state_json: bytes = b""
-    row_hashes: bytes = b""
+    row_versions: str = ""
 
 
 def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
@@ -321,14 +320,14 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
     on exactly the same rows (see the module docstring). IntegrityFailure names the first bad link."""
     target = path.target
     assert target is not None
-    remembered = states.get(session.pk, target.pk, path.row_hashes) if path.complete else None
+    remembered = states.get(session.pk, target.pk, path.row_versions) if path.complete else None
     if remembered is not None:
         return Rebuilt(
             checkpoint=target.as_checkpoint(session),
             state=remembered.state,
-            depth=len(path.row_hashes) // 32 - 1,
+            depth=remembered.depth,
             state_json=remembered.state_json,
-            row_hashes=path.row_hashes,
+            row_versions=path.row_versions,
         )
     links = _links(session, target.pk)
     if not links:
@@ -342,13 +341,13 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
         state = next_state(link, state, owner)
         state_json = check_link(link, state, link.parent_checksum)
     assert state is not None
-    row_hashes = b"".join(link.row_hash() for link in links)
+    row_versions = ";".join(link.row_version for link in links)
     states.put(
         session.pk,
         links[-1].pk,
         state=state,
         state_json=state_json,
-        row_hashes=row_hashes,
+        row_versions=row_versions,
         sequence=links[-1].sequence,
         checksum=links[-1].checksum,
     )
@@ -357,7 +356,7 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
         state=state,
         depth=len(links) - 1,
         state_json=state_json,
-        row_hashes=row_hashes,
+        row_versions=row_versions,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,11 +12,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ParseError
 
-from checkpoints_app.cache import Remembered, row_hash, states
+from checkpoints_app.cache import Remembered, states
 from checkpoints_app.chain import (
-    MAX_PATH,
-    ROW_HASH_SQL,
-    WALK_SQL,
+    ROW_VERSION_SQL,
     Rebuilt,
     load_path,
     max_state_bytes,
@@ -34,6 +32,8 @@ from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessab
 from memory_admin.live import publish_on_commit, session_group
 from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
 from memory_admin.sql import run
+from sessions_app import identity
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession
 
 
@@ -185,7 +185,7 @@ def _checksum_mismatch(*, sent: str, computed: str) -> Unprocessable:
 
 def save_checkpoint(
     *,
-    session: AgentSession,
+    session: SessionIdentity,
     node_id: str,
     state: dict[str, Any] | None = None,
     patch: list[Any] | None = None,
@@ -230,13 +230,27 @@ def save_checkpoint(
             checksum=checksum,
             metadata=metadata,
         )
-        outcome = _save_on_remembered(request) or _save_on_latest(request) or _save_locked(request)
-        return outcome
+        outcome = _save_on_remembered(request)
+        if outcome is not None:
+            return outcome
+        request = replace(request, session=_model_of(session))
+        return _save_on_latest(request) or _save_locked(request)
+
+
+def _model_of(session: SessionIdentity) -> AgentSession:
+    """The session's row, for the saves that need more than its identity (a remembered one may be gone)."""
+    if isinstance(session, AgentSession):
+        return session
+    found = AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id).first()
+    if found is None:
+        identity.forget(session.tenant_id, session.session_id)
+        raise NotFound("No such session.", details={"session_id": session.session_id})
+    return found
 
 
 @dataclass(frozen=True)
 class _SaveRequest:
-    session: AgentSession
+    session: Any  # SessionIdentity for the remembered save, the AgentSession row for the others
     node_id: str
     state: dict[str, Any] | None
     patch: list[Any] | None
@@ -246,48 +260,53 @@ class _SaveRequest:
     metadata: dict[str, Any]
 
 
+# What a save returns of the row it inserted: the first half of its ROW_VERSION_SQL (its parent's half is
+# known from the parent's path), and the event head it recorded.
+_RETURNING = "ctid::text || '@' || xmin::text, event_version"
+# The session, if it is still the tenant's and visible: a save records its event head as it stands.
+_LIVE_SESSION = f"""live AS (
+    SELECT head_version FROM {AgentSession._meta.db_table}
+    WHERE id = %(session)s AND tenant_id = %(tenant)s AND erased_at IS NULL
+)"""  # noqa: S608 - table names come from the models; every value is bound
+_INSERT_CHECKPOINT = f"""
+INSERT INTO {Checkpoint._meta.db_table} (id, session_id, sequence, parent_id, node_id, metadata, schema_version,
+    kind, payload, checksum, event_version, created_at, pruned_parent_checksum, pruned_parent_sequence)
+SELECT %(id)s, %(session)s, head.last_sequence, %(parent)s::uuid, %(node)s, %(metadata)s::jsonb, %(schema)s,
+    %(kind)s, %(payload)s, %(checksum)s, (SELECT head_version FROM live), %(created_at)s, '', NULL
+FROM head
+RETURNING {_RETURNING}
+"""  # noqa: S608 - table names come from the models; every value is bound
+
 # The head moves to the new checkpoint only if it still is where this save read it (same last sequence and
 # latest), and the checkpoint is inserted only if the head moved: one atomic statement, no lock held while
 # the state is computed. The parent is the head's latest, which retention never removes.
 _SAVE_SQL = f"""
-WITH head AS (
+WITH {_LIVE_SESSION}, head AS (
     INSERT INTO {CheckpointHead._meta.db_table} AS h (session_id, last_sequence, latest_id)
-    VALUES (%(session)s, %(sequence)s, %(id)s)
+    SELECT %(session)s, %(sequence)s, %(id)s FROM live
     ON CONFLICT (session_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence, latest_id = EXCLUDED.latest_id
     WHERE h.last_sequence = %(sequence)s - 1 AND h.latest_id IS NOT DISTINCT FROM %(parent)s::uuid
     RETURNING h.last_sequence
-)
-INSERT INTO {Checkpoint._meta.db_table} (id, session_id, sequence, parent_id, node_id, metadata, schema_version,
-    kind, payload, checksum, event_version, created_at, pruned_parent_checksum, pruned_parent_sequence)
-SELECT %(id)s, %(session)s, head.last_sequence, %(parent)s::uuid, %(node)s, %(metadata)s::jsonb, %(schema)s,
-    %(kind)s, %(payload)s, %(checksum)s, %(event_version)s, %(created_at)s, '', NULL
-FROM head
-RETURNING metadata::text
-"""  # noqa: S608 - table names come from the models; every value is bound
+){_INSERT_CHECKPOINT}"""  # noqa: S608 - table names come from the models; every value is bound
 
 
 # The same, for a save whose parent's verified state this process remembers (an agent's next step): the head
-# moves only if, besides, the parent's path still hashes to what that state was verified from — the check a
-# read of the path would make, done by the database in the same statement. One round trip per save.
-_SAVE_ON_REMEMBERED_SQL = f"""{WALK_SQL},
-verified AS (
-    SELECT string_agg({ROW_HASH_SQL}, ''::bytea ORDER BY path.depth DESC) AS row_hashes
-    FROM path
-    JOIN {Checkpoint._meta.db_table} c ON c.id = path.id
+# moves only if, besides, the parent row is still the version that state was verified from — the check a read
+# of the parent makes of its own row, done by the database in the same statement. One round trip per save.
+# (Older rows of the path are not looked at here: the new link is computed from the state they were verified
+# to give, and a row edited since is caught, and named, by the next read of the path.)
+_SAVE_ON_REMEMBERED_SQL = f"""
+WITH {_LIVE_SESSION}, verified AS (
+    SELECT {ROW_VERSION_SQL} AS row_version
+    FROM {Checkpoint._meta.db_table} c
     LEFT JOIN {Checkpoint._meta.db_table} parent ON parent.id = c.parent_id
+    WHERE c.id = %(parent)s::uuid AND c.session_id = %(session)s
 ), head AS (
     UPDATE {CheckpointHead._meta.db_table} AS h SET last_sequence = %(sequence)s, latest_id = %(id)s
     WHERE h.session_id = %(session)s AND h.last_sequence = %(sequence)s - 1 AND h.latest_id = %(parent)s::uuid
-        AND (SELECT row_hashes FROM verified) = %(row_hashes)s
+        AND (SELECT row_version FROM verified) = %(parent_version)s AND EXISTS (SELECT 1 FROM live)
     RETURNING h.last_sequence
-)
-INSERT INTO {Checkpoint._meta.db_table} (id, session_id, sequence, parent_id, node_id, metadata, schema_version,
-    kind, payload, checksum, event_version, created_at, pruned_parent_checksum, pruned_parent_sequence)
-SELECT %(id)s, %(session)s, head.last_sequence, %(parent)s::uuid, %(node)s, %(metadata)s::jsonb, %(schema)s,
-    %(kind)s, %(payload)s, %(checksum)s, %(event_version)s, %(created_at)s, '', NULL
-FROM head
-RETURNING metadata::text
-""".format(anchor="id = %(target)s")  # noqa: S608 - table names come from the models; every value is bound
+){_INSERT_CHECKPOINT}"""  # noqa: S608 - table names come from the models; every value is bound
 
 
 def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
@@ -307,14 +326,16 @@ def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
         return None
 
 
-def _parent_from(session: AgentSession, parent_id: uuid.UUID, remembered: Remembered) -> Rebuilt:
-    checkpoint = Checkpoint(id=parent_id, session=session, sequence=remembered.sequence, checksum=remembered.checksum)
+def _parent_from(session: SessionIdentity, parent_id: uuid.UUID, remembered: Remembered) -> Rebuilt:
+    checkpoint = Checkpoint(
+        id=parent_id, session_id=session.pk, sequence=remembered.sequence, checksum=remembered.checksum
+    )
     return Rebuilt(
         checkpoint=checkpoint,
         state=remembered.state,
         depth=remembered.depth,
         state_json=remembered.state_json,
-        row_hashes=remembered.row_hashes,
+        row_versions=remembered.row_versions,
     )
 
 
@@ -334,6 +355,11 @@ def _save_on_latest(request: _SaveRequest) -> SaveOutcome | None:
     if parent is None and request.state is None:
         return None
     return _write(request, parent, next_sequence, _SAVE_SQL)
+
+
+def _last_row_version(path: Rebuilt | None) -> str:
+    """ROW_VERSION_SQL of the last row of a rebuilt path (its target's own row)."""
+    return path.row_versions.rsplit(";", 1)[-1] if path is not None else ""
 
 
 def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, statement: str) -> SaveOutcome | None:
@@ -359,7 +385,7 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
     payload = encode_body(body, owner=owner_of(session))
     checkpoint = Checkpoint(
         id=uuid.uuid4(),
-        session=session,
+        session_id=session.pk,
         sequence=next_sequence,
         parent_id=parent.checkpoint.pk if parent is not None else None,
         node_id=request.node_id,
@@ -368,12 +394,11 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
         kind=kind,
         payload=payload,
         checksum=computed,
-        # The event head as this request read the session: the events the agent had recorded before saving.
-        event_version=session.head_version,
         created_at=timezone.now(),
     )
     params: dict[str, Any] = {
         "session": session.pk,
+        "tenant": session.tenant_id,
         "sequence": next_sequence,
         "id": checkpoint.pk,
         "parent": checkpoint.parent_id,
@@ -383,12 +408,8 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
         "kind": kind,
         "payload": payload,
         "checksum": computed,
-        "event_version": checkpoint.event_version,
         "created_at": checkpoint.created_at,
-        # For the walk of the remembered parent's path.
-        "target": checkpoint.parent_id,
-        "limit": MAX_PATH,
-        "row_hashes": parent.row_hashes if parent is not None else b"",
+        "parent_version": _last_row_version(parent),
     }
     try:
         rows = run(statement, params)
@@ -398,26 +419,21 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
         return None  # the session went away meanwhile, say: the locked path tells what happened
     if not rows:
         return None
+    # The event head as the save found the session: the events the agent had recorded before saving.
+    checkpoint.event_version = rows[0][1]
     checkpoint.parent_sequence = parent.checkpoint.sequence if parent is not None else None  # type: ignore[attr-defined]
     # This link is verified by construction and its parent's path was verified: remember the state with the
-    # row hashes the next read of these rows will get from the database.
-    this_row = row_hash(
-        kind=kind,
-        schema_version=CURRENT_SCHEMA_VERSION,
-        sequence=next_sequence,
-        node_id=request.node_id,
-        metadata_text=rows[0][0],
-        checksum=computed,
-        parent_checksum=candidate.parent_checksum,
-        payload=payload,
-    )
-    base = parent.row_hashes if parent is not None and kind == CheckpointKind.DELTA else b""
+    # row versions the next read of these rows will get from the database.
+    parent_version = _last_row_version(parent).split("/", 1)[0] if parent is not None else "-"
+    this_row = f"{rows[0][0]}/{parent_version}"
     states.put(
         session.pk,
         checkpoint.pk,
         state=candidate.state,
         state_json=candidate.state_json,
-        row_hashes=base + this_row,
+        row_versions=f"{parent.row_versions};{this_row}"
+        if parent is not None and kind == CheckpointKind.DELTA
+        else this_row,
         sequence=next_sequence,
         checksum=computed,
     )

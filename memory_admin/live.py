@@ -39,7 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
-from memory_admin.health import redis_client
+from memory_admin.redis_wire import Batch
 
 logger = structlog.get_logger("memory.live")
 
@@ -68,9 +68,9 @@ def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
     """Publish now (use `publish_on_commit` from inside a transaction)."""
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        queue(pipe, groups, message)
-        pipe.execute()
+        batch = Batch()
+        queue(batch, groups, message)
+        batch.execute()
     except redis.RedisError as exc:
         logger.warning("live_update_dropped", error=type(exc).__name__, type=message.get("type"))
 
@@ -84,10 +84,10 @@ def publish_all(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> Non
     if not messages:
         return
     try:
-        pipe = redis_client().pipeline(transaction=False)
+        batch = Batch()
         for groups, message in messages:
-            queue(pipe, groups, message)
-        pipe.execute()
+            queue(batch, groups, message)
+        batch.execute()
     except redis.RedisError as exc:
         logger.warning("live_update_dropped", error=type(exc).__name__, type=messages[0][1].get("type"))
 

@@ -147,10 +147,22 @@ DATABASES = {
         "CONN_HEALTH_CHECKS": env_bool("DATABASE_HEALTH_CHECKS", False) and not DATABASE_POOL,
         "OPTIONS": {
             **_db.options,
-            "pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0)},
-        }
-        if DATABASE_POOL
-        else dict(_db.options),
+            # psycopg prepares nothing, not even a statement executed with prepare=True, while this is None
+            # (Django's default). The hot statements (memory_admin.sql.run) ask to be prepared; nothing else
+            # is ever executed this many times, so Django's own queries stay unprepared.
+            "prepare_threshold": 1_000_000_000,
+            **(
+                {
+                    "pool": {
+                        "min_size": 1,
+                        "max_size": DATABASE_POOL_MAX,
+                        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+                    }
+                }
+                if DATABASE_POOL
+                else {}
+            ),
+        },
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db.name}")},
     }
 }

@@ -6,9 +6,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from checkpoints_app.chain import Rebuilt
 from checkpoints_app.models import Checkpoint, CheckpointKind
 from checkpoints_app.patching import PatchError, check_ops
-from memory_admin.api.serializers import StrictSerializer
+from memory_admin.api.serializers import StrictSerializer, api_timestamp
+from memory_admin.codec import dumps
 
 MAX_SEQUENCE = 2**63 - 1
 
@@ -98,6 +100,33 @@ class CheckpointOut(serializers.Serializer[Any]):
 
 class CheckpointWithStateOut(CheckpointOut):
     state = serializers.JSONField(help_text="The full state, rebuilt and verified against the chain.")
+
+
+def checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
+    """CheckpointOut's body, built by hand: the saves and latest reads of every agent step go through here."""
+    parent_sequence = getattr(checkpoint, "parent_sequence", None) if checkpoint.parent_id is not None else None
+    if checkpoint.parent_id is not None and parent_sequence is None:
+        parent_sequence = checkpoint.parent.sequence if checkpoint.parent else None
+    return {
+        "id": str(checkpoint.pk),
+        "sequence": checkpoint.sequence,
+        "parent_id": str(checkpoint.parent_id) if checkpoint.parent_id is not None else None,
+        "parent_sequence": parent_sequence,
+        "forked": parent_sequence is not None and parent_sequence != checkpoint.sequence - 1,
+        "node_id": checkpoint.node_id,
+        "kind": checkpoint.kind,
+        "schema_version": checkpoint.schema_version,
+        "checksum": checkpoint.checksum,
+        "event_version": checkpoint.event_version,
+        "metadata": checkpoint.metadata,
+        "created_at": api_timestamp(checkpoint.created_at),
+    }
+
+
+def checkpoint_with_state_body(rebuilt: Rebuilt) -> bytes:
+    """CheckpointWithStateOut's body. The state goes out as the canonical JSON its checksum was verified
+    over: no second serialisation."""
+    return dumps(checkpoint_out(rebuilt.checkpoint))[:-1] + b',"state":' + rebuilt.state_json + b"}"
 
 
 class CheckpointRefOut(serializers.Serializer[Any]):

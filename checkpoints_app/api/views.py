@@ -15,15 +15,12 @@ from rest_framework.response import Response
 from checkpoints_app import selectors, services
 from checkpoints_app.api import serializers as s
 from checkpoints_app.chain import Rebuilt
-from checkpoints_app.models import Checkpoint
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
-from memory_admin.api.serializers import api_timestamp
 from memory_admin.api.views import AgentAPIView
-from memory_admin.codec import dumps
 from memory_admin.errors import NotFound, ValidationFailed
 from sessions_app.models import AgentSession
-from sessions_app.selectors import get_session
+from sessions_app.selectors import get_session, session_for_write
 
 
 class NewestSequenceFirst(NewestFirstCursor):
@@ -32,33 +29,8 @@ class NewestSequenceFirst(NewestFirstCursor):
     ordering = ("-sequence", "-created_at")
 
 
-def _checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
-    """CheckpointOut's shape, built by hand: the saves and latest reads of every agent step go through here."""
-    parent_sequence = getattr(checkpoint, "parent_sequence", None) if checkpoint.parent_id is not None else None
-    if checkpoint.parent_id is not None and parent_sequence is None:
-        parent_sequence = checkpoint.parent.sequence if checkpoint.parent else None
-    return {
-        "id": str(checkpoint.pk),
-        "sequence": checkpoint.sequence,
-        "parent_id": str(checkpoint.parent_id) if checkpoint.parent_id is not None else None,
-        "parent_sequence": parent_sequence,
-        "forked": parent_sequence is not None and parent_sequence != checkpoint.sequence - 1,
-        "node_id": checkpoint.node_id,
-        "kind": checkpoint.kind,
-        "schema_version": checkpoint.schema_version,
-        "checksum": checkpoint.checksum,
-        "event_version": checkpoint.event_version,
-        "metadata": checkpoint.metadata,
-        "created_at": checkpoint.created_at,
-    }
-
-
 def _with_state(rebuilt: Rebuilt) -> HttpResponse:
-    # The state goes out as the canonical JSON its checksum was verified over: no second serialisation.
-    head = _checkpoint_out(rebuilt.checkpoint)
-    head["created_at"] = api_timestamp(rebuilt.checkpoint.created_at)
-    body = dumps(head)[:-1] + b',"state":' + rebuilt.state_json + b"}"
-    return HttpResponse(body, content_type="application/json")
+    return HttpResponse(s.checkpoint_with_state_body(rebuilt), content_type="application/json")
 
 
 def _uuid_param(request: Request, name: str) -> uuid.UUID:
@@ -93,7 +65,10 @@ class CheckpointListView(SessionCheckpointsView):
     @extend_schema(request=s.CheckpointIn, responses={201: s.CheckpointOut, 200: s.CheckpointOut})
     @idempotent
     def post(self, request: Request, session_id: str) -> Response:
-        session = self.get_session()
+        session_id = self.kwargs["session_id"]
+        if "\x00" in session_id:  # no session has one, and PostgreSQL refuses it in a query (a 500)
+            raise NotFound("No such session.", details={})
+        session = session_for_write(tenant=self.tenant, session_id=session_id)
         body = s.CheckpointIn(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data
@@ -108,7 +83,7 @@ class CheckpointListView(SessionCheckpointsView):
             metadata=data["metadata"],
         )
         return Response(
-            _checkpoint_out(outcome.checkpoint),
+            s.checkpoint_out(outcome.checkpoint),
             status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
             headers={"Location": f"{request.path}/{outcome.checkpoint.pk}"},
         )

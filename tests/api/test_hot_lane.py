@@ -28,8 +28,10 @@ pytestmark = pytest.mark.django_db
 
 MESSAGE = {"messages": [{"role": "user", "content": "where is my parcel?"}]}
 EVENT = {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"hits": [1, 2]}}}
-# Headers whose values differ between two requests by nature.
-_PER_REQUEST = {"X-Request-ID", "Content-Length", "X-RateLimit-Remaining"}
+# Headers whose values differ between two requests by nature (a Location names a new checkpoint's id).
+_PER_REQUEST = {"X-Request-ID", "Content-Length", "X-RateLimit-Remaining", "Location"}
+# Fields that differ between the twins by nature: timestamps, request ids, the ids of new checkpoints.
+_VARYING_FIELDS = {"created_at", "request_id", "id", "parent_id", "checkpoint_id"}
 
 
 def _clients(world: World) -> tuple[AgentClient, DjangoApiClient]:
@@ -47,9 +49,9 @@ def _twin_sessions(world: World, *, user_id: str = "user-1") -> None:
 
 
 def _normalised(body: Any) -> Any:
-    """The body without what differs by nature: timestamps, request ids, the twin sessions' names."""
+    """The body without what differs by nature (_VARYING_FIELDS) and with the twin sessions' names alike."""
     if isinstance(body, dict):
-        return {key: _normalised(value) for key, value in body.items() if key not in ("created_at", "request_id")}
+        return {key: _normalised(value) for key, value in body.items() if key not in _VARYING_FIELDS}
     if isinstance(body, list):
         return [_normalised(item) for item in body]
     if isinstance(body, str):
@@ -66,6 +68,7 @@ def _same_answer(lane_response: Any, django_response: Any) -> None:
     django_headers = {name: value for name, value in django_response.items() if name not in _PER_REQUEST}
     assert lane_headers == django_headers
     assert set(lane_response.headers) >= {"X-Request-ID", "X-RateLimit-Remaining"}
+    assert ("Location" in lane_response) == ("Location" in django_response)
 
 
 def _both(world: World, method: str, suffix: str, body: Any = None, **headers: Any) -> tuple[Any, Any]:
@@ -266,3 +269,95 @@ def test_a_route_that_does_not_shadow_the_url_it_names_stops_the_start() -> None
 
     with pytest.raises(RuntimeError, match="resolves to api:session-context"):
         HotLane(lambda environ, start_response: [], [wrong])
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+
+def _twin_checkpoints(world: World) -> tuple[Any, Any]:
+    """A full save on each twin session, answered alike; the two saves' answers."""
+    return _both(world, "POST", "/checkpoints", {"node_id": "plan", "state": {"messages": []}, "metadata": {"n": 1}})
+
+
+def test_a_checkpoint_save_and_a_latest_read_are_answered_alike(world: World) -> None:
+    _twin_sessions(world)
+    lane_first, django_first = _twin_checkpoints(world)
+    _same_answer(lane_first, django_first)
+    patch = [{"op": "add", "path": "/messages/-", "value": {"role": "user", "content": "hi"}}]
+
+    lane, django = _clients(world)
+    lane_second = lane.post(
+        "/api/v1/sessions/via-lane/checkpoints",
+        {"node_id": "act", "parent_id": lane_first.json()["id"], "patch": patch},
+        format="json",
+    )
+    django_second = django.post(
+        "/api/v1/sessions/via-django/checkpoints",
+        {"node_id": "act", "parent_id": django_first.json()["id"], "patch": patch},
+        format="json",
+    )
+
+    assert lane_second.status_code == django_second.status_code == 201
+    assert lane_second["Location"].startswith("/api/v1/sessions/via-lane/checkpoints/")
+    lane_body, django_body = lane_second.json(), django_second.json()
+    for varying in ("id", "parent_id", "checksum"):
+        lane_body.pop(varying), django_body.pop(varying)
+    assert lane_body == {**django_body, "created_at": lane_body["created_at"]}
+    lane_latest, django_latest = _both(world, "GET", "/checkpoints/latest")
+    assert served_by_hot_lane(lane_latest)
+    assert lane_latest.json()["state"] == django_latest.json()["state"] == {"messages": [patch[0]["value"]]}
+
+
+def test_a_retried_checkpoint_save_with_its_sequence_returns_the_stored_one(world: World) -> None:
+    _twin_sessions(world)
+    body = {"node_id": "plan", "state": {"step": 1}, "sequence": 1}
+
+    first, _ = _both(world, "POST", "/checkpoints", body)
+    lane_retry, django_retry = _both(world, "POST", "/checkpoints", body)
+
+    assert first.status_code == 201
+    _same_answer(lane_retry, django_retry)
+    assert lane_retry.status_code == 200 and lane_retry.json()["id"] == first.json()["id"]
+
+
+def test_a_checkpoint_save_with_a_wrong_checksum_is_the_same_422(world: World) -> None:
+    _twin_sessions(world)
+
+    lane_response, django_response = _both(
+        world, "POST", "/checkpoints", {"node_id": "plan", "state": {}, "checksum": "0" * 64}
+    )
+
+    _same_answer(lane_response, django_response)
+    assert_error_shape(lane_response, 422)
+
+
+def test_a_checkpoint_save_to_an_unknown_session_is_the_same_404(world: World) -> None:
+    lane, django = _clients(world)
+    body = {"node_id": "plan", "state": {}}
+
+    lane_response = lane.post("/api/v1/sessions/nobody-here/checkpoints", body, format="json")
+    django_response = django.post("/api/v1/sessions/nobody-here/checkpoints", body, format="json")
+
+    _same_answer(lane_response, django_response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"node_id": "plan", "state": {}, "patch": []},
+        {"node_id": "plan", "patch": [{"op": "add", "path": "/x", "value": 1}]},
+        {"node_id": "plan", "state": {}, "parent_id": "not-a-uuid"},
+        {"node_id": "plan", "state": {}, "sequence": 0},
+        {"node_id": "plan", "state": [], "metadata": {}},
+        {"node_id": " plan ", "state": {}},
+    ],
+)
+def test_a_checkpoint_save_that_is_not_plain_is_handed_to_django(world: World, body: dict[str, Any]) -> None:
+    _twin_sessions(world)
+    lane, django = _clients(world)
+
+    lane_response = lane.post("/api/v1/sessions/via-lane/checkpoints", body, format="json")
+    django_response = django.post("/api/v1/sessions/via-django/checkpoints", body, format="json")
+
+    assert not served_by_hot_lane(lane_response)
+    assert lane_response.status_code == django_response.status_code

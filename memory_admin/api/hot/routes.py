@@ -6,6 +6,7 @@ from memory_admin.api.hot.lane import HotRoute
 
 
 def hot_routes() -> list[HotRoute]:
+    from checkpoints_app.api.hot import ROUTES as CHECKPOINT_ROUTES
     from sessions_app.api.hot import ROUTES as SESSION_ROUTES
 
-    return [*SESSION_ROUTES]
+    return [*SESSION_ROUTES, *CHECKPOINT_ROUTES]
