@@ -20,8 +20,9 @@ from django.db import connection, transaction
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from memory_admin.codec import bytes_sealer_for
 from memory_admin.errors import NotFound, ValidationFailed
-from memory_admin.health import redis_client
 from memory_admin.live import queue, session_group
+from memory_admin.redis_wire import Batch
+from memory_admin.sql import run
 from sessions_app.models import AgentSession
 from sessions_app.selectors import SESSION_ID, get_session
 from sessions_app.services import create_session
@@ -131,10 +132,10 @@ def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) ->
 
     def send() -> None:
         try:
-            pipe = redis_client().pipeline(transaction=False)
+            batch = Batch()
             for message in messages:
-                queue(pipe, [session_group(session.pk)], message)
-            pipe.execute()
+                queue(batch, [session_group(session.pk)], message)
+            batch.execute()
         except redis.RedisError as exc:
             logger.warning("live_update_dropped", error=type(exc).__name__, type="langgraph.checkpoint.saved")
 
@@ -374,10 +375,8 @@ def _save_step(tenant: Tenant, session: AgentSession, writes: list[WritesSave], 
     params = _step_params(session, seal, writes, save)
     if params is None:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_STEP_SQL, {**params, "tenant": tenant.pk})
-        if cursor.fetchone() is None:
-            return False
+    if not run(_STEP_SQL, {**params, "tenant": tenant.pk}):
+        return False
     _publish_on_commit(session, [_checkpoint_saved(tenant, session, save)])
     return True
 

@@ -7,6 +7,7 @@ body and headers; the lane must actually have served the first one, or the compa
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from django.test import override_settings
 
 from conftest import World
+from langgraph_app.models import PendingWrite, ThreadCheckpoint
 from memory_admin.api.hot.lane import HotLane, HotRoute
 from memory_admin.api.throttling import WINDOW_SECONDS
 from memory_admin.health import redis_client
@@ -361,3 +363,80 @@ def test_a_checkpoint_save_that_is_not_plain_is_handed_to_django(world: World, b
 
     assert not served_by_hot_lane(lane_response)
     assert lane_response.status_code == django_response.status_code
+
+
+# --- LangGraph ----------------------------------------------------------------------------------------------
+
+
+def _step(checkpoint_id: str, parent: str | None) -> dict[str, Any]:
+    blob = base64.b64encode(b'"refunds"').decode()
+    return {
+        "ops": [
+            {
+                "op": "writes",
+                "checkpoint_id": parent or "1f0-0000",
+                "task_id": "task-a",
+                "writes": [{"channel": "topic", "type": "json", "blob": blob}],
+            },
+            {
+                "op": "checkpoint",
+                "checkpoint_id": checkpoint_id,
+                "parent_checkpoint_id": parent,
+                "checkpoint": {"v": 4, "channel_versions": {"topic": 1}},
+                "metadata": {"step": 1},
+                "blobs": [{"channel": "topic", "version": "1", "type": "json", "blob": blob}],
+            },
+        ],
+        "user_id": "user-1",
+    }
+
+
+def test_a_langgraph_step_is_stored_by_the_lane_as_by_django(world: World) -> None:
+    lane, django = _clients(world)
+    answers = []
+    for client, thread in ((lane, "lg-via-lane"), (django, "lg-via-django")):
+        path = f"/api/v1/langgraph/threads/{thread}/saves"
+        answers.append(
+            (
+                client.post(path, _step("1f0-0001", None), format="json"),
+                client.post(path, _step("1f0-0002", "1f0-0001"), format="json"),
+            )
+        )
+
+    for lane_response, django_response in zip(*answers, strict=True):
+        _same_answer(lane_response, django_response)
+    stored = {
+        thread: list(
+            ThreadCheckpoint.objects.filter(session__session_id=thread)
+            .order_by("checkpoint_id")
+            .values_list("checkpoint_id", "parent_checkpoint_id")
+        )
+        for thread in ("lg-via-lane", "lg-via-django")
+    }
+    assert stored["lg-via-lane"] == stored["lg-via-django"] == [("1f0-0001", ""), ("1f0-0002", "1f0-0001")]
+    assert PendingWrite.objects.filter(session__session_id="lg-via-lane").count() == 2
+
+
+def test_an_outsider_cannot_save_into_a_langgraph_thread_through_the_lane(world: World) -> None:
+    lane, _ = _clients(world)
+    lane.post("/api/v1/langgraph/threads/lg-owned/saves", _step("1f0-0001", None), format="json")
+    outsider = AgentClient()
+    outsider.credentials(HTTP_AUTHORIZATION=f"Bearer {world.outsider.raw_key}")
+
+    response = outsider.post("/api/v1/langgraph/threads/lg-owned/saves", _step("1f0-0002", "1f0-0001"), format="json")
+
+    assert served_by_hot_lane(response) and response.status_code == 200
+    acme_thread = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-owned")
+    assert list(ThreadCheckpoint.objects.filter(session=acme_thread).values_list("checkpoint_id", flat=True)) == [
+        "1f0-0001"
+    ]
+    assert AgentSession.objects.get(tenant=world.outsider.tenant, session_id="lg-owned") != acme_thread
+
+
+def test_a_langgraph_body_the_parser_refuses_is_handed_to_django(world: World) -> None:
+    lane, _ = _clients(world)
+
+    response = lane.post("/api/v1/langgraph/threads/lg-x/saves", {"ops": [{"op": "nonsense"}]}, format="json")
+
+    assert not served_by_hot_lane(response)
+    assert_error_shape(response, 400)
