@@ -52,7 +52,7 @@ MODES = {
         agents=(8, 32),
         stream_events=100_000,
         state_reads=30,
-        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "4x4", "2x4", "4x1", "8x2"))),
+        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "2x4", "3x1", "4x1", "3x2"))),
     ),
     "full": Mode(
         warmup=3.0,
@@ -62,7 +62,7 @@ MODES = {
         agents=(1, 8, 32, 128),
         stream_events=100_000,
         state_reads=100,
-        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "4x4", "2x4", "2x8", "2x16", "4x1", "4x8", "8x1", "8x2"))),
+        topologies=tuple(dict.fromkeys((DEFAULT_TOPOLOGY, "2x1", "2x4", "3x1", "3x2", "4x1", "4x2", "6x1", "2x8"))),
     ),
 }
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import orjson
 
 from memory_admin.errors import Erased, IntegrityFailure
 
@@ -66,13 +69,35 @@ def install_keyring(keyring: KeyRing | None) -> None:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON as UTF-8 (not canonical; for storage and transport)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON as UTF-8 (not canonical; for storage and transport). orjson writes it, the json module what
+    orjson cannot (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def canonical_json(value: Any) -> bytes:
-    """One byte string per JSON value: sorted keys, no whitespace, UTF-8. Input to checksums."""
+    """One byte string per JSON value: sorted keys, no whitespace, UTF-8. Input to checksums, so these bytes
+    may never change: they are the json module's with these options, whoever computes them.
+
+    orjson writes the very same bytes for every string (any code point, escapes included), key order and
+    integer up to 64 bits, several times faster on a large state; only its floats are spelled differently
+    (1e-7 where the json module writes 1e-07). So orjson's output is kept when it holds no digit followed by
+    '.', 'e' or 'E' (every float it writes has one; text that merely looks like it only costs the slow way),
+    and anything it refuses or might spell differently is written by the json module. (A non-finite float,
+    which orjson writes as null where the json module refuses it, cannot come in: the API's parsers refuse them.)
+    """
+    try:
+        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits, a key that is not text
+        fast = b""
+    if fast and not _MAYBE_FLOAT.search(fast):
+        return fast
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+_MAYBE_FLOAT = re.compile(rb"[0-9][.eE]")
 
 
 def encoder_for(*, tenant_id: object, user_id: str) -> Callable[[Any], bytes]:
