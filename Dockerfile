@@ -31,4 +31,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 
 # The same command line as `make run` (memory_admin.runner.web_argv). The web workers' counters are summed
 # at scrape time from PROMETHEUS_MULTIPROC_DIR (memory_admin.metrics), emptied at each start.
-CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec granian --interface wsgi memory_admin.wsgi:application --host 0.0.0.0 --port ${PORT} --workers ${WEB_WORKERS:-$(nproc)} --blocking-threads ${WEB_THREADS:-4} --runtime-mode st --no-ws --respawn-failed-workers --workers-kill-timeout 10 --log-level warning"]
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec granian --interface wsgi memory_admin.wsgi:application --host 0.0.0.0 --port ${PORT} --workers ${WEB_WORKERS:-$(( $(nproc) + 1 ))} --blocking-threads ${WEB_THREADS:-2} --runtime-mode st --no-ws --respawn-failed-workers --workers-kill-timeout 10 --log-level warning"]

@@ -293,7 +293,7 @@ def checkpoints_suite(bench: Bench) -> list[Figure]:
             "checkpoint_latest",
             "checkpoint_latest",
             1,
-            params={"session_id": session_id, "max_requests": 300},
+            params={"session_id": session_id, "max_requests": 2000},
             duration=30.0,
             warmup=0.5,
             profile=True,

@@ -15,16 +15,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
 def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, ...]]:
     """Execute `sql` prepared and return its rows (none for a statement without a result)."""
-    connection.ensure_connection()
+    wrapper = connections[DEFAULT_DB_ALIAS]  # one lookup (`connection` looks it up on every attribute)
+    wrapper.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with wrapper.wrap_database_errors, psycopg.Cursor(wrapper.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         rows = cursor.fetchall() if cursor.description is not None else []
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    if wrapper.queries_logged:
+        wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows

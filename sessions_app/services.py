@@ -5,7 +5,9 @@ Every write that changes what an agent knows is an event in Postgres first; Redi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -168,9 +170,18 @@ class NewEvent:
     payload: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """An event as the append acknowledges it (the stored row without its payload)."""
+
+    version: int
+    type: str
+    created_at: datetime
+
+
 @dataclass(frozen=True)
 class AppendResult:
-    events: list[Event]
+    events: Sequence[Appended | Event]
     head_version: int
     # True when an earlier request with the same Idempotency-Key had already appended these events.
     replayed: bool = False
@@ -307,18 +318,7 @@ def _append_in_one_statement(
         versions = sorted(row[0] for row in run(_APPEND_BATCH_SQL, params))
     if not versions:
         return _explain_refusal(session, expected_version, idempotency_key)
-    rows = [
-        Event(
-            session_id=session.pk,
-            version=version,
-            type=event.type,
-            payload=payload,
-            schema_version=SCHEMA_VERSION,
-            idempotency_key=idempotency_key or None,
-            created_at=now,
-        )
-        for version, event, payload in zip(versions, events, payloads, strict=True)
-    ]
+    rows = [Appended(version, event.type, now) for version, event in zip(versions, events, strict=True)]
     first, last = versions[0], versions[-1]
     _after_append(session, rows, events, first=first, last=last)
     return AppendResult(events=rows, head_version=last)
@@ -426,7 +426,7 @@ def _append(
 
 
 def _after_append(
-    session: SessionIdentity, rows: list[Event], events: list[NewEvent], *, first: int, last: int
+    session: SessionIdentity, rows: Sequence[Appended | Event], events: list[NewEvent], *, first: int, last: int
 ) -> None:
     """Everything an append tells Redis, in one round trip: the context window, tool states, live message."""
     ttls = lifetimes_for(session.tenant_id)

@@ -175,7 +175,7 @@ class HotLane:
         if bound is None:
             return None
         started = time.perf_counter()
-        connection = db.connection
+        connection = db.connections[db.DEFAULT_DB_ALIAS]
         # What Django's request_started and request_finished receivers do for the one connection used here: a
         # connection past its age, or broken by an error, is closed (a new one is opened on next use). A request
         # served inside a transaction (a test's) leaves the connection alone, as Django's test client does.
