@@ -158,9 +158,9 @@ class Link:
         return json.loads(self.metadata_text)
 
     def as_checkpoint(self, session: AgentSession) -> Checkpoint:
-        checkpoint = Checkpoint(
+        checkpoint = Checkpoint.of_columns(
             id=self.pk,
-            session=session,
+            session_id=session.pk,
             sequence=self.sequence,
             parent_id=self.parent_id,
             node_id=self.node_id,

@@ -14,6 +14,7 @@ with its own rows keyed by checkpoint; nothing here assumes one state document p
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
@@ -61,6 +62,21 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.sequence} {self.node_id}"
+
+    @classmethod
+    def of_columns(cls, **columns: Any) -> Checkpoint:
+        """An instance of known column values (by attname: session_id, parent_id): a row a statement just wrote,
+        or one a read returned. Built positionally, as Django builds rows it fetched, which skips the per-field
+        defaults and descriptors of keyword construction (a save builds two per request); unnamed columns
+        take their defaults."""
+        values: Any = [columns[name] if name in columns else default() for name, default in _COLUMNS]
+        return cls(*values)
+
+
+# (attname, default factory) of every concrete column of Checkpoint, in the model's order.
+_COLUMNS: list[tuple[str, Any]] = [
+    (field.attname, field.get_default) for field in Checkpoint._meta.concrete_fields
+]
 
 
 class CheckpointHead(models.Model):

@@ -327,7 +327,7 @@ def _save_on_remembered(request: _SaveRequest) -> SaveOutcome | None:
 
 
 def _parent_from(session: SessionIdentity, parent_id: uuid.UUID, remembered: Remembered) -> Rebuilt:
-    checkpoint = Checkpoint(
+    checkpoint = Checkpoint.of_columns(
         id=parent_id, session_id=session.pk, sequence=remembered.sequence, checksum=remembered.checksum
     )
     return Rebuilt(
@@ -383,7 +383,7 @@ def _write(request: _SaveRequest, parent: Rebuilt | None, next_sequence: int, st
         raise _checksum_mismatch(sent=request.checksum, computed=computed)
     kind, body = _stored_body(candidate, request.patch)
     payload = encode_body(body, owner=owner_of(session))
-    checkpoint = Checkpoint(
+    checkpoint = Checkpoint.of_columns(
         id=uuid.uuid4(),
         session_id=session.pk,
         sequence=next_sequence,

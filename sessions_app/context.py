@@ -108,8 +108,13 @@ class ContextEffect:
 class CachedContext:
     head: int | None  # None: nothing cached
     rebuilt: bool
-    messages: list[Any]
+    # The window's messages as cached: one JSON text each.
+    texts: list[bytes]
     ttl_seconds: int
+
+    @property
+    def messages(self) -> list[Any]:
+        return [json.loads(text) for text in self.texts]
 
 
 def _encode(messages: list[Any]) -> list[str]:
@@ -163,11 +168,11 @@ def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedCo
         return None
     (head, rebuilt), raw_messages, extended, *_ = replies
     if head is None:
-        return CachedContext(head=None, rebuilt=False, messages=[], ttl_seconds=0)
+        return CachedContext(head=None, rebuilt=False, texts=[], ttl_seconds=0)
     return CachedContext(
         head=int(head),
         rebuilt=rebuilt == b"1",
-        messages=[json.loads(item) for item in raw_messages],
+        texts=raw_messages,
         ttl_seconds=(ttl if extended else 0) if touch else max(int(extended), 0),
     )
 

@@ -159,12 +159,21 @@ def save_snapshot(session: AgentSession, *, version: int, state: dict[str, Any])
 
 @dataclass(frozen=True)
 class ContextView:
-    messages: list[Any]
     version: int
     ttl_seconds: int
     # redis: served from the cache; rebuilt: the cache was missing and was rebuilt from Postgres events;
     # postgres: Redis is unreachable, served straight from Postgres.
     source: str
+    # The window: its messages, or the JSON texts Redis holds them as (parsed only if someone asks; the API
+    # sends them on as they are).
+    parsed: list[Any] | None = None
+    texts: list[bytes] | None = None
+
+    @property
+    def messages(self) -> list[Any]:
+        if self.parsed is not None:
+            return self.parsed
+        return [json.loads(text) for text in self.texts or []]
 
 
 def _window_from_events(session: AgentSession, *, after: int, upto: int) -> tuple[bool, list[Any]]:
@@ -201,11 +210,11 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
     if cached is None:
         CONTEXT_READS.labels(source="postgres").inc()
         _, messages = _window_from_events(session, after=0, upto=head)
-        return ContextView(messages=messages, version=head, ttl_seconds=0, source="postgres")
+        return ContextView(parsed=messages, version=head, ttl_seconds=0, source="postgres")
     if cached.head == head:
         CONTEXT_READS.labels(source="redis").inc()
         return ContextView(
-            messages=cached.messages,
+            texts=cached.texts,
             version=head,
             ttl_seconds=cached.ttl_seconds,
             source="rebuilt" if cached.rebuilt else "redis",
@@ -223,12 +232,12 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
         messages = (newer if replaced else cached.messages + newer)[-settings.CONTEXT_WINDOW_MESSAGES :]
         CONTEXT_READS.labels(source="caught_up").inc()
         return ContextView(
-            messages=messages, version=head, ttl_seconds=ttl, source="rebuilt" if cached.rebuilt else "redis"
+            parsed=messages, version=head, ttl_seconds=ttl, source="rebuilt" if cached.rebuilt else "redis"
         )
     _, messages = _window_from_events(session, after=0, upto=head)
     context.store_rebuilt(session.pk, head=head, messages=messages, ttl=ttl)
     CONTEXT_READS.labels(source="rebuilt").inc()
-    return ContextView(messages=messages, version=head, ttl_seconds=ttl, source="rebuilt")
+    return ContextView(parsed=messages, version=head, ttl_seconds=ttl, source="rebuilt")
 
 
 @dataclass(frozen=True)

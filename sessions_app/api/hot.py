@@ -11,7 +11,7 @@ from typing import Any
 
 from memory_admin.api.hot.lane import Fallback, HotRequest, HotResponse, HotRoute, json_response
 from sessions_app import selectors, services
-from sessions_app.api.serializers import append_out, context_out
+from sessions_app.api.serializers import append_out, context_body
 
 _SESSION = "/api/v1/sessions/{session_id}"
 MAX_MESSAGES = 500  # MessagesAppendIn.messages' max_length
@@ -93,7 +93,7 @@ def no_arguments(body: Any) -> None:
 
 def read_context(request: HotRequest, arguments: None) -> HotResponse:
     session = selectors.get_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
-    return json_response(context_out(selectors.read_context(session=session)))
+    return HotResponse(200, context_body(selectors.read_context(session=session)))
 
 
 ROUTES = [

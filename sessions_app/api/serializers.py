@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from rest_framework import serializers
 
 from memory_admin.api.serializers import StrictSerializer, api_timestamp
@@ -144,6 +145,14 @@ class ContextOut(serializers.Serializer[Any]):
 def context_out(view: ContextView) -> dict[str, Any]:
     """ContextOut's body, built by hand for the same reason."""
     return {"messages": view.messages, "version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source}
+
+
+def context_body(view: ContextView) -> bytes:
+    """ContextOut's body as bytes; a window served from Redis goes out as the JSON texts Redis holds, unparsed."""
+    if view.texts is None:
+        return orjson.dumps(context_out(view))
+    tail = orjson.dumps({"version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source})
+    return b'{"messages":[' + b",".join(view.texts) + b"]," + tail[1:]
 
 
 class ToolStateIn(StrictSerializer):
