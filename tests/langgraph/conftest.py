@@ -1,6 +1,7 @@
 """A real service (the web server against the test database) and acme's checkpointer talking to it over HTTP; and,
-for sync clients in tests that need no separate process, the same Django application in-process through
-httpx's WSGI transport (on the test's thread, so it sees the test's transaction)."""
+for sync clients in tests that need no separate process, the same application in-process (the hot lane in
+front of Django, as the web server runs it) through httpx's WSGI transport (on the test's thread, so it sees
+the test's transaction)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import httpx
 import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
 from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, connections
 
 from conftest import World
+from memory_admin.wsgi import application as service_application
 from tests.servers import ServerProcess, running, web_server
 
 
@@ -37,7 +38,7 @@ def saver(service: ServerProcess, world: World) -> Iterator[AgentMemorySaver]:
 @pytest.fixture
 def in_process(db: None) -> Iterator[dict[str, object]]:
     """Client options that route the memory clients' requests into this process's Django application."""
-    transport = httpx.WSGITransport(app=get_wsgi_application())
+    transport = httpx.WSGITransport(app=service_application)
     # As Django's test client does: a request must not close the connection that holds the test's transaction.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
@@ -53,7 +54,7 @@ def in_process_threads(transactional_db: None) -> dict[str, object]:
     """As `in_process`, for code that calls from other threads too (a LangGraph run saves checkpoints from its
     executor's threads): each thread has its own connection, so what is written is committed. A request on
     another thread closes its connection when done (that thread may end before the test databases go)."""
-    application = get_wsgi_application()
+    application = service_application
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from agent_memory_client.errors import ApiError, NotFoundError
+from agent_memory_client.transport import KeepAliveTransport, Reply
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -49,7 +50,7 @@ def encode_body(body: Any) -> bytes:
     return json.dumps(body, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response | Reply) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     try:
@@ -58,14 +59,14 @@ def _decode(response: httpx.Response) -> Any:
         return None
 
 
-def _error(response: httpx.Response) -> ApiError:
+def _error(response: httpx.Response | Reply) -> ApiError:
     error = ApiError.from_response(response.status_code, _decode(response))
     if response.status_code == 404:
         return NotFoundError(error.status, error.code, error.message, error.details, error.request_id)
     return error
 
 
-def _should_retry(response: httpx.Response) -> bool:
+def _should_retry(response: httpx.Response | Reply) -> bool:
     if response.status_code in RETRY_STATUSES:
         return True
     if response.status_code == 409:
@@ -102,15 +103,33 @@ class _Base:
 
 
 class MemoryClient(_Base):
-    """Synchronous client; one keep-alive connection pool (thread-safe, share one per process)."""
+    """Synchronous client, thread-safe (share one per process): a kept-alive connection per thread from the
+    standard library (agent_memory_client.transport), or httpx when given an httpx transport (`transport=`)."""
 
     def __init__(self, base_url: str, api_key: str, **options: Any) -> None:
         transport = options.pop("transport", None)
         super().__init__(base_url, api_key, **options)
-        self._http = httpx.Client(timeout=self.timeout, transport=transport)
+        self._http: httpx.Client | None = None
+        self._kept: KeepAliveTransport | None = None
+        if transport is not None:
+            self._http = httpx.Client(timeout=self.timeout, transport=transport)
+        else:
+            self._kept = KeepAliveTransport(self.base_url, timeout=self.timeout)
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
+        if self._kept is not None:
+            self._kept.close()
+
+    def _send(
+        self, method: str, path: str, content: bytes | None, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> Any:
+        if self._kept is not None:
+            path = f"/api/v1/{path.lstrip('/')}"
+            return self._kept.request(method, path, content=content, params=params, headers=headers)
+        assert self._http is not None
+        return self._http.request(method, self._url(path), content=content, params=params, headers=headers)
 
     def __enter__(self) -> MemoryClient:
         return self
@@ -122,11 +141,11 @@ class MemoryClient(_Base):
         """Send one request (retried as the module says); the decoded JSON body, or ApiError."""
         headers = self._headers(method)
         content = encode_body(body) if body is not None else None
-        url = self._url(path)
+        query = dict(params) if params else None
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
-                response = self._http.request(method, url, content=content, params=params, headers=headers)
+                response = self._send(method, path, content, query, headers)
             except httpx.TransportError:
                 if last:
                     raise

@@ -1,0 +1,118 @@
+"""The sync client's own transport (agent_memory_client.transport): kept connections per thread, a connection the
+server dropped while idle replaced without the caller noticing, and a server that is gone reported as the
+transport error the client's retries know."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from agent_memory_client.client import MemoryClient, RetryPolicy
+from agent_memory_client.errors import ApiError
+from agent_memory_client.transport import KeepAliveTransport
+
+from memory_admin.embedded import free_port
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append({"path": self.path, "body": json.loads(body), "peer": self.client_address})
+        payload = json.dumps({"ok": True, "n": len(self.seen)}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        payload = json.dumps({"error": {"code": "not_found", "message": "nope", "details": {}}}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    _Recorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), _Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _client(httpd: ThreadingHTTPServer, **options: Any) -> MemoryClient:
+    host, port = httpd.server_address[:2]
+    return MemoryClient(f"http://{host!s}:{port}", "mk_test", idempotency_keys=False, **options)
+
+
+def test_requests_of_one_thread_share_one_kept_connection(server: ThreadingHTTPServer) -> None:
+    client = _client(server)
+
+    answers = [client.request("POST", "sessions", body={"i": i}) for i in range(3)]
+
+    assert [answer["n"] for answer in answers] == [1, 2, 3]
+    assert len({request["peer"] for request in _Recorder.seen}) == 1
+    assert _Recorder.seen[0]["path"] == "/api/v1/sessions"
+    client.close()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_and_the_request_sent_once(server: ThreadingHTTPServer) -> None:
+    client = _client(server)
+    client.request("POST", "sessions", body={"i": 0})
+    assert client._kept is not None
+    kept = client._kept._connection()
+    assert kept.sock is not None
+    kept.sock.shutdown(socket.SHUT_RDWR)  # as when the server closes an idle keep-alive connection
+
+    answer = client.request("POST", "sessions", body={"i": 1})
+
+    assert answer["n"] == 2
+    assert [request["body"]["i"] for request in _Recorder.seen] == [0, 1]
+    client.close()
+
+
+def test_an_error_answer_is_the_api_error_it_describes(server: ThreadingHTTPServer) -> None:
+    client = _client(server)
+
+    with pytest.raises(ApiError) as raised:
+        client.request("GET", "sessions/nope")
+
+    assert raised.value.status == 404 and raised.value.code == "not_found"
+    client.close()
+
+
+def test_a_server_that_is_gone_is_a_transport_error_after_the_retries() -> None:
+    client = MemoryClient(
+        f"http://127.0.0.1:{free_port()}", "mk_test", retry=RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.01)
+    )
+
+    with pytest.raises(httpx.TransportError):
+        client.request("POST", "sessions", body={})
+    client.close()
+
+
+def test_a_base_url_with_a_path_prefix_keeps_it(server: ThreadingHTTPServer) -> None:
+    host, port = server.server_address[:2]
+    transport = KeepAliveTransport(f"http://{host!s}:{port}/memory", timeout=5)
+
+    reply = transport.request("POST", "/api/v1/sessions", content=b"{}", params=None, headers={})
+
+    assert reply.status_code == 201 and _Recorder.seen[-1]["path"] == "/memory/api/v1/sessions"
+    transport.close()
