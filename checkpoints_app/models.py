@@ -29,7 +29,8 @@ class CheckpointKind(models.TextChoices):
 
 class Checkpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="checkpoints")
+    # No index of its own: the unique (session, sequence) index serves every lookup by session.
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="checkpoints", db_index=False)
     # Assigned by the server: 1, 2, 3… per session, forks included (a fork takes the next number too).
     sequence = models.BigIntegerField()
     # RESTRICT: a checkpoint that others build on cannot be deleted alone (their deltas and checksums need
@@ -74,9 +75,7 @@ class Checkpoint(models.Model):
 
 
 # (attname, default factory) of every concrete column of Checkpoint, in the model's order.
-_COLUMNS: list[tuple[str, Any]] = [
-    (field.attname, field.get_default) for field in Checkpoint._meta.concrete_fields
-]
+_COLUMNS: list[tuple[str, Any]] = [(field.attname, field.get_default) for field in Checkpoint._meta.concrete_fields]
 
 
 class CheckpointHead(models.Model):

@@ -25,7 +25,10 @@ class ThreadCheckpoint(models.Model):
     """One LangGraph checkpoint: keyed by (thread, namespace, checkpoint id), ordered by checkpoint id."""
 
     id = models.BigAutoField(primary_key=True)
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="langgraph_checkpoints")
+    # No index of its own (here and below): each table's unique index starts with the session.
+    session = models.ForeignKey(
+        AgentSession, on_delete=models.CASCADE, related_name="langgraph_checkpoints", db_index=False
+    )
     checkpoint_ns = models.CharField(max_length=512, blank=True, default="")
     checkpoint_id = models.CharField(max_length=128)
     parent_checkpoint_id = models.CharField(max_length=128, blank=True, default="")
@@ -51,7 +54,7 @@ class ChannelBlob(models.Model):
     """A channel's value at one version, as the client serialised it; shared by every checkpoint naming it."""
 
     id = models.BigAutoField(primary_key=True)
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="langgraph_blobs")
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="langgraph_blobs", db_index=False)
     checkpoint_ns = models.CharField(max_length=512, blank=True, default="")
     channel = models.CharField(max_length=256)
     version = models.CharField(max_length=128)
@@ -74,7 +77,7 @@ class PendingWrite(models.Model):
     """A write a task made on top of a checkpoint, before the next checkpoint: (checkpoint, task, idx)."""
 
     id = models.BigAutoField(primary_key=True)
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="langgraph_writes")
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="langgraph_writes", db_index=False)
     checkpoint_ns = models.CharField(max_length=512, blank=True, default="")
     # Not a foreign key: LangGraph may store a task's writes while its checkpoint's save is still in flight.
     checkpoint_id = models.CharField(max_length=128)

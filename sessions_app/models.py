@@ -102,7 +102,8 @@ class Event(models.Model):
     """One state change in a session's stream. Versions are assigned by the server: 1, 2, 3… with no gaps."""
 
     id = models.BigAutoField(primary_key=True)
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (session, version) index serves every lookup by session.
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events", db_index=False)
     version = models.BigIntegerField()
     type = models.CharField(max_length=64)
     # The payload as the codec wrote it (JSON today; encrypted per person once compliance lands).
