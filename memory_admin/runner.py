@@ -212,6 +212,10 @@ def web_argv(host: str, port: int, *, workers: int | None = None, threads: int |
         str(threads or int(os.environ.get("WEB_THREADS", DEFAULT_WEB_THREADS))),
         "--runtime-mode",
         "st",
+        # HTTP/1.1 only: no HTTP/2 detection on every connection (clients speak HTTP/1.1 to the service; a
+        # TLS-terminating proxy in front speaks whatever it likes to clients).
+        "--http",
+        "1",
         "--no-ws",
         "--respawn-failed-workers",
         "--workers-kill-timeout",
