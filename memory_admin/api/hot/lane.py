@@ -226,6 +226,9 @@ class HotLane:
             arguments = route.parse(data)
         except Fallback:
             return None
+        except Exception:  # a parser that did not expect this body: Django's parsers and serializers judge it
+            logger.warning("hot_lane_parser_failed", route=route.template, exc_info=True)
+            return None
         request_id = accepted_request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ["memory.request_id"] = request_id
         request = HotRequest(environ, kwargs, request_id)
