@@ -97,7 +97,7 @@ def save(request: HotRequest, arguments: Save) -> HotResponse:
         checksum=arguments.checksum,
         metadata=arguments.metadata,
     )
-    location = f"{request.environ.get('SCRIPT_NAME', '')}{request.environ['PATH_INFO']}/{outcome.checkpoint.pk}"
+    location = f"{request.path}/{outcome.checkpoint.pk}"
     return json_response(checkpoint_out(outcome.checkpoint), 201 if outcome.created else 200, [("Location", location)])
 
 

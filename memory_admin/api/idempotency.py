@@ -52,8 +52,8 @@ class Claim:
     keep_seconds: int
 
 
-def _key_from(request: Request) -> str | None:
-    raw = request.headers.get(HEADER)
+def checked_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header's value, stripped; None without one; ValidationFailed (400) when unusable."""
     if raw is None:
         return None
     key = raw.strip()
@@ -62,29 +62,56 @@ def _key_from(request: Request) -> str | None:
     return key
 
 
-def _fingerprint(request: Request) -> str:
-    digest = hashlib.sha256(request.method.encode() if request.method else b"")
-    digest.update(b"\0" + request.path.encode() + b"\0")
-    digest.update(request.body)
+def stored_key(method: str, path: str, raw: str | None) -> str | None:
+    """The key as stored with what a write appended (events), scoped like the Redis record: method and path."""
+    if not raw:
+        return None
+    return hashlib.sha256(f"{method} {path} {raw}".encode()).hexdigest()
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256(method.encode())
+    digest.update(b"\0" + path.encode() + b"\0")
+    digest.update(body)
     return digest.hexdigest()
 
 
-def _redis_key(tenant_id: object, request: Request, key: str) -> str:
-    scope = hashlib.sha256(f"{request.method}\0{request.path}\0{key}".encode()).hexdigest()[:40]
+def redis_key(tenant_id: object, method: str, path: str, key: str) -> str:
+    scope = hashlib.sha256(f"{method}\0{path}\0{key}".encode()).hexdigest()[:40]
     return f"mem:idem:{tenant_id}:{scope}"
+
+
+def new_claim(tenant_id: uuid.UUID, method: str, path: str, key: str, body: bytes) -> Claim:
+    return Claim(
+        redis_key(tenant_id, method, path, key),
+        fingerprint(method, path, body),
+        lifetimes_for(tenant_id).idempotency_seconds,
+    )
+
+
+def pending_record(claim: Claim) -> str:
+    return json.dumps({"state": "pending", "fp": claim.fingerprint})
+
+
+def done_record(claim: Claim, *, path: str, status: int, data: Any, headers: dict[str, str]) -> str:
+    record = {
+        "state": "done",
+        "fp": claim.fingerprint,
+        # Lets an erasure find the records about a person's sessions (see compliance_app.scope).
+        "path": path,
+        "status": status,
+        "data": data,
+        "headers": {name: value for name, value in headers.items() if name.lower() != "content-type"},
+    }
+    return json.dumps(record, cls=JSONEncoder)
 
 
 def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response | None:
     """Claim the key (returns a Claim), replay a finished request (a Response), or None if Redis is down."""
-    claim = Claim(
-        _redis_key(tenant_id, request, key),
-        _fingerprint(request),
-        lifetimes_for(tenant_id).idempotency_seconds,
-    )
+    claim = new_claim(tenant_id, request.method or "", request.path, key, request.body)
     client = redis_client()
-    pending = json.dumps({"state": "pending", "fp": claim.fingerprint})
     try:
-        if client.set(claim.redis_key, pending, nx=True, ex=IN_FLIGHT_SECONDS):
+        if client.set(claim.redis_key, pending_record(claim), nx=True, ex=IN_FLIGHT_SECONDS):
             return claim
         stored = client.get(claim.redis_key)
     except redis.RedisError as exc:
@@ -108,18 +135,11 @@ def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response
 
 
 def _complete(claim: Claim, response: Response, path: str) -> None:
-    headers = {name: value for name, value in response.items() if name.lower() != "content-type"}
-    record = {
-        "state": "done",
-        "fp": claim.fingerprint,
-        # Lets an erasure find the records about a person's sessions (see compliance_app.scope).
-        "path": path,
-        "status": response.status_code,
-        "data": response.data,
-        "headers": headers,
-    }
+    record = done_record(
+        claim, path=path, status=response.status_code, data=response.data, headers=dict(response.items())
+    )
     try:
-        redis_client().set(claim.redis_key, json.dumps(record, cls=JSONEncoder), ex=claim.keep_seconds)
+        redis_client().set(claim.redis_key, record, ex=claim.keep_seconds)
     except redis.RedisError as exc:
         logger.warning("idempotency_unavailable", error=type(exc).__name__)
 
@@ -136,7 +156,7 @@ def idempotent(handler: Handler) -> Handler:
 
     @wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
-        key = _key_from(request)
+        key = checked_key(request.headers.get(HEADER))
         if key is None:
             return handler(view, request, *args, **kwargs)
         outcome = _claim(tenant_of(request).pk, request, key)

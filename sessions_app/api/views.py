@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import partial
 from typing import Any
@@ -17,7 +16,7 @@ from rest_framework.response import Response
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.api.concurrency import etag, if_match_versions
 from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from memory_admin.api.idempotency import idempotent
+from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor, VersionCursor
 from memory_admin.api.serializers import StrictSerializer
 from memory_admin.api.views import AgentAPIView
@@ -36,11 +35,7 @@ def _session_response(session: AgentSession, *, code: int = status.HTTP_200_OK) 
 
 
 def _idempotency_key(request: Request) -> str | None:
-    """The Idempotency-Key as stored with the events, scoped like the Redis record: per method and endpoint."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if not key:
-        return None
-    return hashlib.sha256(f"{request.method} {request.path} {key}".encode()).hexdigest()
+    return stored_key(request.method or "", request.path, request.headers.get(IDEMPOTENCY_HEADER))
 
 
 class SessionScopedView(AgentAPIView):

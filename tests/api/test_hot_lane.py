@@ -205,7 +205,7 @@ def test_a_session_id_created_again_after_erasure_is_appended_to_the_new_session
         ("an unknown field", {**EVENT, "colour": "blue"}, {}),
         ("a version sent as text", {**EVENT, "expected_version": "1"}, {}),
         ("a type with spaces around it", {"type": " TOOL_EXECUTED ", "payload": {}}, {}),
-        ("an Idempotency-Key", EVENT, {"HTTP_IDEMPOTENCY_KEY": "retry-1"}),
+        ("an unusable Idempotency-Key", EVENT, {"HTTP_IDEMPOTENCY_KEY": "   "}),
         ("an Accept the API cannot serve", EVENT, {"HTTP_ACCEPT": "text/html"}),
         ("a body that is not an object", [EVENT], {}),
     ],
@@ -440,3 +440,73 @@ def test_a_langgraph_body_the_parser_refuses_is_handed_to_django(world: World) -
 
     assert not served_by_hot_lane(response)
     assert_error_shape(response, 400)
+
+
+# --- Idempotency-Key ----------------------------------------------------------------------------------------
+
+
+def test_a_keyed_append_is_served_by_the_lane_and_its_retry_replayed_by_django(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = "/api/v1/sessions/via-lane/events"
+
+    first = lane.post(path, EVENT, format="json", HTTP_IDEMPOTENCY_KEY="append-1")
+    retry = lane.post(path, EVENT, format="json", HTTP_IDEMPOTENCY_KEY="append-1")
+
+    assert served_by_hot_lane(first) and first.status_code == 201
+    assert not served_by_hot_lane(retry) and retry.status_code == 201
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 1
+
+
+def test_a_keyed_append_whose_redis_record_is_gone_is_replayed_from_postgres(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = "/api/v1/sessions/via-lane/context/messages"
+    first = lane.post(path, MESSAGE, format="json", HTTP_IDEMPOTENCY_KEY="say-1")
+    redis_client().flushdb()
+
+    retry = lane.post(path, MESSAGE, format="json", HTTP_IDEMPOTENCY_KEY="say-1")
+
+    assert served_by_hot_lane(first) and served_by_hot_lane(retry)
+    assert retry.status_code == 201 and retry.json()["head_version"] == first.json()["head_version"] == 1
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 1
+
+
+def test_the_same_key_with_another_body_is_a_422_and_nothing_is_stored(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = "/api/v1/sessions/via-lane/events"
+    lane.post(path, EVENT, format="json", HTTP_IDEMPOTENCY_KEY="clash")
+
+    other = lane.post(path, {**EVENT, "payload": {"tool": "other"}}, format="json", HTTP_IDEMPOTENCY_KEY="clash")
+
+    assert_error_shape(other, 422)
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 1
+
+
+def test_a_keyed_request_that_fails_releases_its_key_for_a_corrected_retry(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = "/api/v1/sessions/via-lane/events"
+
+    refused = lane.post(path, {**EVENT, "expected_version": 7}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = lane.post(path, {**EVENT, "expected_version": 7}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert served_by_hot_lane(refused) and refused.status_code == 409
+    assert served_by_hot_lane(again) and again.status_code == 409  # not "in flight": the claim was released
+
+
+def test_a_keyed_checkpoint_save_is_replayed_with_its_location(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = "/api/v1/sessions/via-lane/checkpoints"
+    body = {"node_id": "plan", "state": {"step": 1}}
+
+    first = lane.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="save-1")
+    retry = lane.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="save-1")
+
+    assert served_by_hot_lane(first) and not served_by_hot_lane(retry)
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json() and retry["Location"] == first["Location"]

@@ -14,6 +14,10 @@ logs, and hands everything else to Django untouched:
   route expects, an API key in the usual header, an `Accept` that takes JSON, and no query string. Anything
   else (a malformed body, an unusual header, a field the route does not know) goes to Django, which words
   every refusal; the hot lane never has to.
+- An Idempotency-Key is honoured with the same Redis records as Django's decorator
+  (memory_admin.api.idempotency), so a retry may land in either lane: the lane claims the key, and completes
+  or releases the claim; a key that already holds a record (a retry, a clash, one still in flight) goes to
+  Django, which replays the first response or refuses.
 - Authentication and rate counting are the same calls as Django's (`tenants_app.authentication.resolve_key`),
   made once: a request handed over after its key was checked carries the check along, so its rate window
   counts it once. Over its limit, or with an unknown key, a request is always handed over (Django answers

@@ -23,9 +23,19 @@ from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
 
 from memory_admin.api.errors import error_body
+from memory_admin.api.idempotency import (
+    IN_FLIGHT_SECONDS,
+    Claim,
+    checked_key,
+    done_record,
+    new_claim,
+    pending_record,
+    stored_key,
+)
 from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
-from memory_admin.errors import ServiceError
+from memory_admin.errors import ServiceError, ValidationFailed
 from memory_admin.observability import REQUEST_ID_HEADER, accepted_request_id, log_request
+from memory_admin.redis_wire import Batch
 from tenants_app.authentication import KEY_CHECK_ENVIRON, resolve_key
 from tenants_app.keycache import check as check_key
 from tenants_app.models import ApiKey, Tenant
@@ -61,7 +71,7 @@ def json_response(data: Any, status: int = 200, headers: Sequence[tuple[str, str
 class HotRequest:
     """What a hot handler sees: the path's parameters, the caller's tenant and key, the raw environ."""
 
-    __slots__ = ("api_key", "environ", "kwargs", "rate", "request_id", "tenant")
+    __slots__ = ("api_key", "environ", "idempotency_key", "kwargs", "rate", "request_id", "tenant")
 
     def __init__(self, environ: dict[str, Any], kwargs: dict[str, str], request_id: str) -> None:
         self.environ = environ
@@ -70,10 +80,20 @@ class HotRequest:
         self.tenant: Tenant
         self.api_key: ApiKey
         self.rate: tuple[int, int] | None = None
+        self.idempotency_key: str | None = None
+
+    @property
+    def path(self) -> str:
+        """As Django's request.path: the script name and the path."""
+        return f"{self.environ.get('SCRIPT_NAME', '')}{self.environ['PATH_INFO']}"
 
     def header(self, name: str) -> str | None:
         value: str | None = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
         return value
+
+    def stored_idempotency_key(self) -> str | None:
+        """The Idempotency-Key as the services store it with what they append (see api.idempotency.stored_key)."""
+        return stored_key(self.environ["REQUEST_METHOD"], self.path, self.environ.get("HTTP_IDEMPOTENCY_KEY"))
 
 
 @dataclass(frozen=True)
@@ -214,14 +234,19 @@ class HotLane:
         raw = _raw_key(environ)
         if raw is None:
             return None
+        idempotency_key = None
         if route.has_body and "HTTP_IDEMPOTENCY_KEY" in environ:
-            return None
-        data = None
+            try:
+                idempotency_key = checked_key(environ["HTTP_IDEMPOTENCY_KEY"])
+            except ValidationFailed:
+                return None  # Django words the 400
+        data, body = None, b""
         if route.has_body:
-            body = _read_body(environ)
-            data = NOT_PLAIN if body is None else parse_plainly(body)
+            read = _read_body(environ)
+            data = NOT_PLAIN if read is None else parse_plainly(read)
             if data is NOT_PLAIN:
                 return None
+            body = read or b""
         try:
             arguments = route.parse(data)
         except Fallback:
@@ -232,14 +257,17 @@ class HotLane:
         request_id = accepted_request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ["memory.request_id"] = request_id
         request = HotRequest(environ, kwargs, request_id)
+        request.idempotency_key = idempotency_key
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            return self._authenticated(route, request, raw, arguments)
+            return self._authenticated(route, request, raw, arguments, body)
         finally:
             structlog.contextvars.clear_contextvars()
 
-    def _authenticated(self, route: HotRoute, request: HotRequest, raw: str, arguments: Any) -> HotResponse | None:
+    def _authenticated(
+        self, route: HotRoute, request: HotRequest, raw: str, arguments: Any, body: bytes
+    ) -> HotResponse | None:
         try:
             key_check = check_key(hash_key(raw))
             api_key, count = resolve_key(raw, key_check)
@@ -250,6 +278,24 @@ class HotLane:
             request.environ[KEY_CHECK_ENVIRON] = key_check
             return None
         request.api_key, request.tenant = api_key, api_key.tenant
+        claim = None
+        if request.idempotency_key is not None:
+            claim = _claim(request, body)
+            if claim is _TAKEN:  # a retry, a clash or one in flight: Django replays or refuses it
+                request.environ[KEY_CHECK_ENVIRON] = key_check
+                return None
+        response = self._handled(route, request, arguments, key_check, count)
+        if isinstance(claim, Claim):
+            if response is not None and 200 <= response.status < 300:
+                _complete(claim, request, response)
+            else:
+                _release(claim)
+        return response
+
+    def _handled(
+        self, route: HotRoute, request: HotRequest, arguments: Any, key_check: Any, count: int | None
+    ) -> HotResponse | None:
+        limit = settings.API_RATE_LIMIT_PER_MINUTE
         rate_headers = [] if count is None else _rate_headers(limit, count)
         try:
             response = route.handle(request, arguments)
@@ -334,3 +380,48 @@ def _read_body(environ: dict[str, Any]) -> bytes | None:
     body: bytes = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = BytesIO(body)
     return body if len(body) == length else None
+
+
+# --- Idempotency-Key: the same records as memory_admin.api.idempotency, so a retry may land in either lane ------
+
+_TAKEN = object()
+
+
+def _claim(request: HotRequest, body: bytes) -> Claim | object | None:
+    """This request's claim on its key (a Claim); _TAKEN when the key holds another request's record (done, in
+    flight, or for another body: Django's decorator answers each); None when Redis cannot say (the request runs
+    unprotected, as in Django)."""
+    assert request.idempotency_key is not None
+    claim = new_claim(request.tenant.pk, "POST", request.path, request.idempotency_key, body)
+    try:
+        won, _ = (
+            Batch()
+            .set(claim.redis_key, pending_record(claim), ex=IN_FLIGHT_SECONDS, nx=True)
+            .get(claim.redis_key)
+            .execute()
+        )
+    except redis.RedisError as exc:
+        logger.warning("idempotency_unavailable", error=type(exc).__name__)
+        return None
+    return claim if won else _TAKEN
+
+
+def _complete(claim: Claim, request: HotRequest, response: HotResponse) -> None:
+    record = done_record(
+        claim,
+        path=request.path,
+        status=response.status,
+        data=orjson.loads(response.body),
+        headers=dict(response.headers),
+    )
+    try:
+        Batch().set(claim.redis_key, record, ex=claim.keep_seconds).execute()
+    except redis.RedisError as exc:
+        logger.warning("idempotency_unavailable", error=type(exc).__name__)
+
+
+def _release(claim: Claim) -> None:
+    try:
+        Batch().delete(claim.redis_key).execute()
+    except redis.RedisError as exc:
+        logger.warning("idempotency_unavailable", error=type(exc).__name__)
