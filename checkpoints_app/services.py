@@ -32,9 +32,9 @@ from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessab
 from memory_admin.live import publish_on_commit, session_group
 from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
 from memory_admin.sql import run
-from sessions_app import identity
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession
+from sessions_app.selectors import session_row
 
 
 @dataclass(frozen=True)
@@ -233,19 +233,8 @@ def save_checkpoint(
         outcome = _save_on_remembered(request)
         if outcome is not None:
             return outcome
-        request = replace(request, session=_model_of(session))
+        request = replace(request, session=session_row(session))
         return _save_on_latest(request) or _save_locked(request)
-
-
-def _model_of(session: SessionIdentity) -> AgentSession:
-    """The session's row, for the saves that need more than its identity (a remembered one may be gone)."""
-    if isinstance(session, AgentSession):
-        return session
-    found = AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id).first()
-    if found is None:
-        identity.forget(session.tenant_id, session.session_id)
-        raise NotFound("No such session.", details={"session_id": session.session_id})
-    return found
 
 
 @dataclass(frozen=True)

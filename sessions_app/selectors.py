@@ -72,6 +72,18 @@ def session_for_write(*, tenant: Tenant, session_id: str) -> SessionIdentity:
     )
 
 
+def session_row(session: SessionIdentity) -> AgentSession:
+    """The session's row, for writes that need more than its identity (a remembered identity may be gone:
+    erased, or the id created again); NotFound then, and this process forgets the identity."""
+    if isinstance(session, AgentSession):
+        return session
+    found = AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id).first()
+    if found is None:
+        identity.forget(session.tenant_id, session.session_id)
+        raise NotFound("No such session.", details={"session_id": session.session_id})
+    return found
+
+
 @cache
 def _session_converters() -> list[tuple[int, Any, Callable[..., Any]]]:
     """(column index, field, converter) for the columns whose database value needs converting (JSON)."""

@@ -28,7 +28,7 @@ from memory_admin.sql import run
 from sessions_app import context, identity
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
-from sessions_app.selectors import rebuild_state
+from sessions_app.selectors import rebuild_state, session_row
 from sessions_app.state import apply_event, copy_state, validate_event
 from tenants_app.models import Tenant
 
@@ -229,7 +229,7 @@ def append_events(
         validate_event(event.type, event.payload)
     with EVENT_APPEND_SECONDS.time():
         if connection.in_atomic_block or any(event.type == EventType.STATE_PATCHED for event in events):
-            session = _model_of(session)
+            session = session_row(session)
             if idempotency_key:
                 earlier = _appended_with(session, idempotency_key)
                 if earlier:
@@ -242,17 +242,6 @@ def append_events(
             return _append_in_one_statement(session, events, expected_version, idempotency_key)
         except _Moved as moved:
             return _append_in_one_statement(moved.session, events, expected_version, idempotency_key)
-
-
-def _model_of(session: SessionIdentity) -> AgentSession:
-    """The session's row, for the paths that need more than its identity."""
-    if isinstance(session, AgentSession):
-        return session
-    found = AgentSession.objects.filter(tenant_id=session.tenant_id, session_id=session.session_id).first()
-    if found is None:
-        identity.forget(session.tenant_id, session.session_id)
-        raise NotFound("No such session.", details={"session_id": session.session_id})
-    return found
 
 
 def _appended_with(session: SessionIdentity, idempotency_key: str) -> list[Event]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from checkpoints_app import selectors, services
@@ -21,17 +20,6 @@ _BASE = "/api/v1/sessions/{session_id}/checkpoints"
 _FIELDS = frozenset({"node_id", "state", "patch", "parent_id", "sequence", "checksum", "metadata"})
 _CHECKSUM = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_NODE_ID = 128  # CheckpointIn.node_id's max_length
-
-
-@dataclass(frozen=True)
-class Save:
-    node_id: str
-    state: dict[str, Any] | None
-    patch: list[Any] | None
-    parent_id: uuid.UUID | None
-    sequence: int | None
-    checksum: str | None
-    metadata: dict[str, Any]
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -47,7 +35,8 @@ def _uuid(value: Any) -> uuid.UUID:
     return parsed
 
 
-def parse_save(body: Any) -> Save:
+def parse_save(body: Any) -> dict[str, Any]:
+    """services.save_checkpoint's keyword arguments (but the session), from a body CheckpointIn accepts as is."""
     if type(body) is not dict or not body.keys() <= _FIELDS:
         raise Fallback
     node_id = body.get("node_id")
@@ -74,29 +63,20 @@ def parse_save(body: Any) -> Save:
     metadata = body.get("metadata", {})
     if type(metadata) is not dict or any(body.get(name, True) is None for name in ("parent_id", "sequence")):
         raise Fallback
-    return Save(
-        node_id=node_id,
-        state=state,
-        patch=patch,
-        parent_id=_uuid(body["parent_id"]) if "parent_id" in body else None,
-        sequence=sequence,
-        checksum=checksum.lower() if checksum is not None else None,
-        metadata=metadata,
-    )
+    return {
+        "node_id": node_id,
+        "state": state,
+        "patch": patch,
+        "parent_id": _uuid(body["parent_id"]) if "parent_id" in body else None,
+        "sequence": sequence,
+        "checksum": checksum.lower() if checksum is not None else None,
+        "metadata": metadata,
+    }
 
 
-def save(request: HotRequest, arguments: Save) -> HotResponse:
+def save(request: HotRequest, arguments: dict[str, Any]) -> HotResponse:
     session = session_for_write(tenant=request.tenant, session_id=request.kwargs["session_id"])
-    outcome = services.save_checkpoint(
-        session=session,
-        node_id=arguments.node_id,
-        state=arguments.state,
-        patch=arguments.patch,
-        parent_id=arguments.parent_id,
-        sequence=arguments.sequence,
-        checksum=arguments.checksum,
-        metadata=arguments.metadata,
-    )
+    outcome = services.save_checkpoint(session=session, **arguments)
     location = f"{request.path}/{outcome.checkpoint.pk}"
     return json_response(checkpoint_out(outcome.checkpoint), 201 if outcome.created else 200, [("Location", location)])
 
