@@ -72,6 +72,8 @@ ROW_VERSION_SQL = (
 )
 # One round trip per read or save: the session's checkpoint head (a save needs it), the target row without
 # its payload, and the versions of the path's rows, oldest first. Without such a checkpoint: the head only.
+# No row at all when the session is not (or no longer) the tenant's and visible: a reader may know the session
+# from an earlier request only (sessions_app.identity).
 _HEAD_SQL = f"""{WALK_SQL},
 hashes AS (
     SELECT string_agg({ROW_VERSION_SQL}, ';' ORDER BY path.depth DESC) AS row_versions,
@@ -86,7 +88,10 @@ hashes AS (
     WHERE c.id = (SELECT id FROM path WHERE depth = 0)
 )
 SELECT head.last_sequence, head.latest_id, hashes.row_versions, hashes.complete, target.*
-FROM (SELECT 1) AS one
+FROM (
+    SELECT 1 FROM sessions_app_agentsession
+    WHERE id = %(session)s AND tenant_id = %(tenant)s AND erased_at IS NULL
+) AS one
 LEFT JOIN checkpoints_app_checkpointhead head ON head.session_id = %(session)s
 LEFT JOIN hashes ON true
 LEFT JOIN target ON true
@@ -157,7 +162,7 @@ class Link:
     def metadata(self) -> Any:
         return json.loads(self.metadata_text)
 
-    def as_checkpoint(self, session: AgentSession) -> Checkpoint:
+    def as_checkpoint(self, session: SessionIdentity) -> Checkpoint:
         checkpoint = Checkpoint.of_columns(
             id=self.pk,
             session_id=session.pk,
@@ -190,12 +195,16 @@ class Path:
     complete: bool
 
 
-def _params(session: AgentSession, target: Any) -> dict[str, Any]:
-    return {"target": target, "session": session.pk, "limit": MAX_PATH}
+def _params(session: SessionIdentity, target: Any) -> dict[str, Any]:
+    return {"target": target, "session": session.pk, "tenant": session.tenant_id, "limit": MAX_PATH}
+
+
+class SessionNotFound(NotFound):
+    """The session of a read is not (or no longer) the tenant's and visible."""
 
 
 def load_path(
-    session: AgentSession, *, checkpoint_id: object = None, sequence: int | None = None, latest: bool = False
+    session: SessionIdentity, *, checkpoint_id: object = None, sequence: int | None = None, latest: bool = False
 ) -> Path:
     """One query: the head, and the checkpoint by id, by sequence or (latest=True, or neither) the latest."""
     if checkpoint_id is not None:
@@ -204,7 +213,10 @@ def load_path(
         anchor, target = "sequence", sequence
     else:
         anchor, target = "latest", None
-    row = run(_HEAD_SQL.format(anchor=_ANCHORS[anchor]), _params(session, target))[0]
+    rows = run(_HEAD_SQL.format(anchor=_ANCHORS[anchor]), _params(session, target))
+    if not rows:
+        raise SessionNotFound("No such session.", details={"session_id": session.session_id})
+    row = rows[0]
     last_sequence, latest_id, row_versions, complete = row[:4]
     return Path(
         last_sequence=last_sequence or 0,
@@ -215,7 +227,7 @@ def load_path(
     )
 
 
-def _links(session: AgentSession, checkpoint_id: object) -> list[Link]:
+def _links(session: SessionIdentity, checkpoint_id: object) -> list[Link]:
     """The rows from the checkpoint's nearest full snapshot to it, oldest first, with their payloads."""
     rows = run(_PATH_SQL.format(anchor=_ANCHORS["id"]), _params(session, checkpoint_id))
     return [_link(row[:-2], payload=bytes(row[-1]), row_version=row[-2]) for row in rows]
@@ -315,7 +327,7 @@ class Rebuilt:
     row_versions: str = ""
 
 
-def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
+def rebuild_path(session: SessionIdentity, path: Path) -> Rebuilt:
     """The verified state of the path's target, every link from its full snapshot verified — now, or before
     on exactly the same rows (see the module docstring). IntegrityFailure names the first bad link."""
     target = path.target
@@ -360,7 +372,7 @@ def rebuild_path(session: AgentSession, path: Path) -> Rebuilt:
     )
 
 
-def rebuild(*, session: AgentSession, checkpoint_id: object = None, sequence: int | None = None) -> Rebuilt:
+def rebuild(*, session: SessionIdentity, checkpoint_id: object = None, sequence: int | None = None) -> Rebuilt:
     """The checkpoint (by id, by sequence, or else the session's latest) and its verified state.
 
     NotFound when there is no such checkpoint in this session. The state may be shared with other readers:

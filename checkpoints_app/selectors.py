@@ -13,11 +13,12 @@ from typing import Any
 from django.db import connection
 from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum
 
-from checkpoints_app.chain import ROW_HASH_SQL, Rebuilt, Verification, rebuild, verify_session
+from checkpoints_app.chain import ROW_HASH_SQL, Rebuilt, SessionNotFound, Verification, rebuild, verify_session
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.patching import Summary, make_patch, summarise
 from memory_admin.errors import NotFound
 from memory_admin.metrics import RECOVERIES
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event
 
 # A diff lists at most this many events; `events_truncated` says when there were more.
@@ -53,13 +54,16 @@ def get_checkpoint(*, session: AgentSession, checkpoint_id: object) -> Rebuilt:
     return rebuild(session=session, checkpoint_id=checkpoint_id)
 
 
-def get_latest_checkpoint(*, session: AgentSession) -> Rebuilt:
+def get_latest_checkpoint(*, session: SessionIdentity) -> Rebuilt:
     """The session's newest checkpoint (highest sequence, whichever branch) with its verified state.
 
     Counted as a recovery of kind "checkpoint": reading the latest is how an agent resumes after a crash.
+    SessionNotFound when the session is not (or no longer) the tenant's (the caller may know it from memory).
     """
     try:
         rebuilt = rebuild(session=session)
+    except SessionNotFound:
+        raise
     except NotFound:
         raise NotFound("This session has no checkpoints yet.", details={"session_id": session.session_id}) from None
     RECOVERIES.labels(kind="checkpoint").inc()

@@ -64,9 +64,9 @@ def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     return AgentSession.from_db(connection.alias, _SESSION_ATTNAMES, values)
 
 
-def session_for_write(*, tenant: Tenant, session_id: str) -> SessionIdentity:
-    """Who the session is, for a write: remembered by this process, or looked up and remembered. The write's
-    statement checks the row itself (see sessions_app.identity)."""
+def known_session(*, tenant: Tenant, session_id: str) -> SessionIdentity:
+    """Who the session is: remembered by this process, or looked up and remembered. Only for statements that
+    check the row themselves (that it is still the tenant's and visible; see sessions_app.identity)."""
     return identity.remembered(tenant.pk, session_id) or identity.remember(
         get_session(tenant=tenant, session_id=session_id)
     )

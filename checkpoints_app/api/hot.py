@@ -12,9 +12,11 @@ from typing import Any
 
 from checkpoints_app import selectors, services
 from checkpoints_app.api.serializers import MAX_SEQUENCE, checkpoint_out, checkpoint_with_state_body
+from checkpoints_app.chain import SessionNotFound
 from checkpoints_app.patching import PatchError, check_ops
 from memory_admin.api.hot.lane import Fallback, HotRequest, HotResponse, HotRoute, json_response
-from sessions_app.selectors import get_session, session_for_write
+from sessions_app import identity
+from sessions_app.selectors import known_session
 
 _BASE = "/api/v1/sessions/{session_id}/checkpoints"
 _FIELDS = frozenset({"node_id", "state", "patch", "parent_id", "sequence", "checksum", "metadata"})
@@ -75,7 +77,7 @@ def parse_save(body: Any) -> dict[str, Any]:
 
 
 def save(request: HotRequest, arguments: dict[str, Any]) -> HotResponse:
-    session = session_for_write(tenant=request.tenant, session_id=request.kwargs["session_id"])
+    session = known_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
     outcome = services.save_checkpoint(session=session, **arguments)
     location = f"{request.path}/{outcome.checkpoint.pk}"
     return json_response(checkpoint_out(outcome.checkpoint), 201 if outcome.created else 200, [("Location", location)])
@@ -86,8 +88,14 @@ def no_arguments(body: Any) -> None:
 
 
 def latest(request: HotRequest, arguments: None) -> HotResponse:
-    session = get_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
-    return HotResponse(200, checkpoint_with_state_body(selectors.get_latest_checkpoint(session=session)))
+    tenant, session_id = request.tenant, request.kwargs["session_id"]
+    try:
+        rebuilt = selectors.get_latest_checkpoint(session=known_session(tenant=tenant, session_id=session_id))
+    except SessionNotFound:
+        # Remembered, but gone (erased, or the id now names another session): look it up (404 when gone).
+        identity.forget(tenant.pk, session_id)
+        rebuilt = selectors.get_latest_checkpoint(session=known_session(tenant=tenant, session_id=session_id))
+    return HotResponse(200, checkpoint_with_state_body(rebuilt))
 
 
 ROUTES = [

@@ -20,7 +20,7 @@ from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import NotFound, ValidationFailed
 from sessions_app.models import AgentSession
-from sessions_app.selectors import get_session, session_for_write
+from sessions_app.selectors import get_session, known_session
 
 
 class NewestSequenceFirst(NewestFirstCursor):
@@ -68,7 +68,7 @@ class CheckpointListView(SessionCheckpointsView):
         session_id = self.kwargs["session_id"]
         if "\x00" in session_id:  # no session has one, and PostgreSQL refuses it in a query (a 500)
             raise NotFound("No such session.", details={})
-        session = session_for_write(tenant=self.tenant, session_id=session_id)
+        session = known_session(tenant=self.tenant, session_id=session_id)
         body = s.CheckpointIn(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data

@@ -50,7 +50,7 @@ def parse_messages(body: Any) -> tuple[list[dict[str, Any]], int | None]:
 
 def append_messages(request: HotRequest, arguments: tuple[list[dict[str, Any]], int | None]) -> HotResponse:
     messages, expected_version = arguments
-    session = selectors.session_for_write(tenant=request.tenant, session_id=request.kwargs["session_id"])
+    session = selectors.known_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
     result = services.append_messages(
         session=session,
         messages=messages,
@@ -84,7 +84,7 @@ def parse_events(body: Any) -> tuple[list[services.NewEvent], int | None]:
 
 def append_events(request: HotRequest, arguments: tuple[list[services.NewEvent], int | None]) -> HotResponse:
     events, expected_version = arguments
-    session = selectors.session_for_write(tenant=request.tenant, session_id=request.kwargs["session_id"])
+    session = selectors.known_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
     result = services.append_events(
         session=session,
         events=events,

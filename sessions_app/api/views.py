@@ -46,7 +46,7 @@ class SessionScopedView(AgentAPIView):
 
     def session_to_append_to(self) -> SessionIdentity:
         """For appends: the session as this process remembers it (the append's statement checks the row)."""
-        return selectors.session_for_write(tenant=self.tenant, session_id=self.kwargs["session_id"])
+        return selectors.known_session(tenant=self.tenant, session_id=self.kwargs["session_id"])
 
     def decoder(self, session: AgentSession) -> dict[str, Any]:
         return {"decode": partial(selectors.decode, session)}

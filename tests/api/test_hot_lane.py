@@ -510,3 +510,21 @@ def test_a_keyed_checkpoint_save_is_replayed_with_its_location(world: World) -> 
     assert served_by_hot_lane(first) and not served_by_hot_lane(retry)
     assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     assert retry.json() == first.json() and retry["Location"] == first["Location"]
+
+
+def test_a_latest_read_of_a_remembered_session_erased_since_is_404_or_the_new_sessions(world: World) -> None:
+    lane, _ = _clients(world)
+    world.acme.client.post("/api/v1/sessions", {"id": "again", "user_id": "first"}, format="json")
+    first = lane.post("/api/v1/sessions/again/checkpoints", {"node_id": "a", "state": {"n": 1}}, format="json")
+    assert first.status_code == 201
+    AgentSession.objects.filter(session_id="again").update(erased_at="2026-01-01T00:00:00Z")
+
+    gone = lane.get("/api/v1/sessions/again/checkpoints/latest")
+    world.acme.client.post("/api/v1/sessions", {"id": "again", "user_id": "second"}, format="json")
+    lane.post("/api/v1/sessions/again/checkpoints", {"node_id": "b", "state": {"n": 2}}, format="json")
+    fresh = lane.get("/api/v1/sessions/again/checkpoints/latest")
+
+    assert served_by_hot_lane(gone)
+    assert_error_shape(gone, 404, "not_found")
+    assert gone.json()["error"]["message"] == "No such session."
+    assert served_by_hot_lane(fresh) and fresh.json()["state"] == {"n": 2}
