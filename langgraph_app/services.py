@@ -6,6 +6,7 @@ a timeout; they also honour Idempotency-Key at the API.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import OrderedDict
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 import structlog
 from django.db import connection, transaction
@@ -143,21 +145,26 @@ def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) ->
         transaction.on_commit(send)
 
 
-def _checkpoint_params(session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> dict[str, Any]:
-    """The bound values of a checkpoint (its blobs sealed), as _PUT_SQL and the one-statement step name them."""
+def _checkpoint_params(
+    session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave, *, blobs: bool = True
+) -> dict[str, Any]:
+    """The bound values of a checkpoint, as _PUT_SQL and the one-statement step name them; with its blobs
+    (sealed) as _PUT_SQL's arrays unless `blobs` is False (the step sends them its own way)."""
     document = {key: value for key, value in save.checkpoint.items() if key not in ("channel_values", "id")}
-    return {
+    params: dict[str, Any] = {
         "session": session.pk,
         "ns": save.checkpoint_ns,
-        "channels": [blob.channel for blob in save.blobs],
-        "versions": [blob.version for blob in save.blobs],
-        "types": [blob.type for blob in save.blobs],
-        "blobs": [None if blob.data is None else seal(blob.data) for blob in save.blobs],
         "id": save.checkpoint_id,
         "parent": save.parent_checkpoint_id or "",
         "checkpoint": json.dumps(document),
         "metadata": json.dumps(save.metadata),
     }
+    if blobs:
+        params["channels"] = [blob.channel for blob in save.blobs]
+        params["versions"] = [blob.version for blob in save.blobs]
+        params["types"] = [blob.type for blob in save.blobs]
+        params["blobs"] = [None if blob.data is None else seal(blob.data) for blob in save.blobs]
+    return params
 
 
 def _store_checkpoint(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> None:
@@ -273,35 +280,38 @@ _LIVE = f"""
 _STEP_WRITES = """
     {name} AS (
         INSERT INTO {table} (session_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-        SELECT %(session)s, u.ns, u.id, u.task, u.path, u.idx, u.channel, u.type, u.blob
-        FROM unnest(%({p}ns)s::text[], %({p}id)s::text[], %({p}task)s::text[], %({p}path)s::text[],
-                    %({p}idx)s::int[], %({p}channel)s::text[], %({p}type)s::text[], %({p}blob)s::bytea[])
-            AS u(ns, id, task, path, idx, channel, type, blob)
-        WHERE EXISTS (SELECT 1 FROM live)
+        SELECT %(session)s, w.ns, w.id, w.task, w.path, w.idx, w.channel, w.type, decode(w.blob, 'base64')
+        FROM step_writes w
+        WHERE {which} w.replaces AND EXISTS (SELECT 1 FROM live)
         ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx) {action}
     )
 """
 # A graph step in one statement (so one autocommit round trip): the task writes that came with the step's
 # checkpoint, insert-if-absent or replacing as `put_writes` decides per task, the changed channels' blobs and
 # the checkpoint, as `_PUT_SQL` stores them. Nothing is stored unless the session is still the tenant's and not
-# erased (the caller may know it from an earlier save); then the statement returns no row.
+# erased (the caller may know it from an earlier save); then the statement returns no row. The writes and the
+# blobs travel as two JSON documents (blobs in base64) rather than a score of arrays: binding those cost more
+# CPU than the rest of the step.
 _STEP_SQL = f"""
     WITH {_LIVE},
-    {_STEP_WRITES.format(name="kept", table=PendingWrite._meta.db_table, p="k_", action="DO NOTHING")},
+    step_writes AS (
+        SELECT * FROM jsonb_to_recordset(%(writes)s::jsonb) AS w(
+            replaces boolean, ns text, id text, task text, path text, idx int, channel text, type text, blob text)
+    ),
+    {_STEP_WRITES.format(name="kept", table=PendingWrite._meta.db_table, which="NOT", action="DO NOTHING")},
     {
     _STEP_WRITES.format(
         name="replaced",
         table=PendingWrite._meta.db_table,
-        p="r_",
+        which="",
         action="DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob, "
         "task_path = EXCLUDED.task_path",
     )
 },
     new_blobs AS (
         INSERT INTO {ChannelBlob._meta.db_table} (session_id, checkpoint_ns, channel, version, type, blob)
-        SELECT %(session)s, %(ns)s, u.channel, u.version, u.type, u.blob
-        FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
-            AS u(channel, version, type, blob)
+        SELECT %(session)s, %(ns)s, b.channel, b.version, b.type, decode(b.blob, 'base64')
+        FROM jsonb_to_recordset(%(step_blobs)s::jsonb) AS b(channel text, version text, type text, blob text)
         WHERE EXISTS (SELECT 1 FROM live)
         ON CONFLICT (session_id, checkpoint_ns, channel, version) DO NOTHING
     )
@@ -340,32 +350,43 @@ def _step_params(
     session: AgentSession, seal: Callable[[bytes], bytes], writes: Sequence[WritesSave], save: CheckpointSave
 ) -> dict[str, Any] | None:
     """The parameters of `_STEP_SQL`, or None when two writes share a key (then each must see the one before)."""
-    columns: dict[str, list[Any]] = {
-        f"{prefix}{name}": []
-        for prefix in ("k_", "r_")
-        for name in ("ns", "id", "task", "path", "idx", "channel", "type", "blob")
-    }
+    rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str, int]] = set()
     for batch in writes:
-        prefix = "r_" if all(write.channel in SPECIAL_WRITE_INDEX for write in batch.writes) else "k_"
+        replaces = all(write.channel in SPECIAL_WRITE_INDEX for write in batch.writes)
         for position, write in enumerate(batch.writes):
             key = (batch.checkpoint_ns, batch.checkpoint_id, batch.task_id, write_index(write.channel, position))
             if key in seen:
                 return None
             seen.add(key)
-            row = {
-                "ns": batch.checkpoint_ns,
-                "id": batch.checkpoint_id,
-                "task": batch.task_id,
-                "path": batch.task_path,
-                "idx": key[3],
-                "channel": write.channel,
-                "type": write.type,
-                "blob": None if write.data is None else seal(write.data),
-            }
-            for name, value in row.items():
-                columns[prefix + name].append(value)
-    return {**columns, **_checkpoint_params(session, seal, save)}
+            rows.append(
+                {
+                    "replaces": replaces,
+                    "ns": batch.checkpoint_ns,
+                    "id": batch.checkpoint_id,
+                    "task": batch.task_id,
+                    "path": batch.task_path,
+                    "idx": key[3],
+                    "channel": write.channel,
+                    "type": write.type,
+                    "blob": None if write.data is None else _b64(seal(write.data)),
+                }
+            )
+    blobs = [
+        {
+            "channel": blob.channel,
+            "version": blob.version,
+            "type": blob.type,
+            "blob": None if blob.data is None else _b64(seal(blob.data)),
+        }
+        for blob in save.blobs
+    ]
+    checkpoint = _checkpoint_params(session, seal, save, blobs=False)
+    return {**checkpoint, "writes": orjson.dumps(rows).decode(), "step_blobs": orjson.dumps(blobs).decode()}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _save_step(tenant: Tenant, session: AgentSession, writes: list[WritesSave], save: CheckpointSave) -> bool | None:
