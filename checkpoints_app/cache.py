@@ -5,8 +5,10 @@ and verifying every link on the way is a pure function of the path's stored rows
 remembered with the versions of those rows (`chain.ROW_VERSION_SQL`: each row's and its parent row's tuple
 place and writing transaction). A read gets the row versions from the database with the target row (no
 payloads); when they match the remembered ones, the very same rows were verified before and the state is
-known without fetching or rebuilding anything. Editing a row writes a new version of it, so a tampered row is
-never answered from memory: the path is rebuilt and verified, and the broken link named, as without this memo.
+known without fetching or rebuilding anything. Any change made through SQL (an UPDATE, or a DELETE and an
+INSERT again) writes a new row version, so a row tampered with that way is never answered from memory: the
+path is rebuilt and verified, and the broken link named, as without this memo. (An edit beneath SQL, to the
+data files themselves, keeps the version; it is caught by the next rebuild, by verify, or after MAX_AGE_SECONDS.)
 
 Nothing depends on a hit: another process, a restart, a vacuum that moves rows or an eviction only means a
 rebuild. Entries are immutable by convention (a save patches a remembered state with

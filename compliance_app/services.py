@@ -31,6 +31,7 @@ from memories_app.services import hide_owner, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
+from tenants_app import keycache
 from tenants_app.models import Tenant
 
 PURGE_LEASE = timedelta(minutes=10)
@@ -190,6 +191,9 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
+    # Every process forgets the sessions it remembers (sessions_app.identity) once this commits: none goes on
+    # writing as this person from memory.
+    keycache.invalidate_everywhere()
     withdrawn = withdraw_exports(tenant=request.tenant, subject=request.subject, actor=decided_by)
     request.status = ErasureStatus.ERASED
     request.decided_by, request.decided_at, request.erased_at = decided_by, now, now

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +23,8 @@ from memory_admin.errors import NotFound, ValidationFailed
 from memory_admin.live import queue, session_group
 from memory_admin.redis_wire import Batch
 from memory_admin.sql import run
+from sessions_app import identity
+from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession
 from sessions_app.selectors import SESSION_ID, get_session
 from sessions_app.services import create_session
@@ -117,7 +117,7 @@ _PUT_SQL = f"""
 """  # noqa: S608 - table names only
 
 
-def _checkpoint_saved(tenant: Tenant, session: AgentSession, save: CheckpointSave) -> dict[str, Any]:
+def _checkpoint_saved(tenant: Tenant, session: SessionIdentity, save: CheckpointSave) -> dict[str, Any]:
     return {
         "type": "langgraph.checkpoint.saved",
         "tenant": str(tenant.pk),
@@ -129,7 +129,7 @@ def _checkpoint_saved(tenant: Tenant, session: AgentSession, save: CheckpointSav
     }
 
 
-def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) -> None:
+def _publish_on_commit(session: SessionIdentity, messages: list[dict[str, Any]]) -> None:
     """The dashboard's live updates of the saved checkpoints, in one Redis round trip after commit."""
 
     def send() -> None:
@@ -146,7 +146,7 @@ def _publish_on_commit(session: AgentSession, messages: list[dict[str, Any]]) ->
 
 
 def _checkpoint_params(
-    session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave, *, blobs: bool = True
+    session: SessionIdentity, seal: Callable[[bytes], bytes], save: CheckpointSave, *, blobs: bool = True
 ) -> dict[str, Any]:
     """The bound values of a checkpoint, as _PUT_SQL and the one-statement step name them; with its blobs
     (sealed) as _PUT_SQL's arrays unless `blobs` is False (the step sends them its own way)."""
@@ -324,30 +324,9 @@ _STEP_SQL = f"""
     RETURNING 1
 """  # noqa: S608 - table names only
 
-# The sessions of threads this process saved to lately, by (tenant, thread id): a step of a known thread skips
-# the session lookup (its statement checks the session itself; a stale entry costs one more statement).
-_KNOWN_THREADS: OrderedDict[tuple[object, str], AgentSession] = OrderedDict()
-_KNOWN_MAX = 4096
-_known_lock = threading.Lock()
-
-
-def _known_thread(tenant: Tenant, thread_id: str) -> AgentSession | None:
-    with _known_lock:
-        return _KNOWN_THREADS.get((tenant.pk, thread_id))
-
-
-def _remember_thread(tenant: Tenant, thread_id: str, session: AgentSession | None) -> None:
-    with _known_lock:
-        if session is None:
-            _KNOWN_THREADS.pop((tenant.pk, thread_id), None)
-            return
-        _KNOWN_THREADS[(tenant.pk, thread_id)] = session
-        if len(_KNOWN_THREADS) > _KNOWN_MAX:
-            _KNOWN_THREADS.popitem(last=False)
-
 
 def _step_params(
-    session: AgentSession, seal: Callable[[bytes], bytes], writes: Sequence[WritesSave], save: CheckpointSave
+    session: SessionIdentity, seal: Callable[[bytes], bytes], writes: Sequence[WritesSave], save: CheckpointSave
 ) -> dict[str, Any] | None:
     """The parameters of `_STEP_SQL`, or None when two writes share a key (then each must see the one before)."""
     rows: list[dict[str, Any]] = []
@@ -389,7 +368,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _save_step(tenant: Tenant, session: AgentSession, writes: list[WritesSave], save: CheckpointSave) -> bool | None:
+def _save_step(tenant: Tenant, session: SessionIdentity, writes: list[WritesSave], save: CheckpointSave) -> bool | None:
     """The step in one statement: True when stored, False when the session is gone, None when it cannot be
     one statement (two writes share a key)."""
     seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
@@ -413,16 +392,18 @@ def save_batch(
     last = saves[-1]
     # The usual batch, a step's writes and the checkpoint after them, is one statement: atomic by itself.
     step = isinstance(last, CheckpointSave) and len(writes) == len(saves) - 1
-    if step and (known := _known_thread(tenant, thread_id)) is not None:
+    # A step of a thread this process saved to lately skips the session lookup (sessions_app.identity): its
+    # statement checks the session itself, and a stale memory costs one more statement.
+    if step and (known := identity.remembered(tenant.pk, thread_id)) is not None:
         assert isinstance(last, CheckpointSave)
         stored = _save_step(tenant, known, writes, last)
         if stored:
             return 1, written
         if stored is False:
-            _remember_thread(tenant, thread_id, None)
+            identity.forget(tenant.pk, thread_id)
     session = thread_session(tenant=tenant, thread_id=thread_id, create=True, user_id=user_id)
     assert session is not None
-    _remember_thread(tenant, thread_id, session)
+    identity.remember(session)
     if step:
         assert isinstance(last, CheckpointSave)
         if _save_step(tenant, session, writes, last):

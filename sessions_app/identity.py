@@ -6,6 +6,11 @@ remembers them by (tenant, session id) for the sessions it served lately. Nothin
 every write's own statement checks that the row is still there, the tenant's, visible and writable. When it
 is not, the write asks Postgres what became of the id (erased, or erased and created again with a new
 primary key) and answers from that, correcting this memory.
+
+What is remembered is stamped with the cache epoch the request read (tenants_app.keycache) and is good only
+while the epoch stays: erasing a person replaces it, so no process encrypts a payload for an erased person
+from memory (that would make a new data key for them before the statement refused the write). Without Redis
+nothing is remembered.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
+
+from tenants_app.keycache import current_epoch
 
 MAX_REMEMBERED = 20_000
 
@@ -41,6 +48,7 @@ class SessionRef:
     tenant_id: uuid.UUID
     session_id: str
     user_id: str
+    epoch: bytes | None = None
 
 
 _remembered: OrderedDict[tuple[uuid.UUID, str], SessionRef] = OrderedDict()
@@ -48,11 +56,20 @@ _lock = threading.Lock()
 
 
 def remembered(tenant_id: uuid.UUID, session_id: str) -> SessionRef | None:
-    return _remembered.get((tenant_id, session_id))
+    ref = _remembered.get((tenant_id, session_id))
+    if ref is None or ref.epoch is None or ref.epoch != current_epoch():
+        return None
+    return ref
 
 
-def remember(session: SessionIdentity) -> SessionRef:
-    ref = SessionRef(pk=session.pk, tenant_id=session.tenant_id, session_id=session.session_id, user_id=session.user_id)
+def remember(session: SessionIdentity) -> SessionIdentity:
+    """Remember the session under the current epoch (not at all without one); returns what to write with."""
+    epoch = current_epoch()
+    if epoch is None:
+        return session
+    ref = SessionRef(
+        pk=session.pk, tenant_id=session.tenant_id, session_id=session.session_id, user_id=session.user_id, epoch=epoch
+    )
     with _lock:
         _remembered[(ref.tenant_id, ref.session_id)] = ref
         if len(_remembered) > MAX_REMEMBERED:

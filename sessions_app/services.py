@@ -241,7 +241,10 @@ def append_events(
         try:
             return _append_in_one_statement(session, events, expected_version, idempotency_key)
         except _Moved as moved:
-            return _append_in_one_statement(moved.session, events, expected_version, idempotency_key)
+            try:
+                return _append_in_one_statement(moved.session, events, expected_version, idempotency_key)
+            except _Moved:  # erased and created again twice while this append ran
+                raise Conflict("The session was replaced while this append ran; send it again.") from None
 
 
 def _appended_with(session: SessionIdentity, idempotency_key: str) -> list[Event]:

@@ -4,6 +4,10 @@ Looking a key up in Postgres on every request costs more than the rest of a hot 
 the keys it verified, stamped with the epoch (a random token in Redis) current at the time; revoking a key
 replaces the epoch, so every process drops its cache on its next request. A flushed Redis gets a new random
 epoch, which has the same effect. When Redis is unreachable the cache is bypassed and Postgres answers.
+
+The same epoch stamps what processes remember about sessions (sessions_app.identity): erasing a person
+replaces it too, so no process goes on writing as that person from memory. Every API request reads the epoch
+before it does anything (`check`), and `current_epoch()` is the one this process read last.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ _entries: dict[str, _Entry] = {}
 _lock = threading.Lock()
 
 
+_last_epoch: bytes | None = None
+
+
+def current_epoch() -> bytes | None:
+    """The epoch this process read last (None before the first request, or while Redis cannot say)."""
+    return _last_epoch
+
+
 def check(digest: str) -> tuple[bytes | None, int | None]:
     """One round trip per request: the epoch now in force, and this key's request count in the rate window.
 
@@ -52,10 +64,17 @@ def check(digest: str) -> tuple[bytes | None, int | None]:
         if epoch is None:
             _, epoch = Batch().set(EPOCH_KEY, secrets.token_hex(8), nx=True).get(EPOCH_KEY).execute()
     except redis.RedisError:
+        _set_epoch(None)
         return None, None
     if epoch is not None and not isinstance(epoch, bytes):
         epoch = str(epoch).encode()
+    _set_epoch(epoch)
     return epoch, int(count)
+
+
+def _set_epoch(epoch: bytes | None) -> None:
+    global _last_epoch
+    _last_epoch = epoch
 
 
 def cached(digest: str, epoch: bytes | None) -> ApiKey | None:
@@ -77,7 +96,7 @@ def remember(digest: str, api_key: ApiKey, epoch: bytes | None) -> None:
 
 
 def invalidate_everywhere() -> None:
-    """Make every process forget the keys it cached (after a revocation commits)."""
+    """Make every process forget the keys and sessions it remembers (after a revocation or an erasure commits)."""
     with _lock:
         _entries.clear()
 

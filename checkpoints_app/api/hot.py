@@ -20,7 +20,7 @@ from sessions_app.selectors import known_session
 
 _BASE = "/api/v1/sessions/{session_id}/checkpoints"
 _FIELDS = frozenset({"node_id", "state", "patch", "parent_id", "sequence", "checksum", "metadata"})
-_CHECKSUM = re.compile(r"^[0-9a-fA-F]{64}$")
+_CHECKSUM = re.compile(r"[0-9a-fA-F]{64}")
 MAX_NODE_ID = 128  # CheckpointIn.node_id's max_length
 
 
@@ -60,7 +60,7 @@ def parse_save(body: Any) -> dict[str, Any]:
     if sequence is not None and (type(sequence) is not int or not 1 <= sequence <= MAX_SEQUENCE):
         raise Fallback
     checksum = body.get("checksum")
-    if checksum is not None and (type(checksum) is not str or not _CHECKSUM.match(checksum)):
+    if checksum is not None and (type(checksum) is not str or not _CHECKSUM.fullmatch(checksum)):
         raise Fallback
     metadata = body.get("metadata", {})
     if type(metadata) is not dict or any(body.get(name, True) is None for name in ("parent_id", "sequence")):

@@ -16,13 +16,14 @@ from sessions_app.api.serializers import append_out, context_body
 _SESSION = "/api/v1/sessions/{session_id}"
 MAX_MESSAGES = 500  # MessagesAppendIn.messages' max_length
 MAX_TYPE_LENGTH = 64  # EventIn.type's max_length
+MAX_VERSION = 2**63 - 1  # expected_version's max_value (a bigint)
 
 
 def _expected_version(body: dict[str, Any]) -> int | None:
     value = body.get("expected_version")
     if value is None and "expected_version" not in body:
         return None
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= MAX_VERSION:
         raise Fallback
     return value
 

@@ -71,7 +71,7 @@ class EventAppendIn(StrictSerializer):
     type = serializers.CharField(max_length=64, required=False)
     payload = serializers.JSONField(required=False, allow_null=True)
     events = EventIn(many=True, required=False)
-    expected_version = serializers.IntegerField(min_value=0, required=False)
+    expected_version = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         single = "type" in attrs or "payload" in attrs
@@ -125,7 +125,7 @@ class StateOut(serializers.Serializer[Any]):
 
 class MessagesAppendIn(StrictSerializer):
     messages = serializers.ListField(child=JSONObjectField(), min_length=1, max_length=500)
-    expected_version = serializers.IntegerField(min_value=0, required=False)
+    expected_version = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
 
 
 class ContextReplaceIn(StrictSerializer):

@@ -26,7 +26,9 @@ from tenants_app.services import hash_key, issue_api_key
 from tests.api.checks import assert_error_shape
 from tests.clients import AgentClient, DjangoApiClient, served_by_hot_lane
 
-pytestmark = pytest.mark.django_db
+# Committed, as in production: appends then take their one-statement path (inside a test's transaction they
+# take the transactional one), and what a test writes is what the next request reads.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 MESSAGE = {"messages": [{"role": "user", "content": "where is my parcel?"}]}
 EVENT = {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"hits": [1, 2]}}}
@@ -528,3 +530,65 @@ def test_a_latest_read_of_a_remembered_session_erased_since_is_404_or_the_new_se
     assert_error_shape(gone, 404, "not_found")
     assert gone.json()["error"]["message"] == "No such session."
     assert served_by_hot_lane(fresh) and fresh.json()["state"] == {"n": 2}
+
+
+def test_after_an_erasure_no_process_writes_as_the_person_from_memory(world: World) -> None:
+    """A worker that remembers the session must not encrypt a payload for the erased person: that would make
+    them a new data key before the statement refused the write."""
+    from compliance_app.keys import destroy_keys, key_ids_of
+    from compliance_app.models import PersonKey
+    from tenants_app import keycache
+
+    _twin_sessions(world, user_id="to-forget")
+    lane, _ = _clients(world)
+    assert lane.post("/api/v1/sessions/via-lane/events", EVENT, format="json").status_code == 201
+    # What approving an erasure does to the session, the keys and the epoch (compliance_app.services).
+    AgentSession.objects.filter(user_id="to-forget").update(erased_at="2026-01-01T00:00:00Z")
+    destroy_keys(tenant_id=world.acme.tenant.pk, user_id="to-forget")
+    keycache.invalidate_everywhere()
+
+    response = lane.post("/api/v1/sessions/via-lane/events", EVENT, format="json")
+
+    assert served_by_hot_lane(response)
+    assert_error_shape(response, 404, "not_found")
+    live_keys = PersonKey.objects.filter(pk__in=key_ids_of(tenant_id=world.acme.tenant.pk, user_id="to-forget"))
+    assert not live_keys.filter(destroyed_at__isnull=True).exists()
+
+
+def test_a_path_with_a_trailing_newline_is_not_taken_for_the_session(world: World) -> None:
+    """Test clients strip control characters from URLs; a server hands over PATH_INFO as it came."""
+    from io import BytesIO
+
+    from memory_admin.wsgi import application
+
+    _twin_sessions(world)
+    body = b'{"type": "TOOL_EXECUTED", "payload": {}}'
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/sessions/via-lane/events\n",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "HTTP_AUTHORIZATION": f"Bearer {world.acme.raw_key}",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    started: list[str] = []
+
+    b"".join(application(environ, lambda status, headers, exc_info=None: started.append(status)))
+
+    assert started[0].startswith("404")
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 0
+
+
+def test_an_expected_version_beyond_a_bigint_is_a_400_not_a_500(world: World) -> None:
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+
+    response = lane.post("/api/v1/sessions/via-lane/events", {**EVENT, "expected_version": 2**63}, format="json")
+
+    assert_error_shape(response, 400)

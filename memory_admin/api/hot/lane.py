@@ -126,7 +126,7 @@ class _Bound:
 def _compile(template: str) -> re.Pattern[str]:
     parts = re.split(r"\{(\w+)\}", template)
     regex = "".join(f"(?P<{part}>{_ID})" if index % 2 else re.escape(part) for index, part in enumerate(parts))
-    return re.compile(f"^{regex}$")
+    return re.compile(f"{regex}\\Z")
 
 
 def _sample(template: str) -> str:
@@ -221,7 +221,7 @@ class HotLane:
         if not self.enabled or environ.get("QUERY_STRING"):
             return None, {}
         for bound in self.by_method.get(environ.get("REQUEST_METHOD", ""), ()):
-            found = bound.pattern.match(environ.get("PATH_INFO", ""))
+            found = bound.pattern.fullmatch(environ.get("PATH_INFO", ""))
             if found is not None:
                 return bound, found.groupdict()
         return None, {}
@@ -268,55 +268,55 @@ class HotLane:
     def _authenticated(
         self, route: HotRoute, request: HotRequest, raw: str, arguments: Any, body: bytes
     ) -> HotResponse | None:
+        key_check = check_key(hash_key(raw))  # Redis trouble is (None, None): Postgres answers alone
+        request.environ[KEY_CHECK_ENVIRON] = key_check  # for Django, should it get the request: counted once
         try:
-            key_check = check_key(hash_key(raw))
             api_key, count = resolve_key(raw, key_check)
-        except (db.OperationalError, db.InterfaceError):
-            return None  # Django answers (503) and drops the broken connection
-        limit = settings.API_RATE_LIMIT_PER_MINUTE
-        if api_key is None or (count is not None and count > limit):
-            request.environ[KEY_CHECK_ENVIRON] = key_check
-            return None
+        except db.Error:
+            return None  # Django answers (503 while Postgres is away) and drops the broken connection
+        if api_key is None or (count is not None and count > settings.API_RATE_LIMIT_PER_MINUTE):
+            return None  # 401 or 429, Django's
         request.api_key, request.tenant = api_key, api_key.tenant
-        claim = None
-        if request.idempotency_key is not None:
-            claim = _claim(request, body)
-            if claim is _TAKEN:  # a retry, a clash or one in flight: Django replays or refuses it
-                request.environ[KEY_CHECK_ENVIRON] = key_check
-                return None
-        response = self._handled(route, request, arguments, key_check, count)
+        rate_headers = [] if count is None else _rate_headers(settings.API_RATE_LIMIT_PER_MINUTE, count)
+        try:
+            response = self._handled(route, request, arguments, body)
+        except ServiceError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+            error = error_body(exc.status, exc.code, exc.message, exc.details, request)
+            return HotResponse(exc.status, orjson.dumps(error), extra + rate_headers)
+        except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
+            # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
+            logger.warning("layer_unavailable", error=type(exc).__name__)
+            error = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
+            return HotResponse(503, orjson.dumps(error), [("Retry-After", "1"), *rate_headers])
+        except Exception:
+            logger.exception("unhandled_error", path_prefix=["api", "v1"])
+            error = error_body(500, "server_error", "An unexpected error occurred; it has been logged.", {}, request)
+            return HotResponse(500, orjson.dumps(error))
+        if response is not None:
+            response.headers += rate_headers
+        return response
+
+    def _handled(self, route: HotRoute, request: HotRequest, arguments: Any, body: bytes) -> HotResponse | None:
+        """The route's response (None: Django's, nothing done), its Idempotency-Key claimed, then completed or
+        released. Raises what the route raises, the claim released first."""
+        claim = _claim(request, body) if request.idempotency_key is not None else None
+        if claim is _TAKEN:  # a retry, a clash or one in flight: Django replays or refuses it
+            return None
+        try:
+            response = route.handle(request, arguments)
+        except Fallback:
+            response = None
+        except BaseException:
+            if isinstance(claim, Claim):
+                _release(claim)
+            raise
         if isinstance(claim, Claim):
             if response is not None and 200 <= response.status < 300:
                 _complete(claim, request, response)
             else:
                 _release(claim)
-        return response
-
-    def _handled(
-        self, route: HotRoute, request: HotRequest, arguments: Any, key_check: Any, count: int | None
-    ) -> HotResponse | None:
-        limit = settings.API_RATE_LIMIT_PER_MINUTE
-        rate_headers = [] if count is None else _rate_headers(limit, count)
-        try:
-            response = route.handle(request, arguments)
-        except Fallback:
-            request.environ[KEY_CHECK_ENVIRON] = key_check
-            return None
-        except ServiceError as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
-            body = error_body(exc.status, exc.code, exc.message, exc.details, request)
-            return HotResponse(exc.status, orjson.dumps(body), extra + rate_headers)
-        except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
-            # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
-            logger.warning("layer_unavailable", error=type(exc).__name__)
-            body = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
-            return HotResponse(503, orjson.dumps(body), [("Retry-After", "1"), *rate_headers])
-        except Exception:
-            logger.exception("unhandled_error", path_prefix=["api", "v1"])
-            body = error_body(500, "server_error", "An unexpected error occurred; it has been logged.", {}, request)
-            return HotResponse(500, orjson.dumps(body))
-        response.headers += rate_headers
         return response
 
     def _observe(self, bound: _Bound, status: int, started: float, request_id: str) -> None:
@@ -377,7 +377,10 @@ def _read_body(environ: dict[str, Any]) -> bytes | None:
         return None
     if length <= 0 or length > settings.API_MAX_BODY_BYTES:
         return None
-    body: bytes = environ["wsgi.input"].read(length)
+    try:
+        body: bytes = environ["wsgi.input"].read(length)
+    except OSError:  # the client went away mid-body: Django reads what is left, and answers
+        return None
     environ["wsgi.input"] = BytesIO(body)
     return body if len(body) == length else None
 
