@@ -7,7 +7,7 @@ epoch, which has the same effect. When Redis is unreachable the cache is bypasse
 
 The same epoch stamps what processes remember about sessions (sessions_app.identity): erasing a person
 replaces it too, so no process goes on writing as that person from memory. Every API request reads the epoch
-before it does anything (`check`), and `current_epoch()` is the one this process read last.
+before it does anything (`check`), and `current_epoch()` is the one the current request read.
 """
 
 from __future__ import annotations
@@ -43,12 +43,15 @@ _entries: dict[str, _Entry] = {}
 _lock = threading.Lock()
 
 
-_last_epoch: bytes | None = None
+# Per thread: what one request remembers must carry the epoch that request read, not one that another
+# thread read later (which could postdate an erasure this request's lookup did not see).
+_read = threading.local()
 
 
 def current_epoch() -> bytes | None:
-    """The epoch this process read last (None before the first request, or while Redis cannot say)."""
-    return _last_epoch
+    """The epoch this thread's request read (None outside a request, or while Redis cannot say)."""
+    epoch: bytes | None = getattr(_read, "epoch", None)
+    return epoch
 
 
 def check(digest: str) -> tuple[bytes | None, int | None]:
@@ -73,8 +76,7 @@ def check(digest: str) -> tuple[bytes | None, int | None]:
 
 
 def _set_epoch(epoch: bytes | None) -> None:
-    global _last_epoch
-    _last_epoch = epoch
+    _read.epoch = epoch
 
 
 def cached(digest: str, epoch: bytes | None) -> ApiKey | None:
