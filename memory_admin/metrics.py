@@ -1,6 +1,6 @@
 """The service's own Prometheus metrics (django-prometheus adds the HTTP and database ones).
 
-Several processes serve one host (gunicorn's workers, Celery's): with PROMETHEUS_MULTIPROC_DIR set in their
+Several processes serve one host (granian's workers, Celery's): with PROMETHEUS_MULTIPROC_DIR set in their
 environment (`make run` and the Docker image set it), every process writes its counters and histograms to files
 there and a scrape sums them all, so a counter does not jump between workers from one scrape to the next. The
 directory must exist and be emptied before the processes start.
