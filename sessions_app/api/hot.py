@@ -7,6 +7,7 @@ selectors and services as the views and answer with the same bodies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from memory_admin.api.hot.lane import Fallback, HotRequest, HotResponse, HotRoute, json_response
@@ -51,14 +52,7 @@ def parse_messages(body: Any) -> tuple[list[dict[str, Any]], int | None]:
 
 def append_messages(request: HotRequest, arguments: tuple[list[dict[str, Any]], int | None]) -> HotResponse:
     messages, expected_version = arguments
-    session = selectors.known_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
-    result = services.append_messages(
-        session=session,
-        messages=messages,
-        expected_version=expected_version,
-        idempotency_key=request.stored_idempotency_key(),
-    )
-    return json_response(append_out(result), 201)
+    return _appended(request, services.append_messages, messages=messages, expected_version=expected_version)
 
 
 # --- POST /sessions/<id>/events -------------------------------------------------------------------------
@@ -85,13 +79,13 @@ def parse_events(body: Any) -> tuple[list[services.NewEvent], int | None]:
 
 def append_events(request: HotRequest, arguments: tuple[list[services.NewEvent], int | None]) -> HotResponse:
     events, expected_version = arguments
+    return _appended(request, services.append_events, events=events, expected_version=expected_version)
+
+
+def _appended(request: HotRequest, append: Callable[..., services.AppendResult], **batch: Any) -> HotResponse:
+    """Run `append` (a sessions service) on the request's session with the batch; answer as the views do."""
     session = selectors.known_session(tenant=request.tenant, session_id=request.kwargs["session_id"])
-    result = services.append_events(
-        session=session,
-        events=events,
-        expected_version=expected_version,
-        idempotency_key=request.stored_idempotency_key(),
-    )
+    result = append(session=session, idempotency_key=request.stored_idempotency_key(), **batch)
     return json_response(append_out(result), 201)
 
 
