@@ -46,6 +46,7 @@ def test_a_taken_port_is_reported_instead_of_starting(
 
 @pytest.mark.django_db(transaction=True)
 def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    import contextlib
     import os
     import signal
     import subprocess
@@ -59,7 +60,16 @@ def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl
     from tests.servers import _environment
 
     port = free_port()
-    env = {**_environment(), "MEMORY_VAR": str(tmp_path), "PORT": str(port), "WEB_WORKERS": "1"}
+    # Both ports picked free by the kernel: the default WebSocket port (PORT + 1) may be some other
+    # socket's local port on a busy machine, and the run would stop at once.
+    ws_port = next(candidate for candidate in iter(free_port, None) if candidate != port)
+    env = {
+        **_environment(),
+        "MEMORY_VAR": str(tmp_path),
+        "PORT": str(port),
+        "WEBSOCKET_PORT": str(ws_port),
+        "WEB_WORKERS": "1",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "memory_admin.runner", "run"],
         env=env,
@@ -85,14 +95,20 @@ def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl
         assert whoami.json()["tenant"] == "demo"
         workers_ok = False
         while not workers_ok and time.monotonic() < deadline:
+            assert process.poll() is None, "the run stopped early"
             workers_ok = httpx.get(f"{base}/readyz").json()["layers"]["workers"]["ok"]
             time.sleep(1)
         assert workers_ok, "beat sent a heartbeat and a worker ran it"
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 4
-    finally:
-        os.kill(process.pid, signal.SIGINT)
-        process.wait(timeout=60)
+    except Exception as failure:
+        # What the run printed after its banner (which process stopped, and why) says what went wrong.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+        raise AssertionError(f"{failure!r}; the run printed after its banner:\n{output}") from failure
+    os.kill(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
     assert process.returncode == 0
     time.sleep(1)
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
