@@ -60,6 +60,8 @@ def test_random_documents_are_written_exactly_as_the_json_module_writes_them(see
         {"score": 1e-07, "big": 10**30, "small": -(2**63)},
         {"ctrl": "\x00\x1f\x7f\u2028\u2029\ufeff", "emoji": "\U0001f600", "quote": '"\\'},
         {"b": 1, "a": {"d": [], "c": {}}, "é": 2, "z": None, "": True},
+        {"deep": [[{"x": [1, 2, {"y": [3, 1e16]}]}]], "text": "1.5e-7 in words"},
+        {"tuple": (1, (2, 2.5e-9)), "flag": True},
     ],
 )
 def test_documents_with_floats_lookalikes_escapes_and_big_integers_match(document: Any) -> None:
