@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
-import structlog
 from django.db import connection, transaction
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from memory_admin.codec import bytes_sealer_for
 from memory_admin.errors import NotFound, ValidationFailed
-from memory_admin.live import queue, session_group
-from memory_admin.redis_wire import Batch
+from memory_admin.live import publish_all_on_commit, session_group
 from memory_admin.sql import run
 from sessions_app import identity
 from sessions_app.identity import SessionIdentity
@@ -36,8 +33,6 @@ SPECIAL_WRITE_INDEX = {"__error__": -1, "__scheduled__": -2, "__interrupt__": -3
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # The person a thread works for, when the client does not say (LangGraph has no such notion).
 DEFAULT_USER_ID = "langgraph"
-
-logger = structlog.get_logger("memory.live")
 
 
 @dataclass(frozen=True)
@@ -131,18 +126,7 @@ def _checkpoint_saved(tenant: Tenant, session: SessionIdentity, save: Checkpoint
 
 def _publish_on_commit(session: SessionIdentity, messages: list[dict[str, Any]]) -> None:
     """The dashboard's live updates of the saved checkpoints, in one Redis round trip after commit."""
-
-    def send() -> None:
-        try:
-            batch = Batch()
-            for message in messages:
-                queue(batch, [session_group(session.pk)], message)
-            batch.execute()
-        except redis.RedisError as exc:
-            logger.warning("live_update_dropped", error=type(exc).__name__, type="langgraph.checkpoint.saved")
-
-    if messages:
-        transaction.on_commit(send)
+    publish_all_on_commit([([session_group(session.pk)], message) for message in messages])
 
 
 def _checkpoint_params(

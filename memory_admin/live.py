@@ -30,7 +30,9 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -67,20 +69,31 @@ def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
 
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
     """Publish now (use `publish_on_commit` from inside a transaction)."""
-    try:
-        batch = Batch()
-        queue(batch, groups, message)
-        batch.execute()
-    except redis.RedisError as exc:
-        logger.warning("live_update_dropped", error=type(exc).__name__, type=message.get("type"))
+    publish_all([(groups, message)])
 
 
 def publish_on_commit(groups: Sequence[str], message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: publish(groups, message))
 
 
+Messages = list[tuple[Sequence[str], dict[str, Any]]]
+
+# While the hot lane answers a request, what it publishes waits until the response is on its way (`held`):
+# the agent does not wait for a Redis round trip that only the dashboard needs.
+_holding = threading.local()
+
+
 def publish_all(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:
     """Publish several messages in one round trip (a batch write announces each of its rows)."""
+    held: Messages | None = getattr(_holding, "messages", None)
+    if held is not None:
+        held.extend(messages)
+        return
+    send(messages)
+
+
+def send(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:
+    """Publish now, whoever holds messages; Redis trouble drops them (delivery is best-effort)."""
     if not messages:
         return
     try:
@@ -90,6 +103,22 @@ def publish_all(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> Non
         batch.execute()
     except redis.RedisError as exc:
         logger.warning("live_update_dropped", error=type(exc).__name__, type=messages[0][1].get("type"))
+
+
+@contextmanager
+def held() -> Iterator[Messages]:
+    """Keep what this thread publishes until the caller `send`s it (the hot lane: once its response is sent).
+
+    Messages held when the process dies are lost, like any in flight: pages catch up from Postgres when
+    they reconnect.
+    """
+    outer = getattr(_holding, "messages", None)
+    messages: Messages = []
+    _holding.messages = messages
+    try:
+        yield messages
+    finally:
+        _holding.messages = outer
 
 
 def publish_all_on_commit(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:

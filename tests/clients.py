@@ -41,7 +41,11 @@ class _LaneFirstHandler(ForceAuthClientHandler):
         served = _lane().serve(environ, start_response)
         if served is None:
             return super().__call__(environ)
-        response = HttpResponse(b"".join(served), status=started["status"])
+        body = b"".join(served)
+        close = getattr(served, "close", None)
+        if close is not None:  # as a WSGI server does once the response is sent
+            close()
+        response = HttpResponse(body, status=started["status"])
         for name, value in started["headers"]:
             response[name] = value
         response.wsgi_request = WSGIRequest(environ)  # type: ignore[attr-defined]

@@ -11,20 +11,28 @@ import base64
 import time
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from django.test import override_settings
+from rest_framework.test import APIRequestFactory
 
+from checkpoints_app.models import Checkpoint
 from conftest import World
 from langgraph_app.models import PendingWrite, ThreadCheckpoint
-from memory_admin.api.hot.lane import HotLane, HotRoute
+from memory_admin.api.hot.lane import Fallback, HotLane, HotRoute
+from memory_admin.api.hot.routes import hot_routes
 from memory_admin.api.throttling import WINDOW_SECONDS
 from memory_admin.health import redis_client
+from memory_admin.live import channel_name, publish, session_group
 from sessions_app.api.hot import no_arguments, read_context
 from sessions_app.models import AgentSession, Event
 from sessions_app.services import update_session
 from tenants_app.services import hash_key, issue_api_key
 from tests.api.checks import assert_error_shape
 from tests.clients import AgentClient, DjangoApiClient, served_by_hot_lane
+from tests.live import drain
+from tests.servers import running, web_server
 
 # Committed, as in production: appends then take their one-statement path (inside a test's transaction they
 # take the transactional one), and what a test writes is what the next request reads.
@@ -592,3 +600,87 @@ def test_an_expected_version_beyond_a_bigint_is_a_400_not_a_500(world: World) ->
     response = lane.post("/api/v1/sessions/via-lane/events", {**EVENT, "expected_version": 2**63}, format="json")
 
     assert_error_shape(response, 400)
+
+
+def test_a_lane_answer_goes_out_before_its_live_update_which_is_published_when_the_server_closes_it(
+    world: World,
+) -> None:
+    _twin_sessions(world)
+    session = AgentSession.objects.get(session_id="via-lane")
+    environ = _environ("/api/v1/sessions/via-lane/checkpoints", {"node_id": "plan", "state": {"messages": []}}, world)
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(session_group(session.pk)))
+    assert feed.get_message(timeout=2)["type"] == "subscribe"
+    started: list[str] = []
+    lane = HotLane(_unused, hot_routes())
+
+    answer = lane.serve(environ, lambda status, headers, exc_info=None: started.append(status))
+
+    assert answer is not None and started == ["201 Created"]
+    assert Checkpoint.objects.filter(session=session).count() == 1  # stored (and committed) before answering
+    assert drain(feed, 1, timeout=0.5) == []  # the dashboard's update waits for the response to be sent
+    answer.close()  # type: ignore[attr-defined]
+    (message,) = drain(feed, 1)
+    feed.close()
+    assert message["type"] == "checkpoint.saved" and message["checkpoint"] == orjson.loads(b"".join(answer))["id"]
+
+
+def test_what_a_request_handed_to_django_published_in_the_lane_is_not_held(world: World) -> None:
+    _twin_sessions(world)
+    session = AgentSession.objects.get(session_id="via-lane")
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(session_group(session.pk)))
+    assert feed.get_message(timeout=2)["type"] == "subscribe"
+
+    def announce_then_hand_over(request: Any, arguments: Any) -> Any:
+        publish([session_group(session.pk)], {"type": "test.announced", "tenant": str(session.tenant_id)})
+        raise Fallback
+
+    route = HotRoute(
+        "POST", "/api/v1/sessions/{session_id}/events", "api:session-events", no_arguments, announce_then_hand_over
+    )
+    environ = _environ("/api/v1/sessions/via-lane/events", EVENT, world)
+
+    answer = HotLane(_unused, [route]).serve(environ, lambda *args: None)
+
+    assert answer is None
+    assert [message["type"] for message in drain(feed, 1)] == ["test.announced"]
+    feed.close()
+
+
+def test_through_the_web_server_each_write_the_lane_serves_is_announced_on_the_live_feed(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.acme.raw_key}"}
+    with (
+        running(web_server(workers=1, threads=2)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
+    ):
+        assert client.post("/api/v1/sessions", json={"id": "announced", "user_id": "u"}).status_code == 201
+        thread = "/api/v1/langgraph/threads/lg-announced/saves"
+        assert client.post(thread, json=_step("1f0-0001", None)).status_code == 200
+        feeds = redis_client().pubsub()
+        for session in AgentSession.objects.filter(session_id__in=["announced", "lg-announced"]):
+            feeds.subscribe(channel_name(session_group(session.pk)))
+            assert feeds.get_message(timeout=2)["type"] == "subscribe"
+
+        answers = [
+            client.post("/api/v1/sessions/announced/checkpoints", json={"node_id": "plan", "state": {"step": 1}}),
+            client.post("/api/v1/sessions/announced/events", json=EVENT),
+            client.post(thread, json=_step("1f0-0002", "1f0-0001")),
+        ]
+
+        assert [answer.status_code for answer in answers] == [201, 201, 200]
+        received = sorted(message["type"] for message in drain(feeds, 3))
+        feeds.close()
+    assert received == ["checkpoint.saved", "event.appended", "langgraph.checkpoint.saved"]
+
+
+def _environ(path: str, body: dict[str, Any], world: World) -> dict[str, Any]:
+    """What the web server hands the lane for an agent's POST."""
+    request: Any = APIRequestFactory().post(
+        path, body, format="json", HTTP_AUTHORIZATION=f"Bearer {world.acme.raw_key}"
+    )
+    return dict(request.environ)
+
+
+def _unused(environ: dict[str, Any], start_response: Any) -> Any:
+    raise AssertionError("not called: the test serves through the lane only")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from io import BytesIO
@@ -22,6 +22,7 @@ from django.urls import resolve
 from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
 
+from memory_admin import live
 from memory_admin.api.errors import error_body
 from memory_admin.api.idempotency import (
     IN_FLIGHT_SECONDS,
@@ -55,6 +56,29 @@ _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in H
 
 class Fallback(Exception):
     """Raised by a route's parser or handler before any effect: Django serves this request instead."""
+
+
+class _Sent:
+    """A response body whose `close` does what the client need not wait for: the live updates the request
+    published, its access log line and metrics. A WSGI server calls `close` once the response is sent
+    (PEP 3333; granian writes the response first). Not a list: granian sends a list without closing it."""
+
+    __slots__ = ("_after", "body")
+
+    def __init__(self, body: bytes, after: Callable[[], None]) -> None:
+        self.body = body
+        self._after: Callable[[], None] | None = after
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
+
+    def close(self) -> None:
+        after, self._after = self._after, None
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                logger.exception("after_response_failed")
 
 
 @dataclass
@@ -201,11 +225,15 @@ class HotLane:
         # served inside a transaction (a test's) leaves the connection alone, as Django's test client does.
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
+        response = None
         try:
-            response = self._serve(bound, kwargs, environ)
+            with live.held() as announcements:
+                response = self._serve(bound, kwargs, environ)
         finally:
             if not connection.in_atomic_block:
                 connection.close_if_unusable_or_obsolete()
+            if response is None:  # handed to Django, or failed: nothing to wait for
+                live.send(announcements)
         if response is None:
             return None
         request_id = environ["memory.request_id"]
@@ -214,8 +242,13 @@ class HotLane:
         headers.append((REQUEST_ID_HEADER, request_id))
         headers.append(("Content-Length", str(len(response.body))))
         start_response(_STATUS_LINES[response.status], headers)
-        self._observe(bound, response.status, started, request_id)
-        return [response.body]
+        elapsed, status = time.perf_counter() - started, response.status
+
+        def after() -> None:
+            live.send(announcements)
+            self._observe(bound, status, elapsed, request_id)
+
+        return _Sent(response.body, after)
 
     def _match(self, environ: dict[str, Any]) -> tuple[_Bound | None, dict[str, str]]:
         if not self.enabled or environ.get("QUERY_STRING"):
@@ -319,8 +352,7 @@ class HotLane:
                 _release(claim)
         return response
 
-    def _observe(self, bound: _Bound, status: int, started: float, request_id: str) -> None:
-        elapsed = time.perf_counter() - started
+    def _observe(self, bound: _Bound, status: int, elapsed: float, request_id: str) -> None:
         metrics = self.metrics
         metrics.requests_total.inc()
         bound.requests.inc()
