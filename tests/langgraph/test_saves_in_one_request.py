@@ -218,6 +218,51 @@ def test_writes_wait_briefly_for_the_checkpoint_that_follows_them() -> None:
     assert requests[-1] == ["w2"]
 
 
+def test_the_checkpoint_that_ends_the_wait_is_sent_by_its_own_caller_with_the_writes() -> None:
+    requests: list[tuple[str, list[str]]] = []
+    coalescer = Coalescer(
+        lambda key, ops: requests.append((threading.current_thread().name, list(ops))),
+        urgent=lambda op: op.startswith("c"),
+        linger=5.0,
+    )
+    writes = threading.Thread(target=coalescer.run, args=("thread", "w1"), name="writes")
+    writes.start()
+    while "thread" not in coalescer._lingering:
+        time.sleep(0.001)
+
+    coalescer.run("thread", "c1")  # returns once its request is stored, the lingering writes with it
+    writes.join(5)
+
+    assert requests == [(threading.current_thread().name, ["w1", "c1"])]
+    assert not writes.is_alive() and coalescer._queues == {} and coalescer._lingering == {}
+    coalescer.run("thread", "c2")  # the key is idle again: sent at once
+    assert requests[-1][1] == ["c2"]
+
+
+def test_a_failed_request_taken_over_from_lingering_writes_raises_in_both_calls() -> None:
+    def send(key: Hashable, ops: list[str]) -> None:
+        raise RuntimeError("service down")
+
+    coalescer = Coalescer(send, urgent=lambda op: op.startswith("c"), linger=5.0)
+    errors: list[str] = []
+
+    def writes() -> None:
+        try:
+            coalescer.run("thread", "w1")
+        except RuntimeError as exc:
+            errors.append(f"w1: {exc}")
+
+    thread = threading.Thread(target=writes)
+    thread.start()
+    while "thread" not in coalescer._lingering:
+        time.sleep(0.001)
+    with pytest.raises(RuntimeError, match="service down"):
+        coalescer.run("thread", "c1")
+    thread.join(5)
+
+    assert errors == ["w1: service down"]
+
+
 def test_a_failed_request_raises_in_every_call_it_carried() -> None:
     gate = _Gate()
 

@@ -25,18 +25,24 @@ LINGER = 0.005
 
 
 class _Waiter:
-    __slots__ = ("batch", "done", "error", "op")
+    __slots__ = ("batch", "done", "error", "op", "taken")
 
     def __init__(self, op: Any) -> None:
         self.op = op
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.batch: list[_Waiter] | None = None  # set when this caller is to send the next request
+        self.taken = False  # set when an urgent caller took over the batch this caller was lingering with
 
 
 class Coalescer:
     """For threads: the caller that finds its key idle sends; the others wait. When a request returns, its
-    sender wakes its batch and hands the queue to the first waiter, which sends it as the next request."""
+    sender wakes its batch and hands the queue to the first waiter, which sends it as the next request.
+
+    An urgent caller that finds the sender lingering takes its batch over and sends it itself: the request
+    leaves without waking the lingering thread first, and its urgent caller returns without being woken
+    afterwards (LangGraph's next checkpoint waits on exactly that caller).
+    """
 
     def __init__(
         self,
@@ -53,14 +59,23 @@ class Coalescer:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queues: dict[Hashable, list[_Waiter]] = {}  # present while a request of the key is in flight
+        self._lingering: dict[Hashable, tuple[_Waiter, list[_Waiter]]] = {}  # a sender and its batch, lingering
 
     def run(self, key: Hashable, op: Any) -> None:
         me = _Waiter(op)
         with self._lock:
             queue = self._queues.get(key)
+            lingering = self._lingering.get(key)
             if queue is None:
                 self._queues[key] = []
                 batch: list[_Waiter] | None = [me]
+            elif lingering is not None and self._urgent(op) and len(lingering[1]) + len(queue) < self._max:
+                del self._lingering[key]
+                sender, batch = lingering
+                sender.taken = True  # it waits for this caller's request like any other caller in it
+                batch = [*batch, *queue, me]
+                queue.clear()
+                self._arrived.notify_all()
             else:
                 queue.append(me)
                 batch = None
@@ -78,13 +93,22 @@ class Coalescer:
     def _lead(self, key: Hashable, batch: list[_Waiter], me: _Waiter) -> None:
         if self._linger > 0 and not any(self._urgent(waiter.op) for waiter in batch):
             with self._arrived:
+                self._lingering[key] = (me, batch)
                 self._arrived.wait_for(
-                    lambda: any(self._urgent(waiter.op) for waiter in self._queues[key]), timeout=self._linger
+                    lambda: me.taken or any(self._urgent(waiter.op) for waiter in self._queues[key]),
+                    timeout=self._linger,
                 )
-                room = self._max - len(batch)
-                if room > 0:
-                    batch = batch + self._queues[key][:room]
-                    self._queues[key] = self._queues[key][room:]
+                if not me.taken:
+                    del self._lingering[key]
+                    room = self._max - len(batch)
+                    if room > 0:
+                        batch = batch + self._queues[key][:room]
+                        self._queues[key] = self._queues[key][room:]
+            if me.taken:  # another caller sends this batch: wait for its request like the rest of it
+                me.done.wait()
+                if me.error is not None:
+                    raise me.error
+                return
         error: BaseException | None = None
         try:
             self._send(key, [waiter.op for waiter in batch])
