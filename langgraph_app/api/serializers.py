@@ -172,11 +172,15 @@ def _save(item: Any, where: str) -> CheckpointSave | WritesSave:
     )
 
 
+def _saves(data: Any) -> list[CheckpointSave | WritesSave]:
+    if not isinstance(data, list) or not data or len(data) > MAX_SAVES:
+        raise serializers.ValidationError(f"Must be a list of 1-{MAX_SAVES} saves.")
+    return [_save(item, f"ops[{position}]") for position, item in enumerate(data)]
+
+
 class SaveListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[CheckpointSave | WritesSave]:
-        if not isinstance(data, list) or not data or len(data) > MAX_SAVES:
-            raise serializers.ValidationError(f"Must be a list of 1-{MAX_SAVES} saves.")
-        return [_save(item, f"ops[{position}]") for position, item in enumerate(data)]
+        return _saves(data)
 
 
 def parse_saves(data: Any) -> tuple[list[CheckpointSave | WritesSave], str]:
@@ -187,7 +191,7 @@ def parse_saves(data: Any) -> tuple[list[CheckpointSave | WritesSave], str]:
     if not isinstance(user_id, str) or len(user_id) > 256:
         raise serializers.ValidationError({"user_id": ["Must be text of at most 256 characters."]})
     try:
-        return SaveListField().to_internal_value(data.get("ops")), user_id
+        return _saves(data.get("ops")), user_id
     except serializers.ValidationError as exc:
         raise serializers.ValidationError({"ops": exc.detail}) from None
 
