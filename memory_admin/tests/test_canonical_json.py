@@ -3,6 +3,8 @@ every document, whichever way it computes them."""
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import random
 import struct
@@ -66,3 +68,28 @@ def test_random_documents_are_written_exactly_as_the_json_module_writes_them(see
 )
 def test_documents_with_floats_lookalikes_escapes_and_big_integers_match(document: Any) -> None:
     assert canonical_json(document) == _reference(document)
+
+
+class _Ratio(float):
+    pass
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"ratio": _Ratio(0.25)}, {"level": _Level.HIGH}, {"name": _Name("ada"), _Name("key"): [1, (2, 3.5)]}],
+)
+def test_subclasses_of_json_types_are_written_as_the_json_module_writes_them(document: Any) -> None:
+    assert canonical_json(document) == _reference(document)
+
+
+def test_a_value_the_json_module_refuses_is_refused_though_orjson_could_write_it() -> None:
+    with pytest.raises(TypeError):
+        canonical_json({"at": datetime.datetime(2026, 12, 7, 0, 0, 0, 123)})

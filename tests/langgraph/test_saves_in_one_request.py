@@ -263,6 +263,48 @@ def test_a_failed_request_taken_over_from_lingering_writes_raises_in_both_calls(
     assert errors == ["w1: service down"]
 
 
+def test_writes_handed_the_next_request_then_taken_over_raise_when_that_request_fails() -> None:
+    first_sent, release = threading.Event(), threading.Event()
+    requests: list[list[str]] = []
+
+    def send(key: Hashable, ops: list[str]) -> None:
+        requests.append(list(ops))
+        if ops == ["c0"]:
+            first_sent.set()
+            release.wait(5)
+            return
+        time.sleep(0.3)  # long enough for the writes' caller to be awake before the request fails
+        raise RuntimeError("service down")
+
+    coalescer = Coalescer(send, urgent=lambda op: op.startswith("c"), linger=5.0)
+    outcomes: dict[str, str] = {}
+
+    def call(op: str) -> None:
+        try:
+            coalescer.run("thread", op)
+            outcomes[op] = "stored"
+        except RuntimeError as exc:
+            outcomes[op] = str(exc)
+
+    checkpoint = threading.Thread(target=call, args=("c0",))
+    checkpoint.start()
+    assert first_sent.wait(5)
+    writes = threading.Thread(target=call, args=("w1",))  # queued behind c0, then handed the next request
+    writes.start()
+    while not coalescer._queues["thread"]:
+        time.sleep(0.001)
+    release.set()
+    checkpoint.join(5)
+    while "thread" not in coalescer._lingering:
+        time.sleep(0.001)
+
+    call("c1")  # takes the lingering writes over; its request fails
+    writes.join(5)
+
+    assert requests == [["c0"], ["w1", "c1"]]
+    assert outcomes == {"c0": "stored", "w1": "service down", "c1": "service down"}
+
+
 def test_a_failed_request_raises_in_every_call_it_carried() -> None:
     gate = _Gate()
 

@@ -88,6 +88,7 @@ class Coalescer:
                     raise me.error
                 return
             batch = me.batch
+            me.done.clear()  # handed the next request: should a checkpoint take it over, wait for that one
         self._lead(key, batch, me)
 
     def _lead(self, key: Hashable, batch: list[_Waiter], me: _Waiter) -> None:

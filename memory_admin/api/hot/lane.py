@@ -225,28 +225,32 @@ class HotLane:
         # served inside a transaction (a test's) leaves the connection alone, as Django's test client does.
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
-        response = None
+        announcements: live.Messages = []
         try:
             with live.held() as announcements:
                 response = self._serve(bound, kwargs, environ)
+            if response is None:  # handed to Django: nothing waits for a response from here
+                live.send(announcements)
+                return None
+            request_id = environ["memory.request_id"]
+            headers = [("Content-Type", "application/json"), ("Allow", bound.allow), *response.headers]
+            headers += self.security_headers
+            headers.append((REQUEST_ID_HEADER, request_id))
+            headers.append(("Content-Length", str(len(response.body))))
+            start_response(_STATUS_LINES[response.status], headers)
+        except BaseException:
+            live.send(announcements)  # what was committed is announced, whatever happens to the response
+            raise
         finally:
             if not connection.in_atomic_block:
                 connection.close_if_unusable_or_obsolete()
-            if response is None:  # handed to Django, or failed: nothing to wait for
-                live.send(announcements)
-        if response is None:
-            return None
-        request_id = environ["memory.request_id"]
-        headers = [("Content-Type", "application/json"), ("Allow", bound.allow), *response.headers]
-        headers += self.security_headers
-        headers.append((REQUEST_ID_HEADER, request_id))
-        headers.append(("Content-Length", str(len(response.body))))
-        start_response(_STATUS_LINES[response.status], headers)
         elapsed, status = time.perf_counter() - started, response.status
 
         def after() -> None:
-            live.send(announcements)
-            self._observe(bound, status, elapsed, request_id)
+            try:
+                self._observe(bound, status, elapsed, request_id)
+            finally:
+                live.send(announcements)
 
         return _Sent(response.body, after)
 
