@@ -101,7 +101,7 @@ _LEAVES = frozenset({str, int, bool, type(None)})
 def _plain(value: Any) -> bool:
     """Whether `value` is made of dicts, lists, tuples, strings, integers, booleans and None only (exactly
     these types: no float, no subclass). Walks the objects, not the text: a state of long messages is a few
-    hundred objects but tens of kilobytes (a regex over its bytes looking for floats cost ~5x more).
+    hundred objects but tens of kilobytes (a regex over its bytes looking for floats cost ~10x more).
     Nesting deeper than the interpreter allows is not plain."""
     kind = type(value)
     if kind is dict:
