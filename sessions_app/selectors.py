@@ -211,6 +211,11 @@ def _window_from_events(session: AgentSession, *, after: int, upto: int) -> tupl
     return replaced_at is not None, messages[-window:]
 
 
+def _head_now(session: AgentSession) -> int:
+    current = AgentSession.objects.filter(pk=session.pk).values_list("head_version", flat=True).first()
+    return current if current is not None else -1
+
+
 def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
     """The dialogue window: from Redis when it is current, caught up or rebuilt from Postgres when not.
 
@@ -223,6 +228,10 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
         CONTEXT_READS.labels(source="postgres").inc()
         _, messages = _window_from_events(session, after=0, upto=head)
         return ContextView(parsed=messages, version=head, ttl_seconds=0, source="postgres")
+    if cached.head is not None and cached.head > head and _head_now(session) >= cached.head:
+        # An append committed after this request read the session row, and is cached already: the newer
+        # window is the answer. (A cache ahead of what Postgres holds, after a restore, say, is rebuilt below.)
+        head = cached.head
     if cached.head == head:
         CONTEXT_READS.labels(source="redis").inc()
         return ContextView(

@@ -9,7 +9,9 @@ from django.test import override_settings
 
 from conftest import World
 from memory_admin.health import redis_client
+from sessions_app import context
 from sessions_app.models import AgentSession
+from sessions_app.selectors import read_context
 from sessions_app.tests.helpers import append, create_session, say
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +83,36 @@ def test_a_cache_that_missed_an_append_catches_up_from_postgres(
 
     assert [m["content"] for m in body["messages"]] == ["cached", "missed by the cache"]
     assert body["version"] == 2
+
+
+def test_a_read_that_an_append_overtakes_serves_the_newer_cached_window_not_a_rebuild(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "one")
+    row_read_before = AgentSession.objects.get(session_id=session)  # the reader's row: head 1
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "two")  # committed and cached before the reader reaches Redis
+
+    view = read_context(session=row_read_before)
+
+    assert (view.source, view.version) == ("redis", 2)
+    assert [message["content"] for message in view.messages] == ["one", "two"]
+
+
+def test_a_cache_ahead_of_what_postgres_holds_is_not_served(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "one")
+    row = AgentSession.objects.get(session_id=session)
+    ghost = context.ContextEffect(replace=False, messages=[{"role": "user", "content": "lost in a restore"}])
+    context.advance(row.pk, first=2, last=2, effect=ghost, ttl=60)  # Redis kept what Postgres no longer has
+
+    view = read_context(session=row)
+
+    assert (view.source, view.version) == ("rebuilt", 1)
+    assert [message["content"] for message in view.messages] == ["one"]
 
 
 @override_settings(CONTEXT_WINDOW_MESSAGES=3)
