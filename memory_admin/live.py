@@ -68,7 +68,8 @@ def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
 
 
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:
-    """Publish now (use `publish_on_commit` from inside a transaction)."""
+    """Publish now, or once the response is sent inside the hot lane (`held`); use `publish_on_commit` from
+    inside a transaction."""
     publish_all([(groups, message)])
 
 
@@ -84,7 +85,7 @@ _holding = threading.local()
 
 
 def publish_all(messages: Sequence[tuple[Sequence[str], dict[str, Any]]]) -> None:
-    """Publish several messages in one round trip (a batch write announces each of its rows)."""
+    """Publish several messages in one round trip (a batch write announces each of its rows), as `publish`."""
     held: Messages | None = getattr(_holding, "messages", None)
     if held is not None:
         held.extend(messages)
