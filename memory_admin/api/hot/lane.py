@@ -61,7 +61,7 @@ class Fallback(Exception):
 class _Sent:
     """A response body whose `close` does what the client need not wait for: the live updates the request
     published, its access log line and metrics. A WSGI server calls `close` once the response is sent
-    (PEP 3333; granian writes the response first). Not a list: granian sends a list without closing it."""
+    (PEP 3333; granian, once it has the body and is writing it). Not a list: granian sends a list without closing it."""
 
     __slots__ = ("_after", "body")
 
