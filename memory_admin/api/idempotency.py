@@ -31,7 +31,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.errors import Conflict, Unprocessable, ValidationFailed
-from memory_admin.health import redis_client
+from memory_admin.redis_wire import Batch
 from tenants_app.authentication import tenant_of
 
 logger = structlog.get_logger("memory.idempotency")
@@ -89,11 +89,16 @@ def new_claim(tenant_id: uuid.UUID, method: str, path: str, key: str, body: byte
     )
 
 
-def pending_record(claim: Claim) -> str:
-    return json.dumps({"state": "pending", "fp": claim.fingerprint})
+def take(claim: Claim) -> bool:
+    """Record the claim as in flight unless the key holds a record already; True when this request now owns
+    the key. Raises redis.RedisError (the caller runs unprotected, as when Redis is away)."""
+    pending = json.dumps({"state": "pending", "fp": claim.fingerprint})
+    (won,) = Batch().set(claim.redis_key, pending, ex=IN_FLIGHT_SECONDS, nx=True).execute()
+    return bool(won)
 
 
-def done_record(claim: Claim, *, path: str, status: int, data: Any, headers: dict[str, str]) -> str:
+def complete(claim: Claim, *, path: str, status: int, data: Any, headers: dict[str, str]) -> None:
+    """Keep a successful response for the retries of its key."""
     record = {
         "state": "done",
         "fp": claim.fingerprint,
@@ -103,17 +108,27 @@ def done_record(claim: Claim, *, path: str, status: int, data: Any, headers: dic
         "data": data,
         "headers": {name: value for name, value in headers.items() if name.lower() != "content-type"},
     }
-    return json.dumps(record, cls=JSONEncoder)
+    try:
+        Batch().set(claim.redis_key, json.dumps(record, cls=JSONEncoder), ex=claim.keep_seconds).execute()
+    except redis.RedisError as exc:
+        logger.warning("idempotency_unavailable", error=type(exc).__name__)
+
+
+def release(claim: Claim) -> None:
+    """Free the key of a request that failed (it had no effect: a retry may run it)."""
+    try:
+        Batch().delete(claim.redis_key).execute()
+    except redis.RedisError as exc:
+        logger.warning("idempotency_unavailable", error=type(exc).__name__)
 
 
 def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response | None:
     """Claim the key (returns a Claim), replay a finished request (a Response), or None if Redis is down."""
     claim = new_claim(tenant_id, request.method or "", request.path, key, request.body)
-    client = redis_client()
     try:
-        if client.set(claim.redis_key, pending_record(claim), nx=True, ex=IN_FLIGHT_SECONDS):
+        if take(claim):
             return claim
-        stored = client.get(claim.redis_key)
+        (stored,) = Batch().get(claim.redis_key).execute()
     except redis.RedisError as exc:
         logger.warning("idempotency_unavailable", error=type(exc).__name__)
         return None
@@ -134,23 +149,6 @@ def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response
     return response
 
 
-def _complete(claim: Claim, response: Response, path: str) -> None:
-    record = done_record(
-        claim, path=path, status=response.status_code, data=response.data, headers=dict(response.items())
-    )
-    try:
-        redis_client().set(claim.redis_key, record, ex=claim.keep_seconds)
-    except redis.RedisError as exc:
-        logger.warning("idempotency_unavailable", error=type(exc).__name__)
-
-
-def _release(claim: Claim) -> None:
-    try:
-        redis_client().delete(claim.redis_key)
-    except redis.RedisError as exc:
-        logger.warning("idempotency_unavailable", error=type(exc).__name__)
-
-
 def idempotent(handler: Handler) -> Handler:
     """Decorate a view's post/put/patch so that it honours Idempotency-Key (see the module docstring)."""
 
@@ -167,12 +165,18 @@ def idempotent(handler: Handler) -> Handler:
         try:
             response = handler(view, request, *args, **kwargs)
         except BaseException:
-            _release(outcome)
+            release(outcome)
             raise
         if 200 <= response.status_code < 300:
-            _complete(outcome, response, request.path)
+            complete(
+                outcome,
+                path=request.path,
+                status=response.status_code,
+                data=response.data,
+                headers=dict(response.items()),
+            )
         else:
-            _release(outcome)
+            release(outcome)
         return response
 
     wrapper.idempotent = True  # type: ignore[attr-defined]

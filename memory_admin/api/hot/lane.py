@@ -23,20 +23,12 @@ from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
 
 from memory_admin import live
+from memory_admin.api import idempotency
 from memory_admin.api.errors import error_body
-from memory_admin.api.idempotency import (
-    IN_FLIGHT_SECONDS,
-    Claim,
-    checked_key,
-    done_record,
-    new_claim,
-    pending_record,
-    stored_key,
-)
+from memory_admin.api.idempotency import Claim, checked_key, new_claim, stored_key
 from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
 from memory_admin.errors import ServiceError, ValidationFailed
 from memory_admin.observability import REQUEST_ID_HEADER, accepted_request_id, log_request
-from memory_admin.redis_wire import Batch
 from tenants_app.authentication import KEY_CHECK_ENVIRON, resolve_key
 from tenants_app.keycache import check as check_key
 from tenants_app.models import ApiKey, Tenant
@@ -347,13 +339,19 @@ class HotLane:
             response = None
         except BaseException:
             if isinstance(claim, Claim):
-                _release(claim)
+                idempotency.release(claim)
             raise
         if isinstance(claim, Claim):
             if response is not None and 200 <= response.status < 300:
-                _complete(claim, request, response)
+                idempotency.complete(
+                    claim,
+                    path=request.path,
+                    status=response.status,
+                    data=orjson.loads(response.body),
+                    headers=dict(response.headers),
+                )
             else:
-                _release(claim)
+                idempotency.release(claim)
         return response
 
     def _observe(self, bound: _Bound, status: int, elapsed: float, request_id: str) -> None:
@@ -431,36 +429,11 @@ def _claim(request: HotRequest, body: bytes) -> Claim | object | None:
     flight, or for another body: Django's decorator answers each); None when Redis cannot say (the request runs
     unprotected, as in Django)."""
     assert request.idempotency_key is not None
-    claim = new_claim(request.tenant.pk, "POST", request.path, request.idempotency_key, body)
+    method = request.environ["REQUEST_METHOD"]
+    claim = new_claim(request.tenant.pk, method, request.path, request.idempotency_key, body)
     try:
-        won, _ = (
-            Batch()
-            .set(claim.redis_key, pending_record(claim), ex=IN_FLIGHT_SECONDS, nx=True)
-            .get(claim.redis_key)
-            .execute()
-        )
+        won = idempotency.take(claim)
     except redis.RedisError as exc:
         logger.warning("idempotency_unavailable", error=type(exc).__name__)
         return None
     return claim if won else _TAKEN
-
-
-def _complete(claim: Claim, request: HotRequest, response: HotResponse) -> None:
-    record = done_record(
-        claim,
-        path=request.path,
-        status=response.status,
-        data=orjson.loads(response.body),
-        headers=dict(response.headers),
-    )
-    try:
-        Batch().set(claim.redis_key, record, ex=claim.keep_seconds).execute()
-    except redis.RedisError as exc:
-        logger.warning("idempotency_unavailable", error=type(exc).__name__)
-
-
-def _release(claim: Claim) -> None:
-    try:
-        Batch().delete(claim.redis_key).execute()
-    except redis.RedisError as exc:
-        logger.warning("idempotency_unavailable", error=type(exc).__name__)
