@@ -32,18 +32,15 @@ def say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-BENCH_SHARED_BUFFERS = "4GB"
-
-
 def environment() -> dict[str, str]:
     """Start (or adopt) the embedded servers of the bench profile; the environment the service runs with.
 
     Durable like `make run` (fsync and synchronous commit on): event appends pay for a real commit.
     """
-    # Postgres gets a buffer pool that holds the memories suite's HNSW index (~2 GB for a million global
-    # vectors), as a production server would on this 24 GiB machine; with 256 MB each global search read ~800
-    # index pages from the OS cache. LangGraph's anchors run on the same server.
-    env = service_environment(PROFILE, durable=True, shared_buffers=BENCH_SHARED_BUFFERS)
+    # Postgres runs as memory_admin.runner.PROFILES["bench"] says: durable, with a 4 GB buffer pool (with
+    # 256 MB each global memory search read ~800 index pages from the OS cache). LangGraph's anchors run on
+    # the same server.
+    env = service_environment(PROFILE)
     env.update(
         {
             # The rate limiter still runs its Redis INCR on every request; it just never refuses one.

