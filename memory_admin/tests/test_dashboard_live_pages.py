@@ -3,11 +3,9 @@ only what the page shows, catch-up from the page's time, and roles checked on ev
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -21,13 +19,12 @@ from memories_app.models import Memory, PromotionJob
 from memories_app.services import NewMemory, create_memory, delete_memory, update_memory, update_profile
 from memory_admin.dashboard import consumers, live_rows
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
+from memory_admin.tests.sockets import run
 from sessions_app.services import create_session, finish_operation, record_operation
 from tenants_app.models import ApiKey
 from tenants_app.services import issue_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +33,6 @@ def _hashing_embedder() -> Iterator[None]:
         reset_embedder()
         yield
     reset_embedder()
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run an async scenario on its own loop in its own thread (a browser test may own this thread's loop)."""
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        return executor.submit(asyncio.run, scenario()).result()
 
 
 async def _watch(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from channels.testing.websocket import WebsocketCommunicator
 
 from conftest import World
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
+from memory_admin.tests.sockets import run
 from sessions_app.models import EventType
 from sessions_app.services import NewEvent, append_events, create_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-T = TypeVar("T")
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run an async scenario on its own loop in its own thread (a browser test may own this thread's loop)."""
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        return executor.submit(asyncio.run, scenario()).result()
 
 
 def _communicator(user: Any) -> WebsocketCommunicator:
