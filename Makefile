@@ -47,6 +47,7 @@ lint: install-dev
 fmt: install-dev
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
+## stop: from another shell, stop a running `make run` (its processes and its servers), as Ctrl-C does there
 stop:
 	$(PY) -m memory_admin.runner stop run
 

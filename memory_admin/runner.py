@@ -3,7 +3,7 @@
     python -m memory_admin.runner run       # embedded servers (unless URLs are set), migrate, demo data, serve
     python -m memory_admin.runner test ...  # embedded test servers, then ruff, mypy, migrations check, pytest
     python -m memory_admin.runner env       # start the test servers and print their environment (for a shell)
-    python -m memory_admin.runner stop run|test
+    python -m memory_admin.runner stop run|test  # stop a running `make run` (from another shell), or the servers
 
 Serving topology for one machine: granian's WSGI workers serve every HTTP request (the API is sync Django
 code, several times cheaper under WSGI than under an ASGI server; granian's HTTP handling is in Rust, a
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory_admin.embedded import EmbeddedStack, exclusive, port_answers
+from memory_admin.embedded import EmbeddedServiceError, EmbeddedStack, exclusive, pid_alive, port_answers, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where each profile keeps its data (var/run, var/test, …); MEMORY_VAR moves it, e.g. for tests of `run`.
@@ -141,7 +141,10 @@ def run() -> int:
     with exclusive(profile_dir / "lock") as acquired:
         if not acquired:
             state = _read_state(profile_dir)
-            _say(f"already running (pid {state.get('pid', '?')}) at {state.get('url', '?')}; stop it with Ctrl-C there")
+            _say(
+                f"already running (pid {state.get('pid', '?')}) at {state.get('url', '?')}; "
+                "stop it with Ctrl-C there, or with `make stop`"
+            )
             return 1
         for wanted in (port, ws_port):
             if port_answers(wanted, display_host):
@@ -284,6 +287,28 @@ def _print_banner(url: str, credentials_file: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
+def stop(profile: str, *, timeout: float = 60) -> int:
+    """Stop a profile's service from another shell: a running `make run` is asked to stop (it stops its
+    processes, then its servers, as on Ctrl-C); servers that nothing runs on (`runner env`) are stopped."""
+    profile_dir = VAR / profile
+    with exclusive(profile_dir / "lock") as free:
+        if free:
+            EmbeddedStack(profile_dir).stop()
+            return 0
+    pid = _read_state(profile_dir).get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        _say(f"var/{profile}/ is in use by a command that is still starting (or by `make test`); try again")
+        return 1
+    _say(f"asking the running `make run` (pid {pid}) to stop")
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not pid_alive(pid), timeout=timeout, what=f"`make run` (pid {pid}) to stop")
+    except EmbeddedServiceError as error:
+        _say(str(error))
+        return 1
+    return 0
+
+
 def _write_state(profile_dir: Path, state: dict[str, object]) -> None:
     (profile_dir / "state.json").write_text(json.dumps(state))
 
@@ -348,8 +373,7 @@ def main(argv: Sequence[str]) -> int:
     if command == "env":
         return print_env(rest[0] if rest else "test")
     if command == "stop":
-        EmbeddedStack(VAR / (rest[0] if rest else "run")).stop()
-        return 0
+        return stop(rest[0] if rest else "run")
     if command == "clean":
         for profile in rest or ["test"]:
             EmbeddedStack(VAR / profile).stop()

@@ -112,3 +112,65 @@ def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl
     assert process.returncode == 0
     time.sleep(1)
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_make_stop_asks_the_running_make_run_to_stop_and_waits_until_it_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setattr(runner, "VAR", tmp_path)
+    profile = tmp_path / "run"
+    # A stand-in for `make run` that holds the profile's lock and records its pid as the launcher does, and
+    # takes a moment to stop its processes when asked.
+    stand_in = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, os, pathlib, signal, sys, time\n"
+            "from memory_admin.embedded import exclusive\n"
+            "profile = pathlib.Path(sys.argv[1])\n"
+            "def on_term(*_):\n"
+            "    time.sleep(0.5)\n"
+            "    (profile / 'stopped').write_text('asked')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, on_term)\n"
+            "with exclusive(profile / 'lock'):\n"
+            "    (profile / 'state.json').write_text(json.dumps({'pid': os.getpid(), 'url': 'http://x/'}))\n"
+            "    while True:\n"
+            "        time.sleep(0.1)\n",
+            str(profile),
+        ],
+        cwd=runner.ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (profile / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        code = runner.main(["stop", "run"])
+
+        assert code == 0
+        assert stand_in.poll() == 0, "stop returned before the run had stopped"
+        assert (profile / "stopped").read_text() == "asked"
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+def test_make_stop_while_a_run_is_still_starting_says_so_and_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runner, "VAR", tmp_path)
+    profile = tmp_path / "run"
+    profile.mkdir()
+
+    # The lock is held, but no pid is recorded yet (migrations are running, say).
+    with exclusive(profile / "lock") as held:
+        assert held
+        code = runner.main(["stop", "run"])
+
+    assert code == 1
+    assert "still starting" in capsys.readouterr().err
