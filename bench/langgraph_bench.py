@@ -29,6 +29,7 @@ import psycopg
 
 from bench.checkpoints_bench import anchor_url, stored_bytes
 from bench.figures import Figure
+from bench.load import summarize
 from bench.service import say
 
 if TYPE_CHECKING:
@@ -117,6 +118,21 @@ def agents_run(make_saver: Callable[[int], Any], *, agents: int, seconds: float,
     }
 
 
+def resume_reads(saver: Any, thread_id: str, *, count: int = 300) -> dict[str, float]:
+    """`get_tuple` of a finished run's thread, `count` times in a row after a warm-up: what every
+    `graph.invoke` on an existing thread (the next turn of a conversation, a resume) starts with."""
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    for _ in range(20):
+        saver.get_tuple(config)
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        found = saver.get_tuple(config)
+        samples.append(time.perf_counter() - began)
+    assert found is not None and found.checkpoint["channel_values"]["turn"] == TURNS, "not the finished run's state"
+    return summarize(samples)
+
+
 class _PostgresSaverOnConnection:
     """A PostgresSaver with its own autocommit connection, closed with it."""
 
@@ -142,6 +158,7 @@ def anchor(url: str, *, seconds: float) -> dict[str, Any]:
     thread_id = f"lg-bench-bytes-{uuid.uuid4().hex[:12]}"
     try:
         run_once(build_graph(single.saver), thread_id)
+        result["resume_read"] = resume_reads(single.saver, thread_id)
     finally:
         single.close()
     tables = {"checkpoints": "thread_id", "checkpoint_blobs": "thread_id", "checkpoint_writes": "thread_id"}
@@ -174,6 +191,7 @@ def ours(bench: Bench, *, seconds: float) -> dict[str, Any]:
     saver = AgentMemorySaver(base_url=base_url, api_key=bench.key)
     try:
         run_once(build_graph(saver), thread_id)
+        result["resume_read"] = resume_reads(saver, thread_id)
     finally:
         saver.close()
     with psycopg.connect(bench.env["DATABASE_URL"]) as conn:
@@ -224,6 +242,16 @@ def langgraph_suite(bench: Bench) -> list[Figure]:
                 f">= {0.7 * anchor_run['steps_per_s']:.1f}",
             )
         )
+    figures.append(
+        Figure(
+            "langgraph_resume_read_p50",
+            "ms",
+            found["resume_read"]["p50_ms"],
+            "postgres_saver_resume_read_p50",
+            theirs["resume_read"]["p50_ms"],
+            "<= 1.5",  # as the service's own latest-checkpoint read (issue 4)
+        )
+    )
     mine_bytes, their_bytes = found["stored_one_run"]["total"], theirs["stored_one_run"]["total"]
     figures.append(
         Figure(

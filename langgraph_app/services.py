@@ -73,13 +73,18 @@ class WritesSave:
     writes: Sequence[Write]
 
 
-def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user_id: str = "") -> AgentSession | None:
-    """The session that is this tenant's thread `thread_id` (made on demand when `create`), or None."""
+def check_thread_id(thread_id: str) -> None:
+    """ValidationFailed (400) unless `thread_id` can name a thread (it is a session id)."""
     if not SESSION_ID.match(thread_id):
         raise ValidationFailed(
             "thread_id must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
             details={"thread_id": thread_id[:200]},
         )
+
+
+def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user_id: str = "") -> AgentSession | None:
+    """The session that is this tenant's thread `thread_id` (made on demand when `create`), or None."""
+    check_thread_id(thread_id)
     try:
         session: AgentSession | None = get_session(tenant=tenant, session_id=thread_id)
     except NotFound:

@@ -233,6 +233,16 @@ def _b64(blob: bytes | memoryview | None) -> str | None:
     return None if blob is None else base64.b64encode(open_bytes(blob)).decode("ascii")
 
 
+# The longest text each query parameter of the checkpoint listings may be.
+QUERY_MAX_LENGTH = {"checkpoint_ns": 512, "checkpoint_id": 128, "before": 128}
+
+
+def tuple_page(views: list[TupleView], limit: int) -> dict[str, Any]:
+    """A page of one thread's tuples, newest first; `next_before` (the cursor) when the page is full."""
+    next_before = views[-1].row.checkpoint_id if len(views) == limit else None
+    return {"results": [tuple_out(view) for view in views], "next_before": next_before}
+
+
 def tuple_out(view: TupleView) -> dict[str, Any]:
     row = view.row
     return {

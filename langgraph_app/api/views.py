@@ -86,14 +86,13 @@ class ThreadCheckpointsView(AgentAPIView):
         views = selectors.list_tuples(
             tenant=self.tenant,
             thread_id=session_id,
-            checkpoint_ns=_query_text(request, "checkpoint_ns"),
-            checkpoint_id=_query_text(request, "checkpoint_id", max_length=128),
-            before=_query_text(request, "before", max_length=128),
+            checkpoint_ns=_query_text(request, "checkpoint_ns", max_length=s.QUERY_MAX_LENGTH["checkpoint_ns"]),
+            checkpoint_id=_query_text(request, "checkpoint_id", max_length=s.QUERY_MAX_LENGTH["checkpoint_id"]),
+            before=_query_text(request, "before", max_length=s.QUERY_MAX_LENGTH["before"]),
             metadata_filter=_metadata_filter(request),
             limit=limit,
         )
-        next_before = views[-1].row.checkpoint_id if len(views) == limit else None
-        return Response({"results": [s.tuple_out(view) for view in views], "next_before": next_before})
+        return Response(s.tuple_page(views, limit))
 
     @extend_schema(request=s.CheckpointIn, responses={201: s.CheckpointSavedOut})
     @idempotent
@@ -150,7 +149,7 @@ class CheckpointsView(AgentAPIView):
         limit = _limit(request)
         views = selectors.list_tenant_tuples(
             tenant=self.tenant,
-            before=_query_text(request, "before", max_length=128),
+            before=_query_text(request, "before", max_length=s.QUERY_MAX_LENGTH["before"]),
             after=_position(request),
             metadata_filter=_metadata_filter(request),
             limit=limit,

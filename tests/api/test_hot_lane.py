@@ -443,6 +443,87 @@ def test_an_outsider_cannot_save_into_a_langgraph_thread_through_the_lane(world:
     assert AgentSession.objects.get(tenant=world.outsider.tenant, session_id="lg-owned") != acme_thread
 
 
+def _twin_threads(world: World) -> None:
+    lane, django = _clients(world)
+    for client, thread in ((lane, "lg-via-lane"), (django, "lg-via-django")):
+        for checkpoint_id, parent in (("1f0-0001", None), ("1f0-0002", "1f0-0001"), ("1f0-0003", "1f0-0002")):
+            saved = client.post(
+                f"/api/v1/langgraph/threads/{thread}/saves", _step(checkpoint_id, parent), format="json"
+            )
+            assert saved.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?checkpoint_ns=&limit=1",  # get_tuple: the latest, with its blobs and the writes made on it
+        "?checkpoint_ns=&checkpoint_id=1f0-0002&limit=1",  # get_tuple of one checkpoint
+        "?checkpoint_ns=&before=1f0-0003&limit=2",  # list's next page
+        "?limit=2",  # a full page: next_before is set
+        "",  # every checkpoint of every namespace
+        "?checkpoint_id=1f0-9999&limit=1",  # none
+    ],
+)
+def test_a_langgraph_checkpoint_read_is_answered_by_the_lane_as_django_answers_it(world: World, query: str) -> None:
+    _twin_threads(world)
+    lane, django = _clients(world)
+
+    lane_response = lane.get(f"/api/v1/langgraph/threads/lg-via-lane/checkpoints{query}")
+    django_response = django.get(f"/api/v1/langgraph/threads/lg-via-django/checkpoints{query}")
+
+    _same_answer(lane_response, django_response)
+    assert lane_response.json() == {
+        **django_response.json(),
+        "results": [
+            {**item, "thread_id": "lg-via-lane"} for item in django_response.json()["results"]
+        ],  # the checkpoint ids (left out by the comparison above) too
+    }
+
+
+def test_a_langgraph_read_of_an_unknown_or_an_outsiders_thread_is_the_same_404_from_the_lane(world: World) -> None:
+    _twin_threads(world)
+    lane, django = _clients(world)
+    outsider = AgentClient()
+    outsider.credentials(HTTP_AUTHORIZATION=f"Bearer {world.outsider.raw_key}")
+
+    unknown = lane.get("/api/v1/langgraph/threads/lg-nobody/checkpoints?checkpoint_ns=&limit=1")
+    unknown_django = django.get("/api/v1/langgraph/threads/lg-nobody/checkpoints?checkpoint_ns=&limit=1")
+    not_theirs = outsider.get("/api/v1/langgraph/threads/lg-via-lane/checkpoints?checkpoint_ns=&limit=1")
+
+    _same_answer(unknown, unknown_django)
+    assert served_by_hot_lane(not_theirs)
+    assert_error_shape(not_theirs, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("description", "query"),
+    [
+        ("a metadata filter", '?filter={"step":1}'),
+        ("a limit out of range", "?limit=0"),
+        ("a limit spelled otherwise than in digits", "?limit=+1"),
+        ("a limit that is not a number", "?limit=one"),
+        ("a parameter given twice", "?limit=1&limit=2"),
+        ("a parameter the view does not read", "?limit=1&debug=1"),
+        ("a parameter without a value", "?limit"),
+        ("a namespace longer than the view takes", "?checkpoint_ns=" + "n" * 513),
+        ("a value that is not UTF-8", "?checkpoint_ns=%ff"),
+        ("a NUL character", "?checkpoint_ns=%00"),
+    ],
+)
+def test_a_langgraph_read_whose_query_is_not_plain_is_handed_to_django(
+    world: World, description: str, query: str
+) -> None:
+    _twin_threads(world)
+    lane, django = _clients(world)
+
+    lane_response = lane.get(f"/api/v1/langgraph/threads/lg-via-lane/checkpoints{query}")
+    django_response = django.get(f"/api/v1/langgraph/threads/lg-via-django/checkpoints{query}")
+
+    assert not served_by_hot_lane(lane_response), description
+    assert lane_response.status_code == django_response.status_code, description
+    assert lane_response.status_code < 500, description
+
+
 def test_a_langgraph_body_the_parser_refuses_is_handed_to_django(world: World) -> None:
     lane, _ = _clients(world)
 

@@ -11,7 +11,8 @@ logs, and hands everything else to Django untouched:
   start-up that a sample path of each resolves to that URL, and takes the view's name and `Allow` header
   from Django, so both lanes log, count and answer alike.
 - A request is plain when it has a JSON body (for writes) that parses quickly and has exactly the shape the
-  route expects, an API key in the usual header, an `Accept` that takes JSON, and no query string. Anything
+  route expects, an API key in the usual header, an `Accept` that takes JSON, and no query string (a read
+  route may name the parameters it reads: each at most once, as its view accepts them). Anything
   else (a malformed body, an unusual header, a field the route does not know) goes to Django, which words
   every refusal; the hot lane never has to.
 - An Idempotency-Key is honoured with the same Redis records as Django's decorator

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from io import BytesIO
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import redis
@@ -126,6 +127,9 @@ class HotRoute:
     handle: Callable[[HotRequest, Any], HotResponse]
     # Whether the request carries a JSON body.
     has_body: bool = True
+    # The query parameters a route without a body reads: `parse` is then given them as a dict (each name at
+    # most once). A route without any takes no query string; an unknown name is Django's to answer.
+    query: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -247,12 +251,13 @@ class HotLane:
         return _Sent(response.body, after)
 
     def _match(self, environ: dict[str, Any]) -> tuple[_Bound | None, dict[str, str]]:
-        if not self.enabled or environ.get("QUERY_STRING"):
+        if not self.enabled:
             return None, {}
+        has_query = bool(environ.get("QUERY_STRING"))
         for bound in self.by_method.get(environ.get("REQUEST_METHOD", ""), ()):
             found = bound.pattern.fullmatch(environ.get("PATH_INFO", ""))
             if found is not None:
-                return bound, found.groupdict()
+                return (None, {}) if has_query and not bound.route.query else (bound, found.groupdict())
         return None, {}
 
     def _serve(self, bound: _Bound, kwargs: dict[str, str], environ: dict[str, Any]) -> HotResponse | None:
@@ -269,8 +274,13 @@ class HotLane:
                 idempotency_key = checked_key(environ["HTTP_IDEMPOTENCY_KEY"])
             except ValidationFailed:
                 return None  # Django words the 400
-        data, body = None, b""
-        if route.has_body:
+        data: Any = None
+        body = b""
+        if route.query:
+            data = _plain_query(environ.get("QUERY_STRING", ""), route.query)
+            if data is None:
+                return None
+        elif route.has_body:
             read = _read_body(environ)
             data = NOT_PLAIN if read is None else parse_plainly(read)
             if data is NOT_PLAIN:
@@ -398,6 +408,21 @@ def _raw_key(environ: dict[str, Any]) -> str | None:
         return value if scheme.lower() == "bearer" and value else None
     key = environ.get("HTTP_X_API_KEY", "").strip()
     return key or None
+
+
+def _plain_query(raw: str, names: frozenset[str]) -> dict[str, str] | None:
+    """The query string as a dict when it is plain: ASCII, well formed, UTF-8 once unquoted, only `names`,
+    each at most once, no NUL; else None (Django reads what a client meant by anything else)."""
+    if not raw.isascii():
+        return None
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=len(names))
+    except ValueError:  # malformed, not UTF-8 (UnicodeDecodeError), or more fields than the route reads
+        return None
+    found = dict(pairs)
+    if len(found) != len(pairs) or not found.keys() <= names or any("\x00" in value for value in found.values()):
+        return None
+    return found
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
