@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -41,12 +41,13 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 # Every agent request starts with this lookup: one prepared statement on the connection's cursor, the row
 # turned into a model with the columns' own converters (a RawQuerySet maps the columns again on every call).
-_SESSION_FIELDS = AgentSession._meta.concrete_fields
+SESSION_FIELDS = AgentSession._meta.concrete_fields
+SESSION_COLUMNS = ", ".join(field.column for field in SESSION_FIELDS)
 _GET_SESSION_SQL = (
-    f"SELECT {', '.join(field.column for field in _SESSION_FIELDS)} "  # noqa: S608
+    f"SELECT {SESSION_COLUMNS} "  # noqa: S608
     f"FROM {AgentSession._meta.db_table} WHERE tenant_id = %s AND session_id = %s AND erased_at IS NULL"
 )
-_SESSION_ATTNAMES = [field.attname for field in _SESSION_FIELDS]
+_SESSION_ATTNAMES = [field.attname for field in SESSION_FIELDS]
 
 
 def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
@@ -58,6 +59,11 @@ def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
             row = cursor.fetchone()
     if row is None:
         raise NotFound("No such session.", details={"session_id": session_id})
+    return session_from_row(row)
+
+
+def session_from_row(row: Sequence[Any]) -> AgentSession:
+    """A session from a row of SESSION_COLUMNS, the JSON column converted as the ORM converts it."""
     values = list(row)
     for index, field, converter in _session_converters():
         values[index] = converter(values[index], field, connection)
@@ -89,7 +95,7 @@ def _session_converters() -> list[tuple[int, Any, Callable[..., Any]]]:
     """(column index, field, converter) for the columns whose database value needs converting (JSON)."""
     return [
         (index, field, converter)
-        for index, field in enumerate(_SESSION_FIELDS)
+        for index, field in enumerate(SESSION_FIELDS)
         for converter in field.get_db_converters(connection)  # type: ignore[attr-defined]  # missing in the stubs
     ]
 

@@ -28,7 +28,14 @@ from memory_admin.sql import run
 from sessions_app import context, identity
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
-from sessions_app.selectors import rebuild_state, session_row
+from sessions_app.selectors import (
+    SESSION_COLUMNS,
+    SESSION_FIELDS,
+    get_session,
+    rebuild_state,
+    session_from_row,
+    session_row,
+)
 from sessions_app.state import apply_event, copy_state, validate_event
 from tenants_app.models import Tenant
 
@@ -66,7 +73,23 @@ def session_message(session: AgentSession, kind: str) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
+# A session with the id the client chose, or the live session that has it already, in one statement. Its
+# SELECT sees the rows as they were when the statement began: a session created concurrently since then is
+# found by a second lookup.
+_CREATE_SESSION_SQL = f"""
+WITH inserted AS (
+    INSERT INTO {AgentSession._meta.db_table} ({SESSION_COLUMNS})
+    VALUES ({", ".join(["%s"] * len(SESSION_FIELDS))})
+    ON CONFLICT (tenant_id, session_id) WHERE erased_at IS NULL DO NOTHING
+    RETURNING {SESSION_COLUMNS}
+)
+SELECT {SESSION_COLUMNS}, true FROM inserted
+UNION ALL
+SELECT {SESSION_COLUMNS}, false FROM {AgentSession._meta.db_table}
+WHERE tenant_id = %s AND session_id = %s AND erased_at IS NULL
+"""  # noqa: S608 - table and columns come from the model; every value is bound
+
+
 def create_session(
     *,
     tenant: Tenant,
@@ -77,22 +100,23 @@ def create_session(
     """Start a session for `user_id`; returns it and whether it is new.
 
     A client may choose the id. Creating an id that exists for the same user returns the existing session
-    (so a retried create is harmless); the same id for another user is a 409.
+    (so a retried create is harmless); the same id for another user is a 409. One statement either way
+    (a LangGraph thread's first save and every agent's first request start here).
     """
-    fields = {"user_id": user_id, "metadata": metadata or {}}
+    session = AgentSession(tenant=tenant, user_id=user_id, metadata=metadata or {})
     if session_id is None:
-        session = AgentSession(tenant=tenant, **fields)
         session.session_id = str(session.id)
         session.save(force_insert=True)
         created = True
     else:
-        try:
-            with transaction.atomic():
-                session, created = AgentSession.objects.get_or_create(
-                    tenant=tenant, session_id=session_id, defaults=fields
-                )
-        except IntegrityError:  # a concurrent create won the race
-            session, created = AgentSession.objects.get(tenant=tenant, session_id=session_id), False
+        session.session_id = session_id
+        values = [field.get_db_prep_save(getattr(session, field.attname), connection) for field in SESSION_FIELDS]
+        rows = run(_CREATE_SESSION_SQL, [*values, tenant.pk, session_id])
+        if rows:
+            *columns, created = rows[0]
+            session = session_from_row(columns)
+        else:  # created by another request after this statement began
+            session, created = get_session(tenant=tenant, session_id=session_id), False
         if not created and session.user_id != user_id:
             raise Conflict("A session with this id exists for another user.", details={"session_id": session_id})
     if created:
