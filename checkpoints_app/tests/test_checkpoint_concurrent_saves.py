@@ -3,17 +3,17 @@ sequence, one clean 409 per loser of a race for the same sequence."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from checkpoints_app.models import Checkpoint
 from conftest import World
 from tests.clients import AgentClient
+from tests.concurrency import at_once
 
 from .helpers import acme_session, save, url
 
@@ -30,23 +30,8 @@ def client_of(world: World) -> APIClient:
 
 
 def in_threads(work: Callable[[int], Any]) -> list[Any]:
-    """Run work(i) in THREADS threads released together; each thread has its own database connection."""
-    barrier = threading.Barrier(THREADS)
-    results: list[Any] = [None] * THREADS
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work(index)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    """work(i) in THREADS threads released together, each on its own database connection."""
+    return at_once(*(functools.partial(work, index) for index in range(THREADS)))
 
 
 def test_concurrent_saves_are_all_kept_with_distinct_gap_free_sequences(world: World) -> None:

@@ -3,13 +3,10 @@ leave every kept chain valid, while an agent keeps saving."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint
@@ -17,6 +14,7 @@ from checkpoints_app.selectors import verify_checkpoints
 from checkpoints_app.services import RetentionReport, apply_checkpoint_retention, save_checkpoint
 from conftest import World
 from sessions_app.models import AgentSession
+from tests.concurrency import at_once
 
 from .helpers import acme_session, messages
 
@@ -41,28 +39,6 @@ def old_sessions(world: World) -> list[AgentSession]:
             save_checkpoint(session=session, node_id="n", state=messages(step))
     Checkpoint.objects.update(created_at=timezone.now() - timedelta(days=40))
     return sessions
-
-
-def at_once(*work: Callable[[], Any]) -> list[Any]:
-    """Run each callable in its own thread (own database connection), released together; their results."""
-    barrier = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work[index]()
-        except BaseException as exc:  # returned, so the test's assertions show it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 def retention() -> RetentionReport:

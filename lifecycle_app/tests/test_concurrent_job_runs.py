@@ -3,13 +3,9 @@ and the counts of their two JobRuns add up to the work."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from conftest import World
@@ -18,31 +14,11 @@ from lifecycle_app.models import ArchiveSegment, JobRun, RunStatus
 from memories_app.models import Memory, Scope
 from memories_app.services import NewMemory, create_memories
 from sessions_app.models import AgentSession, Event, SessionStatus
+from tests.concurrency import at_once
 
 from .conftest import age, grow_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def at_once(*work: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work[index]()
-        except BaseException as exc:  # returned, so the assertions show it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 def test_two_session_archival_runs_archive_each_session_and_event_once(world: World, settings) -> None:

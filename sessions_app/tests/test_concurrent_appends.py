@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from conftest import World
 from sessions_app.models import Event
 from sessions_app.tests.helpers import create_session
 from tests.clients import AgentClient
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,23 +25,6 @@ def _client(world: World) -> APIClient:
     return client
 
 
-def _run_in_threads(work: list[Callable[[], None]]) -> None:
-    barrier = threading.Barrier(len(work))
-
-    def runner(job: Callable[[], None]) -> None:
-        barrier.wait()
-        try:
-            job()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(job,)) for job in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-
 def test_racing_appends_with_the_same_expected_version_have_exactly_one_winner(world: World) -> None:
     create_session(world.acme.client, "s", "alice")
     statuses: list[int] = []
@@ -52,7 +33,7 @@ def test_racing_appends_with_the_same_expected_version_have_exactly_one_winner(w
         body = {"type": "NODE_TRANSITION", "payload": {"node": f"n{index}"}, "expected_version": 0}
         statuses.append(_client(world).post("/api/v1/sessions/s/events", body, format="json").status_code)
 
-    _run_in_threads([functools.partial(append, i) for i in range(WRITERS)])
+    at_once(*(functools.partial(append, i) for i in range(WRITERS)))
 
     assert Counter(statuses) == {201: 1, 409: WRITERS - 1}
     assert list(Event.objects.values_list("version", flat=True)) == [1]
@@ -66,7 +47,7 @@ def test_racing_appends_without_expectations_all_land_with_gap_free_versions(wor
         events = [{"type": "NODE_TRANSITION", "payload": {"node": f"{index}-{j}"}} for j in range(3)]
         statuses.append(_client(world).post("/api/v1/sessions/s/events", {"events": events}, format="json").status_code)
 
-    _run_in_threads([functools.partial(append, i) for i in range(WRITERS)])
+    at_once(*(functools.partial(append, i) for i in range(WRITERS)))
 
     versions = sorted(Event.objects.values_list("version", flat=True))
     assert statuses == [201] * WRITERS

@@ -4,15 +4,15 @@ user, a 409 — never a 500 or a second row."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from conftest import World
 from sessions_app.models import AgentSession
 from tests.clients import AgentClient
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,24 +20,12 @@ THREADS = 8
 
 
 def _race(world: World, body_of: Any) -> list[Any]:
-    barrier = threading.Barrier(THREADS)
-    responses: list[Any] = [None] * THREADS
-
-    def create(index: int) -> None:
+    def create(index: int) -> Any:
         client = AgentClient()  # one per thread: test clients are not meant to be shared
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.acme.raw_key}")
-        try:
-            barrier.wait()
-            responses[index] = client.post("/api/v1/sessions", body_of(index), format="json")
-        finally:
-            connection.close()
+        return client.post("/api/v1/sessions", body_of(index), format="json")
 
-    threads = [threading.Thread(target=create, args=(index,)) for index in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return responses
+    return at_once(*(functools.partial(create, index) for index in range(THREADS)))
 
 
 def test_concurrent_creates_of_one_id_make_one_session_and_answer_the_rest_with_it(world: World) -> None:

@@ -1,0 +1,32 @@
+"""Races in tests: callables run at the same moment, each in its own thread with its own database connection."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
+
+
+def at_once(*work: Callable[[], Any], timeout: float = 120) -> list[Any]:
+    """Run each callable in its own thread, all released together; their results in order (an exception a
+    callable raised is its result, so the test's assertions show it). Each thread closes its connection."""
+    barrier = threading.Barrier(len(work))
+    results: list[Any] = [None] * len(work)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work[index]()
+        except BaseException as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results
