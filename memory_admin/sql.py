@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg import pq
 
 
 def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -25,7 +26,9 @@ def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, 
     started = time.monotonic()
     with wrapper.wrap_database_errors, psycopg.Cursor(wrapper.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        rows = cursor.fetchall() if cursor.description is not None else []
+        # The result's status, not `cursor.description`: that builds a Column object per column on every call.
+        result = cursor.pgresult
+        rows = cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
     if wrapper.queries_logged:
         wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows
