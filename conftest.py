@@ -90,6 +90,17 @@ def _clean_redis() -> None:
     lifetimes.forget()
 
 
+@pytest.fixture(autouse=True)
+def _celery_app_stays_the_services() -> Iterator[None]:
+    """The service's tasks (`shared_task`) publish through Celery's current app. A test that makes its own app
+    current (`Celery(...)` does unless `set_as_current=False`) would send every later test's tasks to that
+    app's broker, gone by then: each publish then retried for a minute and a half before giving up."""
+    from celery import current_app
+
+    yield
+    assert current_app.main == "memory_admin", f"this test left Celery app {current_app.main!r} as the current one"
+
+
 @pytest.fixture
 def unused_tcp_port() -> int:
     """A loopback port nothing listens on."""

@@ -84,7 +84,9 @@ def test_a_job_whose_worker_process_is_killed_resumes_and_archives_each_event_on
     with throwaway_redis(tmp_path / "broker") as broker:
         worker = _worker(broker.url, tmp_path / "archive")
         try:
-            sender = Celery("fault-tests", broker=broker.url)
+            # Not the current app: the service's shared tasks must keep publishing to the suite's broker after
+            # this test (they resolve the current app, and this broker is gone then).
+            sender = Celery("fault-tests", broker=broker.url, set_as_current=False)
             sender.send_task(
                 "lifecycle_app.tasks.archive_inactive_sessions", kwargs={"triggered_by": "fault-test"}, retry=False
             )

@@ -137,7 +137,7 @@ def test_a_task_for_a_down_broker_is_not_queued_and_the_next_ones_skip_the_broke
     broker = ClosingServer()
     try:
         settings.CELERY_BROKER_URL = f"redis://{LOOPBACK}:{broker.port}/0"
-        app = Celery("fault-tests", broker=settings.CELERY_BROKER_URL)
+        app = Celery("fault-tests", broker=settings.CELERY_BROKER_URL, set_as_current=False)
 
         @app.task(name="fault-tests.noop")
         def noop() -> None:
