@@ -3,8 +3,10 @@
 A LangGraph checkpointer sends one request per graph step and waits for it, so the client's own per-request
 cost is on every step's path. httpx spends ~0.7 ms of CPU on a small request (its URL, header and response
 models, httpcore's pool); `http.client` on a kept connection ~0.2 ms, which made a step of the bench's graph
-~0.7 ms shorter. An httpx transport given to the client (`transport=`, e.g. httpx.WSGITransport in tests)
-is used through httpx instead.
+~0.7 ms shorter. Of what remained, `http.client` spent the larger part parsing the response's headers with
+the `email` package's parser, so a request is now written and its response read here (`_Connection`): one
+send, the status line and headers read as lines, the body by Content-Length or chunked. An httpx transport
+given to the client (`transport=`, e.g. httpx.WSGITransport in tests) is used through httpx instead.
 
 Failures surface as `TransportError` (an httpx.TransportError, so callers catch one kind). When a kept
 connection turns out to be closed (the server drops idle ones), the request is sent again at once on a new
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import ssl
 import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -51,6 +55,119 @@ class _CaseInsensitive(dict[str, str]):
 
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection to the service: a request goes out in one send, its response is read
+    from a buffered reader (status line, headers, then the body by Content-Length, chunked, or to the close)."""
+
+    def __init__(self, host: str, port: int, *, https: bool, timeout: float) -> None:
+        self._address = (host, port)
+        literal = f"[{host}]" if ":" in host else host  # an IPv6 address
+        self._host_header = literal if port == (443 if https else 80) else f"{literal}:{port}"
+        self._https = https
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    def _open(self) -> None:
+        sock = socket.create_connection(self._address, timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._https:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._address[0])
+        self._sock, self._reader = sock, sock.makefile("rb")
+
+    def close(self) -> None:
+        reader, sock, self._reader, self._sock = self._reader, self._sock, None, None
+        if reader is not None:
+            reader.close()
+        if sock is not None:
+            sock.close()
+
+    def exchange(
+        self, method: str, target: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request and read its response: (status, headers, body). Closes the connection when the
+        server says it will, or when anything goes wrong (the caller sees the exception)."""
+        if self._sock is None:
+            self._open()
+        assert self._sock is not None
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        try:
+            self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            status, version, response_headers = self._head()
+            body_read, keep = self._body(method, status, version, response_headers)
+        except BaseException:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return status, response_headers, body_read
+
+    def _line(self) -> bytes:
+        line: bytes = self._reader.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise http.client.LineTooLong("response line")
+        return line
+
+    def _head(self) -> tuple[int, str, list[tuple[str, str]]]:
+        while True:
+            line = self._line()
+            if not line:
+                raise http.client.RemoteDisconnected("the server closed the connection without a response")
+            version, _, rest = line.decode("latin-1").partition(" ")
+            code = rest[:3]
+            if not version.startswith("HTTP/1.") or not code.isdigit():
+                raise http.client.BadStatusLine(line.decode("latin-1", "replace").strip())
+            headers: list[tuple[str, str]] = []
+            while (line := self._line()) not in (b"\r\n", b"\n", b""):
+                if len(headers) >= _MAX_HEADERS:
+                    raise http.client.HTTPException(f"more than {_MAX_HEADERS} response headers")
+                name, _, value = line.decode("latin-1").partition(":")
+                headers.append((name.strip(), value.strip()))
+            status = int(code)
+            if not 100 <= status < 200:  # an informational answer comes before the real one
+                return status, version, headers
+
+    def _body(self, method: str, status: int, version: str, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
+        """The body, and whether the connection stays open for the next request."""
+        fields = {name.lower(): value for name, value in headers}
+        connection = fields.get("connection", "").lower()
+        keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        if method == "HEAD" or status in (204, 304):
+            return b"", keep
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            return self._chunked(), keep
+        if "content-length" in fields:
+            length = int(fields["content-length"])
+            data: bytes = self._reader.read(length)
+            if len(data) != length:
+                raise http.client.IncompleteRead(data, length - len(data))
+            return data, keep
+        return self._reader.read(), False  # delimited by the server closing the connection
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int(self._line().split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(parts)
+            chunk: bytes = self._reader.read(size)
+            if len(chunk) != size:
+                raise http.client.IncompleteRead(chunk, size - len(chunk))
+            parts.append(chunk)
+            self._line()  # the CRLF after the chunk
 
 
 class KeepAliveTransport:
@@ -64,14 +181,13 @@ class KeepAliveTransport:
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            connection = kind(self._host, self._port, timeout=self._timeout)
+            connection = _Connection(self._host, self._port, https=self._https, timeout=self._timeout)
             self._local.connection = connection
             with self._lock:
                 self._all.append(connection)
@@ -84,22 +200,16 @@ class KeepAliveTransport:
         target = self._prefix + path + ("?" + urlencode(params) if params else "")
         for attempt in (0, 1):
             connection = self._connection()
-            reused = connection.sock is not None
+            reused = connection.is_open
             try:
-                connection.request(method, target, body=content, headers=headers)
-                response = connection.getresponse()
-                body = response.read()
+                status, response_headers, body = connection.exchange(method, target, headers, content)
             except _STALE as exc:
-                connection.close()
                 if reused and attempt == 0:
                     continue  # closed while idle: nothing was sent; once more on a new connection
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                connection.close()
+            except (TimeoutError, OSError, ValueError, http.client.HTTPException) as exc:
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            if response.will_close:
-                connection.close()
-            return Reply(response.status, response.getheaders(), body)
+            return Reply(status, response_headers, body)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
