@@ -38,13 +38,6 @@ def version_key(version: Any) -> str:
     return version if isinstance(version, str) else str(version)
 
 
-def checkpoints_of(session: AgentSession, *, checkpoint_ns: str | None = None) -> Any:
-    rows = ThreadCheckpoint.objects.filter(session=session)
-    if checkpoint_ns is not None:
-        rows = rows.filter(checkpoint_ns=checkpoint_ns)
-    return rows
-
-
 def _blobs_for(rows: list[ThreadCheckpoint]) -> dict[tuple[object, str, str, str], ChannelBlob]:
     keys = {
         (row.session_id, row.checkpoint_ns, channel, version_key(version))
