@@ -163,3 +163,26 @@ def test_a_base_url_with_a_path_prefix_keeps_it(server: ThreadingHTTPServer) -> 
 
     assert reply.status_code == 201 and _Recorder.seen[-1]["path"] == "/memory/api/v1/sessions"
     transport.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/v1/langgraph/threads/a\r\nX-Injected: 1/saves", {}),
+        ("/api/v1/langgraph/threads/a b/saves", {}),
+        ("/api/v1/sessions", {"Authorization": "Bearer key\r\nX-Injected: 1"}),
+    ],
+)
+def test_a_target_or_header_that_would_break_the_request_is_refused_before_sending(
+    server: ThreadingHTTPServer, path: str, headers: dict[str, str]
+) -> None:
+    host, port = server.server_address[:2]
+    transport = KeepAliveTransport(f"http://{host!s}:{port}", timeout=5)
+
+    with pytest.raises(httpx.TransportError):
+        transport.request("POST", path, content=b"{}", params=None, headers=headers)
+    after = transport.request("POST", "/api/v1/sessions", content=b"{}", params=None, headers={})
+
+    assert after.status_code == 201
+    assert [request["path"] for request in _Recorder.seen] == ["/api/v1/sessions"]
+    transport.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -56,6 +57,9 @@ class _CaseInsensitive(dict[str, str]):
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 _MAX_LINE = 65536
+# What may not appear in a request target (as http.client refuses): a space or control character would let a
+# thread id end the request line, or start a header of its own.
+_UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _MAX_HEADERS = 100
 
 
@@ -95,6 +99,10 @@ class _Connection:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Send one request and read its response: (status, headers, body). Closes the connection when the
         server says it will, or when anything goes wrong (the caller sees the exception)."""
+        if _UNSAFE_TARGET.search(target):
+            raise http.client.InvalidURL(f"a URL may not contain spaces or control characters: {target!r}")
+        if any("\r" in text or "\n" in text for header in headers.items() for text in header):
+            raise ValueError("a header name or value may not contain a line break")
         if self._sock is None:
             self._open()
         assert self._sock is not None
