@@ -4,13 +4,11 @@ and pending writes, as LangGraph's `get_tuple` and `list` need them."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from django.db import connection
-from django.db.models import F, Q
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from langgraph_app.services import check_thread_id
@@ -32,86 +30,14 @@ class TupleView:
     writes: list[PendingWrite] = field(default_factory=list)
 
 
-def version_key(version: Any) -> str:
-    """How a channel version (an int, float or string in LangGraph) is stored: its text, as Python writes it
-    and as PostgreSQL's ->> reads it from the checkpoint's JSON."""
-    return version if isinstance(version, str) else str(version)
-
-
-def _blobs_for(rows: list[ThreadCheckpoint]) -> dict[tuple[object, str, str, str], ChannelBlob]:
-    keys = {
-        (row.session_id, row.checkpoint_ns, channel, version_key(version))
-        for row in rows
-        for channel, version in (row.checkpoint.get("channel_versions") or {}).items()
-    }
-    if not keys:
-        return {}
-    sessions, namespaces, channels, versions = (list(column) for column in zip(*keys, strict=True))
-    table = ChannelBlob._meta.db_table
-    blobs = ChannelBlob.objects.raw(
-        f"SELECT b.* FROM {table} b JOIN unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) "  # noqa: S608
-        "AS k(session_id, ns, channel, version) ON b.session_id = k.session_id AND b.checkpoint_ns = k.ns "
-        "AND b.channel = k.channel AND b.version = k.version",
-        [sessions, namespaces, channels, versions],
-    )
-    return {(blob.session_id, blob.checkpoint_ns, blob.channel, blob.version): blob for blob in blobs}
-
-
-def _writes_for(rows: list[ThreadCheckpoint]) -> dict[tuple[object, str, str], list[PendingWrite]]:
-    if not rows:
-        return {}
-    table = PendingWrite._meta.db_table
-    writes = PendingWrite.objects.raw(
-        f"SELECT w.* FROM {table} w JOIN unnest(%s::uuid[], %s::text[], %s::text[]) "  # noqa: S608
-        "AS k(session_id, ns, id) ON w.session_id = k.session_id AND w.checkpoint_ns = k.ns "
-        "AND w.checkpoint_id = k.id ORDER BY w.task_path, w.task_id, w.idx",
-        [[row.session_id for row in rows], [row.checkpoint_ns for row in rows], [row.checkpoint_id for row in rows]],
-    )
-    grouped: dict[tuple[object, str, str], list[PendingWrite]] = defaultdict(list)
-    for write in writes:
-        grouped[(write.session_id, write.checkpoint_ns, write.checkpoint_id)].append(write)
-    return grouped
-
-
-def _views(rows: list[ThreadCheckpoint], thread_ids: dict[object, str]) -> list[TupleView]:
-    """Each checkpoint with the blobs of the channel versions it names and its pending writes (two queries)."""
-    blobs = _blobs_for(rows)
-    writes = _writes_for(rows)
-    views = []
-    for row in rows:
-        named = [
-            blobs[key]
-            for channel, version in (row.checkpoint.get("channel_versions") or {}).items()
-            if (key := (row.session_id, row.checkpoint_ns, channel, version_key(version))) in blobs
-        ]
-        views.append(
-            TupleView(
-                row=row,
-                thread_id=thread_ids[row.session_id],
-                blobs=named,
-                writes=writes.get((row.session_id, row.checkpoint_ns, row.checkpoint_id), []),
-            )
-        )
-    return views
-
-
-# A page of one thread's tuples in one statement: the tenant's (visible) session of the thread, then its
-# checkpoints newest first, each with the blobs of the channel versions it names (in the order of its
-# channel_versions, as a read of the row gives them) and the pending writes made on top of it, as arrays.
-# No row: no such thread; one row without a checkpoint id: a thread without checkpoints (in this page).
-# {conditions} is a fixed choice of the filters below. Each named blob is looked up by its key (LIMIT 1 keeps
-# the lookup a probe of the unique index, not a scan of the thread's every blob).
-_TUPLES_SQL = f"""
-SELECT s.id, c.id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint::text, c.metadata::text,
-    c.created_at, b.channels, b.versions, b.types, b.blobs,
-    w.task_ids, w.task_paths, w.idxs, w.channels, w.types, w.blobs
-FROM {AgentSession._meta.db_table} s
-LEFT JOIN LATERAL (
-    SELECT * FROM {ThreadCheckpoint._meta.db_table}
-    WHERE session_id = s.id{{conditions}}
-    ORDER BY checkpoint_id DESC, checkpoint_ns
-    LIMIT %(limit)s
-) c ON true
+# Each checkpoint row `c` with the blobs of the channel versions it names (in the order of its
+# channel_versions, as a read of the row gives them) and the pending writes made on top of it, as arrays. Each
+# named blob is looked up by its key (LIMIT 1 keeps the lookup a probe of the unique index, not a scan of the
+# thread's every blob).
+_TUPLE_COLUMNS = """c.id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint::text,
+    c.metadata::text, c.created_at, b.channels, b.versions, b.types, b.blobs,
+    w.task_ids, w.task_paths, w.idxs, w.channels, w.types, w.blobs"""
+_ATTACHED = f"""
 LEFT JOIN LATERAL (
     SELECT array_agg(blob.channel ORDER BY named.n) AS channels, array_agg(blob.version ORDER BY named.n) AS versions,
         array_agg(blob.type ORDER BY named.n) AS types, array_agg(blob.blob ORDER BY named.n) AS blobs
@@ -135,7 +61,20 @@ LEFT JOIN LATERAL (
         array_agg(pw.blob ORDER BY pw.task_path, pw.task_id, pw.idx) AS blobs
     FROM {PendingWrite._meta.db_table} pw
     WHERE pw.session_id = c.session_id AND pw.checkpoint_ns = c.checkpoint_ns AND pw.checkpoint_id = c.checkpoint_id
-) w ON true
+) w ON true"""  # noqa: S608 - table names come from the models
+
+# A page of one thread's tuples in one statement: the tenant's (visible) session of the thread, then its
+# checkpoints newest first. No row: no such thread; one row without a checkpoint id: a thread without
+# checkpoints (in this page). {conditions} is a fixed choice of _TUPLE_FILTERS.
+_TUPLES_SQL = f"""
+SELECT s.id, s.session_id, {_TUPLE_COLUMNS}
+FROM {AgentSession._meta.db_table} s
+LEFT JOIN LATERAL (
+    SELECT * FROM {ThreadCheckpoint._meta.db_table}
+    WHERE session_id = s.id{{conditions}}
+    ORDER BY checkpoint_id DESC, checkpoint_ns
+    LIMIT %(limit)s
+) c ON true{_ATTACHED}
 WHERE s.tenant_id = %(tenant)s AND s.session_id = %(thread)s AND s.erased_at IS NULL
 ORDER BY c.checkpoint_id DESC, c.checkpoint_ns
 """  # noqa: S608 - table names come from the models; every value is bound
@@ -154,8 +93,11 @@ def _json(text: str) -> Any:
         return json.loads(text)
 
 
-def _tuple_view(row: tuple[Any, ...], thread_id: str) -> TupleView:
-    (session_id, pk, checkpoint_ns, checkpoint_id, parent_id, checkpoint, metadata, created_at, *arrays) = row
+def _tuple_view(row: tuple[Any, ...]) -> TupleView:
+    """A row of _TUPLE_COLUMNS after the session's id and the thread id."""
+    (session_id, thread_id, pk, checkpoint_ns, checkpoint_id, parent_id, checkpoint, metadata, created_at, *arrays) = (
+        row
+    )
     channels, versions, types, blobs, task_ids, task_paths, idxs, write_channels, write_types, write_blobs = arrays
     return TupleView(
         row=ThreadCheckpoint(
@@ -226,7 +168,28 @@ def list_tuples(
     rows = run(_TUPLES_SQL.format(conditions=conditions), params)
     if not rows:
         raise NotFound("No such thread.", details={"thread_id": thread_id})
-    return [_tuple_view(row, thread_id) for row in rows if row[1] is not None]
+    return [_tuple_view(row) for row in rows if row[2] is not None]
+
+
+# Every checkpoint of a tenant's visible threads, newest checkpoint id first, then by thread id and namespace.
+_TENANT_TUPLES_SQL = f"""
+SELECT c.session_id, c.thread_id, {_TUPLE_COLUMNS}
+FROM (
+    SELECT t.*, s.session_id AS thread_id
+    FROM {ThreadCheckpoint._meta.db_table} t JOIN {AgentSession._meta.db_table} s ON s.id = t.session_id
+    WHERE s.tenant_id = %(tenant)s AND s.erased_at IS NULL{{conditions}}
+    ORDER BY t.checkpoint_id DESC, s.session_id, t.checkpoint_ns
+    LIMIT %(limit)s
+) c{_ATTACHED}
+ORDER BY c.checkpoint_id DESC, c.thread_id, c.checkpoint_ns
+"""  # noqa: S608 - table names come from the models; every value is bound
+_TENANT_TUPLE_FILTERS = {
+    "before": " AND t.checkpoint_id < %(before)s",
+    "metadata": " AND t.metadata @> %(metadata)s::jsonb",
+    # Strictly after the previous page's last row in (checkpoint id desc, thread, namespace).
+    "after_id": " AND (t.checkpoint_id < %(after_id)s OR (t.checkpoint_id = %(after_id)s"
+    " AND (s.session_id > %(after_thread)s OR (s.session_id = %(after_thread)s AND t.checkpoint_ns > %(after_ns)s))))",
+}
 
 
 @dataclass(frozen=True)
@@ -249,28 +212,17 @@ def list_tenant_tuples(
     """Every checkpoint of the tenant's threads (LangGraph's `list(None, ...)`), newest checkpoint id first,
     then by thread id and namespace: those with an id below `before`, those whose metadata contains
     `metadata_filter`, continuing after `after` (the previous page's last row). Erased sessions hold none."""
-    rows_query = ThreadCheckpoint.objects.filter(session__tenant=tenant, session__erased_at__isnull=True)
-    if before is not None:
-        rows_query = rows_query.filter(checkpoint_id__lt=before)
-    if metadata_filter:
-        rows_query = rows_query.filter(metadata__contains=metadata_filter)
-    if after is not None:
-        # Rows strictly after the last one of the previous page in (checkpoint_id desc, thread, namespace).
-        rows_query = rows_query.filter(
-            Q(checkpoint_id__lt=after.checkpoint_id)
-            | Q(checkpoint_id=after.checkpoint_id, session__session_id__gt=after.thread_id)
-            | Q(
-                checkpoint_id=after.checkpoint_id,
-                session__session_id=after.thread_id,
-                checkpoint_ns__gt=after.checkpoint_ns,
-            )
-        )
-    rows: list[ThreadCheckpoint] = list(
-        rows_query.annotate(thread_id=F("session__session_id")).order_by(
-            "-checkpoint_id", "session__session_id", "checkpoint_ns"
-        )[:limit]
-    )
-    return _views(rows, {row.session_id: row.thread_id for row in rows})  # type: ignore[attr-defined]
+    params: dict[str, Any] = {
+        "tenant": tenant.pk,
+        "limit": limit,
+        "before": before,
+        "metadata": json.dumps(metadata_filter) if metadata_filter else None,
+        "after_id": after.checkpoint_id if after is not None else None,
+        "after_thread": after.thread_id if after is not None else None,
+        "after_ns": after.checkpoint_ns if after is not None else None,
+    }
+    conditions = "".join(sql for name, sql in _TENANT_TUPLE_FILTERS.items() if params[name] is not None)
+    return [_tuple_view(row) for row in run(_TENANT_TUPLES_SQL.format(conditions=conditions), params)]
 
 
 def stored_bytes(*, session_pks: list[object]) -> int:
