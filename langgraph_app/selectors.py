@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.db import connection
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from langgraph_app.services import check_thread_id
+from memory_admin.codec import loads
 from memory_admin.errors import NotFound
 from memory_admin.sql import run
 from sessions_app.models import AgentSession
@@ -86,13 +86,6 @@ _TUPLE_FILTERS = {
 }
 
 
-def _json(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what orjson does not read (an integer beyond 64 bits): the json module
-        return json.loads(text)
-
-
 def _tuple_view(row: tuple[Any, ...]) -> TupleView:
     """A row of _TUPLE_COLUMNS after the session's id and the thread id."""
     (session_id, thread_id, pk, checkpoint_ns, checkpoint_id, parent_id, checkpoint, metadata, created_at, *arrays) = (
@@ -106,8 +99,8 @@ def _tuple_view(row: tuple[Any, ...]) -> TupleView:
             checkpoint_ns=checkpoint_ns,
             checkpoint_id=checkpoint_id,
             parent_checkpoint_id=parent_id,
-            checkpoint=_json(checkpoint),
-            metadata=_json(metadata),
+            checkpoint=loads(checkpoint),
+            metadata=loads(metadata),
             created_at=created_at,
         ),
         thread_id=thread_id,

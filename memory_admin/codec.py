@@ -76,6 +76,35 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# orjson reads an integer beyond 64 bits as a float, rounded; such a float is always at least this large.
+HUGE_FLOAT = 2.0**63
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON text as Python values, exactly: orjson reads it, the json module when orjson would round (an integer
+    beyond 64 bits, which orjson reads as a float of at least HUGE_FLOAT) or refuses it."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    return json.loads(text) if _holds_huge_float(value) else value
+
+
+def _holds_huge_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if abs(item) >= HUGE_FLOAT:
+                return True
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return False
+
+
 def canonical_json(value: Any) -> bytes:
     """One byte string per JSON value: sorted keys, no whitespace, UTF-8. Input to checksums, so these bytes
     may never change: they are the json module's with these options, whoever computes them.

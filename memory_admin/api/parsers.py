@@ -10,6 +10,8 @@ import orjson
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from memory_admin.codec import HUGE_FLOAT
+
 # Deeper documents than this are refused: nothing an agent stores needs it, and deep nesting is a classic
 # way to make servers burn CPU or overflow the stack.
 MAX_JSON_DEPTH = 64
@@ -38,8 +40,6 @@ def _check_text(text: str, what: str) -> None:
 
 _NOTHING_TO_CHECK = {int, bool, type(None)}  # (a float is checked for its size)
 _NUMBERS = {int, float}
-# orjson reads an integer beyond 64 bits as a float (rounded), always of at least this magnitude.
-_HUGE = 2.0**63
 
 
 def _walk(value: Any, *, max_depth: int, check_strings: bool) -> bool:
@@ -53,7 +53,7 @@ def _walk(value: Any, *, max_depth: int, check_strings: bool) -> bool:
         item, depth = stack.pop()
         kind = type(item)
         if kind is float:
-            huge = huge or abs(item) >= _HUGE
+            huge = huge or abs(item) >= HUGE_FLOAT
         elif kind is str:
             if check_strings:
                 _check_text(item, "Strings")
@@ -70,7 +70,7 @@ def _walk(value: Any, *, max_depth: int, check_strings: bool) -> bool:
                 raise ParseError(f"JSON is nested deeper than {max_depth} levels.")
             kinds = set(map(type, item))
             if kinds <= _NUMBERS:
-                huge = huge or (float in kinds and max(map(abs, item)) >= _HUGE)
+                huge = huge or (float in kinds and max(map(abs, item)) >= HUGE_FLOAT)
             else:
                 stack.extend((child, depth + 1) for child in item if type(child) not in _NOTHING_TO_CHECK)
     return huge

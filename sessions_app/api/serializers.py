@@ -8,6 +8,7 @@ import orjson
 from rest_framework import serializers
 
 from memory_admin.api.serializers import StrictSerializer, api_timestamp
+from memory_admin.codec import dumps
 from sessions_app.models import Event, Operation, SessionStatus
 from sessions_app.selectors import ContextView
 from sessions_app.services import AppendResult
@@ -150,7 +151,7 @@ def context_out(view: ContextView) -> dict[str, Any]:
 def context_body(view: ContextView) -> bytes:
     """ContextOut's body as bytes; a window served from Redis goes out as the JSON texts Redis holds, unparsed."""
     if view.texts is None:
-        return orjson.dumps(context_out(view))
+        return dumps(context_out(view))
     tail = orjson.dumps({"version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source})
     return b'{"messages":[' + b",".join(view.texts) + b"]," + tail[1:]
 

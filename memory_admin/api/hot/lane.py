@@ -14,7 +14,6 @@ from io import BytesIO
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 import redis
 import structlog
 from django import db
@@ -28,6 +27,7 @@ from memory_admin.api import idempotency
 from memory_admin.api.errors import error_body
 from memory_admin.api.idempotency import Claim, checked_key, new_claim, stored_key
 from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
+from memory_admin.codec import dumps, loads
 from memory_admin.errors import ServiceError, ValidationFailed
 from memory_admin.observability import REQUEST_ID_HEADER, accepted_request_id, log_request
 from tenants_app.authentication import KEY_CHECK_ENVIRON, resolve_key
@@ -82,7 +82,7 @@ class HotResponse:
 
 
 def json_response(data: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> HotResponse:
-    return HotResponse(status, orjson.dumps(data), list(headers))
+    return HotResponse(status, dumps(data), list(headers))
 
 
 class HotRequest:
@@ -323,16 +323,16 @@ class HotLane:
             retry_after = getattr(exc, "retry_after", None)
             extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
             error = error_body(exc.status, exc.code, exc.message, exc.details, request)
-            return HotResponse(exc.status, orjson.dumps(error), extra + rate_headers)
+            return HotResponse(exc.status, dumps(error), extra + rate_headers)
         except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
             # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
             logger.warning("layer_unavailable", error=type(exc).__name__)
             error = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
-            return HotResponse(503, orjson.dumps(error), [("Retry-After", "1"), *rate_headers])
+            return HotResponse(503, dumps(error), [("Retry-After", "1"), *rate_headers])
         except Exception:
             logger.exception("unhandled_error", path_prefix=["api", "v1"])
             error = error_body(500, "server_error", "An unexpected error occurred; it has been logged.", {}, request)
-            return HotResponse(500, orjson.dumps(error))
+            return HotResponse(500, dumps(error))
         if response is not None:
             response.headers += rate_headers
         return response
@@ -357,7 +357,7 @@ class HotLane:
                     claim,
                     path=request.path,
                     status=response.status,
-                    data=orjson.loads(response.body),
+                    data=loads(response.body),
                     headers=dict(response.headers),
                 )
             else:
