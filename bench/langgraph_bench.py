@@ -14,6 +14,11 @@ own database on the bench Postgres (shared with the `checkpoints` suite's anchor
 Bytes stored for one run of the graph: the rows of that thread as Postgres stores them (every column's
 `pg_column_size` plus a 28-byte tuple header and line pointer, indexes not counted), on both sides; ours is
 the three langgraph_app tables, theirs checkpoints + checkpoint_blobs + checkpoint_writes.
+
+The store: what a node's `store.get`, `store.put` and `store.search` (a namespace prefix and a filter, ten
+items) take, one call after another from one client, AgentMemoryStore over HTTP against LangGraph's
+PostgresStore in-process on its own connection (no index on either side: semantic search depends on the
+embedder, not on the store).
 """
 
 from __future__ import annotations
@@ -133,6 +138,39 @@ def resume_reads(saver: Any, thread_id: str, *, count: int = 300) -> dict[str, f
     return summarize(samples)
 
 
+STORE_ITEMS = 50
+
+
+def store_calls(store: Any, *, count: int = 300) -> dict[str, dict[str, float]]:
+    """get, put and search latencies of a BaseStore, `count` calls each in a row after a warm-up, on a
+    namespace of STORE_ITEMS items of its own (left behind: each run writes a new one)."""
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    namespace = ("bench", user, "facts")
+
+    def fact(index: int) -> dict[str, Any]:
+        return {"text": MESSAGE[:120], "topic": ("billing", "shipping")[index % 2], "n": index}
+
+    for index in range(STORE_ITEMS):
+        store.put(namespace, f"fact-{index}", fact(index))
+    calls: dict[str, Callable[[int], Any]] = {
+        "get": lambda index: store.get(namespace, f"fact-{index % STORE_ITEMS}"),
+        "put": lambda index: store.put(namespace, f"fact-{index % STORE_ITEMS}", fact(index)),
+        "search": lambda index: store.search(("bench", user), filter={"topic": "billing"}, limit=10),
+    }
+    found: dict[str, dict[str, float]] = {}
+    for name, call in calls.items():
+        for index in range(20):
+            call(index)
+        samples = []
+        for index in range(count):
+            began = time.perf_counter()
+            call(index)
+            samples.append(time.perf_counter() - began)
+        found[name] = summarize(samples)
+    assert len(store.search(("bench", user), filter={"topic": "billing"}, limit=100)) == STORE_ITEMS // 2
+    return found
+
+
 class _PostgresSaverOnConnection:
     """A PostgresSaver with its own autocommit connection, closed with it."""
 
@@ -163,6 +201,7 @@ def anchor(url: str, *, seconds: float) -> dict[str, Any]:
         single.close()
     tables = {"checkpoints": "thread_id", "checkpoint_blobs": "thread_id", "checkpoint_writes": "thread_id"}
     result["stored_one_run"] = stored_bytes(own, tables, thread_id)
+    result["store"] = _postgres_store_calls(own)
     holders: list[_PostgresSaverOnConnection] = []
 
     def make(index: int) -> Any:
@@ -181,8 +220,20 @@ def anchor(url: str, *, seconds: float) -> dict[str, Any]:
     return result
 
 
+def _postgres_store_calls(url: str) -> dict[str, dict[str, float]]:
+    from langgraph.store.postgres import PostgresStore
+    from psycopg.rows import dict_row
+
+    say("LangGraph PostgresStore: get, put, search in-process")
+    with psycopg.Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
+        store = PostgresStore(conn)
+        store.setup()
+        return store_calls(store)
+
+
 def ours(bench: Bench, *, seconds: float) -> dict[str, Any]:
     from agent_memory_client.checkpoint import AgentMemorySaver
+    from agent_memory_client.store import AgentMemoryStore
 
     assert bench.server is not None
     base_url = f"http://127.0.0.1:{bench.server.port}"
@@ -207,6 +258,12 @@ def ours(bench: Bench, *, seconds: float) -> dict[str, Any]:
         "langgraph_app_pendingwrite": "session_id",
     }
     result["stored_one_run"] = stored_bytes(bench.env["DATABASE_URL"], tables, row[0])
+    say("AgentMemoryStore over HTTP: get, put, search")
+    store = AgentMemoryStore(base_url=base_url, api_key=bench.key)
+    try:
+        result["store"] = store_calls(store)
+    finally:
+        store.client.close()
     for agents in AGENTS:
         say(f"AgentMemorySaver over HTTP, {agents} agent(s)")
         result[f"agents_{agents}"] = agents_run(
@@ -252,6 +309,16 @@ def langgraph_suite(bench: Bench) -> list[Figure]:
             "<= 1.5",  # as the service's own latest-checkpoint read (issue 4)
         )
     )
+    for call in ("get", "put", "search"):
+        figures.append(
+            Figure(
+                f"langgraph_store_{call}_p50",
+                "ms",
+                found["store"][call]["p50_ms"],
+                f"postgres_store_{call}_p50",
+                theirs["store"][call]["p50_ms"],
+            )
+        )
     mine_bytes, their_bytes = found["stored_one_run"]["total"], theirs["stored_one_run"]["total"]
     figures.append(
         Figure(

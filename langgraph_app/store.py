@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, Q, QuerySet, When
 from django.utils import timezone
-from pgvector.django import CosineDistance
 
 from langgraph_app.models import StoreItem
 from memories_app.embeddings import get_embedder
 from memories_app.services import embed_texts
+from memory_admin.codec import loads
 from memory_admin.errors import ValidationFailed
+from memory_admin.sql import run
 from tenants_app.models import Tenant
 
 MAX_SEARCH_LIMIT = 1000
@@ -41,30 +41,31 @@ def join(namespace: list[str]) -> str:
     return ".".join(namespace)
 
 
-def _alive(tenant: Tenant, now: datetime) -> QuerySet[StoreItem]:
-    return StoreItem.objects.filter(tenant=tenant).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+# A row as the operations answer it (with the TTL, to know whether a read pushes its expiry back).
+_ITEM_COLUMNS = "id, prefix, key, value::text, created_at, updated_at, ttl_minutes"
+_ALIVE = "tenant_id = %s AND (expires_at IS NULL OR expires_at > %s)"
+_EMBEDDING = StoreItem._meta.get_field("embedding")
 
 
-def _item(row: StoreItem, score: float | None = None, *, with_score: bool = False) -> dict[str, Any]:
+def _item(row: tuple[Any, ...], score: float | None = None, *, with_score: bool = False) -> dict[str, Any]:
+    _, prefix, key, value, created_at, updated_at, _ = row[:7]
     out: dict[str, Any] = {
-        "namespace": row.prefix.split(".") if row.prefix else [],
-        "key": row.key,
-        "value": row.value,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "namespace": prefix.split(".") if prefix else [],
+        "key": key,
+        "value": loads(value),
+        "created_at": created_at.isoformat(),
+        "updated_at": updated_at.isoformat(),
     }
     if with_score:
         out["score"] = score
     return out
 
 
-def _refresh(rows: list[StoreItem], now: datetime) -> None:
+def _refresh(rows: list[tuple[Any, ...]], now: datetime) -> None:
     """Push back the expiry of the rows that have a TTL, all in one statement."""
-    ids = [row.pk for row in rows if row.ttl_minutes is not None]
-    if not ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
+    ids = [row[0] for row in rows if row[6] is not None]
+    if ids:
+        run(
             f"UPDATE {_TABLE} SET expires_at = %s + make_interval(secs => ttl_minutes * 60) "  # noqa: S608
             "WHERE id = ANY(%s) AND ttl_minutes IS NOT NULL",
             [now, ids],
@@ -159,13 +160,16 @@ def _filter_sql(conditions: dict[str, Any], path: list[str] | None = None) -> tu
     return clauses, params
 
 
+_GET_SQL = f"SELECT {_ITEM_COLUMNS} FROM {_TABLE} WHERE {_ALIVE} AND prefix = %s AND key = %s"  # noqa: S608
+
+
 def _get(tenant: Tenant, args: dict[str, Any], now: datetime) -> dict[str, Any] | None:
-    row = _alive(tenant, now).filter(prefix=join(args["namespace"]), key=args["key"]).first()
-    if row is None:
+    rows = run(_GET_SQL, [tenant.pk, now, join(args["namespace"]), args["key"]])
+    if not rows:
         return None
     if args.get("refresh_ttl", True):
-        _refresh([row], now)
-    return _item(row)
+        _refresh(rows, now)
+    return _item(rows[0])
 
 
 # An upsert in one statement; an expired row still waiting for the sweep is replaced as a new item.
@@ -185,7 +189,7 @@ _PUT_SQL = f"""
 def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
     prefix, key, value = join(args["namespace"]), args["key"], args.get("value")
     if value is None:
-        StoreItem.objects.filter(tenant=tenant, prefix=prefix, key=key).delete()
+        run(f"DELETE FROM {_TABLE} WHERE tenant_id = %s AND prefix = %s AND key = %s", [tenant.pk, prefix, key])  # noqa: S608
         return
     index = args.get("index")
     embedding, model = None, ""
@@ -194,53 +198,53 @@ def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
         if text:
             embedding, model = embed_texts([text])[0], get_embedder().model_id
     ttl = args.get("ttl")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _PUT_SQL,
-            {
-                "tenant": tenant.pk,
-                "prefix": prefix,
-                "key": key,
-                "value": json.dumps(value),
-                "embedding": StoreItem._meta.get_field("embedding").get_db_prep_value(embedding, connection),
-                "model": model,
-                "now": now,
-                "ttl": ttl,
-                "expires": now + timedelta(minutes=ttl) if ttl is not None else None,
-            },
-        )
+    run(
+        _PUT_SQL,
+        {
+            "tenant": tenant.pk,
+            "prefix": prefix,
+            "key": key,
+            "value": json.dumps(value),
+            "embedding": _EMBEDDING.get_prep_value(embedding),
+            "model": model,
+            "now": now,
+            "ttl": ttl,
+            "expires": now + timedelta(minutes=ttl) if ttl is not None else None,
+        },
+    )
 
 
 def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    where, params = [_ALIVE], [tenant.pk, now]
     prefix = join(args.get("namespace_prefix") or [])
-    rows = _alive(tenant, now)
     if prefix:
-        rows = rows.filter(Q(prefix=prefix) | Q(prefix__startswith=prefix + "."))
-    clauses, params = _filter_sql(args.get("filter") or {})
-    if clauses:
-        rows = rows.extra(where=clauses, params=params)  # noqa: S610 - built from fixed SQL and parameters
+        where.append("(prefix = %s OR starts_with(prefix, %s))")
+        params += [prefix, prefix + "."]
+    clauses, values = _filter_sql(args.get("filter") or {})
+    where += clauses
+    params += values
     limit, offset = args.get("limit", 10), args.get("offset", 0)
     query = args.get("query")
-    scored: list[tuple[StoreItem, float | None]]
-    if query:
-        embedder = get_embedder()
-        vector = embed_texts([query])[0]
-        # Items embedded by this embedder first, by similarity; then the others, newest first.
-        distance = Case(
-            When(embedding_model=embedder.model_id, embedding__isnull=False, then=CosineDistance("embedding", vector)),
-            default=None,
-            output_field=FloatField(),
+    scored: list[tuple[tuple[Any, ...], float | None]]
+    if not query:
+        rows = run(
+            f"SELECT {_ITEM_COLUMNS} FROM {_TABLE} WHERE {' AND '.join(where)} "  # noqa: S608 - fixed fragments
+            "ORDER BY updated_at DESC, prefix, key LIMIT %s OFFSET %s",
+            [*params, limit, offset],
         )
-        page = list(
-            rows.annotate(
-                distance=distance, unranked_at=Case(When(distance__isnull=True, then=F("updated_at")))
-            ).order_by(F("distance").asc(nulls_last=True), F("unranked_at").desc(nulls_last=True), "prefix", "key")[
-                offset : offset + limit
-            ]
-        )
-        scored = [(row, None if row.distance is None else 1.0 - float(row.distance)) for row in page]
+        scored = [(row, None) for row in rows]
     else:
-        scored = [(row, None) for row in rows.order_by("-updated_at", "prefix", "key")[offset : offset + limit]]
+        # Items embedded by this embedder first, by similarity; then the others, newest first.
+        vector = _EMBEDDING.get_prep_value(embed_texts([query])[0])
+        rows = run(
+            f"SELECT * FROM (SELECT {_ITEM_COLUMNS}, "  # noqa: S608 - fixed fragments
+            "CASE WHEN embedding_model = %s AND embedding IS NOT NULL THEN embedding <=> %s::vector END AS distance "
+            f"FROM {_TABLE} WHERE {' AND '.join(where)}) AS found "
+            "ORDER BY distance ASC NULLS LAST, CASE WHEN distance IS NULL THEN updated_at END DESC NULLS LAST, "
+            "prefix, key LIMIT %s OFFSET %s",
+            [get_embedder().model_id, vector, *params, limit, offset],
+        )
+        scored = [(row, None if row[7] is None else 1.0 - float(row[7])) for row in rows]
     if args.get("refresh_ttl", True):
         _refresh([row for row, _ in scored], now)
     return [_item(row, score, with_score=True) for row, score in scored]
@@ -282,9 +286,7 @@ def _list_namespaces(tenant: Tenant, args: dict[str, Any], now: datetime) -> lis
     )
     values: list[Any] = ([max_depth] if max_depth is not None else []) + [tenant.pk, now, *params]
     values += [args.get("limit", 100), args.get("offset", 0)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return [list(row[0]) for row in cursor.fetchall()]
+    return [list(row[0]) for row in run(sql, values)]
 
 
 def sweep_expired(*, now: datetime | None = None, batch_size: int = SWEEP_BATCH) -> int:
@@ -313,17 +315,20 @@ _HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
 }
 
 
-@transaction.atomic
 def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     """Run the operations in order and answer each in place: an item or null (get), nothing (put), items
-    with scores (search), namespaces (list_namespaces). Expired items are invisible to every operation
+    with scores (search), namespaces (list_namespaces). Several operations run in one transaction (one is one
+    statement, or a read and the push of its items' expiry). Expired items are invisible to every operation
     (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator; Unavailable
     (503) when a put or query needs the embedder and it cannot answer (nothing is stored then)."""
-    now = timezone.now()
-    results = []
+    handlers = []
     for op in ops:
         handler = _HANDLERS.get(op.kind)
         if handler is None:
             raise ValidationFailed(f"Unknown store operation {op.kind!r}.", details={"op": op.kind})
-        results.append(handler(tenant, op.args, now))
-    return results
+        handlers.append(handler)
+    now = timezone.now()
+    if len(ops) == 1:
+        return [handlers[0](tenant, ops[0].args, now)]
+    with transaction.atomic():
+        return [handler(tenant, op.args, now) for handler, op in zip(handlers, ops, strict=True)]

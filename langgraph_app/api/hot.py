@@ -1,5 +1,6 @@
 """The LangGraph API's hot routes (see memory_admin.api.hot): the checkpointer's one request per graph step,
-and the read every `invoke` on a thread starts with (`get_tuple`: the thread's latest checkpoint).
+the read every `invoke` on a thread starts with (`get_tuple`: the thread's latest checkpoint), and the
+store's batches (a node's `store.get`, `search` or `put`).
 
 `parse_saves` is the very parser the view uses; a body it refuses is handed to Django, which words the
 refusal. A listing's query is read as the view reads it, and whatever the view would refuse (or the lane
@@ -13,8 +14,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from langgraph_app import selectors, services
-from langgraph_app.api.serializers import QUERY_MAX_LENGTH, parse_saves, tuple_page
+from langgraph_app import selectors, services, store
+from langgraph_app.api.serializers import QUERY_MAX_LENGTH, parse_saves, store_ops, tuple_page
 from langgraph_app.services import CheckpointSave, WritesSave
 from memory_admin.api.hot.lane import Fallback, HotRequest, HotResponse, HotRoute, json_response
 
@@ -59,6 +60,20 @@ def listing(request: HotRequest, arguments: dict[str, Any]) -> HotResponse:
     return json_response(tuple_page(views, arguments["limit"]))
 
 
+def parse_store_batch(body: Any) -> list[store.Op]:
+    """StoreBatchIn's body, exactly `{"ops": [...]}`, checked by the field the view's serializer uses."""
+    if not isinstance(body, dict) or body.keys() != {"ops"}:
+        raise Fallback
+    try:
+        return store_ops(body["ops"])
+    except serializers.ValidationError:
+        raise Fallback from None
+
+
+def store_batch(request: HotRequest, ops: list[store.Op]) -> HotResponse:
+    return json_response({"results": store.run_batch(tenant=request.tenant, ops=ops)})
+
+
 ROUTES = [
     HotRoute("POST", f"{_THREAD}/saves", "api:langgraph-saves", parse, save),
     HotRoute(
@@ -70,4 +85,5 @@ ROUTES = [
         has_body=False,
         query=frozenset({"checkpoint_ns", "checkpoint_id", "before", "limit"}),
     ),
+    HotRoute("POST", "/api/v1/langgraph/store/batch", "api:langgraph-store-batch", parse_store_batch, store_batch),
 ]

@@ -404,11 +404,16 @@ def _store_op(item: Any, where: str) -> Any:
     return Op(kind=kind, args=args)
 
 
+def store_ops(data: Any) -> list[Any]:
+    """StoreBatchIn's `ops` checked (by its field, and by the hot lane's parser): the store's operations."""
+    if not isinstance(data, list) or not data or len(data) > MAX_STORE_OPS:
+        raise serializers.ValidationError(f"Must be a list of 1-{MAX_STORE_OPS} operations.")
+    return [_store_op(item, f"ops[{position}]") for position, item in enumerate(data)]
+
+
 class StoreOpListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[Any]:
-        if not isinstance(data, list) or not data or len(data) > MAX_STORE_OPS:
-            raise serializers.ValidationError(f"Must be a list of 1-{MAX_STORE_OPS} operations.")
-        return [_store_op(item, f"ops[{position}]") for position, item in enumerate(data)]
+        return store_ops(data)
 
 
 class StoreBatchIn(StrictSerializer):

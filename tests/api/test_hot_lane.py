@@ -43,7 +43,7 @@ EVENT = {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"hits
 # Headers whose values differ between two requests by nature (a Location names a new checkpoint's id).
 _PER_REQUEST = {"X-Request-ID", "Content-Length", "X-RateLimit-Remaining", "Location"}
 # Fields that differ between the twins by nature: timestamps, request ids, the ids of new checkpoints.
-_VARYING_FIELDS = {"created_at", "request_id", "id", "parent_id", "checkpoint_id"}
+_VARYING_FIELDS = {"created_at", "updated_at", "request_id", "id", "parent_id", "checkpoint_id"}
 
 
 def _clients(world: World) -> tuple[AgentClient, DjangoApiClient]:
@@ -531,6 +531,119 @@ def test_a_langgraph_body_the_parser_refuses_is_handed_to_django(world: World) -
 
     assert not served_by_hot_lane(response)
     assert_error_shape(response, 400)
+
+
+# --- LangGraph's store ----------------------------------------------------------------------------------------
+
+_STORE = "/api/v1/langgraph/store/batch"
+
+
+def _store_puts(prefix: str) -> dict[str, Any]:
+    return {
+        "ops": [
+            {"op": "put", "namespace": [prefix, "alice"], "key": "tone", "value": {"text": "formal", "rank": 2}},
+            {
+                "op": "put",
+                "namespace": [prefix, "alice"],
+                "key": "tea",
+                "value": {"text": "likes green tea"},
+                "index": ["text"],
+                "ttl": 60,
+            },
+            {"op": "put", "namespace": [prefix, "bob"], "key": "tea", "value": {"text": "no tea", "rank": 1}},
+            {"op": "put", "namespace": [prefix, "bob"], "key": "gone", "value": None},
+        ]
+    }
+
+
+def _store_reads(prefix: str) -> dict[str, Any]:
+    return {
+        "ops": [
+            {"op": "get", "namespace": [prefix, "alice"], "key": "tea"},
+            {"op": "get", "namespace": [prefix, "alice"], "key": "nothing", "refresh_ttl": False},
+            {"op": "search", "namespace_prefix": [prefix], "filter": {"rank": {"$gte": 1}}, "limit": 5},
+            {"op": "search", "namespace_prefix": [prefix], "query": "green tea", "limit": 3, "offset": 0},
+            {"op": "list_namespaces", "prefix": [prefix, "*"], "limit": 10},
+        ]
+    }
+
+
+def test_a_store_batch_is_answered_by_the_lane_as_django_answers_it(world: World) -> None:
+    lane, django = _clients(world)
+
+    puts = (
+        lane.post(_STORE, _store_puts("via-lane"), format="json"),
+        django.post(_STORE, _store_puts("via-django"), format="json"),
+    )
+    reads = (
+        lane.post(_STORE, _store_reads("via-lane"), format="json"),
+        django.post(_STORE, _store_reads("via-django"), format="json"),
+    )
+    # The same items read by each lane: every field alike, timestamps and scores included.
+    same_items = (
+        lane.post(_STORE, _store_reads("via-lane"), format="json"),
+        django.post(_STORE, _store_reads("via-lane"), format="json"),
+    )
+
+    for lane_response, django_response in (puts, reads, same_items):
+        _same_answer(lane_response, django_response)
+    assert same_items[0].json() == same_items[1].json()
+    results = reads[0].json()["results"]
+    assert results[0]["value"] == {"text": "likes green tea"} and results[1] is None
+    assert [item["namespace"][1] + "/" + item["key"] for item in results[2]] == ["alice/tone", "bob/tea"]
+    assert results[3][0]["key"] == "tea" and results[3][0]["score"] > 0
+    assert results[4] == [["via-lane", "alice"], ["via-lane", "bob"]]
+
+
+def test_an_outsiders_store_batch_through_the_lane_sees_and_changes_nothing_of_acmes(world: World) -> None:
+    lane, _ = _clients(world)
+    lane.post(_STORE, _store_puts("shared"), format="json")
+    outsider = AgentClient()
+    outsider.credentials(HTTP_AUTHORIZATION=f"Bearer {world.outsider.raw_key}")
+
+    seen = outsider.post(_STORE, _store_reads("shared"), format="json")
+    outsider.post(
+        _STORE, {"ops": [{"op": "put", "namespace": ["shared", "alice"], "key": "tea", "value": None}]}, format="json"
+    )
+
+    assert served_by_hot_lane(seen) and seen.json()["results"] == [None, None, [], [], []]
+    kept = lane.post(_STORE, {"ops": [{"op": "get", "namespace": ["shared", "alice"], "key": "tea"}]}, format="json")
+    assert kept.json()["results"][0]["value"] == {"text": "likes green tea"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ops": []},
+        {"ops": [{"op": "get", "namespace": ["a"], "key": "k"}], "dry_run": True},
+        {"ops": [{"op": "get", "namespace": ["a.b"], "key": "k"}]},
+        {"ops": [{"op": "search", "limit": 0}]},
+        [{"op": "get", "namespace": ["a"], "key": "k"}],
+    ],
+)
+def test_a_store_batch_the_parser_refuses_is_handed_to_django(world: World, body: Any) -> None:
+    lane, _ = _clients(world)
+
+    response = lane.post(_STORE, body, format="json")
+
+    assert not served_by_hot_lane(response)
+    assert_error_shape(response, 400)
+
+
+def test_a_store_filter_with_an_unknown_operator_is_the_same_400_with_nothing_stored(world: World) -> None:
+    lane, django = _clients(world)
+    body = {
+        "ops": [
+            {"op": "put", "namespace": ["x"], "key": "k", "value": {"n": 1}},
+            {"op": "search", "namespace_prefix": ["x"], "filter": {"n": {"$near": 1}}},
+        ]
+    }
+
+    _same_answer(lane.post(_STORE, body, format="json"), django.post(_STORE, body, format="json"))
+    alone = {"ops": body["ops"][1:]}  # one operation: run without a transaction of its own
+    _same_answer(lane.post(_STORE, alone, format="json"), django.post(_STORE, alone, format="json"))
+    nothing = lane.post(_STORE, {"ops": [{"op": "get", "namespace": ["x"], "key": "k"}]}, format="json")
+    assert nothing.json()["results"] == [None]
 
 
 # --- Idempotency-Key ----------------------------------------------------------------------------------------

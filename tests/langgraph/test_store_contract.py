@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from agent_memory_client.store import AgentMemoryStore
 from langgraph.store.base import GetOp, PutOp, SearchOp
@@ -126,3 +127,27 @@ def test_the_outsider_sees_none_of_acmes_items(
     outsider.put(("users", "alice"), "secret", {"text": "the outsider's own"})
     kept = store.get(("users", "alice"), "secret")
     assert kept is not None and kept.value == {"text": "alice's card ends 4242"}
+
+
+def test_a_batch_that_writes_carries_an_idempotency_key_and_a_batch_of_reads_none(
+    in_process: dict[str, Any], world: World
+) -> None:
+    service = in_process["transport"].app
+    keys: list[str | None] = []
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        keys.append(environ.get("HTTP_IDEMPOTENCY_KEY"))
+        return service(environ, start_response)
+
+    store = AgentMemoryStore(
+        api_key=world.acme.raw_key, base_url=in_process["base_url"], transport=httpx.WSGITransport(app=recording)
+    )
+    store.put(("docs",), "a", {"text": "first"})
+    store.get(("docs",), "a")
+    store.search(("docs",))
+    store.list_namespaces()
+    store.batch([GetOp(("docs",), "a"), PutOp(("docs",), "a", None)])
+
+    assert [key is not None for key in keys] == [True, False, False, False, True]
+    assert len(set(keys) - {None}) == 2  # a key per write call
+    assert store.get(("docs",), "a") is None

@@ -1,7 +1,8 @@
 """A typed REST client of the agent memory service, sync (`MemoryClient`) and async (`AsyncMemoryClient`).
 
 Every write carries an Idempotency-Key, generated once per call and reused by its retries, so a retry after
-a timeout or a dropped connection returns the first answer instead of writing twice. Retries (with
+a timeout or a dropped connection returns the first answer instead of writing twice (a POST that only reads,
+such as a store batch of gets and searches, is sent without one: `keyed=False`). Retries (with
 exponential backoff and Retry-After) happen on connection errors, timeouts, 429, 502/503/504, and 409 for a
 request with the same key still in flight. Reads and deletes are retried the same way (they are safe).
 """
@@ -92,9 +93,9 @@ class _Base:
         self.retry = retry or RetryPolicy()
         self.idempotency_keys = idempotency_keys
 
-    def _headers(self, method: str) -> dict[str, str]:
+    def _headers(self, method: str, keyed: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
-        if self.idempotency_keys and method in ("POST", "PUT", "PATCH"):
+        if keyed and self.idempotency_keys and method in ("POST", "PUT", "PATCH"):
             headers["Idempotency-Key"] = uuid.uuid4().hex
         return headers
 
@@ -137,9 +138,18 @@ class MemoryClient(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        """Send one request (retried as the module says); the decoded JSON body, or ApiError."""
-        headers = self._headers(method)
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        keyed: bool = True,
+    ) -> Any:
+        """Send one request (retried as the module says); the decoded JSON body, or ApiError. `keyed=False`
+        sends a write without an Idempotency-Key: for a POST that only reads, or writes what a repeat leaves as is."""
+        headers = self._headers(method, keyed)
         content = encode_body(body) if body is not None else None
         query = dict(params) if params else None
         for attempt in range(self.retry.attempts):
@@ -246,9 +256,15 @@ class AsyncMemoryClient(_Base):
         await self.aclose()
 
     async def request(
-        self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        keyed: bool = True,
     ) -> Any:
-        headers = self._headers(method)
+        headers = self._headers(method, keyed)
         content = encode_body(body) if body is not None else None
         url = self._url(path)
         http = self._client()

@@ -120,12 +120,20 @@ class AgentMemoryStore(BaseStore):
         listed = list(ops)
         if not listed:
             return []
-        answers = self.client.request("POST", PATH, body={"ops": [self._op(op) for op in listed]})["results"]
+        body = {"ops": [self._op(op) for op in listed]}
+        answers = self.client.request("POST", PATH, body=body, keyed=_writes(listed))["results"]
         return self._results(listed, answers)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         listed = list(ops)
         if not listed:
             return []
-        response = await self.async_client.request("POST", PATH, body={"ops": [self._op(op) for op in listed]})
+        body = {"ops": [self._op(op) for op in listed]}
+        response = await self.async_client.request("POST", PATH, body=body, keyed=_writes(listed))
         return self._results(listed, response["results"])
+
+
+def _writes(ops: list[Op]) -> bool:
+    """Whether a batch writes, and so carries an Idempotency-Key: a batch of reads (get, search,
+    list_namespaces) answers a retry afresh, and its only effect, pushing back TTLs, is the same twice."""
+    return any(isinstance(op, PutOp) for op in ops)
