@@ -126,7 +126,13 @@ class StoreItem(models.Model):
             models.UniqueConstraint(fields=["tenant", "prefix", "key"], name="lg_store_item_unique"),
         ]
         indexes = [
-            models.Index(fields=["tenant", "prefix"], name="lg_store_tenant_prefix"),
+            # A namespace prefix search reads a range of this index: the prefix itself, and from "prefix." up to
+            # (not including) "prefix/" in byte order, which pattern operators compare in whatever the collation.
+            models.Index(
+                fields=["tenant", "prefix"],
+                name="lg_store_tenant_prefix",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
             GinIndex(fields=["value"], name="lg_store_value", opclasses=["jsonb_path_ops"]),
             # The sweep of expired items reads only the rows that have an expiry.
             models.Index(fields=["expires_at"], name="lg_store_expires", condition=models.Q(expires_at__isnull=False)),

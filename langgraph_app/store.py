@@ -218,8 +218,10 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
     where, params = [_ALIVE], [tenant.pk, now]
     prefix = join(args.get("namespace_prefix") or [])
     if prefix:
-        where.append("(prefix = %s OR starts_with(prefix, %s))")
-        params += [prefix, prefix + "."]
+        # The namespace and those below it: the strings from "prefix." up to "prefix/" ("/" follows "." in byte
+        # order), so that the range reads the index whatever the plan (a prefix match of a parameter does not).
+        where.append("(prefix = %s OR (prefix ~>=~ %s AND prefix ~<~ %s))")
+        params += [prefix, prefix + ".", prefix + "/"]
     clauses, values = _filter_sql(args.get("filter") or {})
     where += clauses
     params += values

@@ -5,14 +5,18 @@ PostgresStore)."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 import pytest
 from agent_memory_client.errors import ApiError
 from agent_memory_client.store import AgentMemoryStore
+from django.db import connection
 from langgraph.store.memory import InMemoryStore, _compare_values
 
 from conftest import World
+from langgraph_app import store as store_service
 
 ITEMS: dict[str, dict[str, Any]] = {
     "a": {"rank": 1, "name": "apple", "meta": {"lang": "en", "year": 2021}, "tags": ["x", "y"]},
@@ -135,3 +139,46 @@ def test_namespaces_page_in_label_order_after_prefix_suffix_and_depth(in_process
     ]
     for call in calls:
         assert store.list_namespaces(**call) == reference.list_namespaces(**call), call
+
+
+def test_a_namespace_prefix_search_finds_the_namespace_and_those_below_it_as_langgraphs_store_does(
+    in_process: dict[str, Any], world: World
+) -> None:
+    store = AgentMemoryStore(api_key=world.acme.raw_key, **in_process)
+    reference = InMemoryStore()
+    # Labels that begin with another label, with characters just before and after "." (0x2e) in byte order.
+    namespaces = [("u1",), ("u1", "a"), ("u1", "a", "b"), ("u1-x",), ("u1!", "a"), ("u1/x",), ("u10",), ("u",), ("é",)]
+    for namespace in namespaces:
+        store.put(namespace, "k", {"v": "/".join(namespace)})
+        reference.put(namespace, "k", {"v": "/".join(namespace)})
+    for prefix in [("u1",), ("u1", "a"), ("u",), ("u1-x",), ("é",), ("u1", "a", "b", "c")]:
+        found = sorted(item.value["v"] for item in store.search(prefix, limit=100))
+        expected = sorted(item.value["v"] for item in reference.search(prefix, limit=100))
+        assert found == expected, prefix
+
+
+def test_a_namespace_prefix_search_reads_a_range_of_the_prefix_index_even_in_a_generic_plan(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prepared statements get generic plans (planned without the parameters' values), where a prefix match of a
+    parameter (LIKE, starts_with) cannot become an index condition: the search would read every item of the tenant."""
+    statements: list[str] = []
+
+    def recording(sql: str, params: Any) -> list[tuple[Any, ...]]:
+        statements.append(sql)
+        return original(sql, params)
+
+    original = store_service.run
+    monkeypatch.setattr(store_service, "run", recording)
+    search_op = store_service.Op("search", {"namespace_prefix": ["users", "alice"]})
+    store_service.run_batch(tenant=world.acme.tenant, ops=[search_op])
+    [search] = [sql for sql in statements if sql.lstrip().startswith("SELECT")]
+    positions = itertools.count(1)
+    numbered = re.sub(r"%s", lambda _: f"${next(positions)}", search)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (GENERIC_PLAN) {numbered}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "lg_store_tenant_prefix" in plan and "~>=~" in plan and "~<~" in plan, plan
