@@ -17,6 +17,7 @@ from langgraph.store.memory import InMemoryStore, _compare_values
 
 from conftest import World
 from langgraph_app import store as store_service
+from memory_admin import sql
 
 ITEMS: dict[str, dict[str, Any]] = {
     "a": {"rank": 1, "name": "apple", "meta": {"lang": "en", "year": 2021}, "tags": ["x", "y"]},
@@ -168,7 +169,7 @@ def test_a_namespace_prefix_search_reads_a_range_of_the_prefix_index_even_in_a_g
         statements.append(sql)
         return original(sql, params)
 
-    original = store_service.run
+    original = sql.run  # what the store module calls
     monkeypatch.setattr(store_service, "run", recording)
     search_op = store_service.Op("search", {"namespace_prefix": ["users", "alice"]})
     store_service.run_batch(tenant=world.acme.tenant, ops=[search_op])
