@@ -11,6 +11,7 @@ so a person with a million events never sits in memory as Python objects at once
     operations.json      the operation journal (params, result, error decoded)
     checkpoints.json     every checkpoint with its full state rebuilt from the stored snapshots and deltas
     langgraph.json       the LangGraph checkpoints of the person's threads: channel values and pending writes decoded
+    langgraph_store.json the LangGraph store items whose namespace names the person (their user id as a label)
     memories.json        user, session and derived memories (text and metadata; vectors are described, not copied)
     memory_history.json  every revision of those memories
     profile.json         the profile and its pending outbox facts
@@ -52,6 +53,7 @@ LAYERS = (
     "operations",
     "checkpoints",
     "langgraph",
+    "langgraph_store",
     "memories",
     "memory_history",
     "profile",
@@ -249,6 +251,20 @@ class Builder:
                     "created_at": _when(found.row.created_at),
                     **found.state,
                 }
+
+    def _langgraph_store(self) -> Iterator[dict[str, Any]]:
+        """Expired items too: they are still held until the sweep removes them."""
+        rows = self.person.store_items().defer("embedding").order_by("prefix", "key")
+        for item in rows.iterator(chunk_size=_CHUNK):
+            yield {
+                "namespace": item.prefix.split("."),
+                "key": item.key,
+                "value": item.value,
+                "indexed_for_search": item.embedding_model or None,
+                "created_at": _when(item.created_at),
+                "updated_at": _when(item.updated_at),
+                "expires_at": _when(item.expires_at),
+            }
 
     def _memory_rows(self) -> QuerySet[Memory]:
         return self.person.memories([session.pk for session in self.sessions]).filter(deleted_at__isnull=True)

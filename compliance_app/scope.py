@@ -2,8 +2,9 @@
 
 A person is (tenant, user id). Their data is: their sessions and all that hangs off them (events,
 snapshots, operations, checkpoints, session-scoped and derived memories, promotion jobs), their user-scoped
-memories with vectors and history, their profile and its outbox, their data keys, and in Redis the hot
-context and tool state of their sessions, the idempotency records of requests about them, and the live
+memories with vectors and history, their profile and its outbox, their data keys, the LangGraph store items
+whose namespace names them (their user id as one of its labels: `("users", user_id, ...)`), and in Redis the
+hot context and tool state of their sessions, the idempotency records of requests about them, and the live
 channels of their sessions.
 """
 
@@ -19,7 +20,8 @@ from django.db.models import Q, QuerySet
 from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
-from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
+from langgraph_app.selectors import store_items_naming
 from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
@@ -36,6 +38,7 @@ LAYERS = (
     "checkpoints",
     "langgraph_checkpoints",
     "langgraph_values",
+    "langgraph_store_items",
     "memories",
     "memory_vectors",
     "derived_memories",
@@ -67,6 +70,10 @@ class Person:
 
     def session_pks(self) -> list[Any]:
         return list(self.sessions().values_list("pk", flat=True))
+
+    def store_items(self) -> QuerySet[StoreItem]:
+        """The LangGraph store items whose namespace names the person."""
+        return store_items_naming(tenant=self.tenant, label=self.user_id)
 
     def memories(self, session_pks: list[Any] | None = None) -> QuerySet[Memory]:
         """User memories, session memories of their sessions, and what was derived from their sessions."""
@@ -133,9 +140,10 @@ def stored_rows(person: Person) -> dict[str, int]:
 
 
 def volatile(person: Person) -> dict[str, int]:
-    """The layers approval itself removes (profile, outbox, keys, Redis): counted before it does."""
+    """The layers approval itself removes (store items, profile, outbox, keys, Redis): counted before it does."""
     session_pks = person.session_pks()
     counts = {
+        "langgraph_store_items": person.store_items().count(),
         "profile": UserProfile.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "profile_outbox": ProfileFactOutbox.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
         "data_keys": PersonKey.objects.filter(tenant=person.tenant, subject=person.subject).count(),

@@ -160,7 +160,8 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     """Approve a request and erase the person logically, in this one transaction.
 
     At once: their sessions are closed and invisible to every API, page, search and recall; their memories
-    are deleted logically; their profile and its outbox are deleted; their data keys are destroyed, which
+    are deleted logically; the LangGraph store items that name them, their profile and its outbox are
+    deleted; their data keys are destroyed, which
     makes every encrypted payload of theirs unreadable everywhere. After commit their Redis keys are purged
     and the physical purge job is queued. Approving an approved request again changes nothing.
     With four eyes on (ERASURE_FOUR_EYES), the approver must not be the person who filed it.
@@ -188,6 +189,8 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     # another user id) are marked one by one.
     hide_owner(tenant=request.tenant, user_id=request.user_id)
     memories.filter(deleted_at__isnull=True).exclude(user_id=request.user_id).update(deleted_at=now)
+    # Store items are plain JSON (filters read them in SQL): nothing to shred, so they go now.
+    person.store_items().delete()
     UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
     keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
@@ -341,6 +344,8 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
         handled={Event, EventSnapshot, Operation, PromotionJob, Checkpoint, CheckpointHead, Memory},
     )
     removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch, step("sessions"))
+    # Approval deleted the store items; these are items put under the person's namespaces since (a late write).
+    removed["late_store_items"], _ = person.store_items().delete()
     removed["redis_keys"] = scope.purge_redis(person, session_pks)
     return removed
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q, QuerySet
 
-from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
+from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
 from langgraph_app.services import check_thread_id
 from memory_admin.codec import loads
 from memory_admin.errors import NotFound
@@ -230,3 +231,17 @@ def stored_bytes(*, session_pks: list[object]) -> int:
             )
             total += int(cursor.fetchone()[0])
     return total
+
+
+def store_items_naming(*, tenant: Tenant, label: str) -> QuerySet[StoreItem]:
+    """The tenant's store items whose namespace has `label` as one of its labels, expired or not: a person's
+    items by LangGraph's convention (("users", user_id, "memories"), (user_id, "prefs"), ...). A label holds no
+    ".", so text with one names no namespace."""
+    if not label or "." in label:
+        return StoreItem.objects.none()
+    return StoreItem.objects.filter(tenant=tenant).filter(
+        Q(prefix=label)
+        | Q(prefix__startswith=f"{label}.")
+        | Q(prefix__endswith=f".{label}")
+        | Q(prefix__contains=f".{label}.")
+    )

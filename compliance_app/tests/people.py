@@ -41,6 +41,20 @@ def fill_every_layer(world: World, user_id: str, marker: str, *, agent: Any = No
     assert client.post("/api/v1/memories", session_memory, format="json").status_code == 201
     profile = {"preferences": {"lang": "en"}, "facts": {"city": f"{marker} lives in Porto"}}
     assert client.patch(f"/api/v1/users/{user_id}/profile", profile, format="json").status_code == 200
+    # LangGraph's store, under namespaces that name the person (its usual convention), and one that does not.
+    items = {
+        "ops": [
+            {
+                "op": "put",
+                "namespace": ["users", user_id, "prefs"],
+                "key": "seat",
+                "value": {"text": f"{marker} aisle"},
+            },
+            {"op": "put", "namespace": [user_id], "key": "tone", "value": {"text": f"{marker} formal"}},
+            {"op": "put", "namespace": ["faq", "shared"], "key": "opening-hours", "value": {"text": "9 to 5"}},
+        ]
+    }
+    assert client.post("/api/v1/langgraph/store/batch", items, format="json").status_code == 200
     # Hot context in Redis, as the agent's next read would leave it.
     assert client.get(f"{base}/context").status_code == 200
     return {"session_id": session_id, "base": base}

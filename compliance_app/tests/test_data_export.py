@@ -63,6 +63,7 @@ def test_an_export_holds_exactly_the_persons_data_and_nothing_of_another_person_
             "operations",
             "checkpoints",
             "langgraph",
+            "langgraph_store",
             "memories",
             "memory_history",
             "profile",
@@ -83,6 +84,10 @@ def test_an_export_holds_exactly_the_persons_data_and_nothing_of_another_person_
     assert any("ALICE-MARK my card ends 4242" in json.dumps(event["payload"]) for event in layers["events"])
     assert layers["checkpoints"][0]["state"] == {"note": "ALICE-MARK"}
     assert [row["channel_values"] for row in layers["langgraph"]] == [{"seat": "ALICE-MARK chose the aisle"}]
+    assert sorted((row["namespace"], row["value"]["text"]) for row in layers["langgraph_store"]) == [
+        ([ALICE], "ALICE-MARK formal"),
+        (["users", ALICE, "prefs"], "ALICE-MARK aisle"),
+    ]
     assert layers["operations"][0]["params"] == {"to": "ALICE-MARK"}
     assert {memory["content"] for memory in layers["memories"]} == {
         "ALICE-MARK prefers window seats",

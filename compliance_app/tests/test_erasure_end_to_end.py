@@ -95,10 +95,15 @@ def test_erasing_one_person_leaves_no_trace_of_them_and_the_other_untouched(
     assert world.acme.client.get(f"{bob['base']}/state").json() == bob_before
     assert world.acme.client.get(f"{bob['base']}/checkpoints/latest").status_code == 200
     assert Memory.objects.filter(user_id=BOB).count() >= 2
+    store = {"ops": [{"op": "list_namespaces"}]}
+    assert world.acme.client.post("/api/v1/langgraph/store/batch", store, format="json").json()["results"] == [
+        [[BOB], ["faq", "shared"], ["users", BOB, "prefs"]]
+    ]
     receipt = world.acme.client.get(f"/api/v1/erasure-requests/{request_id}/receipt").json()
     assert ALICE not in str(receipt) and "alice@example.com" not in str(receipt)
     assert receipt["erased_per_layer"]["sessions"] == 1
     assert receipt["erased_per_layer"]["events"] >= 2
+    assert receipt["erased_per_layer"]["langgraph_store_items"] == 2
     assert [entry["action"] for entry in receipt["audit"]] == [
         "filed",
         "approved",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
+from compliance_app import scope
+from compliance_app.models import ErasureRequest
 from compliance_app.services import approve_erasure
 from compliance_app.tasks import purge_erasure
 from conftest import World
@@ -81,3 +84,41 @@ def test_channel_values_and_writes_are_encrypted_with_the_persons_key_and_unread
     for blob in stored:
         with pytest.raises(Erased):
             open_bytes(blob)
+
+
+def _put(client: Any, *namespaces: tuple[str, ...]) -> None:
+    ops = [{"op": "put", "namespace": list(namespace), "key": "k", "value": {"v": 1}} for namespace in namespaces]
+    assert client.post("/api/v1/langgraph/store/batch", {"ops": ops}, format="json").status_code == 200
+
+
+def _namespaces(client: Any) -> list[list[str]]:
+    body = {"ops": [{"op": "list_namespaces", "limit": 100}]}
+    found: list[list[str]] = client.post("/api/v1/langgraph/store/batch", body, format="json").json()["results"][0]
+    return found
+
+
+def test_erasing_a_person_removes_the_store_items_whose_namespace_has_their_id_as_a_label_and_no_other(
+    world: World,
+) -> None:
+    client = world.acme.client
+    naming = [("u-erase-me",), ("users", "u-erase-me"), ("users", "u-erase-me", "prefs"), ("u-erase-me", "x", "y")]
+    others = [("users", "u-erase-me-too"), ("u-erase",), ("users", "team-u-erase-me"), ("faq",)]
+    _put(client, *naming, *others)
+    _put(world.outsider.client, ("users", "u-erase-me"))  # the same id in another tenant: another person
+
+    body = {"user_id": "u-erase-me", "legal_basis": "gdpr_art_17"}
+    request_id = client.post("/api/v1/erasure-requests", body, format="json").json()["id"]
+    assert scope.preview(scope.Person(tenant=world.acme.tenant, user_id="u-erase-me"))["langgraph_store_items"] == 4
+    approve_erasure(request_id=request_id, decided_by="staff:approver")
+    assert sorted(_namespaces(client)) == sorted(map(list, others))  # gone at once
+    _put(client, ("users", "u-erase-me", "late"))  # an agent that had not heard yet
+    purge_erasure(request_id)
+
+    assert sorted(_namespaces(client)) == sorted(map(list, others))
+    assert _namespaces(world.outsider.client) == [["users", "u-erase-me"]]
+    request = ErasureRequest.objects.get(pk=request_id)
+    assert request.purged["late_store_items"] == 1
+    # The verification's text scan still reports the items that hold the id inside another label (and the
+    # other tenant's): a person decides whether they are about this person. Nothing else is left.
+    findings = {name: count for name, count in request.verification["findings"].items() if count}
+    assert findings == {"postgres:langgraph_app_storeitem:text": 3}
