@@ -17,11 +17,13 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Window
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
+from langgraph_app.models import StoreItem
+from langgraph_app.selectors import store_items_naming
 from memories_app import selectors as memory_selectors
 from memories_app.models import Memory, MemoryRevision, RevisionKind, Scope, UserProfile
 from memories_app.services import MAX_USER_ID_CHARS, embed_texts
@@ -33,6 +35,8 @@ from tenants_app.models import Tenant
 
 MEMORIES_PER_SCOPE = 100
 SESSIONS_SHOWN = 50
+STORE_ITEMS_SHOWN = 50
+STORE_VALUE_CHARS = 300
 SEARCH_RESULTS = 20
 
 
@@ -70,7 +74,33 @@ def user_exists(tenant: Tenant, user_id: str) -> bool:
         UserProfile.objects.filter(tenant=tenant, user_id=user_id).exists()
         or AgentSession.objects.filter(tenant=tenant, user_id=user_id).exists()
         or Memory.objects.alive().filter(tenant=tenant, user_id=user_id).exists()
+        or store_items_naming(tenant=tenant, label=user_id).exists()
     )
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    item: StoreItem
+    namespace: str
+    value: str  # the JSON value, cut to STORE_VALUE_CHARS
+    expired: bool
+
+
+def store_rows(tenant: Tenant, user_id: str, *, now: datetime) -> tuple[int, list[StoreRow]]:
+    """The LangGraph store items whose namespace names the user (what erasing them removes): how many, and
+    the most recently updated STORE_ITEMS_SHOWN."""
+    items = store_items_naming(tenant=tenant, label=user_id).defer("embedding")
+    # One query: the window counts every match before the limit applies.
+    counted = items.annotate(total=Window(Count("id"))).order_by("-updated_at", "prefix", "key")
+    newest = list(counted[:STORE_ITEMS_SHOWN])
+    rows = []
+    for item in newest:
+        text = json.dumps(item.value, ensure_ascii=False)
+        if len(text) > STORE_VALUE_CHARS:
+            text = text[: STORE_VALUE_CHARS - 1] + "…"
+        expired = item.expires_at is not None and item.expires_at <= now
+        rows.append(StoreRow(item, " / ".join(item.prefix.split(".")), text, expired))
+    return (newest[0].total if newest else 0), rows
 
 
 # --- reads behind the user page -------------------------------------------------------------------------
@@ -223,7 +253,13 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
         AgentSession.objects.filter(tenant=owner, user_id=user_id).order_by("-created_at", "-id")[: SESSIONS_SHOWN + 1]
     )
     sections = memory_sections(owner, user_id, model_id=embedder.model_id, now=now)
-    if profile is None and not sessions and not any(s.total for s in sections if s.scope != Scope.GLOBAL):
+    store_total, store_items = store_rows(owner, user_id, now=now)
+    if (
+        profile is None
+        and not sessions
+        and not store_total
+        and not any(s.total for s in sections if s.scope != Scope.GLOBAL)
+    ):
         return _missing(request, f"{owner.name} has no user “{user_id}”: no profile, session or memory.", owner)
     search_form = MemorySearchForm(request.GET if "q" in request.GET else None)
     search = None
@@ -242,6 +278,8 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
         "sessions": sessions[:SESSIONS_SHOWN],
         "more_sessions": len(sessions) > SESSIONS_SHOWN,
         "sections": sections,
+        "store_total": store_total,
+        "store_items": store_items,
         "embedder": embedder,
         "search_form": search_form,
         "search": search,

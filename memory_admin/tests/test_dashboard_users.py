@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conftest import World, logged_in
+from langgraph_app.store import Op, run_batch
 from memories_app.background import ACCESS_KEY
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory
@@ -179,6 +180,39 @@ def test_the_user_page_lists_the_users_sessions_with_links_to_their_pages(world:
 
     assert {s.session_id for s in response.context["sessions"]} == {"trip-planning", "support-chat"}
     assert f'<a href="/sessions/{alice["session"].pk}/">trip-planning</a>' in response.content.decode()
+
+
+def _store(tenant: Tenant, *namespaces: tuple[str, ...], ttl: float | None = None) -> None:
+    ops = [
+        Op("put", {"namespace": list(namespace), "key": "seat", "value": {"text": "aisle, " * 80}, "ttl": ttl})
+        for namespace in namespaces
+    ]
+    run_batch(tenant=tenant, ops=ops)
+
+
+def test_the_user_page_lists_the_langgraph_store_items_whose_namespace_names_the_user(world: World) -> None:
+    _alice(world)
+    _store(world.acme.tenant, ("users", "alice", "prefs"), ("alice",))
+    _store(world.acme.tenant, ("users", "alice-team"), ("users", "bob"))
+    _store(world.outsider.tenant, ("users", "alice"))
+
+    response = logged_in(world.support).get(_url(world.acme.tenant, "alice"))
+
+    assert response.context["store_total"] == 2
+    assert sorted(row.namespace for row in response.context["store_items"]) == ["alice", "users / alice / prefs"]
+    section = response.content.decode().split('id="store-items"')[1].split("</section>")[0]
+    assert "<code>users / alice / prefs</code>" in section and "alice-team" not in section
+    assert "…" in section  # a long value is cut
+
+
+def test_a_user_known_only_by_store_items_is_found_and_has_a_page(world: World) -> None:
+    _store(world.acme.tenant, ("users", "carol"), ttl=10)
+
+    found = logged_in(world.support).get("/users/", {"tenant": str(world.acme.tenant.pk), "user_id": "carol"})
+    page = logged_in(world.support).get(_url(world.acme.tenant, "carol"))
+
+    assert found.status_code == 302 and found["Location"] == _url(world.acme.tenant, "carol")
+    assert page.status_code == 200 and page.context["store_total"] == 1
 
 
 def test_a_memory_with_changes_and_a_merge_links_to_its_history(world: World) -> None:
@@ -360,6 +394,7 @@ def _busy_user(world: World, user_id: str, *, sessions: int, memories: int) -> N
 def test_the_user_page_costs_the_same_queries_however_many_memories_and_sessions(world: World) -> None:
     _busy_user(world, "few", sessions=1, memories=1)
     _busy_user(world, "many", sessions=30, memories=60)
+    _store(world.acme.tenant, *[("users", "many", f"topic-{index}") for index in range(60)])
     _memory(world, "a global one", scope="global")
     client = logged_in(world.support)
     client.get(_url(world.acme.tenant, "few"))
