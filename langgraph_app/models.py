@@ -130,7 +130,7 @@ class StoreItem(models.Model):
             # (not including) "prefix/" in byte order, which pattern operators compare in whatever the collation.
             models.Index(
                 fields=["tenant", "prefix"],
-                name="lg_store_tenant_prefix",
+                name="lg_store_prefix_pattern",
                 opclasses=["uuid_ops", "varchar_pattern_ops"],
             ),
             GinIndex(fields=["value"], name="lg_store_value", opclasses=["jsonb_path_ops"]),

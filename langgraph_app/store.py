@@ -102,8 +102,11 @@ def _is_operators(expected: Any) -> bool:
     return isinstance(expected, dict) and any(isinstance(name, str) and name.startswith("$") for name in expected)
 
 
-# A JSON string that Python's float() reads as a finite number (LangGraph's InMemoryStore compares with float()).
-_NUMERIC_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# A JSON string that Python's float() reads as a finite number (LangGraph's InMemoryStore compares with float())
+# and PostgreSQL's numeric can hold: at most NUMERIC_TEXT_MAX characters and a four-digit exponent (numeric
+# refuses an exponent beyond 131071 or a scale beyond 16383; such text is compared as text is: never).
+_NUMERIC_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,4})?\s*$"
+NUMERIC_TEXT_MAX = 1000
 # The value at a path, a missing field read as JSON null (as `dict.get` reads it in InMemoryStore).
 _AT = "coalesce(value #> %s::text[], 'null'::jsonb)"
 
@@ -124,9 +127,10 @@ def _comparison(path: list[str], name: str, operand: Any) -> tuple[str, list[Any
     if isinstance(operand, (int, float)) and not isinstance(operand, bool):
         return (
             f"CASE WHEN jsonb_typeof({at}) = 'number' THEN {at}::numeric {sign} %s::numeric "
-            f"WHEN jsonb_typeof({at}) = 'string' AND {text} ~ %s THEN {text}::numeric {sign} %s::numeric "
+            f"WHEN jsonb_typeof({at}) = 'string' AND length({text}) <= {NUMERIC_TEXT_MAX} AND {text} ~ %s "
+            f"THEN {text}::numeric {sign} %s::numeric "
             "ELSE false END",
-            [path, path, json.dumps(operand), path, path, _NUMERIC_TEXT, path, json.dumps(operand)],
+            [path, path, json.dumps(operand), path, path, path, _NUMERIC_TEXT, path, json.dumps(operand)],
         )
     if isinstance(operand, str):
         return (
@@ -233,6 +237,7 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
             f"SELECT {_ITEM_COLUMNS} FROM {_TABLE} WHERE {' AND '.join(where)} "  # noqa: S608 - fixed fragments
             "ORDER BY updated_at DESC, prefix, key LIMIT %s OFFSET %s",
             [*params, limit, offset],
+            prepare=not clauses,
         )
         scored = [(row, None) for row in rows]
     else:
@@ -245,6 +250,7 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
             "ORDER BY distance ASC NULLS LAST, CASE WHEN distance IS NULL THEN updated_at END DESC NULLS LAST, "
             "prefix, key LIMIT %s OFFSET %s",
             [get_embedder().model_id, vector, *params, limit, offset],
+            prepare=not clauses,
         )
         scored = [(row, None if row[7] is None else 1.0 - float(row[7])) for row in rows]
     if args.get("refresh_ttl", True):
@@ -288,7 +294,7 @@ def _list_namespaces(tenant: Tenant, args: dict[str, Any], now: datetime) -> lis
     )
     values: list[Any] = ([max_depth] if max_depth is not None else []) + [tenant.pk, now, *params]
     values += [args.get("limit", 100), args.get("offset", 0)]
-    return [list(row[0]) for row in run(sql, values)]
+    return [list(row[0]) for row in run(sql, values, prepare=False)]
 
 
 def sweep_expired(*, now: datetime | None = None, batch_size: int = SWEEP_BATCH) -> int:

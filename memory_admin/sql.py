@@ -19,13 +19,15 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import pq
 
 
-def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Execute `sql` prepared and return its rows (none for a statement without a result)."""
+def run(sql: str, params: Mapping[str, Any] | Sequence[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
+    """Execute `sql` prepared and return its rows (none for a statement without a result). `prepare=False`
+    for a statement built in many shapes (a filter's clauses): each shape would take a place among the
+    connection's prepared statements (psycopg keeps the last 100) and push out the hot ones."""
     wrapper = connections[DEFAULT_DB_ALIAS]  # one lookup (`connection` looks it up on every attribute)
     wrapper.ensure_connection()
     started = time.monotonic()
     with wrapper.wrap_database_errors, psycopg.Cursor(wrapper.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params, prepare=prepare)
         # The result's status, not `cursor.description`: that builds a Column object per column on every call.
         result = cursor.pgresult
         rows = cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []

@@ -146,7 +146,7 @@ def _object(item: dict[str, Any], name: str, where: str) -> dict[str, Any]:
 
 
 def _save(item: Any, where: str) -> CheckpointSave | WritesSave:
-    if not isinstance(item, dict) or item.get("op") not in _SAVE_FIELDS:
+    if not isinstance(item, dict) or not isinstance(item.get("op"), str) or item["op"] not in _SAVE_FIELDS:
         raise serializers.ValidationError(f"{where}.op must be checkpoint or writes.")
     unknown = set(item) - _SAVE_FIELDS[item["op"]]
     if unknown:
@@ -350,7 +350,7 @@ _OP_FIELDS = {
 def _store_op(item: Any, where: str) -> Any:
     from langgraph_app.store import MAX_SEARCH_LIMIT, Op
 
-    if not isinstance(item, dict) or item.get("op") not in _OP_FIELDS:
+    if not isinstance(item, dict) or not isinstance(item.get("op"), str) or item["op"] not in _OP_FIELDS:
         raise serializers.ValidationError(f"{where}.op must be one of {', '.join(_OP_FIELDS)}.")
     kind = item["op"]
     unknown = set(item) - _OP_FIELDS[kind]

@@ -1,6 +1,7 @@
 """The store's (tenant, prefix) index compares prefixes with pattern operators (byte order, whatever the
 database's collation), so that a namespace prefix search reads a range of it instead of every item of the
-tenant. Built concurrently (no lock on writes, so not in a transaction)."""
+tenant. The new index is built before the old one goes, both concurrently (no lock on writes, so not in a
+transaction)."""
 
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
@@ -11,17 +12,16 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("langgraph_app", "0005_drop_redundant_session_index"),
-        ("tenants_app", "0002_role_groups"),
     ]
 
     operations = [
-        RemoveIndexConcurrently(model_name="storeitem", name="lg_store_tenant_prefix"),
         AddIndexConcurrently(
             model_name="storeitem",
             index=models.Index(
                 fields=["tenant", "prefix"],
-                name="lg_store_tenant_prefix",
+                name="lg_store_prefix_pattern",
                 opclasses=["uuid_ops", "varchar_pattern_ops"],
             ),
         ),
+        RemoveIndexConcurrently(model_name="storeitem", name="lg_store_tenant_prefix"),
     ]

@@ -115,3 +115,34 @@ def test_a_key_used_on_one_endpoint_does_not_swallow_a_write_to_another(
     assert answer.status_code in (200, 201, 422)
     if answer.status_code != 422:
         assert objs.client.get(objs.session_url).json()["head_version"] == head + 1
+
+
+# 6. A batch operation named by a list or an object (`{"op": []}`) raised TypeError (an unhashable key looked up
+#    in the operations' table): a 500 from both lanes, for LangGraph saves and store batches. And a stored string
+#    that looks numeric but holds an exponent PostgreSQL's numeric cannot take made every ordering filter on that
+#    field a 500 for the whole tenant.
+@pytest.mark.parametrize("op", [[], {}, ["put"], 1.5, None])
+@pytest.mark.parametrize("path", ["/api/v1/langgraph/threads/lg-x/saves", "/api/v1/langgraph/store/batch"])
+def test_a_batch_operation_named_by_something_else_than_text_is_a_400(path: str, op: Any, objs: AcmeObjects) -> None:
+    before = stored_state()
+
+    response = send_raw(
+        objs.client, "POST", path, json.dumps({"ops": [{"op": op}]}).encode(), content_type="application/json"
+    )
+
+    assert_error_shape(response, 400)
+    assert stored_state() == before
+
+
+@pytest.mark.parametrize("stored", ["1e99999", "-2E-99999", "1e1001"])
+def test_an_ordering_filter_over_a_huge_exponent_in_text_answers_instead_of_failing(
+    stored: str, objs: AcmeObjects
+) -> None:
+    batch = "/api/v1/langgraph/store/batch"
+    put = {"ops": [{"op": "put", "namespace": ["n"], "key": "k", "value": {"rank": stored}}]}
+    assert objs.client.post(batch, put, format="json").status_code == 200
+    search = {"ops": [{"op": "search", "namespace_prefix": ["n"], "filter": {"rank": {"$gt": 5}}}]}
+
+    response = objs.client.post(batch, search, format="json")
+
+    assert response.status_code == 200, response.content
