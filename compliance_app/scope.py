@@ -2,8 +2,8 @@
 
 A person is (tenant, user id). Their data is: their sessions and all that hangs off them (events,
 snapshots, operations, checkpoints, session-scoped and derived memories, promotion jobs), their user-scoped
-memories with vectors and history, their profile and its outbox, their data keys, the LangGraph store items
-whose namespace names them (their user id as one of its labels: `("users", user_id, ...)`), and in Redis the
+memories with vectors and history, their profile and its outbox, their data keys, the LangGraph store items in
+their namespaces (settings.ERASURE_STORE_NAMESPACES: `("users", user_id, ...)` and the like), and in Redis the
 hot context and tool state of their sessions, the idempotency records of requests about them, and the live
 channels of their sessions.
 """
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
 from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
-from langgraph_app.selectors import store_items_naming
+from langgraph_app.selectors import store_items_of
 from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
@@ -72,8 +73,13 @@ class Person:
         return list(self.sessions().values_list("pk", flat=True))
 
     def store_items(self) -> QuerySet[StoreItem]:
-        """The LangGraph store items whose namespace names the person."""
-        return store_items_naming(tenant=self.tenant, label=self.user_id)
+        """The LangGraph store items in the person's namespaces."""
+        return store_items_of(tenant=self.tenant, user_id=self.user_id, namespaces=settings.ERASURE_STORE_NAMESPACES)
+
+    def store_namespaces(self, limit: int) -> list[list[str]]:
+        """The distinct namespaces of those items, in label order, at most `limit`: what the approver sees."""
+        prefixes = self.store_items().order_by("prefix").values_list("prefix", flat=True).distinct()[:limit]
+        return [prefix.split(".") for prefix in prefixes]
 
     def memories(self, session_pks: list[Any] | None = None) -> QuerySet[Memory]:
         """User memories, session memories of their sessions, and what was derived from their sessions."""

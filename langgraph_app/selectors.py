@@ -4,6 +4,7 @@ and pending writes, as LangGraph's `get_tuple` and `list` need them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,15 +234,14 @@ def stored_bytes(*, session_pks: list[object]) -> int:
     return total
 
 
-def store_items_naming(*, tenant: Tenant, label: str) -> QuerySet[StoreItem]:
-    """The tenant's store items whose namespace has `label` as one of its labels, expired or not: a person's
-    items by LangGraph's convention (("users", user_id, "memories"), (user_id, "prefs"), ...). A label holds no
-    ".", so text with one names no namespace."""
-    if not label or "." in label:
+def store_items_of(*, tenant: Tenant, user_id: str, namespaces: Sequence[str]) -> QuerySet[StoreItem]:
+    """The tenant's store items (expired or not) in the namespaces that hold a person's items, each with
+    everything below it: `namespaces` are labels joined by "." with {user_id} standing for the person (as in
+    settings.ERASURE_STORE_NAMESPACES). A label holds no ".", so an id with one names no namespace."""
+    if not user_id or "." in user_id or not namespaces:
         return StoreItem.objects.none()
-    return StoreItem.objects.filter(tenant=tenant).filter(
-        Q(prefix=label)
-        | Q(prefix__startswith=f"{label}.")
-        | Q(prefix__endswith=f".{label}")
-        | Q(prefix__contains=f".{label}.")
-    )
+    matches = Q()
+    for template in namespaces:
+        prefix = ".".join(user_id if label == "{user_id}" else label for label in template.split("."))
+        matches |= Q(prefix=prefix) | Q(prefix__startswith=f"{prefix}.")
+    return StoreItem.objects.filter(tenant=tenant).filter(matches)

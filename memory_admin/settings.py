@@ -327,6 +327,23 @@ ERASURE_DUE_DAYS = env_int("ERASURE_DUE_DAYS", 30, minimum=1, maximum=365)
 # Four eyes: the approver must be another compliance user than the one who filed the request.
 ERASURE_FOUR_EYES = env_bool("ERASURE_FOUR_EYES", True)
 ERASURE_PURGE_BATCH = env_int("ERASURE_PURGE_BATCH", 5000, minimum=100)
+
+
+def _store_namespaces() -> list[str]:
+    templates = env_list("ERASURE_STORE_NAMESPACES", ["users.{user_id}", "memories.{user_id}", "{user_id}"])
+    for template in templates:
+        labels = template.split(".")
+        if labels.count("{user_id}") != 1 or any(not part or ("{" in part and part != "{user_id}") for part in labels):
+            raise ImproperlyConfigured(
+                f"ERASURE_STORE_NAMESPACES: {template!r} must be labels joined by '.', one of them {{user_id}}"
+            )
+    return templates
+
+
+# The LangGraph store namespaces that hold a person's items, each with everything below it: labels joined by
+# "." with {user_id} for the person's id (LangGraph's conventions by default: ("users", id), ("memories", id),
+# (id,)). Erasure deletes those items and export lists them; empty for none.
+ERASURE_STORE_NAMESPACES = _store_namespaces()
 EXPORT_MAX_BYTES = env_int("EXPORT_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 # A finished export can be downloaded for this many hours; then its archive is deleted.
 EXPORT_EXPIRES_HOURS = env_int("EXPORT_EXPIRES_HOURS", 72, minimum=1, maximum=24 * 90)

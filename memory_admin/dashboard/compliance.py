@@ -20,6 +20,8 @@ from memory_admin.errors import NotFound, ServiceError, ValidationFailed
 from tenants_app.models import Tenant
 from tenants_app.roles import Role
 
+STORE_NAMESPACES_SHOWN = 100
+
 
 def actor(request: HttpRequest) -> str:
     return f"staff:{request.user.get_username()}"
@@ -84,6 +86,8 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         # What the live page checks when its socket (re)connects, so no update in between is missed.
         return JsonResponse({"status": erasure.status, "progress": erasure.progress, "purged": erasure.purged})
     preview = selectors.current_preview(erasure)
+    pending = erasure.status == ErasureStatus.PENDING
+    person = scope.Person(tenant=erasure.tenant, user_id=erasure.user_id)
     return render(
         request,
         "dashboard/compliance/detail.html",
@@ -96,6 +100,9 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "reject_form": RejectForm(),
             "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
             "progress_layer": erasure.progress.get("layer") or "",
+            # Which store namespaces approval deletes, for the approver to check (they are the tenant's choice).
+            "store_namespaces": person.store_namespaces(limit=STORE_NAMESPACES_SHOWN) if pending else [],
+            "store_namespaces_shown": STORE_NAMESPACES_SHOWN,
         },
     )
 

@@ -23,7 +23,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from langgraph_app.models import StoreItem
-from langgraph_app.selectors import store_items_naming
+from langgraph_app.selectors import store_items_of
 from memories_app import selectors as memory_selectors
 from memories_app.models import Memory, MemoryRevision, RevisionKind, Scope, UserProfile
 from memories_app.services import MAX_USER_ID_CHARS, embed_texts
@@ -74,7 +74,7 @@ def user_exists(tenant: Tenant, user_id: str) -> bool:
         UserProfile.objects.filter(tenant=tenant, user_id=user_id).exists()
         or AgentSession.objects.filter(tenant=tenant, user_id=user_id).exists()
         or Memory.objects.alive().filter(tenant=tenant, user_id=user_id).exists()
-        or store_items_naming(tenant=tenant, label=user_id).exists()
+        or _store_items(tenant, user_id).exists()
     )
 
 
@@ -86,10 +86,14 @@ class StoreRow:
     expired: bool
 
 
+def _store_items(tenant: Tenant, user_id: str) -> QuerySet[StoreItem]:
+    return store_items_of(tenant=tenant, user_id=user_id, namespaces=settings.ERASURE_STORE_NAMESPACES)
+
+
 def store_rows(tenant: Tenant, user_id: str, *, now: datetime) -> tuple[int, list[StoreRow]]:
-    """The LangGraph store items whose namespace names the user (what erasing them removes): how many, and
-    the most recently updated STORE_ITEMS_SHOWN."""
-    items = store_items_naming(tenant=tenant, label=user_id).defer("embedding")
+    """The LangGraph store items in the user's namespaces (what erasing them removes): how many, and the
+    most recently updated STORE_ITEMS_SHOWN."""
+    items = _store_items(tenant, user_id).defer("embedding")
     # One query: the window counts every match before the limit applies.
     counted = items.annotate(total=Window(Count("id"))).order_by("-updated_at", "prefix", "key")
     newest = list(counted[:STORE_ITEMS_SHOWN])
@@ -280,6 +284,7 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
         "sections": sections,
         "store_total": store_total,
         "store_items": store_items,
+        "store_templates": settings.ERASURE_STORE_NAMESPACES,
         "embedder": embedder,
         "search_form": search_form,
         "search": search,

@@ -7,6 +7,7 @@ import pytest
 from compliance_app.models import ErasureRequest
 from compliance_app.tasks import purge_erasure
 from conftest import World, logged_in
+from langgraph_app.store import Op, run_batch
 from tests.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +71,24 @@ def test_rejecting_needs_a_reason(world: World) -> None:
     assert ErasureRequest.objects.get().status == "pending"
     client.post(f"/compliance/erasures/{request.pk}/", {"action": "reject", "reason": "duplicate request"})
     assert ErasureRequest.objects.get().status == "rejected"
+
+
+def test_a_pending_request_lists_the_store_namespaces_approval_would_delete(world: World) -> None:
+    ops = [
+        Op("put", {"namespace": namespace, "key": "k", "value": {"v": 1}})
+        for namespace in (["users", "alice-123", "prefs"], ["alice-123"], ["users", "bob", "alice-123"])
+    ]
+    run_batch(tenant=world.acme.tenant, ops=ops)
+    request = _file_through_the_page(world)
+    client = logged_in(world.compliance)
+
+    pending = client.get(f"/compliance/erasures/{request.pk}/").content.decode()
+    logged_in(StaffFactory.create(username="ann-compliance", role="compliance")).post(
+        f"/compliance/erasures/{request.pk}/", {"action": "approve"}
+    )
+    erased = client.get(f"/compliance/erasures/{request.pk}/").content.decode()
+
+    listed = pending.split('id="store-namespaces"')[1].split("</ul>")[0]
+    assert "<code>alice-123</code>" in listed and "<code>users / alice-123 / prefs</code>" in listed
+    assert "bob" not in listed
+    assert 'id="store-namespaces"' not in erased

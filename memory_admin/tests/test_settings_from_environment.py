@@ -106,3 +106,12 @@ def test_a_missing_database_url_says_how_to_get_one() -> None:
     result = _import_settings(SECRET_KEY="a-real-secret-of-enough-length-0123456789abcdef", DATABASE_URL=None)
     assert result.returncode != 0
     assert "DATABASE_URL is not set" in result.stderr
+
+
+@pytest.mark.parametrize("templates", ["users.alice", "users.{user_id}.{user_id}", "users..{user_id}", "{user}"])
+def test_a_store_namespace_for_erasure_without_exactly_one_user_id_label_is_refused(templates: str) -> None:
+    result = _import_settings(
+        SECRET_KEY="a-real-secret-of-enough-length-0123456789abcdef", ERASURE_STORE_NAMESPACES=templates
+    )
+    assert result.returncode != 0
+    assert "ERASURE_STORE_NAMESPACES" in result.stderr

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from compliance_app import scope
 from compliance_app.models import ErasureRequest
@@ -97,18 +98,31 @@ def _namespaces(client: Any) -> list[list[str]]:
     return found
 
 
-def test_erasing_a_person_removes_the_store_items_whose_namespace_has_their_id_as_a_label_and_no_other(
-    world: World,
-) -> None:
+def test_erasing_a_person_removes_the_store_items_in_their_namespaces_and_no_other(world: World) -> None:
     client = world.acme.client
-    naming = [("u-erase-me",), ("users", "u-erase-me"), ("users", "u-erase-me", "prefs"), ("u-erase-me", "x", "y")]
-    others = [("users", "u-erase-me-too"), ("u-erase",), ("users", "team-u-erase-me"), ("faq",)]
-    _put(client, *naming, *others)
+    theirs = [
+        ("users", "u-erase-me"),
+        ("users", "u-erase-me", "prefs"),
+        ("memories", "u-erase-me"),
+        ("u-erase-me",),
+        ("u-erase-me", "x", "y"),
+    ]
+    # Their id as a label elsewhere is another namespace's business (bob's, a team's): kept.
+    others = [
+        ("users", "u-erase-me-too"),
+        ("u-erase",),
+        ("team", "u-erase-me"),
+        ("users", "bob", "u-erase-me"),
+        ("faq",),
+    ]
+    _put(client, *theirs, *others)
     _put(world.outsider.client, ("users", "u-erase-me"))  # the same id in another tenant: another person
 
     body = {"user_id": "u-erase-me", "legal_basis": "gdpr_art_17"}
     request_id = client.post("/api/v1/erasure-requests", body, format="json").json()["id"]
-    assert scope.preview(scope.Person(tenant=world.acme.tenant, user_id="u-erase-me"))["langgraph_store_items"] == 4
+    person = scope.Person(tenant=world.acme.tenant, user_id="u-erase-me")
+    assert scope.preview(person)["langgraph_store_items"] == 5
+    assert person.store_namespaces(limit=3) == [["memories", "u-erase-me"], ["u-erase-me"], ["u-erase-me", "x", "y"]]
     approve_erasure(request_id=request_id, decided_by="staff:approver")
     assert sorted(_namespaces(client)) == sorted(map(list, others))  # gone at once
     _put(client, ("users", "u-erase-me", "late"))  # an agent that had not heard yet
@@ -118,7 +132,32 @@ def test_erasing_a_person_removes_the_store_items_whose_namespace_has_their_id_a
     assert _namespaces(world.outsider.client) == [["users", "u-erase-me"]]
     request = ErasureRequest.objects.get(pk=request_id)
     assert request.purged["late_store_items"] == 1
-    # The verification's text scan still reports the items that hold the id inside another label (and the
-    # other tenant's): a person decides whether they are about this person. Nothing else is left.
+    # The verification's text scan still reports the items that hold the id elsewhere (and the other
+    # tenant's): a person decides whether they are about this person. Nothing else is left.
     findings = {name: count for name, count in request.verification["findings"].items() if count}
-    assert findings == {"postgres:langgraph_app_storeitem:text": 3}
+    assert findings == {"postgres:langgraph_app_storeitem:text": 4}
+
+
+def test_a_person_whose_id_is_a_common_word_takes_no_one_elses_items(world: World) -> None:
+    client = world.acme.client
+    _put(client, ("users", "alice", "prefs"), ("users", "prefs"), ("prefs", "shared"), ("docs", "prefs"))
+
+    body = {"user_id": "prefs", "legal_basis": "gdpr_art_17"}
+    approve_erasure(
+        request_id=client.post("/api/v1/erasure-requests", body, format="json").json()["id"], decided_by="x"
+    )
+
+    assert sorted(_namespaces(client)) == [["docs", "prefs"], ["users", "alice", "prefs"]]
+
+
+@override_settings(ERASURE_STORE_NAMESPACES=["tenants.acme.people.{user_id}"])
+def test_the_namespaces_erasure_covers_are_configurable(world: World) -> None:
+    client = world.acme.client
+    _put(client, ("tenants", "acme", "people", "u-9"), ("tenants", "acme", "people", "u-9", "notes"), ("users", "u-9"))
+
+    body = {"user_id": "u-9", "legal_basis": "gdpr_art_17"}
+    approve_erasure(
+        request_id=client.post("/api/v1/erasure-requests", body, format="json").json()["id"], decided_by="x"
+    )
+
+    assert _namespaces(client) == [["users", "u-9"]]
