@@ -11,7 +11,7 @@ so a person with a million events never sits in memory as Python objects at once
     operations.json      the operation journal (params, result, error decoded)
     checkpoints.json     every checkpoint with its full state rebuilt from the stored snapshots and deltas
     langgraph.json       the LangGraph checkpoints of the person's threads: channel values and pending writes decoded
-    langgraph_store.json the LangGraph store items whose namespace names the person (their user id as a label)
+    langgraph_store.json the LangGraph store items in the person's namespaces (settings.ERASURE_STORE_NAMESPACES)
     memories.json        user, session and derived memories (text and metadata; vectors are described, not copied)
     memory_history.json  every revision of those memories
     profile.json         the profile and its pending outbox facts

@@ -22,7 +22,7 @@ from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
 from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
-from langgraph_app.selectors import store_items_of
+from langgraph_app.selectors import store_items_of, store_namespaces_of
 from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
@@ -76,10 +76,12 @@ class Person:
         """The LangGraph store items in the person's namespaces."""
         return store_items_of(tenant=self.tenant, user_id=self.user_id, namespaces=settings.ERASURE_STORE_NAMESPACES)
 
-    def store_namespaces(self, limit: int) -> list[list[str]]:
-        """The distinct namespaces of those items, in label order, at most `limit`: what the approver sees."""
-        prefixes = self.store_items().order_by("prefix").values_list("prefix", flat=True).distinct()[:limit]
-        return [prefix.split(".") for prefix in prefixes]
+    def store_namespaces(self) -> list[list[str]]:
+        """The namespaces of those items, in label order: what the approver sees."""
+        owned = store_namespaces_of(
+            tenant=self.tenant, user_id=self.user_id, namespaces=settings.ERASURE_STORE_NAMESPACES
+        )
+        return [prefix.split(".") for prefix in owned]
 
     def memories(self, session_pks: list[Any] | None = None) -> QuerySet[Memory]:
         """User memories, session memories of their sessions, and what was derived from their sessions."""

@@ -234,14 +234,40 @@ def stored_bytes(*, session_pks: list[object]) -> int:
     return total
 
 
-def store_items_of(*, tenant: Tenant, user_id: str, namespaces: Sequence[str]) -> QuerySet[StoreItem]:
-    """The tenant's store items (expired or not) in the namespaces that hold a person's items, each with
-    everything below it: `namespaces` are labels joined by "." with {user_id} standing for the person (as in
-    settings.ERASURE_STORE_NAMESPACES). A label holds no ".", so an id with one names no namespace."""
+def namespace_owner(prefix: str, namespaces: Sequence[str]) -> str | None:
+    """Whose items the namespace `prefix` holds under the templates `namespaces` (labels joined by "." with
+    {user_id} for the person, as in settings.ERASURE_STORE_NAMESPACES): the label at {user_id} of the most
+    specific template the namespace is at or below (most fixed labels; among equals, the first listed).
+    So with the defaults ("users", "alice", "prefs") is alice's, not the items of a person called "users"."""
+    labels = prefix.split(".")
+    best: tuple[int, str] | None = None
+    for template in namespaces:
+        pattern = template.split(".")
+        if len(labels) < len(pattern):
+            continue
+        if all(want in ("{user_id}", have) for want, have in zip(pattern, labels, strict=False)):
+            fixed = len(pattern) - 1
+            if best is None or fixed > best[0]:
+                best = (fixed, labels[pattern.index("{user_id}")])
+    return best[1] if best is not None else None
+
+
+def store_namespaces_of(*, tenant: Tenant, user_id: str, namespaces: Sequence[str]) -> list[str]:
+    """The namespaces (as stored: labels joined by ".") of the tenant's store that hold the person's items, in
+    label order: each template's namespace for them and those below it, unless a more specific template gives
+    one to someone else (see namespace_owner). A label holds no ".", so an id with one names no namespace."""
     if not user_id or "." in user_id or not namespaces:
-        return StoreItem.objects.none()
-    matches = Q()
+        return []
+    candidates = Q()
     for template in namespaces:
         prefix = ".".join(user_id if label == "{user_id}" else label for label in template.split("."))
-        matches |= Q(prefix=prefix) | Q(prefix__startswith=f"{prefix}.")
-    return StoreItem.objects.filter(tenant=tenant).filter(matches)
+        candidates |= Q(prefix=prefix) | Q(prefix__startswith=f"{prefix}.")
+    found = StoreItem.objects.filter(tenant=tenant).filter(candidates).values_list("prefix", flat=True).distinct()
+    owned = [prefix for prefix in found if namespace_owner(prefix, namespaces) == user_id]
+    return sorted(owned, key=lambda prefix: prefix.split("."))
+
+
+def store_items_of(*, tenant: Tenant, user_id: str, namespaces: Sequence[str]) -> QuerySet[StoreItem]:
+    """The tenant's store items (expired or not) in the person's namespaces (store_namespaces_of)."""
+    owned = store_namespaces_of(tenant=tenant, user_id=user_id, namespaces=namespaces)
+    return StoreItem.objects.filter(tenant=tenant, prefix__in=owned)

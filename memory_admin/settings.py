@@ -342,7 +342,8 @@ def _store_namespaces() -> list[str]:
 
 # The LangGraph store namespaces that hold a person's items, each with everything below it: labels joined by
 # "." with {user_id} for the person's id (LangGraph's conventions by default: ("users", id), ("memories", id),
-# (id,)). Erasure deletes those items and export lists them; empty for none.
+# (id,)). A namespace is the person's of the most specific template it falls under (langgraph_app.selectors.
+# namespace_owner). Erasure deletes those items and export lists them; empty for none.
 ERASURE_STORE_NAMESPACES = _store_namespaces()
 EXPORT_MAX_BYTES = env_int("EXPORT_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 # A finished export can be downloaded for this many hours; then its archive is deleted.

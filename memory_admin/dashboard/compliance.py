@@ -86,8 +86,9 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         # What the live page checks when its socket (re)connects, so no update in between is missed.
         return JsonResponse({"status": erasure.status, "progress": erasure.progress, "purged": erasure.purged})
     preview = selectors.current_preview(erasure)
-    pending = erasure.status == ErasureStatus.PENDING
-    person = scope.Person(tenant=erasure.tenant, user_id=erasure.user_id)
+    store_namespaces: list[list[str]] = []
+    if erasure.status == ErasureStatus.PENDING:  # approval deletes them; the record keeps no names
+        store_namespaces = scope.Person(tenant=erasure.tenant, user_id=erasure.user_id).store_namespaces()
     return render(
         request,
         "dashboard/compliance/detail.html",
@@ -101,8 +102,8 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
             "progress_layer": erasure.progress.get("layer") or "",
             # Which store namespaces approval deletes, for the approver to check (they are the tenant's choice).
-            "store_namespaces": person.store_namespaces(limit=STORE_NAMESPACES_SHOWN) if pending else [],
-            "store_namespaces_shown": STORE_NAMESPACES_SHOWN,
+            "store_namespaces": store_namespaces[:STORE_NAMESPACES_SHOWN],
+            "store_namespaces_total": len(store_namespaces),
         },
     )
 

@@ -17,7 +17,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Count, Q, QuerySet, Window
+from django.db.models import Count, Q, QuerySet, TextField, Window
+from django.db.models.functions import Cast, Left
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -93,13 +94,15 @@ def _store_items(tenant: Tenant, user_id: str) -> QuerySet[StoreItem]:
 def store_rows(tenant: Tenant, user_id: str, *, now: datetime) -> tuple[int, list[StoreRow]]:
     """The LangGraph store items in the user's namespaces (what erasing them removes): how many, and the
     most recently updated STORE_ITEMS_SHOWN."""
-    items = _store_items(tenant, user_id).defer("embedding")
-    # One query: the window counts every match before the limit applies.
-    counted = items.annotate(total=Window(Count("id"))).order_by("-updated_at", "prefix", "key")
+    items = _store_items(tenant, user_id).defer("embedding", "value")
+    # One query: the window counts every match before the limit applies; values are cut in Postgres.
+    counted = items.annotate(
+        total=Window(Count("id")), value_text=Left(Cast("value", TextField()), STORE_VALUE_CHARS + 1)
+    ).order_by("-updated_at", "prefix", "key")
     newest = list(counted[:STORE_ITEMS_SHOWN])
     rows = []
     for item in newest:
-        text = json.dumps(item.value, ensure_ascii=False)
+        text = item.value_text
         if len(text) > STORE_VALUE_CHARS:
             text = text[: STORE_VALUE_CHARS - 1] + "…"
         expired = item.expires_at is not None and item.expires_at <= now

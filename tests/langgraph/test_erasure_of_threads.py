@@ -122,7 +122,7 @@ def test_erasing_a_person_removes_the_store_items_in_their_namespaces_and_no_oth
     request_id = client.post("/api/v1/erasure-requests", body, format="json").json()["id"]
     person = scope.Person(tenant=world.acme.tenant, user_id="u-erase-me")
     assert scope.preview(person)["langgraph_store_items"] == 5
-    assert person.store_namespaces(limit=3) == [["memories", "u-erase-me"], ["u-erase-me"], ["u-erase-me", "x", "y"]]
+    assert person.store_namespaces() == sorted(map(list, theirs))
     approve_erasure(request_id=request_id, decided_by="staff:approver")
     assert sorted(_namespaces(client)) == sorted(map(list, others))  # gone at once
     _put(client, ("users", "u-erase-me", "late"))  # an agent that had not heard yet
@@ -138,7 +138,7 @@ def test_erasing_a_person_removes_the_store_items_in_their_namespaces_and_no_oth
     assert findings == {"postgres:langgraph_app_storeitem:text": 4}
 
 
-def test_a_person_whose_id_is_a_common_word_takes_no_one_elses_items(world: World) -> None:
+def test_a_person_whose_id_is_a_common_word_takes_only_the_namespaces_at_their_positions(world: World) -> None:
     client = world.acme.client
     _put(client, ("users", "alice", "prefs"), ("users", "prefs"), ("prefs", "shared"), ("docs", "prefs"))
 
@@ -148,6 +148,37 @@ def test_a_person_whose_id_is_a_common_word_takes_no_one_elses_items(world: Worl
     )
 
     assert sorted(_namespaces(client)) == [["docs", "prefs"], ["users", "alice", "prefs"]]
+
+
+@pytest.mark.parametrize("user_id", ["users", "memories"])
+def test_a_person_whose_id_is_a_label_of_the_namespaces_takes_none_of_the_people_below_it(
+    world: World, user_id: str
+) -> None:
+    client = world.acme.client
+    everyone = [("users", "alice"), ("users", "alice", "prefs"), ("memories", "bob"), ("users", "bob", "memories")]
+    _put(client, *everyone, (user_id,))
+
+    body = {"user_id": user_id, "legal_basis": "gdpr_art_17"}
+    person = scope.Person(tenant=world.acme.tenant, user_id=user_id)
+    # ("users", x, ...) is x's by the more specific template, whatever x is.
+    assert person.store_namespaces() == [[user_id]]
+    approve_erasure(
+        request_id=client.post("/api/v1/erasure-requests", body, format="json").json()["id"], decided_by="x"
+    )
+
+    assert sorted(_namespaces(client)) == sorted(map(list, everyone))
+
+
+@override_settings(ERASURE_STORE_NAMESPACES=["people.{user_id}", "people.team.{user_id}"])
+def test_the_most_specific_namespace_template_decides_whose_a_namespace_is(world: World) -> None:
+    client = world.acme.client
+    _put(client, ("people", "team"), ("people", "team", "bob"), ("people", "team", "bob", "notes"), ("people", "ann"))
+
+    team = scope.Person(tenant=world.acme.tenant, user_id="team")
+    bob = scope.Person(tenant=world.acme.tenant, user_id="bob")
+
+    assert team.store_namespaces() == [["people", "team"]]
+    assert bob.store_namespaces() == [["people", "team", "bob"], ["people", "team", "bob", "notes"]]
 
 
 @override_settings(ERASURE_STORE_NAMESPACES=["tenants.acme.people.{user_id}"])
