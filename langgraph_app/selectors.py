@@ -75,7 +75,7 @@ LEFT JOIN LATERAL (
     SELECT * FROM {ThreadCheckpoint._meta.db_table}
     WHERE session_id = s.id{{conditions}}
     ORDER BY checkpoint_id DESC, checkpoint_ns
-    LIMIT %(limit)s
+    LIMIT {{limit}}
 ) c ON true{_ATTACHED}
 WHERE s.tenant_id = %(tenant)s AND s.session_id = %(thread)s AND s.erased_at IS NULL
 ORDER BY c.checkpoint_id DESC, c.checkpoint_ns
@@ -135,6 +135,14 @@ def _tuple_view(row: tuple[Any, ...]) -> TupleView:
     )
 
 
+def _limit_sql(limit: int) -> str:
+    """The LIMIT of a page: written into the statement for get_tuple's page of one, a parameter otherwise. With
+    a parameter PostgreSQL's generic plan of the prepared statement looks costlier than a plan for the value,
+    so it planned the statement again on every call: half of get_tuple's statement time (0.61 -> 0.28-0.33 ms,
+    measured in-process on a 21-checkpoint thread). Longer pages are planned per call either way."""
+    return "1" if type(limit) is int and limit == 1 else "%(limit)s"
+
+
 def list_tuples(
     *,
     tenant: Tenant,
@@ -160,7 +168,7 @@ def list_tuples(
         "metadata": json.dumps(metadata_filter) if metadata_filter else None,
     }
     conditions = "".join(sql for name, sql in _TUPLE_FILTERS.items() if params[name] is not None)
-    rows = run(_TUPLES_SQL.format(conditions=conditions), params)
+    rows = run(_TUPLES_SQL.format(conditions=conditions, limit=_limit_sql(limit)), params)
     if not rows:
         raise NotFound("No such thread.", details={"thread_id": thread_id})
     return [_tuple_view(row) for row in rows if row[2] is not None]
