@@ -11,7 +11,7 @@ given to the client (`transport=`, e.g. httpx.WSGITransport in tests) is used th
 Failures surface as `TransportError` (an httpx.TransportError, so callers catch one kind). When a kept
 connection turns out to be closed (the server drops idle ones), the request is sent again at once on a new
 one, once; the client's writes are safe to repeat (they carry an Idempotency-Key, or are the checkpointer's
-upserts), and the client's own retries with backoff handle everything else.
+upserts or a store batch that only reads), and the client's own retries with backoff handle everything else.
 """
 
 from __future__ import annotations
