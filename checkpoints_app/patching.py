@@ -8,6 +8,7 @@ type with a reason a person can read.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ def check_ops(ops: Any) -> list[dict[str, Any]]:
         if not isinstance(op, dict):
             raise PatchError(f"operation {index} is not an object")
         name = op.get("op")
-        if name not in OPS:
+        if not isinstance(name, str) or name not in OPS:
             raise PatchError(f"operation {index} has no valid 'op' (one of {', '.join(sorted(OPS))})")
         if not isinstance(op.get("path"), str):
             raise PatchError(f"operation {index} needs a string 'path'")
@@ -44,19 +45,24 @@ def check_ops(ops: Any) -> list[dict[str, Any]]:
     return ops
 
 
-def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int) -> dict[str, Any]:
+def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int, tests: bool = True) -> dict[str, Any]:
     """Apply `ops` to `document` (which is changed in place) and return the result, which must be an object.
 
     `max_bytes` bounds what `copy` operations may add, so a patch cannot grow the state without limit.
+    `tests=False` passes over `test` operations: a stored delta's were judged when it was saved.
     `ops` itself is left as it was: jsonpatch inserts operation values by reference, and a later operation
     editing an earlier one's value would otherwise change the patch that gets stored.
     """
     ops = json.loads(dumps(check_ops(ops)))
     try:
-        if any(op["op"] == "copy" for op in ops):
+        if any(op["op"] in ("copy", "test") for op in ops):
             result: Any = document
             copied = 0
             for op in ops:
+                if op["op"] == "test":
+                    if tests:
+                        _test(jsonpointer.resolve_pointer(result, op["path"]), op["value"])
+                    continue
                 if op["op"] == "copy":
                     copied += len(canonical_json(jsonpointer.resolve_pointer(result, op["from"])))
                     if copied > max_bytes:
@@ -99,8 +105,7 @@ def _apply_copying_one(document: Any, op: dict[str, Any]) -> Any:
     name, path = op["op"], op["path"]
     if path == "":
         if name == "test":
-            if document != op["value"]:
-                raise PatchError("a test operation failed")
+            _test(document, op["value"])
             return document
         if name == "remove":
             raise PatchError("the whole document cannot be removed")
@@ -133,8 +138,8 @@ def _apply_copying_one(document: Any, op: dict[str, Any]) -> Any:
             del parent[last]
         elif name == "replace":
             parent[last] = op["value"]
-        elif parent[last] != op["value"]:
-            raise PatchError("a test operation failed")
+        else:
+            _test(parent[last], op["value"])
     elif isinstance(parent, list):
         index = _index(last, len(parent), append=name == "add")
         if name == "add":
@@ -143,11 +148,38 @@ def _apply_copying_one(document: Any, op: dict[str, Any]) -> Any:
             del parent[index]
         elif name == "replace":
             parent[index] = op["value"]
-        elif parent[index] != op["value"]:
-            raise PatchError("a test operation failed")
+        else:
+            _test(parent[index], op["value"])
     else:
         raise PatchError(f"{path!r} goes through a value that is not a container")
     return root
+
+
+def _test(actual: Any, expected: Any) -> None:
+    if not json_equal(actual, expected):
+        raise PatchError("a test operation failed")
+
+
+def json_equal(first: Any, second: Any) -> bool:
+    """Equality as RFC 6902's `test` defines it: numbers by value (1 equals 1.0), but `true` is not 1 and
+    `false` is not 0, as Python's == would have it; arrays item by item, objects member by member."""
+    if type(first) is bool or type(second) is bool or first is None or second is None:
+        return first is second
+    if isinstance(first, int | float) and isinstance(second, int | float):
+        return first == second
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(json_equal(value, second[key]) for key, value in first.items())
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(json_equal(a, b) for a, b in zip(first, second, strict=True))
+    return type(first) is type(second) and first == second
+
+
+def same_value(first: Any, second: Any) -> bool:
+    """Whether two JSON scalars are stored the same: the same type and value, and for floats the same sign
+    (-0.0 == 0.0 in Python, but they are written differently, so a checksum tells them apart)."""
+    if type(first) is not type(second) or first != second:
+        return False
+    return type(first) is not float or math.copysign(1.0, first) == math.copysign(1.0, second)
 
 
 def _copied(value: Any) -> Any:
@@ -158,7 +190,7 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def apply_copying(document: dict[str, Any], ops: list[Any], *, max_bytes: int) -> dict[str, Any]:
+def apply_copying(document: dict[str, Any], ops: list[Any], *, max_bytes: int, tests: bool = True) -> dict[str, Any]:
     """Like `apply_patch`, but `document` is left unchanged: only the containers an operation goes
     through are copied (shallowly), so a cached state can be patched without copying all of it.
 
@@ -167,11 +199,12 @@ def apply_copying(document: dict[str, Any], ops: list[Any], *, max_bytes: int) -
     """
     check_ops(ops)
     if any(op["op"] not in _SIMPLE_OPS for op in ops):
-        return apply_patch(json.loads(dumps(document)), ops, max_bytes=max_bytes)
+        return apply_patch(json.loads(dumps(document)), ops, max_bytes=max_bytes, tests=tests)
     result: Any = document
     try:
         for op in ops:
-            result = _apply_copying_one(result, op)
+            if tests or op["op"] != "test":
+                result = _apply_copying_one(result, op)
     except (KeyError, IndexError, TypeError, RecursionError) as exc:
         raise PatchError(f"the patch does not apply ({type(exc).__name__})") from None
     except PatchError as exc:
@@ -186,7 +219,7 @@ def delta(source: Any, target: Any) -> list[dict[str, Any]]:
 
     Objects are compared key by key; lists position by position, with the longer one's tail added or
     removed (appending to a list — the usual growth of an agent's state — is one `add` per new item);
-    anything else that differs, or whose JSON type differs (1 and 1.0, 1 and true), is replaced.
+    anything else that differs, or whose JSON type differs (1 and 1.0, 1 and true, 0.0 and -0.0), is replaced.
     """
     ops: list[dict[str, Any]] = []
     _delta(source, target, "", ops)
@@ -215,7 +248,7 @@ def _delta(source: Any, target: Any, path: str, ops: list[dict[str, Any]]) -> No
         for value in target[common:]:
             ops.append({"op": "add", "path": f"{path}/-", "value": value})
         return
-    if type(source) is not type(target) or source != target:
+    if not same_value(source, target):
         ops.append({"op": "replace", "path": path, "value": target})
 
 
@@ -270,6 +303,6 @@ def summarise(source: Any, target: Any, *, limit: int = 1000) -> Summary:
                 before = old[index] if index < len(old) else _MISSING
                 after = new[index] if index < len(new) else _MISSING
                 stack.append((f"{path}/{index}", before, after))
-        elif type(old) is not type(new) or old != new:
+        elif not same_value(old, new):
             note(summary.changed, path)
     return summary

@@ -27,7 +27,7 @@ from checkpoints_app.patching import PatchError, apply_copying, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
 from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
-from memory_admin.codec import canonical_json, dumps
+from memory_admin.codec import canonical_json, dumps, is_plain, loads
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
 from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
@@ -87,6 +87,16 @@ def _checked_json(value: Any, what: str) -> bytes:
         return canonical_json(value)
     except (ValueError, RecursionError):
         raise ValidationFailed(f"{what} holds a value JSON cannot represent (NaN or an out-of-range number).") from None
+
+
+def _as_stored(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata as its jsonb column will give it back, which is what the checksum must cover: PostgreSQL
+    keeps JSON numbers as numeric, so some floats come back as other values (1e16 as the integer
+    10000000000000000, -0.0 as 0.0). Metadata without a float is returned as it is, without asking."""
+    if is_plain(metadata):
+        return metadata
+    stored: dict[str, Any] = loads(run("SELECT %s::jsonb::text", [dumps(metadata).decode()])[0][0])
+    return stored
 
 
 def _patched(parent: Rebuilt, patch: list[Any]) -> _Candidate:
@@ -220,6 +230,7 @@ def save_checkpoint(
             raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
         metadata = metadata if metadata is not None else {}
         _checked_json(metadata, "metadata")
+        metadata = _as_stored(metadata)
         request = _SaveRequest(
             session=session,
             node_id=node_id,

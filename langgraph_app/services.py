@@ -75,7 +75,7 @@ class WritesSave:
 
 def check_thread_id(thread_id: str) -> None:
     """ValidationFailed (400) unless `thread_id` can name a thread (it is a session id)."""
-    if not SESSION_ID.match(thread_id):
+    if not SESSION_ID.fullmatch(thread_id):
         raise ValidationFailed(
             "thread_id must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
             details={"thread_id": thread_id[:200]},
@@ -177,10 +177,16 @@ _WRITES_REPLACE = (
 
 
 def _store_writes(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: WritesSave) -> int:
-    keyed = {write_index(write.channel, position): write for position, write in enumerate(save.writes)}
+    special = all(write.channel in SPECIAL_WRITE_INDEX for write in save.writes)
+    # Two writes of one call with the same index (a special channel twice): as LangGraph's savers store them
+    # one after another, the later one wins where writes replace, the earlier one where they are kept.
+    keyed: dict[int, Write] = {}
+    for position, write in enumerate(save.writes):
+        index = write_index(write.channel, position)
+        if special or index not in keyed:
+            keyed[index] = write
     if not keyed:
         return 0
-    special = all(write.channel in SPECIAL_WRITE_INDEX for write in save.writes)
     cursor.execute(
         _WRITES_REPLACE if special else _WRITES_KEEP,
         {
@@ -419,7 +425,7 @@ def _delete_sessions_rows(session_pks: Sequence[object]) -> int:
 
 
 def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
-    valid = [thread_id for thread_id in thread_ids if SESSION_ID.match(thread_id)]
+    valid = [thread_id for thread_id in thread_ids if SESSION_ID.fullmatch(thread_id)]
     return list(AgentSession.objects.filter(tenant=tenant, session_id__in=valid).values_list("pk", flat=True))
 
 
@@ -462,7 +468,8 @@ def _collect_garbage(session_pks: Sequence[object]) -> None:
 @transaction.atomic
 def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -> int:
     """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
-    it names, and remove the rest; `delete`: remove everything of the threads. Unknown threads are skipped.
+    it names, and remove the rest (see _KEEP_LATEST_SQL for subgraph calls); `delete`: remove everything of
+    the threads. Unknown threads are skipped.
     Returns how many checkpoints went. ValidationFailed for another strategy."""
     if strategy not in PRUNE_STRATEGIES:
         raise ValidationFailed(
@@ -474,19 +481,57 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
     if strategy == "delete":
         return _delete_sessions_rows(session_pks)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            DELETE FROM {ThreadCheckpoint._meta.db_table} c
-            WHERE c.session_id = ANY(%s) AND c.checkpoint_id < (
-                SELECT max(n.checkpoint_id) FROM {ThreadCheckpoint._meta.db_table} n
-                WHERE n.session_id = c.session_id AND n.checkpoint_ns = c.checkpoint_ns
-            )
-            """,  # noqa: S608 - table names only
-            [session_pks],
-        )
+        cursor.execute(_KEEP_LATEST_SQL, {"sessions": session_pks})
         deleted = int(cursor.rowcount)
+        cursor.execute(_UNPARENT_SQL, {"sessions": session_pks})
     _collect_garbage(session_pks)
     return deleted
+
+
+# keep_latest, as LangGraph's PostgresSaver prunes: each namespace keeps its newest checkpoint, except that a
+# subgraph call's namespace (its task id follows a ":") goes entirely once the root checkpoint it started from
+# is saved and is not the one kept (a `checkpointer=True` subgraph's namespace has no ":" and keeps its
+# newest). The statement's subqueries all read the rows as they were before it deleted any.
+_KEEP_LATEST_SQL = f"""
+    WITH heads AS (
+        SELECT DISTINCT ON (session_id, checkpoint_ns) session_id, checkpoint_ns, checkpoint_id,
+            metadata -> 'parents' ->> '' AS root
+        FROM {ThreadCheckpoint._meta.db_table}
+        WHERE session_id = ANY(%(sessions)s)
+        ORDER BY session_id, checkpoint_ns, checkpoint_id DESC
+    ), calls AS (
+        SELECT h.session_id, h.checkpoint_ns FROM heads h
+        WHERE strpos(h.checkpoint_ns, ':') > 0
+          AND EXISTS (
+              SELECT 1 FROM {ThreadCheckpoint._meta.db_table} r
+              WHERE r.session_id = h.session_id AND r.checkpoint_ns = '' AND r.checkpoint_id = h.root
+          )
+          AND NOT EXISTS (
+              SELECT 1 FROM heads k
+              WHERE k.session_id = h.session_id AND k.checkpoint_ns = '' AND k.checkpoint_id = h.root
+          )
+    )
+    DELETE FROM {ThreadCheckpoint._meta.db_table} c
+    WHERE c.session_id = ANY(%(sessions)s) AND (
+        EXISTS (SELECT 1 FROM calls WHERE calls.session_id = c.session_id AND calls.checkpoint_ns = c.checkpoint_ns)
+        OR NOT EXISTS (
+            SELECT 1 FROM heads h
+            WHERE h.session_id = c.session_id AND h.checkpoint_ns = c.checkpoint_ns
+              AND h.checkpoint_id = c.checkpoint_id
+        )
+    )
+"""  # noqa: S608 - table names only
+
+# A kept checkpoint whose parent went has no parent (as in PostgresSaver): a reader must not follow a link
+# to nothing.
+_UNPARENT_SQL = f"""
+    UPDATE {ThreadCheckpoint._meta.db_table} c SET parent_checkpoint_id = ''
+    WHERE c.session_id = ANY(%(sessions)s) AND c.parent_checkpoint_id <> '' AND NOT EXISTS (
+        SELECT 1 FROM {ThreadCheckpoint._meta.db_table} p
+        WHERE p.session_id = c.session_id AND p.checkpoint_ns = c.checkpoint_ns
+          AND p.checkpoint_id = c.parent_checkpoint_id
+    )
+"""  # noqa: S608 - table names only
 
 
 @transaction.atomic

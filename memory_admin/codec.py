@@ -76,6 +76,25 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def response_json(value: Any) -> bytes:
+    """A JSON response body exactly as the API's DRF renderer writes it, for what answers without DRF (the hot
+    lane, error pages): compact, UTF-8, floats spelled as the json module spells them (orjson writes 1e-7 where
+    it writes 1e-07, so a value holding a float goes to the json module) and U+2028 / U+2029 escaped."""
+    if is_plain(value):
+        body = dumps(value)
+    else:
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return escape_line_separators(body)
+
+
+def escape_line_separators(body: bytes) -> bytes:
+    """JSON text with U+2028 and U+2029 written as escapes, as DRF's renderer writes them (raw, they end a line
+    of JavaScript)."""
+    if b"\xe2\x80" not in body:
+        return body
+    return body.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+
+
 # orjson reads an integer beyond 64 bits as a float, rounded; such a float is always at least this large.
 HUGE_FLOAT = 2.0**63
 
@@ -116,7 +135,7 @@ def canonical_json(value: Any) -> bytes:
     write where the json module writes it otherwise or refuses it), goes to the json module, as does
     whatever orjson refuses.
     """
-    if _plain(value):
+    if is_plain(value):
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # an integer beyond 64 bits, a key that is not text, nesting orjson refuses
@@ -127,7 +146,7 @@ def canonical_json(value: Any) -> bytes:
 _LEAVES = frozenset({str, int, bool, type(None)})
 
 
-def _plain(value: Any) -> bool:
+def is_plain(value: Any) -> bool:
     """Whether `value` is made of dicts, lists, tuples, strings, integers, booleans and None only (exactly
     these types: no float, no subclass). Walks the objects, not the text: a state of long messages is a few
     hundred objects but tens of kilobytes (a regex over its bytes looking for floats cost ~10x more).
@@ -144,7 +163,7 @@ def _plain(value: Any) -> bool:
             kind = type(item)
             if kind in _LEAVES:
                 continue
-            if (kind is not dict and kind is not list and kind is not tuple) or not _plain(item):
+            if (kind is not dict and kind is not list and kind is not tuple) or not is_plain(item):
                 return False
     except RecursionError:
         return False

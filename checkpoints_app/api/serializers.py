@@ -10,7 +10,7 @@ from checkpoints_app.chain import Rebuilt
 from checkpoints_app.models import Checkpoint, CheckpointKind
 from checkpoints_app.patching import PatchError, check_ops
 from memory_admin.api.serializers import StrictSerializer, api_timestamp
-from memory_admin.codec import dumps
+from memory_admin.codec import response_json
 
 MAX_SEQUENCE = 2**63 - 1
 
@@ -126,7 +126,7 @@ def checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
 def checkpoint_with_state_body(rebuilt: Rebuilt) -> bytes:
     """CheckpointWithStateOut's body. The state goes out as the canonical JSON its checksum was verified
     over: no second serialisation."""
-    return dumps(checkpoint_out(rebuilt.checkpoint))[:-1] + b',"state":' + rebuilt.state_json + b"}"
+    return response_json(checkpoint_out(rebuilt.checkpoint))[:-1] + b',"state":' + rebuilt.state_json + b"}"
 
 
 class CheckpointRefOut(serializers.Serializer[Any]):

@@ -52,6 +52,9 @@ def test_applying_a_patch_leaves_the_parent_as_it_was_and_agrees_with_jsonpatch(
         [{"op": "add", "path": "/messages/01", "value": 1}],
         [{"op": "add", "path": "/step/x", "value": 1}],
         [{"op": "test", "path": "/step", "value": 3}],
+        [{"op": "test", "path": "/tools/a~1b/~0x", "value": 1}],  # true is not 1 (RFC 6902, 4.6)
+        [{"op": "test", "path": "/tools/search/hits", "value": [True, 2, 3]}],
+        [{"op": "move", "from": "/step", "path": "/moved"}, {"op": "test", "path": "/tools/a~1b/~0x", "value": 1}],
         [{"op": "remove", "path": ""}],
         [{"op": "add", "path": "", "value": [1]}],
         [{"op": "add", "path": "step", "value": 1}],
@@ -72,6 +75,7 @@ TARGETS: list[Any] = [
     {"messages": [], "step": True, "tools": {"search": {"hits": [1, 2, 3, 4]}, "a/b": {"~x": 1}}, "new": None},
     {"step": 1},
     {**DOCUMENT, "messages": [{"role": "user", "content": "changed"}, {"role": "assistant"}]},
+    {**DOCUMENT, "step": -0.0},
 ]
 
 
@@ -84,6 +88,37 @@ def test_a_delta_rebuilds_exactly_the_target_json_types_included(target: Any) ->
 
     assert canonical_json(rebuilt) == canonical_json(target)
     assert source == DOCUMENT
+
+
+def test_a_delta_between_zero_and_negative_zero_is_not_empty() -> None:
+    # -0.0 == 0.0 in Python, but the two are written differently and the checksum covers what is written.
+    rebuilt = apply_copying({"x": 0.0}, delta({"x": 0.0}, {"x": -0.0}), max_bytes=LIMIT)
+
+    assert canonical_json(rebuilt) == canonical_json({"x": -0.0})
+    assert (
+        canonical_json(apply_copying({"x": [-0.0]}, delta({"x": [-0.0]}, {"x": [0.0]}), max_bytes=LIMIT))
+        == b'{"x":[0.0]}'
+    )
+
+
+def test_a_test_operation_compares_numbers_by_value_and_nothing_else_loosely() -> None:
+    document = {"n": 1, "f": 2.0, "list": [1, {"a": None}]}
+    patch = [
+        {"op": "test", "path": "/n", "value": 1.0},
+        {"op": "test", "path": "/f", "value": 2},
+        {"op": "test", "path": "/list", "value": [1.0, {"a": None}]},
+    ]
+
+    assert apply_copying(document, patch, max_bytes=LIMIT) == document
+    with pytest.raises(PatchError):
+        apply_copying(document, [{"op": "test", "path": "/list/1/a", "value": False}], max_bytes=LIMIT)
+
+
+def test_a_stored_delta_is_replayed_without_judging_its_test_operations_again() -> None:
+    # A delta stored while `test` still let true equal 1 must read back, not break the chain.
+    ops = [{"op": "test", "path": "/flag", "value": 1}, {"op": "replace", "path": "/n", "value": 2}]
+
+    assert apply_copying({"flag": True, "n": 1}, ops, max_bytes=LIMIT, tests=False) == {"flag": True, "n": 2}
 
 
 def test_appending_a_message_is_a_delta_of_one_operation() -> None:

@@ -133,7 +133,7 @@ def _id(item: dict[str, Any], name: str, where: str, *, nullable: bool = False) 
     value = item.get(name)
     if value is None and nullable:
         return None
-    if not isinstance(value, str) or not _TEXT_ID.match(value):
+    if not isinstance(value, str) or not _TEXT_ID.fullmatch(value):
         raise serializers.ValidationError(f"{where}.{name} must be 1-128 characters without NUL.")
     return value
 
@@ -322,6 +322,10 @@ class TenantTuplePageOut(serializers.Serializer[Any]):
 MAX_STORE_OPS = 500
 
 
+# As StoreItem.prefix holds it: the labels joined by ".".
+NAMESPACE_MAX_LENGTH = 1024
+
+
 def _namespace(value: Any, where: str, *, allow_empty: bool = False, wildcard: bool = False) -> list[str]:
     if not isinstance(value, list) or (not value and not allow_empty):
         raise serializers.ValidationError(f"{where} must be a list of labels.")
@@ -330,6 +334,10 @@ def _namespace(value: Any, where: str, *, allow_empty: bool = False, wildcard: b
             raise serializers.ValidationError(f"{where}: each label is 1-256 characters without '.'.")
         if label == "*" and not wildcard:
             raise serializers.ValidationError(f"{where}: '*' is only a wildcard in list_namespaces.")
+    if sum(len(label) + 1 for label in value) - 1 > NAMESPACE_MAX_LENGTH:
+        raise serializers.ValidationError(
+            f"{where}: the labels joined by '.' are at most {NAMESPACE_MAX_LENGTH} characters."
+        )
     return value
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from langgraph_app import selectors, services, store
 from langgraph_app.api import serializers as s
 from memory_admin.api.idempotency import idempotent
-from memory_admin.api.parsers import check_json_value
+from memory_admin.api.parsers import parse_json_text
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import ValidationFailed
 
@@ -46,11 +46,15 @@ def _limit(request: Request) -> int:
 
 
 def _json_object_param(request: Request, name: str) -> dict[str, Any] | None:
-    """The query parameter `name` parsed as a JSON object; None when absent, ValueError when not an object."""
+    """The query parameter `name` parsed as a JSON object; None when absent, ValueError when malformed (as a
+    body would be: NaN, NUL characters and the like included) or not an object."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    value = json.loads(raw)  # a ValueError of its own when malformed
+    try:
+        value = parse_json_text(raw)
+    except ParseError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(value, dict):
         raise ValueError(f"{name} is not a JSON object")
     return value
@@ -61,8 +65,6 @@ def _metadata_filter(request: Request) -> dict[str, Any] | None:
         value = _json_object_param(request, "filter")
     except ValueError:
         raise ValidationFailed("`filter` must be a JSON object.", details={"parameter": "filter"}) from None
-    if value is not None:
-        check_json_value(value)
     return value
 
 

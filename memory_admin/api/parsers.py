@@ -94,6 +94,14 @@ def _parse_slowly(text: str) -> Any:
         raise ParseError(f"Malformed JSON: {exc}") from None
 
 
+def parse_json_text(text: str) -> Any:
+    """A JSON document given as text (in a query parameter), held to the rules of a request body: no NaN or
+    Infinity, no out-of-range number, no NUL or unpaired surrogate, bounded depth. ParseError otherwise."""
+    value = _parse_slowly(text)
+    check_json_value(value)
+    return value
+
+
 NOT_PLAIN = object()
 
 

@@ -14,6 +14,7 @@ flight travels in the next one, and each call returns once its own data is store
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
@@ -49,7 +50,22 @@ def _is_checkpoint(op: dict[str, Any]) -> bool:
     return bool(op["op"] == "checkpoint")
 
 
-class AgentMemorySaver(BaseCheckpointSaver[int]):
+def next_channel_version(current: str | int | None) -> str | int:
+    """The version after `current`: a zero-padded counter and a random tail, e.g. "000000000004.9f3c01d2a6b7".
+
+    Versions must differ between branches: the service stores each channel value once per (channel, version),
+    so a fork (`update_state` on an old checkpoint) that numbered its values as the main line had would read
+    the main line's values back. The counter keeps versions increasing as text, as LangGraph compares them;
+    the tail tells two branches' writes of the same step apart. A thread that already counts in integers (one
+    written before this scheme) goes on in integers, so its versions stay comparable with each other.
+    """
+    if isinstance(current, int):
+        return current + 1
+    counter = 0 if current is None else int(str(current).split(".")[0])
+    return f"{counter + 1:012d}.{random.getrandbits(48):012x}"
+
+
+class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channel_version), or int in old threads
     """A LangGraph checkpointer that stores threads in the agent memory service over its REST API."""
 
     def __init__(
@@ -77,6 +93,9 @@ class AgentMemorySaver(BaseCheckpointSaver[int]):
         # A checkpoint is sent at once; a step's writes wait a moment for the checkpoint LangGraph saves next.
         self._saves = Coalescer(self._send_saves, urgent=_is_checkpoint)
         self._asaves = AsyncCoalescer(self._asend_saves, urgent=_is_checkpoint)
+
+    def get_next_version(self, current: str | int | None, channel: None = None) -> str | int:
+        return next_channel_version(current)
 
     # --- group commit -----------------------------------------------------------------------------------
     @staticmethod
