@@ -39,7 +39,7 @@ class ArchiveStorage(Protocol):
 
 
 def check_key(key: str) -> str:
-    if not _KEY.match(key) or ".." in key:
+    if not _KEY.fullmatch(key) or ".." in key:
         raise ValueError(f"not an archive key: {key!r}")
     return key
 

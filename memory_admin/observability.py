@@ -144,7 +144,7 @@ def new_request_id() -> str:
 
 def accepted_request_id(value: str | None) -> str:
     """The caller's request id when it is well-formed, else a fresh one."""
-    if value and _VALID_REQUEST_ID.match(value):
+    if value and _VALID_REQUEST_ID.fullmatch(value):
         return value
     return new_request_id()
 

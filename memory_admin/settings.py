@@ -232,6 +232,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "memory_admin.api.errors.exception_handler",
+    "DEFAULT_METADATA_CLASS": "memory_admin.api.metadata.ApiMetadata",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

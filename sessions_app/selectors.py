@@ -53,7 +53,7 @@ _SESSION_ATTNAMES = [field.attname for field in SESSION_FIELDS]
 def get_session(*, tenant: Tenant, session_id: str) -> AgentSession:
     """The tenant's session with this id; NotFound (404) for an unknown id or another tenant's session."""
     row = None
-    if SESSION_ID.match(session_id):
+    if SESSION_ID.fullmatch(session_id):
         with connection.cursor() as cursor:
             cursor.execute(_GET_SESSION_SQL, [tenant.pk, session_id])
             row = cursor.fetchone()

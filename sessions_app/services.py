@@ -103,6 +103,8 @@ def create_session(
     (so a retried create is harmless); the same id for another user is a 409. One statement either way
     (a LangGraph thread's first save and every agent's first request start here).
     """
+    if metadata:
+        _check_metadata_size(metadata)
     session = AgentSession(tenant=tenant, user_id=user_id, metadata=metadata or {})
     if session_id is None:
         session.session_id = str(session.id)
@@ -129,16 +131,26 @@ def create_session(
 
 
 def merge_metadata(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7396 JSON merge patch: objects merge recursively, null removes a key, anything else replaces."""
+    """RFC 7396 JSON merge patch: objects merge recursively (into {} where the target is not an object, so
+    their nulls remove nothing and are dropped too), null removes a key, anything else replaces."""
     merged = dict(current)
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_metadata(merged[key], value)
+        elif isinstance(value, dict):
+            target = merged.get(key)
+            merged[key] = merge_metadata(target if isinstance(target, dict) else {}, value)
         else:
             merged[key] = value
     return merged
+
+
+def _check_metadata_size(metadata: dict[str, Any]) -> None:
+    if len(dumps(metadata)) > settings.SESSION_METADATA_MAX_BYTES:
+        raise ValidationFailed(
+            f"Session metadata may hold at most {settings.SESSION_METADATA_MAX_BYTES} bytes of JSON.",
+            details={"field": "metadata"},
+        )
 
 
 @transaction.atomic
@@ -169,11 +181,7 @@ def update_session(
         changed = True
     if metadata_patch:
         merged = merge_metadata(locked.metadata, metadata_patch)
-        if len(dumps(merged)) > settings.SESSION_METADATA_MAX_BYTES:
-            raise ValidationFailed(
-                f"Session metadata may hold at most {settings.SESSION_METADATA_MAX_BYTES} bytes of JSON.",
-                details={"field": "metadata"},
-            )
+        _check_metadata_size(merged)
         changed = changed or merged != locked.metadata
         locked.metadata = merged
     if changed:
@@ -541,12 +549,33 @@ def _operation_message(operation: Operation, session: AgentSession) -> dict[str,
     }
 
 
+def _journal_status(session: AgentSession) -> str:
+    """The session's status, its row share-locked until commit, so that archival (which sets the status,
+    then moves the journal) cannot slip in between this check and the journal write."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SHARE_SESSION_SQL, [session.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such session.")
+    status: str = row[0]
+    return status
+
+
+_SHARE_SESSION_SQL = f"SELECT status FROM {_SESSION_TABLE} WHERE id = %s AND erased_at IS NULL FOR SHARE"  # noqa: S608
+
+
 @transaction.atomic
 def record_operation(*, session: AgentSession, name: str, key: str, params: Any) -> tuple[Operation, bool]:
     """Record a side-effecting operation as pending before the agent runs it (write-ahead).
 
-    Recording the same `key` again returns the first record and False, whatever its status now.
+    Recording the same `key` again returns the first record and False, whatever its status now. A session
+    that accepts no more events (completed, failed, archived) records no new intent either: 409.
     """
+    session_status = _journal_status(session)
+    if session_status not in WRITABLE:
+        if existing := Operation.objects.filter(session=session, key=key).first():
+            return existing, False
+        raise Conflict(f"A {session_status} session records no more operations.", details={"status": session_status})
     encoded = encode_payload(params, tenant_id=session.tenant_id, user_id=session.user_id)
     try:
         with transaction.atomic():
@@ -562,8 +591,14 @@ def finish_operation(*, session: AgentSession, operation_id: Any, status: str, o
     """Mark a pending operation completed (with its result) or failed (with its error).
 
     Finishing it again the same way is harmless and returns it; finishing a finished operation the other
-    way is a 409.
+    way is a 409. A completed or failed session's operations can still be finished (recording what a
+    side effect did is how a crashed agent's successor closes its journal); an archived session's journal
+    went to the archive with it: 409.
     """
+    if _journal_status(session) == SessionStatus.ARCHIVED:
+        raise Conflict(
+            "An archived session's operations are in the archive.", details={"status": SessionStatus.ARCHIVED}
+        )
     operation = Operation.objects.select_for_update().filter(session=session, pk=operation_id).first()
     if operation is None:
         raise NotFound("No such operation in this session.")

@@ -28,6 +28,9 @@ from sessions_app.models import EventType
 
 STATE_SCHEMA_VERSION = 1
 CUSTOM_EVENT_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+# What a tool's state is addressed by (/sessions/<id>/tools/<name>). Patterns here are used with fullmatch:
+# `$` alone also matches before a final newline.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool"})
 NODE_HISTORY_LIMIT = 50
 BUILT_IN = frozenset(EventType.values)
@@ -67,7 +70,7 @@ def validate_message(message: Any) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValidationFailed("A message must be a JSON object.", details={"field": "message"})
     role = message.get("role")
-    if role not in MESSAGE_ROLES:
+    if not isinstance(role, str) or role not in MESSAGE_ROLES:
         raise ValidationFailed(
             f"message.role must be one of {', '.join(sorted(MESSAGE_ROLES))}.", details={"field": "message.role"}
         )
@@ -96,7 +99,11 @@ def validate_patch(patch: Any) -> list[dict[str, Any]]:
         raise ValidationFailed("payload.patch must be a non-empty RFC 6902 operation list.")
     for index, operation in enumerate(patch):
         where = {"field": f"payload.patch[{index}]"}
-        if not isinstance(operation, dict) or operation.get("op") not in _PATCH_OPS:
+        if (
+            not isinstance(operation, dict)
+            or not isinstance(operation.get("op"), str)
+            or operation["op"] not in _PATCH_OPS
+        ):
             raise ValidationFailed(f"Operation {index} needs an op: one of {', '.join(_PATCH_OPS)}.", details=where)
         if not _is_pointer(operation.get("path")):
             raise ValidationFailed(f"Operation {index} needs a JSON pointer path such as /a/b.", details=where)
@@ -109,7 +116,7 @@ def validate_patch(patch: Any) -> list[dict[str, Any]]:
 def validate_event(event_type: str, payload: Any) -> Any:
     """Check a payload against its built-in type's contract; custom types only need a well-formed name."""
     if event_type not in BUILT_IN:
-        if not CUSTOM_EVENT_TYPE.match(event_type):
+        if not CUSTOM_EVENT_TYPE.fullmatch(event_type):
             raise ValidationFailed(
                 "A custom event type is a letter then up to 63 letters, digits or _ . : -",
                 details={"field": "type"},
@@ -130,7 +137,11 @@ def validate_event(event_type: str, payload: Any) -> Any:
         if "result" not in payload:
             raise ValidationFailed("payload.result is required (null is allowed).", details={"field": "payload.result"})
     elif event_type in (EventType.TOOL_STATE_SET, EventType.TOOL_STATE_CLEARED):
-        _require_text(payload, "tool")
+        if not TOOL_NAME.fullmatch(_require_text(payload, "tool")):
+            raise ValidationFailed(
+                "payload.tool must be a tool name: a letter or digit, then up to 127 letters, digits or _ . : -",
+                details={"field": "payload.tool"},
+            )
     elif event_type == EventType.NODE_TRANSITION:
         _require_text(payload, "node")
     elif event_type == EventType.STATE_PATCHED:

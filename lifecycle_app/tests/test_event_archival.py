@@ -72,6 +72,28 @@ def test_time_travel_to_an_archived_version_is_a_410_in_the_api_and_read_back_on
     assert page.get(f"/sessions/{session.pk}/state.json", {"version": 599}).json()["from_archive"] is False
 
 
+def test_reading_the_stream_from_before_the_archived_events_is_a_410_not_a_history_with_a_hole(
+    world: World,
+) -> None:
+    session = grow_session(world, steps=600)
+    age(session, days=40)
+    jobs.archive_events(dry_run=False, triggered_by="manual")
+    first_here = Event.objects.filter(session=session).order_by("version").values_list("version", flat=True)[0]
+    url = f"/api/v1/sessions/{session.session_id}/events"
+
+    for after in (None, 0, 10, first_here - 2):
+        response = world.acme.client.get(url, {} if after is None else {"after": after})
+        assert response.status_code == 410, (after, response.content)
+        error = response.json()["error"]
+        assert error["code"] == "archived" and error["details"]["first_version_here"] == first_here
+
+    page = world.acme.client.get(url, {"after": first_here - 1, "limit": 5})
+    assert page.status_code == 200
+    assert [event["version"] for event in page.json()["results"]] == list(range(first_here, first_here + 5))
+    following = world.acme.client.get(page.json()["next"])
+    assert following.status_code == 200 and following.json()["results"][0]["version"] == first_here + 5
+
+
 def test_a_second_run_finds_nothing_more_to_archive(world: World) -> None:
     session = grow_session(world, steps=700)
     age(session, days=40)

@@ -16,11 +16,12 @@ import structlog
 from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from memory_admin.codec import response_json
 from memory_admin.errors import ServiceError
 
 logger = structlog.get_logger("memory.api")
@@ -55,8 +56,11 @@ def error_body(
 
 def json_error(
     request: HttpRequest | None, status: int, code: str, message: str, details: dict[str, Any] | None = None
-) -> JsonResponse:
-    return JsonResponse(error_body(status, code, message, details, request), status=status)
+) -> HttpResponse:
+    """The error body for answers made outside DRF (middleware, Django's 404 and 500 handlers), written as DRF's
+    renderer writes the rest."""
+    body = response_json(error_body(status, code, message, details, request))
+    return HttpResponse(body, status=status, content_type="application/json")
 
 
 def _drf_message_and_details(exc: drf.APIException) -> tuple[str, dict[str, Any]]:
@@ -116,10 +120,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return Response(error_body(status, code, message, details, request), status=status, headers=headers)
 
 
-def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return json_error(request, 404, "not_found", "No such endpoint.")
 
 
-def api_server_error(request: HttpRequest) -> JsonResponse:
+def api_server_error(request: HttpRequest) -> HttpResponse:
     logger.error("unhandled_error", path_prefix=request.path.split("/")[1:3])
     return json_error(request, 500, "server_error", "An unexpected error occurred; it has been logged.")

@@ -9,6 +9,7 @@ handlers (same URLconf, signals and exception handling); they differ only in the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from io import BytesIO
 from typing import Any
 
 from django.conf import settings
@@ -35,5 +36,20 @@ class SplitWSGIHandler:
         self.site = WSGIHandler()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = self.api if environ.get("PATH_INFO", "").startswith(API_PREFIX) else self.site
-        return handler(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith(API_PREFIX):
+            buffer_chunked_body(environ)
+            return self.api(environ, start_response)
+        return self.site(environ, start_response)
+
+
+def buffer_chunked_body(environ: dict[str, Any]) -> None:
+    """Give a body sent with `Transfer-Encoding: chunked` (the web server has taken the chunks apart) the
+    Content-Length Django needs: without one it reads no body at all, and the request would look empty. Read
+    up to one byte past the API's limit, so an oversized body still gets its 413."""
+    if environ.get("CONTENT_LENGTH") or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return
+    if not environ.get("wsgi.input_terminated"):  # a server that does not say where the body ends
+        return
+    body = environ["wsgi.input"].read(settings.API_MAX_BODY_BYTES + 1)
+    environ["wsgi.input"] = BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))

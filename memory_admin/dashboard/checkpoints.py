@@ -17,22 +17,15 @@ from langgraph_app.display import readable_checkpoint, recent_checkpoints
 from memory_admin.dashboard.access import staff_page
 from memory_admin.dashboard.difftree import diff_tree
 from memory_admin.errors import IntegrityFailure, NotFound
+from memory_admin.query import whole_number
 from sessions_app.models import AgentSession
 from sessions_app.selectors import timeline_row
 
 PAGE_SIZE = 50
-# Sequences are bigint; anything longer than this cannot be one (and would overflow the query).
-_MAX_SEQUENCE_DIGITS = 18
 
 
 def _session_or_404(pk: uuid.UUID) -> AgentSession:
     return get_object_or_404(AgentSession.objects.select_related("tenant"), pk=pk)
-
-
-def _before(raw: str | None) -> int | None:
-    if raw and raw.isdigit() and len(raw) <= _MAX_SEQUENCE_DIGITS:
-        return int(raw)
-    return None
 
 
 def _integrity(row: Checkpoint, verification: Verification) -> str:
@@ -60,7 +53,7 @@ def _row(row: Checkpoint, verification: Verification) -> dict[str, Any]:
 @staff_page()
 def checkpoint_list(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     session = _session_or_404(pk)
-    page = selectors.checkpoint_page(session=session, before=_before(request.GET.get("before")), limit=PAGE_SIZE)
+    page = selectors.checkpoint_page(session=session, before=whole_number(request.GET.get("before")), limit=PAGE_SIZE)
     rows, more = page[:PAGE_SIZE], len(page) > PAGE_SIZE
     # The whole chain is recomputed on each view: a row edited in SQL shows here at once.
     verification = selectors.chain_status(session=session)

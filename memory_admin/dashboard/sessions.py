@@ -24,6 +24,7 @@ from django.utils.timezone import localtime
 from lifecycle_app.selectors import ArchivedState, state_from_archive
 from memory_admin.dashboard.access import staff_page
 from memory_admin.errors import Archived
+from memory_admin.query import whole_number
 from sessions_app import selectors
 from sessions_app.models import AgentSession, Operation, OperationStatus, SessionStatus
 from tenants_app.models import Tenant
@@ -159,8 +160,8 @@ def operation_row(session: AgentSession, operation: Operation) -> dict[str, Any]
 @staff_page()
 def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     session = _session_or_404(pk)
-    before = request.GET.get("before")
-    rows = selectors.timeline(session, before=int(before) if before and before.isdigit() else None)
+    before = whole_number(request.GET.get("before"))
+    rows = selectors.timeline(session, before=before)
     operations = list(selectors.operations_for(session).order_by("-created_at")[:50])
     return render(
         request,
@@ -173,7 +174,7 @@ def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "operations": [operation_row(session, operation) for operation in operations],
             "pending_count": sum(1 for operation in operations if operation.status == OperationStatus.PENDING),
             "timeline": rows,
-            "paged": bool(before and before.isdigit()),
+            "paged": before is not None,
             "oldest_shown": rows[0]["version"] if rows else None,
         },
     )
@@ -183,14 +184,14 @@ def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def session_state(request: HttpRequest, pk: uuid.UUID) -> JsonResponse:
     """Time travel for the session page: the state after `version` events, as JSON."""
     session = _session_or_404(pk)
-    raw = request.GET.get("version", str(session.head_version))
-    if not raw.isdigit() or int(raw) > session.head_version:
+    version = whole_number(request.GET.get("version", str(session.head_version)))
+    if version is None or version > session.head_version:
         raise Http404("No such version.")
     try:
-        view: selectors.StateView | ArchivedState = selectors.rebuild_state(session, version=int(raw))
+        view: selectors.StateView | ArchivedState = selectors.rebuild_state(session, version=version)
     except Archived:
         # Older than what Postgres keeps: rebuilt from the archive, and the page says so.
-        view = state_from_archive(session, version=int(raw))
+        view = state_from_archive(session, version=version)
     return JsonResponse(
         {
             "version": view.version,

@@ -8,13 +8,14 @@ import orjson
 from rest_framework import serializers
 
 from memory_admin.api.serializers import StrictSerializer, api_timestamp
-from memory_admin.codec import dumps
+from memory_admin.codec import response_json
 from sessions_app.models import Event, Operation, SessionStatus
 from sessions_app.selectors import ContextView
 from sessions_app.services import AppendResult
+from sessions_app.state import TOOL_NAME
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # the same as selectors.SESSION_ID
-TOOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+TOOL_NAME_PATTERN = TOOL_NAME.pattern
 
 
 class JSONObjectField(serializers.JSONField):
@@ -151,7 +152,7 @@ def context_out(view: ContextView) -> dict[str, Any]:
 def context_body(view: ContextView) -> bytes:
     """ContextOut's body as bytes; a window served from Redis goes out as the JSON texts Redis holds, unparsed."""
     if view.texts is None:
-        return dumps(context_out(view))
+        return response_json(context_out(view))
     tail = orjson.dumps({"version": view.version, "ttl_seconds": view.ttl_seconds, "source": view.source})
     return b'{"messages":[' + b",".join(view.texts) + b"]," + tail[1:]
 

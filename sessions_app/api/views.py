@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import Any
 
@@ -20,14 +19,14 @@ from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor, VersionCursor
 from memory_admin.api.serializers import StrictSerializer
 from memory_admin.api.views import AgentAPIView
-from memory_admin.errors import NotFound, ValidationFailed
+from memory_admin.errors import Archived, NotFound, ValidationFailed
+from memory_admin.query import whole_number
 from sessions_app import selectors, services
 from sessions_app.api import serializers as s
 from sessions_app.filters import SessionFilter
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, Operation, OperationStatus
-
-_TOOL_NAME = re.compile(s.TOOL_NAME_PATTERN)
+from sessions_app.state import TOOL_NAME
 
 
 def _session_response(session: AgentSession, *, code: int = status.HTTP_200_OK) -> Response:
@@ -120,12 +119,17 @@ class EventListView(SessionScopedView):
     def get(self, request: Request, session_id: str) -> Response:
         session = self.get_session()
         events: QuerySet[Event] = selectors.events_for(session)
-        after = request.query_params.get("after")
-        if after is not None:
-            if not after.isdigit():
+        raw = request.query_params.get("after")
+        after = 0
+        if raw is not None:
+            checked = whole_number(raw)
+            if checked is None:
                 raise ValidationFailed("`after` must be a version number.", details={"field": "after"})
-            events = events.filter(version__gt=int(after))
+            after = checked
+            events = events.filter(version__gt=after)
         page = self.paginate_queryset(events)
+        if page is not None and "cursor" not in request.query_params:
+            _refuse_archived_start(session, after=after, first=page[0].version if page else None)
         return self.get_paginated_response(s.EventOut(page, many=True, context=self.decoder(session)).data)
 
     @extend_schema(request=s.EventAppendIn, responses={201: s.AppendOut})
@@ -140,6 +144,17 @@ class EventListView(SessionScopedView):
             idempotency_key=_idempotency_key(request),
         )
         return _append_response(result)
+
+
+def _refuse_archived_start(session: AgentSession, *, after: int, first: int | None) -> None:
+    """410 when the events right after `after` left Postgres for the archive: versions are gap-free, so a
+    stream read that would start past them would hand a consumer a history with a hole in it."""
+    if after < session.head_version and first != after + 1:
+        raise Archived(
+            f"The events after version {after} of this session are archived; read them from the archive, or "
+            f"read on from version {(first or session.head_version + 1) - 1} with `after`.",
+            details={"after": after, "first_version_here": first},
+        )
 
 
 def _append_response(result: services.AppendResult) -> Response:
@@ -160,12 +175,13 @@ class StateView(SessionScopedView):
         raw = request.query_params.get("version")
         version = session.head_version
         if raw is not None:
-            if not raw.isdigit() or int(raw) > session.head_version:
+            asked = whole_number(raw)
+            if asked is None or asked > session.head_version:
                 raise ValidationFailed(
                     f"`version` must be between 0 and the head version {session.head_version}.",
                     details={"field": "version", "head_version": session.head_version},
                 )
-            version = int(raw)
+            version = asked
         view = selectors.rebuild_state(session, version=version)
         return Response(s.StateOut(view).data)
 
@@ -215,7 +231,7 @@ class ToolListView(SessionScopedView):
 class ToolStateView(SessionScopedView):
     def tool_name(self) -> str:
         tool: str = self.kwargs["tool"]
-        if not _TOOL_NAME.match(tool):
+        if not TOOL_NAME.fullmatch(tool):
             raise NotFound("No such tool state.", details={"tool": tool})
         return tool
 

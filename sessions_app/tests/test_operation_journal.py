@@ -90,3 +90,38 @@ def test_another_tenant_cannot_close_an_operation(world: World, session: str) ->
     response = world.outsider.client.post(f"{BASE}/{operation['id']}/complete", {"result": 1}, format="json")
     assert response.status_code == 404
     assert Operation.objects.get().status == "pending"
+
+
+def test_a_session_that_accepts_no_more_events_records_no_new_intent_but_returns_a_recorded_one(
+    world: World, session: str
+) -> None:
+    recorded = _record(world, key="before").json()
+    assert world.acme.client.patch("/api/v1/sessions/s", {"status": "completed"}, format="json").status_code == 200
+
+    refused = _record(world, key="after")
+    again = _record(world, key="before")
+
+    assert refused.status_code == 409 and refused.json()["error"]["details"]["status"] == "completed"
+    assert again.status_code == 200 and again.json()["id"] == recorded["id"]
+    assert list(Operation.objects.values_list("key", flat=True)) == ["before"]
+
+
+def test_a_completed_sessions_pending_operation_can_still_be_closed(world: World, session: str) -> None:
+    operation = _record(world).json()
+    world.acme.client.patch("/api/v1/sessions/s", {"status": "failed"}, format="json")
+
+    response = world.acme.client.post(f"{BASE}/{operation['id']}/fail", {"error": "crashed"}, format="json")
+
+    assert response.status_code == 200 and response.json()["status"] == "failed"
+
+
+def test_an_archived_sessions_journal_takes_no_more_writes(world: World, session: str) -> None:
+    operation = _record(world).json()
+    world.acme.client.patch("/api/v1/sessions/s", {"status": "completed"}, format="json")
+    assert world.acme.client.patch("/api/v1/sessions/s", {"status": "archived"}, format="json").status_code == 200
+
+    closing = world.acme.client.post(f"{BASE}/{operation['id']}/complete", {"result": 1}, format="json")
+    recording = _record(world, key="late")
+
+    assert closing.status_code == recording.status_code == 409
+    assert list(Operation.objects.values_list("key", "status")) == [("charge-42", "pending")]

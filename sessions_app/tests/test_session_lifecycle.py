@@ -93,6 +93,29 @@ def test_metadata_merges_like_a_json_merge_patch(world: World) -> None:
     assert response["ETag"] == '"2"'
 
 
+def test_a_merge_patch_object_under_a_key_that_held_no_object_drops_its_nulls(world: World) -> None:
+    # RFC 7396: the patch object is merged into {}, so its nulls remove nothing and are not stored.
+    create_session(world.acme.client, "s", "alice", metadata={"lang": "en"})
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s",
+        {"metadata": {"e": {"f": None, "g": {"h": None, "i": 1}}, "lang": {"x": None}}},
+        format="json",
+    )
+
+    assert response.json()["metadata"] == {"e": {"g": {"i": 1}}, "lang": {}}
+
+
+def test_metadata_over_the_size_limit_is_refused_when_the_session_is_created_too(world: World, settings) -> None:
+    settings.SESSION_METADATA_MAX_BYTES = 1024
+    body = {"id": "big", "user_id": "alice", "metadata": {"notes": "x" * 2000}}
+
+    response = world.acme.client.post("/api/v1/sessions", body, format="json")
+
+    assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "metadata"
+    assert not AgentSession.objects.filter(session_id="big").exists()
+
+
 def test_an_update_with_a_stale_if_match_is_a_412_with_the_current_version(world: World) -> None:
     create_session(world.acme.client, "s", "alice")
     world.acme.client.patch("/api/v1/sessions/s", {"metadata": {"k": 1}}, format="json")

@@ -878,3 +878,48 @@ def _environ(path: str, body: dict[str, Any], world: World) -> dict[str, Any]:
 
 def _unused(environ: dict[str, Any], start_response: Any) -> Any:
     raise AssertionError("not called: the test serves through the lane only")
+
+
+def test_through_the_web_server_a_chunked_body_is_read_and_an_oversized_one_is_a_413(world: World) -> None:
+    # Django reads no body without a Content-Length: a chunked request looked empty (a 400 saying so).
+    headers = {"Authorization": f"Bearer {world.acme.raw_key}", "Content-Type": "application/json"}
+    with (
+        running(web_server(workers=1, threads=2, env={"API_MAX_BODY_BYTES": "4096"})) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
+    ):
+        assert client.post("/api/v1/sessions", json={"id": "chunked", "user_id": "u"}).status_code == 201
+        body = orjson.dumps(EVENT)
+
+        appended = client.post("/api/v1/sessions/chunked/events", content=iter([body[:10], body[10:]]))
+        oversized = client.post("/api/v1/sessions/chunked/events", content=iter([body, b" " * 5000]))
+
+    assert appended.status_code == 201, appended.content
+    assert oversized.status_code == 413, oversized.content
+    assert Event.objects.filter(session__session_id="chunked").count() == 1
+
+
+def test_the_lane_writes_line_separators_and_floats_as_drfs_renderer_does(world: World) -> None:
+    # DRF escapes U+2028/U+2029 and writes floats with the json module (1e-07); orjson wrote them raw and 1e-7,
+    # and a window rebuilt from Postgres disagreed with the same window read from Redis.
+    _twin_sessions(world)
+    message = {"messages": [{"role": "user", "content": "a\u2028b\u2029c", "metadata": {"x": 1e-7, "y": 2.5}}]}
+    _both(world, "POST", "/context/messages", message)
+    bodies = []
+    for flush in (False, True):
+        if flush:
+            redis_client().flushdb()
+        lane_response, django_response = _both(world, "GET", "/context")
+        _same_answer(lane_response, django_response)
+        bodies += [lane_response.content, django_response.content]
+
+    for body in bodies:
+        assert b"a\\u2028b\\u2029c" in body and b'"x":1e-07' in body, body
+        assert "\u2028".encode() not in body
+    lane, _ = _clients(world)
+    refused = lane.post(
+        "/api/v1/sessions/via-lane/events",
+        {"type": "STATE_PATCHED", "payload": {"patch": [{"op": "remove", "path": "/a\u2028"}]}},
+        format="json",
+    )
+    assert served_by_hot_lane(refused) and refused.status_code == 400
+    assert "\u2028".encode() not in refused.content

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 
+from langgraph_app.api.serializers import NAMESPACE_MAX_LENGTH
+from langgraph_app.models import StoreItem
 from tests.api.catalogue import WRITE_METHODS, Route, calls, params_for
 from tests.api.checks import assert_error_shape, stored_state
 from tests.api.recipes import BODIES, AcmeObjects, real_call, send, send_raw, why_no_path, why_not_callable
@@ -146,3 +149,126 @@ def test_an_ordering_filter_over_a_huge_exponent_in_text_answers_instead_of_fail
     response = objs.client.post(batch, search, format="json")
 
     assert response.status_code == 200, response.content
+
+
+# 7. Found by a review of the sessions API (2026-12-07): each of these answered 500.
+#    - `version` / `after` checked with str.isdigit(), which takes "²" (int() refuses it) and a full-width "3"
+#      (read as 3); and a number too long for int() or for a bigint.
+@pytest.mark.parametrize("value", ["²", "①", "\uff13", "9" * 19, "9" * 5000, "-1", " 1"])
+@pytest.mark.parametrize(("suffix", "name"), [("state", "version"), ("events", "after")])
+def test_a_version_that_is_not_plain_ascii_digits_is_a_400(
+    suffix: str, name: str, value: str, objs: AcmeObjects
+) -> None:
+    response = objs.client.get(f"/api/v1/sessions/{objs.session_id}/{suffix}", {name: value})
+
+    assert_error_shape(response, 400)
+
+
+def _cursor(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+#    - a cursor edited by hand: DRF decodes it and hands its position, unchecked, to the query.
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("p=abc"),
+        _cursor("p=2026-13-45"),
+        _cursor("p=\x00"),
+        _cursor("p=1e400"),
+        _cursor("p=1.5"),
+        _cursor("o=x"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/sessions",
+        "/api/v1/sessions/{session}/events",
+        "/api/v1/sessions/{session}/operations",
+        "/api/v1/sessions/{session}/checkpoints",
+        "/api/v1/memories",
+        "/api/v1/erasure-requests",
+        "/api/v1/export-requests",
+    ],
+)
+def test_a_cursor_the_api_did_not_give_out_is_a_400(path: str, cursor: str, objs: AcmeObjects) -> None:
+    assert objs.checkpoints  # the session, with checkpoints to page through
+
+    response = objs.client.get(path.format(session=objs.session_id), {"cursor": cursor})
+
+    assert_error_shape(response, 400)
+    assert response.json()["error"]["details"] == {"field": "cursor"}
+
+
+#    - a message role or a patch operation name given as an array or an object (looked up in a set: TypeError).
+@pytest.mark.parametrize("bad", [[], {}, ["user"]])
+def test_a_role_or_a_patch_operation_that_is_not_text_is_a_400_and_stores_nothing(bad: Any, objs: AcmeObjects) -> None:
+    base = f"/api/v1/sessions/{objs.session_id}"
+    before = stored_state()
+    requests = [
+        ("POST", f"{base}/context/messages", {"messages": [{"role": bad, "content": "x"}]}),
+        ("PUT", f"{base}/context", {"messages": [{"role": bad, "content": "x"}]}),
+        ("POST", f"{base}/events", {"type": "MESSAGE_ADDED", "payload": {"role": bad, "content": "x"}}),
+        ("POST", f"{base}/events", {"type": "STATE_PATCHED", "payload": {"patch": [{"op": bad, "path": "/a"}]}}),
+    ]
+    for method, url, body in requests:
+        assert_error_shape(send_raw(objs.client, method, url, json.dumps(body).encode()), 400)
+    assert stored_state() == before
+
+
+#    - OPTIONS on the views with a PUT and no queryset: DRF's metadata called get_object().
+@pytest.mark.parametrize("suffix", ["", "/context", "/tools", "/tools/search", "/events", "/state", "/checkpoints"])
+def test_options_describes_every_session_endpoint(suffix: str, objs: AcmeObjects) -> None:
+    response = objs.client.options(f"/api/v1/sessions/{objs.session_id}{suffix}")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["renders"] == ["application/json"]
+
+
+#    - a tool name ending in a newline (`$` matches before a final newline) was taken, and an event could set
+#      the state of a tool no URL can name.
+def test_a_tool_name_must_match_its_pattern_to_the_end_in_the_url_and_in_events(objs: AcmeObjects) -> None:
+    base = f"/api/v1/sessions/{objs.session_id}"
+    before = stored_state()
+
+    by_url = objs.client.put(f"{base}/tools/t%0A", {"state": 1}, format="json")
+    by_event = objs.client.post(f"{base}/events", {"type": "TOOL_STATE_SET", "payload": {"tool": "a b"}}, format="json")
+
+    assert_error_shape(by_url)
+    assert_error_shape(by_event, 400)
+    assert stored_state() == before
+
+
+# 8. Found by a review of the LangGraph API (2026-12-07): 500s.
+#    - a metadata filter holding NaN, Infinity or 1e400, and a listing position holding a NUL or a lone
+#      surrogate (json.loads takes them; PostgreSQL does not);
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("filter", '{"a": NaN}'),
+        ("filter", '{"a": -Infinity}'),
+        ("filter", '{"a": 1e400}'),
+        ("filter", '{"a": "\\u0000"}'),
+        ("after", '{"checkpoint_id": "\\u0000", "thread_id": "a", "checkpoint_ns": ""}'),
+        ("after", '{"checkpoint_id": "x", "thread_id": "a", "checkpoint_ns": "\\ud800"}'),
+    ],
+)
+def test_a_listing_parameter_that_postgres_cannot_take_is_a_400(parameter: str, value: str, objs: AcmeObjects) -> None:
+    paths = ["/api/v1/langgraph/checkpoints"]
+    if parameter == "filter":
+        paths.append("/api/v1/langgraph/threads/lg-any/checkpoints")
+    for path in paths:
+        assert_error_shape(objs.client.get(path, {parameter: value}), 400)
+
+
+#    - a store namespace longer, joined, than the column that holds it (each label was bounded, not the whole).
+def test_a_store_namespace_longer_than_1024_characters_joined_is_a_400_in_both_lanes(objs: AcmeObjects) -> None:
+    put = {"ops": [{"op": "put", "namespace": ["a" * 256] * 5, "key": "k", "value": {"a": 1}}]}
+    before = stored_state()
+
+    response = objs.client.post("/api/v1/langgraph/store/batch", put, format="json")
+
+    assert_error_shape(response, 400)
+    assert stored_state() == before
+    assert StoreItem._meta.get_field("prefix").max_length == NAMESPACE_MAX_LENGTH

@@ -27,7 +27,7 @@ from memory_admin.api import idempotency
 from memory_admin.api.errors import error_body
 from memory_admin.api.idempotency import Claim, checked_key, new_claim, stored_key
 from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
-from memory_admin.codec import dumps, loads
+from memory_admin.codec import escape_line_separators, loads, response_json
 from memory_admin.errors import ServiceError, ValidationFailed
 from memory_admin.observability import REQUEST_ID_HEADER, accepted_request_id, log_request
 from tenants_app.authentication import KEY_CHECK_ENVIRON, resolve_key
@@ -82,7 +82,7 @@ class HotResponse:
 
 
 def json_response(data: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> HotResponse:
-    return HotResponse(status, dumps(data), list(headers))
+    return HotResponse(status, response_json(data), list(headers))
 
 
 class HotRequest:
@@ -229,10 +229,13 @@ class HotLane:
                 live.send(announcements)
                 return None
             request_id = environ["memory.request_id"]
+            # Bodies spliced from stored JSON texts (a context window, a checkpoint's state) may hold raw
+            # U+2028 / U+2029, which DRF's renderer escapes.
+            body = escape_line_separators(response.body)
             headers = [("Content-Type", "application/json"), ("Allow", bound.allow), *response.headers]
             headers += self.security_headers
             headers.append((REQUEST_ID_HEADER, request_id))
-            headers.append(("Content-Length", str(len(response.body))))
+            headers.append(("Content-Length", str(len(body))))
             start_response(_STATUS_LINES[response.status], headers)
         except BaseException:
             live.send(announcements)  # what was committed is announced, whatever happens to the response
@@ -248,7 +251,7 @@ class HotLane:
             finally:
                 live.send(announcements)
 
-        return _Sent(response.body, after)
+        return _Sent(body, after)
 
     def _match(self, environ: dict[str, Any]) -> tuple[_Bound | None, dict[str, str]]:
         if not self.enabled:
@@ -323,16 +326,16 @@ class HotLane:
             retry_after = getattr(exc, "retry_after", None)
             extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
             error = error_body(exc.status, exc.code, exc.message, exc.details, request)
-            return HotResponse(exc.status, dumps(error), extra + rate_headers)
+            return HotResponse(exc.status, response_json(error), extra + rate_headers)
         except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
             # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
             logger.warning("layer_unavailable", error=type(exc).__name__)
             error = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
-            return HotResponse(503, dumps(error), [("Retry-After", "1"), *rate_headers])
+            return HotResponse(503, response_json(error), [("Retry-After", "1"), *rate_headers])
         except Exception:
             logger.exception("unhandled_error", path_prefix=["api", "v1"])
             error = error_body(500, "server_error", "An unexpected error occurred; it has been logged.", {}, request)
-            return HotResponse(500, dumps(error))
+            return HotResponse(500, response_json(error))
         if response is not None:
             response.headers += rate_headers
         return response
