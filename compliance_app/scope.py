@@ -4,8 +4,8 @@ A person is (tenant, user id). Their data is: their sessions and all that hangs 
 snapshots, operations, checkpoints, session-scoped and derived memories, promotion jobs), their user-scoped
 memories with vectors and history, their profile and its outbox, their data keys, the LangGraph store items in
 their namespaces (settings.ERASURE_STORE_NAMESPACES: `("users", user_id, ...)` and the like), and in Redis the
-hot context and tool state of their sessions, the idempotency records of requests about them, and the live
-channels of their sessions.
+hot context and tool state of their sessions, the idempotency records of their requests (see
+`find_idempotency_records`), and the live channels of their sessions.
 """
 
 from __future__ import annotations
@@ -101,21 +101,104 @@ def _redis_hot_keys(session_pks: list[Any]) -> list[str]:
     return keys
 
 
-def idempotency_records(person: Person, session_ids: list[str]) -> list[str]:
-    """The tenant's idempotency records whose request or response is about the person."""
+def _api_route(path: str) -> list[str]:
+    """The path's segments after /api/v1/ (whatever script name comes before it); [] for any other path."""
+    _, found, rest = path.partition("/api/v1/")
+    return rest.split("/") if found else []
+
+
+# Routes whose path names a session (a LangGraph thread is a session) or a person, by the segment after them.
+_SESSION_ROUTES = (("sessions",), ("langgraph", "threads"))
+_PERSON_ROUTES = (("users",),)
+# Requests that only read: replaying one again changes nothing, so erasure may drop a record of one that shows
+# the person among others (the retry just reads again, without them).
+_READ_ROUTES = (("memories", "search"), ("langgraph", "store", "batch"))
+
+
+def _names(route: list[str], prefixes: tuple[tuple[str, ...], ...], ids: set[str]) -> bool:
+    """Whether the route is under one of the prefixes and the next segment is exactly one of the ids."""
+    for prefix in prefixes:
+        if tuple(route[: len(prefix)]) == prefix and len(route) > len(prefix) and route[len(prefix)] in ids:
+            return True
+    return False
+
+
+def _one_of_theirs(resource: Any, person: Person, session_ids: set[str]) -> bool:
+    """A resource of the person by an exact field: their user id, or one of their sessions."""
+    if not isinstance(resource, dict):
+        return False
+    return resource.get("user_id") == person.user_id or resource.get("session_id") in session_ids
+
+
+def _mentions(data: Any, needles: set[str]) -> bool:
+    """Whether any string value in the JSON is exactly one of the needles (not merely contains one)."""
+    if isinstance(data, str):
+        return data in needles
+    if isinstance(data, dict):
+        return any(_mentions(value, needles) for value in data.values())
+    if isinstance(data, list):
+        return any(_mentions(value, needles) for value in data)
+    return False
+
+
+@dataclass
+class IdempotencyRecords:
+    """The tenant's idempotency records (Redis keys) that concern the person."""
+
+    # Provably theirs: the request's path names one of their sessions or threads, or them (`/users/<id>/...`),
+    # or its response is a resource of theirs (or a batch of nothing else). Exported, and purged.
+    theirs: list[str]
+    # Replays of reads that show the person among others (a search): not theirs to export, but purged, so that
+    # a retry after the erasure reads again instead of replaying their data.
+    reads_showing_them: list[str]
+
+    def to_purge(self) -> list[str]:
+        return self.theirs + self.reads_showing_them
+
+
+def find_idempotency_records(person: Person, session_ids: list[str]) -> IdempotencyRecords:
+    """Sort the tenant's idempotency records (api.idempotency: method, path, response) by what they are to
+    the person. A record that merely mentions them in another person's write (bob's memory naming kate) is
+    neither: it stays bob's, and his retry is still replayed instead of writing twice."""
     client = redis_client()
-    prefixes = tuple(f"/api/v1/sessions/{session_id}" for session_id in session_ids)
-    found = []
+    sessions = set(session_ids)
+    needles = {person.user_id, *sessions}
+    found = IdempotencyRecords(theirs=[], reads_showing_them=[])
     for key in client.scan_iter(match=f"mem:idem:{person.tenant.pk}:*", count=1000):
         raw = client.get(key)
         if raw is None:
             continue
         record = json.loads(raw)
-        path = record.get("path", "")
-        data = json.dumps(record.get("data"))
-        if (prefixes and path.startswith(prefixes)) or json.dumps(person.user_id) in data:
-            found.append(key.decode())
+        if record.get("state") != "done":
+            continue
+        route = _api_route(str(record.get("path", "")))
+        data = record.get("data")
+        batch = data.get("memories") if isinstance(data, dict) and len(data) == 1 else None
+        if (
+            _names(route, _SESSION_ROUTES, sessions)
+            or _names(route, _PERSON_ROUTES, {person.user_id})
+            or _one_of_theirs(data, person, sessions)
+            or (isinstance(batch, list) and bool(batch) and all(_one_of_theirs(m, person, sessions) for m in batch))
+        ):
+            found.theirs.append(key.decode())
+        elif _is_read(route, data) and _mentions(data, needles):
+            found.reads_showing_them.append(key.decode())
     return found
+
+
+def _is_read(route: list[str], data: Any) -> bool:
+    if tuple(route) not in _READ_ROUTES:
+        return False
+    if tuple(route) == ("langgraph", "store", "batch"):
+        # A put or delete answers null: a batch with one is a write, replayed rather than run again.
+        results = data.get("results") if isinstance(data, dict) else None
+        return isinstance(results, list) and all(result is not None for result in results)
+    return True
+
+
+def idempotency_records(person: Person, session_ids: list[str]) -> list[str]:
+    """The tenant's idempotency records that are the person's own (what an export of them holds)."""
+    return find_idempotency_records(person, session_ids).theirs
 
 
 def preview(person: Person) -> dict[str, int]:
@@ -159,7 +242,7 @@ def volatile(person: Person) -> dict[str, int]:
     try:
         session_ids = list(person.sessions().values_list("session_id", flat=True))
         counts["redis_hot_keys"] = len(_redis_hot_keys(session_pks))
-        counts["redis_idempotency_records"] = len(idempotency_records(person, session_ids))
+        counts["redis_idempotency_records"] = len(find_idempotency_records(person, session_ids).to_purge())
         channels = [channel_name(session_group(pk)) for pk in session_pks]
         counts["live_channel_subscribers"] = (
             sum(n for _, n in redis_client().pubsub_numsub(*channels)) if channels else 0
@@ -169,8 +252,13 @@ def volatile(person: Person) -> dict[str, int]:
     return counts
 
 
-def purge_redis(person: Person, session_pks: list[Any]) -> int:
-    """Delete the person's hot keys and idempotency records; returns how many keys went."""
-    session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
-    keys = _redis_hot_keys(session_pks) + idempotency_records(person, session_ids)
+def purge_redis(person: Person, session_pks: list[Any], session_ids: list[str] | None = None) -> int:
+    """Delete the person's hot keys and idempotency records; returns how many keys went.
+
+    `session_ids` are the sessions' own ids (what request paths name), for a caller that already deleted the
+    session rows; by default they are read from those rows.
+    """
+    if session_ids is None:
+        session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
+    keys = _redis_hot_keys(session_pks) + find_idempotency_records(person, session_ids).to_purge()
     return int(redis_client().delete(*keys)) if keys else 0

@@ -83,8 +83,10 @@ def file_erasure(
     """Take a forget-me request for a person; it waits for a compliance user's approval.
 
     The deadline is ERASURE_DUE_DAYS from now. An unknown person is fine: the preview will show zeros.
+    The user id is taken exactly as given (the other APIs keep " alice " apart from "alice"); a blank one is
+    refused.
     """
-    if not user_id or len(user_id) > 256 or "\x00" in user_id:
+    if not user_id.strip() or len(user_id) > 256 or "\x00" in user_id:
         raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
@@ -124,7 +126,9 @@ def _publish(request: ErasureRequest, *, progress: dict[str, Any] | None = None)
 
 
 def _locked(request_id: Any) -> ErasureRequest:
-    request = ErasureRequest.objects.select_for_update().select_related("tenant").filter(pk=request_id).first()
+    request = (
+        ErasureRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=request_id).first()
+    )
     if request is None:
         raise NotFound("No such erasure request.")
     return request
@@ -132,7 +136,13 @@ def _locked(request_id: Any) -> ErasureRequest:
 
 @transaction.atomic
 def reject_erasure(*, request_id: Any, decided_by: str, reason: str) -> ErasureRequest:
-    """Turn a pending request down with a reason; nothing is erased."""
+    """Turn a pending request down with a reason; nothing is erased.
+
+    The reason is free text and may name the person ("alice has an open contract"), so it is kept on the
+    request row alone, which the person's later verified erasure clears (`scrub_other_requests`). The
+    append-only audit log records only that a reason was given and its length: what can never be deleted must
+    not hold personal data.
+    """
     if not reason.strip():
         raise ValidationFailed("Give the reason for rejecting.", details={"field": "reason"})
     request = _locked(request_id)
@@ -149,7 +159,7 @@ def reject_erasure(*, request_id: Any, decided_by: str, reason: str) -> ErasureR
         tenant=request.tenant,
         subject=request.subject,
         erasure=request,
-        details={"reason": reason[:2000]},
+        details={"reason_given": True, "reason_chars": len(request.rejection_reason)},
     )
     _publish(request)
     return request
@@ -295,12 +305,26 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
 
     Returns the rows (and Redis keys) removed by this run, per layer. `progress(removed so far, layer)` is
     called after every batch, for the live page.
+
+    Anything of the person's written between approval and this run goes too, as approval's own deletes would
+    have taken it: sessions, memories, store items, a profile and its outbox facts (`late_profile`,
+    `late_profile_outbox`), and data keys created since (`late_data_keys`, destroyed last, after every row a
+    late write could have sealed with them is gone).
     """
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
     # What approval erased, plus anything of the person's that arrived since (a late write, a new session).
     session_pks = sorted({*request.refs.get("sessions", []), *map(str, person.session_pks())})
+    # Read before the rows go: the Redis step at the end finds request records by the ids their paths name.
+    session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
     batch = settings.ERASURE_PURGE_BATCH
     removed: dict[str, int] = {}
+    # A profile written after approval, and the facts it queued: first, so that no outbox fact becomes a
+    # memory after the memories below are gone.
+    with transaction.atomic():
+        removed["late_profile_outbox"], _ = ProfileFactOutbox.objects.filter(
+            tenant=request.tenant, user_id=request.user_id
+        ).delete()
+        removed["late_profile"], _ = UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
 
     def step(layer: str) -> Progress:
         def report(table: str, total: int) -> None:
@@ -346,7 +370,10 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch, step("sessions"))
     # Approval deleted the store items; these are items put under the person's namespaces since (a late write).
     removed["late_store_items"], _ = person.store_items().delete()
-    removed["redis_keys"] = scope.purge_redis(person, session_pks)
+    removed["redis_keys"] = scope.purge_redis(person, session_pks, session_ids)
+    with transaction.atomic():
+        # A key a late write created after approval destroyed the person's keys.
+        removed["late_data_keys"] = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
     return removed
 
 
@@ -371,7 +398,12 @@ def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> Er
 
 @transaction.atomic
 def record_verification(*, request_id: Any, findings: dict[str, int], worker: str) -> ErasureRequest:
-    """Store the scan's result; a clean scan closes the request and drops the person's identifiers from it."""
+    """Store the scan's result; a clean scan closes the request and drops the person's identifiers from it.
+
+    With them go the free texts that may name the person (the filer's note, a rejection reason): the closed
+    request keeps the keyed hash, the counts, the timestamps and the audit trail, nothing typed about them.
+    A scan that found something keeps it all, for the next run.
+    """
     request = _locked(request_id)
     clean = not any(findings.values())
     request.verification = {"clean": clean, "findings": findings, "scanned_at": timezone.now().isoformat()}
@@ -381,7 +413,8 @@ def record_verification(*, request_id: Any, findings: dict[str, int], worker: st
     if clean:
         # The proof must not keep what it proves gone: only the keyed hash stays.
         request.user_id, request.identifiers, request.refs = "", [], {}
-        update += ["user_id", "identifiers", "refs"]
+        request.note, request.rejection_reason = "", ""
+        update += ["user_id", "identifiers", "refs", "note", "rejection_reason"]
     request.save(update_fields=update)
     audit(
         actor=worker,
@@ -432,8 +465,9 @@ def file_export(*, tenant: Tenant, user_id: str, legal_basis: str, filed_by: str
 
     An unknown person is fine: the archive then holds empty files. No approval is needed (an export removes
     nothing), but every step is audited and only compliance staff or the tenant's own key can download it.
+    The user id is taken exactly as given, as for an erasure.
     """
-    if not user_id or len(user_id) > 256 or "\x00" in user_id:
+    if not user_id.strip() or len(user_id) > 256 or "\x00" in user_id:
         raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
@@ -493,7 +527,7 @@ def finish_export(*, export_id: Any, archive: bytes, manifest: dict[str, Any], w
     import hashlib
 
     now = timezone.now()
-    export = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id).first()
+    export = ExportRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=export_id).first()
     if export is None or export.status != ExportStatus.RUNNING:
         return None
     export.status, export.finished_at, export.claimed_until = ExportStatus.READY, now, None
@@ -522,7 +556,7 @@ def finish_export(*, export_id: Any, archive: bytes, manifest: dict[str, Any], w
 
 @transaction.atomic
 def fail_export(*, export_id: Any, reason: str, worker: str) -> None:
-    export = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id).first()
+    export = ExportRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=export_id).first()
     if export is None or export.status != ExportStatus.RUNNING:
         return
     export.status, export.error, export.finished_at, export.claimed_until = (
@@ -547,7 +581,7 @@ def fail_export(*, export_id: Any, reason: str, worker: str) -> None:
 def download_export(*, export_id: Any, actor: str, tenant: Tenant | None = None) -> tuple[ExportRequest, bytes]:
     """The archive's bytes for `actor`, audited. NotFound for another tenant's export; Conflict while it is
     not ready; Gone (410) once it expired or was withdrawn."""
-    rows = ExportRequest.objects.select_for_update().select_related("tenant").filter(pk=export_id)
+    rows = ExportRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=export_id)
     export = rows.filter(tenant=tenant).first() if tenant is not None else rows.first()
     if export is None:
         raise NotFound("No such export request.")
@@ -590,7 +624,12 @@ def expire_exports(*, now: Any = None) -> int:
     count = 0
     for pk in ExportRequest.objects.filter(status=ExportStatus.READY, expires_at__lte=now).values_list("pk", flat=True):
         with transaction.atomic():
-            export = ExportRequest.objects.select_for_update().select_related("tenant").defer("archive").get(pk=pk)
+            export = (
+                ExportRequest.objects.select_for_update(of=("self",))
+                .select_related("tenant")
+                .defer("archive")
+                .get(pk=pk)
+            )
             if export.status == ExportStatus.READY:
                 _expire(export, actor="system", reason="expired")
                 count += 1

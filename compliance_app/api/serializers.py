@@ -10,8 +10,22 @@ from compliance_app.models import LegalBasis
 from memory_admin.api.serializers import StrictSerializer
 
 
+def _exact_user_id() -> serializers.CharField:
+    # Kept exactly as given, spaces too: the other APIs store the id as the agent sent it, so " alice " is
+    # another person than "alice", and trimming it here would erase or export the wrong one.
+    return serializers.CharField(
+        max_length=256, trim_whitespace=False, help_text="The tenant's identifier of the person, exactly as stored."
+    )
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise serializers.ValidationError("A user id is not blank.")
+    return value
+
+
 class ErasureIn(StrictSerializer):
-    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person.")
+    user_id = _exact_user_id()
     identifiers = serializers.ListField(
         child=serializers.CharField(max_length=256),
         required=False,
@@ -21,6 +35,9 @@ class ErasureIn(StrictSerializer):
     )
     legal_basis = serializers.ChoiceField(choices=LegalBasis.choices)
     note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+    def validate_user_id(self, value: str) -> str:
+        return _not_blank(value)
 
 
 class ErasureOut(serializers.Serializer[Any]):
@@ -41,8 +58,11 @@ class ErasureOut(serializers.Serializer[Any]):
 
 
 class ExportIn(StrictSerializer):
-    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person.")
+    user_id = _exact_user_id()
     legal_basis = serializers.ChoiceField(choices=LegalBasis.choices, required=False, default="gdpr_art_15")
+
+    def validate_user_id(self, value: str) -> str:
+        return _not_blank(value)
 
 
 class ExportOut(serializers.Serializer[Any]):

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 
 from compliance_app import scope, selectors, services
 from compliance_app.export import LAYERS as EXPORT_LAYERS
-from compliance_app.models import ErasureStatus, ExportStatus, LegalBasis
+from compliance_app.models import ErasureRequest, ErasureStatus, ExportRequest, ExportStatus, LegalBasis
 from memory_admin.dashboard.access import staff_page
 from memory_admin.errors import NotFound, ServiceError, ValidationFailed
 from tenants_app.models import Tenant
@@ -27,9 +27,24 @@ def actor(request: HttpRequest) -> str:
     return f"staff:{request.user.get_username()}"
 
 
+def _erasure_or_404(pk: uuid.UUID) -> ErasureRequest:
+    try:
+        return selectors.get_erasure(request_id=pk)
+    except NotFound:
+        raise Http404 from None
+
+
+def _export_or_404(pk: uuid.UUID) -> ExportRequest:
+    try:
+        return selectors.get_export(export_id=pk)
+    except NotFound:
+        raise Http404 from None
+
+
 class ErasureForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all())
-    user_id = forms.CharField(max_length=256, label="User id (as the tenant knows the person)")
+    # Exactly as the tenant stores it, spaces included: " alice " and "alice" are two people to the API.
+    user_id = forms.CharField(max_length=256, strip=False, label="User id (as the tenant knows the person)")
     identifiers = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Further identifiers, one per line"
     )
@@ -49,7 +64,7 @@ def erasure_list(request: HttpRequest) -> HttpResponse:
         try:
             erasure = services.file_erasure(
                 tenant=data["tenant"],
-                user_id=data["user_id"].strip(),
+                user_id=data["user_id"],
                 identifiers=[line.strip() for line in data["identifiers"].splitlines() if line.strip()],
                 legal_basis=data["legal_basis"],
                 note=data["note"],
@@ -66,7 +81,7 @@ def erasure_list(request: HttpRequest) -> HttpResponse:
 
 @staff_page(Role.COMPLIANCE)
 def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    erasure = selectors.get_erasure(request_id=pk)
+    erasure = _erasure_or_404(pk)
     if request.method == "POST":
         action = request.POST.get("action")
         try:
@@ -110,7 +125,7 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 @staff_page(Role.COMPLIANCE)
 def erasure_receipt(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    erasure = selectors.get_erasure(request_id=pk)
+    erasure = _erasure_or_404(pk)
     try:
         body = selectors.receipt(erasure)
     except ServiceError as exc:
@@ -128,7 +143,8 @@ def erasure_receipt(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 class ExportForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all())
-    user_id = forms.CharField(max_length=256, label="User id (as the tenant knows the person)")
+    # Exactly as the tenant stores it, spaces included: " alice " and "alice" are two people to the API.
+    user_id = forms.CharField(max_length=256, strip=False, label="User id (as the tenant knows the person)")
     legal_basis = forms.ChoiceField(choices=LegalBasis.choices, initial=LegalBasis.GDPR_ART_15)
 
 
@@ -140,7 +156,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
         try:
             export = services.file_export(
                 tenant=data["tenant"],
-                user_id=data["user_id"].strip(),
+                user_id=data["user_id"],
                 legal_basis=data["legal_basis"],
                 filed_by=actor(request),
             )
@@ -155,7 +171,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
 
 @staff_page(Role.COMPLIANCE)
 def export_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    export = selectors.get_export(export_id=pk)
+    export = _export_or_404(pk)
     if request.GET.get("format") == "json":
         return JsonResponse({"status": export.status, "progress": export.progress})
     done = export.progress.get("layers", {})

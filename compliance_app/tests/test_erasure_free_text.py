@@ -1,0 +1,69 @@
+"""Free text typed about a person (a note, a rejection reason) does not outlive their verified erasure, and
+never enters the append-only audit log, where it could neither be cleared nor let the person be verified."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+
+from compliance_app import services
+from compliance_app.models import AuditEntry, ErasureRequest
+from compliance_app.tasks import purge_erasure
+from conftest import World
+
+pytestmark = pytest.mark.django_db
+
+
+def _tables_containing(text: str) -> dict[str, int]:
+    found = {}
+    with connection.cursor() as cursor:
+        cursor.execute("select tablename from pg_tables where schemaname = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'select count(*) from "{table}" t where t::text like %s', [f"%{text}%"])  # noqa: S608
+            count = cursor.fetchone()[0]
+            if count:
+                found[table] = count
+    return found
+
+
+def test_a_note_naming_the_person_is_cleared_once_their_erasure_is_verified(world: World) -> None:
+    request = services.file_erasure(
+        tenant=world.acme.tenant,
+        user_id="carol-unique-1",
+        identifiers=["carol@example.com"],
+        legal_basis="gdpr_art_17",
+        note="Carol carol@example.com asked by phone +44 1234",
+        filed_by="staff:cora",
+    )
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+
+    request = ErasureRequest.objects.get(pk=request.pk)
+    assert request.status == "verified", request.verification
+    assert request.note == ""
+    for text in ("carol@example.com", "carol-unique-1", "+44 1234"):
+        assert _tables_containing(text) == {}, text
+
+
+def test_a_person_once_refused_with_a_reason_naming_them_is_verified_when_erased_later(world: World) -> None:
+    reason = "lena-audit-1 has an open contract until March"
+    refused = services.file_erasure(
+        tenant=world.acme.tenant, user_id="lena-audit-1", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    services.reject_erasure(request_id=refused.pk, decided_by="staff:ann", reason=reason)
+    assert ErasureRequest.objects.get(pk=refused.pk).rejection_reason == reason  # the row holds it meanwhile
+    rejected = AuditEntry.objects.get(erasure=refused, action="rejected")
+    assert rejected.details == {"reason_given": True, "reason_chars": len(reason)}
+
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id="lena-audit-1", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+    assert ErasureRequest.objects.get(pk=refused.pk).rejection_reason == ""
+    assert "lena-audit-1" not in json.dumps(list(AuditEntry.objects.values_list("details", flat=True)))
+    assert _tables_containing("lena-audit-1") == {}

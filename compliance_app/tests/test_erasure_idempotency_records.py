@@ -1,0 +1,153 @@
+"""Which idempotency records are a person's: those of their requests, never another person's that mention them.
+
+A record is theirs when its path names one of their sessions or threads (as a whole path segment) or them
+(`/users/<id>/...`), or its response is a resource of theirs. Theirs go into their export and go with their
+erasure; a replay of a read that showed them among others goes with their erasure only.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from typing import Any
+
+import pytest
+
+from compliance_app import services
+from compliance_app.models import ErasureRequest
+from compliance_app.tasks import build_export, purge_erasure
+from conftest import World
+from memories_app.models import Memory, PromotionJob
+from memory_admin.health import redis_client
+
+pytestmark = pytest.mark.django_db
+
+
+def _erase(world: World, user_id: str, django_capture_on_commit_callbacks: Any) -> ErasureRequest:
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):  # the Redis purge at approval, as in production
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    return ErasureRequest.objects.get(pk=request.pk)
+
+
+def _records() -> list[bytes]:
+    return list(redis_client().scan_iter(match="mem:idem:*"))
+
+
+def _put(world: World, namespace: list[str], text: str) -> None:
+    ops = {"ops": [{"op": "put", "namespace": namespace, "key": "k", "value": {"text": text}}]}
+    assert world.acme.client.post("/api/v1/langgraph/store/batch", ops, format="json").status_code == 200
+
+
+def test_an_export_holds_the_persons_own_replays_and_none_of_a_search_that_showed_another_person(
+    world: World,
+) -> None:
+    client = world.acme.client
+    _put(world, ["users", "alice-x1"], "ALICE-MARK")
+    _put(world, ["users", "bob-x1"], "BOB-MARK")
+    search = {"ops": [{"op": "search", "namespace_prefix": ["users"]}]}
+    assert client.post("/api/v1/langgraph/store/batch", search, format="json", HTTP_IDEMPOTENCY_KEY="st1").json()
+    profile = {"facts": {"city": "ALICE-MARK lives in Porto"}}
+    assert (
+        client.patch("/api/v1/users/alice-x1/profile", profile, format="json", HTTP_IDEMPOTENCY_KEY="p1").status_code
+        == 200
+    )
+
+    filed = client.post("/api/v1/export-requests", {"user_id": "alice-x1"}, format="json").json()
+    build_export(filed["id"])
+    archive = client.get(f"/api/v1/export-requests/{filed['id']}/archive")
+
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as files:
+        redis_rows = json.loads(files.read("redis.json"))
+    assert "BOB-MARK" not in json.dumps(redis_rows) and "bob-x1" not in json.dumps(redis_rows)
+    assert [row["value"]["path"] for row in redis_rows] == ["/api/v1/users/alice-x1/profile"]
+
+
+def test_erasing_a_person_named_in_another_persons_memory_keeps_that_persons_retry_a_replay(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    memory = {
+        "scope": "user",
+        "user_id": "bob-k",
+        "content": "bob met a colleague",
+        "metadata": {"colleague": "kate-target"},
+    }
+    first = client.post("/api/v1/memories", memory, format="json", HTTP_IDEMPOTENCY_KEY="bob-k1")
+    assert first.status_code == 201
+
+    _erase(world, "kate-target", django_capture_on_commit_callbacks)
+    retry = client.post("/api/v1/memories", memory, format="json", HTTP_IDEMPOTENCY_KEY="bob-k1")
+
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert Memory.objects.filter(user_id="bob-k").count() == 1
+
+
+def test_erasing_the_owner_of_a_session_keeps_the_replays_of_a_session_whose_id_starts_the_same(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    for session_id, user_id in (("s-pp", "paula-x"), ("s-pp2", "quinn-x")):
+        assert client.post("/api/v1/sessions", {"id": session_id, "user_id": user_id}, format="json").status_code == 201
+    promote = {"texts": ["quinn likes tea"]}
+    first = client.post("/api/v1/sessions/s-pp2/promote", promote, format="json", HTTP_IDEMPOTENCY_KEY="q1")
+    assert first.status_code == 202
+
+    assert _erase(world, "paula-x", django_capture_on_commit_callbacks).status == "verified"
+    retry = client.post("/api/v1/sessions/s-pp2/promote", promote, format="json", HTTP_IDEMPOTENCY_KEY="q1")
+
+    assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"
+    assert PromotionJob.objects.filter(session__session_id="s-pp2").count() == 1
+
+
+def test_erasing_a_person_removes_the_replays_of_their_langgraph_thread_requests(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    blob = base64.b64encode(b'"vera chose the aisle"').decode()
+    checkpoint = {
+        "checkpoint_id": "1f0-0001",
+        "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"seat": 1}},
+        "blobs": [{"channel": "seat", "version": "1", "type": "json", "blob": blob}],
+        "user_id": "vera-lg",
+    }
+    writes = {
+        "checkpoint_id": "1f0-0001",
+        "task_id": "t1",
+        "writes": [{"channel": "seat", "type": "json", "blob": blob}],
+    }
+    base = "/api/v1/langgraph/threads/thread-77"
+    assert client.post(f"{base}/checkpoints", checkpoint, format="json", HTTP_IDEMPOTENCY_KEY="c1").status_code == 201
+    assert client.post(f"{base}/writes", writes, format="json", HTTP_IDEMPOTENCY_KEY="w1").status_code == 200
+    assert len(_records()) == 2
+
+    request = _erase(world, "vera-lg", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert request.preview["redis_idempotency_records"] == 2
+    assert _records() == []
+    retry = client.post(f"{base}/writes", writes, format="json", HTTP_IDEMPOTENCY_KEY="w1")
+    assert "Idempotent-Replayed" not in retry
+
+
+def test_erasing_a_person_drops_the_replay_of_a_search_that_showed_them_and_keeps_the_others_writes(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    _put(world, ["users", "alice-x2"], "ALICE-MARK")
+    search = {"ops": [{"op": "search", "namespace_prefix": ["users"]}]}
+    assert client.post("/api/v1/langgraph/store/batch", search, format="json", HTTP_IDEMPOTENCY_KEY="st1").json()
+    put = {"ops": [{"op": "put", "namespace": ["faq"], "key": "hours", "value": {"text": "9 to 5"}}]}
+    assert client.post("/api/v1/langgraph/store/batch", put, format="json", HTTP_IDEMPOTENCY_KEY="put1").json()
+
+    request = _erase(world, "alice-x2", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert len(_records()) == 1  # the put: a write that is not about them, replayed on retry
+    retry = client.post("/api/v1/langgraph/store/batch", put, format="json", HTTP_IDEMPOTENCY_KEY="put1")
+    assert retry["Idempotent-Replayed"] == "true"

@@ -1,0 +1,67 @@
+"""Writes about a person that arrive between approval and the purge are purged with the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from compliance_app import services
+from compliance_app.keys import subject_of
+from compliance_app.models import ErasureRequest, PersonKey
+from compliance_app.tasks import purge_erasure
+from compliance_app.tests.people import fill_every_layer
+from conftest import World
+from memories_app.models import ProfileFactOutbox, UserProfile
+from memory_admin.health import redis_client
+
+pytestmark = pytest.mark.django_db
+
+FRANK = "frank-late-1"
+
+
+def test_a_profile_written_after_approval_is_purged_with_its_outbox_and_its_new_data_key(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        fill_every_layer(world, FRANK, "FRANK-MARK")
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=FRANK, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):  # Redis purged at once, the purge queued
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    assert not UserProfile.objects.filter(user_id=FRANK).exists()
+
+    late = world.acme.client.patch(
+        f"/api/v1/users/{FRANK}/profile", {"facts": {"late": "FRANK-MARK moved to Lisbon"}}, format="json"
+    )
+    assert late.status_code == 200
+    purge_erasure(str(request.pk))
+
+    request = ErasureRequest.objects.get(pk=request.pk)
+    assert request.status == "verified", request.verification
+    assert request.purged["late_profile"] == 1 and request.purged["late_profile_outbox"] >= 1
+    assert world.acme.client.get(f"/api/v1/users/{FRANK}/profile").status_code == 404
+    assert not UserProfile.objects.filter(user_id=FRANK).exists()
+    assert not ProfileFactOutbox.objects.filter(user_id=FRANK).exists()
+    subject = subject_of(world.acme.tenant.pk, FRANK)
+    assert not PersonKey.objects.filter(subject=subject, destroyed_at__isnull=True).exists()
+
+
+def test_a_session_started_after_approval_is_purged_with_the_replays_of_its_requests(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=FRANK, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    client = world.acme.client
+    assert client.post("/api/v1/sessions", {"id": "late-s", "user_id": FRANK}, format="json").status_code == 201
+    say = {"messages": [{"role": "user", "content": "FRANK-MARK is back"}]}
+    sent = client.post("/api/v1/sessions/late-s/context/messages", say, format="json", HTTP_IDEMPOTENCY_KEY="late-k1")
+    assert sent.status_code == 201
+
+    purge_erasure(str(request.pk))
+
+    request = ErasureRequest.objects.get(pk=request.pk)
+    assert request.status == "verified", request.verification
+    assert not list(redis_client().scan_iter(match=f"mem:idem:{world.acme.tenant.pk}:*"))

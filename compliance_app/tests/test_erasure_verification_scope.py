@@ -1,0 +1,49 @@
+"""The verification scan looks at the request's tenant only: the same user id elsewhere is another person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from compliance_app import services
+from compliance_app.models import ErasureRequest
+from compliance_app.tasks import purge_erasure
+from conftest import World
+from memories_app.models import Memory
+
+pytestmark = pytest.mark.django_db
+
+URSULA = "ursula-x"
+
+
+def _leave_traces(client: Any, marker: str) -> None:
+    memory = {"scope": "user", "user_id": URSULA, "content": f"{marker} likes tea"}
+    assert client.post("/api/v1/memories", memory, format="json").status_code == 201
+    assert client.post("/api/v1/sessions", {"id": "u-s1", "user_id": URSULA}, format="json").status_code == 201
+    say = {"messages": [{"role": "user", "content": f"{marker} here"}]}
+    assert client.post("/api/v1/sessions/u-s1/context/messages", say, format="json").status_code == 201
+    assert client.get("/api/v1/sessions/u-s1/context").status_code == 200  # hot context in Redis
+    profile = {"facts": {"city": f"{marker} lives in Porto"}}
+    patched = client.patch(f"/api/v1/users/{URSULA}/profile", profile, format="json", HTTP_IDEMPOTENCY_KEY="p1")
+    assert patched.status_code == 200
+
+
+def test_a_person_whose_user_id_another_tenant_also_uses_is_verified_without_counting_the_other_tenants_rows(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    _leave_traces(world.acme.client, "ACME-MARK")
+    _leave_traces(world.outsider.client, "GLOBEX-MARK")
+    filed = world.acme.client.post(
+        "/api/v1/erasure-requests", {"user_id": URSULA, "legal_basis": "gdpr_art_17"}, format="json"
+    ).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=filed["id"], decided_by="staff:ann")
+    purge_erasure(filed["id"])
+
+    assert ErasureRequest.objects.get(pk=filed["id"]).status == "verified"
+    polled = world.acme.client.get(f"/api/v1/erasure-requests/{filed['id']}").json()
+    assert not any(polled["verification"]["findings"].values()), polled["verification"]
+    assert world.acme.client.get(f"/api/v1/erasure-requests/{filed['id']}/receipt").status_code == 200
+    assert Memory.objects.filter(user_id=URSULA, tenant=world.outsider.tenant).count() >= 1
+    assert world.outsider.client.get(f"/api/v1/users/{URSULA}/profile").status_code == 200
