@@ -8,7 +8,7 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -88,8 +88,9 @@ def _encode_cursor(session: AgentSession) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
     try:
         created, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC: Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59.
+        return datetime.fromisoformat(created).astimezone(UTC), uuid.UUID(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
         return None
 
 

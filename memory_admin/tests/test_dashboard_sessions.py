@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import Any
 
 import pytest
@@ -66,6 +68,18 @@ def test_a_malformed_filter_or_cursor_does_not_break_the_list(world: World) -> N
     response = logged_in(world.support).get("/sessions/", {"created_after": "not a date", "cursor": "%%%"})
     assert response.status_code == 200
     assert b"were not understood" in response.content
+
+
+@pytest.mark.parametrize(
+    "created", ["2026-01-01T00:00:00+23:59", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00"]
+)
+def test_a_cursor_with_a_time_postgres_cannot_take_as_given_still_lists(world: World, created: str) -> None:
+    _session(world)
+    cursor = base64.urlsafe_b64encode(f"{created}|{uuid.uuid4()}".encode()).decode()
+
+    response = logged_in(world.support).get("/sessions/", {"cursor": cursor})
+
+    assert response.status_code == 200
 
 
 def test_the_list_costs_the_same_few_queries_however_many_sessions(world: World) -> None:
