@@ -8,7 +8,6 @@ runs in the background (promotion, profile sync, access statistics, decay) is in
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.embeddings.base import vector_problem
 from memories_app.fields import vector_text
 from memories_app.models import (
     HiddenOwner,
@@ -34,14 +34,12 @@ from memories_app.models import (
     UserProfile,
 )
 from memories_app.text import merge_texts
-from memory_admin.errors import NotFound, PreconditionFailed, Unavailable, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unavailable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
-# float4, the type pgvector stores, overflows above this.
-_FLOAT4_MAX = 3.4e38
 MAX_USER_ID_CHARS = 256
 MAX_FACT_KEY_CHARS = 200
 
@@ -96,27 +94,16 @@ def clean_metadata(metadata: dict[str, Any] | None, *, field: str = "metadata") 
     return metadata
 
 
-def _finite_float4(values: list[float]) -> bool:
-    """Built-ins over the whole list (a generator per component cost ~0.4 ms per 384 values): the extremes
-    bound every component, and a NaN or an infinity the comparisons let through makes the exact sum non-finite
-    (or raises)."""
-    if max(values) > _FLOAT4_MAX or min(values) < -_FLOAT4_MAX:
-        return False
-    try:
-        return math.isfinite(math.fsum(values))
-    except (ValueError, OverflowError):
-        return False
-
-
 def clean_vector(vector: Sequence[float], *, dimensions: int, field: str = "embedding") -> list[float]:
-    """A client-supplied vector of the active embedder's dimension, finite, not all zeros."""
+    """A client-supplied vector of the active embedder's dimension, stored and compared as given: checked on
+    the float4 values pgvector keeps (finite, not all zeros, of a length cosine arithmetic in float4 can
+    handle; see `vector_problem`)."""
     if len(vector) != dimensions:
         raise _invalid(field, f"The vector has {len(vector)} dimensions; this service's embedder uses {dimensions}.")
     values = [float(value) for value in vector]
-    if not _finite_float4(values):
-        raise _invalid(field, "Every component must be a finite number within the float4 range.")
-    if not any(values):
-        raise _invalid(field, "An all-zero vector has no direction to compare.")
+    problem = vector_problem(values)
+    if problem is not None:
+        raise _invalid(field, problem[0].upper() + problem[1:] + ".")
     return values
 
 
@@ -441,9 +428,24 @@ def request_distillation(*, session: AgentSession) -> PromotionJob:
     return job
 
 
+# Creating the row, then locking it, is tried this many times before the caller is told to try again.
+_PROFILE_LOCK_ATTEMPTS = 3
+
+
 def _locked_profile(tenant: Tenant, user_id: str) -> UserProfile:
-    UserProfile.objects.bulk_create([UserProfile(tenant=tenant, user_id=user_id, version=0)], ignore_conflicts=True)
-    return UserProfile.objects.select_for_update().get(tenant=tenant, user_id=user_id)
+    """The user's profile, created (at version 0) when there is none, locked until the caller's commit.
+
+    The insert is skipped when the row exists, and the row can be gone by the time it is locked: an erasure
+    approval that deleted it committed in between. As after any erasure (a session id can be used again
+    too), the person's profile may then be created afresh, so create-then-lock is tried again: that second
+    insert holds its own row. Conflict (409, safe to retry) should the row vanish every time.
+    """
+    for _ in range(_PROFILE_LOCK_ATTEMPTS):
+        UserProfile.objects.bulk_create([UserProfile(tenant=tenant, user_id=user_id, version=0)], ignore_conflicts=True)
+        profile = UserProfile.objects.select_for_update().filter(tenant=tenant, user_id=user_id).first()
+        if profile is not None:
+            return profile
+    raise Conflict("The profile was deleted while this change was being made; send it again.")
 
 
 @transaction.atomic
@@ -461,7 +463,8 @@ def update_profile(
     `preferences` and `facts` are merged key by key (null removes a key). Every added, changed or removed
     fact is written to the outbox in the same transaction, so the user's memories follow exactly once even
     if a worker or Redis is lost. `record_interaction` counts one interaction and marks the user active.
-    StaleVersion (412) when If-Match names another version; ValidationFailed for bad facts or ids.
+    StaleVersion (412) when If-Match names another version; ValidationFailed for bad facts or ids. An erasure
+    approved meanwhile (it deletes the profile) does not fail the change: the profile is created again.
     """
     clean_user_id(user_id)
     for key, value in (facts or {}).items():

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from memories_app.embeddings import hashing, local, openai_provider
-from memories_app.embeddings.base import Embedder, EmbedderUnavailable
+from memories_app.embeddings.base import Embedder, EmbedderUnavailable, vector_problem
 from memories_app.metrics import EMBEDDING_REQUESTS, EMBEDDING_SECONDS, EMBEDDING_TEXTS
 
 __all__ = ["Embedder", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
@@ -48,7 +48,7 @@ class Instrumented:
             return []
         started = time.perf_counter()
         try:
-            vectors = self.inner.embed(texts)
+            vectors = checked(self.inner.embed(texts), texts=len(texts), dimensions=self.dimensions)
         except Exception:
             EMBEDDING_REQUESTS.labels(self.provider, "error").inc()
             raise
@@ -56,6 +56,27 @@ class Instrumented:
         EMBEDDING_REQUESTS.labels(self.provider, "ok").inc()
         EMBEDDING_TEXTS.labels(self.provider).inc(len(texts))
         return vectors
+
+
+def checked(vectors: list[list[float]], *, texts: int, dimensions: int) -> list[list[float]]:
+    """The embedder's answer when it is one storable vector of the configured dimension per text; else
+    EmbedderUnavailable saying what was wrong (whatever the provider, a bad vector must not be stored)."""
+    if len(vectors) != texts:
+        raise EmbedderUnavailable(
+            f"Embeddings are unavailable: the embedder returned {len(vectors)} vectors for {texts} texts."
+        )
+    for vector in vectors:
+        if len(vector) != dimensions:
+            raise EmbedderUnavailable(
+                f"Embeddings are unavailable: the embedder returned {len(vector)} dimensions, "
+                f"{dimensions} are configured."
+            )
+        problem = vector_problem(vector)
+        if problem is not None:
+            raise EmbedderUnavailable(
+                f"Embeddings are unavailable: the embedder returned an unusable vector ({problem})."
+            )
+    return vectors
 
 
 @lru_cache(maxsize=1)

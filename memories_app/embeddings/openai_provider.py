@@ -8,6 +8,7 @@ OPENAI_TIMEOUT_SECONDS. Whatever still fails becomes EmbedderUnavailable with a 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import openai
 
@@ -69,12 +70,11 @@ class OpenAIEmbedder:
                 response = self.client.embeddings.create(model=self.model, input=batch)
         except openai.OpenAIError as exc:
             raise EmbedderUnavailable(f"Embeddings are unavailable: {describe_failure(exc)}.") from exc
-        items = sorted(response.data, key=lambda item: item.index)
-        if len(items) != len(batch):
-            raise EmbedderUnavailable(
-                f"Embeddings are unavailable: the server returned {len(items)} vectors for {len(batch)} texts."
-            )
-        vectors = [list(item.embedding) for item in items]
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # The client decodes the answer itself (JSON, then base64 vectors): a server that answers 200 with
+            # something else makes it raise these (ValueError covers JSONDecodeError and binascii.Error).
+            raise EmbedderUnavailable(_malformed(f"{type(exc).__name__}: {str(exc)[:200]}")) from exc
+        vectors = _vectors(response, texts=len(batch))
         for vector in vectors:
             if len(vector) != self.dimensions:
                 raise EmbedderUnavailable(
@@ -82,3 +82,31 @@ class OpenAIEmbedder:
                     f"EMBEDDING_DIMENSIONS expects {self.dimensions}."
                 )
         return [normalised(vector) for vector in vectors]
+
+
+def _malformed(why: str) -> str:
+    return f"Embeddings are unavailable: the OpenAI-compatible server sent a malformed answer ({why})."
+
+
+def _vectors(response: Any, *, texts: int) -> list[list[float]]:
+    """The answer's vectors in the order of the texts, each a list of numbers; EmbedderUnavailable when the
+    answer is not one vector per text. The client does not validate what it parsed, so nothing is assumed."""
+    data = getattr(response, "data", None)
+    if not isinstance(data, list):
+        raise EmbedderUnavailable(_malformed("no list of embeddings"))
+    if len(data) != texts:
+        raise EmbedderUnavailable(
+            f"Embeddings are unavailable: the server returned {len(data)} vectors for {texts} texts."
+        )
+    by_index: dict[int, list[float]] = {}
+    for item in data:
+        index, embedding = getattr(item, "index", None), getattr(item, "embedding", None)
+        if type(index) is not int or not 0 <= index < texts or index in by_index:
+            raise EmbedderUnavailable(_malformed("the embeddings' indexes do not name each text once"))
+        if not isinstance(embedding, list) or not all(type(value) in (int, float) for value in embedding):
+            raise EmbedderUnavailable(_malformed(f"embedding {index} is not a list of numbers"))
+        try:
+            by_index[index] = [float(value) for value in embedding]
+        except OverflowError:  # an integer beyond float's range
+            raise EmbedderUnavailable(_malformed(f"embedding {index} holds a number beyond float's range")) from None
+    return [by_index[index] for index in range(texts)]

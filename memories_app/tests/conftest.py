@@ -11,7 +11,7 @@ import base64
 import json
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +36,8 @@ class FakeOpenAI:
     failing_status: int | None = None  # answer every request with this status
     fail_on_text: str | None = None  # answer 500 to an embeddings request containing this text
     chat_answer: str | None = None
+    # Given a well-formed embeddings answer, returns what to send instead (bytes as they are, else as JSON).
+    tamper: Callable[[dict[str, Any]], Any] | None = None
 
     def embeddings_calls(self) -> list[dict[str, Any]]:
         return [request for request in self.requests if request["path"] == "/v1/embeddings"]
@@ -46,8 +48,8 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            raw = json.dumps(body).encode()
+        def _send(self, status: int, body: Any) -> None:
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
@@ -81,7 +83,8 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     encoded = vector
                 data.append({"object": "embedding", "index": index, "embedding": encoded})
             usage = {"prompt_tokens": 1, "total_tokens": 1}
-            self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+            answer = {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            self._send(200, answer if state.tamper is None else state.tamper(answer))
 
         def _chat(self, body: dict[str, Any]) -> None:
             prompt = body["messages"][-1]["content"]
