@@ -234,6 +234,28 @@ def _after_approval(request_pk: str, person: scope.Person, session_pks: list[Any
     purge_erasure.delay(request_pk)
 
 
+@transaction.atomic
+def purge_again(*, request_id: Any, requested_by: str) -> ErasureRequest:
+    """Purge and verify a failed erasure once more: after staff removed what the scan found (a text elsewhere
+    naming the person) or fixed what made the purge fail. The purge deletes whatever of the person is left,
+    late writes included, then the scan runs again; the approval stands, so no second approver is needed.
+    Conflict (409) for a request that has not failed.
+    """
+    request = _locked(request_id)
+    if request.status != ErasureStatus.FAILED:
+        raise Conflict(
+            f"Only a failed erasure is purged again; this one is {request.status}.", details={"status": request.status}
+        )
+    request.status, request.claimed_until = ErasureStatus.ERASED, None
+    request.save(update_fields=["status", "claimed_until"])
+    audit(actor=requested_by, action="purge_retried", tenant=request.tenant, subject=request.subject, erasure=request)
+    _publish(request)
+    person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
+    session_pks = request.refs.get("sessions", [])
+    transaction.on_commit(lambda: _after_approval(str(request.pk), person, session_pks), robust=True)
+    return request
+
+
 def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
     """Take the purge of an erased request for PURGE_LEASE; None when another worker holds it or it is done."""
     now = timezone.now()

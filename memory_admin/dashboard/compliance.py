@@ -94,6 +94,9 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
                     raise ValidationFailed("Give the reason for rejecting.")
                 services.reject_erasure(request_id=pk, decided_by=actor(request), reason=reject.cleaned_data["reason"])
                 messages.success(request, "Rejected.")
+            elif action == "purge_again":
+                services.purge_again(request_id=pk, requested_by=actor(request))
+                messages.success(request, "The purge and the verification scan run again.")
         except ServiceError as exc:
             messages.error(request, exc.message)
         return redirect("dashboard:erasure", pk=pk)
