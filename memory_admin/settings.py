@@ -197,7 +197,14 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "mem:ws:", "capacity": 500, "expiry": 30},
+        # Each socket's receive loop blocks on Redis for up to 5 s (channels_redis' BZPOPMIN); redis-py 8
+        # times a read out after 5 s by default, which closed every dashboard socket after ~5 s idle.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": "mem:ws:",
+            "capacity": 500,
+            "expiry": 30,
+        },
     }
 }
 

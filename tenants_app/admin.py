@@ -1,6 +1,12 @@
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
+from tenants_app.services import revoke_api_key
 
 
 @admin.register(Tenant)
@@ -8,14 +14,41 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     list_display = ("name", "created_at")
     search_fields = ("name",)
 
+    # Deleting a tenant deletes its keys: every process must forget the ones it verified (see keycache).
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        super().delete_model(request, obj)
+        keycache.invalidate_everywhere()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        super().delete_queryset(request, queryset)
+        keycache.invalidate_everywhere()
+
+
+@admin.action(description="Revoke the selected keys")
+def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+    for api_key in queryset:
+        revoke_api_key(api_key_id=api_key.pk)
+    modeladmin.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_display = ("prefix", "name", "tenant", "created_at", "last_used_at", "revoked_at")
     list_filter = ("tenant",)
     search_fields = ("prefix", "name")
-    # Keys are issued through `manage.py create_api_key` or the dashboard, which show the secret once.
-    readonly_fields = ("prefix", "key_hash", "created_at", "created_by", "last_used_at")
+    # Keys are issued through `manage.py create_api_key` or the dashboard, which show the secret once, and
+    # revoked through revoke_api_key (the action here), which makes every process forget them at once: an
+    # edited `revoked_at` would go on working wherever the key was cached. Deleting does the same forgetting.
+    readonly_fields = ("prefix", "key_hash", "tenant", "created_at", "created_by", "last_used_at", "revoked_at")
+    actions = [revoke_keys]
 
     def has_add_permission(self, request: object) -> bool:
         return False
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        super().delete_model(request, obj)
+        keycache.invalidate_everywhere()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        super().delete_queryset(request, queryset)
+        keycache.invalidate_everywhere()

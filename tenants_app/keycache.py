@@ -22,6 +22,7 @@ import redis
 from django.db import transaction
 
 from memory_admin.api.throttling import count_request
+from memory_admin.errors import Unavailable
 from memory_admin.health import redis_client
 from memory_admin.redis_wire import Batch
 from tenants_app.models import ApiKey
@@ -97,10 +98,22 @@ def remember(digest: str, api_key: ApiKey, epoch: bytes | None) -> None:
         _entries[digest] = _Entry(api_key=api_key, epoch=epoch, expires=time.monotonic() + ENTRY_SECONDS)
 
 
-def invalidate_everywhere() -> None:
-    """Make every process forget the keys and sessions it remembers (after a revocation or an erasure commits)."""
+def invalidate_everywhere(*, must_reach_redis: bool = False) -> None:
+    """Make every process forget the keys and sessions it remembers (after a revocation or an erasure commits).
+
+    `must_reach_redis` (a revocation): the epoch is replaced right away as well, and Unavailable (503) is raised
+    when Redis cannot be reached, so the caller's transaction rolls back and it can retry. Otherwise a key
+    revoked while this process could not reach Redis would go on working in every process that cached it,
+    once they read the unchanged epoch again. The epoch is replaced again after commit, so what a process
+    cached in between is dropped too.
+    """
     with _lock:
         _entries.clear()
+    if must_reach_redis:
+        try:
+            redis_client().set(EPOCH_KEY, secrets.token_hex(8))
+        except redis.RedisError:
+            raise Unavailable("Redis cannot be reached to make every process forget the key; try again.") from None
 
     def bump() -> None:
         # Without Redis no process can use its cache either (see cached()), so nothing is served stale.

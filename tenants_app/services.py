@@ -60,14 +60,15 @@ def issue_api_key(*, tenant: Tenant, name: str, created_by: Any = None) -> tuple
 
 @transaction.atomic
 def revoke_api_key(*, api_key_id: int) -> ApiKey:
-    """Revoke a key at once; later requests with it get 401. Revoking twice is harmless."""
+    """Revoke a key at once; later requests with it get 401. Revoking twice is harmless. Unavailable (503,
+    nothing changed) when Redis cannot be reached to tell every process."""
     api_key = ApiKey.objects.select_for_update().filter(pk=api_key_id).first()
     if api_key is None:
         raise NotFound("No such API key.")
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
-        keycache.invalidate_everywhere()
+        keycache.invalidate_everywhere(must_reach_redis=True)
         _announce(api_key, "api_key.revoked")
     return api_key
 

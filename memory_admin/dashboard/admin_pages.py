@@ -26,7 +26,7 @@ from django.views.decorators.http import require_http_methods
 
 from memories_app.models import Memory, UserProfile
 from memory_admin.dashboard.access import staff_page
-from memory_admin.errors import ValidationFailed
+from memory_admin.errors import ServiceError, ValidationFailed
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from tenants_app import selectors as tenant_selectors
@@ -162,7 +162,11 @@ def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     api_key = _key_or_404(pk)
     if request.method == "POST":
         if api_key.is_active:
-            revoke_api_key(api_key_id=api_key.pk)
+            try:
+                revoke_api_key(api_key_id=api_key.pk)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+                return redirect("dashboard:api-key-revoke", pk=api_key.pk)
             messages.success(request, f"Revoked {api_key.tenant.name}/{api_key.name} ({api_key.prefix}…).")
         else:
             messages.info(request, f"{api_key.prefix}… was already revoked.")

@@ -78,6 +78,8 @@ def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse
     from_id, to_id = request.GET.get("from", "").strip(), request.GET.get("to", "").strip()
     if not from_id or not to_id:
         return _diff_error(request, session, "Pick two LangGraph checkpoints to compare.", 400)
+    if "\x00" in namespace + from_id + to_id:  # no stored id holds one (PostgreSQL text cannot)
+        return _diff_error(request, session, "At least one of the two checkpoints is not one of this thread's.", 404)
     source = readable_checkpoint(session, checkpoint_id=from_id, checkpoint_ns=namespace)
     target = readable_checkpoint(session, checkpoint_id=to_id, checkpoint_ns=namespace)
     if source is None or target is None:

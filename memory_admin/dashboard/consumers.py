@@ -39,6 +39,7 @@ import contextlib
 import json
 import time
 import uuid
+from importlib import import_module
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -46,7 +47,10 @@ import structlog
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
+from rest_framework.exceptions import ParseError
 
+from memory_admin.api.parsers import parse_json_text
 from memory_admin.dashboard import live_rows
 from memory_admin.live import CHANNEL_PREFIX, channel_name, session_group, tenant_group
 from sessions_app.models import AgentSession
@@ -73,13 +77,22 @@ def role_for(message_type: object) -> Role | None:
     return None
 
 
-def _current_roles(user: Any) -> frozenset[Role]:
+def _current_roles(user: Any, session_key: str | None) -> frozenset[Role]:
+    """The roles of the socket's user as they stand now, read afresh: a role revoked, the account disabled or
+    deleted, or the login ended (logged out) since the socket opened all leave none. Not through the scope's
+    user object, which caches its roles (and, behind channels' lazy proxy, keeps them out of reach)."""
     if not getattr(user, "is_authenticated", False):
         return frozenset()
-    # Roles are cached on the user object for a request; a long-lived socket must see a revoked role.
-    user.__dict__.pop("_memory_roles", None)
-    user.refresh_from_db(fields=["is_active", "is_superuser"])
-    return roles_of(user)
+    if session_key is not None and not _logged_in(session_key, user.pk):
+        return frozenset()
+    fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    return roles_of(fresh) if fresh is not None else frozenset()
+
+
+def _logged_in(session_key: str, user_pk: Any) -> bool:
+    """Whether the browser session the socket was opened with still holds this user's login."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return bool(store.get(SESSION_KEY) == str(user_pk))
 
 
 def _session(pk: str) -> AgentSession | None:
@@ -152,7 +165,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # --- permissions ----------------------------------------------------------------------------------
 
     async def _read_roles(self) -> bool:
-        self.roles = await database_sync_to_async(_current_roles)(self.scope.get("user"))
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        self.roles = await database_sync_to_async(_current_roles)(self.scope.get("user"), session_key)
         self.roles_read_at = time.monotonic()
         return bool(self.roles)
 
@@ -164,6 +179,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return role is None or role in self.roles
 
     # --- frames from the page -------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """A frame is JSON text, held to the API's rules (no NUL or lone surrogate, bounded depth); anything
+        else gets an error frame and the socket stays open."""
+        if text_data is None:
+            await self.send_json({"type": "error", "message": "frames are JSON text"})
+            return
+        try:
+            content = parse_json_text(text_data)
+        except ParseError:
+            await self.send_json({"type": "error", "message": "frames are JSON text"})
+            return
+        await self.receive_json(content, **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not await self._read_roles():

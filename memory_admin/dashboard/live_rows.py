@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -42,7 +42,10 @@ def parse_since(value: object) -> datetime | None:
         return None
     if timezone.is_naive(parsed):
         return None
-    return parsed - CATCHUP_MARGIN
+    try:  # in UTC: Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59; year 1 has no margin
+        return parsed.astimezone(UTC) - CATCHUP_MARGIN
+    except OverflowError:
+        return None
 
 
 def _uuid(value: object) -> uuid.UUID | None:

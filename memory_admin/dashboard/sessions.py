@@ -33,12 +33,25 @@ PAGE_SIZE = 50
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+class UtcDateTimeField(forms.DateTimeField):
+    """A date-time in UTC: Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This date-time is out of range.", code="invalid") from None
+
+
 class SessionFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=256, label="Session id or user id")
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), required=False, empty_label="All tenants")
     status = forms.ChoiceField(choices=[("", "Any status"), *SessionStatus.choices], required=False)
-    created_after = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    created_before = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    created_after = UtcDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    created_before = UtcDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
 
 @dataclass(frozen=True)

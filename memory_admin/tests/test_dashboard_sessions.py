@@ -82,6 +82,16 @@ def test_a_cursor_with_a_time_postgres_cannot_take_as_given_still_lists(world: W
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+@pytest.mark.parametrize("moment", ["2024-01-01T00:00+23:59", "2024-01-01T00:00-16:00", "0001-01-01T00:00+01:00"])
+def test_a_date_filter_with_an_offset_postgres_cannot_take_still_lists(world: World, field: str, moment: str) -> None:
+    _session(world)
+
+    response = logged_in(world.support).get("/sessions/", {field: moment})
+
+    assert response.status_code == 200
+
+
 def test_the_list_costs_the_same_few_queries_however_many_sessions(world: World) -> None:
     for index in range(30):
         _session(world, f"s{index}", tenant=world.acme.tenant if index % 2 else world.outsider.tenant)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from channels.auth import UserLazyObject
+from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
 
 from conftest import World
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
@@ -95,3 +100,93 @@ def test_unknown_sessions_and_actions_get_an_error_frame(world: World) -> None:
 
     frames = run(scenario)
     assert [frame["type"] for frame in frames] == ["error", "error", "error"]
+
+
+def test_an_idle_socket_stays_open_past_the_channel_layers_blocking_read(world: World) -> None:
+    # Each socket's receive loop blocks on Redis for 5 s at a time; redis-py timed that read out after 5 s,
+    # which closed every idle dashboard socket (and the page reconnected, over and over).
+    async def scenario() -> dict[str, Any]:
+        communicator = _communicator(world.support)
+        await communicator.connect(timeout=10)
+        await asyncio.sleep(6.5)
+        await communicator.send_json_to({"action": "dance"})
+        answer: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return answer
+
+    assert run(scenario)["type"] == "error"
+
+
+def test_a_role_revoked_behind_channels_lazy_user_closes_the_socket(world: World) -> None:
+    # AuthMiddlewareStack puts a lazy proxy in the scope; the roles cached on the user behind it were never
+    # read again, so a demoted admin went on receiving API key rows.
+    lazy = UserLazyObject()
+    lazy._wrapped = world.support
+
+    async def scenario() -> Any:
+        communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+        communicator.scope["user"] = lazy
+        await communicator.connect(timeout=10)
+        await database_sync_to_async(world.support.groups.clear)()
+        await communicator.send_json_to({"action": "dance"})
+        return await communicator.receive_output(timeout=5)
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_logging_out_ends_what_an_open_socket_receives(world: World) -> None:
+    store = SessionStore()
+    store[SESSION_KEY] = str(world.support.pk)
+    store.save()
+
+    async def scenario() -> Any:
+        communicator = _communicator(world.support)
+        communicator.scope["session"] = SessionStore(store.session_key)
+        await communicator.connect(timeout=10)
+        await database_sync_to_async(store.delete)()  # what logging out does to the session
+        await communicator.send_json_to({"action": "dance"})
+        return await communicator.receive_output(timeout=5)
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_a_staff_user_deleted_while_connected_is_closed_out_not_crashed(world: World) -> None:
+    async def scenario() -> Any:
+        communicator = _communicator(world.support)
+        await communicator.connect(timeout=10)
+        await database_sync_to_async(get_user_model().objects.filter(pk=world.support.pk).delete)()
+        await communicator.send_json_to({"action": "dance"})
+        return await communicator.receive_output(timeout=5)
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(world: World) -> None:
+    frames: list[dict[str, Any]] = [
+        {"text_data": "not json"},
+        {"bytes_data": b"\x00\x01"},
+        {"text_data": "[" * 100_000},
+        {"text_data": '{"action": "watch_user", "tenant": "' + str(world.acme.tenant.pk) + '", "user_id": "\\ud800"}'},
+    ]
+    sinces = ["0001-01-01T00:00:00+00:00", "2026-01-01T00:00:00+23:59", "9999-12-31T23:59:59-12:00"]
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        communicator = _communicator(world.support)
+        await communicator.connect(timeout=10)
+        answers = []
+        for frame in frames:
+            await communicator.send_to(**frame)
+            answers.append((await communicator.receive_json_from(timeout=5))["type"])
+        watched = []
+        for since in sinces:
+            await communicator.send_json_to(
+                {"action": "watch_tenant", "tenant": str(world.acme.tenant.pk), "since": since}
+            )
+            watched.append((await communicator.receive_json_from(timeout=5))["type"])
+        await communicator.disconnect()
+        return answers, watched
+
+    answers, watched = run(scenario)
+
+    assert answers == ["error", "error", "error", "error"]
+    assert watched == ["watching", "watching", "watching"]

@@ -11,10 +11,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from conftest import World
+from memory_admin.errors import Unavailable
 from memory_admin.health import redis_client
 from memory_admin.live import channel_name, tenant_group
 from tenants_app import keycache
@@ -146,3 +148,52 @@ def test_keys_made_or_revoked_outside_the_dashboard_tell_the_admins_open_key_lis
             received.append(json.loads(item["data"]))
     assert [(m["type"], m["key"]) for m in received] == [("api_key.created", made.pk), ("api_key.revoked", made.pk)]
     assert all(m["tenant"] == str(world.acme.tenant.pk) for m in received)
+
+
+def _django_admin() -> Any:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_superuser("root-admin", "root@example.com", "a long enough password")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_key_revoked_or_deleted_in_the_django_admin_is_refused_at_once_everywhere(world: World) -> None:
+    # The admin let `revoked_at` be edited and keys be deleted without telling the processes that cached them.
+    assert world.acme.client.get("/api/v1/whoami").status_code == 200  # cached in this process
+    admin = _django_admin()
+    changelist = "/django-admin/tenants_app/apikey/"
+
+    answer = admin.post(changelist, {"action": "revoke_keys", "_selected_action": [world.acme.api_key.pk]})
+
+    assert answer.status_code == 302
+    assert ApiKey.objects.get(pk=world.acme.api_key.pk).revoked_at is not None
+    assert world.acme.client.get("/api/v1/whoami").status_code == 401
+    assert world.outsider.client.get("/api/v1/whoami").status_code == 200  # cached again
+    deleted = admin.post(f"{changelist}{world.outsider.api_key.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302 and not ApiKey.objects.filter(pk=world.outsider.api_key.pk).exists()
+    assert world.outsider.client.get("/api/v1/whoami").status_code == 401
+
+
+def test_the_django_admin_shows_when_a_key_was_revoked_but_cannot_edit_it(world: World) -> None:
+    page = _django_admin().get(f"/django-admin/tenants_app/apikey/{world.acme.api_key.pk}/change/")
+
+    assert page.status_code == 200
+    assert b'name="revoked_at' not in page.content
+
+
+def test_a_revocation_that_cannot_reach_redis_is_refused_and_changes_nothing(world: World) -> None:
+    # Stored but untold, the key would have gone on working in every process that cached it.
+    unreachable = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(CACHES=unreachable), pytest.raises(Unavailable):
+        revoke_api_key(api_key_id=world.acme.api_key.pk)
+
+    assert ApiKey.objects.get(pk=world.acme.api_key.pk).revoked_at is None

@@ -70,4 +70,7 @@ def test_the_diff_of_checkpoints_the_thread_does_not_have_is_a_404(
         f"/sessions/{session.pk}/checkpoints/diff/", {"kind": "langgraph", "from": "nope", "to": "nothing"}
     )
     assert response.status_code == 404
+    for odd in ({"from": "a\x00", "to": "b"}, {"from": "a", "to": "b", "ns": "\x00"}):
+        answer = logged_in(world.support).get(f"/sessions/{session.pk}/checkpoints/diff/", {"kind": "langgraph", **odd})
+        assert answer.status_code == 404, odd  # was a 500: PostgreSQL text cannot hold NUL
     assert logged_in(world.nobody).get(f"/sessions/{session.pk}/checkpoints/").status_code == 403
