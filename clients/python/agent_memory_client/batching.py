@@ -11,17 +11,44 @@ A batch holding no "urgent" operation (for the checkpointer: no checkpoint, only
 does not wait for between steps) waits up to `linger` seconds for one to arrive: LangGraph asks for the next
 checkpoint right after a step's writes, and the two then share one request instead of queueing one behind
 the other.
+
+A batch is sent as consecutive requests of at most `max_bytes` each, by the operations' estimated sizes
+(`size`), in order: a step of several large task writes would otherwise be one body over the service's limit,
+refused whole although each fits. An operation larger than `max_bytes` goes alone (the service decides).
+When a request fails, its callers and those of the requests after it (not sent) get its error; the callers of
+the requests before it were stored and return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from typing import Any, TypeVar
 
 MAX_BATCH = 100
 LINGER = 0.005
+
+T = TypeVar("T")
+
+
+def _requests(
+    items: Sequence[T], op: Callable[[T], Any], size: Callable[[Any], int] | None, budget: int
+) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive slices of `items` whose ops' sizes add up to at most `budget` (an op larger
+    than the budget is a slice of its own); one slice of everything without a `size`."""
+    if size is None:
+        yield 0, len(items)
+        return
+    start, total = 0, 0
+    for index, item in enumerate(items):
+        cost = size(op(item))
+        if index > start and total + cost > budget:
+            yield start, index
+            start, total = index, 0
+        total += cost
+    if start < len(items):
+        yield start, len(items)
 
 
 class _Waiter:
@@ -51,11 +78,15 @@ class Coalescer:
         urgent: Callable[[Any], bool] = lambda op: True,
         linger: float = LINGER,
         max_batch: int = MAX_BATCH,
+        size: Callable[[Any], int] | None = None,
+        max_bytes: int = 0,
     ) -> None:
         self._send = send
         self._urgent = urgent
         self._linger = linger
         self._max = max_batch
+        self._size = size
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queues: dict[Hashable, list[_Waiter]] = {}  # present while a request of the key is in flight
@@ -111,10 +142,14 @@ class Coalescer:
                     raise me.error
                 return
         error: BaseException | None = None
-        try:
-            self._send(key, [waiter.op for waiter in batch])
-        except BaseException as exc:  # handed to every caller of the batch
-            error = exc
+        failed = len(batch)  # the callers from here on get `error`
+        for start, end in _requests(batch, _op_of, self._size, self._max_bytes):
+            try:
+                self._send(key, [waiter.op for waiter in batch[start:end]])
+            except BaseException as exc:  # handed to the callers of this request and of those not sent
+                error, failed = exc, start
+                break
+        mine: BaseException | None = None
         with self._lock:
             waiting = self._queues[key]
             if waiting:
@@ -123,15 +158,33 @@ class Coalescer:
             else:
                 del self._queues[key]
                 following = None
-        for waiter in batch:
-            if waiter is not me:
-                waiter.error = error
+        for index, waiter in enumerate(batch):
+            outcome = error if index >= failed else None
+            if waiter is me:
+                mine = outcome
+            else:
+                waiter.error = outcome
                 waiter.done.set()
         if following:
             following[0].batch = following
             following[0].done.set()
-        if error is not None:
-            raise error
+        if mine is not None:
+            raise mine
+
+
+def _op_of(waiter: _Waiter) -> Any:
+    return waiter.op
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # A caller cancelled while its batch was in flight no longer awaits the outcome: take the exception so
+    # asyncio does not log "Future exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 class AsyncCoalescer:
@@ -145,11 +198,15 @@ class AsyncCoalescer:
         urgent: Callable[[Any], bool] = lambda op: True,
         linger: float = LINGER,
         max_batch: int = MAX_BATCH,
+        size: Callable[[Any], int] | None = None,
+        max_bytes: int = 0,
     ) -> None:
         self._send = send
         self._urgent = urgent
         self._linger = linger
         self._max = max_batch
+        self._size = size
+        self._max_bytes = max_bytes
         self._queues: dict[tuple[int, Hashable], list[tuple[Any, asyncio.Future[None]]]] = {}
         self._arrived: dict[tuple[int, Hashable], asyncio.Event] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -157,6 +214,7 @@ class AsyncCoalescer:
     async def run(self, key: Hashable, op: Any) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(_retrieve)
         slot = (id(loop), key)
         queue = self._queues.get(slot)
         if queue is None:
@@ -183,16 +241,17 @@ class AsyncCoalescer:
                     finally:
                         del self._arrived[slot]
                 batch, queue[:] = queue[: self._max], queue[self._max :]
-                try:
-                    await self._send(key, [op for op, _ in batch])
-                except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                else:
-                    for _, future in batch:
+                for start, end in _requests(batch, _first, self._size, self._max_bytes):
+                    try:
+                        await self._send(key, [op for op, _ in batch[start:end]])
+                    except BaseException as exc:  # this request's callers and those of the ones not sent
+                        for _, future in batch[start:]:
+                            if not future.done():
+                                future.set_exception(exc)
+                        if not isinstance(exc, Exception):
+                            raise
+                        break
+                    for _, future in batch[start:end]:
                         if not future.done():
                             future.set_result(None)
         finally:

@@ -50,6 +50,21 @@ def _is_checkpoint(op: dict[str, Any]) -> bool:
     return bool(op["op"] == "checkpoint")
 
 
+# What a save op's JSON holds besides its blobs (ids, the checkpoint document, metadata) and what each blob's
+# entry adds (channel, type, version, quotes): a generous guess, so a request's estimate is not below its size.
+OP_MARGIN = 16 * 1024
+BLOB_MARGIN = 256
+
+
+def _op_size(op: dict[str, Any]) -> int:
+    """A save op's size in a request's body, estimated cheaply: its base64 blobs, plus margins for the rest."""
+    size = OP_MARGIN
+    for item in op.get("blobs") or op.get("writes") or ():
+        blob = item.get("blob")
+        size += BLOB_MARGIN + len(item.get("channel") or "") + (len(blob) if blob else 0)
+    return size
+
+
 def next_channel_version(current: str | int | None) -> str | int:
     """The version after `current`: a zero-padded counter and a random tail, e.g. "000000000004.9f3c01d2a6b7".
 
@@ -83,16 +98,22 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         if (client is None or async_client is None) and (base_url is None or api_key is None):
             raise ValueError("Pass base_url and api_key, or both clients.")
         # Every write of a checkpointer is an upsert keyed by what it stores (the checkpoint id; the task and
-        # index of a write), so a retry is harmless without an Idempotency-Key, and skipping it saves the
-        # service two Redis round trips per write.
+        # index of a write), so a retry is harmless without an Idempotency-Key (the clients send them with
+        # `safe=True`), and skipping it saves the service two Redis round trips per write.
         client_options.setdefault("idempotency_keys", False)
         self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
         self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
         # The person new threads work for (the service keeps it for erasure and the dashboard).
         self.user_id = user_id
         # A checkpoint is sent at once; a step's writes wait a moment for the checkpoint LangGraph saves next.
-        self._saves = Coalescer(self._send_saves, urgent=_is_checkpoint)
-        self._asaves = AsyncCoalescer(self._asend_saves, urgent=_is_checkpoint)
+        # What is gathered goes in requests under the client's max_request_bytes (the service refuses bodies
+        # over its limit, 1 MiB by default).
+        self._saves = Coalescer(
+            self._send_saves, urgent=_is_checkpoint, size=_op_size, max_bytes=self.client.max_request_bytes
+        )
+        self._asaves = AsyncCoalescer(
+            self._asend_saves, urgent=_is_checkpoint, size=_op_size, max_bytes=self.async_client.max_request_bytes
+        )
 
     def get_next_version(self, current: str | int | None, channel: None = None) -> str | int:
         return next_channel_version(current)

@@ -3,27 +3,55 @@
 Every write carries an Idempotency-Key, generated once per call and reused by its retries, so a retry after
 a timeout or a dropped connection returns the first answer instead of writing twice (a POST that only reads,
 such as a store batch of gets and searches, is sent without one: `keyed=False`). Retries (with
-exponential backoff and Retry-After) happen on connection errors, timeouts, 429, 502/503/504, and 409 for a
-request with the same key still in flight. Reads and deletes are retried the same way (they are safe).
+exponential backoff and Retry-After, in seconds or as an HTTP-date) happen on connection errors, timeouts,
+429, 502/503/504, and 409 for a request with the same key still in flight.
+
+A request is retried after a failure that may have reached the service (a dropped connection or a timeout
+after it was sent, a gateway's 502/504) only when a repeat is harmless: an idempotent method (GET, PUT,
+DELETE...), an Idempotency-Key, `keyed=False`, or `safe=True` (the upserts of the checkpointer). A POST sent
+without a key (`idempotency_keys=False`) is otherwise retried only when it cannot have arrived (the
+connection was never opened, or the service answered 429/503). When a retried DELETE is answered 404, the
+attempt whose answer was lost deleted it: that is success.
+
+Redirects are not followed: a 3xx is an ApiError (a base_url that points at the wrong place).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import math
 import random
+import re
 import time
 import uuid
-from collections.abc import Mapping
+import weakref
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from agent_memory_client.errors import ApiError, NotFoundError
-from agent_memory_client.transport import KeepAliveTransport, Reply
+from agent_memory_client.transport import IDEMPOTENT, KeepAliveTransport, Reply
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Answers after which the request may have been carried out (a gateway lost the service's answer).
+MAYBE_DONE_STATUSES = frozenset({502, 504})
+# Failures before anything was sent.
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The most ids one prune or delete-for-runs request may carry (the service refuses more).
+MAX_IDS = 1000
+# What a request body may be at most by default: below the service's 1 MiB (API_MAX_BODY_BYTES), with room
+# for what a size estimate leaves out.
+MAX_REQUEST_BYTES = 768 * 1024
+# Session and thread ids, as the service holds them.
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,12 +61,28 @@ class RetryPolicy:
     max_backoff: float = 2.0
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), 5.0 * self.max_backoff)
-            except ValueError:
-                pass
+        """Seconds to wait before the next attempt: what Retry-After asks (seconds or an HTTP-date, at most five
+        times max_backoff), or exponential backoff with jitter when it is absent or not a valid value."""
+        asked = _retry_after(retry_after) if retry_after else None
+        if asked is not None:
+            return min(asked, 5.0 * self.max_backoff)
         return min(self.max_backoff, self.backoff * 2.0**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+
+
+def _retry_after(value: str) -> float | None:
+    """Retry-After as seconds from now (RFC 9110 10.2.3: delay-seconds or an HTTP-date); None when invalid."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _json_default(value: Any) -> Any:
@@ -61,13 +105,23 @@ def _decode(response: httpx.Response | Reply) -> Any:
 
 
 def _error(response: httpx.Response | Reply) -> ApiError:
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("Location") or "elsewhere"
+        return ApiError(
+            response.status_code,
+            "redirect",
+            f"The service answered with a redirect to {location}; the client does not follow redirects "
+            "(is base_url the service's address?).",
+        )
     error = ApiError.from_response(response.status_code, _decode(response))
     if response.status_code == 404:
         return NotFoundError(error.status, error.code, error.message, error.details, error.request_id)
     return error
 
 
-def _should_retry(response: httpx.Response | Reply) -> bool:
+def _should_retry(response: httpx.Response | Reply, repeatable: bool) -> bool:
+    if response.status_code in MAYBE_DONE_STATUSES:
+        return repeatable
     if response.status_code in RETRY_STATUSES:
         return True
     if response.status_code == 409:
@@ -86,12 +140,15 @@ class _Base:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         idempotency_keys: bool = True,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.idempotency_keys = idempotency_keys
+        # The size a batching caller (the checkpointer's group commit) keeps each request's body under.
+        self.max_request_bytes = max_request_bytes
 
     def _headers(self, method: str, keyed: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
@@ -101,6 +158,30 @@ class _Base:
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/api/v1/{path.lstrip('/')}"
+
+    def _settle(
+        self,
+        method: str,
+        response: httpx.Response | Reply,
+        *,
+        attempt: int,
+        last: bool,
+        repeatable: bool,
+        reached: bool,
+    ) -> tuple[bool, Any]:
+        """(True, the decoded body) for a final answer; (False, seconds to wait) to try again; or the ApiError.
+        `reached`: an earlier attempt may have been carried out."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return True, _decode(response)
+        if status == 404 and method == "DELETE" and (reached or getattr(response, "resent", False)):
+            return True, None  # the attempt whose answer was lost deleted it
+        if last or not _should_retry(response, repeatable):
+            raise _error(response)
+        return False, self.retry.delay(attempt, response.headers.get("Retry-After"))
+
+    def _repeatable(self, method: str, headers: dict[str, str], keyed: bool, safe: bool) -> bool:
+        return safe or not keyed or method in IDEMPOTENT or "Idempotency-Key" in headers
 
 
 class MemoryClient(_Base):
@@ -124,11 +205,19 @@ class MemoryClient(_Base):
             self._kept.close()
 
     def _send(
-        self, method: str, path: str, content: bytes | None, params: dict[str, str] | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        repeatable: bool,
     ) -> Any:
         if self._kept is not None:
             path = f"/api/v1/{path.lstrip('/')}"
-            return self._kept.request(method, path, content=content, params=params, headers=headers)
+            return self._kept.request(
+                method, path, content=content, params=params, headers=headers, repeatable=repeatable
+            )
         assert self._http is not None
         return self._http.request(method, self._url(path), content=content, params=params, headers=headers)
 
@@ -146,26 +235,35 @@ class MemoryClient(_Base):
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         keyed: bool = True,
+        safe: bool = False,
     ) -> Any:
         """Send one request (retried as the module says); the decoded JSON body, or ApiError. `keyed=False`
-        sends a write without an Idempotency-Key: for a POST that only reads, or writes what a repeat leaves as is."""
+        sends a write without an Idempotency-Key: for a POST that only reads, or writes what a repeat leaves as
+        is (so it is retried like a read). `safe=True`: a repeat leaves what it writes as is (an upsert), so it
+        is retried even when the client sends no keys."""
         headers = self._headers(method, keyed)
         content = encode_body(body) if body is not None else None
         query = dict(params) if params else None
+        repeatable = self._repeatable(method, headers, keyed, safe)
+        reached = False
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
-                response = self._send(method, path, content, query, headers)
-            except httpx.TransportError:
-                if last:
+                response = self._send(method, path, content, query, headers, repeatable)
+            except httpx.TransportError as exc:
+                unsent = isinstance(exc, UNSENT_ERRORS)
+                if last or not (unsent or repeatable):
                     raise
+                reached = reached or not unsent
                 time.sleep(self.retry.delay(attempt, None))
                 continue
-            if response.status_code < 400:
-                return _decode(response)
-            if last or not _should_retry(response):
-                raise _error(response)
-            time.sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
+            done, value = self._settle(
+                method, response, attempt=attempt, last=last, repeatable=repeatable, reached=reached
+            )
+            if done:
+                return value
+            reached = reached or response.status_code in MAYBE_DONE_STATUSES
+            time.sleep(value)
         raise AssertionError("unreachable")
 
     # --- typed calls ------------------------------------------------------------------------------------
@@ -181,50 +279,56 @@ class MemoryClient(_Base):
         return _object(self.request("POST", "sessions", body=body))
 
     def get_session(self, session_id: str) -> dict[str, Any]:
-        return _object(self.request("GET", f"sessions/{session_id}"))
+        return _object(self.request("GET", f"sessions/{_id(session_id)}"))
 
     def create_memory(self, **fields: Any) -> dict[str, Any]:
         return _object(self.request("POST", "memories", body=fields))
 
     def search_memories(self, **query: Any) -> dict[str, Any]:
-        return _object(self.request("POST", "memories/search", body=query))
+        return _object(self.request("POST", "memories/search", body=query, safe=True))
 
     def get_memory(self, memory_id: str) -> dict[str, Any]:
-        return _object(self.request("GET", f"memories/{memory_id}"))
+        return _object(self.request("GET", f"memories/{_segment(memory_id)}"))
 
     def delete_memory(self, memory_id: str) -> None:
-        self.request("DELETE", f"memories/{memory_id}")
+        self.request("DELETE", f"memories/{_segment(memory_id)}")
 
     def put_checkpoint(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _object(self.request("POST", f"langgraph/threads/{thread_id}/checkpoints", body=body))
+        return _object(self.request("POST", _thread(thread_id, "checkpoints"), body=body, safe=True))
 
     def list_checkpoints(self, thread_id: str, **params: Any) -> dict[str, Any]:
-        return _object(self.request("GET", f"langgraph/threads/{thread_id}/checkpoints", params=_params(params)))
+        return _object(self.request("GET", _thread(thread_id, "checkpoints"), params=_params(params)))
 
     def save_batch(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Several checkpoints and task writes of one thread, stored in order in one transaction."""
-        return _object(self.request("POST", f"langgraph/threads/{thread_id}/saves", body=body))
+        return _object(self.request("POST", _thread(thread_id, "saves"), body=body, safe=True))
 
     def list_all_checkpoints(self, **params: Any) -> dict[str, Any]:
         """Checkpoints of every thread of the key's tenant (before, filter, limit, after)."""
         return _object(self.request("GET", "langgraph/checkpoints", params=_params(params)))
 
     def put_writes(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _object(self.request("POST", f"langgraph/threads/{thread_id}/writes", body=body))
+        return _object(self.request("POST", _thread(thread_id, "writes"), body=body, safe=True))
 
     def delete_thread(self, thread_id: str) -> None:
-        self.request("DELETE", f"langgraph/threads/{thread_id}")
+        self.request("DELETE", _thread(thread_id))
 
     def copy_thread(self, thread_id: str, target_thread_id: str) -> dict[str, Any]:
-        return _object(
-            self.request("POST", f"langgraph/threads/{thread_id}/copy", body={"target_thread_id": target_thread_id})
-        )
+        body = {"target_thread_id": target_thread_id}
+        return _object(self.request("POST", _thread(thread_id, "copy"), body=body))
 
-    def prune_threads(self, thread_ids: list[str], strategy: str) -> None:
-        self.request("POST", "langgraph/prune", body={"thread_ids": thread_ids, "strategy": strategy})
+    def prune_threads(self, thread_ids: Sequence[str], strategy: str) -> None:
+        """In requests of up to MAX_IDS threads each (each request is atomic, the whole call is not)."""
+        for chunk in _chunks(thread_ids, MAX_IDS):
+            self.request("POST", "langgraph/prune", body={"thread_ids": chunk, "strategy": strategy}, safe=True)
 
-    def delete_for_runs(self, run_ids: list[str]) -> dict[str, Any]:
-        return _object(self.request("POST", "langgraph/delete-for-runs", body={"run_ids": run_ids}))
+    def delete_for_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        """In requests of up to MAX_IDS runs each; the count is the requests' total."""
+        count = 0
+        for chunk in _chunks(run_ids, MAX_IDS):
+            answer = _object(self.request("POST", "langgraph/delete-for-runs", body={"run_ids": chunk}, safe=True))
+            count += int(answer.get("count") or 0)
+        return {"count": count}
 
 
 class AsyncMemoryClient(_Base):
@@ -233,21 +337,35 @@ class AsyncMemoryClient(_Base):
     def __init__(self, base_url: str, api_key: str, **options: Any) -> None:
         self._transport = options.pop("transport", None)
         super().__init__(base_url, api_key, **options)
-        self._http: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # A connection pool belongs to the event loop that opened it: one httpx client per loop, by id(loop).
+        self._clients: dict[int, _LoopClient] = {}
 
-    def _client(self) -> httpx.AsyncClient:
-        # A connection pool belongs to the event loop that opened it; a new loop gets a new pool.
+    async def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._http is None or self._loop is not loop:
-            self._http = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
-            self._loop = loop
-        return self._http
+        held = self._clients.get(id(loop))
+        if held is not None and held.loop is loop:
+            return held.http
+        for key, other in list(self._clients.items()):  # loops closed without closing their async generators
+            if other.loop.is_closed():
+                del self._clients[key]
+        http = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+        # Closed with its loop: asyncio.run (and other runners) close a loop's open async generators before the
+        # loop, so this one's `finally` closes the client's connections while their loop still runs.
+        closer = _close_with_loop(weakref.ref(self), id(loop), http)
+        self._clients[id(loop)] = _LoopClient(loop, http, closer)
+        await closer.__anext__()
+        return http
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        """Close the connections of every loop the client was used on that still runs; those of a loop that is
+        closed were closed with it (or cannot be any more)."""
+        clients, self._clients = self._clients, {}
+        running = asyncio.get_running_loop()
+        for held in clients.values():
+            if held.loop is running:
+                await held.closer.aclose()
+            elif held.loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(held.closer.aclose(), held.loop))
 
     async def __aenter__(self) -> AsyncMemoryClient:
         return self
@@ -263,25 +381,33 @@ class AsyncMemoryClient(_Base):
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         keyed: bool = True,
+        safe: bool = False,
     ) -> Any:
+        """As MemoryClient.request."""
         headers = self._headers(method, keyed)
         content = encode_body(body) if body is not None else None
         url = self._url(path)
-        http = self._client()
+        http = await self._client()
+        repeatable = self._repeatable(method, headers, keyed, safe)
+        reached = False
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
                 response = await http.request(method, url, content=content, params=params, headers=headers)
-            except httpx.TransportError:
-                if last:
+            except httpx.TransportError as exc:
+                unsent = isinstance(exc, UNSENT_ERRORS)
+                if last or not (unsent or repeatable):
                     raise
+                reached = reached or not unsent
                 await asyncio.sleep(self.retry.delay(attempt, None))
                 continue
-            if response.status_code < 400:
-                return _decode(response)
-            if last or not _should_retry(response):
-                raise _error(response)
-            await asyncio.sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
+            done, value = self._settle(
+                method, response, attempt=attempt, last=last, repeatable=repeatable, reached=reached
+            )
+            if done:
+                return value
+            reached = reached or response.status_code in MAYBE_DONE_STATUSES
+            await asyncio.sleep(value)
         raise AssertionError("unreachable")
 
     async def whoami(self) -> dict[str, Any]:
@@ -291,41 +417,102 @@ class AsyncMemoryClient(_Base):
         return _object(await self.request("POST", "memories", body=fields))
 
     async def search_memories(self, **query: Any) -> dict[str, Any]:
-        return _object(await self.request("POST", "memories/search", body=query))
+        return _object(await self.request("POST", "memories/search", body=query, safe=True))
+
+    async def get_memory(self, memory_id: str) -> dict[str, Any]:
+        return _object(await self.request("GET", f"memories/{_segment(memory_id)}"))
+
+    async def delete_memory(self, memory_id: str) -> None:
+        await self.request("DELETE", f"memories/{_segment(memory_id)}")
 
     async def put_checkpoint(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _object(await self.request("POST", f"langgraph/threads/{thread_id}/checkpoints", body=body))
+        return _object(await self.request("POST", _thread(thread_id, "checkpoints"), body=body, safe=True))
 
     async def list_checkpoints(self, thread_id: str, **params: Any) -> dict[str, Any]:
-        return _object(await self.request("GET", f"langgraph/threads/{thread_id}/checkpoints", params=_params(params)))
+        return _object(await self.request("GET", _thread(thread_id, "checkpoints"), params=_params(params)))
 
     async def save_batch(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _object(await self.request("POST", f"langgraph/threads/{thread_id}/saves", body=body))
+        return _object(await self.request("POST", _thread(thread_id, "saves"), body=body, safe=True))
 
     async def list_all_checkpoints(self, **params: Any) -> dict[str, Any]:
         return _object(await self.request("GET", "langgraph/checkpoints", params=_params(params)))
 
     async def put_writes(self, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _object(await self.request("POST", f"langgraph/threads/{thread_id}/writes", body=body))
+        return _object(await self.request("POST", _thread(thread_id, "writes"), body=body, safe=True))
 
     async def delete_thread(self, thread_id: str) -> None:
-        await self.request("DELETE", f"langgraph/threads/{thread_id}")
+        await self.request("DELETE", _thread(thread_id))
 
     async def copy_thread(self, thread_id: str, target_thread_id: str) -> dict[str, Any]:
         body = {"target_thread_id": target_thread_id}
-        return _object(await self.request("POST", f"langgraph/threads/{thread_id}/copy", body=body))
+        return _object(await self.request("POST", _thread(thread_id, "copy"), body=body))
 
-    async def prune_threads(self, thread_ids: list[str], strategy: str) -> None:
-        await self.request("POST", "langgraph/prune", body={"thread_ids": thread_ids, "strategy": strategy})
+    async def prune_threads(self, thread_ids: Sequence[str], strategy: str) -> None:
+        for chunk in _chunks(thread_ids, MAX_IDS):
+            body = {"thread_ids": chunk, "strategy": strategy}
+            await self.request("POST", "langgraph/prune", body=body, safe=True)
 
-    async def delete_for_runs(self, run_ids: list[str]) -> dict[str, Any]:
-        return _object(await self.request("POST", "langgraph/delete-for-runs", body={"run_ids": run_ids}))
+    async def delete_for_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        count = 0
+        for chunk in _chunks(run_ids, MAX_IDS):
+            body = {"run_ids": chunk}
+            count += int(
+                _object(await self.request("POST", "langgraph/delete-for-runs", body=body, safe=True)).get("count") or 0
+            )
+        return {"count": count}
+
+
+@dataclass
+class _LoopClient:
+    loop: asyncio.AbstractEventLoop
+    http: httpx.AsyncClient
+    closer: AsyncGenerator[None, None]
+
+
+async def _close_with_loop(
+    owner: weakref.ref[AsyncMemoryClient], key: int, http: httpx.AsyncClient
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        client = owner()
+        if client is not None and (held := client._clients.get(key)) is not None and held.http is http:
+            del client._clients[key]
+        await http.aclose()
 
 
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ApiError(0, "unexpected_body", "The service answered with something other than a JSON object.")
     return value
+
+
+def _segment(value: str) -> str:
+    """A value as one path segment: "/", "?", "#", "%" and non-ASCII characters percent-encoded."""
+    return quote(str(value), safe="")
+
+
+def _id(session_id: str) -> str:
+    """A session's (a thread's) id as a path segment; ValueError for one the service cannot hold, before any
+    request (the service would not route it, or would take part of it for the path)."""
+    text = str(session_id)
+    if not SESSION_ID.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a valid thread or session id: 1-128 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit."
+        )
+    return _segment(text)
+
+
+def _thread(thread_id: str, then: str = "") -> str:
+    return f"langgraph/threads/{_id(thread_id)}" + (f"/{then}" if then else "")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    """Consecutive slices of at most `size` (one empty slice for no items: the request still goes)."""
+    listed = list(items)
+    for start in range(0, max(len(listed), 1), size):
+        yield listed[start : start + size]
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:

@@ -4,9 +4,10 @@
     graph = builder.compile(checkpointer=saver, store=store)
 
 Each `batch`/`abatch` is one request to `/api/v1/langgraph/store/batch`, run by the service in order in one
-transaction. Semantic search uses the service's embedder (the memories layer's): items put with indexing
-(the `index` config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their
-indexed fields' text. TTLs are in minutes, refreshed on reads unless told otherwise.
+transaction; a batch of more than MAX_OPS operations (the most the service takes in one) goes as several such
+requests, in order, each its own transaction. Semantic search uses the service's embedder (the memories
+layer's): items put with indexing (the `index` config's fields by default, or `index=[...]` / `index=False`
+per put) carry one vector of their indexed fields' text. TTLs are in minutes, refreshed on reads unless told otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from langgraph.store.base import (
 from agent_memory_client.client import AsyncMemoryClient, MemoryClient
 
 PATH = "langgraph/store/batch"
+MAX_OPS = 500
 
 
 class AgentMemoryStore(BaseStore):
@@ -118,19 +120,21 @@ class AgentMemoryStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         listed = list(ops)
-        if not listed:
-            return []
-        body = {"ops": [self._op(op) for op in listed]}
-        answers = self.client.request("POST", PATH, body=body, keyed=_writes(listed))["results"]
+        answers: list[Any] = []
+        for start in range(0, len(listed), MAX_OPS):
+            chunk = listed[start : start + MAX_OPS]
+            body = {"ops": [self._op(op) for op in chunk]}
+            answers += self.client.request("POST", PATH, body=body, keyed=_writes(chunk))["results"]
         return self._results(listed, answers)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         listed = list(ops)
-        if not listed:
-            return []
-        body = {"ops": [self._op(op) for op in listed]}
-        response = await self.async_client.request("POST", PATH, body=body, keyed=_writes(listed))
-        return self._results(listed, response["results"])
+        answers: list[Any] = []
+        for start in range(0, len(listed), MAX_OPS):
+            chunk = listed[start : start + MAX_OPS]
+            body = {"ops": [self._op(op) for op in chunk]}
+            answers += (await self.async_client.request("POST", PATH, body=body, keyed=_writes(chunk)))["results"]
+        return self._results(listed, answers)
 
 
 def _writes(ops: list[Op]) -> bool:

@@ -8,20 +8,29 @@ the `email` package's parser, so a request is now written and its response read 
 send, the status line and headers read as lines, the body by Content-Length or chunked. An httpx transport
 given to the client (`transport=`, e.g. httpx.WSGITransport in tests) is used through httpx instead.
 
-Failures surface as `TransportError` (an httpx.TransportError, so callers catch one kind). When a kept
-connection turns out to be closed (the server drops idle ones), the request is sent again at once on a new
-one, once; the client's writes are safe to repeat (they carry an Idempotency-Key, or are the checkpointer's
-upserts or a store batch that only reads), and the client's own retries with backoff handle everything else.
+Failures surface as `TransportError` (an httpx.TransportError, so callers catch one kind); a connection that
+could not be opened, so nothing was sent, as `ConnectError` (also an httpx.ConnectError). A kept connection
+the server closed while it was idle (or wrote to unasked, e.g. a 408) is noticed before the request is sent
+and replaced. When a reused connection fails after the request went out, the server may have received it: it
+is sent again at once on a new connection, once, only when a repeat is harmless (an idempotent method, an
+Idempotency-Key, or the caller says so: `repeatable=True`); otherwise the error is raised.
+
+A connection belongs to the thread that opened it (a thread-local) and is closed when that thread ends; the
+transport tracks its connections weakly, for `close()`. A forked child never uses a connection its parent
+opened (it would read the parent's answers): the fork hook gives every transport fresh connections there.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import select
 import socket
 import ssl
 import threading
+import weakref
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -32,15 +41,20 @@ class TransportError(httpx.TransportError):
     pass
 
 
+class ConnectError(TransportError, httpx.ConnectError):
+    """The connection could not be opened: the request was not sent."""
+
+
 class Reply:
     """What the client reads of a response: status, headers (case-insensitive get) and body."""
 
-    __slots__ = ("_headers", "content", "status_code")
+    __slots__ = ("_headers", "content", "resent", "status_code")
 
-    def __init__(self, status_code: int, headers: list[tuple[str, str]], content: bytes) -> None:
+    def __init__(self, status_code: int, headers: list[tuple[str, str]], content: bytes, resent: bool = False) -> None:
         self.status_code = status_code
         self._headers = {name.lower(): value for name, value in headers}
         self.content = content
+        self.resent = resent  # the request went out twice: the first may have reached the server
 
     @property
     def headers(self) -> dict[str, str]:
@@ -61,6 +75,11 @@ _MAX_LINE = 65536
 # thread id end the request line, or start a header of its own.
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _MAX_HEADERS = 100
+# A status line: the version, exactly three digits (100-599), then a reason phrase or nothing.
+_STATUS_LINE = re.compile(r"(HTTP/1\.[0-9]) ([1-5][0-9]{2})(?: [^\r\n]*)?\r?\n?")
+_DIGITS = re.compile(r"[0-9]+")
+# Methods a repeat leaves as they were (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class _Connection:
@@ -81,10 +100,17 @@ class _Connection:
         return self._sock is not None
 
     def _open(self) -> None:
-        sock = socket.create_connection(self._address, timeout=self._timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._https:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._address[0])
+        try:
+            sock = socket.create_connection(self._address, timeout=self._timeout)
+        except OSError as exc:
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._https:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._address[0])
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
         self._sock, self._reader = sock, sock.makefile("rb")
 
     def close(self) -> None:
@@ -93,6 +119,18 @@ class _Connection:
             reader.close()
         if sock is not None:
             sock.close()
+
+    __del__ = close  # its thread ended (the thread-local let it go), or its transport was dropped
+
+    def _idle_closed(self) -> bool:
+        """Whether the kept socket has something to read before a request is sent: the server closed it while
+        idle (end of file), or wrote to it unasked. Either way it cannot carry the next request."""
+        assert self._sock is not None
+        if _poll is None:
+            return bool(select.select([self._sock], [], [], 0)[0])
+        poller = _poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def exchange(
         self, method: str, target: str, headers: dict[str, str], body: bytes | None
@@ -103,6 +141,8 @@ class _Connection:
             raise http.client.InvalidURL(f"a URL may not contain spaces or control characters: {target!r}")
         if any("\r" in text or "\n" in text for header in headers.items() for text in header):
             raise ValueError("a header name or value may not contain a line break")
+        if self._sock is not None and self._idle_closed():
+            self.close()
         if self._sock is None:
             self._open()
         assert self._sock is not None
@@ -132,10 +172,10 @@ class _Connection:
             line = self._line()
             if not line:
                 raise http.client.RemoteDisconnected("the server closed the connection without a response")
-            version, _, rest = line.decode("latin-1").partition(" ")
-            code = rest[:3]
-            if not version.startswith("HTTP/1.") or not code.isdigit():
+            matched = _STATUS_LINE.fullmatch(line.decode("latin-1"))
+            if matched is None:
                 raise http.client.BadStatusLine(line.decode("latin-1", "replace").strip())
+            version, code = matched.groups()
             headers: list[tuple[str, str]] = []
             while (line := self._line()) not in (b"\r\n", b"\n", b""):
                 if len(headers) >= _MAX_HEADERS:
@@ -155,8 +195,15 @@ class _Connection:
             return b"", keep
         if "chunked" in fields.get("transfer-encoding", "").lower():
             return self._chunked(), keep
-        if "content-length" in fields:
-            length = int(fields["content-length"])
+        lengths = {
+            part.strip() for name, value in headers if name.lower() == "content-length" for part in value.split(",")
+        }
+        if lengths:
+            # Two lengths that disagree (or one that is not a number) leave the end of the body unknown: reading
+            # either would let the rest be taken for the next answer.
+            if len(lengths) > 1 or not all(_DIGITS.fullmatch(length) for length in lengths):
+                raise http.client.HTTPException(f"invalid or conflicting Content-Length: {sorted(lengths)}")
+            length = int(lengths.pop())
             data: bytes = self._reader.read(length)
             if len(data) != length:
                 raise http.client.IncompleteRead(data, length - len(data))
@@ -188,9 +235,15 @@ class KeepAliveTransport:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
-        self._local = threading.local()
-        self._all: list[_Connection] = []
         self._lock = threading.Lock()
+        self._reset()
+        _TRANSPORTS.add(self)
+
+    def _reset(self) -> None:
+        # Only the thread-local holds a connection: when its thread ends, the connection is collected and its
+        # socket closed. `_all` sees them weakly, for close().
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
     def _connection(self) -> _Connection:
         connection: _Connection | None = getattr(self._local, "connection", None)
@@ -198,13 +251,22 @@ class KeepAliveTransport:
             connection = _Connection(self._host, self._port, https=self._https, timeout=self._timeout)
             self._local.connection = connection
             with self._lock:
-                self._all.append(connection)
+                self._all.add(connection)
         return connection
 
     def request(
-        self, method: str, path: str, *, content: bytes | None, params: dict[str, str] | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        repeatable: bool = False,
     ) -> Reply:
-        """`path` is relative to the base URL (e.g. /api/v1/sessions)."""
+        """`path` is relative to the base URL (e.g. /api/v1/sessions). `repeatable`: sending the request twice
+        does no harm, so it may go again after a reused connection failed with it (as an idempotent method or
+        a request with an Idempotency-Key may)."""
         target = self._prefix + path + ("?" + urlencode(params) if params else "")
         for attempt in (0, 1):
             connection = self._connection()
@@ -212,16 +274,41 @@ class KeepAliveTransport:
             try:
                 status, response_headers, body = connection.exchange(method, target, headers, content)
             except _STALE as exc:
-                if reused and attempt == 0:
-                    continue  # closed while idle: nothing was sent; once more on a new connection
+                if reused and attempt == 0 and _repeatable(method, headers, repeatable):
+                    continue  # the kept connection failed under it: once more on a new connection
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            except TransportError:
+                raise
             except (TimeoutError, OSError, ValueError, http.client.HTTPException) as exc:
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            return Reply(status, response_headers, body)
+            return Reply(status, response_headers, body, resent=attempt == 1)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
-            connections, self._all = self._all, []
+            connections = list(self._all)
         for connection in connections:
             connection.close()
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited sockets are the parent's connections: let them go without a word on them (closing this
+        # process's copy of a descriptor sends nothing; a shutdown would end the parent's connection too).
+        self._lock = threading.Lock()
+        self._reset()
+
+
+def _repeatable(method: str, headers: dict[str, str], repeatable: bool) -> bool:
+    return repeatable or method in IDEMPOTENT or any(name.lower() == "idempotency-key" for name in headers)
+
+
+_poll = getattr(select, "poll", None)
+_TRANSPORTS: weakref.WeakSet[KeepAliveTransport] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for transport in list(_TRANSPORTS):
+        transport._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)
