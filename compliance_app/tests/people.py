@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+from django.db import connection
+
 from conftest import World
 
 
@@ -58,3 +60,16 @@ def fill_every_layer(world: World, user_id: str, marker: str, *, agent: Any = No
     # Hot context in Redis, as the agent's next read would leave it.
     assert client.get(f"{base}/context").status_code == 200
     return {"session_id": session_id, "base": base}
+
+
+def postgres_rows_containing(text: str) -> dict[str, int]:
+    """Per table of the database, how many rows hold `text` anywhere in their columns (none listed: zero)."""
+    found = {}
+    with connection.cursor() as cursor:
+        cursor.execute("select tablename from pg_tables where schemaname = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'select count(*) from "{table}" t where t::text like %s', [f"%{text}%"])  # noqa: S608
+            count = cursor.fetchone()[0]
+            if count:
+                found[table] = count
+    return found

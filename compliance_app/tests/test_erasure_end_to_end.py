@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from checkpoints_app.models import Checkpoint
 from compliance_app import services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
 from compliance_app.tests.people import fill_every_layer as _fill
+from compliance_app.tests.people import postgres_rows_containing
 from conftest import World
 from memories_app.models import Memory, UserProfile
 from memory_admin.health import redis_client
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.django_db
 
 ALICE = "alice-7f3a9c"
 BOB = "bob-2c81de"
-
-
-def _postgres_rows_containing(text: str) -> dict[str, int]:
-    found = {}
-    with connection.cursor() as cursor:
-        cursor.execute("select tablename from pg_tables where schemaname = 'public'")
-        for (table,) in cursor.fetchall():
-            cursor.execute(f'select count(*) from "{table}" t where t::text like %s', [f"%{text}%"])  # noqa: S608
-            count = cursor.fetchone()[0]
-            if count:
-                found[table] = count
-    return found
 
 
 def _redis_entries_containing(text: str) -> list[bytes]:
@@ -84,7 +72,7 @@ def test_erasing_one_person_leaves_no_trace_of_them_and_the_other_untouched(
     assert request.status == "verified", request.verification
     assert request.verification["clean"] is True
     for text in (ALICE, "ALICE-MARK", "alice@example.com", *map(str, alice_sessions)):
-        assert _postgres_rows_containing(text) == {}, text
+        assert postgres_rows_containing(text) == {}, text
         assert _redis_entries_containing(text) == [], text
     assert not Memory.objects.filter(pk__in=alice_memories).exists()
     assert not AgentSession.all_objects.filter(pk__in=alice_sessions).exists()

@@ -6,26 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
 
 from compliance_app import services
 from compliance_app.models import AuditEntry, ErasureRequest
 from compliance_app.tasks import purge_erasure
+from compliance_app.tests.people import postgres_rows_containing
 from conftest import World
 
 pytestmark = pytest.mark.django_db
-
-
-def _tables_containing(text: str) -> dict[str, int]:
-    found = {}
-    with connection.cursor() as cursor:
-        cursor.execute("select tablename from pg_tables where schemaname = 'public'")
-        for (table,) in cursor.fetchall():
-            cursor.execute(f'select count(*) from "{table}" t where t::text like %s', [f"%{text}%"])  # noqa: S608
-            count = cursor.fetchone()[0]
-            if count:
-                found[table] = count
-    return found
 
 
 def test_a_note_naming_the_person_is_cleared_once_their_erasure_is_verified(world: World) -> None:
@@ -44,7 +32,7 @@ def test_a_note_naming_the_person_is_cleared_once_their_erasure_is_verified(worl
     assert request.status == "verified", request.verification
     assert request.note == ""
     for text in ("carol@example.com", "carol-unique-1", "+44 1234"):
-        assert _tables_containing(text) == {}, text
+        assert postgres_rows_containing(text) == {}, text
 
 
 def test_a_person_once_refused_with_a_reason_naming_them_is_verified_when_erased_later(world: World) -> None:
@@ -66,4 +54,4 @@ def test_a_person_once_refused_with_a_reason_naming_them_is_verified_when_erased
     assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
     assert ErasureRequest.objects.get(pk=refused.pk).rejection_reason == ""
     assert "lena-audit-1" not in json.dumps(list(AuditEntry.objects.values_list("details", flat=True)))
-    assert _tables_containing("lena-audit-1") == {}
+    assert postgres_rows_containing("lena-audit-1") == {}
