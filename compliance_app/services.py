@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, Q
+from django.db.models import ForeignObjectRel, Model, Q
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint, CheckpointHead
@@ -313,10 +313,14 @@ def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int, prog
 
 
 def _delete_referencing(model: type[Model], pks: list[Any], *, handled: set[type[Model]]) -> None:
-    """Delete rows of any other table that still point at these rows (bookkeeping added by other apps)."""
-    for relation in model._meta.related_objects:
+    """Delete rows of any other table that still point at these rows (bookkeeping added by other apps),
+    relations declared without a reverse accessor (`related_name="+"`) included."""
+    relations = [field for field in model._meta.get_fields(include_hidden=True) if isinstance(field, ForeignObjectRel)]
+    for relation in relations:
         related = relation.related_model
-        if related in handled or not isinstance(related, type) or relation.many_to_many:
+        if related in handled or not isinstance(related, type) or not issubclass(related, Model):
+            continue
+        if relation.many_to_many:
             continue
         with transaction.atomic():
             related._base_manager.filter(**{f"{relation.field.name}__in": pks}).delete()

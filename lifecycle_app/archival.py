@@ -20,18 +20,22 @@ version 1 up without gaps, so `archived_through` (the highest archived version) 
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, OuterRef, Subquery
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from checkpoints_app.models import Checkpoint
+from langgraph_app.models import ThreadCheckpoint
 from lifecycle_app.archive import ArchiveDocument, event_doc, operation_doc, pack, snapshot_doc
+from lifecycle_app.lifetimes import lifetimes_for
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, SessionArchival
 from lifecycle_app.storage import archive_storage
 from memory_admin.live import publish_on_commit, session_group, tenant_group
@@ -61,8 +65,11 @@ class Moved:
         self.busy = self.busy or other.busy
 
 
-def segment_key(session: AgentSession, kind: str, first: int, last: int) -> str:
-    return f"{session.tenant_id}/{session.pk}/{kind}-{first:012d}-{last:012d}.json.gz"
+def segment_key(session: AgentSession, kind: str, first: int, last: int, attempt: str = "") -> str:
+    """Where a segment goes. `attempt` makes the name one worker's own: two workers archiving the same range
+    at once each write their own object, and the one that loses deletes its own, never the winner's."""
+    suffix = f"-{attempt}" if attempt else ""
+    return f"{session.tenant_id}/{session.pk}/{kind}-{first:012d}-{last:012d}{suffix}.json.gz"
 
 
 def archived_through(session_pk: uuid.UUID) -> int:
@@ -152,9 +159,10 @@ def archive_events_step(
     holds the session row and `wait` is False.
 
     The archive object is written before the session row is locked: the rows in it are below the head and never
-    change, so appends to the session wait only for the short delete, never for cold storage. Under the lock the
-    range is checked again; when another worker archived it meanwhile nothing is deleted (and an object nobody
-    records is removed), when a snapshot arrived meanwhile the object is written again with it.
+    change, so appends to the session wait only for the short delete, never for cold storage. The object's name
+    is this attempt's own (`segment_key`'s `attempt`). Under the lock the range is checked again: when another
+    worker archived it meanwhile, or the session went (an erasure), nothing is deleted and this attempt's object
+    is removed; when a snapshot arrived meanwhile the object is written again with it.
     """
     session = AgentSession.objects.filter(pk=session_pk).first()
     if session is None:
@@ -163,28 +171,52 @@ def archive_events_step(
     last = min(upto, first + limit - 1)
     if last < first:
         return None
-    key = segment_key(session, ArchiveKind.EVENTS, first, last)
+    key = segment_key(session, ArchiveKind.EVENTS, first, last, attempt=secrets.token_hex(4))
     document = _events_document(session, first, last, keep_snapshot)
     data, digest = pack(document)
     archive_storage().put(key, data)
-    with transaction.atomic():
-        locked = _locked(session_pk, wait=wait)
-        if locked is None:
-            return Moved(busy=True) if AgentSession.objects.filter(pk=session_pk).exists() else None
-        if archived_through(session_pk) != first - 1:
-            if not ArchiveSegment.objects.filter(storage_key=key).exists():
-                transaction.on_commit(lambda: archive_storage().delete(key), robust=True)
-            return Moved()  # the caller moves on from the new watermark
-        if not _same_rows(locked, document, first, last, keep_snapshot):
-            document = _events_document(locked, first, last, keep_snapshot)
-            data, digest = pack(document)
-            archive_storage().put(key, data)
-        _record(locked, document, key, data, digest, job_run)
-        Event.objects.filter(session=locked, version__gte=first, version__lte=last).delete()
-        # By id: a snapshot written after the check stays in Postgres rather than going unarchived.
-        EventSnapshot.objects.filter(pk__in=[doc["id"] for doc in document.snapshots]).delete()
-        counts = document.counts()
-        return Moved(events=counts["events"], snapshots=counts["snapshots"], archive_bytes=len(data), segments=1)
+    try:
+        moved, recorded = _record_step(
+            session_pk, key, document, data, digest, first, last, keep_snapshot, job_run, wait
+        )
+    except BaseException:
+        archive_storage().delete(key)  # nothing records it
+        raise
+    if not recorded:
+        archive_storage().delete(key)
+    return moved
+
+
+@transaction.atomic
+def _record_step(
+    session_pk: uuid.UUID,
+    key: str,
+    document: ArchiveDocument,
+    data: bytes,
+    digest: str,
+    first: int,
+    last: int,
+    keep_snapshot: int,
+    job_run: JobRun | None,
+    wait: bool,
+) -> tuple[Moved | None, bool]:
+    """archive_events_step under the session's lock: (what moved, whether the object at `key` was recorded)."""
+    locked = _locked(session_pk, wait=wait)
+    if locked is None:
+        return (Moved(busy=True) if AgentSession.objects.filter(pk=session_pk).exists() else None), False
+    if archived_through(session_pk) != first - 1:
+        return Moved(), False  # the caller moves on from the new watermark
+    if not _same_rows(locked, document, first, last, keep_snapshot):
+        document = _events_document(locked, first, last, keep_snapshot)
+        data, digest = pack(document)
+        archive_storage().put(key, data)
+    _record(locked, document, key, data, digest, job_run)
+    Event.objects.filter(session=locked, version__gte=first, version__lte=last).delete()
+    # By id: a snapshot written after the check stays in Postgres rather than going unarchived.
+    EventSnapshot.objects.filter(pk__in=[doc["id"] for doc in document.snapshots]).delete()
+    counts = document.counts()
+    moved = Moved(events=counts["events"], snapshots=counts["snapshots"], archive_bytes=len(data), segments=1)
+    return moved, True
 
 
 def archive_events_upto(
@@ -256,10 +288,27 @@ def sessions_with_old_events(
     return [(row["session_id"], row["boundary"]) for row in grouped]
 
 
+def tool_state_floor(session: AgentSession) -> int:
+    """The oldest event version a tool state still alive in Redis may be rebuilt from (a TOOL_STATE_SET or
+    _CLEARED written within the tenant's tool-state lifetime); events from it on must stay."""
+    alive_since = timezone.now() - timedelta(seconds=lifetimes_for(session.tenant_id).tool_state_seconds)
+    oldest = (
+        Event.objects.filter(
+            session=session,
+            type__in=[EventType.TOOL_STATE_SET, EventType.TOOL_STATE_CLEARED],
+            created_at__gte=alive_since,
+        )
+        .order_by("version")
+        .values_list("version", flat=True)
+        .first()
+    )
+    return session.head_version + 1 if oldest is None else int(oldest)
+
+
 def event_archival_boundary(session: AgentSession, boundary: int) -> int | None:
-    """The snapshot version to archive up to: the newest snapshot at or below `boundary` that the context window
-    does not reach past, and above what is archived already. None when there is none."""
-    floor = context_floor(session)
+    """The snapshot version to archive up to: the newest snapshot at or below `boundary` that neither the context
+    window nor a live tool state reaches past, and above what is archived already. None when there is none."""
+    floor = min(context_floor(session), tool_state_floor(session))
     done = archived_through(session.pk)
     version = (
         EventSnapshot.objects.filter(session=session, version__lte=min(boundary, floor - 1), version__gt=done)
@@ -273,15 +322,29 @@ def event_archival_boundary(session: AgentSession, boundary: int) -> int | None:
 # --- session archival -------------------------------------------------------------------------------------
 
 
+def used_since(cutoff: datetime) -> Q:
+    """Sessions written to since `cutoff` by what does not move `last_activity_at` (which only event appends
+    move, on their hot path): a checkpoint or LangGraph save, or the operation journal."""
+    session = OuterRef("pk")
+    return (
+        Q(Exists(Checkpoint.objects.filter(session_id=session, created_at__gte=cutoff)))
+        | Q(Exists(ThreadCheckpoint.objects.filter(session_id=session, created_at__gte=cutoff)))
+        | Q(Exists(Operation.objects.filter(session_id=session, created_at__gte=cutoff)))
+        | Q(Exists(Operation.objects.filter(session_id=session, finished_at__gte=cutoff)))
+    )
+
+
 def claim_inactive_sessions(tenant_id: uuid.UUID, *, cutoff: datetime, limit: int) -> list[uuid.UUID]:
     """Mark up to `limit` of the tenant's sessions idle since before `cutoff` as archived (they accept no more
-    writes from now on) and queue their archival; the ids claimed. Rows other workers hold are skipped."""
+    writes from now on) and queue their archival; the ids claimed. Rows other workers hold are skipped, and so
+    are sessions still in use by other means than events (see `used_since`)."""
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            AgentSession.objects.select_for_update(skip_locked=True)
+            AgentSession.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(tenant_id=tenant_id, last_activity_at__lt=cutoff)
             .exclude(status=SessionStatus.ARCHIVED)
+            .exclude(used_since(cutoff))
             .order_by("last_activity_at")
             .values_list("pk", "head_version")[:limit]
         )

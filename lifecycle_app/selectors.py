@@ -49,9 +49,12 @@ class Preview:
 
 
 def preview_session_archival(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
-    idle = AgentSession.objects.filter(
-        tenant_id__in=tenant_ids, last_activity_at__lt=policy.session_cutoff(now)
-    ).exclude(status=SessionStatus.ARCHIVED)
+    cutoff = policy.session_cutoff(now)
+    idle = (
+        AgentSession.objects.filter(tenant_id__in=tenant_ids, last_activity_at__lt=cutoff)
+        .exclude(status=SessionStatus.ARCHIVED)
+        .exclude(archival.used_since(cutoff))
+    )
     pending = SessionArchival.objects.filter(tenant_id__in=tenant_ids, state=SessionArchival.State.PENDING)
     counts = {
         "sessions": idle.count(),

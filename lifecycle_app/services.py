@@ -15,7 +15,7 @@ from lifecycle_app.archive import ArchiveDocument, unpack
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
 from lifecycle_app.policies import DEFAULTS
 from lifecycle_app.storage import archive_storage
-from memory_admin.errors import Conflict, ServiceError, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
 from tenants_app.models import Tenant
 
@@ -107,9 +107,13 @@ def restore_archive(*, segment: ArchiveSegment) -> dict[str, int]:
 
     Event segments come back newest first (the archived range stays contiguous from version 1); another
     order is a Conflict, as is a row that exists again. IntegrityFailure when the object does not match its
-    checksum, NotFound when it is missing from storage.
+    checksum, NotFound when it is missing from storage or the segment was restored already.
     """
-    locked = ArchiveSegment.objects.select_for_update().select_related("session").get(pk=segment.pk)
+    locked = (
+        ArchiveSegment.objects.select_for_update(of=("self",)).select_related("session").filter(pk=segment.pk).first()
+    )
+    if locked is None:
+        raise NotFound("This archive was restored already, or removed.", details={"segment": str(segment.pk)})
     session: AgentSession = locked.session
     if locked.kind == ArchiveKind.EVENTS:
         newer = ArchiveSegment.objects.filter(

@@ -490,7 +490,7 @@ def _after_append(
     except redis.RedisError as exc:
         logger.warning("after_append_redis_unavailable", error=type(exc).__name__)
     every = settings.EVENT_SNAPSHOT_EVERY
-    if first // every != last // every:
+    if (first - 1) // every != last // every:  # the append reached a multiple of `every` (one of first..last)
         from sessions_app.tasks import take_snapshot
 
         # Best-effort: a replay past this boundary leaves the snapshot anyway, so a down broker costs nothing.

@@ -60,6 +60,7 @@ def age(session: AgentSession, *, days: int) -> None:
     Event.objects.filter(session=session).update(created_at=when)
     EventSnapshot.objects.filter(session=session).update(created_at=when)
     Operation.objects.filter(session=session).update(created_at=when)
+    Operation.objects.filter(session=session, finished_at__isnull=False).update(finished_at=when)
 
 
 def rows_of(session: AgentSession) -> dict[str, list[tuple[Any, ...]]]:

@@ -11,8 +11,9 @@ from lifecycle_app.models import ArchiveSegment
 from lifecycle_app.selectors import state_from_archive
 from memory_admin.errors import Archived
 from memory_admin.health import redis_client
-from sessions_app.models import Event
+from sessions_app.models import Event, EventType
 from sessions_app.selectors import read_context, rebuild_state
+from sessions_app.services import NewEvent, append_events, create_session
 
 from .conftest import age, grow_session
 
@@ -92,6 +93,28 @@ def test_reading_the_stream_from_before_the_archived_events_is_a_410_not_a_histo
     assert [event["version"] for event in page.json()["results"]] == list(range(first_here, first_here + 5))
     following = world.acme.client.get(page.json()["next"])
     assert following.status_code == 200 and following.json()["results"][0]["version"] == first_here + 5
+
+
+def test_events_a_live_tool_state_is_rebuilt_from_stay_until_it_expires(world: World, settings) -> None:
+    # Archival protected the context window's events only: with a tool-state lifetime longer than the event
+    # retention, a tool state still alive was gone once Redis lost it.
+    settings.EVENT_RETENTION_DAYS = 1
+    settings.TOOL_STATE_TTL_SECONDS = 3 * 24 * 3600
+    session, _ = create_session(tenant=world.acme.tenant, user_id="user-1", session_id="run-1")
+    append_events(
+        session=session, events=[NewEvent(EventType.TOOL_STATE_SET, {"tool": "browser", "state": {"tab": 3}})]
+    )
+    session = grow_session(world, steps=600)
+    age(session, days=2)
+    url = f"/api/v1/sessions/{session.session_id}/tools/browser"
+    assert world.acme.client.get(url).status_code == 200
+
+    jobs.archive_events(dry_run=False, triggered_by="manual")
+    redis_client().flushdb()
+
+    answer = world.acme.client.get(url)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["state"] == {"tab": 3}
 
 
 def test_a_second_run_finds_nothing_more_to_archive(world: World) -> None:

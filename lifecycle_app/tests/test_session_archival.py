@@ -11,6 +11,7 @@ from lifecycle_app import jobs
 from lifecycle_app.models import ArchiveSegment, Job, JobRun, RunStatus, SessionArchival
 from lifecycle_app.selectors import read_archive
 from lifecycle_app.services import restore_archive
+from memory_admin.errors import NotFound
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
 from sessions_app.selectors import rebuild_state
 
@@ -52,6 +53,30 @@ def test_a_recently_active_session_is_left_alone(world: World) -> None:
     assert run.counts["sessions_claimed"] == 0
 
 
+@pytest.mark.parametrize("use", ["checkpoint", "langgraph step", "journal"])
+def test_a_session_in_use_without_new_events_is_not_archived_as_idle(world: World, use: str) -> None:
+    # Only event appends move last_activity_at: an agent that saved checkpoints, LangGraph steps or journal
+    # records for 90 days lost its session (and its pending operations) to archival.
+    session = grow_session(world, steps=120)
+    age(session, days=91)
+    client, base = world.acme.client, f"/api/v1/sessions/{session.session_id}"
+    if use == "checkpoint":
+        answer = client.post(f"{base}/checkpoints", {"node_id": "n", "state": {"step": 1}}, format="json")
+    elif use == "langgraph step":
+        step = {"ops": [{"op": "checkpoint", "checkpoint_id": "1f0-1", "checkpoint": {"v": 4}, "metadata": {}}]}
+        answer = client.post(f"/api/v1/langgraph/threads/{session.session_id}/saves", step, format="json")
+    else:
+        answer = client.post(f"{base}/operations", {"name": "charge", "key": "k-1"}, format="json")
+    assert answer.status_code in (200, 201), answer.content
+
+    preview = jobs.archive_sessions(dry_run=True, triggered_by="manual")
+    run = jobs.archive_sessions(dry_run=False, triggered_by="manual")
+
+    assert preview.counts["sessions"] == 0 and run.counts["sessions_archived"] == 0
+    session.refresh_from_db()
+    assert session.status == SessionStatus.ACTIVE
+
+
 def test_restoring_every_archive_gives_back_identical_rows(world: World, settings) -> None:
     settings.LIFECYCLE_BATCH_SIZE = 300  # several event segments
     session = grow_session(world, steps=1000)
@@ -65,6 +90,8 @@ def test_restoring_every_archive_gives_back_identical_rows(world: World, setting
 
     assert rows_of(session) == before
     assert not ArchiveSegment.objects.filter(session=session).exists()
+    with pytest.raises(NotFound):  # a second restore of the same segment (was a raw DoesNotExist)
+        restore_archive(segment=segment)
 
 
 def test_archived_payloads_are_the_stored_bytes_not_decoded_text(world: World) -> None:

@@ -85,6 +85,27 @@ def test_crossing_a_snapshot_boundary_schedules_a_snapshot_after_commit(
 
 
 @override_settings(EVENT_SNAPSHOT_EVERY=10)
+def test_events_appended_one_at_a_time_get_a_snapshot_every_n_events(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    # An append whose first version was the multiple (one event at a time, the usual agent step) never
+    # queued its snapshot, so such streams had none and event archival never ran for them.
+    from memory_admin.celery import app
+
+    create_session(world.acme.client, "s", "alice")
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, True
+    try:
+        for i in range(25):
+            with django_capture_on_commit_callbacks(execute=True):
+                append(world.acme.client, "s", ("NODE_TRANSITION", {"node": f"n{i}"}))
+    finally:
+        app.conf.task_always_eager = eager
+
+    session = AgentSession.objects.get(session_id="s")
+    assert sorted(EventSnapshot.objects.filter(session=session).values_list("version", flat=True)) == [10, 20]
+
+
+@override_settings(EVENT_SNAPSHOT_EVERY=10)
 def test_a_long_replay_leaves_a_snapshot_so_the_next_rebuild_is_short(world: World) -> None:
     create_session(world.acme.client, "s", "alice")
     append(world.acme.client, "s", *[("NODE_TRANSITION", {"node": f"n{i}"}) for i in range(40)])

@@ -1,0 +1,100 @@
+"""Two archival workers on one session, or an erasure in the middle of a step: what is recorded stays exactly
+as recorded, and no archive object is left that nothing records.
+
+Each race is set up with a lock, not with timing: the first worker is held between choosing its range and
+reading the rows (the events table is locked by the test, which meanwhile has the second worker, or the
+erasure, do its work in the same transaction), then let go.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from conftest import World
+from lifecycle_app import archival
+from lifecycle_app.models import ArchiveSegment
+from lifecycle_app.selectors import read_archive
+from sessions_app.models import AgentSession, Event
+
+from .conftest import age, grow_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _held_worker(session_pk: Any) -> tuple[threading.Thread, list[Any]]:
+    """The first worker, started while the test holds the events table: it blocks reading the rows."""
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append(archival.archive_events_step(session_pk, upto=100, keep_snapshot=100, limit=500, wait=True))
+        except Exception as exc:  # reported by the test
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    return worker, outcome
+
+
+def _wait_until_blocked(table: str) -> None:
+    deadline = time.monotonic() + 20
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table])
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the first worker never waited for the events table")
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*.json.gz"))
+
+
+def test_a_worker_that_lost_the_race_for_a_range_leaves_the_winners_archive_intact(
+    world: World, archive_dir: Path
+) -> None:
+    session = grow_session(world, steps=200)
+    age(session, days=40)
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        first, outcome = _held_worker(session.pk)
+        _wait_until_blocked(Event._meta.db_table)
+        won = archival.archive_events_step(session.pk, upto=100, keep_snapshot=100, limit=500, wait=True)
+    first.join(30)
+
+    assert won is not None and won.events == 100
+    assert not isinstance(outcome[0], Exception), outcome
+    segments = list(ArchiveSegment.objects.filter(session=session))
+    assert [(s.from_version, s.to_version, s.counts["events"]) for s in segments] == [(1, 100, 100)]
+    assert len(read_archive(segments[0]).events) == 100  # its object still matches its checksum
+    assert _files(archive_dir) == [segments[0].storage_key]  # the loser's own object is gone
+
+
+def test_a_session_erased_during_an_archival_step_leaves_no_archive_object_behind(
+    world: World, archive_dir: Path
+) -> None:
+    session = grow_session(world, steps=200)
+    age(session, days=40)
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        worker, outcome = _held_worker(session.pk)
+        _wait_until_blocked(Event._meta.db_table)
+        AgentSession.objects.filter(pk=session.pk).delete()  # as an erasure's purge does, with what hangs off it
+    worker.join(30)
+
+    assert outcome == [None]
+    assert not ArchiveSegment.objects.exists()
+    assert _files(archive_dir) == []
