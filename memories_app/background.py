@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from memories_app.embeddings import EmbedderUnavailable, get_embedder
 from memories_app.models import (
+    HiddenOwner,
     JobKind,
     JobStatus,
     Memory,
@@ -69,12 +70,14 @@ def claim_job(job_id: uuid.UUID | str) -> PromotionJob | None:
 def _session_texts(job: PromotionJob) -> list[str]:
     session_memories = Memory.objects.alive().filter(session=job.session, scope=Scope.SESSION)
     wanted = job.request.get("memory_ids") or []
+    extra = list(job.request.get("texts") or []) if job.kind == JobKind.PROMOTE else []
     if wanted:
         session_memories = session_memories.filter(pk__in=wanted)
+    elif extra:  # only the texts given: the session's memories are promoted when neither is given
+        return extra
     texts = list(session_memories.order_by("created_at", "id").values_list("content", flat=True))
     if job.kind == JobKind.PROMOTE:
-        extra = list(job.request.get("texts") or [])
-        return extra + texts if (wanted or extra) else texts
+        return extra + texts
     said = [
         str(message.get("content", "")) for message in session_messages(job.session) if message.get("role") == "user"
     ]
@@ -133,8 +136,8 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
         )
         return PromotionOutcome(str(memory.pk), created=True)
     memory = Memory.objects.select_for_update().get(pk=nearest[0].memory.pk)
-    if memory.content == text:
-        return None
+    if memory.content == text or memory.source == Source.PROFILE:
+        return None  # known already; a profile fact's memory follows the profile, not promotions
     previous = memory.content
     memory.content, memory.embedding = text, vector
     memory.version += 1
@@ -217,6 +220,11 @@ def sessions_to_distill(limit: int = 100) -> list[AgentSession]:
 
 
 def _apply_fact(entry: ProfileFactOutbox) -> None:
+    if HiddenOwner.objects.filter(tenant_id=entry.tenant_id, user_id=entry.user_id).exists():
+        # The person's erasure was approved: their memories are hidden until the purge deletes them (and
+        # this entry with them). Writing one now would collide with the hidden row's key, and the error
+        # would hold up every later entry of every tenant.
+        return
     source_key = memory_source_key_for_fact(entry.fact_key)
     memory = (
         Memory.objects.alive()

@@ -509,7 +509,9 @@ def update_profile(
     if changes:
         from memories_app.tasks import drain_profile_outbox
 
-        transaction.on_commit(drain_profile_outbox.delay)
+        # Best-effort, like every doorbell here: the beat task drains the outbox every 30 s anyway, and a
+        # broker that is down must not turn a stored change into a 500 (whose retry would apply it again).
+        transaction.on_commit(lambda: queue_task(drain_profile_outbox), robust=True)
     publish_on_commit(
         [tenant_group(tenant.pk)],
         {"type": "profile.updated", "tenant": str(tenant.pk), "profile": profile.pk, "version": profile.version},

@@ -9,7 +9,7 @@ from sessions_app.models import AgentSession, SessionStatus
 
 
 class SessionFilter(django_filters.FilterSet):
-    user_id = django_filters.CharFilter()
+    user_id = django_filters.CharFilter(strip=False)
     status = django_filters.MultipleChoiceFilter(choices=SessionStatus.choices)
     created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

@@ -40,7 +40,7 @@ _NUMBERS = {float, int}  # not bool, which is an int subclass
 class MemoryCreateSerializer(StrictSerializer):
     scope = serializers.ChoiceField(choices=Scope.choices)
     content = serializers.CharField(trim_whitespace=False)
-    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256, trim_whitespace=False)
     session_id = serializers.CharField(required=False, allow_blank=True, max_length=128)
     metadata = serializers.DictField(required=False)
     embedding = VectorField(
@@ -70,7 +70,7 @@ def quick_memory_fields(item: Any) -> dict[str, Any] | None:
     for name, limit in _ID_LIMITS.items():
         if name in item:
             value = item[name]
-            # The serializer trims these; a value it would change is left to it.
+            # A value with spaces around it is left to the serializer (which keeps a user id as given).
             if not _plain_text(value) or len(value) > limit or value != value.strip():
                 return None
             fields[name] = value
@@ -186,7 +186,7 @@ class SearchSerializer(StrictSerializer):
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=Scope.choices), default=["user"], allow_empty=False, max_length=3
     )
-    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=256, trim_whitespace=False)
     session_id = serializers.CharField(required=False, allow_blank=True, max_length=128)
     k = serializers.IntegerField(default=10, min_value=1)
     min_score = serializers.FloatField(default=-1.0, min_value=-1.0, max_value=1.0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from memories_app import background
 from memories_app.embeddings import EmbedderUnavailable
 from memories_app.models import Memory, ProfileFactOutbox
+from memories_app.services import hide_owner
 from memory_admin.health import redis_client
 
 
@@ -126,3 +128,40 @@ def test_patch_with_an_empty_fact_returns_400_and_stores_nothing(world):
 
 def test_get_profile_of_an_unknown_user_returns_404(world):
     assert world.acme.client.get("/api/v1/users/nobody/profile").status_code == 404
+
+
+def test_a_fact_of_a_person_whose_erasure_was_approved_does_not_hold_up_the_outbox(world):
+    # Their mirrored memory is hidden, not gone: writing the fact again collided with its key, and the error
+    # kept every later entry, of every tenant, from being applied until the purge ran.
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    drain()
+    hide_owner(tenant=world.acme.tenant, user_id="alice")
+    patch(world.acme.client, {"facts": {"diet": "Alice eats fish now."}})
+    bob = {"facts": {"city": "Bob lives in Porto."}}
+    assert world.outsider.client.patch("/api/v1/users/bob/profile", bob, format="json").status_code == 200
+
+    drain()
+
+    assert not ProfileFactOutbox.objects.filter(processed_at__isnull=True).exists()
+    assert Memory.objects.alive().filter(user_id="bob", source="profile").count() == 1
+    assert Memory._base_manager.get(user_id="alice", source="profile").content == "Alice is vegetarian."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_profile_change_answers_once_and_is_applied_once_when_the_broker_is_down(world):
+    # The outbox's doorbell rang after commit without a guard: a down broker made a stored change a 500, and
+    # the client's retry with the same Idempotency-Key applied it again.
+    from tests.servers import running, web_server
+
+    headers = {"Authorization": f"Bearer {world.acme.raw_key}", "Idempotency-Key": "profile-once"}
+    body = {"facts": {"diet": "Alice is vegetarian."}, "record_interaction": True}
+    with (
+        running(web_server(workers=1, threads=2, env={"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"})) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
+    ):
+        first = client.patch("/api/v1/users/alice/profile", json=body)
+        again = client.patch("/api/v1/users/alice/profile", json=body)
+
+    assert first.status_code == 200, first.text
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["version"] == 1 and again.json()["interaction_count"] == 1

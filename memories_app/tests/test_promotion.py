@@ -74,6 +74,39 @@ def test_promote_with_texts_and_chosen_memory_ids_promotes_only_those(
     ]
 
 
+def test_promote_with_texts_alone_promotes_only_those_texts(world, eager_celery, django_capture_on_commit_callbacks):
+    # The session's memories are promoted when neither texts nor memory ids are given; texts alone took them too.
+    _session_memories(world, "Alice's dog is called Rex.")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = world.acme.client.post(
+            "/api/v1/sessions/s-1/promote", {"texts": ["Alice lives near the harbour."]}, format="json"
+        )
+
+    assert response.status_code == 202
+    assert list(Memory.objects.filter(scope="user").values_list("content", flat=True)) == [
+        "Alice lives near the harbour."
+    ]
+
+
+def test_a_promotion_leaves_the_memory_a_profile_fact_owns_alone(
+    world, eager_celery, django_capture_on_commit_callbacks
+):
+    make_session(world)
+    fact = {"facts": {"seat": "Alice prefers window seats on long flights"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert world.acme.client.patch("/api/v1/users/alice/profile", fact, format="json").status_code == 200
+    owned = Memory.objects.get(source="profile")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        world.acme.client.post(
+            "/api/v1/sessions/s-1/promote", {"texts": ["Alice prefers window seats on long flights!"]}, format="json"
+        )
+
+    owned.refresh_from_db()
+    assert (owned.content, owned.version) == ("Alice prefers window seats on long flights", 1)
+
+
 def test_running_a_finished_promotion_again_changes_nothing(world, django_capture_on_commit_callbacks):
     _session_memories(world, "Alice's dog is called Rex.")
     with django_capture_on_commit_callbacks(execute=False):

@@ -14,6 +14,13 @@ def api_timestamp(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def not_only_whitespace(value: str) -> None:
+    """For ids taken exactly as given (a person's id keeps its spaces, so that erasing ' alice ' finds what was
+    stored for ' alice '): one made of spaces alone names nobody."""
+    if value and not value.strip():
+        raise serializers.ValidationError("This id is only whitespace.")
+
+
 class StrictSerializer(serializers.Serializer[Any]):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

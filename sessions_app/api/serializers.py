@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from rest_framework import serializers
 
-from memory_admin.api.serializers import StrictSerializer, api_timestamp
+from memory_admin.api.serializers import StrictSerializer, api_timestamp, not_only_whitespace
 from memory_admin.codec import response_json
 from sessions_app.models import Event, Operation, SessionStatus
 from sessions_app.selectors import ContextView
@@ -33,7 +33,12 @@ class JSONObjectField(serializers.JSONField):
 
 class SessionCreateIn(StrictSerializer):
     id = serializers.RegexField(SESSION_ID_PATTERN, required=False, help_text="Your own id; generated when absent.")
-    user_id = serializers.CharField(max_length=256, help_text="The tenant's identifier of the person served.")
+    user_id = serializers.CharField(
+        max_length=256,
+        trim_whitespace=False,
+        validators=[not_only_whitespace],
+        help_text="The tenant's identifier of the person served, exactly as given (spaces count).",
+    )
     metadata = JSONObjectField(required=False, default=dict)
 
 

@@ -272,3 +272,24 @@ def test_a_store_namespace_longer_than_1024_characters_joined_is_a_400_in_both_l
     assert_error_shape(response, 400)
     assert stored_state() == before
     assert StoreItem._meta.get_field("prefix").max_length == NAMESPACE_MAX_LENGTH
+
+
+# 9. Found by a review of the memories API (2026-12-07): a person's id was trimmed by some endpoints and kept
+#    as given by others, so ' zoe ''s profile facts became memories no search for ' zoe ' found, and an erasure
+#    or export of ' zoe ' (kept exactly) missed what was filed under 'zoe'. Ids are kept exactly as given.
+def test_a_persons_id_is_kept_exactly_as_given_by_every_endpoint(objs: AcmeObjects) -> None:
+    client = objs.client
+    memory = {"scope": "user", "user_id": " zoe ", "content": "Zoe likes tea"}
+    assert client.post("/api/v1/memories", memory, format="json").status_code == 201
+    assert client.post("/api/v1/sessions", {"id": "zoe-s", "user_id": " zoe "}, format="json").status_code == 201
+
+    listed = client.get("/api/v1/memories", {"user_id": " zoe "}).json()["results"]
+    sessions = client.get("/api/v1/sessions", {"user_id": " zoe "}).json()["results"]
+    search = {"query": "tea", "scopes": ["user"], "user_id": " zoe "}
+    found = client.post("/api/v1/memories/search", search, format="json").json()["results"]
+
+    assert [item["user_id"] for item in listed] == [" zoe "]
+    assert [item["id"] for item in sessions] == ["zoe-s"]
+    assert [item["memory"]["content"] for item in found] == ["Zoe likes tea"]
+    assert client.get("/api/v1/memories", {"user_id": "zoe"}).json()["results"] == []
+    assert_error_shape(client.post("/api/v1/sessions", {"user_id": "   "}, format="json"), 400)
