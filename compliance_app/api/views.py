@@ -54,7 +54,9 @@ class ErasureDetailView(AgentAPIView):
 
 
 class ErasureReceiptView(AgentAPIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, 409: OpenApiResponse(description="The erasure is not verified (yet).")}
+    )
     def get(self, request: Request, request_id: str) -> Response:
         erasure = selectors.get_erasure(request_id=request_id, tenant=self.tenant)
         return Response(selectors.receipt(erasure))

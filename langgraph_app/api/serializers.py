@@ -8,6 +8,7 @@ import binascii
 import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from langgraph_app.selectors import TupleView
@@ -87,6 +88,7 @@ class WriteListField(serializers.ListField):
         return parse_writes(data)
 
 
+@extend_schema_serializer(component_name="LangGraphCheckpointIn")  # checkpoints_app has a CheckpointIn too
 class CheckpointIn(StrictSerializer):
     checkpoint_ns = serializers.CharField(max_length=512, allow_blank=True, default="", trim_whitespace=False)
     checkpoint_id = serializers.RegexField(TEXT_ID, help_text="LangGraph's checkpoint id (ordered: newest greatest).")

@@ -29,7 +29,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 # Every operation can be refused for these reasons.
 _ANY = {
-    400: "Malformed request: bad JSON, a wrong type, an unknown field or query parameter.",
+    400: "Malformed request: bad JSON, a wrong type, an unknown body field, a malformed query parameter.",
     401: "No API key, or an unknown or revoked one.",
     403: "The key may not do this.",
     404: "Nothing of the caller's tenant at this path.",
@@ -48,18 +48,42 @@ _WRITES = {
 }
 
 
+# Every write takes one (memory_admin.api.idempotency).
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "Makes a retry safe: the same key with the same body returns the first response without a "
+    "second effect; with another body it is a 422; while the first is still running, a 409.",
+}
+# Both ways of giving the API key (tenants_app.authentication).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerApiKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer mk_…"},
+    "headerApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
 def document_errors(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: add the error answers and the Error component."""
-    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    """drf-spectacular postprocessing hook: add the error answers and the Error component, the Idempotency-Key
+    header of writes, and how the API key is given."""
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/v1/"):
             continue
         for method, operation in operations.items():
-            statuses = {**_ANY, **(_WRITES if method in ("post", "put", "patch") else {})}
+            writes = method in ("post", "put", "patch", "delete")
+            statuses = {**_ANY, **(_WRITES if writes else {})}
             responses = operation.setdefault("responses", {})
             for status, description in statuses.items():
-                # A view's own description of a refusal is kept; the body is always the one error shape.
-                documented = responses.setdefault(str(status), {"description": description})
-                documented["content"] = reference
+                responses.setdefault(str(status), {"description": description})
+            for status, documented in responses.items():
+                if status[:1] in ("4", "5"):  # a view's own refusals too: the body is always the one error shape
+                    documented["content"] = reference
+            if method in ("post", "put", "patch"):
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
+            operation["security"] = [{"bearerApiKey": []}, {"headerApiKey": []}]
     return result

@@ -134,3 +134,29 @@ def test_the_error_schema_refuses_a_body_that_is_not_the_one_error_shape(openapi
     problems = list(_errors(openapi, operation, 404, {"detail": "Not found."}))
 
     assert any("error" in problem for problem in problems)
+
+
+def test_the_checkpoint_save_body_is_the_checkpoint_apis_own_not_langgraphs(openapi: dict[str, Any]) -> None:
+    # Two serializers named CheckpointIn shared one component: the save documented LangGraph's body.
+    operation = openapi["paths"]["/api/v1/sessions/{session_id}/checkpoints"]["post"]
+    reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = openapi["components"]["schemas"][reference.rsplit("/", 1)[1]]
+
+    assert {"node_id", "state", "patch"} <= set(body["properties"]) and "checkpoint_id" not in body["properties"]
+
+
+def test_every_write_documents_its_idempotency_key_and_every_operation_its_api_key(openapi: dict[str, Any]) -> None:
+    schemes = openapi["components"]["securitySchemes"]
+    assert schemes["bearerApiKey"]["scheme"] == "bearer" and schemes["headerApiKey"]["name"] == "X-API-Key"
+    for path, operations in openapi["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, operation in operations.items():
+            assert operation["security"] == [{"bearerApiKey": []}, {"headerApiKey": []}], (path, method)
+            headers = {
+                parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "header"
+            }
+            assert ("Idempotency-Key" in headers) == (method in ("post", "put", "patch")), (path, method)
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):  # a view's own refusals carry the one error shape too
+                    assert "Error" in answer["content"]["application/json"]["schema"]["$ref"], (path, method, status)
