@@ -1,17 +1,21 @@
 """The Celery app: one image runs web, worker and beat; the broker is Redis.
 
+Worker and beat log through the service's logging (memory_admin.observability): JSON lines without exception
+messages when LOG_FORMAT=json, as the web processes do, and never a task's arguments or return value.
+
 The request id of the web request (or task) that queued a task travels in the message's headers and is bound
 to the worker's log lines while the task runs, so one id follows a request through web and workers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memory_admin.settings")
 
@@ -20,6 +24,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 REQUEST_ID_HEADER = "request_id"
+
+
+@setup_logging.connect
+def use_the_service_logging(loglevel: Any = None, **kwargs: Any) -> None:
+    """Celery configures no logging of its own when this signal has a receiver: its loggers go to the handler
+    the settings installed (memory_admin.observability.configure_logging), in LOG_FORMAT.
+
+    The level is the stricter of LOG_LEVEL and the command line's `-l` (`make run` quiets its worker with
+    `-l warning`).
+    """
+    from django.conf import settings
+
+    # Reading a setting loads the settings, which configure the logging.
+    wanted = logging.getLevelName(settings.LOG_LEVEL.upper())
+    given = loglevel if isinstance(loglevel, int) else logging.getLevelName(str(loglevel or "").upper())
+    logging.getLogger().setLevel(max(wanted, given) if isinstance(given, int) else wanted)
 
 
 @before_task_publish.connect

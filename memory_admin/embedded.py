@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -75,6 +76,66 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _proc(pid: int, name: str) -> Path:
+    return Path(f"/proc/{pid}/{name}")
+
+
+def process_argv(pid: int) -> list[str] | None:
+    """The command line of a process (as it shows it: Redis rewrites its own), or None when it cannot be read."""
+    try:
+        raw = _proc(pid, "cmdline").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+        # No procfs (macOS, the BSDs): ask ps.
+        result = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
+        return result.stdout.split() or None
+    except OSError:
+        return None
+    return [part for part in raw.decode(errors="replace").split("\0") if part] or None
+
+
+def process_cwd(pid: int) -> Path | None:
+    """A process's working directory, or None when it cannot be read (no procfs, another user's process)."""
+    try:
+        return Path(os.readlink(_proc(pid, "cwd")))
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """What tells this process from a later one that reuses its PID: the boot and the start time in clock ticks
+    since boot (procfs), or `ps`'s start time elsewhere. None when the process does not exist."""
+    try:
+        stat = _proc(pid, "stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+        result = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, check=False)
+        return result.stdout.strip() or None
+    except OSError:
+        return None
+    # Field 22 (starttime); the command name in field 2 may contain spaces and parentheses.
+    return f"{boot}:{stat.rsplit(')', 1)[-1].split()[19]}"
+
+
+def runs_here(pid: int, *, program: str, directory: Path, marker: str) -> bool:
+    """Whether process `pid` is the `program` that serves `directory`: the server we started there, not some
+    other process that got its PID after a crash or a reboot left the pid file behind.
+
+    The servers run in their directory (PostgreSQL in its data directory, Redis in --dir); when that cannot be
+    read (another user's process), `marker` (the data directory, the port) must appear on the command line.
+    """
+    argv = process_argv(pid)
+    if not argv or Path(argv[0].split()[0]).name != program:
+        return False
+    cwd = process_cwd(pid)
+    if cwd is not None:
+        return cwd == directory.resolve()
+    return any(marker in part for part in argv)
+
+
 def wait_until(predicate: object, *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,6 +143,14 @@ def wait_until(predicate: object, *, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise EmbeddedServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _remove_stale(pid_file: Path, pid: int) -> None:
+    print(
+        f"[memory] {pid_file} names process {pid}, which is not this server; removing the stale file", file=sys.stderr
+    )
+    with contextlib.suppress(FileNotFoundError):
+        pid_file.unlink()
 
 
 def _read_int(path: Path) -> int | None:
@@ -136,8 +205,17 @@ class EmbeddedPostgres:
         return f"postgres://postgres@{LOOPBACK}:{self.port}/{DATABASE_NAME}"
 
     def pid(self) -> int | None:
-        pid = _read_int(self.data_dir / "postmaster.pid")
-        return pid if pid and pid_alive(pid) else None
+        """The running server's PID; None when there is none (a pid file left by a crash is removed)."""
+        pid_file = self.data_dir / "postmaster.pid"
+        pid = _read_int(pid_file)
+        if not pid or not pid_alive(pid):
+            return None
+        if not runs_here(pid, program="postgres", directory=self.data_dir, marker=str(self.data_dir)):
+            # The PID now belongs to another process: never signal it. PostgreSQL itself would refuse to start
+            # while the file names a live process.
+            _remove_stale(pid_file, pid)
+            return None
+        return pid
 
     def is_running(self) -> bool:
         port = self.port
@@ -334,8 +412,14 @@ class EmbeddedRedis:
         )
 
     def pid(self) -> int | None:
+        """The running server's PID; None when there is none (a pid file left by a crash is removed)."""
         pid = _read_int(self.pid_file)
-        return pid if pid and pid_alive(pid) else None
+        if not pid or not pid_alive(pid):
+            return None
+        if not runs_here(pid, program="redis-server", directory=self.root, marker=f":{self.port}"):
+            _remove_stale(self.pid_file, pid)
+            return None
+        return pid
 
     def is_running(self) -> bool:
         port = self.port

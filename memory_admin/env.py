@@ -7,6 +7,7 @@ as Docker and Kubernetes secrets are mounted) instead of `NAME`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _raw(name: str) -> str | None:
@@ -29,8 +30,10 @@ def env_str(name: str, default: str) -> str:
 
 
 def env_bool(name: str, default: bool) -> bool:
+    """An empty value (`FLAG=` in a compose file or an env file) means the default, as for every reader: it
+    must not turn off a safeguard that defaults to on (ERASURE_FOUR_EYES)."""
     value = _raw(name)
-    if value is None:
+    if value is None or value == "":
         return default
     lowered = value.lower()
     if lowered in _TRUE:
@@ -63,6 +66,8 @@ def env_float(name: str, default: float, *, minimum: float | None = None, maximu
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below the minimum {minimum}")
     if maximum is not None and number > maximum:
@@ -70,11 +75,14 @@ def env_float(name: str, default: float, *, minimum: float | None = None, maximu
     return number
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
+def env_list(name: str, default: list[str], *, empty_means_default: bool = False) -> list[str]:
+    """Comma-separated items. An empty value is an empty list (for lists where none is a choice), or the
+    default with `empty_means_default` (for lists that must not be empty, such as ALLOWED_HOSTS)."""
     value = _raw(name)
     if value is None:
         return list(default)
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return list(default) if not items and empty_means_default else items
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -120,12 +128,14 @@ def parse_database_url(name: str, value: str) -> DatabaseUrl:
     if not database:
         raise ImproperlyConfigured(f"{name} names no database (postgres://user@host:port/DBNAME)")
     try:
-        port = parts.port or 5432
+        port = parts.port
     except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port") from None
+        raise ImproperlyConfigured(f"{name} has an invalid port (a number from 1 to 65535)") from None
+    if port == 0:
+        raise ImproperlyConfigured(f"{name} has port 0 (a number from 1 to 65535, or none for 5432)")
     return DatabaseUrl(
         host=unquote(parts.hostname or "localhost"),
-        port=port,
+        port=port or 5432,
         name=database,
         user=unquote(parts.username or "postgres"),
         password=unquote(parts.password or ""),
@@ -134,7 +144,34 @@ def parse_database_url(name: str, value: str) -> DatabaseUrl:
 
 
 def check_redis_url(name: str, value: str) -> str:
-    scheme = urlsplit(value).scheme
-    if scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {scheme!r}")
+    """Check what would otherwise fail only at the first connection: the scheme, the host, the port, the db."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}")
+    if parts.scheme == "unix":
+        return value
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"{name} names no host (redis://host:6379/0)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port (a number from 1 to 65535)") from None
+    if port == 0:
+        raise ImproperlyConfigured(f"{name} has port 0 (a number from 1 to 65535, or none for 6379)")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ImproperlyConfigured(f"{name} has database {database!r}; Redis databases are numbers (/0)")
+    return value
+
+
+def check_json_object(name: str, value: str) -> str:
+    """`value` must be a JSON object (constructor options); the message never quotes it (it may hold keys)."""
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}")
     return value

@@ -59,6 +59,19 @@ def drop_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]
     return event_dict
 
 
+class WithoutTaskDetails(logging.Filter):
+    """Celery's task lines without what could be personal data, in every format: a task's return value
+    ("succeeded in 0.01s: {…}"), an exception's text ("raised unexpected: IntegrityError('Key (user_id)=(…)')",
+    "retry: …"). The exception's type and frames still come with the record (see `drop_personal_data`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            for detail in ("%(return_value)s", "%(exc)s"):
+                if detail in record.msg:
+                    record.msg = record.msg.split(detail, 1)[0].rstrip(": ")
+        return True
+
+
 def configure_logging(log_format: str, level: str) -> None:
     """JSON lines in production (without exception messages or paths, see `drop_personal_data`), coloured
     key=value lines with full tracebacks for people in development."""
@@ -99,6 +112,9 @@ def configure_logging(log_format: str, level: str) -> None:
     # Django's own request logger repeats what our access line says, with the full path; keep it quiet.
     logging.getLogger("django.request").setLevel(logging.ERROR)
     logging.getLogger("django.server").setLevel(logging.WARNING)
+    trace = logging.getLogger("celery.app.trace")
+    trace.filters = [existing for existing in trace.filters if not isinstance(existing, WithoutTaskDetails)]
+    trace.addFilter(WithoutTaskDetails())
 
 
 # The handler JSON lines go to, when that is the format: the access line is written to it directly.

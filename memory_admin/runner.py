@@ -13,6 +13,7 @@ next port, and a Celery worker and beat run the background jobs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,7 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory_admin.embedded import EmbeddedServiceError, EmbeddedStack, exclusive, pid_alive, port_answers, wait_until
+from memory_admin.embedded import (
+    EmbeddedServiceError,
+    EmbeddedStack,
+    exclusive,
+    pid_alive,
+    port_answers,
+    process_start,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where each profile keeps its data (var/run, var/test, …); MEMORY_VAR moves it, e.g. for tests of `run`.
@@ -37,9 +46,27 @@ def _say(message: str) -> None:
     print(f"[memory] {message}", file=sys.stderr, flush=True)
 
 
+class StartupError(Exception):
+    """`make run` cannot start as configured; the message says why and what to change."""
+
+
+def _int_setting(name: str, default: int, *, minimum: int, maximum: int, what: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StartupError(f"{name}={raw!r} is not {what}") from None
+    if not minimum <= value <= maximum:
+        raise StartupError(f"{name}={value} is not {what}")
+    return value
+
+
 def _secret_file(profile_dir: Path) -> Path:
     path = profile_dir / "secret_key"
-    if not path.exists():
+    # An empty file (a full disk, an interrupted first run) has never signed anything: replace it.
+    if not path.exists() or not path.read_text().strip():
         profile_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
@@ -98,15 +125,34 @@ def _manage(env: dict[str, str], *args: str) -> None:
 
 
 class Supervisor:
-    """Starts the service's processes, stops all of them when one dies or on Ctrl-C."""
+    """Starts the service's processes, stops all of them when one dies or on Ctrl-C.
 
-    def __init__(self) -> None:
+    Each child is recorded in the profile's state file (PID, process group, start time) as soon as it starts,
+    so that when this process is killed outright (kill -9, OOM killer) the next `run` or `stop` can find the
+    children it left behind, and tell them from unrelated processes that got their PIDs since.
+    """
+
+    def __init__(self, profile_dir: Path | None = None) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.profile_dir = profile_dir
+        self.state: dict[str, object] = {"pid": os.getpid(), "start": process_start(os.getpid())}
 
     def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
         # Own process group: Ctrl-C reaches only this supervisor, which stops the children in order.
         process = subprocess.Popen(list(argv), env=env, cwd=ROOT, start_new_session=True)
         self.children.append((name, process))
+        self.record()
+
+    def record(self, **state: object) -> None:
+        """Write the state file: this process, `state` (the URL), and every child started so far."""
+        self.state.update(state)
+        if self.profile_dir is None:
+            return
+        children = [
+            {"name": name, "pid": process.pid, "pgid": process.pid, "start": process_start(process.pid)}
+            for name, process in self.children
+        ]
+        _write_state(self.profile_dir, {**self.state, "children": children})
 
     def wait(self) -> int:
         while True:
@@ -132,10 +178,22 @@ class Supervisor:
 
 
 def run() -> int:
+    try:
+        return _run()
+    except StartupError as error:
+        _say(str(error))
+        return 2
+
+
+def _run() -> int:
     profile_dir = VAR / "run"
     host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8000"))
-    ws_port = int(os.environ.get("WEBSOCKET_PORT", str(port + 1)))
+    port = _int_setting("PORT", 8000, minimum=1, maximum=65535, what="a port number (1-65535)")
+    ws_port = _int_setting(
+        "WEBSOCKET_PORT", port + 1 if port < 65535 else port - 1, minimum=1, maximum=65535, what="a port number"
+    )
+    for name in ("WEB_WORKERS", "WEB_THREADS"):
+        _int_setting(name, 1, minimum=1, maximum=1024, what="a positive whole number")
     # A server bound to every interface is reached locally through loopback.
     display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     with exclusive(profile_dir / "lock") as acquired:
@@ -146,23 +204,14 @@ def run() -> int:
                 "stop it with Ctrl-C there, or with `make stop`"
             )
             return 1
+        # An earlier run killed outright left its web server, workers and beat running (a second beat would
+        # send every periodic task twice, the old web server holds the port).
+        stop_leftovers(profile_dir)
         for wanted in (port, ws_port):
             if port_answers(wanted, display_host):
                 _say(f"port {wanted} is taken by another program; choose others with PORT=... make run")
                 return 1
-        env = service_environment("run")
-        env.setdefault("LOG_FORMAT", "console")
-        env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
-        env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
-        # Counters of every web and worker process, summed at scrape time (memory_admin.metrics).
-        # prometheus_client's multiprocess mode wants the directory emptied before the processes start.
-        metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(profile_dir / "prometheus")))
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True, exist_ok=True)
-        _say("applying migrations")
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        _manage(env, "seed_demo", "--credentials-file", str(profile_dir / "demo-credentials.json"))
-        supervisor = Supervisor()
+        supervisor = Supervisor(profile_dir)
         stopping = False
 
         def on_signal(signum: int, frame: object) -> None:
@@ -170,44 +219,68 @@ def run() -> int:
             stopping = True
             raise KeyboardInterrupt
 
-        # Installed explicitly: a shell may start us with SIGINT ignored (a background job), and Ctrl-C,
-        # `kill` and a closed terminal must all stop every process this run started.
+        # Installed before anything starts: a shell may start us with SIGINT ignored (a background job), and
+        # Ctrl-C, `kill` and a closed terminal must all stop every process this run started, also while the
+        # servers start or the migrations run.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, on_signal)
+        code = 1
         try:
-            supervisor.spawn("web", web_argv(host, port), env)
-            supervisor.spawn("websockets", _uvicorn_argv(host, ws_port), env)
-            supervisor.spawn(
-                "worker", [str(BIN / "celery"), "-A", "memory_admin", "-q", "worker", "-l", "warning", "-c", "2"], env
-            )
-            supervisor.spawn(
-                "beat",
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "memory_admin",
-                    "beat",
-                    "-l",
-                    "warning",
-                    "-s",
-                    str(profile_dir / "celerybeat-schedule"),
-                ],
-                env,
-            )
-            url = f"http://{display_host}:{port}/"
-            _write_state(profile_dir, {"pid": os.getpid(), "url": url})
-            _wait_for_http(display_host, port)
-            _print_banner(url, profile_dir / "demo-credentials.json")
-            code = supervisor.wait()
+            supervisor.record()
+            code = _serve(supervisor, profile_dir, host, display_host, port, ws_port)
         except KeyboardInterrupt:
             code = 0
             _say("stopping")
+        except subprocess.CalledProcessError as error:
+            step = " ".join(str(part) for part in error.cmd[2:4])
+            _say(f"`{step}` failed (exit {error.returncode}, its output is above); stopping what was started")
+        except (EmbeddedServiceError, OSError) as error:
+            _say(f"could not start: {error}; stopping what was started")
         finally:
             supervisor.stop()
             EmbeddedStack(profile_dir).stop()
             (profile_dir / "state.json").unlink(missing_ok=True)
         _say("stopped; `make run` again reuses the data in var/run/")
         return code
+
+
+def _serve(supervisor: Supervisor, profile_dir: Path, host: str, display_host: str, port: int, ws_port: int) -> int:
+    env = service_environment("run")
+    env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
+    env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
+    # Counters of every web and worker process, summed at scrape time (memory_admin.metrics).
+    # prometheus_client's multiprocess mode wants the directory emptied before the processes start.
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(profile_dir / "prometheus")))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    _say("applying migrations")
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "seed_demo", "--credentials-file", str(profile_dir / "demo-credentials.json"))
+    supervisor.spawn("web", web_argv(host, port), env)
+    supervisor.spawn("websockets", _uvicorn_argv(host, ws_port), env)
+    supervisor.spawn(
+        "worker", [str(BIN / "celery"), "-A", "memory_admin", "-q", "worker", "-l", "warning", "-c", "2"], env
+    )
+    supervisor.spawn(
+        "beat",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "memory_admin",
+            "beat",
+            "-l",
+            "warning",
+            "-s",
+            str(profile_dir / "celerybeat-schedule"),
+        ],
+        env,
+    )
+    url = f"http://{display_host}:{port}/"
+    supervisor.record(url=url)
+    _wait_for_http(display_host, port)
+    _print_banner(url, profile_dir / "demo-credentials.json")
+    return supervisor.wait()
 
 
 # One worker process per core and one more, two threads each (measured on this 2-core machine with bench/:
@@ -293,10 +366,13 @@ def stop(profile: str, *, timeout: float = 60) -> int:
     profile_dir = VAR / profile
     with exclusive(profile_dir / "lock") as free:
         if free:
+            # Nothing runs the profile: stop what a run that was killed outright left behind, then the servers.
+            stop_leftovers(profile_dir)
             EmbeddedStack(profile_dir).stop()
             return 0
-    pid = _read_state(profile_dir).get("pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    state = _read_state(profile_dir)
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not _is_process(pid, state.get("start")):
         _say(f"var/{profile}/ is in use by a command that is still starting (or by `make test`); try again")
         return 1
     _say(f"asking the running `make run` (pid {pid}) to stop")
@@ -309,8 +385,49 @@ def stop(profile: str, *, timeout: float = 60) -> int:
     return 0
 
 
+def _is_process(pid: int, start: object) -> bool:
+    """Whether `pid` is still the process that the state file recorded (not a later one with its PID).
+
+    A state file written before start times were recorded has none; its PID is then taken on trust."""
+    if start is None:
+        return pid_alive(pid)
+    return pid_alive(pid) and process_start(pid) == start
+
+
+def stop_leftovers(profile_dir: Path, *, timeout: float = 20) -> list[str]:
+    """Stop the processes (each with its process group) that a run of this profile started and left running
+    when it was killed outright; return their names. Call it only while holding the profile's lock, so that a
+    live run's processes are never touched. A recorded PID is acted on only if the process that has it now
+    started when the recorded one did: a PID reused by an unrelated program is left alone."""
+    state = _read_state(profile_dir)
+    children = state.get("children")
+    groups: dict[int, tuple[str, object]] = {}
+    for child in children if isinstance(children, list) else []:
+        if not isinstance(child, dict):
+            continue
+        pid, pgid, start = child.get("pid"), child.get("pgid"), child.get("start")
+        if isinstance(pid, int) and isinstance(pgid, int) and start and _is_process(pid, start):
+            groups[pgid] = (str(child.get("name")), start)
+            _say(f"stopping the {child.get('name')} (pid {pid}) that an earlier run left running")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_is_process(pgid, start) for pgid, (_, start) in groups.items()):
+        time.sleep(0.1)
+    for pgid, (name, start) in groups.items():
+        if _is_process(pgid, start):
+            _say(f"the {name} (pid {pgid}) did not stop in time; killing it")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+    (profile_dir / "state.json").unlink(missing_ok=True)
+    return [name for name, _ in groups.values()]
+
+
 def _write_state(profile_dir: Path, state: dict[str, object]) -> None:
-    (profile_dir / "state.json").write_text(json.dumps(state))
+    # Written whole or not at all: `stop` in another shell may read it at any moment.
+    temporary = profile_dir / "state.json.tmp"
+    temporary.write_text(json.dumps(state))
+    temporary.replace(profile_dir / "state.json")
 
 
 def _read_state(profile_dir: Path) -> dict[str, object]:
@@ -376,6 +493,11 @@ def main(argv: Sequence[str]) -> int:
         return stop(rest[0] if rest else "run")
     if command == "clean":
         for profile in rest or ["test"]:
+            with exclusive(VAR / profile / "lock") as free:
+                if not free:
+                    _say(f"var/{profile}/ is in use (a run or a test); stop it first")
+                    return 1
+                stop_leftovers(VAR / profile)
             EmbeddedStack(VAR / profile).stop()
             shutil.rmtree(VAR / profile, ignore_errors=True)
         return 0

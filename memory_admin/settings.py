@@ -12,6 +12,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from memory_admin.env import (
+    check_json_object,
     check_redis_url,
     env_bool,
     env_choice,
@@ -44,7 +45,8 @@ if not DEBUG and (
 ):
     raise ImproperlyConfigured("SECRET_KEY is a default or shorter than 32 characters; refusing to start")
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# Empty means the default: an empty list would refuse every request.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], empty_means_default=True)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
@@ -459,7 +461,8 @@ OUTBOX_KEEP_PROCESSED_DAYS = env_int("OUTBOX_KEEP_PROCESSED_DAYS", 7, minimum=1)
 # its constructor options as a JSON object in ARCHIVE_STORAGE_OPTIONS or ARCHIVE_STORAGE_OPTIONS_FILE).
 ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(BASE_DIR / "var" / "archive")))
 ARCHIVE_STORAGE_BACKEND = env_str("ARCHIVE_STORAGE_BACKEND", "")
-ARCHIVE_STORAGE_OPTIONS = env_secret("ARCHIVE_STORAGE_OPTIONS") or "{}"
+# Checked here, not when the first archival job runs hours later.
+ARCHIVE_STORAGE_OPTIONS = check_json_object("ARCHIVE_STORAGE_OPTIONS", env_secret("ARCHIVE_STORAGE_OPTIONS") or "{}")
 # lifecycle_app runs checkpoint retention and memory eviction and purge with per-tenant policies, so the apps'
 # own global schedules for them give way to these.
 for _replaced in (

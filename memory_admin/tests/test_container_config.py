@@ -1,0 +1,23 @@
+"""The container set-up (compose.yaml, Dockerfile) starts the processes as `make run` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from memory_admin.runner import ROOT, _uvicorn_argv
+
+
+def _compose() -> dict[str, dict[str, dict[str, object]]]:
+    loaded: dict[str, dict[str, dict[str, object]]] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
+
+
+def test_the_websockets_container_runs_uvicorn_with_the_logging_options_of_make_run() -> None:
+    command = _compose()["services"]["websockets"]["command"]
+    assert isinstance(command, list)
+    argv = _uvicorn_argv("0.0.0.0", 8001)  # noqa: S104
+
+    assert Path(command[0]).name == Path(argv[0]).name == "uvicorn"
+    assert command[1:] == argv[1:]

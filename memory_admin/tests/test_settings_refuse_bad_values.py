@@ -1,0 +1,97 @@
+"""Values that used to pass start-up and misbehave later: an empty flag that switched a safeguard off, an empty
+host list, non-finite numbers, malformed Redis and Postgres ports, malformed archive storage options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from memory_admin.env import check_redis_url, env_bool, env_float, env_list, parse_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "a-real-secret-of-enough-length-0123456789abcdef"
+
+
+def _settings(expression: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SECRET_KEY": SECRET, **overrides}
+    env.pop("SECRET_KEY_FILE", None)
+    code = f"import django; django.setup(); from django.conf import settings; print(repr({expression}))"
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_an_empty_boolean_means_its_default(monkeypatch: pytest.MonkeyPatch, default: bool) -> None:
+    monkeypatch.setenv("FLAG", "")
+    assert env_bool("FLAG", default) is default
+
+
+def test_an_empty_erasure_four_eyes_keeps_four_eyes_approval_on() -> None:
+    result = _settings("settings.ERASURE_FOUR_EYES", ERASURE_FOUR_EYES="")
+    assert result.stdout.strip() == "True", result.stderr
+
+
+def test_an_empty_allowed_hosts_means_the_default_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for empty in ("", " , "):
+        monkeypatch.setenv("HOSTS", empty)
+        assert env_list("HOSTS", ["localhost"], empty_means_default=True) == ["localhost"]
+    result = _settings("settings.ALLOWED_HOSTS", ALLOWED_HOSTS="")
+    assert result.stdout.strip() == "['localhost', '127.0.0.1', '[::1]']", result.stderr
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "NaN"])
+def test_a_number_that_is_not_finite_is_refused_with_the_variables_name(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT_SECONDS", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"REDIS_SOCKET_TIMEOUT_SECONDS=.* is not a finite number"):
+        env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 1.0, minimum=0.05, maximum=60)
+
+
+def test_a_nan_redis_timeout_stops_the_settings_from_loading() -> None:
+    result = _settings("settings.REDIS_SOCKET_TIMEOUT_SECONDS", REDIS_SOCKET_TIMEOUT_SECONDS="nan")
+    assert result.returncode != 0
+    assert "REDIS_SOCKET_TIMEOUT_SECONDS='nan' is not a finite number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:abc/0", "invalid port"),
+        ("redis://127.0.0.1:99999/0", "invalid port"),
+        ("redis://127.0.0.1:0/0", "port 0"),
+        ("redis://127.0.0.1:6379/notadb", "databases are numbers"),
+        ("redis://", "names no host"),
+    ],
+)
+def test_a_malformed_redis_url_is_refused(url: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        check_redis_url("REDIS_URL", url)
+
+
+def test_well_formed_redis_urls_pass() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "redis://:pw@cache", "rediss://cache:6380/2", "unix:///run/redis.sock"):
+        assert check_redis_url("REDIS_URL", url) == url
+
+
+def test_a_database_url_with_port_0_is_refused_instead_of_becoming_5432() -> None:
+    with pytest.raises(ImproperlyConfigured, match="port 0"):
+        parse_database_url("DATABASE_URL", "postgres://127.0.0.1:0/memory")
+    assert parse_database_url("DATABASE_URL", "postgres://127.0.0.1/memory").port == 5432
+
+
+def test_malformed_archive_storage_options_stop_the_settings_from_loading() -> None:
+    result = _settings(
+        "settings.ARCHIVE_STORAGE_OPTIONS",
+        ARCHIVE_STORAGE_BACKEND="storages.backends.s3.S3Storage",
+        ARCHIVE_STORAGE_OPTIONS='{"bucket_name": "archive",',
+    )
+    assert result.returncode != 0
+    assert "ARCHIVE_STORAGE_OPTIONS is not valid JSON" in result.stderr
+    assert "bucket_name" not in result.stderr.splitlines()[-1]
+    listed = _settings("settings.ARCHIVE_STORAGE_OPTIONS", ARCHIVE_STORAGE_OPTIONS='["not", "an object"]')
+    assert "ARCHIVE_STORAGE_OPTIONS must be a JSON object" in listed.stderr
