@@ -16,6 +16,15 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
 API_PREFIX = "/api/v1/"
+# Liveness (memory_admin.views.healthz, the same answer), given before Django: a probe from the host or the
+# orchestrator (Host: 127.0.0.1, a pod's IP) need not be among ALLOWED_HOSTS, and it needs nothing Django does.
+_ALIVE = b'{"status": "ok"}'
+_ALIVE_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Content-Length", str(len(_ALIVE))),
+    ("Cache-Control", "max-age=0, no-cache, no-store, must-revalidate, private"),
+    ("X-Content-Type-Options", "nosniff"),
+]
 
 
 class _ApiWSGIHandler(WSGIHandler):
@@ -36,6 +45,9 @@ class SplitWSGIHandler:
         self.site = WSGIHandler()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", list(_ALIVE_HEADERS))
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [_ALIVE]
         if environ.get("PATH_INFO", "").startswith(API_PREFIX):
             buffer_chunked_body(environ)
             return self.api(environ, start_response)

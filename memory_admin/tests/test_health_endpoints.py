@@ -70,3 +70,17 @@ def test_metrics_answer_an_admin_from_anywhere(world: World) -> None:
     support = logged_in(world.support)
     support.defaults["REMOTE_ADDR"] = "203.0.113.9"
     assert support.get("/metrics").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_containers_liveness_probe_passes_whatever_the_allowed_hosts() -> None:
+    # The Dockerfile's HEALTHCHECK asks http://127.0.0.1:PORT/healthz; with ALLOWED_HOSTS set to the public
+    # name, Django refused that Host with a 400 and every container would have been marked unhealthy.
+    import httpx
+
+    from tests.servers import running, web_server
+
+    with running(web_server(workers=1, threads=1, env={"ALLOWED_HOSTS": "memory.example.com"})) as server:
+        answer = httpx.get(f"{server.url}/healthz", timeout=5)
+
+    assert (answer.status_code, answer.content) == (200, b'{"status": "ok"}')
