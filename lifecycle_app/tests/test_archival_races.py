@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,20 @@ def _wait_until_blocked(table: str) -> None:
     raise AssertionError("the first worker never waited for the events table")
 
 
+@contextmanager
+def _first_worker_held(session_pk: Any) -> Iterator[list[Any]]:
+    """Start the first worker while holding the events table, so that it waits between choosing its range and
+    reading the rows; what the block does meanwhile commits with the block; the worker then goes on. Yields
+    where the worker's outcome lands."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        worker, outcome = _held_worker(session_pk)
+        _wait_until_blocked(Event._meta.db_table)
+        yield outcome
+    worker.join(30)
+
+
 def _files(root: Path) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*.json.gz"))
 
@@ -65,13 +81,8 @@ def test_a_worker_that_lost_the_race_for_a_range_leaves_the_winners_archive_inta
     session = grow_session(world, steps=200)
     age(session, days=40)
 
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
-        first, outcome = _held_worker(session.pk)
-        _wait_until_blocked(Event._meta.db_table)
+    with _first_worker_held(session.pk) as outcome:
         won = archival.archive_events_step(session.pk, upto=100, keep_snapshot=100, limit=500, wait=True)
-    first.join(30)
 
     assert won is not None and won.events == 100
     assert not isinstance(outcome[0], Exception), outcome
@@ -87,13 +98,8 @@ def test_a_session_erased_during_an_archival_step_leaves_no_archive_object_behin
     session = grow_session(world, steps=200)
     age(session, days=40)
 
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
-        worker, outcome = _held_worker(session.pk)
-        _wait_until_blocked(Event._meta.db_table)
+    with _first_worker_held(session.pk) as outcome:
         AgentSession.objects.filter(pk=session.pk).delete()  # as an erasure's purge does, with what hangs off it
-    worker.join(30)
 
     assert outcome == [None]
     assert not ArchiveSegment.objects.exists()
