@@ -21,3 +21,17 @@ def test_the_websockets_container_runs_uvicorn_with_the_logging_options_of_make_
 
     assert Path(command[0]).name == Path(argv[0]).name == "uvicorn"
     assert command[1:] == argv[1:]
+
+
+def test_every_app_container_shares_one_archive_volume_the_image_lets_it_write() -> None:
+    # The archive lived in each container's own filesystem, under a directory only root could write: the
+    # worker's archival failed, and what it archived (gone from Postgres) would not outlive the container.
+    compose = _compose()
+    archive = "/app/var/archive"
+    for role in ("web", "websockets", "worker", "beat"):
+        service = compose["services"][role]
+        assert f"archive:{archive}" in service["volumes"], role  # type: ignore[operator]
+        assert service["environment"]["ARCHIVE_DIR"] == archive, role  # type: ignore[index]
+    assert "archive" in compose["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"mkdir -p {archive}" in dockerfile and "chown -R memory /app/staticfiles /app/var" in dockerfile
