@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +37,33 @@ class LayerHealth:
         return {"ok": self.ok, "detail": self.detail, "required": self.required}
 
 
-def check_postgres() -> list[LayerHealth]:
+# How long a readiness probe waits for Postgres.
+POSTGRES_PROBE_SECONDS = 2.0
+_probe_lock = threading.Lock()
+_probe: Future[list[LayerHealth]] | None = None
+_prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-probe")
+
+
+def check_postgres(timeout: float = POSTGRES_PROBE_SECONDS) -> list[LayerHealth]:
+    """Postgres and pgvector, as answered within `timeout` seconds.
+
+    A Postgres that hangs (stopped, or behind a network that drops packets) must not hold the caller: each
+    probe would take a web thread for good, until none served anything. The question is asked on a thread of
+    its own, one at a time; callers meanwhile wait on the same one, each for `timeout` at most.
+    """
+    global _probe
+    with _probe_lock:
+        if _probe is None or _probe.done():
+            _probe = _prober.submit(_ask_postgres)
+        probe = _probe
+    try:
+        return probe.result(timeout=timeout)
+    except FutureTimeout:
+        reason = f"no answer within {timeout:g} s"
+        return [LayerHealth("postgres", False, reason), LayerHealth("pgvector", False, reason)]
+
+
+def _ask_postgres() -> list[LayerHealth]:
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -45,6 +74,8 @@ def check_postgres() -> list[LayerHealth]:
     except Exception as exc:  # any driver error means "not ready"; the type names what went wrong
         reason = f"unreachable ({type(exc).__name__})"
         return [LayerHealth("postgres", False, reason), LayerHealth("pgvector", False, reason)]
+    finally:
+        connection.close()  # this thread's own connection: a new one per probe, never one left broken
     vector = (
         LayerHealth("pgvector", True, f"vector {vector_version}")
         if vector_version

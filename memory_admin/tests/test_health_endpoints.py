@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client, override_settings
 
@@ -84,3 +86,27 @@ def test_the_containers_liveness_probe_passes_whatever_the_allowed_hosts() -> No
         answer = httpx.get(f"{server.url}/healthz", timeout=5)
 
     assert (answer.status_code, answer.content) == (200, b'{"status": "ok"}')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readiness_answers_within_its_limit_when_postgres_does_not_answer_and_recovers_after() -> None:
+    # A hung Postgres held every /readyz call (and with it a web thread) for good, until no thread served
+    # anything. Held here by a lock the probe's query waits for, as it would for a stopped server.
+    from django.db import connection, transaction
+
+    from memory_admin.health import check_postgres
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        held = check_postgres(timeout=0.5)
+        waited = time.monotonic() - started
+    after = check_postgres()
+
+    assert [(layer.name, layer.ok, layer.detail) for layer in held] == [
+        ("postgres", False, "no answer within 0.5 s"),
+        ("pgvector", False, "no answer within 0.5 s"),
+    ]
+    assert waited < 2
+    assert [layer.ok for layer in after] == [True, True]
