@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -119,6 +119,17 @@ class DatabaseUrl:
     options: dict[str, str]
 
 
+def _port(name: str, parts: SplitResult, *, default: int) -> int:
+    """The URL's port (`default` when it names none); ImproperlyConfigured for one outside 1-65535."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port (a number from 1 to 65535)") from None
+    if port == 0:
+        raise ImproperlyConfigured(f"{name} has port 0 (a number from 1 to 65535, or none for {default})")
+    return port or default
+
+
 def parse_database_url(name: str, value: str) -> DatabaseUrl:
     """Parse `postgres://user:password@host:port/dbname?sslmode=require` into its parts."""
     parts = urlsplit(value)
@@ -127,15 +138,10 @@ def parse_database_url(name: str, value: str) -> DatabaseUrl:
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise ImproperlyConfigured(f"{name} names no database (postgres://user@host:port/DBNAME)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port (a number from 1 to 65535)") from None
-    if port == 0:
-        raise ImproperlyConfigured(f"{name} has port 0 (a number from 1 to 65535, or none for 5432)")
+    port = _port(name, parts, default=5432)
     return DatabaseUrl(
         host=unquote(parts.hostname or "localhost"),
-        port=port or 5432,
+        port=port,
         name=database,
         user=unquote(parts.username or "postgres"),
         password=unquote(parts.password or ""),
@@ -152,12 +158,7 @@ def check_redis_url(name: str, value: str) -> str:
         return value
     if not parts.hostname:
         raise ImproperlyConfigured(f"{name} names no host (redis://host:6379/0)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port (a number from 1 to 65535)") from None
-    if port == 0:
-        raise ImproperlyConfigured(f"{name} has port 0 (a number from 1 to 65535, or none for 6379)")
+    _port(name, parts, default=6379)
     database = parts.path.strip("/")
     if database and not database.isdigit():
         raise ImproperlyConfigured(f"{name} has database {database!r}; Redis databases are numbers (/0)")
