@@ -85,6 +85,9 @@ _TUPLE_FILTERS = {
     "checkpoint_id": " AND checkpoint_id = %(checkpoint_id)s",
     "before": " AND checkpoint_id < %(before)s",
     "metadata": " AND metadata @> %(metadata)s::jsonb",
+    # Strictly after the previous page's last row in (checkpoint id desc, namespace): a page may end between
+    # two namespaces' checkpoints of the same id, where `before` alone would skip the rest of them.
+    "after_id": " AND (checkpoint_id < %(after_id)s OR (checkpoint_id = %(after_id)s AND checkpoint_ns > %(after_ns)s))",
 }
 
 
@@ -143,6 +146,15 @@ def _limit_sql(limit: int) -> str:
     return "1" if type(limit) is int and limit == 1 else "%(limit)s"
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a listing stopped: the last checkpoint returned, in the listing's order."""
+
+    checkpoint_id: str
+    thread_id: str
+    checkpoint_ns: str
+
+
 def list_tuples(
     *,
     tenant: Tenant,
@@ -151,11 +163,13 @@ def list_tuples(
     checkpoint_id: str | None = None,
     before: str | None = None,
     metadata_filter: dict[str, Any] | None = None,
+    after: Position | None = None,
     limit: int = MAX_LIMIT,
 ) -> list[TupleView]:
-    """The thread's checkpoints newest first (by checkpoint id), in one namespace or all, each with its
-    channel values and pending writes: exactly `checkpoint_id` when given, those before `before`, those
-    whose metadata contains `metadata_filter`. NotFound (404) for a thread the tenant does not have.
+    """The thread's checkpoints newest first (by checkpoint id, then namespace), in one namespace or all, each
+    with its channel values and pending writes: exactly `checkpoint_id` when given, those before `before`,
+    those whose metadata contains `metadata_filter`, continuing after `after` (the previous page's last row;
+    its thread id is not read). NotFound (404) for a thread the tenant does not have.
     One prepared statement: this is the read every `graph.invoke` on a thread starts with."""
     check_thread_id(thread_id)
     params: dict[str, Any] = {
@@ -166,6 +180,8 @@ def list_tuples(
         "checkpoint_id": checkpoint_id,
         "before": before,
         "metadata": json.dumps(metadata_filter) if metadata_filter else None,
+        "after_id": after.checkpoint_id if after is not None else None,
+        "after_ns": after.checkpoint_ns if after is not None else None,
     }
     conditions = "".join(sql for name, sql in _TUPLE_FILTERS.items() if params[name] is not None)
     rows = run(_TUPLES_SQL.format(conditions=conditions, limit=_limit_sql(limit)), params)
@@ -193,15 +209,6 @@ _TENANT_TUPLE_FILTERS = {
     "after_id": " AND (t.checkpoint_id < %(after_id)s OR (t.checkpoint_id = %(after_id)s"
     " AND (s.session_id > %(after_thread)s OR (s.session_id = %(after_thread)s AND t.checkpoint_ns > %(after_ns)s))))",
 }
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a tenant-wide listing stopped: the last checkpoint returned, in the listing's order."""
-
-    checkpoint_id: str
-    thread_id: str
-    checkpoint_ns: str
 
 
 def list_tenant_tuples(

@@ -240,9 +240,19 @@ QUERY_MAX_LENGTH = {"checkpoint_ns": 512, "checkpoint_id": 128, "before": 128}
 
 
 def tuple_page(views: list[TupleView], limit: int) -> dict[str, Any]:
-    """A page of one thread's tuples, newest first; `next_before` (the cursor) when the page is full."""
-    next_before = views[-1].row.checkpoint_id if len(views) == limit else None
-    return {"results": [tuple_out(view) for view in views], "next_before": next_before}
+    """A page of tuples, newest first; when the page is full, where the next one starts: `next_after` (the
+    last row's position) and, for clients that predate it, `next_before` (its checkpoint id, which skips the
+    rest of that id's namespaces)."""
+    full = len(views) == limit
+    return {
+        "results": [tuple_out(view) for view in views],
+        "next_before": views[-1].row.checkpoint_id if full else None,
+        "next_after": position_out(views[-1]) if full else None,
+    }
+
+
+def position_out(view: TupleView) -> dict[str, str]:
+    return {"checkpoint_id": view.row.checkpoint_id, "thread_id": view.thread_id, "checkpoint_ns": view.row.checkpoint_ns}
 
 
 def tuple_out(view: TupleView) -> dict[str, Any]:
@@ -299,17 +309,22 @@ class TupleOut(serializers.Serializer[Any]):
     pending_writes = PendingWriteOut(many=True)
 
 
-class TuplePageOut(serializers.Serializer[Any]):
-    results = TupleOut(many=True)
-    next_before = serializers.CharField(
-        allow_null=True, help_text="Pass as `before` for the next page; null on the last page."
-    )
-
-
 class PositionOut(serializers.Serializer[Any]):
     checkpoint_id = serializers.CharField()
     thread_id = serializers.CharField()
     checkpoint_ns = serializers.CharField(allow_blank=True)
+
+
+class TuplePageOut(serializers.Serializer[Any]):
+    results = TupleOut(many=True)
+    next_after = PositionOut(
+        allow_null=True, help_text="Pass as `after` (JSON) for the next page; null on the last page."
+    )
+    next_before = serializers.CharField(
+        allow_null=True,
+        help_text="The last checkpoint id of a full page (null on the last page). As `before` it skips the rest "
+        "of that id's namespaces: page with `after`.",
+    )
 
 
 class TenantTuplePageOut(serializers.Serializer[Any]):

@@ -76,6 +76,7 @@ _LIST_PARAMETERS = [
         "limit", OpenApiTypes.INT, description=f"1-{selectors.MAX_LIMIT} (default {selectors.MAX_LIMIT})."
     ),
     OpenApiParameter("filter", OpenApiTypes.STR, description="A JSON object the metadata must contain."),
+    OpenApiParameter("after", OpenApiTypes.STR, description="The previous page's `next_after` (JSON)."),
 ]
 
 
@@ -92,6 +93,7 @@ class ThreadCheckpointsView(AgentAPIView):
             checkpoint_id=_query_text(request, "checkpoint_id", max_length=s.QUERY_MAX_LENGTH["checkpoint_id"]),
             before=_query_text(request, "before", max_length=s.QUERY_MAX_LENGTH["before"]),
             metadata_filter=_metadata_filter(request),
+            after=_position(request),
             limit=limit,
         )
         return Response(s.tuple_page(views, limit))
@@ -156,14 +158,7 @@ class CheckpointsView(AgentAPIView):
             metadata_filter=_metadata_filter(request),
             limit=limit,
         )
-        next_after = None
-        if len(views) == limit:
-            last = views[-1]
-            next_after = {
-                "checkpoint_id": last.row.checkpoint_id,
-                "thread_id": last.thread_id,
-                "checkpoint_ns": last.row.checkpoint_ns,
-            }
+        next_after = s.position_out(views[-1]) if len(views) == limit else None
         return Response({"results": [s.tuple_out(view) for view in views], "next_after": next_after})
 
 

@@ -459,7 +459,7 @@ def _twin_threads(world: World) -> None:
         "?checkpoint_ns=&limit=1",  # get_tuple: the latest, with its blobs and the writes made on it
         "?checkpoint_ns=&checkpoint_id=1f0-0002&limit=1",  # get_tuple of one checkpoint
         "?checkpoint_ns=&before=1f0-0003&limit=2",  # list's next page
-        "?limit=2",  # a full page: next_before is set
+        "?limit=2",  # a full page: next_after and next_before are set
         "",  # every checkpoint of every namespace
         "?checkpoint_id=1f0-9999&limit=1",  # none
     ],
@@ -472,11 +472,13 @@ def test_a_langgraph_checkpoint_read_is_answered_by_the_lane_as_django_answers_i
     django_response = django.get(f"/api/v1/langgraph/threads/lg-via-django/checkpoints{query}")
 
     _same_answer(lane_response, django_response)
+    answer = django_response.json()
     assert lane_response.json() == {
-        **django_response.json(),
+        **answer,
         "results": [
-            {**item, "thread_id": "lg-via-lane"} for item in django_response.json()["results"]
+            {**item, "thread_id": "lg-via-lane"} for item in answer["results"]
         ],  # the checkpoint ids (left out by the comparison above) too
+        "next_after": answer["next_after"] and {**answer["next_after"], "thread_id": "lg-via-lane"},
     }
 
 

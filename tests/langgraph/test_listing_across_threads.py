@@ -18,11 +18,21 @@ from tests.langgraph.conftest import run_async
 from tests.servers import ServerProcess
 
 
-def _save(saver: AgentMemorySaver, thread_id: str, step: int, *, source: Literal["input", "loop"] = "loop") -> str:
+def _save(
+    saver: AgentMemorySaver,
+    thread_id: str,
+    step: int,
+    *,
+    source: Literal["input", "loop"] = "loop",
+    namespace: str = "",
+    checkpoint_id: str | None = None,
+) -> str:
     checkpoint = empty_checkpoint()
+    if checkpoint_id is not None:
+        checkpoint["id"] = checkpoint_id
     checkpoint["channel_values"] = {"step": step}
     checkpoint["channel_versions"] = {"step": step + 1}
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": namespace}}
     saver.put(config, checkpoint, {"source": source, "step": step}, {"step": step + 1})
     return checkpoint["id"]
 
@@ -85,6 +95,26 @@ def test_listing_without_a_config_pages_through_threads_that_share_checkpoint_id
     threads = ["lg-copy-1", "lg-copy-2", "lg-source"]
     assert listed == [(thread, cid) for cid in reversed(ids) for thread in threads]
     assert _ids(saver.list(None, limit=4)) == listed[:4]
+
+
+def test_one_threads_listing_pages_through_namespaces_that_share_a_checkpoint_id(
+    saver: AgentMemorySaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [_save(saver, "lg-nested", step) for step in range(2)]
+    for namespace in ("child:a", "child:b"):  # a subgraph's checkpoints, here with the ids of the parent's
+        for step, checkpoint_id in enumerate(ids):
+            _save(saver, "lg-nested", step, namespace=namespace, checkpoint_id=checkpoint_id)
+    monkeypatch.setattr(checkpoint_module, "PAGE", 2)  # a page ends between namespaces of one id
+
+    def listed(**options: Any) -> list[tuple[str, str]]:
+        tuples = saver.list({"configurable": {"thread_id": "lg-nested"}}, **options)
+        return [(t.config["configurable"]["checkpoint_ns"], t.config["configurable"]["checkpoint_id"]) for t in tuples]
+
+    namespaces = ["", "child:a", "child:b"]
+    assert listed() == [(namespace, cid) for cid in reversed(ids) for namespace in namespaces]
+    assert listed(limit=5) == listed()[:5]
+    before: RunnableConfig = {"configurable": {"thread_id": "lg-nested", "checkpoint_id": ids[1]}}
+    assert listed(before=before) == [(namespace, ids[0]) for namespace in namespaces]
 
 
 def test_the_outsider_lists_none_of_acmes_checkpoints(

@@ -263,13 +263,13 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
 
     @staticmethod
     def _next(thread_id: str | None, params: dict[str, Any], page: dict[str, Any]) -> bool:
-        """Point `params` at the page after `page`; False on the last page."""
-        if thread_id is None:
-            if page.get("next_after") is None:
-                return False
+        """Point `params` at the page after `page`; False on the last page. A page of one thread carries
+        `next_after` from services that have it (its `next_before` would skip the rest of the last id's
+        namespaces), `next_before` only from older ones."""
+        if page.get("next_after") is not None:
             params["after"] = page["next_after"]
             return True
-        if page.get("next_before") is None:
+        if thread_id is None or page.get("next_before") is None:
             return False
         params["before"] = page["next_before"]
         return True
