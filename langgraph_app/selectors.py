@@ -87,7 +87,8 @@ _TUPLE_FILTERS = {
     "metadata": " AND metadata @> %(metadata)s::jsonb",
     # Strictly after the previous page's last row in (checkpoint id desc, namespace): a page may end between
     # two namespaces' checkpoints of the same id, where `before` alone would skip the rest of them.
-    "after_id": " AND (checkpoint_id < %(after_id)s OR (checkpoint_id = %(after_id)s AND checkpoint_ns > %(after_ns)s))",
+    "after_id": " AND (checkpoint_id < %(after_id)s"
+    " OR (checkpoint_id = %(after_id)s AND checkpoint_ns > %(after_ns)s))",
 }
 
 

@@ -252,7 +252,8 @@ def tuple_page(views: list[TupleView], limit: int) -> dict[str, Any]:
 
 
 def position_out(view: TupleView) -> dict[str, str]:
-    return {"checkpoint_id": view.row.checkpoint_id, "thread_id": view.thread_id, "checkpoint_ns": view.row.checkpoint_ns}
+    row = view.row
+    return {"checkpoint_id": row.checkpoint_id, "thread_id": view.thread_id, "checkpoint_ns": row.checkpoint_ns}
 
 
 def tuple_out(view: TupleView) -> dict[str, Any]:
