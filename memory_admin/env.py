@@ -160,7 +160,7 @@ def check_redis_url(name: str, value: str) -> str:
         raise ImproperlyConfigured(f"{name} names no host (redis://host:6379/0)")
     _port(name, parts, default=6379)
     database = parts.path.strip("/")
-    if database and not database.isdigit():
+    if database and not (database.isascii() and database.isdigit()):
         raise ImproperlyConfigured(f"{name} has database {database!r}; Redis databases are numbers (/0)")
     return value
 

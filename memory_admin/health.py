@@ -120,3 +120,18 @@ def check_workers() -> LayerHealth:
 
 def all_layers() -> list[LayerHealth]:
     return [*check_postgres(), check_redis(), check_workers()]
+
+
+def readiness() -> tuple[int, dict[str, Any]]:
+    """/readyz's status and body: ready when Postgres (with pgvector) answers; 503 naming the failing layer.
+
+    Without Redis the API still serves every request from Postgres, only slower: the node stays ready (a load
+    balancer that dropped every node because a cache is away would turn a slowdown into an outage), with
+    status "degraded" and the layer named in `degraded`.
+    """
+    layers = [*check_postgres(), check_redis(), check_workers()]
+    ready = all(layer.ok for layer in layers if layer.required)
+    degraded = [layer.name for layer in layers if layer.degrades and not layer.ok]
+    status = "unavailable" if not ready else "degraded" if degraded else "ready"
+    body = {"status": status, "degraded": degraded, "layers": {layer.name: layer.as_dict() for layer in layers}}
+    return (200 if ready else 503), body

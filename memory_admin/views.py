@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from memory_admin.api.errors import json_error
-from memory_admin.health import check_postgres, check_redis, check_workers
+from memory_admin.health import readiness
 from memory_admin.metrics import exposition
 from tenants_app.roles import Role, has_role
 
@@ -24,18 +24,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when Postgres (with pgvector) answers; 503 with the failing layer otherwise.
-
-    Without Redis the API still serves every request from Postgres, only slower: the node stays ready (a load
-    balancer that dropped every node because a cache is away would turn a slowdown into an outage), with
-    status "degraded" and the layer named in `degraded`.
-    """
-    layers = [*check_postgres(), check_redis(), check_workers()]
-    ready = all(layer.ok for layer in layers if layer.required)
-    degraded = [layer.name for layer in layers if layer.degrades and not layer.ok]
-    status = "unavailable" if not ready else "degraded" if degraded else "ready"
-    body = {"status": status, "degraded": degraded, "layers": {layer.name: layer.as_dict() for layer in layers}}
-    return JsonResponse(body, status=200 if ready else 503)
+    """Ready when Postgres (with pgvector) answers; 503 with the failing layer otherwise (see `readiness`).
+    The web server answers it before Django (memory_admin.api.handler); this view serves other servers."""
+    status, body = readiness()
+    return JsonResponse(body, status=status)
 
 
 def _metrics_allowed(request: HttpRequest) -> bool:

@@ -8,6 +8,7 @@ handlers (same URLconf, signals and exception handling); they differ only in the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import Any
@@ -15,16 +16,24 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from memory_admin.health import readiness
+
 API_PREFIX = "/api/v1/"
-# Liveness (memory_admin.views.healthz, the same answer), given before Django: a probe from the host or the
-# orchestrator (Host: 127.0.0.1, a pod's IP) need not be among ALLOWED_HOSTS, and it needs nothing Django does.
+# Liveness and readiness (memory_admin.views.healthz and readyz, the same answers), given before Django: a
+# probe from the host or the orchestrator (Host: 127.0.0.1, a pod's IP) need not be among ALLOWED_HOSTS, and
+# it needs nothing Django's middleware does.
 _ALIVE = b'{"status": "ok"}'
-_ALIVE_HEADERS = [
+_PROBE_HEADERS = [
     ("Content-Type", "application/json"),
-    ("Content-Length", str(len(_ALIVE))),
     ("Cache-Control", "max-age=0, no-cache, no-store, must-revalidate, private"),
     ("X-Content-Type-Options", "nosniff"),
 ]
+_REASONS = {200: "200 OK", 503: "503 Service Unavailable"}
+
+
+def _probe_answer(environ: dict[str, Any], start_response: Callable[..., Any], status: str, body: bytes) -> list[bytes]:
+    start_response(status, [*_PROBE_HEADERS, ("Content-Length", str(len(body)))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
 class _ApiWSGIHandler(WSGIHandler):
@@ -45,9 +54,12 @@ class SplitWSGIHandler:
         self.site = WSGIHandler()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            start_response("200 OK", list(_ALIVE_HEADERS))
-            return [] if environ["REQUEST_METHOD"] == "HEAD" else [_ALIVE]
+        path = environ.get("PATH_INFO")
+        if path in ("/healthz", "/readyz") and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            if path == "/healthz":
+                return _probe_answer(environ, start_response, "200 OK", _ALIVE)
+            status, body = readiness()
+            return _probe_answer(environ, start_response, _REASONS[status], json.dumps(body).encode())
         if environ.get("PATH_INFO", "").startswith(API_PREFIX):
             buffer_chunked_body(environ)
             return self.api(environ, start_response)

@@ -75,7 +75,7 @@ def test_metrics_answer_an_admin_from_anywhere(world: World) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_containers_liveness_probe_passes_whatever_the_allowed_hosts() -> None:
+def test_the_liveness_and_readiness_probes_pass_whatever_the_allowed_hosts() -> None:
     # The Dockerfile's HEALTHCHECK asks http://127.0.0.1:PORT/healthz; with ALLOWED_HOSTS set to the public
     # name, Django refused that Host with a 400 and every container would have been marked unhealthy.
     import httpx
@@ -84,8 +84,21 @@ def test_the_containers_liveness_probe_passes_whatever_the_allowed_hosts() -> No
 
     with running(web_server(workers=1, threads=1, env={"ALLOWED_HOSTS": "memory.example.com"})) as server:
         answer = httpx.get(f"{server.url}/healthz", timeout=5)
+        ready = httpx.get(f"{server.url}/readyz", timeout=5)
+        head = httpx.head(f"{server.url}/readyz", timeout=5)
+        page = httpx.get(f"{server.url}/login/", timeout=5)
 
     assert (answer.status_code, answer.content) == (200, b'{"status": "ok"}')
+    # An orchestrator's readiness probe (Host: the pod's IP) is answered too, with the layers' health.
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready" and ready.json()["layers"]["postgres"]["ok"]
+    assert ready.headers["Cache-Control"].startswith("max-age=0")
+    assert (head.status_code, head.content, head.headers["Content-Length"]) == (
+        200,
+        b"",
+        ready.headers["Content-Length"],
+    )
+    assert page.status_code == 400  # the pages still answer only to the allowed names
 
 
 @pytest.mark.django_db(transaction=True)

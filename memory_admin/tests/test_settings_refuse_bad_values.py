@@ -65,6 +65,7 @@ def test_a_nan_redis_timeout_stops_the_settings_from_loading() -> None:
         ("redis://127.0.0.1:99999/0", "invalid port"),
         ("redis://127.0.0.1:0/0", "port 0"),
         ("redis://127.0.0.1:6379/notadb", "databases are numbers"),
+        ("redis://127.0.0.1:6379/²", "databases are numbers"),  # a digit to str.isdigit(), not to int()
         ("redis://", "names no host"),
     ],
 )
