@@ -258,6 +258,20 @@ def _locked_memory(tenant: Tenant, memory_id: uuid.UUID | str) -> Memory:
     return memory
 
 
+def _refuse_profile_owned(memory: Memory) -> None:
+    """A memory that mirrors a profile fact changes with the fact: edited or deleted on its own, it would
+    disagree with the profile until the fact next changed, and then be overwritten or come back."""
+    if memory.source == Source.PROFILE:
+        raise Conflict(
+            "This memory mirrors a fact of the user's profile; change or remove the fact instead.",
+            details={
+                "memory_id": str(memory.pk),
+                "user_id": memory.user_id,
+                "profile_fact": memory.source_key.removeprefix(PROFILE_SOURCE_PREFIX),
+            },
+        )
+
+
 @dataclass(frozen=True)
 class UpdateOutcome:
     memory: Memory
@@ -281,8 +295,9 @@ def update_memory(
     caller gets StaleVersion (412, with the current memory) unless it asked to merge, in which case the
     stored and the sent content are merged (by the chat model when configured, deterministically otherwise)
     and the merge is recorded in the memory's history with both inputs. NotFound for another tenant's or a
-    deleted memory; ValidationFailed for bad content or metadata; Unavailable when the embedder (or the chat
-    model asked to merge) is down, with nothing changed.
+    deleted memory; Conflict for a memory that mirrors a profile fact (it changes with the fact);
+    ValidationFailed for bad content or metadata; Unavailable when the embedder (or the chat model asked to
+    merge) is down, with nothing changed.
     """
     if content is None and metadata is None:
         raise _invalid("content", "Send content, metadata, or both.")
@@ -291,6 +306,7 @@ def update_memory(
     if metadata is not None:
         clean_metadata(metadata)
     memory = _locked_memory(tenant, memory_id)
+    _refuse_profile_owned(memory)
     stale = expected_versions is not None and memory.version not in expected_versions
     if stale and not (merge_on_conflict and content is not None):
         raise StaleVersion(memory)
@@ -342,9 +358,11 @@ def update_memory(
 def delete_memory(*, tenant: Tenant, memory_id: uuid.UUID | str, expected_versions: set[int] | None) -> None:
     """Delete logically: the memory disappears from every read at once; the purge job removes the row later.
 
-    NotFound for an unknown, foreign or already deleted memory; StaleVersion (412) when If-Match disagrees.
+    NotFound for an unknown, foreign or already deleted memory; Conflict for one that mirrors a profile fact
+    (remove the fact instead); StaleVersion (412) when If-Match disagrees.
     """
     memory = _locked_memory(tenant, memory_id)
+    _refuse_profile_owned(memory)
     if expected_versions is not None and memory.version not in expected_versions:
         raise StaleVersion(memory)
     memory.deleted_at = timezone.now()
@@ -519,8 +537,11 @@ def update_profile(
     return profile
 
 
+PROFILE_SOURCE_PREFIX = "profile:"
+
+
 def memory_source_key_for_fact(fact_key: str) -> str:
-    return f"profile:{fact_key}"
+    return f"{PROFILE_SOURCE_PREFIX}{fact_key}"
 
 
 __all__ = [

@@ -76,6 +76,28 @@ def test_a_changed_fact_updates_its_memory_and_a_removed_fact_deletes_it(world):
     assert not profile_memories().exists()
 
 
+def test_a_memory_that_mirrors_a_fact_is_changed_through_the_profile_not_on_its_own(world):
+    # Edited or deleted on its own it disagreed with the profile, until the fact's next change overwrote it or
+    # brought it back.
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    drain()
+    memory = profile_memories().get()
+    url = f"/api/v1/memories/{memory.pk}"
+
+    edited = world.acme.client.patch(url, {"content": "Alice eats meat."}, format="json")
+    deleted = world.acme.client.delete(url)
+
+    for response in (edited, deleted):
+        assert response.status_code == 409, response.json()
+        error = response.json()["error"]
+        assert error["details"] == {"memory_id": str(memory.pk), "user_id": "alice", "profile_fact": "diet"}
+    unchanged = profile_memories().get()
+    assert (unchanged.content, unchanged.version) == ("Alice is vegetarian.", memory.version)
+    patch(world.acme.client, {"facts": {"diet": None}})
+    drain()
+    assert world.acme.client.get(url).status_code == 404
+
+
 def test_draining_twice_applies_each_fact_exactly_once(world):
     patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian.", "pet": "Alice has a dog."}})
 
