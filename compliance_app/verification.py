@@ -60,9 +60,10 @@ def _typed_columns_named(name: str, *, text_only: bool = False) -> list[tuple[st
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
-def _any_of(column: str, data_type: str) -> str:
-    """`column` is one of the ids bound as a text array: through the column's index when it is a uuid."""
-    return f"{column} = any(%s::uuid[])" if data_type == "uuid" else f"{column}::text = any(%s)"
+def _references_named(name: str) -> list[str]:
+    """Tables whose column `name` can hold a session's or memory's key: the uuid ones. A text column of that
+    name holds something else (a session's own, client-chosen id), which any tenant may spell as a key."""
+    return [table for table, data_type in _typed_columns_named(name) if data_type == "uuid"]
 
 
 def _tenant_column(model: type[Model]) -> str | None:
@@ -116,11 +117,11 @@ def scan(request: ErasureRequest) -> dict[str, int]:
     sessions = request.refs.get("sessions", [])
     memories = request.refs.get("memories", [])
     with connection.cursor() as cursor:
-        for table, data_type in _typed_columns_named("session_id"):
-            cursor.execute(f'select count(*) from "{table}" where {_any_of("session_id", data_type)}', [sessions])  # noqa: S608
+        for table in _references_named("session_id"):
+            cursor.execute(f'select count(*) from "{table}" where session_id = any(%s::uuid[])', [sessions])  # noqa: S608
             findings[f"postgres:{table}.session_id"] = cursor.fetchone()[0]
-        for table, data_type in _typed_columns_named("memory_id"):
-            cursor.execute(f'select count(*) from "{table}" where {_any_of("memory_id", data_type)}', [memories])  # noqa: S608
+        for table in _references_named("memory_id"):
+            cursor.execute(f'select count(*) from "{table}" where memory_id = any(%s::uuid[])', [memories])  # noqa: S608
             findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
         for table in _columns_named("user_id", text_only=True):
             exclude = " and id <> %s" if table == _REQUEST_TABLE else ""

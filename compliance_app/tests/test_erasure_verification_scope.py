@@ -47,3 +47,24 @@ def test_a_person_whose_user_id_another_tenant_also_uses_is_verified_without_cou
     assert world.acme.client.get(f"/api/v1/erasure-requests/{filed['id']}/receipt").status_code == 200
     assert Memory.objects.filter(user_id=URSULA, tenant=world.outsider.tenant).count() >= 1
     assert world.outsider.client.get(f"/api/v1/users/{URSULA}/profile").status_code == 200
+
+
+def test_another_sessions_id_that_spells_an_erased_sessions_key_is_not_counted_as_a_trace(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    # A session created without an id is known by its key; another tenant (or this one, later, for someone
+    # else) may choose that text as its own session's id. The scan read the client-chosen id column as if it
+    # referenced the erased session, failed the erasure and told the tenant the id was in use somewhere.
+    created = world.acme.client.post("/api/v1/sessions", {"user_id": URSULA}, format="json").json()
+    namesake = {"id": created["id"], "user_id": "someone-else"}
+    assert world.outsider.client.post("/api/v1/sessions", namesake, format="json").status_code == 201
+    filed = world.acme.client.post(
+        "/api/v1/erasure-requests", {"user_id": URSULA, "legal_basis": "gdpr_art_17"}, format="json"
+    ).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=filed["id"], decided_by="staff:ann")
+    purge_erasure(filed["id"])
+
+    polled = world.acme.client.get(f"/api/v1/erasure-requests/{filed['id']}").json()
+    assert polled["status"] == "verified", polled["verification"]
+    assert world.outsider.client.get(f"/api/v1/sessions/{created['id']}").status_code == 200
