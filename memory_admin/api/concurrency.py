@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
 from rest_framework.request import Request
 
@@ -13,28 +13,25 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+# One strong ETag of this API: a version number in quotes.
+_TAG = re.compile(r'"([0-9]{1,18})"', re.ASCII)
+
+
 def if_match_versions(request: Request) -> set[int] | None:
-    """The versions an If-Match header accepts; None when there is no header or it is `*` (any version)."""
-    header = request.headers.get("If-Match", "").strip()
-    if not header or header == "*":
+    """The versions an If-Match header accepts; None when there is no header or it is `*` (any version).
+
+    A header that is there is a condition, even when empty: what matches no version of this API (empty, a
+    weak `W/` tag, which If-Match's strong comparison never matches, or any other text) is a 412.
+    """
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
         return None
     versions: set[int] = set()
     for token in header.split(","):
-        tag = token.strip().removeprefix("W/").strip('"')
-        try:
-            versions.add(int(tag))
-        except ValueError:
+        tag = _TAG.fullmatch(token.strip())
+        if tag is None:
             raise PreconditionFailed(
-                'If-Match must hold ETags from this API (for example "3").', details={"if_match": header}
-            ) from None
+                'If-Match must hold strong ETags from this API (for example "3") or *.', details={"if_match": header}
+            )
+        versions.add(int(tag[1]))
     return versions
-
-
-def check_if_match(request: Request, *, current_version: int, current: Any = None) -> None:
-    """Raise 412 with the current version (and representation) when If-Match names another version."""
-    accepted = if_match_versions(request)
-    if accepted is not None and current_version not in accepted:
-        details: dict[str, Any] = {"current_version": current_version}
-        if current is not None:
-            details["current"] = current
-        raise PreconditionFailed("The resource changed since you read it.", details=details)

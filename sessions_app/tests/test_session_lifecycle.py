@@ -135,6 +135,44 @@ def test_an_update_with_the_current_if_match_succeeds(world: World) -> None:
 
 
 @pytest.mark.parametrize(
+    "if_match",
+    [
+        "",  # present but empty (granian hands on a value with a non-ASCII byte so): still a condition
+        'W/"1"',  # weak: If-Match compares strongly, so it matches nothing
+        '"1_0"',  # not a version of this API, though int() would read it as 10
+        '"1',  # unterminated
+        '"1", junk',
+    ],
+)
+def test_an_if_match_that_names_no_version_of_this_api_is_a_412_and_changes_nothing(
+    world: World, if_match: str
+) -> None:
+    create_session(world.acme.client, "s", "alice")
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
+    )
+
+    assert response.status_code == 412, response.json()
+    assert response.json()["error"]["details"] == {"if_match": if_match}
+    stored = AgentSession.objects.get(session_id="s")
+    assert (stored.status, stored.version) == ("active", 1)
+
+
+def test_an_if_match_listing_the_current_version_among_others_or_a_star_succeeds(world: World) -> None:
+    create_session(world.acme.client, "s", "alice")
+    client = world.acme.client
+
+    assert (
+        client.patch("/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH='"7", "1"').status_code
+        == 200
+    )
+    assert (
+        client.patch("/api/v1/sessions/s", {"status": "active"}, format="json", HTTP_IF_MATCH=" * ").status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
     ("path", "allowed"),
     [
         (["completed", "active"], False),
