@@ -32,7 +32,9 @@ class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         # DRF hands an empty body to no parser and treats it as {}; every write here expects a JSON document.
-        if request.method in ("POST", "PUT", "PATCH") and not request.body.strip():
+        # A method the view does not take is left to DRF's 405 (with Allow), whatever its body.
+        method = request.method or ""
+        if method in ("POST", "PUT", "PATCH") and hasattr(self, method.lower()) and not request.body.strip():
             raise ParseError("The request body is empty; send a JSON document.")
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
