@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.db.models.functions import Length
+from django.utils import timezone
 
 from compliance_app import scope
-from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, ExportRequest
-from memory_admin.errors import Conflict, NotFound
+from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, ExportRequest, ExportStatus
+from memory_admin.errors import Conflict, NotFound, ServiceError
 from tenants_app.models import Tenant
 
 
@@ -85,6 +87,34 @@ def get_export(*, export_id: Any, tenant: Tenant | None = None) -> ExportRequest
     if export is None:
         raise NotFound("No such export request.")
     return export
+
+
+class ExportGone(ServiceError):
+    status = 410
+    code = "expired"
+
+
+def refuse_unless_downloadable(export: ExportRequest, *, archive_bytes: int | None) -> None:
+    """Conflict while the export is not ready; Gone (410) once it expired or was withdrawn. `archive_bytes`
+    is the archive's size, None when there is none."""
+    if export.status == ExportStatus.EXPIRED or (export.status == ExportStatus.READY and archive_bytes is None):
+        raise ExportGone("This export's archive was deleted (it expired or the person was erased).")
+    if export.status != ExportStatus.READY or archive_bytes is None:
+        raise Conflict("The export is not ready yet.", details={"status": export.status})
+    if export.expires_at is not None and export.expires_at <= timezone.now():
+        raise ExportGone("This export's archive expired; the next sweep deletes it.")
+
+
+def downloadable_export(*, export_id: Any, tenant: Tenant) -> tuple[ExportRequest, int]:
+    """The tenant's export and its archive's size, when it can be downloaded (see
+    refuse_unless_downloadable); for a HEAD, which neither counts nor audits a download."""
+    rows = export_requests(tenant).annotate(held_bytes=Length("archive"))
+    export = rows.filter(pk=export_id).first()
+    if export is None:
+        raise NotFound("No such export request.")
+    size: int | None = export.held_bytes
+    refuse_unless_downloadable(export, archive_bytes=size)
+    return export, size or 0
 
 
 def export_audit_trail(export: ExportRequest) -> QuerySet[AuditEntry]:

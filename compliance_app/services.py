@@ -25,10 +25,11 @@ from compliance_app.models import (
     ExportStatus,
     LegalBasis,
 )
+from compliance_app.selectors import refuse_unless_downloadable
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
 from memories_app.services import hide_owner, release_hidden_owner
-from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
 from tenants_app import keycache
@@ -467,11 +468,6 @@ def record_purge_progress(*, request_id: Any, removed: dict[str, int], layer: st
 EXPORT_LEASE = timedelta(minutes=15)
 
 
-class ExportGone(ServiceError):
-    status = 410
-    code = "expired"
-
-
 def _publish_export(export: ExportRequest) -> None:
     publish_on_commit(
         [tenant_group(export.tenant_id)],
@@ -611,12 +607,9 @@ def download_export(*, export_id: Any, actor: str, tenant: Tenant | None = None)
     export = rows.filter(tenant=tenant).first() if tenant is not None else rows.first()
     if export is None:
         raise NotFound("No such export request.")
-    if export.status == ExportStatus.EXPIRED or (export.status == ExportStatus.READY and export.archive is None):
-        raise ExportGone("This export's archive was deleted (it expired or the person was erased).")
-    if export.status != ExportStatus.READY or export.archive is None:
-        raise Conflict("The export is not ready yet.", details={"status": export.status})
-    if export.expires_at is not None and export.expires_at <= timezone.now():
-        raise ExportGone("This export's archive expired; the next sweep deletes it.")
+    archive = None if export.archive is None else bytes(export.archive)
+    refuse_unless_downloadable(export, archive_bytes=None if archive is None else len(archive))
+    assert archive is not None  # refused above otherwise
     export.downloads += 1
     export.save(update_fields=["downloads"])
     audit(
@@ -627,7 +620,7 @@ def download_export(*, export_id: Any, actor: str, tenant: Tenant | None = None)
         export=export,
         details={"archive_sha256": export.archive_sha256},
     )
-    return export, bytes(export.archive)
+    return export, archive
 
 
 def _expire(export: ExportRequest, *, actor: str, reason: str) -> None:

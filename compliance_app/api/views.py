@@ -6,6 +6,8 @@ Approval is for the operator's compliance staff, in the dashboard; an agent key 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -15,6 +17,7 @@ from rest_framework.response import Response
 
 from compliance_app import selectors, services
 from compliance_app.api.serializers import ErasureIn, ErasureOut, ExportIn, ExportOut
+from compliance_app.models import ExportRequest
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
@@ -106,7 +109,44 @@ class ExportArchiveView(AgentAPIView):
     )
     def get(self, request: Request, export_id: str) -> HttpResponse:
         export, archive = services.download_export(export_id=export_id, actor=_key_actor(request), tenant=self.tenant)
-        response = HttpResponse(archive, content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="export-{export.pk}.zip"'
-        response["X-Archive-SHA256"] = export.archive_sha256
-        return response
+        return _archive_response(export, archive, size=len(archive))
+
+    def head(self, request: Request, export_id: str) -> HttpResponse:
+        """What a GET would answer, without the bytes: neither counted nor audited as a download."""
+        export, size = selectors.downloadable_export(export_id=export_id, tenant=self.tenant)
+        return _archive_response(export, b"", size=size)
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        # The archive is a zip whatever renders the errors (JSON): an Accept that takes the zip is served.
+        if _takes_archive(request.META.get("HTTP_ACCEPT", "")):
+            renderer = self.get_renderers()[0]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+
+_ARCHIVE_TYPES = frozenset({"", "*/*", "application/*", "application/zip", "application/octet-stream"})
+
+
+def _takes_archive(accept: str) -> bool:
+    """Whether an Accept header takes the zip: a range that covers it, not weighted q=0."""
+    for item in accept.split(","):
+        media, *parameters = (part.strip().lower() for part in item.split(";"))
+        weights = [value for name, _, value in (p.partition("=") for p in parameters) if name.strip() == "q"]
+        if media in _ARCHIVE_TYPES and not any(_is_zero(weight) for weight in weights):
+            return True
+    return False
+
+
+def _is_zero(weight: str) -> bool:
+    try:
+        return float(weight) == 0
+    except ValueError:
+        return False
+
+
+def _archive_response(export: ExportRequest, body: bytes, *, size: int) -> HttpResponse:
+    response = HttpResponse(body, content_type="application/zip")
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = f'attachment; filename="export-{export.pk}.zip"'
+    response["X-Archive-SHA256"] = export.archive_sha256
+    return response

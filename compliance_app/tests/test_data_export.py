@@ -116,6 +116,40 @@ def test_every_step_of_an_export_is_audited_without_the_persons_id(world: World)
     assert ExportRequest.objects.get(pk=export_id).downloads == 1
 
 
+@pytest.mark.parametrize("accept", ["application/zip", "application/octet-stream", "application/*;q=0.5", "*/*"])
+def test_the_archive_is_served_to_an_accept_that_takes_a_zip(world: World, accept: str) -> None:
+    export_id = _export(world)
+
+    response = world.acme.client.get(f"/api/v1/export-requests/{export_id}/archive", HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"] == "application/zip" and response.content.startswith(b"PK")
+
+
+def test_an_accept_that_refuses_a_zip_is_a_406(world: World) -> None:
+    export_id = _export(world)
+
+    for accept in ("text/html", "application/zip;q=0"):
+        response = world.acme.client.get(f"/api/v1/export-requests/{export_id}/archive", HTTP_ACCEPT=accept)
+        assert response.status_code == 406, accept
+    assert ExportRequest.objects.get(pk=export_id).downloads == 0
+
+
+def test_a_head_on_the_archive_answers_its_headers_without_counting_or_auditing_a_download(world: World) -> None:
+    export_id = _export(world)
+    url = f"/api/v1/export-requests/{export_id}/archive"
+
+    head = world.acme.client.head(url)
+    got = world.acme.client.get(url)
+
+    assert head.status_code == 200 and head.content == b""
+    for header in ("Content-Type", "Content-Length", "Content-Disposition", "X-Archive-SHA256"):
+        assert head[header] == got[header], header
+    assert ExportRequest.objects.get(pk=export_id).downloads == 1
+    assert AuditEntry.objects.filter(export__pk=export_id, action="export_downloaded").count() == 1
+    assert world.outsider.client.head(url).status_code == 404
+
+
 def test_another_tenant_cannot_see_or_download_the_export(world: World) -> None:
     export_id = _export(world)
 
