@@ -187,6 +187,7 @@ class ThreadSavesView(AgentAPIView):
 
 class ThreadView(AgentAPIView):
     @extend_schema(responses={200: s.CountOut})
+    @idempotent
     def delete(self, request: Request, session_id: str) -> Response:
         """Remove the thread's checkpoints, blobs and writes in every namespace (LangGraph's delete_thread);
         `count` checkpoints removed."""

@@ -187,6 +187,7 @@ class MemoryDetailView(AgentAPIView):
         return _memory_response(outcome.memory, headers={"Memory-Merged": "true"} if outcome.merged else None)
 
     @extend_schema(responses={204: None, **ERRORS}, summary="Delete a memory (logically, at once)")
+    @idempotent
     def delete(self, request: Request, memory_id: str) -> Response:
         with _current_on_conflict(_represent):
             services.delete_memory(

@@ -1,6 +1,6 @@
 """Idempotency-Key for every write: a retry gets the first response instead of a second effect.
 
-A client sends `Idempotency-Key: <any unique string>` with a POST, PUT or PATCH. The first request with a key
+A client sends `Idempotency-Key: <any unique string>` with a POST, PUT, PATCH or DELETE. The first request with a key
 claims it in Redis; when it succeeds, its status, body and headers are kept for the tenant's idempotency
 lifetime (IDEMPOTENCY_TTL_SECONDS, 24 h, unless a retention policy says otherwise) and replayed, marked
 `Idempotent-Replayed: true`, to every retry with the same key and the same body. The same key with a different
@@ -150,7 +150,7 @@ def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response
 
 
 def idempotent(handler: Handler) -> Handler:
-    """Decorate a view's post/put/patch so that it honours Idempotency-Key (see the module docstring)."""
+    """Decorate a view's post/put/patch/delete so that it honours Idempotency-Key (see the module docstring)."""
 
     @wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:

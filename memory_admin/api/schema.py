@@ -83,7 +83,7 @@ def document_errors(result: dict[str, Any], generator: Any, request: Any, public
             for status, documented in responses.items():
                 if status[:1] in ("4", "5"):  # a view's own refusals too: the body is always the one error shape
                     documented["content"] = reference
-            if method in ("post", "put", "patch"):
+            if writes:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
             operation["security"] = [{"bearerApiKey": []}, {"headerApiKey": []}]
     return result

@@ -260,6 +260,7 @@ class ToolStateView(SessionScopedView):
         return Response(s.ToolStateOut(view).data)
 
     @extend_schema(responses={204: None})
+    @idempotent
     def delete(self, request: Request, session_id: str, tool: str) -> Response:
         session = self.get_session()
         tool = self.tool_name()

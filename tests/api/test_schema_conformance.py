@@ -156,7 +156,7 @@ def test_every_write_documents_its_idempotency_key_and_every_operation_its_api_k
             headers = {
                 parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "header"
             }
-            assert ("Idempotency-Key" in headers) == (method in ("post", "put", "patch")), (path, method)
+            assert ("Idempotency-Key" in headers) == (method in ("post", "put", "patch", "delete")), (path, method)
             for status, answer in operation["responses"].items():
                 if status.startswith(("4", "5")):  # a view's own refusals carry the one error shape too
                     assert "Error" in answer["content"]["application/json"]["schema"]["$ref"], (path, method, status)
