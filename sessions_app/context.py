@@ -11,7 +11,9 @@ without locks across the two stores:
   rebuild the window from events and mark it `rebuilt`. So a Redis loss is a cache miss, never data loss.
 
 Tool state keys carry the version that wrote them and a 30-minute TTL; the same TTL bounds what a rebuild
-from events may bring back, so a tool state expires at the same moment whichever store answers.
+from events may bring back, so a tool state expires at the same moment whichever store answers. They also carry
+the session version they are known current at, which a read compares with `head_version` as the window's `head`
+is (see `_SET_TOOL`), so a missed update is noticed rather than served for the rest of the TTL.
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ from memory_admin.redis_wire import Batch, Script
 
 logger = structlog.get_logger("memory.context")
 
+# The meta hash keeps the list's length (`len`): Redis may evict one of the two keys without the other (the
+# production policy is volatile-lru), and a list that went while its head stayed must read as a miss, never as
+# an empty window at the head, nor take appends that would then stand for the whole window.
+
 # KEYS: meta hash, message list. ARGV: first version, last version, window, ttl, replace (0/1), messages…
 _APPLY = Script("""
-local head = redis.call('HGET', KEYS[1], 'head')
-if not head then return -1 end
-head = tonumber(head)
+local meta = redis.call('HMGET', KEYS[1], 'head', 'len')
+if not meta[1] then return -1 end
+if tonumber(meta[2]) ~= redis.call('LLEN', KEYS[2]) then return -1 end
+local head = tonumber(meta[1])
 if head >= tonumber(ARGV[2]) then return 0 end
 if head ~= tonumber(ARGV[1]) - 1 then return -2 end
 if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
@@ -42,7 +49,7 @@ if #ARGV >= 6 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 end
-redis.call('HSET', KEYS[1], 'head', ARGV[2])
+redis.call('HSET', KEYS[1], 'head', ARGV[2], 'len', redis.call('LLEN', KEYS[2]))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
@@ -50,31 +57,47 @@ return 1
 
 # KEYS: meta hash, message list. ARGV: head version, window, ttl, rebuilt flag, messages…
 _INIT = Script("""
-local head = redis.call('HGET', KEYS[1], 'head')
-if head and tonumber(head) >= tonumber(ARGV[1]) then return 0 end
+local meta = redis.call('HMGET', KEYS[1], 'head', 'len')
+if meta[1] and tonumber(meta[1]) >= tonumber(ARGV[1]) and tonumber(meta[2]) == redis.call('LLEN', KEYS[2]) then
+  return 0
+end
 redis.call('DEL', KEYS[2])
 if #ARGV >= 5 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 end
-redis.call('HSET', KEYS[1], 'head', ARGV[1], 'rebuilt', ARGV[4])
+redis.call('HSET', KEYS[1], 'head', ARGV[1], 'rebuilt', ARGV[4], 'len', redis.call('LLEN', KEYS[2]))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """)
 
-# KEYS: tool key. ARGV: version, value (JSON, or '' to delete), ttl. Only a newer version may overwrite.
+# A tool key holds `{"at":H,"v":V,"state":…}` (or `{"at":H,"v":V,"cleared":true}`): the state written at version
+# V, and the session head H it is known to be the tool's latest at. A read serves it as it is only while the
+# session's head is H; past H it looks for a newer write of the tool in Postgres (a missed update), and moves H on
+# when there is none.
+
+# KEYS: tool key. ARGV: version, value (JSON text as above), ttl. Only a newer version may overwrite.
 _SET_TOOL = Script("""
 local current = redis.call('GET', KEYS[1])
 if current then
   local stored = cjson.decode(current)
   if tonumber(stored['v']) >= tonumber(ARGV[1]) then return 0 end
 end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], cjson.encode({v = tonumber(ARGV[1]), cleared = true}), 'EX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+""")
+
+# KEYS: tool key. ARGV: version, head. The state cached for `version` is still the latest at `head`: move `at` on
+# (the value's text is kept as it is, the state untouched, its lifetime too).
+_CONFIRM_TOOL = Script("""
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local at, v = string.match(current, '^{"at":(%d+),"v":(%d+),')
+if not v or v ~= ARGV[1] or tonumber(at) >= tonumber(ARGV[2]) then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('SET', KEYS[1], '{"at":' .. ARGV[2] .. string.sub(current, #at + 7), 'PX', ttl)
 return 1
 """)
 
@@ -158,7 +181,7 @@ def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedCo
 
     None when Redis is unreachable.
     """
-    batch = Batch().hmget(_meta_key(session_pk), "head", "rebuilt").lrange(_list_key(session_pk), 0, -1)
+    batch = Batch().hmget(_meta_key(session_pk), "head", "rebuilt", "len").lrange(_list_key(session_pk), 0, -1)
     if touch:
         batch.expire(_meta_key(session_pk), ttl).expire(_list_key(session_pk), ttl)
     else:
@@ -166,8 +189,9 @@ def read_cached(session_pk: object, *, ttl: int, touch: bool = True) -> CachedCo
     replies = _execute(batch)
     if replies is None:
         return None
-    (head, rebuilt), raw_messages, extended, *_ = replies
-    if head is None:
+    (head, rebuilt, length), raw_messages, extended, *_ = replies
+    if head is None or length is None or int(length) != len(raw_messages):
+        # Missing, or its message list was evicted (or changed) apart from its head: a miss.
         return CachedContext(head=None, rebuilt=False, texts=[], ttl_seconds=0)
     return CachedContext(
         head=int(head),
@@ -209,10 +233,19 @@ _CLEARED = object()
 
 
 def set_tool_after_commit(
-    session_pk: object, tool: str, *, version: int, state: Any, ttl: int, batch: Batch | None = None
+    session_pk: object,
+    tool: str,
+    *,
+    version: int,
+    state: Any,
+    ttl: int,
+    as_of: int,
+    batch: Batch | None = None,
 ) -> None:
-    """Cache a tool's state written at `version` (`state` None with `cleared`); older writes never win."""
-    value = "" if state is _CLEARED else json.dumps({"v": version, "state": state}, separators=(",", ":"))
+    """Cache a tool's state written at `version` (`state` None with `cleared`), its latest as of the session
+    version `as_of`; older writes never win."""
+    body = {"at": as_of, "v": version, **({"cleared": True} if state is _CLEARED else {"state": state})}
+    value = json.dumps(body, separators=(",", ":"))
     queued = batch if batch is not None else Batch()
     queued.script(_SET_TOOL, [tool_key(session_pk, tool)], [version, value, max(1, ttl)])
     if batch is None:
@@ -223,14 +256,24 @@ def set_tool_after_commit(
 
 
 def clear_tool_after_commit(
-    session_pk: object, tool: str, *, version: int, ttl: int, batch: Batch | None = None
+    session_pk: object, tool: str, *, version: int, ttl: int, as_of: int, batch: Batch | None = None
 ) -> None:
-    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=ttl, batch=batch)
+    set_tool_after_commit(session_pk, tool, version=version, state=_CLEARED, ttl=ttl, as_of=as_of, batch=batch)
+
+
+def confirm_tool(session_pk: object, tool: str, *, version: int, as_of: int) -> None:
+    """Record that the tool's cached state written at `version` is still its latest at session version `as_of`."""
+    try:
+        Batch().script(_CONFIRM_TOOL, [tool_key(session_pk, tool)], [version, as_of]).execute()
+    except redis.RedisError as exc:
+        logger.warning("tool_state_cache_unavailable", error=type(exc).__name__)
 
 
 @dataclass(frozen=True)
 class CachedTool:
     version: int
+    # The session version this state is known to be the tool's latest at.
+    as_of: int
     cleared: bool
     state: Any
     ttl_seconds: int
@@ -246,8 +289,11 @@ def read_tool(session_pk: object, tool: str) -> CachedTool | bool | None:
     if raw is None:
         return None
     stored = json.loads(raw)
+    version = int(stored["v"])
     return CachedTool(
-        version=int(stored["v"]),
+        version=version,
+        # A write is its tool's latest at its own version, whatever `at` says (nothing, before it was kept).
+        as_of=max(int(stored.get("at", 0)), version),
         cleared=bool(stored.get("cleared")),
         state=stored.get("state"),
         ttl_seconds=max(int(ttl), 0),

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -217,6 +217,18 @@ def _window_from_events(session: AgentSession, *, after: int, upto: int) -> tupl
     return replaced_at is not None, messages[-window:]
 
 
+def _window_at(session: AgentSession, *, head: int) -> list[Any]:
+    """The window at `head` rebuilt from Postgres: from its events, or, when it reaches back past events that
+    were archived (an archived session keeps only its row and the snapshot at its head), from the state there."""
+    window = settings.CONTEXT_WINDOW_MESSAGES
+    replaced, messages = _window_from_events(session, after=0, upto=head)
+    if replaced or len(messages) >= window or head == 0 or events_for(session).filter(version=1).exists():
+        return messages
+    # Archival takes a stream's oldest events first: without version 1, earlier messages may be in the archive.
+    window_at_head: list[Any] = rebuild_state(session, version=head).state["messages"][-window:]
+    return window_at_head
+
+
 def _head_now(session: AgentSession) -> int:
     current = AgentSession.objects.filter(pk=session.pk).values_list("head_version", flat=True).first()
     return current if current is not None else -1
@@ -232,7 +244,7 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
     cached = context.read_cached(session.pk, ttl=ttl, touch=touch)
     if cached is None:
         CONTEXT_READS.labels(source="postgres").inc()
-        _, messages = _window_from_events(session, after=0, upto=head)
+        messages = _window_at(session, head=head)
         return ContextView(parsed=messages, version=head, ttl_seconds=0, source="postgres")
     if cached.head is not None and cached.head > head and _head_now(session) >= cached.head:
         # An append committed after this request read the session row, and is cached already: the newer
@@ -261,7 +273,7 @@ def read_context(*, session: AgentSession, touch: bool = True) -> ContextView:
         return ContextView(
             parsed=messages, version=head, ttl_seconds=ttl, source="rebuilt" if cached.rebuilt else "redis"
         )
-    _, messages = _window_from_events(session, after=0, upto=head)
+    messages = _window_at(session, head=head)
     context.store_rebuilt(session.pk, head=head, messages=messages, ttl=ttl)
     CONTEXT_READS.labels(source="rebuilt").inc()
     return ContextView(parsed=messages, version=head, ttl_seconds=ttl, source="rebuilt")
@@ -303,10 +315,56 @@ def _tool_states_from_events(session: AgentSession) -> dict[str, ToolStateView]:
     return views
 
 
+def _latest_tool_write(session: AgentSession, tool: str, *, after: int) -> tuple[int, str, Any, datetime] | None:
+    """The tool's newest TOOL_STATE_SET or _CLEARED after version `after`: (version, type, state, created_at).
+    The payload names the tool, so the (few) tool writes since `after` are read newest first until one is its."""
+    rows = (
+        events_for(session)
+        .filter(type__in=(EventType.TOOL_STATE_SET, EventType.TOOL_STATE_CLEARED), version__gt=after)
+        .order_by("-version")
+        .values_list("version", "type", "payload", "created_at")
+    )
+    for version, event_type, payload, created_at in rows:
+        body = decode(session, payload)
+        if body["tool"] == tool:
+            return version, event_type, body.get("state"), created_at
+    return None
+
+
+def _tool_state_from_write(
+    session: AgentSession, tool: str, write: tuple[int, str, Any, datetime], *, head: int
+) -> ToolStateView:
+    """Serve (and cache again, as current at `head`) a write Redis missed; 404 when it cleared or expired."""
+    version, event_type, state, created_at = write
+    as_of = max(head, version)  # the tool's newest write, committed after the session row was read, maybe
+    left = lifetimes_for(session.tenant_id).tool_state_seconds - int((timezone.now() - created_at).total_seconds())
+    RECOVERIES.labels(kind="context_rebuild").inc()
+    if left <= 0:
+        raise NotFound("No state for this tool (expired).", details={"tool": tool})
+    if event_type == EventType.TOOL_STATE_CLEARED:
+        context.clear_tool_after_commit(session.pk, tool, version=version, ttl=left, as_of=as_of)
+        raise NotFound("No state for this tool (cleared).", details={"tool": tool})
+    context.set_tool_after_commit(session.pk, tool, version=version, state=state, ttl=left, as_of=as_of)
+    return ToolStateView(tool=tool, state=state, version=version, ttl_seconds=left, source="rebuilt")
+
+
 def read_tool_state(*, session: AgentSession, tool: str) -> ToolStateView:
-    """A tool's intermediate state and its remaining lifetime; 404 once it expired or was cleared."""
+    """A tool's intermediate state and its remaining lifetime; 404 once it expired or was cleared.
+
+    Redis answers as it is while its copy is known current at the session's head (no query). Once the stream
+    has moved past that, one indexed query for a newer write of the tool tells whether Redis missed an update:
+    if not, the copy is marked current at the head; if so, that write is served and cached instead.
+    """
+    head = session.head_version
     cached = context.read_tool(session.pk, tool)
     if isinstance(cached, context.CachedTool):
+        # Served as it is when current at `head`, or past it (written after this request read the session row);
+        # behind `head`, Redis may have missed a write of the tool since.
+        if cached.as_of < head:
+            newer = _latest_tool_write(session, tool, after=cached.as_of)
+            if newer is not None:
+                return _tool_state_from_write(session, tool, newer, head=head)
+            context.confirm_tool(session.pk, tool, version=cached.version, as_of=head)
         if cached.cleared:
             raise NotFound("No state for this tool (cleared).", details={"tool": tool})
         return ToolStateView(
@@ -317,7 +375,14 @@ def read_tool_state(*, session: AgentSession, tool: str) -> ToolStateView:
         raise NotFound("No state for this tool (never set, cleared, or expired).", details={"tool": tool})
     if cached is None:  # a miss (not an outage): put it back with what is left of its lifetime
         RECOVERIES.labels(kind="context_rebuild").inc()
-        context.set_tool_after_commit(session.pk, tool, version=view.version, state=view.state, ttl=view.ttl_seconds)
+        context.set_tool_after_commit(
+            session.pk,
+            tool,
+            version=view.version,
+            state=view.state,
+            ttl=view.ttl_seconds,
+            as_of=max(head, view.version),
+        )
     return view
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
-from memory_admin.codec import SCHEMA_VERSION, dumps, encode_payload, encoder_for
+from memory_admin.codec import SCHEMA_VERSION, canonical_json, dumps, encode_payload, encoder_for
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
@@ -31,6 +31,7 @@ from sessions_app.models import AgentSession, Event, EventType, Operation, Opera
 from sessions_app.selectors import (
     SESSION_COLUMNS,
     SESSION_FIELDS,
+    decode,
     get_session,
     rebuild_state,
     session_from_row,
@@ -466,11 +467,17 @@ def _after_append(
                 version=row.version,
                 state=event.payload.get("state"),
                 ttl=ttls.tool_state_seconds,
+                as_of=last,
                 batch=batch,
             )
         elif event.type == EventType.TOOL_STATE_CLEARED:
             context.clear_tool_after_commit(
-                session.pk, event.payload["tool"], version=row.version, ttl=ttls.tool_state_seconds, batch=batch
+                session.pk,
+                event.payload["tool"],
+                version=row.version,
+                ttl=ttls.tool_state_seconds,
+                as_of=last,
+                batch=batch,
             )
     live.queue(
         batch,
@@ -590,8 +597,9 @@ def record_operation(*, session: AgentSession, name: str, key: str, params: Any)
 def finish_operation(*, session: AgentSession, operation_id: Any, status: str, outcome: Any) -> Operation:
     """Mark a pending operation completed (with its result) or failed (with its error).
 
-    Finishing it again the same way is harmless and returns it; finishing a finished operation the other
-    way is a 409. A completed or failed session's operations can still be finished (recording what a
+    Finishing it again the same way with the same result (or error) is a harmless retry and returns it; with
+    another result, or finishing a finished operation the other way, is a 409 carrying what was recorded, and
+    changes nothing. A completed or failed session's operations can still be finished (recording what a
     side effect did is how a crashed agent's successor closes its journal); an archived session's journal
     went to the archive with it: 409.
     """
@@ -602,10 +610,17 @@ def finish_operation(*, session: AgentSession, operation_id: Any, status: str, o
     operation = Operation.objects.select_for_update().filter(session=session, pk=operation_id).first()
     if operation is None:
         raise NotFound("No such operation in this session.")
-    if operation.status == status:
-        return operation
     if operation.status != OperationStatus.PENDING:
-        raise Conflict(f"The operation is already {operation.status}.", details={"status": operation.status})
+        recorded = operation.result if operation.status == OperationStatus.COMPLETED else operation.error
+        kept = None if recorded is None else decode(session, recorded)
+        if operation.status == status and canonical_json(kept) == canonical_json(outcome):
+            return operation
+        field = "result" if operation.status == OperationStatus.COMPLETED else "error"
+        raise Conflict(
+            f"The operation is already {operation.status}"
+            + (f" with another {field}." if operation.status == status else "."),
+            details={"status": operation.status, "operation": str(operation.pk), field: kept},
+        )
     encoded = encode_payload(outcome, tenant_id=session.tenant_id, user_id=session.user_id)
     operation.status = status
     if status == OperationStatus.COMPLETED:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from conftest import World
+from lifecycle_app.archival import claim_inactive_sessions, complete_archival
 from memory_admin.health import redis_client
 from sessions_app import context
-from sessions_app.models import AgentSession
+from sessions_app.models import AgentSession, Event
 from sessions_app.selectors import read_context
 from sessions_app.tests.helpers import append, create_session, say
 
@@ -189,3 +192,57 @@ def test_a_message_without_a_role_is_refused_and_nothing_is_stored(world: World,
     )
     assert response.status_code == 400
     assert AgentSession.objects.get(session_id=session).head_version == 0
+
+
+def test_a_message_list_evicted_without_its_head_is_rebuilt_from_events(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "one", "two", "three")
+    pk = AgentSession.objects.get(session_id=session).pk
+    redis_client().delete(f"mem:ctx:{pk}:msgs")  # volatile-lru took the list and left the meta hash
+
+    body = _context(world)
+    again = _context(world)
+
+    assert [m["content"] for m in body["messages"]] == ["one", "two", "three"]
+    assert (body["source"], body["version"]) == ("rebuilt", 3)
+    assert again["messages"] == body["messages"]
+
+
+def test_an_append_after_the_message_list_was_evicted_loses_no_earlier_message(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "one", "two")
+    pk = AgentSession.objects.get(session_id=session).pk
+    redis_client().delete(f"mem:ctx:{pk}:msgs")
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "three")
+
+    body = _context(world)
+
+    assert [m["content"] for m in body["messages"]] == ["one", "two", "three"]
+    assert body["version"] == 3
+
+
+def test_an_archived_sessions_context_is_its_window_at_the_head_from_the_kept_snapshot(
+    world: World, session: str, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARCHIVE_DIR = tmp_path / "archive"
+    settings.ARCHIVE_STORAGE_BACKEND = ""
+    with django_capture_on_commit_callbacks(execute=True):
+        say(world.acme.client, session, "m0", "m1", "m2")
+    row = AgentSession.objects.get(session_id=session)
+    AgentSession.objects.filter(pk=row.pk).update(last_activity_at=timezone.now() - timedelta(days=100))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert claim_inactive_sessions(row.tenant_id, cutoff=timezone.now() - timedelta(days=90), limit=10)
+    complete_archival(row.pk, limit=500, wait=True)
+    assert not Event.objects.filter(session=row).exists()
+
+    body = _context(world)
+    cached = _context(world)
+
+    assert [m["content"] for m in body["messages"]] == ["m0", "m1", "m2"]
+    assert body["version"] == 3
+    assert cached["messages"] == body["messages"]

@@ -125,3 +125,30 @@ def test_an_archived_sessions_journal_takes_no_more_writes(world: World, session
 
     assert closing.status_code == recording.status_code == 409
     assert list(Operation.objects.values_list("key", "status")) == [("charge-42", "pending")]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "first", "second"),
+    [
+        ("complete", {"result": {"charge": "ch_1"}}, {"result": {"charge": "ch_2"}}),
+        ("fail", {"error": "a"}, {"error": "b"}),
+    ],
+)
+def test_finishing_an_operation_again_with_another_outcome_is_a_409_that_keeps_the_first(
+    world: World, session: str, outcome: str, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    operation = _record(world).json()
+    url = f"{BASE}/{operation['id']}/{outcome}"
+    kept = world.acme.client.post(url, first, format="json").json()
+
+    response = world.acme.client.post(url, second, format="json")
+    retry = world.acme.client.post(url, first, format="json")
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "conflict"
+    assert error["details"]["status"] == kept["status"]
+    assert error["details"]["operation"] == operation["id"]
+    field = "result" if outcome == "complete" else "error"
+    assert error["details"][field] == first[field]
+    assert retry.status_code == 200 and retry.json() == kept

@@ -6,12 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from conftest import World
 from memory_admin.health import redis_client
 from sessions_app.models import Event
-from sessions_app.tests.helpers import create_session
+from sessions_app.tests.helpers import create_session, say
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +100,62 @@ def test_the_tool_list_shows_each_live_tool_once(world: World, session: str) -> 
 
 def test_a_malformed_tool_name_is_not_found(world: World, session: str) -> None:
     assert world.acme.client.get("/api/v1/sessions/s/tools/bad%20name").status_code == 404
+
+
+def test_a_tool_state_write_that_redis_missed_is_not_served_stale_from_redis(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        _put(world, "crawler", {"page": 1})
+    # The second write's after-commit update never reaches Redis (a Redis hiccup right after COMMIT).
+    _put(world, "crawler", {"page": 2})
+
+    body = world.acme.client.get("/api/v1/sessions/s/tools/crawler").json()
+    again = world.acme.client.get("/api/v1/sessions/s/tools/crawler").json()
+
+    assert (body["state"], body["version"], body["source"]) == ({"page": 2}, 2, "rebuilt")
+    assert (again["state"], again["source"]) == ({"page": 2}, "redis")
+
+
+def test_a_clear_that_redis_missed_makes_the_tool_state_404(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        _put(world, "crawler", {"page": 1})
+    assert world.acme.client.delete("/api/v1/sessions/s/tools/crawler").status_code == 204  # missed by Redis
+
+    assert world.acme.client.get("/api/v1/sessions/s/tools/crawler").status_code == 404
+    assert world.acme.client.get("/api/v1/sessions/s/tools/crawler").status_code == 404
+
+
+def test_an_older_value_left_in_redis_is_not_served(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        _put(world, "crawler", {"page": 1})
+    key = next(redis_client().scan_iter(match="mem:tool:*"))
+    older = redis_client().get(key)
+    assert older is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        _put(world, "crawler", {"page": 2})
+    redis_client().set(key, older, ex=1800)  # as if the newer write's update had been lost
+
+    body = world.acme.client.get("/api/v1/sessions/s/tools/crawler").json()
+
+    assert body["state"] == {"page": 2}
+
+
+def test_a_current_cached_tool_state_is_served_without_reading_events(
+    world: World, session: str, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        _put(world, "crawler", {"page": 1})
+        _put(world, "search", {"q": "x"})
+        say(world.acme.client, "s", "other events since")
+    world.acme.client.get("/api/v1/sessions/s/tools/crawler")  # finds nothing newer: cached as current at head
+
+    with CaptureQueriesContext(connection) as queries:
+        body = world.acme.client.get("/api/v1/sessions/s/tools/crawler").json()
+
+    assert (body["state"], body["source"]) == ({"page": 1}, "redis")
+    assert not [query for query in queries.captured_queries if Event._meta.db_table in query["sql"]]
