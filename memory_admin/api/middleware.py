@@ -1,10 +1,12 @@
-"""Refuse API requests that could only fail deeper down: oversized bodies, NUL characters in the URL."""
+"""Refuse API requests that could only fail deeper down: a host not served, oversized bodies, NUL characters in
+the URL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from memory_admin.api.errors import json_error
@@ -22,6 +24,12 @@ class ApiRequestGuardMiddleware:
         return self.get_response(request)
 
     def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        # As the pages do (CommonMiddleware asks): the API answers only to its ALLOWED_HOSTS. Else the check
+        # fell on whichever answer happened to build a link (a page's `next`), as an unexplained 400.
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return json_error(request, 400, "bad_request", "This host name is not among the service's ALLOWED_HOSTS.")
         # PostgreSQL cannot compare text with U+0000, so an id or filter holding one can match nothing.
         if "\x00" in request.path:
             return json_error(request, 404, "not_found", "No such resource.")

@@ -105,6 +105,22 @@ def test_a_message_append_is_answered_by_the_lane_as_django_answers_it(world: Wo
     assert Event.objects.filter(session__session_id="via-lane").count() == 1
 
 
+def test_a_host_that_is_not_allowed_is_refused_by_either_lane_and_nothing_is_stored(world: World) -> None:
+    # The API checked ALLOWED_HOSTS only where an answer built a link (a list's `next`), as an unexplained 400.
+    _twin_sessions(world)
+
+    lane_response, django_response = _both(world, "POST", "/context/messages", MESSAGE, HTTP_HOST="evil.example")
+    whoami = _clients(world)[0].get("/api/v1/whoami", HTTP_HOST="evil.example")
+
+    for response in (lane_response, django_response, whoami):
+        assert_error_shape(response, 400, "bad_request")
+        assert "ALLOWED_HOSTS" in response.json()["error"]["message"]
+    assert not served_by_hot_lane(lane_response)
+    assert not Event.objects.filter(session__session_id__in=["via-lane", "via-django"]).exists()
+    allowed, _ = _both(world, "POST", "/context/messages", MESSAGE)
+    assert served_by_hot_lane(allowed) and allowed.status_code == 201
+
+
 def test_event_appends_single_and_batched_are_answered_alike(world: World) -> None:
     _twin_sessions(world)
 

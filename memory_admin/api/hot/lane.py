@@ -18,6 +18,8 @@ import redis
 import structlog
 from django import db
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
 from django.urls import resolve
 from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
@@ -45,6 +47,32 @@ _ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 _TAKES_JSON = frozenset({"", "*/*", "application/json"})
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+# Whether a request's host is among ALLOWED_HOSTS, by what names the host (and the setting itself): Django's
+# check (ApiRequestGuardMiddleware refuses the rest), asked once per host a process sees.
+_HOSTS: dict[tuple[Any, ...], bool] = {}
+_HOSTS_KEPT = 256
+
+
+def _host_allowed(environ: dict[str, Any]) -> bool:
+    names = (
+        environ.get("HTTP_HOST"),
+        environ.get("HTTP_X_FORWARDED_HOST"),
+        environ.get("SERVER_NAME"),
+        environ.get("SERVER_PORT"),
+        tuple(settings.ALLOWED_HOSTS),
+    )
+    allowed = _HOSTS.get(names)
+    if allowed is None:
+        try:
+            WSGIRequest(environ).get_host()
+            allowed = True
+        except DisallowedHost:
+            allowed = False
+        if len(_HOSTS) < _HOSTS_KEPT:
+            _HOSTS[names] = allowed
+    return allowed
 
 
 class Fallback(Exception):
@@ -266,7 +294,7 @@ class HotLane:
     def _serve(self, bound: _Bound, kwargs: dict[str, str], environ: dict[str, Any]) -> HotResponse | None:
         """The response, or None to hand the request to Django (with its body put back)."""
         route = bound.route
-        if environ.get("HTTP_ACCEPT", "*/*") not in _TAKES_JSON:
+        if environ.get("HTTP_ACCEPT", "*/*") not in _TAKES_JSON or not _host_allowed(environ):
             return None
         raw = _raw_key(environ)
         if raw is None:
