@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
-from memory_admin.codec import SCHEMA_VERSION, canonical_json, dumps, encode_payload, encoder_for
-from memory_admin.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from memory_admin.codec import SCHEMA_VERSION, canonical_json, decode_payload, dumps, encode_payload, encoder_for
+from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
 from memory_admin.redis_guard import queue_task
@@ -249,7 +249,7 @@ def append_events(
     Versions are gap-free and unique however many appends race: the session row is the lock. With
     `expected_version`, a stream that has moved on is a 409 carrying the current version. A STATE_PATCHED
     patch that does not apply to the state it would follow is a 400. The same `idempotency_key` again
-    returns the first append's events without appending anything.
+    returns the first append's events without appending anything; with other events it is a 422.
 
     `session` may be a `SessionRef` this process remembered (see sessions_app.identity): the append's own
     statement checks the row, and a session id that now names another row is appended to that one.
@@ -264,7 +264,7 @@ def append_events(
         if connection.in_atomic_block or any(event.type == EventType.STATE_PATCHED for event in events):
             session = session_row(session)
             if idempotency_key:
-                earlier = _appended_with(session, idempotency_key)
+                earlier = _appended_with(session, idempotency_key, events)
                 if earlier:
                     return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
             try:
@@ -280,8 +280,28 @@ def append_events(
                 raise Conflict("The session was replaced while this append ran; send it again.") from None
 
 
-def _appended_with(session: SessionIdentity, idempotency_key: str) -> list[Event]:
-    return list(Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version"))
+def _appended_with(session: SessionIdentity, idempotency_key: str, events: list[NewEvent]) -> list[Event]:
+    """The events an earlier append with this key stored (none: the key is new here). A key names one request:
+    when those are not `events` it is a 422, however long ago the first was sent (the Redis record of its
+    answer, which says the same, may have expired or been lost; this is the check that outlives it)."""
+    earlier = list(Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version"))
+    if earlier and not _same_batch(session, earlier, events):
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request body.",
+            details={"header": "Idempotency-Key"},
+        )
+    return earlier
+
+
+def _same_batch(session: SessionIdentity, stored: list[Event], events: list[NewEvent]) -> bool:
+    if len(stored) != len(events):
+        return False
+    return all(
+        row.type == event.type
+        and canonical_json(decode_payload(row.payload, tenant_id=session.tenant_id, user_id=session.user_id))
+        == canonical_json(event.payload)
+        for row, event in zip(stored, events, strict=True)
+    )
 
 
 # The common append in one round trip: reserve the versions on the session row (its lock serialises
@@ -342,7 +362,7 @@ def _append_in_one_statement(
         params.update(ords=list(range(1, len(events) + 1)), types=[event.type for event in events], payloads=payloads)
         versions = sorted(row[0] for row in run(_APPEND_BATCH_SQL, params))
     if not versions:
-        return _explain_refusal(session, expected_version, idempotency_key)
+        return _explain_refusal(session, events, expected_version, idempotency_key)
     rows = [Appended(version, event.type, now) for version, event in zip(versions, events, strict=True)]
     first, last = versions[0], versions[-1]
     _after_append(session, rows, events, first=first, last=last)
@@ -350,7 +370,7 @@ def _append_in_one_statement(
 
 
 def _explain_refusal(
-    session: SessionIdentity, expected_version: int | None, idempotency_key: str | None
+    session: SessionIdentity, events: list[NewEvent], expected_version: int | None, idempotency_key: str | None
 ) -> AppendResult:
     """Why the one-statement append inserted nothing: a replay of an earlier batch with the same key, or the
     same errors the transactional path raises. Raises `_Moved` when the id now names another session."""
@@ -368,7 +388,7 @@ def _explain_refusal(
         identity.remember(moved)
         raise _Moved(moved)
     if idempotency_key:
-        earlier = _appended_with(session, idempotency_key)
+        earlier = _appended_with(session, idempotency_key, events)
         if earlier:
             return AppendResult(events=earlier, head_version=earlier[-1].version, replayed=True)
     if status not in WRITABLE:
@@ -405,7 +425,7 @@ def _append(
         raise NotFound("No such session.")
     head, status = row[0] - count, row[1]
     if idempotency_key:
-        earlier = list(Event.objects.filter(session_id=session.pk, idempotency_key=idempotency_key).order_by("version"))
+        earlier = _appended_with(session, idempotency_key, events)
         if earlier:
             raise _Replay(earlier)
     if status not in WRITABLE:

@@ -696,6 +696,35 @@ def test_a_keyed_append_whose_redis_record_is_gone_is_replayed_from_postgres(wor
     assert AgentSession.objects.get(session_id="via-lane").head_version == 1
 
 
+@pytest.mark.parametrize(
+    ("method", "suffix", "first", "second"),
+    [
+        ("POST", "/context/messages", MESSAGE, {"messages": [{"role": "user", "content": "something else"}]}),
+        ("POST", "/events", EVENT, {"type": "TOOL_EXECUTED", "payload": {"tool": "search", "result": {"hits": []}}}),
+        ("PUT", "/context", {"messages": [MESSAGE["messages"][0]]}, {"messages": []}),
+        ("PUT", "/tools/search", {"state": {"q": "first"}}, {"state": {"q": "second"}}),
+    ],
+)
+def test_a_key_reused_with_another_body_after_its_redis_record_is_gone_is_a_422_and_nothing_is_stored(
+    world: World, method: str, suffix: str, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    # Postgres keeps the key with what it appended, and acknowledged the second request as a replay of the
+    # first without looking at its body: a 201/200 for a write that was thrown away.
+    _twin_sessions(world)
+    lane, _ = _clients(world)
+    path = f"/api/v1/sessions/via-lane{suffix}"
+    send = lane.post if method == "POST" else lane.put
+    assert send(path, first, format="json", HTTP_IDEMPOTENCY_KEY="once").status_code in (200, 201)
+    redis_client().flushdb()  # a restart, a flush, or the record's lifetime passed
+
+    reused = send(path, second, format="json", HTTP_IDEMPOTENCY_KEY="once")
+    retried = send(path, first, format="json", HTTP_IDEMPOTENCY_KEY="once")
+
+    assert_error_shape(reused, 422, "unprocessable")
+    assert retried.status_code in (200, 201)
+    assert AgentSession.objects.get(session_id="via-lane").head_version == 1
+
+
 def test_the_same_key_with_another_body_is_a_422_and_nothing_is_stored(world: World) -> None:
     _twin_sessions(world)
     lane, _ = _clients(world)
