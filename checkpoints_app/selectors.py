@@ -100,15 +100,23 @@ class Diff:
     events_truncated: bool
     source_state: dict[str, Any]
     target_state: dict[str, Any]
+    # The events between the two from the first on up to this version were moved to the archive (event
+    # archival), so `events` starts after it; None when none of them were.
+    events_archived_through: int | None = None
 
 
 def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object, with_payloads: bool = False) -> Diff:
     """What changed from one checkpoint to another (either order, any branches) and the events recorded
-    between them: versions in (older event head, newer event head], with their payloads when asked for."""
+    between them: versions in (older event head, newer event head], with their payloads when asked for.
+    Those of them that event archival moved to the archive are not listed: `events_archived_through` says up
+    to which version (the state diff does not need them)."""
     source = rebuild(session=session, checkpoint_id=from_id)
     target = rebuild(session=session, checkpoint_id=to_id)
     low, high = sorted((source.checkpoint.event_version, target.checkpoint.event_version))
     events = events_between(session=session, after=low, upto=high, with_payloads=with_payloads)
+    # Versions are gap-free and archived from 1 up, so a first version past low + 1 means the ones before it
+    # are in the archive (as a read of the event stream tells, sessions_app's `_refuse_archived_start`).
+    first = events[0].version if events else high + 1
     return Diff(
         source=source.checkpoint,
         target=target.checkpoint,
@@ -118,6 +126,7 @@ def diff_checkpoints(*, session: AgentSession, from_id: object, to_id: object, w
         events_truncated=len(events) > DIFF_MAX_EVENTS,
         source_state=source.state,
         target_state=target.state,
+        events_archived_through=first - 1 if first > low + 1 else None,
     )
 
 

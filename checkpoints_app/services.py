@@ -163,13 +163,25 @@ def _replay(
     parent_id: uuid.UUID | None,
     checksum: str | None,
 ) -> SaveOutcome:
-    """A save naming a sequence that is already taken: the stored one if it is the same save, else 409."""
+    """A save naming a sequence that is already taken: the stored one if it is the same save, else 409 (also
+    when retention removed it since: it cannot be compared any more)."""
     existing = Checkpoint.objects.filter(session=session, sequence=sequence).first()
+    if existing is None:
+        # Sequences are given out without gaps, so a taken one that is not stored was removed by retention.
+        raise Conflict(
+            f"Checkpoint {sequence} was removed by retention; the next sequence is {head.last_sequence + 1}.",
+            details={
+                "sequence": sequence,
+                "removed_by_retention": True,
+                "next_sequence": head.last_sequence + 1,
+                "latest": _summary(head.latest),
+            },
+        )
     conflict = Conflict(
         f"Checkpoint {sequence} already exists with different content; the next sequence is {head.last_sequence + 1}.",
         details={"sequence": sequence, "next_sequence": head.last_sequence + 1, "latest": _summary(head.latest)},
     )
-    if existing is None or (parent_id is not None and parent_id != existing.parent_id):
+    if parent_id is not None and parent_id != existing.parent_id:
         raise conflict
     candidate = _candidate(session=session, parent_id=existing.parent_id, state=state, patch=patch)
     computed = chain_checksum(

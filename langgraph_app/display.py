@@ -22,14 +22,36 @@ from sessions_app.models import AgentSession
 
 # LangGraph's msgpack extension codes (langgraph.checkpoint.serde.jsonplus).
 _CONSTRUCTOR_SINGLE_ARG, _CONSTRUCTOR_POS_ARGS, _CONSTRUCTOR_KW_ARGS, _METHOD_SINGLE_ARG = 0, 1, 2, 3
-_PYDANTIC_V1, _PYDANTIC_V2, _NUMPY_ARRAY = 4, 5, 6
+_PYDANTIC_V1, _PYDANTIC_V2, _NUMPY_ARRAY, _DELTA_SNAPSHOT = 4, 5, 6, 7
+
+
+def _key(value: Any) -> Any:
+    """A map key as msgpack read it, made hashable: an array is a tuple again (LangGraph writes tuple keys as
+    arrays), anything else unhashable (a map, a decoded extension) is its text."""
+    if isinstance(value, list):
+        return tuple(_key(item) for item in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_key(key): value for key, value in pairs}
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, object_pairs_hook=_map)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
     try:
-        parts = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        parts = _unpack(data)
+    except Exception:  # one odd value is described, not allowed to break the whole blob
         return {"__type__": f"ext {code}", "bytes": len(data)}
+    if code == _DELTA_SNAPSHOT:
+        return {"__type__": "DeltaSnapshot", "value": parts}
     if not isinstance(parts, (list, tuple)) or len(parts) < 3:
         return {"__type__": f"ext {code}", "value": parts}
     type_name = f"{parts[0]}.{parts[1]}"
@@ -44,23 +66,23 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def decode_blob(type_: str, blob: bytes | memoryview | None) -> Any:
-    """A stored (sealed) value as JSON-like data for display (never raises on odd input)."""
+    """A stored (sealed) value as JSON-like data for display. Never raises on odd input: what cannot be opened
+    or decoded is a placeholder string (only a storage layer's outage gets through)."""
     if type_ == "null":
         return None
     try:
         data = open_bytes(blob) if blob is not None else b""
     except (Erased, IntegrityFailure) as exc:
         return f"<unreadable: {exc.message}>"
-    if type_ == "json":
-        try:
+    except (ValueError, IndexError):  # sealed bytes cut short
+        return "<unreadable: malformed stored value>"
+    try:
+        if type_ == "json":
             return json.loads(data)
-        except ValueError:
-            return f"<undecodable json, {len(data)} bytes>"
-    if type_ == "msgpack":
-        try:
-            return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-            return f"<undecodable msgpack, {len(data)} bytes>"
+        if type_ == "msgpack":
+            return _unpack(data)
+    except Exception:  # a value shown to people must not break the page or the export
+        return f"<undecodable {type_}, {len(data)} bytes>"
     return f"<{type_}, {len(data)} bytes>"
 
 

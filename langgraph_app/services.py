@@ -14,10 +14,11 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from django.db.models import Q
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
-from memory_admin.codec import bytes_sealer_for
-from memory_admin.errors import NotFound, ValidationFailed
+from memory_admin.codec import bytes_sealer_for, open_bytes
+from memory_admin.errors import Erased, IntegrityFailure, NotFound, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, session_group
 from memory_admin.sql import run
 from sessions_app import identity
@@ -470,7 +471,9 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
     """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
     it names, and remove the rest (see _KEEP_LATEST_SQL for subgraph calls); `delete`: remove everything of
     the threads. Unknown threads are skipped.
-    Returns how many checkpoints went. ValidationFailed for another strategy."""
+    Returns how many checkpoints went. ValidationFailed for another strategy; Unprocessable (422), naming them
+    in `delta_channel_threads`, when keep_latest is asked of threads that use a DeltaChannel (nothing is
+    pruned then), as PostgresSaver refuses them."""
     if strategy not in PRUNE_STRATEGIES:
         raise ValidationFailed(
             f"strategy must be one of {', '.join(PRUNE_STRATEGIES)}.", details={"strategy": strategy}
@@ -480,12 +483,53 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
         return 0
     if strategy == "delete":
         return _delete_sessions_rows(session_pks)
+    if delta := _delta_channel_threads(session_pks):
+        raise Unprocessable(
+            f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(delta)}",
+            details={"delta_channel_threads": delta},
+        )
     with connection.cursor() as cursor:
         cursor.execute(_KEEP_LATEST_SQL, {"sessions": session_pks})
         deleted = int(cursor.rowcount)
         cursor.execute(_UNPARENT_SQL, {"sessions": session_pks})
     _collect_garbage(session_pks)
     return deleted
+
+
+# A DeltaChannel's value is rebuilt from the writes of older checkpoints back to its last snapshot, which
+# keep_latest would remove: PostgresSaver refuses such threads, and so does this. A thread shows it as
+# PostgresSaver sees it: update counters in a checkpoint's metadata (LangGraph.js marks its threads with
+# `delta_writes_versioned`), or a snapshot among its values, which the client's serializer writes as msgpack
+# extension 7 (langgraph.checkpoint.serde.jsonplus.EXT_DELTA_SNAPSHOT).
+_DELTA_METADATA_KEYS = ("counters_since_delta_snapshot", "delta_writes_versioned")
+_EXT_DELTA_SNAPSHOT = 7
+# Where a msgpack extension's type byte is, after each extension format's first byte (fixext 1-16, ext 8-32).
+_EXT_TYPE_OFFSET = {0xD4: 1, 0xD5: 1, 0xD6: 1, 0xD7: 1, 0xD8: 1, 0xC7: 2, 0xC8: 3, 0xC9: 5}
+
+
+def _is_delta_snapshot(type_: str, blob: bytes | memoryview | None) -> bool:
+    if type_ != "msgpack" or blob is None:
+        return False
+    try:
+        data = open_bytes(blob)
+    except (Erased, IntegrityFailure, ValueError, IndexError):
+        return False  # unreadable: it tells nothing either way
+    offset = _EXT_TYPE_OFFSET.get(data[0]) if data else None
+    return offset is not None and len(data) > offset and data[offset] == _EXT_DELTA_SNAPSHOT
+
+
+def _delta_channel_threads(session_pks: Sequence[object]) -> list[str]:
+    """The thread ids among these sessions that use a DeltaChannel, sorted."""
+    marked = Q()
+    for key in _DELTA_METADATA_KEYS:
+        marked |= Q(metadata__has_key=key)
+    delta = set(ThreadCheckpoint.objects.filter(marked, session__in=session_pks).values_list("session_id", flat=True))
+    # The rest's values are sealed, so each is opened to be looked at.
+    blobs = ChannelBlob.objects.filter(session__in=[pk for pk in session_pks if pk not in delta], type="msgpack")
+    for session_pk, type_, blob in blobs.values_list("session_id", "type", "blob").iterator(chunk_size=200):
+        if session_pk not in delta and _is_delta_snapshot(type_, blob):
+            delta.add(session_pk)
+    return sorted(AgentSession.objects.filter(pk__in=delta).values_list("session_id", flat=True))
 
 
 # keep_latest, as LangGraph's PostgresSaver prunes: each namespace keeps its newest checkpoint, except that a

@@ -155,6 +155,12 @@ class DiffOut(serializers.Serializer[Any]):
     summary = ChangedPathsOut()
     events = DiffEventOut(many=True, help_text="Events recorded between the two checkpoints, oldest first.")
     events_truncated = serializers.BooleanField()
+    events_archived_through = serializers.IntegerField(
+        allow_null=True,
+        help_text="When event archival moved the first events between the two checkpoints to the archive: the "
+        "last of them (`events` starts after it; read them from the archive). Null when `events` starts right "
+        "after the older checkpoint's event version.",
+    )
 
 
 class BadLinkOut(serializers.Serializer[Any]):

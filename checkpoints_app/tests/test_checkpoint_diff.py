@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonpatch
 import pytest
 
-from conftest import World
+from conftest import World, logged_in
 from memory_admin.codec import encode_payload
 from sessions_app.models import AgentSession, Event
 
@@ -68,6 +68,35 @@ def test_the_diff_lists_the_events_recorded_between_the_two_checkpoints(world: W
         (7, "message.added"),
     ]
     assert diff["events_truncated"] is False
+    assert diff["events_archived_through"] is None
+
+
+def test_the_diff_says_which_events_between_the_checkpoints_are_in_the_archive(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    from lifecycle_app.archival import archive_events_upto
+
+    session = acme_session(world)
+    record_events(session, range(1, 11))
+    a = saved(world.acme.client, session, state={"x": 1})
+    record_events(session, range(11, 21))
+    b = saved(world.acme.client, session, state={"x": 2})
+    with django_capture_on_commit_callbacks(execute=True):
+        archive_events_upto(session.pk, upto=15, keep_snapshot=0, limit=100, wait=True)
+
+    diff = world.acme.client.get(url(session, f"/diff?from={a['id']}&to={b['id']}")).json()
+
+    # Events 11-15 were listed nowhere and nothing said so: a history with a hole.
+    assert [event["version"] for event in diff["events"]] == [16, 17, 18, 19, 20]
+    assert diff["events_archived_through"] == 15
+    assert diff["patch"] == [{"op": "replace", "path": "/x", "value": 2}]
+    page = logged_in(world.support).get(f"/sessions/{session.pk}/checkpoints/diff/", {"from": a["id"], "to": b["id"]})
+    assert "Events up to v15 were moved to the archive" in page.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        archive_events_upto(session.pk, upto=20, keep_snapshot=0, limit=100, wait=True)
+    diff = world.acme.client.get(url(session, f"/diff?from={b['id']}&to={a['id']}")).json()
+    assert diff["events"] == [] and diff["events_archived_through"] == 20
 
 
 def test_a_diff_works_backwards_and_across_branches(world: World) -> None:

@@ -234,3 +234,21 @@ def test_verify_names_what_retention_removed_and_the_anchors_the_kept_chain_veri
     ]
     assert (untouched["removed_by_retention"], untouched["retention_anchors"]) == ([], [])
     assert untouched["verified_from"]["sequence"] == 1 and untouched["verified_from"]["anchored"] is False
+
+
+def test_a_retried_save_of_a_sequence_retention_removed_is_a_409_saying_so(
+    world: World, sessions: dict[str, AgentSession]
+) -> None:
+    session = sessions["all_old"]
+    apply_checkpoint_retention(dry_run=False)
+
+    retry = world.acme.client.post(
+        url(session), {"node_id": "node-2", "state": messages(2), "sequence": 2}, format="json"
+    )
+
+    assert retry.status_code == 409
+    error = retry.json()["error"]
+    # It said "already exists with different content" of a checkpoint that no longer exists.
+    assert "removed by retention" in error["message"] and "already exists" not in error["message"]
+    assert error["details"]["sequence"] == 2 and error["details"]["removed_by_retention"] is True
+    assert error["details"]["next_sequence"] == 13

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
@@ -207,11 +207,20 @@ class ThreadCopyView(AgentAPIView):
 
 
 class PruneView(AgentAPIView):
-    @extend_schema(request=s.PruneIn, responses=s.CountOut)
+    @extend_schema(
+        request=s.PruneIn,
+        responses={
+            200: s.CountOut,
+            422: OpenApiResponse(
+                description="keep_latest of threads that use a DeltaChannel, refused as PostgresSaver refuses them "
+                "(nothing is pruned); `details.delta_channel_threads` names them."
+            ),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         """Prune threads: keep each namespace's latest checkpoint, or delete all (LangGraph's prune); `count`
-        checkpoints removed."""
+        checkpoints removed. keep_latest refuses threads that use a DeltaChannel (a 422 naming them)."""
         data = _valid(s.PruneIn, request.data)
         count = services.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
         return Response({"count": count})

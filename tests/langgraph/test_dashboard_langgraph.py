@@ -74,3 +74,33 @@ def test_the_diff_of_checkpoints_the_thread_does_not_have_is_a_404(
         answer = logged_in(world.support).get(f"/sessions/{session.pk}/checkpoints/diff/", {"kind": "langgraph", **odd})
         assert answer.status_code == 404, odd  # was a 500: PostgreSQL text cannot hold NUL
     assert logged_in(world.nobody).get(f"/sessions/{session.pk}/checkpoints/").status_code == 403
+
+
+class Board(TypedDict):
+    grid: dict[tuple[int, int], str]
+
+
+def test_a_state_with_tuple_keys_diffs_readably_on_the_dashboard(
+    in_process_threads: dict[str, Any], world: World
+) -> None:
+    saver = AgentMemorySaver(api_key=world.acme.raw_key, user_id="u-alice", **in_process_threads)
+    builder = StateGraph(Board)
+    builder.add_node("move", lambda state: {"grid": {**state["grid"], (1, 1): "x-MARK"}})
+    builder.add_edge(START, "move")
+    graph: Any = builder.compile(checkpointer=saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "lg-grid"}}
+    graph.invoke(Board(grid={(0, 0): "o-MARK"}), config)
+    assert graph.get_state(config).values == {"grid": {(0, 0): "o-MARK", (1, 1): "x-MARK"}}
+    session = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-grid")
+    last = ThreadCheckpoint.objects.filter(session=session).order_by("checkpoint_id").last()
+    assert last is not None
+
+    diff = logged_in(world.support).get(
+        f"/sessions/{session.pk}/checkpoints/diff/",
+        {"kind": "langgraph", "from": last.parent_checkpoint_id, "to": last.checkpoint_id},
+    )
+
+    assert diff.status_code == 200  # was a 500: msgpack cannot make a dict key of a list
+    text = diff.content.decode()
+    assert "x-MARK" in text and "o-MARK" in text
+    assert "(1, 1)" in text

@@ -33,7 +33,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agent_memory_client.batching import AsyncCoalescer, Coalescer
 from agent_memory_client.client import AsyncMemoryClient, MemoryClient
-from agent_memory_client.errors import NotFoundError
+from agent_memory_client.errors import ApiError, NotFoundError
 
 PAGE = 100
 
@@ -44,6 +44,14 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(data: str | None) -> bytes:
     return b"" if data is None else base64.b64decode(data)
+
+
+def _prune_refusal(error: ApiError) -> NotImplementedError | None:
+    """What PostgresSaver raises for keep_latest of threads that use a DeltaChannel, when the service refused
+    such threads (it names them in `delta_channel_threads`); None for any other failure."""
+    if error.status == 422 and "delta_channel_threads" in error.details:
+        return NotImplementedError(error.message)
+    return None
 
 
 def _is_checkpoint(op: dict[str, Any]) -> bool:
@@ -334,7 +342,12 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         if thread_ids:
-            self.client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+            try:
+                self.client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+            except ApiError as error:
+                if (refusal := _prune_refusal(error)) is None:
+                    raise
+                raise refusal from error
 
     # --- async ------------------------------------------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -396,7 +409,12 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         if thread_ids:
-            await self.async_client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+            try:
+                await self.async_client.prune_threads([str(thread_id) for thread_id in thread_ids], strategy)
+            except ApiError as error:
+                if (refusal := _prune_refusal(error)) is None:
+                    raise
+                raise refusal from error
 
     def close(self) -> None:
         self.client.close()
