@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,6 +41,10 @@ def _uuid_param(request: Request, name: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise ValidationFailed(f"`{name}` must be a checkpoint id (a UUID).", details={"parameter": name}) from None
+
+
+# A read rebuilds the state through the chain and checks it: a broken link is a 409 naming it, never a wrong state.
+_BROKEN_CHAIN = {409: OpenApiResponse(description="The chain is broken (`integrity_failure`): details name the link.")}
 
 
 class SessionCheckpointsView(AgentAPIView):
@@ -90,19 +94,19 @@ class CheckpointListView(SessionCheckpointsView):
 
 
 class LatestCheckpointView(SessionCheckpointsView):
-    @extend_schema(responses=s.CheckpointWithStateOut)
+    @extend_schema(responses={200: s.CheckpointWithStateOut, **_BROKEN_CHAIN})
     def get(self, request: Request, session_id: str) -> HttpResponse:
         return _with_state(selectors.get_latest_checkpoint(session=self.get_session()))
 
 
 class CheckpointDetailView(SessionCheckpointsView):
-    @extend_schema(responses=s.CheckpointWithStateOut)
+    @extend_schema(responses={200: s.CheckpointWithStateOut, **_BROKEN_CHAIN})
     def get(self, request: Request, session_id: str, checkpoint_id: uuid.UUID) -> HttpResponse:
         return _with_state(selectors.get_checkpoint(session=self.get_session(), checkpoint_id=checkpoint_id))
 
 
 class CheckpointBySequenceView(SessionCheckpointsView):
-    @extend_schema(responses=s.CheckpointWithStateOut)
+    @extend_schema(responses={200: s.CheckpointWithStateOut, **_BROKEN_CHAIN})
     def get(self, request: Request, session_id: str, sequence: int) -> HttpResponse:
         session = self.get_session()
         if sequence > s.MAX_SEQUENCE:
@@ -116,7 +120,7 @@ class CheckpointDiffView(SessionCheckpointsView):
             OpenApiParameter("from", OpenApiTypes.UUID, required=True, description="The older checkpoint's id."),
             OpenApiParameter("to", OpenApiTypes.UUID, required=True, description="The newer checkpoint's id."),
         ],
-        responses=s.DiffOut,
+        responses={200: s.DiffOut, **_BROKEN_CHAIN},
     )
     def get(self, request: Request, session_id: str) -> Response:
         from_id, to_id = _uuid_param(request, "from"), _uuid_param(request, "to")

@@ -160,3 +160,11 @@ def test_every_write_documents_its_idempotency_key_and_every_operation_its_api_k
             for status, answer in operation["responses"].items():
                 if status.startswith(("4", "5")):  # a view's own refusals carry the one error shape too
                     assert "Error" in answer["content"]["application/json"]["schema"]["$ref"], (path, method, status)
+
+
+@pytest.mark.parametrize(
+    "suffix", ["/latest", "/{checkpoint_id}", "/by-sequence/{sequence}", "/diff"], ids=lambda suffix: suffix
+)
+def test_the_checkpoint_reads_document_the_409_of_a_broken_chain(openapi: dict[str, Any], suffix: str) -> None:
+    responses = openapi["paths"][f"/api/v1/sessions/{{session_id}}/checkpoints{suffix}"]["get"]["responses"]
+    assert "integrity_failure" in responses["409"]["description"]
