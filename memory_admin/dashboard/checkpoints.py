@@ -15,7 +15,7 @@ from checkpoints_app.models import Checkpoint
 from checkpoints_app.patching import make_patch, summarise
 from langgraph_app.display import readable_checkpoint, recent_checkpoints
 from memory_admin.dashboard.access import staff_page
-from memory_admin.dashboard.difftree import diff_tree
+from memory_admin.dashboard.difftree import diff_tree, nan_as_equal
 from memory_admin.errors import IntegrityFailure, NotFound
 from memory_admin.query import whole_number
 from sessions_app.models import AgentSession
@@ -84,7 +84,8 @@ def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse
     target = readable_checkpoint(session, checkpoint_id=to_id, checkpoint_ns=namespace)
     if source is None or target is None:
         return _diff_error(request, session, "At least one of the two checkpoints is not one of this thread's.", 404)
-    summary = summarise(source.state, target.state)
+    # Counted as the tree shows them: a NaN that stayed a NaN did not change.
+    summary = summarise(nan_as_equal(source.state), nan_as_equal(target.state))
     return render(
         request,
         "dashboard/checkpoints/langgraph_diff.html",
@@ -93,6 +94,7 @@ def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse
             "source": source.row,
             "target": target.row,
             "tree": diff_tree(source.state, target.state),
+            "summary": summary,
             "counts": {"added": len(summary.added), "removed": len(summary.removed), "changed": len(summary.changed)},
             "patch": json.dumps(make_patch(source.state, target.state), indent=2, ensure_ascii=False),
         },

@@ -9,11 +9,13 @@ page asked to watch, and only when the user's roles allow that message type.
       {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
       {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page (admins)
     server → client
-      {"type": "catchup", "session": "<uuid>", "events": [timeline rows after after_version]}
+      {"type": "catchup", "session": "<uuid>", "events": [timeline rows after after_version], "more": false}
+          (at most CATCHUP_LIMIT rows; `more`: there are newer ones, ask again from the last of these)
       {"type": "event.appended", …, "events": [the new timeline rows]}
       {"type": "session.created", …, "html": "<tr>…"}   (sessions list; the row as the list renders it)
       {"type": "session.row", "session": "<session id>", "html": "<tr>…"}   (sessions list catch-up)
-      {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}]}   (user page)
+      {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}], "totals": {"<scope>": n}}
+          (user page; `totals`: the live memories of each section the rows are in, counted with them)
       {"type": "profile.html", "html": "…"}   {"type": "user.session", "session": "<uuid>", "html": "<tr>…"}
       {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
       {"type": "operation.row", "operation": "<uuid>", "pending": 2, "html": "<tr>…"}   (session page journal)
@@ -21,11 +23,12 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "watching", "what": "tenant" | "user" | "keys", …}   (after a watch's catch-up: live from here)
       {"type": "error", "message": "…"}
 
-Catching up: a session page sends the last version it shows and first gets what was appended after it; the
-other pages send `since`, the server time they were rendered at or of the last message they saw, and first
-get the rows changed since then (a little earlier, in fact: see live_rows.CATCHUP_MARGIN). Every row is keyed
-by its version or id, and pages replace or drop what they already have, so a reconnect neither misses nor
-repeats anything.
+Catching up: a session page sends the last version it shows and first gets what was appended after it, a
+batch at a time (`more`: ask again from the last row); it shows a live row only right after the one before it,
+and asks for a catch-up when some are missing (a message lost on the way). The other pages send `since`, the
+server time they were rendered at or of the last message they saw, and first get the rows changed since then
+(a little earlier, in fact: see live_rows.CATCHUP_MARGIN). Every row is keyed by its version or id, and pages
+replace or drop what they already have, so a reconnect neither misses nor repeats anything.
 
 Permissions: the user's roles are read on connect and on every frame the page sends, and again before a
 published message is passed on when they were last read more than ROLE_RECHECK_SECONDS ago. A user who lost
@@ -102,11 +105,11 @@ def _session(pk: str) -> AgentSession | None:
         return None
 
 
-def _rows(session_pk: str, *, after: int, upto: int | None = None) -> list[dict[str, Any]]:
+def _rows(session_pk: str, *, after: int, upto: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     session = _session(session_pk)
     if session is None:
         return []
-    rows = timeline(session, after=after, limit=CATCHUP_LIMIT)
+    rows = timeline(session, after=after, limit=limit or CATCHUP_LIMIT)
     return [row for row in rows if upto is None or row["version"] <= upto]
 
 
@@ -220,8 +223,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # Subscribe before reading the backlog: whatever lands in between arrives twice, never zero times.
         self.sessions.add(str(session.pk))
         await self._subscribe(session_group(session.pk))
-        rows = await database_sync_to_async(_rows)(str(session.pk), after=after)
-        await self.send_json({"type": "catchup", "session": str(session.pk), "events": rows})
+        # One batch at a time: with `more`, the page asks again from the last row it got, until it reaches the head.
+        rows = await database_sync_to_async(_rows)(str(session.pk), after=after, limit=CATCHUP_LIMIT + 1)
+        await self.send_json(
+            {
+                "type": "catchup",
+                "session": str(session.pk),
+                "events": rows[:CATCHUP_LIMIT],
+                "more": len(rows) > CATCHUP_LIMIT,
+            }
+        )
 
     async def _watch_tenant(self, content: dict[str, Any]) -> None:
         found = await database_sync_to_async(_tenant_pks)([content.get("tenant")])
@@ -278,7 +289,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if item.get("type") != "message":
                 continue
             channel = item["channel"].decode() if isinstance(item["channel"], bytes) else item["channel"]
-            frames = await self._frames(channel.removeprefix(CHANNEL_PREFIX), json.loads(item["data"]))
+            group = channel.removeprefix(CHANNEL_PREFIX)
+            try:
+                frames = await self._frames(group, json.loads(item["data"]))
+            except Exception:  # one message that cannot be passed on must not end the feed
+                logger.exception("live_message_failed", group=group)
+                continue
             if frames is None:
                 return
             for frame in frames:

@@ -2,11 +2,14 @@
 
 Rows come in document order, each with its depth for indentation. A subtree that is the same on both sides,
 added whole or removed whole is one row (its value shown compactly), so the tree stays as short as the change.
+A NaN (LangGraph's channel values may hold one) is the same as a NaN on the other side: for the page, unlike
+for Python's floats, where NaN equals nothing, not even itself.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,46 @@ MAX_ROWS = 2000
 MAX_VALUE_CHARS = 300
 
 _MISSING = object()
+
+
+class _NaN:
+    """Every NaN of the documents compared, as one value that equals itself (shown as JSON shows NaN)."""
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+SAME_NAN = _NaN()
+
+
+def nan_as_equal(document: Any) -> Any:
+    """`document` with each float NaN replaced by SAME_NAN, so that comparing two of them (here, or with
+    checkpoints_app.patching.summarise) takes an unchanged NaN for unchanged. Containers are copied, the
+    document is left as it is; no recursion, so any depth the decoders take is fine."""
+    root = [document]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        value = container[key]
+        if isinstance(value, float) and math.isnan(value):
+            container[key] = SAME_NAN
+        elif isinstance(value, dict):
+            container[key] = mapping = dict(value)
+            stack.extend((mapping, child) for child in mapping)
+        elif isinstance(value, list):
+            container[key] = items = list(value)
+            stack.extend((items, index) for index in range(len(items)))
+    return root[0]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_nan_for_json)
+
+
+def _nan_for_json(value: Any) -> float:
+    if value is SAME_NAN:
+        return math.nan
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -47,13 +90,13 @@ def _shown(value: Any) -> str:
     elif isinstance(value, list) and value:
         text = f"[…] {len(value)} items"
     else:
-        text = json.dumps(value, ensure_ascii=False)
+        text = _json(value)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def _leaf(value: Any) -> str:
     """A value shown in full when it is small, else summarised (containers) or cut (long strings)."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = _json(value)
     return text if len(text) <= MAX_VALUE_CHARS else _shown(value)
 
 
@@ -70,6 +113,7 @@ def _children(old: Any, new: Any) -> list[tuple[str | int, Any, Any]]:
 
 def diff_tree(source: dict[str, Any], target: dict[str, Any], *, max_rows: int = MAX_ROWS) -> Tree:
     """The rows of the merged tree of `source` and `target` (see module docstring)."""
+    source, target = nan_as_equal(source), nan_as_equal(target)
     rows: list[TreeRow] = []
     stack: list[tuple[str, str, int, Any, Any]] = [
         (f"/{_escape(key)}", str(key), 0, old, new) for key, old, new in reversed(_children(source, target))

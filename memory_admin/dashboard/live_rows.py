@@ -21,7 +21,7 @@ from django.utils import timezone
 from memories_app.models import Memory, PromotionJob, Scope, UserProfile
 from memory_admin.dashboard.selectors import active_embedder
 from memory_admin.dashboard.sessions import operation_row, session_row
-from memory_admin.dashboard.users import memory_rows
+from memory_admin.dashboard.users import memory_rows, memory_totals, profile_card
 from sessions_app.models import AgentSession, OperationStatus
 from tenants_app import selectors as tenant_selectors
 
@@ -63,9 +63,15 @@ def _shown_on_user_page(memory: Memory, user_id: str) -> bool:
 
 
 def memory_frames(memories: Iterable[Memory], user_id: str) -> list[dict[str, Any]]:
-    """One frame per memory the user page shows: its rendered row, or `deleted` when it is gone."""
+    """One frame per memory the user page shows: its rendered row, or `deleted` when it is gone — deleted, or
+    hidden with its owner, whose erasure was approved (Memory.objects.alive() decides, as for the API)."""
     shown = [memory for memory in memories if _shown_on_user_page(memory, user_id)]
-    alive = [memory for memory in shown if memory.deleted_at is None]
+    alive_pks = set(
+        Memory.objects.alive().filter(pk__in=[memory.pk for memory in shown]).values_list("pk", flat=True)
+        if shown
+        else ()
+    )
+    alive = [memory for memory in shown if memory.pk in alive_pks]
     embedder = active_embedder()
     rendered = {
         row.memory.pk: render_to_string("dashboard/users/memory_row.html", {"row": row})
@@ -78,7 +84,18 @@ def memory_frames(memories: Iterable[Memory], user_id: str) -> list[dict[str, An
     ]
 
 
+def memory_rows_frame(tenant_pk: uuid.UUID, memories: Iterable[Memory], user_id: str) -> dict[str, Any] | None:
+    """The `memory.rows` frame for these memories, with the fresh totals of the sections they are in (the page
+    sets its counts from them: whether a row it does not show was counted already is not its to guess)."""
+    rows = memory_frames(memories, user_id)
+    if not rows:
+        return None
+    scopes = sorted({row["scope"] for row in rows})
+    return {"type": "memory.rows", "rows": rows, "totals": memory_totals(tenant_pk, user_id, scopes)}
+
+
 def _memories(tenant_pk: uuid.UUID, ids: Iterable[object]) -> list[Memory]:
+    """The memories with these ids, live or not (memory_frames tells which)."""
     wanted = [pk for pk in (_uuid(value) for value in ids) if pk is not None]
     if not wanted:
         return []
@@ -97,7 +114,7 @@ def profile_frame(tenant_pk: uuid.UUID, user_id: str, profile_pk: object = None)
     profile = profiles.first()
     if profile is None:
         return None
-    return {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", {"profile": profile})}
+    return {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", profile_card(profile))}
 
 
 def user_session_frame(session: AgentSession) -> dict[str, Any]:
@@ -113,16 +130,14 @@ def user_page_frames(tenant_pk: uuid.UUID, user_id: str, message: dict[str, Any]
     kind = message.get("type")
     frames: list[dict[str, Any]] = []
     if kind in {"memory.created", "memory.updated", "memory.deleted"}:
-        rows = memory_frames(_memories(tenant_pk, [message.get("memory")]), user_id)
-        if rows:
-            frames.append({"type": "memory.rows", "rows": rows})
+        if rows_frame := memory_rows_frame(tenant_pk, _memories(tenant_pk, [message.get("memory")]), user_id):
+            frames.append(rows_frame)
     elif kind == "promotion.finished":
         job_pk = _uuid(message.get("job"))
         job = PromotionJob.objects.filter(tenant_id=tenant_pk, pk=job_pk).first() if job_pk else None
-        if job is not None:
-            rows = memory_frames(_memories(tenant_pk, [*job.created_ids, *job.updated_ids]), user_id)
-            if rows:
-                frames.append({"type": "memory.rows", "rows": rows})
+        promoted = _memories(tenant_pk, [*job.created_ids, *job.updated_ids]) if job is not None else []
+        if rows_frame := memory_rows_frame(tenant_pk, promoted, user_id):
+            frames.append(rows_frame)
     elif kind == "profile.updated":
         frame = profile_frame(tenant_pk, user_id, message.get("profile"))
         if frame:
@@ -139,6 +154,7 @@ def user_page_frames(tenant_pk: uuid.UUID, user_id: str, message: dict[str, Any]
 def user_page_catchup(tenant_pk: uuid.UUID, user_id: str, since: datetime) -> list[dict[str, Any]]:
     """Everything of this user's page that changed since `since`: memories, the profile, sessions."""
     changed = Q(updated_at__gte=since) | Q(deleted_at__gte=since) | Q(created_at__gte=since)
+    # Not only the live ones: what was deleted, or hidden with its owner, goes to the page as deleted.
     memories = list(
         Memory.objects.filter(tenant_id=tenant_pk)
         .filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
@@ -148,13 +164,12 @@ def user_page_catchup(tenant_pk: uuid.UUID, user_id: str, since: datetime) -> li
         .order_by("created_at", "id")[:CATCHUP_LIMIT]
     )
     frames: list[dict[str, Any]] = []
-    rows = memory_frames(memories, user_id)
-    if rows:
-        frames.append({"type": "memory.rows", "rows": rows})
+    if rows_frame := memory_rows_frame(tenant_pk, memories, user_id):
+        frames.append(rows_frame)
     profile = UserProfile.objects.filter(tenant_id=tenant_pk, user_id=user_id, updated_at__gte=since).first()
     if profile is not None:
         frames.append(
-            {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", {"profile": profile})}
+            {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", profile_card(profile))}
         )
     sessions = AgentSession.objects.filter(tenant_id=tenant_pk, user_id=user_id).filter(
         Q(created_at__gte=since) | Q(updated_at__gte=since)

@@ -30,6 +30,7 @@ from sessions_app.models import AgentSession, Operation, OperationStatus, Sessio
 from tenants_app.models import Tenant
 
 PAGE_SIZE = 50
+OPERATIONS_SHOWN = 50
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -47,11 +48,16 @@ class UtcDateTimeField(forms.DateTimeField):
 
 
 class SessionFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=256, label="Session id or user id")
+    # Exactly as given, spaces included: " bob " and "bob" are two people to the API.
+    q = forms.CharField(required=False, max_length=256, strip=False, label="Session id or user id")
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), required=False, empty_label="All tenants")
     status = forms.ChoiceField(choices=[("", "Any status"), *SessionStatus.choices], required=False)
     created_after = UtcDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     created_before = UtcDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    def clean_q(self) -> str:
+        q: str = self.cleaned_data["q"]
+        return q if q.strip() else ""  # only spaces: nothing to search for (no id is blank)
 
 
 @dataclass(frozen=True)
@@ -171,25 +177,61 @@ def operation_row(session: AgentSession, operation: Operation) -> dict[str, Any]
     }
 
 
+def _shown_as_json(value: Any) -> str:
+    """A structured value as JSON for the page (not as Python writes it: `{'done': True}`); text as it is."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _archived_through(session: AgentSession, oldest_shown: int | None) -> int | None:
+    """Up to which version the session's events are in the archive when the page shows none before
+    `oldest_shown`, else None. Versions have no gaps and event archival takes the oldest first: what is
+    missing below the first event Postgres keeps was moved to the archive (the API answers 410 there)."""
+    if oldest_shown == 1 or not session.head_version:
+        return None
+    first_kept = selectors.events_for(session).order_by("version").values_list("version", flat=True).first()
+    if first_kept is None:  # all of them (an archived session keeps only its row and its last snapshot)
+        return session.head_version
+    if oldest_shown is not None and oldest_shown > first_kept:
+        return None  # older events are still here, on the next page
+    return first_kept - 1 or None
+
+
 @staff_page()
 def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     session = _session_or_404(pk)
     before = whole_number(request.GET.get("before"))
     rows = selectors.timeline(session, before=before)
-    operations = list(selectors.operations_for(session).order_by("-created_at")[:50])
+    oldest_shown = rows[0]["version"] if rows else None
+    operations = selectors.operations_for(session)
+    context = selectors.read_context(session=session, touch=False)
     return render(
         request,
         "dashboard/sessions/detail.html",
         {
             "session": session,
-            "metadata": json.dumps(session.metadata, indent=2, ensure_ascii=False),
-            "context": selectors.read_context(session=session, touch=False),
-            "tools": selectors.list_tool_states(session=session),
-            "operations": [operation_row(session, operation) for operation in operations],
-            "pending_count": sum(1 for operation in operations if operation.status == OperationStatus.PENDING),
+            "metadata": _pretty_json(session.metadata),
+            "context": context,
+            # Not `messages`: that is the flash messages' name in every template. Messages are validated
+            # objects with a role and content (sessions_app.state.validate_message).
+            "dialogue": [
+                {"role": message["role"], "content": _shown_as_json(message["content"])} for message in context.messages
+            ],
+            "tools": [
+                {"tool": view.tool, "ttl_seconds": view.ttl_seconds, "state": _pretty_json(view.state)}
+                for view in selectors.list_tool_states(session=session)
+            ],
+            "operations": [
+                operation_row(session, operation) for operation in operations.order_by("-created_at")[:OPERATIONS_SHOWN]
+            ],
+            "pending_count": operations.filter(status=OperationStatus.PENDING).count(),
             "timeline": rows,
             "paged": before is not None,
-            "oldest_shown": rows[0]["version"] if rows else None,
+            "oldest_shown": oldest_shown,
+            "archived_through": _archived_through(session, oldest_shown),
         },
     )
 

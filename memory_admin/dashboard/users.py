@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,8 +56,15 @@ class UserIdConverter:
 
 class FindUserForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), empty_label="Choose a tenant")
-    # CharField refuses NUL characters by itself; the length is the API's limit on user ids.
-    user_id = forms.CharField(max_length=MAX_USER_ID_CHARS, label="User id")
+    # CharField refuses NUL characters by itself; the length is the API's limit on user ids. Exactly as the
+    # tenant stores it, spaces included: " alice " and "alice" are two people to the API.
+    user_id = forms.CharField(max_length=MAX_USER_ID_CHARS, strip=False, label="User id")
+
+    def clean_user_id(self) -> str:
+        user_id: str = self.cleaned_data["user_id"]
+        if not user_id.strip():
+            raise forms.ValidationError("A user id needs more than spaces.", code="blank")
+        return user_id
 
 
 class MemorySearchForm(forms.Form):
@@ -111,6 +119,37 @@ def store_rows(tenant: Tenant, user_id: str, *, now: datetime) -> tuple[int, lis
 
 
 # --- reads behind the user page -------------------------------------------------------------------------
+
+
+def profile_card(profile: UserProfile | None) -> dict[str, Any]:
+    """What the profile card (dashboard/users/profile.html) shows, for the page and the live socket alike:
+    facts and preferences as lists sorted by key (a key named `items` is no dict method to a template), and
+    each preference's value as JSON."""
+    if profile is None:
+        return {"profile": None, "facts": [], "preferences": []}
+    return {
+        "profile": profile,
+        "facts": sorted(profile.facts.items()),
+        "preferences": [
+            (key, json.dumps(value, ensure_ascii=False)) for key, value in sorted(profile.preferences.items())
+        ],
+    }
+
+
+def memory_totals(tenant_id: uuid.UUID, user_id: str, scopes: Iterable[str] | None = None) -> dict[str, int]:
+    """How many live memories each section of the user page counts: the user's session and user memories and
+    the tenant's global ones (every section, or those of `scopes`)."""
+    wanted = list(scopes) if scopes is not None else [Scope.SESSION, Scope.USER, Scope.GLOBAL]
+    counted = dict(
+        Memory.objects.alive()
+        .filter(tenant_id=tenant_id, scope__in=wanted)
+        .filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
+        .values_list("scope")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("scope", "n")
+    )
+    return {scope: counted.get(scope, 0) for scope in wanted}
 
 
 @dataclass(frozen=True)
@@ -177,13 +216,7 @@ def _newest(queryset: QuerySet[Memory]) -> list[Memory]:
 def memory_sections(tenant: Tenant, user_id: str, *, model_id: str, now: datetime) -> list[ScopeSection]:
     """The user's session and user memories and the tenant's global ones, newest first, with totals."""
     alive = memory_selectors.memories_for(tenant)
-    totals = dict(
-        alive.filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
-        .values_list("scope")
-        .annotate(n=Count("pk"))
-        .order_by()
-        .values_list("scope", "n")
-    )
+    totals = memory_totals(tenant.pk, user_id)
     sections = []
     for scope in (Scope.SESSION, Scope.USER, Scope.GLOBAL):
         owned = alive.filter(scope=scope) if scope == Scope.GLOBAL else alive.filter(scope=scope, user_id=user_id)
@@ -281,7 +314,7 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
     context: dict[str, Any] = {
         "tenant": owner,
         "user_id": user_id,
-        "profile": profile,
+        **profile_card(profile),
         "sessions": sessions[:SESSIONS_SHOWN],
         "more_sessions": len(sessions) > SESSIONS_SHOWN,
         "sections": sections,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -11,6 +14,17 @@ from memory_admin.api.errors import api_not_found, api_server_error, json_error
 from memory_admin.dashboard.access import staff_page
 from memory_admin.dashboard.selectors import active_embedder, overview_counts, write_rates
 from memory_admin.health import all_layers
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; a member already logged in goes on to the page they were sent to, or to the
+    overview when that is the login page itself (Django answers that one with a 500, a redirect loop)."""
+
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self) -> str:
+        url = super().get_redirect_url()
+        return "" if urlsplit(url).path == self.request.path else url
 
 
 @staff_page()

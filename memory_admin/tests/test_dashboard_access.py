@@ -62,3 +62,20 @@ def test_unknown_pages_get_the_html_404_page(world: World) -> None:
     response = logged_in(world.support).get("/no/such/page/")
     assert response.status_code == 404
     assert b"Not found" in response.content
+
+
+@pytest.mark.parametrize("next_page", ["/login/", "/login/?next=/login/", "%2Flogin%2F"])
+def test_a_logged_in_member_sent_back_to_the_login_page_lands_on_the_overview(world: World, next_page: str) -> None:
+    response = logged_in(world.support).get(f"/login/?next={next_page}")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_logging_in_with_the_login_page_as_next_lands_on_the_overview(world: World) -> None:
+    response = Client().post(
+        "/login/?next=/login/", {"username": "sam-support", "password": STAFF_PASSWORD, "next": "/login/"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"

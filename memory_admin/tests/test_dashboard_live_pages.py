@@ -16,7 +16,14 @@ from django.utils import timezone
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory, PromotionJob
-from memories_app.services import NewMemory, create_memory, delete_memory, update_memory, update_profile
+from memories_app.services import (
+    NewMemory,
+    create_memory,
+    delete_memory,
+    hide_owner,
+    update_memory,
+    update_profile,
+)
 from memory_admin.dashboard import consumers, live_rows
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
 from memory_admin.tests.sockets import run
@@ -286,3 +293,95 @@ def test_a_finished_promotion_sends_the_promoted_memories_of_the_watched_user_on
     assert [row["memory"] for row in frame["rows"]] == [str(promoted.pk)]
     assert "bike" in frame["rows"][0]["html"]
     assert live_rows.user_page_frames(world.outsider.tenant.pk, "alice", message) == []
+
+
+def test_a_user_page_catching_up_after_the_persons_erasure_was_approved_gets_their_memories_as_deleted(
+    world: World,
+) -> None:
+    memory = _memory(world, "alice has a secret medical condition")
+    hide_owner(tenant=world.acme.tenant, user_id="alice")  # what approving her erasure does, before the purge
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        frames = await _watch(
+            communicator,
+            {
+                "action": "watch_user",
+                "tenant": str(world.acme.tenant.pk),
+                "user_id": "alice",
+                "since": "2000-01-01T00:00:00+00:00",
+            },
+        )
+        await communicator.disconnect()
+        return frames
+
+    (frame,) = run(scenario)
+    assert frame["type"] == "memory.rows"
+    assert frame["rows"] == [{"memory": str(memory.pk), "scope": "user", "deleted": True}]
+
+
+def test_a_memory_written_for_a_person_whose_erasure_was_approved_reaches_the_user_page_as_deleted(
+    world: World,
+) -> None:
+    hide_owner(tenant=world.acme.tenant, user_id="alice")
+
+    async def scenario() -> dict[str, Any]:
+        communicator = await _connected(world.support)
+        await _watch(communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"})
+        # Written between approval and purge (the purge removes it too).
+        await database_sync_to_async(_memory)(world, "alice flies to Lisbon in May")
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return frame
+
+    frame = run(scenario)
+    (row,) = frame["rows"]
+    assert row["deleted"] is True and "html" not in row
+
+
+def test_a_profile_with_a_preference_and_a_fact_named_items_reaches_the_user_page(world: World) -> None:
+    async def scenario() -> dict[str, Any]:
+        communicator = await _connected(world.support)
+        await _watch(communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"})
+        await database_sync_to_async(update_profile)(
+            tenant=world.acme.tenant,
+            user_id="alice",
+            preferences={"items": "compact"},
+            facts={"items": "Alice collects stamps"},
+            expected_versions=None,
+        )
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return frame
+
+    frame = run(scenario)
+    assert frame["type"] == "profile.html"
+    assert "<code>items</code>" in frame["html"] and "compact" in frame["html"]
+    assert "Alice collects stamps" in frame["html"]
+
+
+def test_memory_rows_carry_the_fresh_total_of_each_section_they_touch(world: World) -> None:
+    older = _memory(world, "alice used to live in Paris")
+    _memory(world, "alice is vegetarian")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        await _watch(communicator, {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"})
+        await database_sync_to_async(update_memory)(
+            tenant=world.acme.tenant, memory_id=older.pk, actor="agent", expected_versions=None, content="Lisbon"
+        )
+        updated = await communicator.receive_json_from(timeout=5)
+        await database_sync_to_async(delete_memory)(
+            tenant=world.acme.tenant, memory_id=older.pk, expected_versions=None
+        )
+        deleted = await communicator.receive_json_from(timeout=5)
+        await database_sync_to_async(_memory)(world, "opening hours are nine to five", scope="global")
+        created = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return [updated, deleted, created]
+
+    updated, deleted, created = run(scenario)
+    # An edit adds nothing: the page sets its counts from these, it does not count rows itself.
+    assert updated["totals"] == {"user": 2}
+    assert deleted["totals"] == {"user": 1}
+    assert created["totals"] == {"global": 1}

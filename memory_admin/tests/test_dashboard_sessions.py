@@ -12,7 +12,15 @@ from django.test.utils import CaptureQueriesContext
 
 from conftest import World, logged_in
 from sessions_app.models import AgentSession, EventType
-from sessions_app.services import NewEvent, append_events, append_messages, create_session, record_operation
+from sessions_app.services import (
+    NewEvent,
+    append_events,
+    append_messages,
+    create_session,
+    finish_operation,
+    record_operation,
+    set_tool_state,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +187,78 @@ def test_session_pages_refuse_users_without_a_staff_role(world: World) -> None:
 
 def test_an_unknown_session_page_is_a_404(world: World) -> None:
     assert logged_in(world.support).get("/sessions/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_the_pending_count_counts_every_pending_operation_not_only_the_newest_shown(world: World) -> None:
+    session = _session(world)
+    for index in range(3):
+        record_operation(session=session, name="charge_card", key=f"pending-{index}", params={})
+    for index in range(50):
+        operation, _ = record_operation(session=session, name="send_email", key=f"done-{index}", params={})
+        finish_operation(session=session, operation_id=operation.pk, status="completed", outcome={"ok": True})
+
+    page = logged_in(world.support).get(f"/sessions/{session.pk}/").content.decode()
+
+    assert '(<span id="pending-count">3</span> pending)' in page
+
+
+def test_tool_state_and_structured_message_content_show_as_json(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        session = _session(world)
+        append_messages(
+            session=session,
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": None}]},
+                {"role": "assistant", "content": "plain words stay plain"},
+            ],
+        )
+        set_tool_state(session=session, tool="search", state={"done": True, "cursor": None})
+
+    page = logged_in(world.support).get(f"/sessions/{session.pk}/").content.decode()
+
+    assert (
+        "<b>user</b> [{&quot;type&quot;: &quot;text&quot;, &quot;text&quot;: &quot;hi&quot;}, "
+        "{&quot;type&quot;: &quot;image_url&quot;, &quot;image_url&quot;: null}]"
+    ) in page
+    assert "<b>assistant</b> plain words stay plain" in page
+    assert '<pre class="json">{\n  &quot;done&quot;: true,\n  &quot;cursor&quot;: null\n}</pre>' in page
+    card = page.split('id="context-title"')[1].split("</section>")[0]
+    assert "True" not in card and "None" not in card
+
+
+def test_the_list_search_keeps_the_spaces_around_a_user_id(world: World) -> None:
+    _session(world, "spaced", " bob ")
+    _session(world, "plain", "bob")
+    client = logged_in(world.support)
+
+    spaced = client.get("/sessions/", {"q": " bob "}).context["page"].rows
+    blank = client.get("/sessions/", {"q": "   "}).context["page"].rows
+
+    assert [s.session_id for s in spaced] == ["spaced"]
+    assert {s.session_id for s in blank} == {"spaced", "plain"}  # nothing to search for: the whole list
+
+
+def test_an_older_page_whose_events_were_archived_says_where_they_are(
+    world: World, django_capture_on_commit_callbacks, settings: Any, tmp_path: Any
+) -> None:
+    from lifecycle_app.archival import archive_events_upto
+
+    settings.ARCHIVE_DIR = tmp_path / "archive"
+    with django_capture_on_commit_callbacks(execute=True):
+        session = _session(world)
+        append_events(
+            session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": f"n{i}"}) for i in range(40)]
+        )
+        archive_events_upto(session.pk, upto=30, keep_snapshot=0, limit=100, wait=True)
+    client = logged_in(world.support)
+
+    newest = client.get(f"/sessions/{session.pk}/").content.decode()
+    older = client.get(f"/sessions/{session.pk}/", {"before": 31}).content.decode()
+
+    assert '<li data-version="31">' in newest and "?before=31" not in newest  # no link to an empty page
+    for page in (newest, older):
+        assert "Events up to v30 were moved to the archive" in page
+        assert f"/lifecycle/sessions/{session.pk}/archives/" in page
+    assert "No events yet." not in older

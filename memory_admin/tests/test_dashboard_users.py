@@ -115,6 +115,27 @@ def test_bad_find_input_is_explained_on_the_page(world: World, params: dict[str,
     assert message in response.content.decode()
 
 
+def test_finding_a_user_keeps_the_spaces_around_their_id(world: World) -> None:
+    _session(world, "spaced", user_id=" bob ")
+    _session(world, "plain", user_id="bob")
+    _session(world, "only-spaced", user_id=" carol ")
+    client = logged_in(world.support)
+
+    spaced = client.get("/users/", {"tenant": str(world.acme.tenant.pk), "user_id": " bob "})
+    carol = client.get("/users/", {"tenant": str(world.acme.tenant.pk), "user_id": " carol "})
+
+    assert spaced.status_code == 302 and spaced["Location"] == _url(world.acme.tenant, " bob ")
+    assert carol.status_code == 302 and carol["Location"] == _url(world.acme.tenant, " carol ")
+    assert client.get(carol["Location"]).context["user_id"] == " carol "
+
+
+def test_a_user_id_of_only_spaces_is_explained_on_the_find_page(world: World) -> None:
+    response = logged_in(world.support).get("/users/", {"tenant": str(world.acme.tenant.pk), "user_id": "   "})
+
+    assert response.status_code == 200
+    assert "A user id needs more than spaces." in response.content.decode()
+
+
 # --- the user page ---------------------------------------------------------------------------------------
 
 
@@ -127,9 +148,43 @@ def test_the_user_page_shows_the_profile_with_preferences_facts_interactions_and
     assert response.status_code == 200
     assert "<dt>Interactions</dt><dd>1</dd>" in page
     assert "Alice lives in Oslo" in page and "<code>home</code>" in page
-    assert "<code>language</code></dt><dd>Norwegian</dd>" in page
+    assert "<code>language</code></dt><dd><code>&quot;Norwegian&quot;</code></dd>" in page
     assert response.context["profile"].last_active_at is not None
     assert "never" not in page.split('id="profile"')[1].split("</dl>")[0]
+
+
+def test_a_profile_with_a_preference_and_a_fact_named_items_shows_them_on_the_user_page(world: World) -> None:
+    update_profile(
+        tenant=world.acme.tenant,
+        user_id="alice",
+        expected_versions=None,
+        preferences={"items": "compact", "seat": "aisle"},
+        facts={"items": "Alice collects stamps"},
+    )
+
+    response = logged_in(world.support).get(_url(world.acme.tenant, "alice"))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<code>items</code></dt><dd><code>&quot;compact&quot;</code></dd>" in page
+    assert "<code>items</code></dt><dd>Alice collects stamps</dd>" in page
+    assert page.index("<code>items</code></dt><dd><code>") < page.index("<code>seat</code>")  # sorted by key
+
+
+def test_structured_preference_values_show_as_json(world: World) -> None:
+    update_profile(
+        tenant=world.acme.tenant,
+        user_id="alice",
+        expected_versions=None,
+        preferences={"notify": {"email": True, "phone": None}, "seats": ["aisle", "exit row"]},
+    )
+
+    page = logged_in(world.support).get(_url(world.acme.tenant, "alice")).content.decode()
+
+    assert "<code>{&quot;email&quot;: true, &quot;phone&quot;: null}</code>" in page
+    assert "<code>[&quot;aisle&quot;, &quot;exit row&quot;]</code>" in page
+    preferences = page.split('id="preferences"')[1].split("</dl>")[0]
+    assert "True" not in preferences and "None" not in preferences
 
 
 def test_the_user_page_lists_the_users_memories_by_scope_and_the_tenants_global_ones_apart(world: World) -> None:

@@ -13,7 +13,9 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 
 from conftest import World
+from memory_admin.dashboard import consumers
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer
+from memory_admin.live import publish, session_group
 from memory_admin.tests.sockets import run
 from sessions_app.models import EventType
 from sessions_app.services import NewEvent, append_events, create_session
@@ -190,3 +192,49 @@ def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(world: Wo
 
     assert answers == ["error", "error", "error", "error"]
     assert watched == ["watching", "watching", "watching"]
+
+
+def test_a_published_message_that_cannot_be_turned_into_frames_is_skipped_and_later_ones_still_arrive(
+    world: World,
+) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="s")
+
+    async def scenario() -> dict[str, Any]:
+        communicator = _communicator(world.support)
+        await communicator.connect(timeout=10)
+        await communicator.send_json_to({"action": "watch_session", "session": str(session.pk), "after_version": 0})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "catchup"
+        # No versions: building its rows fails. It used to end the socket's feed without a word.
+        await database_sync_to_async(publish)([session_group(session.pk)], {"type": "event.appended"})
+        await database_sync_to_async(append_events)(session=session, events=_nodes(1))
+        live: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return live
+
+    live = run(scenario)
+    assert live["type"] == "event.appended"
+    assert [row["version"] for row in live["events"]] == [1]
+
+
+def test_a_catch_up_longer_than_one_batch_says_there_is_more_and_the_next_watch_goes_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "CATCHUP_LIMIT", 3)
+    session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="s")
+    append_events(session=session, events=_nodes(5))
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = _communicator(world.support)
+        await communicator.connect(timeout=10)
+        frames = []
+        for after in (0, 3):
+            await communicator.send_json_to(
+                {"action": "watch_session", "session": str(session.pk), "after_version": after}
+            )
+            frames.append(await communicator.receive_json_from(timeout=5))
+        await communicator.disconnect()
+        return frames
+
+    first, second = run(scenario)
+    assert [row["version"] for row in first["events"]] == [1, 2, 3] and first["more"] is True
+    assert [row["version"] for row in second["events"]] == [4, 5] and second["more"] is False

@@ -7,9 +7,10 @@ const headVersion = document.getElementById("head-version");
 const statusBadge = document.getElementById("session-status");
 const liveDot = document.getElementById("live-status");
 
+// The last version the page shows; with no rows (none yet, or all in the archive), the head it was built at.
 function lastShownVersion() {
   const rows = timeline.querySelectorAll("li[data-version]");
-  return rows.length ? Number(rows[rows.length - 1].dataset.version) : 0;
+  return rows.length ? Number(rows[rows.length - 1].dataset.version) : Number(timeline.dataset.head);
 }
 
 const paged = timeline.dataset.paged === "1"; // an older page: new events are counted, not appended
@@ -34,12 +35,18 @@ function applyOperation(message) {
   document.getElementById("pending-count").textContent = String(message.pending);
 }
 
-function appendRow(row) {
+// Shows a row after the last one. A live row must come right after it: versions have no gaps, so a row past
+// it means some never arrived, and it is refused (false) until a catch-up has filled the hole. A catch-up's
+// rows are what the server holds after that version, so they are taken as they come (events moved to the
+// archive in between leave a gap no one can fill).
+function appendRow(row, { live }) {
   if (paged) {
     headVersion.textContent = String(Math.max(Number(headVersion.textContent), row.version));
-    return;
+    return true;
   }
-  if (row.version <= lastShownVersion()) return; // already shown (catch-up overlapping live updates)
+  const last = lastShownVersion();
+  if (row.version <= last) return true; // already shown (catch-up overlapping live updates)
+  if (live && row.version !== last + 1) return false;
   timeline.querySelector("li.empty")?.remove();
   const summary = element("summary", {},
     element("span", { class: "v" }, `v${row.version}`), " ",
@@ -50,19 +57,48 @@ function appendRow(row) {
   timeline.append(item);
   headVersion.textContent = String(Math.max(Number(headVersion.textContent), row.version));
   document.getElementById("travel-version").max = headVersion.textContent;
+  return true;
 }
 
-const live = connectLive({
-  onOpen: (send) => send({
+let send = null;
+let catchingUp = false;
+let stalled = false; // the last catch-up brought nothing new
+let newestHeard = 0; // the highest version a live message announced
+
+function catchUp() {
+  catchingUp = true;
+  send({
     action: "watch_session",
     session: sessionPk,
     after_version: paged ? Number(headVersion.textContent) : lastShownVersion(),
-  }),
+  });
+}
+
+const live = connectLive({
+  onOpen: (sender) => {
+    send = sender;
+    catchUp();
+  },
   onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
   onMessage: (message) => {
-    if (message.type === "catchup" || message.type === "event.appended") {
-      for (const row of message.events || []) appendRow(row);
-      if (message.type === "catchup") liveDot.dataset.status = liveDot.title = "live";
+    if (message.type === "catchup") {
+      const rows = message.events || [];
+      for (const row of rows) appendRow(row, { live: false });
+      if (message.more) {
+        catchUp(); // the next batch, from the last row of this one
+      } else if (!paged && newestHeard > lastShownVersion() && !stalled) {
+        // Live rows announced meanwhile were refused (committed after this catch-up was read): once more,
+        // but not on and on when the server has nothing to add.
+        stalled = rows.length === 0;
+        catchUp();
+      } else {
+        stalled = catchingUp = false;
+        liveDot.dataset.status = liveDot.title = "live";
+      }
+    } else if (message.type === "event.appended") {
+      newestHeard = Math.max(newestHeard, message.version || 0);
+      const shown = (message.events || []).every((row) => appendRow(row, { live: true }));
+      if (!paged && !catchingUp && (!shown || newestHeard > lastShownVersion())) catchUp();
     } else if (message.type === "operation.row") {
       applyOperation(message);
     } else if (message.type === "session.erased") {

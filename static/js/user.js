@@ -18,9 +18,23 @@ function sectionBody(scope) {
   return document.querySelector(`#memories-${scope} tbody`);
 }
 
-function recount(scope, delta) {
-  const count = document.querySelector(`#memories-${scope} .count`);
-  if (count) count.textContent = String(Math.max(0, Number(count.textContent) + delta));
+function countOf(scope) {
+  return document.querySelector(`#memories-${scope} .count`);
+}
+
+// A section lists the newest memories first (rows sort by `data-order`, as text) and may stop before the
+// oldest: its count says how many there are. A row it does not have goes where it sorts, but not below the
+// last row of a section that stops there: that is an older memory edited, or one counted but not shown when
+// the page was built.
+function place(body, scope, fresh) {
+  const shown = [...body.querySelectorAll("tr[data-memory]")];
+  const below = shown.find((row) => row.dataset.order < fresh.dataset.order);
+  if (below) {
+    below.before(fresh);
+  } else if (shown.length >= Number(countOf(scope)?.textContent)) {
+    body.querySelector("tr.empty")?.remove();
+    body.append(fresh);
+  }
 }
 
 function applyMemory(row) {
@@ -32,7 +46,6 @@ function applyMemory(row) {
   if (row.deleted) {
     if (existing) {
       existing.remove();
-      recount(row.scope, -1);
       if (!body.querySelector("tr")) body.append(tableRow('<tr class="empty"><td colspan="7">None.</td></tr>'));
     }
     return;
@@ -42,9 +55,7 @@ function applyMemory(row) {
   if (existing) {
     existing.replaceWith(fresh);
   } else if (body) {
-    body.querySelector("tr.empty")?.remove();
-    body.prepend(fresh);
-    recount(row.scope, 1);
+    place(body, row.scope, fresh);
   }
 }
 
@@ -69,6 +80,12 @@ connectLive({
     if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
     if (message.type === "memory.rows") {
       message.rows.forEach(applyMemory);
+      // The sections' totals as the server counted them with these rows: an edit or a row the page does not
+      // show changes them only as much as it really does.
+      for (const [scope, total] of Object.entries(message.totals || {})) {
+        const count = countOf(scope);
+        if (count) count.textContent = String(total);
+      }
     } else if (message.type === "profile.html") {
       const body = document.getElementById("profile-body");
       body.innerHTML = message.html;

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from conftest import World
 from memories_app.embeddings import reset_embedder
-from memories_app.services import NewMemory, create_memory
+from memories_app.services import NewMemory, create_memories, create_memory, delete_memory, update_memory
 from memory_admin.live import publish, session_group
 from sessions_app.services import create_session
 from tests.servers import ServerProcess, running, uvicorn
@@ -93,3 +93,34 @@ def test_an_open_session_page_empties_itself_when_the_person_is_erased(
     expect(page.get_by_role("heading", name="Erased")).to_be_visible(timeout=3_000)
     expect(page.locator("#timeline")).to_have_count(0)
     expect(page.get_by_text("to-forget")).to_have_count(0)
+
+
+def test_older_memories_than_the_page_shows_change_its_count_not_its_rows_when_edited_or_deleted(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    items = [NewMemory(scope="user", user_id="alice", content=f"fact number {i}") for i in range(101)]
+    created = create_memories(tenant=world.acme.tenant, items=items)
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+    user_memories = page.locator("#memories-user")
+    rows = user_memories.locator("tr[data-memory]")
+    count = user_memories.locator(".count")
+    # The page's catch-up (from a little before its own time) sends all 101 again: the one not shown stays so.
+    expect(count).to_have_text("101")
+    expect(rows).to_have_count(100)
+    shown = set(rows.evaluate_all("rows => rows.map(r => r.dataset.memory)"))
+    (oldest,) = [memory for memory in created if str(memory.pk) not in shown]
+
+    update_memory(
+        tenant=world.acme.tenant, memory_id=oldest.pk, actor="agent", expected_versions=None, content="fact 0, fixed"
+    )
+    newest = create_memory(tenant=world.acme.tenant, item=NewMemory(scope="user", user_id="alice", content="new"))
+    expect(rows.first).to_have_attribute("data-memory", str(newest.pk), timeout=3_000)
+    expect(count).to_have_text("102")
+    expect(rows).to_have_count(101)
+    expect(user_memories.locator(f"tr[data-memory='{oldest.pk}']")).to_have_count(0)
+
+    delete_memory(tenant=world.acme.tenant, memory_id=oldest.pk, expected_versions=None)
+    expect(count).to_have_text("101", timeout=3_000)
+    expect(rows).to_have_count(101)
