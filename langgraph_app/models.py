@@ -105,7 +105,9 @@ class StoreItem(models.Model):
 
     `prefix` is the namespace's labels joined by "." (LangGraph forbids "." inside a label), so a namespace
     prefix search is a text prefix match. `embedding` is set when the item was put with indexing: one vector
-    of the indexed fields' text, by the service's embedder (the memories layer's), named in `embedding_model`.
+    of the indexed fields' text, by the service's embedder (the memories layer's), named in `embedding_model`;
+    `index_paths` are the paths it was put with, so that `manage.py reembed` can embed the same text again
+    with another embedder (null for items stored before they were recorded).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -115,6 +117,7 @@ class StoreItem(models.Model):
     value = models.JSONField(default=dict)
     embedding = VectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=128, blank=True, default="")
+    index_paths = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     # TTL: the item is invisible (and later removed) after `expires_at`; reads may push it back by `ttl_minutes`.

@@ -9,16 +9,17 @@ for the whole value) gets one vector of those fields' text; a query ranks such i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from langgraph_app.models import StoreItem
-from memories_app.embeddings import get_embedder
+from memories_app.embeddings import Embedder, get_embedder
 from memories_app.services import embed_texts
 from memory_admin.codec import loads
 from memory_admin.errors import ValidationFailed
@@ -26,6 +27,9 @@ from memory_admin.sql import run
 from tenants_app.models import Tenant
 
 MAX_SEARCH_LIMIT = 1000
+# The namespace (labels joined by ".") and key of an item, in UTF-8 bytes, at most: both are in a btree index,
+# whose entries PostgreSQL limits to about 2,700 bytes (tenant id and entry overhead included).
+MAX_ITEM_ID_BYTES = 2600
 COMPARISONS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 SWEEP_BATCH = 1000
 _TABLE = StoreItem._meta.db_table
@@ -72,30 +76,101 @@ def _refresh(rows: list[tuple[Any, ...]], now: datetime) -> None:
         )
 
 
-def _path_values(value: Any, path: str) -> list[Any]:
+def path_tokens(path: str) -> list[str]:
+    """An index path's steps, as LangGraph reads them: fields separated by ".", and `[...]` (an array
+    position or `*`) and `{...}` (several fields) each one step, wherever they stand."""
+    tokens: list[str] = []
+    field = ""
+    position = 0
+    while position < len(path):
+        char = path[position]
+        if char in "[{":
+            if field:
+                tokens.append(field)
+                field = ""
+            close = "]" if char == "[" else "}"
+            depth, end = 1, position + 1
+            while end < len(path) and depth:
+                depth += {char: 1, close: -1}.get(path[end], 0)
+                end += 1
+            tokens.append(path[position:end])
+            position = end
+            continue
+        if char == ".":
+            if field:
+                tokens.append(field)
+            field = ""
+        else:
+            field += char
+        position += 1
+    if field:
+        tokens.append(field)
+    return tokens
+
+
+def _as_text(found: Any) -> str | None:
+    """A value found at a path as text to embed: scalars as Python writes them, objects and arrays as JSON."""
+    if found is None:
+        return None
+    if isinstance(found, (dict, list)):
+        return json.dumps(found, sort_keys=True, ensure_ascii=False)
+    return str(found) if isinstance(found, (str, int, float, bool)) else None
+
+
+def _step(found: Any, step: str) -> list[Any]:
+    """What one path step selects in a value: nothing when the value has no such part."""
+    if step.startswith("[") and step.endswith("]"):
+        if not isinstance(found, list):
+            return []
+        if step == "[*]":
+            return list(found)
+        try:
+            index = int(step[1:-1])
+        except ValueError:
+            return []
+        if index < 0:
+            index += len(found)
+        return [found[index]] if 0 <= index < len(found) else []
+    if step == "*":
+        return list(found.values()) if isinstance(found, dict) else list(found) if isinstance(found, list) else []
+    return [found[step]] if isinstance(found, dict) and step in found else []
+
+
+def _fields(found: Any, step: str) -> list[str]:
+    """The texts of a `{a,b.c}` step: each field followed through objects only."""
+    if not isinstance(found, dict):
+        return []
+    texts = []
+    for field in step[1:-1].split(","):
+        names = path_tokens(field.strip())
+        if not names:
+            continue
+        current: Any = found
+        for name in names:
+            current = current.get(name) if isinstance(current, dict) else None
+        text = _as_text(current)
+        if text is not None:
+            texts.append(text)
+    return texts
+
+
+def texts_at_path(value: dict[str, Any], path: str) -> list[str]:
+    """The texts LangGraph's stores embed for `value` at an index path: "$" (or "") is the whole value as JSON;
+    `a.b`, `items[*].text`, `tags[0]`, `revisions[-1]`, `*` and `{a,b.c}` select fields (see `path_tokens`)."""
     if path in ("$", ""):
-        return [value]
+        return [json.dumps(value, sort_keys=True, ensure_ascii=False)]
     current: list[Any] = [value]
-    for part in path.split("."):
-        following: list[Any] = []
-        for item in current:
-            if part == "*" and isinstance(item, dict):
-                following.extend(item.values())
-            elif part == "*" and isinstance(item, list):
-                following.extend(item)
-            elif isinstance(item, dict) and part in item:
-                following.append(item[part])
-        current = following
-    return current
+    for step in path_tokens(path):
+        if step.startswith("{") and step.endswith("}"):
+            # As in LangGraph, the fields in braces end the path: steps after them are not followed.
+            return [text for found in current for text in _fields(found, step)]
+        current = [selected for found in current for selected in _step(found, step)]
+    return [text for text in map(_as_text, current) if text is not None]
 
 
 def index_text(value: dict[str, Any], paths: list[str]) -> str:
-    """The text embedded for `value`: the indexed fields' values (strings as they are, the rest as JSON)."""
-    parts = []
-    for path in paths:
-        for found in _path_values(value, path):
-            parts.append(found if isinstance(found, str) else json.dumps(found, sort_keys=True, ensure_ascii=False))
-    return "\n".join(part for part in parts if part)
+    """The text embedded for `value`: the texts at its index paths, one per line, in the paths' order."""
+    return "\n".join(text for path in paths for text in texts_at_path(value, path) if text)
 
 
 def _is_operators(expected: Any) -> bool:
@@ -178,13 +253,14 @@ def _get(tenant: Tenant, args: dict[str, Any], now: datetime) -> dict[str, Any] 
 
 # An upsert in one statement; an expired row still waiting for the sweep is replaced as a new item.
 _PUT_SQL = f"""
-    INSERT INTO {_TABLE} AS s (tenant_id, prefix, key, value, embedding, embedding_model, created_at, updated_at,
-                               ttl_minutes, expires_at)
-    VALUES (%(tenant)s, %(prefix)s, %(key)s, %(value)s::jsonb, %(embedding)s::vector, %(model)s, %(now)s, %(now)s,
-            %(ttl)s, %(expires)s)
+    INSERT INTO {_TABLE} AS s (tenant_id, prefix, key, value, embedding, embedding_model, index_paths, created_at,
+                               updated_at, ttl_minutes, expires_at)
+    VALUES (%(tenant)s, %(prefix)s, %(key)s, %(value)s::jsonb, %(embedding)s::vector, %(model)s, %(paths)s::jsonb,
+            %(now)s, %(now)s, %(ttl)s, %(expires)s)
     ON CONFLICT (tenant_id, prefix, key) DO UPDATE SET
         value = EXCLUDED.value, embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model,
-        updated_at = EXCLUDED.updated_at, ttl_minutes = EXCLUDED.ttl_minutes, expires_at = EXCLUDED.expires_at,
+        index_paths = EXCLUDED.index_paths, updated_at = EXCLUDED.updated_at, ttl_minutes = EXCLUDED.ttl_minutes,
+        expires_at = EXCLUDED.expires_at,
         created_at = CASE WHEN s.expires_at IS NOT NULL AND s.expires_at <= EXCLUDED.updated_at
                           THEN EXCLUDED.created_at ELSE s.created_at END
 """  # noqa: S608 - table name only
@@ -211,6 +287,7 @@ def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
             "value": json.dumps(value),
             "embedding": _EMBEDDING.get_prep_value(embedding),
             "model": model,
+            "paths": json.dumps(list(index)) if index else None,
             "now": now,
             "ttl": ttl,
             "expires": now + timedelta(minutes=ttl) if ttl is not None else None,
@@ -315,6 +392,32 @@ def sweep_expired(*, now: datetime | None = None, batch_size: int = SWEEP_BATCH)
             return removed
 
 
+def items_to_reembed(model_id: str, *, now: datetime | None = None) -> QuerySet[StoreItem]:
+    """Live items of every tenant embedded by another model than `model_id`, whose index paths are known."""
+    alive = Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now())
+    return (
+        StoreItem.objects.filter(alive, embedding__isnull=False, index_paths__isnull=False)
+        .exclude(embedding_model=model_id)
+        .order_by("pk")
+    )
+
+
+def reembed_items(items: Sequence[StoreItem], *, embedder: Embedder) -> None:
+    """Embed `items` (from `items_to_reembed`, with their value, paths and updated_at) again with `embedder`:
+    the text of their index paths, as a put embeds it. An item put again meanwhile keeps what that put stored.
+    EmbedderUnavailable (or EmbedderRefused) with nothing changed when the embedder fails."""
+    texts = [index_text(item.value, list(item.index_paths or [])) for item in items]
+    embedded = [(item, text) for item, text in zip(items, texts, strict=True) if text]
+    vectors = embedder.embed([text for _, text in embedded]) if embedded else []
+    vector_of = {item.pk: vector for (item, _), vector in zip(embedded, vectors, strict=True)}
+    with transaction.atomic():
+        for item in items:
+            vector = vector_of.get(item.pk)
+            StoreItem.objects.filter(pk=item.pk, updated_at=item.updated_at).exclude(
+                embedding_model=embedder.model_id
+            ).update(embedding=vector, embedding_model=embedder.model_id if vector is not None else "")
+
+
 _HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
     "get": _get,
     "put": _put,
@@ -323,17 +426,31 @@ _HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
 }
 
 
+def _check_item_id(position: int, args: dict[str, Any]) -> None:
+    size = len(join(args["namespace"]).encode()) + len(args["key"].encode())
+    if size > MAX_ITEM_ID_BYTES:
+        raise ValidationFailed(
+            f"ops[{position}]: the namespace (its labels joined by '.') and the key take {size} bytes in UTF-8; "
+            f"the store holds items whose namespace and key take at most {MAX_ITEM_ID_BYTES} together.",
+            details={"op": position, "bytes": size, "limit": MAX_ITEM_ID_BYTES},
+        )
+
+
 def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     """Run the operations in order and answer each in place: an item or null (get), nothing (put), items
     with scores (search), namespaces (list_namespaces). Several operations run in one transaction (one is one
     statement, or a read and the push of its items' expiry). Expired items are invisible to every operation
-    (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator; Unavailable
-    (503) when a put or query needs the embedder and it cannot answer (nothing is stored then)."""
+    (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator, or a put
+    whose namespace and key together exceed MAX_ITEM_ID_BYTES (checked before anything runs); Unavailable (503)
+    when a put or query needs the embedder and it cannot answer, Unprocessable (422) when the embedder refuses
+    the text for good (nothing is stored then)."""
     handlers = []
-    for op in ops:
+    for position, op in enumerate(ops):
         handler = _HANDLERS.get(op.kind)
         if handler is None:
             raise ValidationFailed(f"Unknown store operation {op.kind!r}.", details={"op": op.kind})
+        if op.kind == "put":
+            _check_item_id(position, op.args)
         handlers.append(handler)
     now = timezone.now()
     if len(ops) == 1:

@@ -139,8 +139,21 @@ class UserProfileAdmin(ExactSearchAdmin):
 
 @admin.register(ProfileFactOutbox)
 class ProfileFactOutboxAdmin(ExactSearchAdmin):
-    list_display = ("id", "tenant", "operation", "profile_version", "attempts", "created_at", "processed_at")
-    list_filter = ("operation", ("processed_at", admin.EmptyFieldListFilter))
+    list_display = (
+        "id",
+        "tenant",
+        "operation",
+        "profile_version",
+        "attempts",
+        "created_at",
+        "processed_at",
+        "failed_at",
+    )
+    list_filter = (
+        "operation",
+        ("processed_at", admin.EmptyFieldListFilter),
+        ("failed_at", admin.EmptyFieldListFilter),
+    )
     list_select_related = ("tenant",)
     fields = (
         "tenant",
@@ -153,5 +166,6 @@ class ProfileFactOutboxAdmin(ExactSearchAdmin):
         "last_error",
         "created_at",
         "processed_at",
+        "failed_at",
     )
     readonly_fields = fields

@@ -2,7 +2,8 @@
 
 Each is safe to run twice and from several workers at once: jobs are claimed with a conditional UPDATE and
 a lease, per-item progress is committed with the item, and the outbox is applied one entry per transaction
-under an advisory lock, so every entry takes effect exactly once and in order.
+under an advisory lock, so every entry takes effect exactly once and in order (or is set aside, recorded as
+failed, when it cannot take effect: see `apply_next_outbox_entry`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.embeddings import EmbedderRefused, EmbedderUnavailable, get_embedder
 from memories_app.models import (
     HiddenOwner,
     JobKind,
@@ -47,6 +48,10 @@ JOB_LEASE = timedelta(minutes=5)
 # Summaries keep at most this many facts from one session.
 DISTILL_MAX_FACTS = 8
 _OUTBOX_LOCK = 0x6D656D6F7574  # "memout": one drainer at a time keeps entries in order
+# An outbox entry that keeps failing is set aside after this many attempts, once it has waited this long (an
+# embedder outage fails every entry in turn, and one that ends within the window costs no fact).
+OUTBOX_MAX_ATTEMPTS = 20
+OUTBOX_RETRY_WINDOW = timedelta(hours=1)
 ACCESS_KEY = "mem:memories:access"
 _ACCESS_FLUSHING_PREFIX = "mem:memories:access:flushing:"
 
@@ -158,7 +163,9 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
 def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
     """Do a claimed promotion or distillation job; items already done by an earlier attempt are skipped.
 
-    Raises EmbedderUnavailable after handing the job back (pending), so the task's retry can claim it.
+    Raises EmbedderUnavailable after handing the job back (pending), so the task's retry can claim it. When
+    the embedder refuses a text for good (EmbedderRefused) the job fails instead, with the reason in
+    `last_error`: retrying would be refused the same way.
     """
     job = claim_job(job_id)
     if job is None:
@@ -167,6 +174,12 @@ def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
         items = _freeze_items(job)
         done = int(job.request.get("done", 0))
         vectors = get_embedder().embed(items[done:]) if items[done:] else []
+    except EmbedderRefused as exc:
+        PromotionJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED, finished_at=timezone.now(), claimed_until=None, last_error=str(exc)[:2000]
+        )
+        job.refresh_from_db()
+        return job
     except EmbedderUnavailable as exc:
         # Give the claim back so that the task's retry (or the resume sweep) can take the job at once.
         PromotionJob.objects.filter(pk=job.pk).update(
@@ -274,8 +287,11 @@ def _apply_fact(entry: ProfileFactOutbox) -> None:
 def apply_next_outbox_entry() -> bool:
     """Apply the oldest unprocessed outbox entry and mark it processed in the same transaction.
 
-    False when the outbox is empty. Raises EmbedderUnavailable, leaving the entry (and everything after it)
-    for a retry, with the error recorded on it.
+    False when the outbox is empty. An entry that cannot be applied is recorded with its error, and then
+    either set aside (processed and failed, so the next entry's turn comes; True) when the embedder refused its
+    text for good, or when it has failed OUTBOX_MAX_ATTEMPTS times and waited OUTBOX_RETRY_WINDOW whatever the
+    error; or left, with everything after it, for a retry: the error is raised (EmbedderUnavailable for an
+    outage).
     """
     entry: ProfileFactOutbox | None = None
     try:
@@ -289,10 +305,28 @@ def apply_next_outbox_entry() -> bool:
             entry.processed_at = timezone.now()
             entry.save(update_fields=["processed_at"])
             return True
-    except EmbedderUnavailable as exc:
-        if entry is not None:
-            ProfileFactOutbox.objects.filter(pk=entry.pk).update(attempts=F("attempts") + 1, last_error=str(exc)[:2000])
-        raise
+    except Exception as exc:
+        if entry is None or not _record_failure(entry, exc):
+            raise
+        return True
+
+
+def _record_failure(entry: ProfileFactOutbox, exc: Exception) -> bool:
+    """Count the failed attempt and keep its error on the entry; True when the entry was set aside."""
+    now = timezone.now()
+    set_aside = isinstance(exc, EmbedderRefused) or (
+        entry.attempts + 1 >= OUTBOX_MAX_ATTEMPTS and entry.created_at <= now - OUTBOX_RETRY_WINDOW
+    )
+    error = str(exc) if isinstance(exc, EmbedderUnavailable) else f"{type(exc).__name__}: {exc}"
+    done = {"processed_at": now, "failed_at": now} if set_aside else {}
+    ProfileFactOutbox.objects.filter(pk=entry.pk, processed_at__isnull=True).update(
+        attempts=F("attempts") + 1, last_error=error[:2000], **done
+    )
+    if set_aside:
+        logger.warning(
+            "profile_outbox_entry_set_aside", entry=entry.pk, attempts=entry.attempts + 1, error=type(exc).__name__
+        )
+    return set_aside
 
 
 # --- Access statistics ---------------------------------------------------------------------------------

@@ -247,7 +247,12 @@ class OutboxOperation(models.TextChoices):
 
 
 class ProfileFactOutbox(models.Model):
-    """A learned fact changed: written in the profile's transaction, applied to memories by a drain task."""
+    """A learned fact changed: written in the profile's transaction, applied to memories by a drain task.
+
+    `processed_at` is set once the drain is done with the entry: applied, or set aside (`failed_at`, with
+    `last_error`) when the embedder refused its text for good or it kept failing, so that it cannot hold up the
+    entries after it.
+    """
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
@@ -260,6 +265,7 @@ class ProfileFactOutbox(models.Model):
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

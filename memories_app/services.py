@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from memories_app.embeddings import EmbedderRefused, EmbedderUnavailable, get_embedder
 from memories_app.embeddings.base import vector_problem
 from memories_app.fields import vector_text
 from memories_app.models import (
@@ -34,7 +34,7 @@ from memories_app.models import (
     UserProfile,
 )
 from memories_app.text import merge_texts
-from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unavailable, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unavailable, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
@@ -114,11 +114,14 @@ def clean_user_id(user_id: str, *, field: str = "user_id") -> str:
 
 
 def embed_texts(texts: Sequence[str]) -> list[list[float]]:
-    """Vectors from the active embedder, or Unavailable (503) saying why it cannot answer."""
+    """Vectors from the active embedder; Unavailable (503) saying why it cannot answer, or Unprocessable (422,
+    with the embedder's reason) when it refuses the texts themselves, which a retry would not change."""
     if not texts:
         return []
     try:
         return get_embedder().embed(texts)
+    except EmbedderRefused as exc:
+        raise Unprocessable(str(exc), details={"layer": "embeddings"}) from exc
     except EmbedderUnavailable as exc:
         raise Unavailable(str(exc), details={"layer": "embeddings"}) from exc
 
@@ -161,7 +164,8 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
 
     Raises ValidationFailed (400, naming the item and field) for a bad scope, an unknown or foreign session,
     empty or oversized content or metadata, or a vector of the wrong dimension; Unavailable (503) when the
-    embedder is down. Nothing is stored in either case.
+    embedder is down; Unprocessable (422) when it refuses a text (too long for its model, say). Nothing is
+    stored in any case.
     """
     if not items:
         raise _invalid("memories", "Send at least one memory.")
@@ -297,7 +301,7 @@ def update_memory(
     and the merge is recorded in the memory's history with both inputs. NotFound for another tenant's or a
     deleted memory; Conflict for a memory that mirrors a profile fact (it changes with the fact);
     ValidationFailed for bad content or metadata; Unavailable when the embedder (or the chat model asked to
-    merge) is down, with nothing changed.
+    merge) is down, Unprocessable when the embedder refuses the new content; nothing is changed then.
     """
     if content is None and metadata is None:
         raise _invalid("content", "Send content, metadata, or both.")
@@ -472,6 +476,7 @@ def update_profile(
     tenant: Tenant,
     user_id: str,
     expected_versions: set[int] | None,
+    must_exist: bool = False,
     preferences: dict[str, Any] | None = None,
     facts: dict[str, str | None] | None = None,
     record_interaction: bool = False,
@@ -481,8 +486,9 @@ def update_profile(
     `preferences` and `facts` are merged key by key (null removes a key). Every added, changed or removed
     fact is written to the outbox in the same transaction, so the user's memories follow exactly once even
     if a worker or Redis is lost. `record_interaction` counts one interaction and marks the user active.
-    StaleVersion (412) when If-Match names another version; ValidationFailed for bad facts or ids. An erasure
-    approved meanwhile (it deletes the profile) does not fail the change: the profile is created again.
+    StaleVersion (412) when If-Match names another version; PreconditionFailed (412) when `must_exist` (If-Match:
+    *) and the user has no profile; ValidationFailed for bad facts or ids. An erasure approved meanwhile (it
+    deletes the profile) does not fail the change: the profile is created again (unless it had to exist).
     """
     clean_user_id(user_id)
     for key, value in (facts or {}).items():
@@ -491,6 +497,10 @@ def update_profile(
         if value is not None:
             clean_content(value, field=f"facts.{key}")
     profile = _locked_profile(tenant, user_id)
+    if must_exist and profile.version == 0:  # inserted just now, and rolled back with this error
+        raise PreconditionFailed(
+            "If-Match: * matches an existing profile, and this user has none.", details={"current_version": None}
+        )
     if expected_versions is not None and profile.version not in expected_versions:
         raise StaleVersion(profile)
     if preferences:

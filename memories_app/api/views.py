@@ -40,7 +40,7 @@ from memories_app.embeddings import get_embedder
 from memories_app.filters import MemoryFilter
 from memories_app.models import Memory, Scope
 from memories_app.selectors import ScoredMemory
-from memory_admin.api.concurrency import etag, if_match_versions
+from memory_admin.api.concurrency import etag, if_match_any, if_match_versions
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
@@ -51,6 +51,11 @@ from tenants_app.authentication import AgentPrincipal
 ERRORS = {
     400: OpenApiResponse(description="Invalid request (the one error shape)"),
     404: OpenApiResponse(description="Not found, or another tenant's"),
+}
+# What a write or query that embeds a text can also answer.
+EMBEDDER_ERRORS = {
+    422: OpenApiResponse(description="The embedder refused the text (over its model's length, say): not retryable"),
+    503: OpenApiResponse(description="Embedder down"),
 }
 
 
@@ -138,7 +143,9 @@ class MemoryCollectionView(AgentAPIView):
         return self.get_paginated_response([represent_memory(memory, now=now) for memory in page])
 
     @extend_schema(
-        request=MemoryCreateSerializer, responses={201: MemorySerializer, **ERRORS}, summary="Store a memory"
+        request=MemoryCreateSerializer,
+        responses={201: MemorySerializer, **EMBEDDER_ERRORS, **ERRORS},
+        summary="Store a memory",
     )
     @idempotent
     def post(self, request: Request) -> Response:
@@ -150,7 +157,7 @@ class MemoryCollectionView(AgentAPIView):
 class MemoryBatchView(AgentAPIView):
     @extend_schema(
         request=MemoryBatchSerializer,
-        responses={201: MemoryBatchResultSerializer, **ERRORS},
+        responses={201: MemoryBatchResultSerializer, **EMBEDDER_ERRORS, **ERRORS},
         summary="Store many memories at once (all or none)",
     )
     @idempotent
@@ -168,7 +175,12 @@ class MemoryDetailView(AgentAPIView):
 
     @extend_schema(
         request=MemoryUpdateSerializer,
-        responses={200: MemorySerializer, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
+        responses={
+            200: MemorySerializer,
+            412: OpenApiResponse(description="Stale If-Match"),
+            **EMBEDDER_ERRORS,
+            **ERRORS,
+        },
         summary="Update a memory (If-Match; optional merge on conflict)",
     )
     @idempotent
@@ -207,7 +219,7 @@ class MemoryHistoryView(AgentAPIView):
 class MemorySearchView(AgentAPIView):
     @extend_schema(
         request=SearchSerializer,
-        responses={200: SearchResultSerializer, 503: OpenApiResponse(description="Embedder down"), **ERRORS},
+        responses={200: SearchResultSerializer, **EMBEDDER_ERRORS, **ERRORS},
         summary="Semantic search by text or vector",
     )
     @idempotent
@@ -261,7 +273,7 @@ class MemorySearchView(AgentAPIView):
 class RecallView(AgentAPIView):
     @extend_schema(
         parameters=[RecallQuerySerializer],
-        responses={200: RecallSerializer, 503: OpenApiResponse(description="Embedder down"), **ERRORS},
+        responses={200: RecallSerializer, **EMBEDDER_ERRORS, **ERRORS},
         summary="Hot context plus the most relevant session, user and global memories",
     )
     def get(self, request: Request, session_id: str) -> Response:
@@ -333,6 +345,7 @@ class ProfileView(AgentAPIView):
                 tenant=self.tenant,
                 user_id=user_id,
                 expected_versions=if_match_versions(request),
+                must_exist=if_match_any(request),
                 preferences=data.get("preferences"),
                 facts=data.get("facts"),
                 record_interaction=data["record_interaction"],

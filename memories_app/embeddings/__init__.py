@@ -4,8 +4,8 @@
 all-MiniLM-L6-v2 model when it is installed, else the deterministic hashing embedder.
 
 Each vector is stored with its embedder's `model_id`; searches only compare vectors of the active model.
-After changing provider or dimension run `manage.py reembed`: until it finishes, memories embedded by the
-previous model are not found by search (they are still listed and recalled by scope).
+After changing provider or dimension run `manage.py reembed`: until it finishes, memories and LangGraph store
+items embedded by the previous model are not found by search (they are still listed and recalled by scope).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from memories_app.embeddings import hashing, local, openai_provider
-from memories_app.embeddings.base import Embedder, EmbedderUnavailable, vector_problem
+from memories_app.embeddings.base import Embedder, EmbedderRefused, EmbedderUnavailable, vector_problem
 from memories_app.metrics import EMBEDDING_REQUESTS, EMBEDDING_SECONDS, EMBEDDING_TEXTS
 
-__all__ = ["Embedder", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
+__all__ = ["Embedder", "EmbedderRefused", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
 
 
 def active_provider() -> str:

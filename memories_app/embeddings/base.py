@@ -13,6 +13,13 @@ class EmbedderUnavailable(Exception):
     """The embedder could not produce vectors (down, timed out, misconfigured). Safe to retry later."""
 
 
+class EmbedderRefused(EmbedderUnavailable):
+    """The embedder answered that it will never embed these texts (a text over the model's context, say): the
+    same request fails the same way however often it is sent. Whoever can do better than wait catches it
+    first (the API answers 422, the profile outbox sets the entry aside, a promotion job fails); it is an
+    EmbedderUnavailable so that code which only knows outages still stops safely on it."""
+
+
 class Embedder(Protocol):
     #: Stored with every vector; vectors of different models are never compared.
     model_id: str
@@ -21,7 +28,8 @@ class Embedder(Protocol):
     description: str
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One L2-normalised vector per text, in order. Raises EmbedderUnavailable."""
+        """One L2-normalised vector per text, in order. Raises EmbedderUnavailable (EmbedderRefused when the
+        texts themselves are refused)."""
         ...
 
 

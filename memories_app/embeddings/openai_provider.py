@@ -2,7 +2,9 @@
 
 Inputs are sent in batches of EMBEDDING_BATCH_SIZE; the client retries connection errors, 408/409/429 and
 5xx answers OPENAI_MAX_RETRIES times with exponential backoff, each attempt bounded by
-OPENAI_TIMEOUT_SECONDS. Whatever still fails becomes EmbedderUnavailable with a message naming the cause.
+OPENAI_TIMEOUT_SECONDS. Whatever still fails becomes EmbedderUnavailable with a message naming the cause,
+or EmbedderRefused when the server refused the texts themselves (another 4xx, such as OpenAI's 400 for a text
+over the model's context) while it still embeds a short probe text: the same texts would be refused again.
 """
 
 from __future__ import annotations
@@ -12,13 +14,37 @@ from typing import Any
 
 import openai
 
-from memories_app.embeddings.base import EmbedderUnavailable, normalised
+from memories_app.embeddings.base import EmbedderRefused, EmbedderUnavailable, normalised
 
 NATIVE_DIMENSIONS = 1536
+# 4xx answers about the server's state rather than the request (timeout, conflict, rate limit): the client
+# retries them as it retries 5xx, and they stay outages when retries run out.
+_TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
+# Embedded when the server refuses texts: if it refuses this too, the configuration is at fault (key, model,
+# dimensions, URL), not the texts.
+_PROBE_TEXT = "probe"
 
 
 def make_client(*, api_key: str, base_url: str | None, timeout: float, max_retries: int) -> openai.OpenAI:
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+
+
+def _refuses_the_request(exc: openai.APIStatusError) -> bool:
+    """Whether the server answered that this request cannot be served as sent (a 4xx other than 408, 409
+    and 429): because of the texts, or of the configuration when it refuses every request."""
+    return 400 <= exc.status_code < 500 and exc.status_code not in _TRANSIENT_CLIENT_ERRORS
+
+
+def _refusal(exc: openai.APIStatusError, *, texts: int) -> str:
+    """What the server refused and why, in its words (OpenAI's `error.message`, shortened)."""
+    which = "the text" if texts == 1 else f"one of the {texts} texts"
+    message = exc.body.get("message") if isinstance(exc.body, dict) else None
+    said = " ".join(message.split())[:300] if isinstance(message, str) else ""
+    return (
+        f"The embedder refused {which}: the OpenAI-compatible server answered HTTP {exc.status_code}"
+        + (f" ({said})" if said else "")
+        + ". Sending it again unchanged fails the same way."
+    )
 
 
 def describe_failure(exc: openai.OpenAIError) -> str:
@@ -62,13 +88,24 @@ class OpenAIEmbedder:
             vectors.extend(self._embed_batch(list(texts[start : start + self.batch_size])))
         return vectors
 
+    def _create(self, batch: list[str]) -> Any:
+        if self.request_dimensions:
+            return self.client.embeddings.create(model=self.model, input=batch, dimensions=self.dimensions)
+        return self.client.embeddings.create(model=self.model, input=batch)
+
+    def _embeds_a_probe(self) -> bool:
+        try:
+            self._create([_PROBE_TEXT])
+        except Exception:  # any failure: the server is not embedding at all
+            return False
+        return True
+
     def _embed_batch(self, batch: list[str]) -> list[list[float]]:
         try:
-            if self.request_dimensions:
-                response = self.client.embeddings.create(model=self.model, input=batch, dimensions=self.dimensions)
-            else:
-                response = self.client.embeddings.create(model=self.model, input=batch)
+            response = self._create(batch)
         except openai.OpenAIError as exc:
+            if isinstance(exc, openai.APIStatusError) and _refuses_the_request(exc) and self._embeds_a_probe():
+                raise EmbedderRefused(_refusal(exc, texts=len(batch))) from exc
             raise EmbedderUnavailable(f"Embeddings are unavailable: {describe_failure(exc)}.") from exc
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             # The client decodes the answer itself (JSON, then base64 vectors): a server that answers 200 with

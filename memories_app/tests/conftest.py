@@ -35,6 +35,7 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     failing_status: int | None = None  # answer every request with this status
     fail_on_text: str | None = None  # answer 500 to an embeddings request containing this text
+    refuse_text: str | None = None  # answer 400, as OpenAI does for a text over the model's context
     chat_answer: str | None = None
     # Given a well-formed embeddings answer, returns what to send instead (bytes as they are, else as JSON).
     tamper: Callable[[dict[str, Any]], Any] | None = None
@@ -73,6 +74,10 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             if state.fail_on_text is not None and any(state.fail_on_text in text for text in inputs):
                 self._send(500, {"error": {"message": "cannot embed this", "type": "server_error"}})
+                return
+            if state.refuse_text is not None and any(state.refuse_text in text for text in inputs):
+                message = "This model's maximum context length is 8192 tokens. Please reduce your prompt."
+                self._send(400, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
                 return
             embedder = HashingEmbedder(body.get("dimensions") or 1536)
             data = []

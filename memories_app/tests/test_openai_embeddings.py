@@ -89,3 +89,37 @@ def test_auto_provider_picks_openai_when_a_key_is_set_and_hashing_otherwise():
         reset_embedder()
         assert active_provider() == "hashing"  # sentence-transformers is not installed in the test venv
         assert get_embedder().model_id == "hashing-384"
+
+
+def test_create_of_a_text_the_embedder_refuses_returns_422_with_its_reason_and_stores_nothing(world, fake_openai):
+    fake_openai.refuse_text = "TOO LONG"
+
+    response = create(world.acme.client, scope="user", user_id="alice", content="TOO LONG for the model")
+
+    assert response.status_code == 422, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "unprocessable" and error["details"] == {"layer": "embeddings"}
+    assert "refused the text" in error["message"] and "maximum context length" in error["message"]
+    assert Memory.objects.count() == 0
+
+
+def test_an_update_to_a_text_the_embedder_refuses_returns_422_and_changes_nothing(world, fake_openai):
+    memory = create(world.acme.client, scope="user", user_id="alice", content="Alice likes tea.").json()
+    fake_openai.refuse_text = "TOO LONG"
+
+    response = world.acme.client.patch(
+        f"/api/v1/memories/{memory['id']}", {"content": "TOO LONG for the model"}, format="json"
+    )
+
+    assert response.status_code == 422
+    stored = Memory.objects.get()
+    assert (stored.content, stored.version) == ("Alice likes tea.", 1)
+
+
+def test_a_server_that_answers_400_to_every_text_is_down_not_refusing_the_text(world, fake_openai):
+    fake_openai.failing_status = 400
+
+    response = create(world.acme.client, scope="user", user_id="alice", content="Alice prefers dark mode.")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable" and "HTTP 400" in response.json()["error"]["message"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 
@@ -51,6 +53,41 @@ def test_patch_with_stale_if_match_returns_412_with_the_current_profile(world):
 
     assert response.status_code == 412
     assert response.json()["error"]["details"]["current"]["preferences"] == {"theme": "light"}
+
+
+def test_patch_with_if_match_star_of_a_profile_that_does_not_exist_returns_412_and_creates_nothing(world):
+    # RFC 9110: `*` is false when there is no current representation; it used to create the profile.
+    response = patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}}, HTTP_IF_MATCH="*")
+
+    assert response.status_code == 412
+    assert response.json()["error"]["code"] == "precondition_failed"
+    assert world.acme.client.get("/api/v1/users/alice/profile").status_code == 404
+    assert not ProfileFactOutbox.objects.exists()
+
+
+def test_patch_with_if_match_star_of_an_existing_profile_updates_it(world):
+    patch(world.acme.client, {"preferences": {"theme": "dark"}})
+
+    response = patch(world.acme.client, {"preferences": {"theme": "light"}}, HTTP_IF_MATCH="*")
+
+    assert response.status_code == 200 and response.json()["version"] == 2
+
+
+@pytest.mark.parametrize("user_id", ["org/alice", "x/profile", "a/b/c/", "line\nbreak"])
+def test_a_user_id_with_slashes_has_a_profile_at_its_percent_encoded_address(world, user_id):
+    # A "/" in the id made the profile route a 404 "No such endpoint", while memories and sessions took it.
+    address = f"/api/v1/users/{quote(user_id, safe='')}/profile"
+    client = world.acme.client
+
+    created = client.patch(address, {"facts": {"drink": "Likes tea."}}, format="json")
+    drain()
+
+    assert created.status_code == 200, created.json()
+    assert created.json()["user_id"] == user_id
+    assert client.get(address).json()["facts"] == {"drink": "Likes tea."}
+    assert Memory.objects.alive().get(source="profile").user_id == user_id
+    listed = client.get("/api/v1/memories", {"user_id": user_id}).json()["results"]
+    assert [memory["content"] for memory in listed] == ["Likes tea."]
 
 
 def test_an_added_fact_becomes_one_user_memory_after_the_drain(world, eager_celery, django_capture_on_commit_callbacks):
@@ -187,3 +224,59 @@ def test_a_profile_change_answers_once_and_is_applied_once_when_the_broker_is_do
     assert first.status_code == 200, first.text
     assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
     assert again.json()["version"] == 1 and again.json()["interaction_count"] == 1
+
+
+def test_a_fact_the_embedder_refuses_for_good_is_set_aside_and_later_facts_of_every_tenant_are_applied(
+    world, fake_openai
+):
+    # Applied strictly in order and re-raised, the refused entry was retried for ever and held up every later
+    # entry of every tenant.
+    patch(world.acme.client, {"facts": {"bio": "TOO LONG for the model"}})
+    bob = {"facts": {"city": "Bob lives in Porto."}}
+    assert world.outsider.client.patch("/api/v1/users/bob/profile", bob, format="json").status_code == 200
+    fake_openai.refuse_text = "TOO LONG"
+
+    drain()
+
+    refused = ProfileFactOutbox.objects.get(fact_key="bio")
+    assert refused.processed_at is not None and refused.failed_at is not None and refused.attempts == 1
+    assert "HTTP 400" in refused.last_error and "maximum context length" in refused.last_error
+    assert not profile_memories().exists()
+    assert Memory.objects.alive().filter(user_id="bob", source="profile").count() == 1
+    calls = len(fake_openai.embeddings_calls())
+    drain()
+    assert len(fake_openai.embeddings_calls()) == calls  # not retried
+
+
+def test_an_entry_that_keeps_failing_is_set_aside_after_the_most_attempts_once_it_has_waited(world, fake_openai):
+    patch(world.acme.client, {"facts": {"pet": "Alice has a dog."}})
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    fake_openai.fail_on_text = "dog"  # a 500 for this text alone: it looks like an outage every time
+    stuck = ProfileFactOutbox.objects.get(fact_key="pet")
+    ProfileFactOutbox.objects.filter(pk=stuck.pk).update(attempts=background.OUTBOX_MAX_ATTEMPTS - 1)
+
+    with pytest.raises(EmbedderUnavailable):
+        drain()  # written just now: an outage this young may still end, so the entry waits
+
+    stuck.refresh_from_db()
+    assert stuck.processed_at is None and stuck.attempts == background.OUTBOX_MAX_ATTEMPTS
+    waited = stuck.created_at - background.OUTBOX_RETRY_WINDOW
+    ProfileFactOutbox.objects.filter(pk=stuck.pk).update(created_at=waited)
+
+    drain()
+
+    stuck.refresh_from_db()
+    assert stuck.failed_at is not None and "HTTP 500" in stuck.last_error
+    assert list(profile_memories().values_list("content", flat=True)) == ["Alice is vegetarian."]
+
+
+def test_a_server_that_refuses_every_text_is_an_outage_and_the_fact_waits(world, fake_openai):
+    # A 400 to a short probe text too means the configuration is wrong (model, dimensions), not the fact.
+    patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
+    fake_openai.failing_status = 400
+
+    with pytest.raises(EmbedderUnavailable):
+        drain()
+
+    entry = ProfileFactOutbox.objects.get()
+    assert entry.processed_at is None and entry.failed_at is None and entry.attempts == 1

@@ -139,6 +139,22 @@ def test_a_retry_after_the_embedder_failed_completes_the_job_exactly_once(
     assert Memory.objects.filter(scope="user").count() == 2
 
 
+def test_a_promotion_of_a_text_the_embedder_refuses_fails_instead_of_being_retried(
+    world, fake_openai, django_capture_on_commit_callbacks
+):
+    _session_memories(world, "Alice's dog is called Rex.", "TOO LONG for the model")
+    with django_capture_on_commit_callbacks(execute=False):
+        job_id = world.acme.client.post("/api/v1/sessions/s-1/promote", {}, format="json").json()["id"]
+    fake_openai.refuse_text = "TOO LONG"
+
+    background.run_promotion(job_id)  # no EmbedderUnavailable: the task does not retry it
+
+    job = world.acme.client.get(f"/api/v1/promotions/{job_id}").json()
+    assert job["status"] == "failed" and "HTTP 400" in job["last_error"]
+    assert background.run_promotion(job_id) is None and job_id not in background.unfinished_jobs()
+    assert not Memory.objects.filter(scope="user").exists()
+
+
 def test_resume_finds_a_job_whose_worker_lost_its_lease(world, django_capture_on_commit_callbacks):
     _session_memories(world, "Alice's dog is called Rex.")
     with django_capture_on_commit_callbacks(execute=False):

@@ -6,8 +6,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
-from memories_app.embeddings import reset_embedder
+from langgraph_app import store
+from langgraph_app.models import StoreItem
+from memories_app.embeddings import get_embedder, reset_embedder
 from memories_app.models import Memory
 from memories_app.tests.conftest import create
 
@@ -58,3 +61,51 @@ def test_reembed_when_the_embedder_is_down_stops_with_a_clear_error_and_changes_
         call_command("reembed", stdout=StringIO())
 
     assert Memory.objects.get().embedding_model == "hashing-384"
+
+
+def test_reembed_moves_store_items_to_the_new_embedder_so_store_search_ranks_them_again(world):
+    # Store items kept the old model's vectors: a store search no longer ranked them, for good.
+    def batch(*ops):
+        response = world.acme.client.post("/api/v1/langgraph/store/batch", {"ops": list(ops)}, format="json")
+        assert response.status_code == 200, response.json()
+        return response.json()["results"]
+
+    def put(key, value, index):
+        return {"op": "put", "namespace": ["docs"], "key": key, "value": value, "index": index}
+
+    batch(
+        put("py", {"chunks": [{"text": "python tutorial"}], "text": "unrelated"}, ["chunks[*].text"]),
+        put("ts", {"text": "typescript guide"}, ["text"]),
+        put("raw", {"text": "python tutorial"}, False),
+    )
+    search = {"op": "search", "namespace_prefix": ["docs"], "query": "python tutorial", "limit": 10}
+    before = [(item["key"], item["score"]) for item in batch(search)[0]]
+    out = StringIO()
+
+    with override_settings(EMBEDDING_DIMENSIONS=256):
+        reset_embedder()
+        stale = [(item["key"], item["score"]) for item in batch(search)[0]]
+        call_command("reembed", stdout=out)
+        after = [(item["key"], item["score"]) for item in batch(search)[0]]
+
+    assert [key for key, score in stale if score is not None] == []
+    assert [key for key, _ in after] == ["py", "ts", "raw"] == [key for key, _ in before]
+    assert after[0][1] == pytest.approx(1.0, abs=1e-3) and after[2][1] is None
+    assert set(StoreItem.objects.exclude(key="raw").values_list("embedding_model", flat=True)) == {"hashing-256"}
+    assert "re-embedded 2/2 store items" in out.getvalue()
+
+
+def test_reembed_leaves_a_store_item_put_again_meanwhile_as_that_put_stored_it(world):
+    world.acme.client.post(
+        "/api/v1/langgraph/store/batch",
+        {"ops": [{"op": "put", "namespace": ["docs"], "key": "k", "value": {"text": "old"}, "index": ["text"]}]},
+        format="json",
+    )
+    with override_settings(EMBEDDING_DIMENSIONS=256):
+        reset_embedder()
+        [item] = list(store.items_to_reembed("hashing-256").only("pk", "value", "index_paths", "updated_at"))
+        StoreItem.objects.filter(pk=item.pk).update(embedding=None, embedding_model="", updated_at=timezone.now())
+
+        store.reembed_items([item], embedder=get_embedder())
+
+    assert StoreItem.objects.get().embedding is None

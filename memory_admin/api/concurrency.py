@@ -17,8 +17,15 @@ def etag(version: int) -> str:
 _TAG = re.compile(r'"([0-9]{1,18})"', re.ASCII)
 
 
+def if_match_any(request: Request) -> bool:
+    """Whether If-Match is `*`: true of any version of the resource, false when it does not exist (RFC 9110
+    13.1.1), which matters where an update can create the resource."""
+    return (request.headers.get("If-Match") or "").strip() == "*"
+
+
 def if_match_versions(request: Request) -> set[int] | None:
-    """The versions an If-Match header accepts; None when there is no header or it is `*` (any version).
+    """The versions an If-Match header accepts; None when there is no header or it is `*` (any version: see
+    `if_match_any` for a resource that may not exist yet).
 
     A header that is there is a condition, even when empty: what matches no version of this API (empty, a
     weak `W/` tag, which If-Match's strong comparison never matches, or any other text) is a 412.

@@ -31,7 +31,7 @@ from memories_app.models import Memory, MemoryRevision, RevisionKind, Scope, Use
 from memories_app.services import MAX_USER_ID_CHARS, embed_texts
 from memory_admin.dashboard.access import staff_page
 from memory_admin.dashboard.selectors import EmbedderInfo, active_embedder
-from memory_admin.errors import Unavailable
+from memory_admin.errors import Unavailable, Unprocessable
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
@@ -240,8 +240,10 @@ def search_user_memories(
         return SearchOutcome(problem=f"Search is unavailable: {embedder.problem}")
     try:
         vector = embed_texts([text])[0]
-    except (Unavailable, ImproperlyConfigured) as exc:
-        return SearchOutcome(problem=f"The embedder did not answer, so nothing was searched: {exc}")
+    except (Unavailable, Unprocessable, ImproperlyConfigured) as exc:
+        return SearchOutcome(
+            problem=f"The embedder did not answer or refused the query, so nothing was searched: {exc}"
+        )
     scopes = {Scope.SESSION, Scope.USER} | ({Scope.GLOBAL} if include_global else set())
     found = memory_selectors.search_memories(
         tenant=tenant,

@@ -388,7 +388,7 @@ def test_an_embedder_that_does_not_answer_is_a_message_not_a_500(world: World, u
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert "The embedder did not answer, so nothing was searched" in page
+    assert "The embedder did not answer or refused the query, so nothing was searched" in page
     assert "not searchable until re-embedded" in page  # the stored vectors are the hashing embedder's
 
 

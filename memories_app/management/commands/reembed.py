@@ -1,9 +1,11 @@
-"""`manage.py reembed`: re-embed every live memory made by another embedder than the active one.
+"""`manage.py reembed`: re-embed every live memory, and every LangGraph store item put with indexing, made by
+another embedder than the active one.
 
 Run it after changing EMBEDDING_PROVIDER, the model or EMBEDDING_DIMENSIONS. It works in batches, prints
-progress, and can be stopped and run again at any time: it only picks memories not yet re-embedded. Until it
-finishes, search does not find the memories still on the old model. At the end it makes sure the HNSW index
-for the new dimension exists.
+progress, and can be stopped and run again at any time: it only picks what is not yet re-embedded. Until it
+finishes, search does not find the memories and store items still on the old model. A store item is embedded
+again from the index paths it was put with (items stored before the service recorded them are counted, and
+ranked again once put again). At the end it makes sure the HNSW index for the new dimension exists.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from memories_app.embeddings import EmbedderUnavailable, get_embedder
+from langgraph_app import store
+from langgraph_app.models import StoreItem
+from memories_app.embeddings import Embedder, EmbedderUnavailable, get_embedder
 from memories_app.models import Memory
 from memories_app.vector_index import ensure_index
 
 
 class Command(BaseCommand):
-    help = "Re-embed memories made by another embedder than the active one, with progress."
+    help = "Re-embed memories and LangGraph store items made by another embedder than the active one, with progress."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=128)
@@ -47,7 +51,31 @@ class Command(BaseCommand):
                     )
             done += len(batch)
             self.stdout.write(f"re-embedded {done}/{total}")
+        self._store_items(embedder, batch_size)
         if ensure_index(embedder.dimensions):
             self.stdout.write(f"HNSW index for {embedder.dimensions} dimensions is in place")
         else:
             self.stdout.write(f"{embedder.dimensions} dimensions is above HNSW's limit: global search scans exactly")
+
+    def _store_items(self, embedder: Embedder, batch_size: int) -> None:
+        stale = store.items_to_reembed(embedder.model_id)
+        total = stale.count()
+        self.stdout.write(f"{total} LangGraph store items to re-embed with {embedder.model_id}")
+        done = 0
+        while batch := list(stale.only("pk", "value", "index_paths", "updated_at")[:batch_size]):
+            try:
+                store.reembed_items(batch, embedder=embedder)
+            except EmbedderUnavailable as exc:
+                raise CommandError(f"{exc} {done} of {total} store items done; run the command again.") from exc
+            done += len(batch)
+            self.stdout.write(f"re-embedded {done}/{total} store items")
+        unknown = (
+            StoreItem.objects.filter(embedding__isnull=False, index_paths__isnull=True)
+            .exclude(embedding_model=embedder.model_id)
+            .count()
+        )
+        if unknown:
+            self.stdout.write(
+                f"{unknown} store items were indexed before their index paths were recorded: "
+                "they are ranked again once put again"
+            )
