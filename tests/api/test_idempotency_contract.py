@@ -34,15 +34,17 @@ def _other_body(body: dict[str, Any]) -> dict[str, Any]:
     return changed
 
 
-@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS))
+@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS + DELETE_CALLS))
 def test_every_write_handler_is_decorated_with_idempotent(route: Route, method: str) -> None:
     assert getattr(route.handler(method), "idempotent", False) is True
 
 
-@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS, skip=why_not_callable))
+@pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS + DELETE_CALLS, skip=why_not_callable))
 def test_a_retry_with_the_same_key_replays_the_first_answer_without_a_second_effect(
     route: Route, method: str, objs: AcmeObjects
 ) -> None:
+    # A delete too: without the key, its retry after a success is a 404 (or a count of 0), which the client
+    # cannot tell from someone else's delete.
     call = real_call(route, method, objs)
     first = send(objs.client, method, call, **_keyed())
     assert 200 <= first.status_code < 300, first.content[:300]
@@ -51,32 +53,9 @@ def test_a_retry_with_the_same_key_replays_the_first_answer_without_a_second_eff
     retry = send(objs.client, method, call, **_keyed())
 
     assert retry.status_code == first.status_code
-    assert retry.json() == first.json()
+    assert (retry.json() if retry.content else None) == (first.json() if first.content else None)
     assert retry["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
-    assert stored_state() == after_first
-
-
-@pytest.mark.parametrize(("route", "method"), params_for(DELETE_CALLS))
-def test_every_delete_handler_is_decorated_with_idempotent(route: Route, method: str) -> None:
-    assert getattr(route.handler(method), "idempotent", False) is True
-
-
-@pytest.mark.parametrize(("route", "method"), params_for(DELETE_CALLS, skip=why_not_callable))
-def test_a_retried_delete_with_the_same_key_replays_the_first_answer(
-    route: Route, method: str, objs: AcmeObjects
-) -> None:
-    # Without the key a retry of a delete that went through is a 404 (or a count of 0): the client cannot
-    # tell its own success from someone else's delete.
-    call = real_call(route, method, objs)
-    first = send(objs.client, method, call, **_keyed())
-    assert 200 <= first.status_code < 300, first.content[:300]
-    after_first = stored_state()
-
-    retry = send(objs.client, method, call, **_keyed())
-
-    assert (retry.status_code, retry.content) == (first.status_code, first.content)
-    assert retry["Idempotent-Replayed"] == "true"
     assert stored_state() == after_first
 
 

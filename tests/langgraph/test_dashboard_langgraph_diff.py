@@ -4,44 +4,25 @@ from __future__ import annotations
 
 import math
 import operator
-import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, TypedDict
 
-import httpx
 import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
-from django.db import connections
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from conftest import World, logged_in
 from langgraph_app.models import ThreadCheckpoint
 from memory_admin.dashboard.difftree import diff_tree
-from memory_admin.wsgi import application
 from sessions_app.models import AgentSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def saver(world: World) -> Iterator[AgentMemorySaver]:
-    """acme's checkpointer, served by this process's application (a graph saves from its executor's threads:
-    each closes its own connection when done)."""
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        try:
-            return application(environ, start_response)
-        finally:
-            if threading.current_thread() is not threading.main_thread():
-                connections.close_all()
-
-    saver = AgentMemorySaver(
-        api_key=world.acme.raw_key,
-        user_id="u-alice",
-        base_url="http://testserver",
-        transport=httpx.WSGITransport(app=app),
-    )
+def saver(in_process_threads: dict[str, Any], world: World) -> Iterator[AgentMemorySaver]:
+    saver = AgentMemorySaver(api_key=world.acme.raw_key, user_id="u-alice", **in_process_threads)
     yield saver
     saver.close()
 
