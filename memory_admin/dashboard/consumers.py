@@ -7,6 +7,7 @@ page asked to watch, and only when the user's roles allow that message type.
       {"action": "watch_session", "session": "<session uuid>", "after_version": 41}     session page
       {"action": "watch_tenant", "tenant": "<tenant uuid>", "since": "<iso time>"}     sessions list
       {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
+          (+ "after": {…} from the last `watching` with `more`: the next batch of the same catch-up)
       {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page (admins)
     server → client
       {"type": "catchup", "session": "<uuid>", "events": [timeline rows after after_version], "more": false}
@@ -17,22 +18,29 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}], "totals": {"<scope>": n}}
           (user page; `totals`: the live memories of each section the rows are in, counted with them)
       {"type": "profile.html", "html": "…"}   {"type": "user.session", "session": "<uuid>", "html": "<tr>…"}
+      {"type": "user.erased"}   (user page: the person's erasure was approved; to every staff role, with nothing
+          of the erasure request, which support may not see)
       {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
       {"type": "operation.row", "operation": "<uuid>", "pending": 2, "html": "<tr>…"}   (session page journal)
       any other message type of memory_admin.live, as published, to the session and tenant watchers
       {"type": "watching", "what": "tenant" | "user" | "keys", …}   (after a watch's catch-up: live from here)
+          (user page: "more": true and "after": {…} when the catch-up stopped at CATCHUP_LIMIT rows of a kind:
+          ask again with the same `since` and this `after`)
       {"type": "error", "message": "…"}
 
 Catching up: a session page sends the last version it shows and first gets what was appended after it, a
 batch at a time (`more`: ask again from the last row); it shows a live row only right after the one before it,
 and asks for a catch-up when some are missing (a message lost on the way). The other pages send `since`, the
 server time they were rendered at or of the last message they saw, and first get the rows changed since then
-(a little earlier, in fact: see live_rows.CATCHUP_MARGIN). Every row is keyed by its version or id, and pages
-replace or drop what they already have, so a reconnect neither misses nor repeats anything.
+(a little earlier, in fact: see live_rows.CATCHUP_MARGIN), the user page's a batch at a time. Every row is
+keyed by its version or id, and pages replace or drop what they already have, so a reconnect neither misses nor
+repeats anything.
 
 Permissions: the user's roles are read on connect and on every frame the page sends, and again before a
 published message is passed on when they were last read more than ROLE_RECHECK_SECONDS ago. A user who lost
 every staff role is disconnected (4403); API key messages go to admins only, erasure messages to compliance.
+The user page's frames are rows it may show, read again, so they go to every staff role whatever message they
+came from (an erasure's approval reaches a support user's page as `user.erased`, nothing more).
 """
 
 from __future__ import annotations
@@ -256,10 +264,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.users.setdefault(str(found[0]), set()).add(user_id)
         await self._subscribe(tenant_group(found[0]))
         since = live_rows.parse_since(content.get("since"))
+        after = None
         if since is not None:
-            for frame in await database_sync_to_async(live_rows.user_page_catchup)(found[0], user_id, since):
+            frames, after = await database_sync_to_async(live_rows.user_page_catchup)(
+                found[0], user_id, since, content.get("after")
+            )
+            for frame in frames:
                 await self.send_json(frame)
-        await self.send_json({"type": "watching", "what": "user", "tenant": str(found[0])})
+        # One batch at a time: with `more`, the page asks again from `after`, with the same `since`.
+        await self.send_json(
+            {"type": "watching", "what": "user", "tenant": str(found[0]), "more": after is not None}
+            | ({"after": after} if after is not None else {})
+        )
 
     async def _watch_keys(self, content: dict[str, Any]) -> None:
         if Role.ADMIN not in self.roles:
@@ -303,10 +319,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def _frames(self, group: str, message: dict[str, Any]) -> list[dict[str, Any]] | None:
         """What one published message means for this socket's pages (None: the user is no longer staff)."""
         allowed = await self._allowed(role_for(message.get("type")))
-        if not allowed:
-            return None if allowed is None else []
+        if allowed is None:
+            return None
         kind = message.get("type")
         if group.startswith("session."):
+            if not allowed:
+                return []
             session_pk = group.removeprefix("session.")
             if session_pk not in self.sessions:
                 return []
@@ -322,16 +340,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         tenant = group.removeprefix("tenant.")
         tenant_pk = uuid.UUID(tenant)
         frames: list[dict[str, Any]] = []
-        if tenant in self.tenants:
+        if tenant in self.tenants and allowed:
             if kind == "session.created":
                 message["html"] = await database_sync_to_async(live_rows.session_row_html)(
                     tenant_pk, message.get("session")
                 )
             frames.append(message)
+        # Whatever the message's role: these are the page's own rows, read again (see Permissions above).
         for user_id in self.users.get(tenant, ()):
             found = await database_sync_to_async(live_rows.user_page_frames)(tenant_pk, user_id, message)
             frames += [{**frame, "at": message.get("at")} for frame in found]
-        if tenant in self.key_tenants and isinstance(kind, str) and kind.startswith("api_key."):
+        if tenant in self.key_tenants and allowed and isinstance(kind, str) and kind.startswith("api_key."):
             found = await database_sync_to_async(live_rows.key_frames)(tenant_pk, key_pk=message.get("key"))
             frames += [{**frame, "at": message.get("at")} for frame in found]
         return frames

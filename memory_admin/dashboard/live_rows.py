@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from compliance_app.keys import subject_of
+from compliance_app.models import ErasureRequest
 from memories_app.models import Memory, PromotionJob, Scope, UserProfile
 from memory_admin.dashboard.selectors import active_embedder
 from memory_admin.dashboard.sessions import operation_row, session_row
@@ -32,8 +34,9 @@ CATCHUP_MARGIN = timedelta(seconds=30)
 CATCHUP_LIMIT = 200
 
 
-def parse_since(value: object) -> datetime | None:
-    """The page's `since` (an ISO timestamp it was given by the server), or None when absent or malformed."""
+def _instant(value: object) -> datetime | None:
+    """An ISO timestamp with its offset, in UTC (Python takes offsets up to ±23:59, PostgreSQL only up to
+    ±15:59), or None when absent or malformed."""
     if not isinstance(value, str):
         return None
     try:
@@ -42,8 +45,17 @@ def parse_since(value: object) -> datetime | None:
         return None
     if timezone.is_naive(parsed):
         return None
-    try:  # in UTC: Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59; year 1 has no margin
-        return parsed.astimezone(UTC) - CATCHUP_MARGIN
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def parse_since(value: object) -> datetime | None:
+    """The page's `since` (an ISO timestamp it was given by the server), or None when absent or malformed."""
+    instant = _instant(value)
+    try:  # year 1 has no margin
+        return instant - CATCHUP_MARGIN if instant is not None else None
     except OverflowError:
         return None
 
@@ -53,6 +65,25 @@ def _uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+# Where a catch-up batch stopped in one kind of row: (created_at, id) of the last row sent, in that order.
+Position = tuple[datetime, uuid.UUID]
+
+
+def _position(value: object) -> Position | None:
+    """A position as `user_page_catchup` gave it out ([iso time, id]), or None when absent or malformed."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    at, pk = _instant(value[0]), _uuid(value[1])
+    return (at, pk) if at is not None and pk is not None else None
+
+
+def _after(rows: QuerySet[Any], position: Position | None) -> QuerySet[Any]:
+    if position is None:
+        return rows
+    at, pk = position
+    return rows.filter(Q(created_at__gt=at) | Q(created_at=at, pk__gt=pk))
 
 
 # --- the user page --------------------------------------------------------------------------------------
@@ -148,34 +179,79 @@ def user_page_frames(tenant_pk: uuid.UUID, user_id: str, message: dict[str, Any]
         ).first()
         if session is not None:
             frames.append(user_session_frame(session))
+    elif kind == "erasure.updated" and erased(tenant_pk, user_id, request=message.get("erasure")):
+        frames.append(ERASED_FRAME)
     return frames
 
 
-def user_page_catchup(tenant_pk: uuid.UUID, user_id: str, since: datetime) -> list[dict[str, Any]]:
-    """Everything of this user's page that changed since `since`: memories, the profile, sessions."""
+# The user page's notice that its person was erased: it drops everything it shows. Nothing of the request (its
+# id, status, progress) is in it: a support user may see the notice, not the request.
+ERASED_FRAME: dict[str, Any] = {"type": "user.erased"}
+
+
+def erased(tenant_pk: uuid.UUID, user_id: str, *, request: object = None, since: datetime | None = None) -> bool:
+    """Whether this person's erasure was approved: through the erasure request `request` (an id from a published
+    message), or at or after `since`. Found by the person's keyed subject hash, which the request keeps after
+    its purge has cleared the user id."""
+    requests = ErasureRequest.objects.filter(
+        tenant_id=tenant_pk, subject=subject_of(tenant_pk, user_id), erased_at__isnull=False
+    )
+    if request is not None:
+        if (request_pk := _uuid(request)) is None:
+            return False
+        requests = requests.filter(pk=request_pk)
+    if since is not None:
+        requests = requests.filter(erased_at__gte=since)
+    return requests.exists()
+
+
+def user_page_catchup(
+    tenant_pk: uuid.UUID, user_id: str, since: datetime, after: object = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """What of this user's page changed since `since`, a batch at a time: up to CATCHUP_LIMIT memories and as
+    many sessions, after the positions in `after` (what the previous batch returned), and the profile with the
+    first batch. Also returns where the next batch starts, None when this one reached the end. When the person's
+    erasure was approved since then, the notice that they were erased instead (what the page shows is theirs)."""
+    if erased(tenant_pk, user_id, since=since):
+        return [ERASED_FRAME], None
+    positions = after if isinstance(after, dict) else {}
+    memory_from, session_from = _position(positions.get("memory")), _position(positions.get("session"))
     changed = Q(updated_at__gte=since) | Q(deleted_at__gte=since) | Q(created_at__gte=since)
     # Not only the live ones: what was deleted, or hidden with its owner, goes to the page as deleted.
     memories = list(
-        Memory.objects.filter(tenant_id=tenant_pk)
+        _after(Memory.objects.filter(tenant_id=tenant_pk), memory_from)
         .filter(Q(user_id=user_id) | Q(scope=Scope.GLOBAL))
         .filter(changed)
         .select_related("session")
         .defer("embedding")
-        .order_by("created_at", "id")[:CATCHUP_LIMIT]
+        .order_by("created_at", "id")[: CATCHUP_LIMIT + 1]
     )
+    sessions = list(
+        _after(AgentSession.objects.filter(tenant_id=tenant_pk, user_id=user_id), session_from)
+        .filter(Q(created_at__gte=since) | Q(updated_at__gte=since))
+        .order_by("created_at", "id")[: CATCHUP_LIMIT + 1]
+    )
+    more = len(memories) > CATCHUP_LIMIT or len(sessions) > CATCHUP_LIMIT
+    memories, sessions = memories[:CATCHUP_LIMIT], sessions[:CATCHUP_LIMIT]
     frames: list[dict[str, Any]] = []
     if rows_frame := memory_rows_frame(tenant_pk, memories, user_id):
         frames.append(rows_frame)
-    profile = UserProfile.objects.filter(tenant_id=tenant_pk, user_id=user_id, updated_at__gte=since).first()
-    if profile is not None:
+    first_batch = memory_from is None and session_from is None
+    profiles = UserProfile.objects.filter(tenant_id=tenant_pk, user_id=user_id, updated_at__gte=since)
+    if first_batch and (profile := profiles.first()) is not None:
         frames.append(
             {"type": "profile.html", "html": render_to_string("dashboard/users/profile.html", profile_card(profile))}
         )
-    sessions = AgentSession.objects.filter(tenant_id=tenant_pk, user_id=user_id).filter(
-        Q(created_at__gte=since) | Q(updated_at__gte=since)
-    )
-    frames += [user_session_frame(session) for session in sessions.order_by("created_at", "id")[:CATCHUP_LIMIT]]
-    return frames
+    frames += [user_session_frame(session) for session in sessions]
+    if not more:
+        return frames, None
+    memory_to = (memories[-1].created_at, memories[-1].pk) if memories else memory_from
+    session_to = (sessions[-1].created_at, sessions[-1].pk) if sessions else session_from
+    return frames, {
+        name: [position[0].isoformat(), str(position[1])]
+        for name, position in (("memory", memory_to), ("session", session_to))
+        if position is not None
+    }
 
 
 # --- the API keys page (admins) -------------------------------------------------------------------------

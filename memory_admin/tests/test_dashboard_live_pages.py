@@ -13,6 +13,7 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.test import override_settings
 from django.utils import timezone
 
+from compliance_app.services import approve_erasure, file_erasure
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory, PromotionJob
@@ -385,3 +386,94 @@ def test_memory_rows_carry_the_fresh_total_of_each_section_they_touch(world: Wor
     assert updated["totals"] == {"user": 2}
     assert deleted["totals"] == {"user": 1}
     assert created["totals"] == {"global": 1}
+
+
+def _erase(world: World, user_id: str) -> None:
+    request = file_erasure(tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora")
+    approve_erasure(request_id=request.pk, decided_by="staff:ann")
+
+
+def test_every_open_user_page_of_a_person_learns_of_their_erasure_without_the_requests_details(
+    world: World,
+) -> None:
+    _memory(world, "alice has a secret medical condition")
+    update_profile(tenant=world.acme.tenant, user_id="alice", preferences={"seat": "aisle"}, expected_versions=None)
+    _memory(world, "bob likes tea", user_id="bob")
+    watch_alice = {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice"}
+
+    async def scenario() -> dict[str, Any]:
+        support, compliance = await _connected(world.support), await _connected(world.compliance)
+        bob_page = await _connected(world.support)
+        await _watch(support, watch_alice)
+        await _watch(compliance, watch_alice)
+        await _watch(bob_page, {**watch_alice, "user_id": "bob"})
+        await database_sync_to_async(_erase)(world, "alice")
+        frames = {
+            "support": await support.receive_json_from(timeout=5),
+            "compliance": await compliance.receive_json_from(timeout=5),
+            "bob_page_gets_nothing": await bob_page.receive_nothing(timeout=0.5),
+        }
+        for communicator in (support, compliance, bob_page):
+            await communicator.disconnect()
+        return frames
+
+    frames = run(scenario)
+    assert frames["bob_page_gets_nothing"] is True
+    for role in ("support", "compliance"):
+        # The notice alone: no erasure id, status or progress, nothing of the person but what the page asked for.
+        assert {key: value for key, value in frames[role].items() if key != "at"} == {"type": "user.erased"}
+
+
+def test_a_user_page_reconnecting_after_the_persons_erasure_was_approved_gets_only_the_notice(
+    world: World,
+) -> None:
+    _memory(world, "alice has a secret medical condition")
+    create_session(tenant=world.acme.tenant, user_id="alice", session_id="clinic")
+    rendered_at = _since()
+    _erase(world, "alice")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        frames = await _watch(
+            communicator,
+            {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice", "since": rendered_at},
+        )
+        await communicator.disconnect()
+        return frames
+
+    assert run(scenario) == [{"type": "user.erased"}]
+
+
+def test_a_user_page_that_missed_more_changes_than_one_catch_up_holds_gets_the_rest_batch_by_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_rows, "CATCHUP_LIMIT", 2)
+    created = [_memory(world, f"alice fact {number}") for number in range(5)]
+    for number in range(3):
+        create_session(tenant=world.acme.tenant, user_id="alice", session_id=f"trip-{number}")
+    watch = {"action": "watch_user", "tenant": str(world.acme.tenant.pk), "user_id": "alice", "since": _since(5)}
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        communicator = await _connected(world.support)
+        batches = []
+        after = None
+        while True:
+            await communicator.send_json_to({**watch, **({"after": after} if after else {})})
+            batch = []
+            while (reply := await communicator.receive_json_from(timeout=5))["type"] != "watching":
+                batch.append(reply)
+            batches.append([*batch, reply])
+            if not reply["more"] or len(batches) > 5:
+                break
+            after = reply["after"]
+        await communicator.disconnect()
+        return batches
+
+    batches = run(scenario)
+    assert [batch[-1]["more"] for batch in batches] == [True, True, False]
+    memories = [
+        row["memory"] for batch in batches for frame in batch if frame["type"] == "memory.rows" for row in frame["rows"]
+    ]
+    assert memories == [str(memory.pk) for memory in created]
+    sessions = [frame["session"] for batch in batches for frame in batch if frame["type"] == "user.session"]
+    assert len(sessions) == len(set(sessions)) == 3

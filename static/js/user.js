@@ -1,11 +1,17 @@
 // User page: memories (added, updated, merged, deleted), the profile and the user's sessions follow the
 // service live. Rows arrive rendered by the server and are keyed by id, so a catch-up that overlaps a live
-// message replaces a row instead of repeating it.
-import { connectLive } from "./live.js";
+// message replaces a row instead of repeating it. When the person is erased, the page drops all it shows.
+import { connectLive, element } from "./live.js";
 
 const anchor = document.getElementById("user-live");
 const liveDot = document.getElementById("live-status");
+const tenant = anchor.dataset.tenant;
+const userId = anchor.dataset.user;
+// Where a (re)connect's catch-up starts: what changed before it is on the page. It moves on only between
+// catch-ups, to the newest message heard: a catch-up cut short by a reconnect starts again from where it did.
 let since = anchor.dataset.since;
+let heard = since;
+let catchingUpFrom = null; // the `since` of the catch-up under way, which every batch of it asks with
 
 function tableRow(html) {
   // A lone <tr> only parses inside a table.
@@ -72,13 +78,43 @@ function applySession(message) {
   }
 }
 
-connectLive({
-  onOpen: (send) => send({ action: "watch_user", tenant: anchor.dataset.tenant, user_id: anchor.dataset.user, since }),
+function showErased() {
+  // Nothing of the person stays: not their rows, not their id in the heading or the title.
+  document.title = "Erased · Agent memory";
+  document.querySelector("main").replaceChildren(element("section", { class: "card narrow", id: "erased" },
+    element("h1", {}, "Erased"),
+    element("p", {}, "This person was erased; nothing about them can be shown any more.")));
+}
+
+let send = null;
+let erased = false;
+const live = connectLive({
+  onOpen: (sender) => {
+    send = sender;
+    catchingUpFrom = since;
+    send({ action: "watch_user", tenant, user_id: userId, since });
+  },
   onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
   onMessage: (message) => {
-    if (message.at && message.at > since) since = message.at;
-    if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
-    if (message.type === "memory.rows") {
+    if (erased) return; // nothing may bring a row of theirs back
+    if (message.at && message.at > heard) heard = message.at;
+    if (message.type === "watching") {
+      if (message.more) {
+        // The next batch of the same catch-up, from where this one stopped.
+        send({ action: "watch_user", tenant, user_id: userId, since: catchingUpFrom, after: message.after });
+      } else {
+        catchingUpFrom = null;
+        if (heard > since) since = heard;
+        liveDot.dataset.status = liveDot.title = "live";
+      }
+    } else if (catchingUpFrom === null && heard > since) {
+      since = heard;
+    }
+    if (message.type === "user.erased") {
+      erased = true;
+      showErased();
+      live.close();
+    } else if (message.type === "memory.rows") {
       message.rows.forEach(applyMemory);
       // The sections' totals as the server counted them with these rows: an edit or a row the page does not
       // show changes them only as much as it really does.

@@ -1,5 +1,6 @@
 """Live lists in a real browser against the ASGI server: a memory an agent stores appears on the open user page,
-a deleted one disappears; a new session appears at the top of the open sessions list, linked to its page."""
+a deleted one disappears, the person's erasure empties it; a new session appears at the top of the open sessions
+list, linked to its page."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from playwright.sync_api import Page, expect
 
+from compliance_app.services import approve_erasure, file_erasure
 from conftest import World
 from memories_app.embeddings import reset_embedder
-from memories_app.services import NewMemory, create_memories, create_memory, delete_memory, update_memory
+from memories_app.services import (
+    NewMemory,
+    create_memories,
+    create_memory,
+    delete_memory,
+    update_memory,
+    update_profile,
+)
 from memory_admin.live import publish, session_group
 from sessions_app.services import create_session
 from tests.servers import ServerProcess, running, uvicorn
@@ -124,3 +133,49 @@ def test_older_memories_than_the_page_shows_change_its_count_not_its_rows_when_e
     delete_memory(tenant=world.acme.tenant, memory_id=oldest.pk, expected_versions=None)
     expect(count).to_have_text("101", timeout=3_000)
     expect(rows).to_have_count(101)
+
+
+def test_an_open_user_page_empties_itself_when_the_persons_erasure_is_approved(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    create_memory(tenant=world.acme.tenant, item=NewMemory(scope="user", user_id="alice", content="likes trains"))
+    update_profile(tenant=world.acme.tenant, user_id="alice", preferences={"seat": "aisle"}, expected_versions=None)
+    create_session(tenant=world.acme.tenant, user_id="alice", session_id="night-train")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    request = file_erasure(tenant=world.acme.tenant, user_id="alice", legal_basis="gdpr_art_17", filed_by="staff:cora")
+    approve_erasure(request_id=request.pk, decided_by="staff:ann")
+
+    expect(page.get_by_role("heading", name="Erased")).to_be_visible(timeout=3_000)
+    main = page.locator("main")
+    for shown_before in ("likes trains", "aisle", "night-train", "alice"):
+        expect(main).not_to_contain_text(shown_before)
+    assert "alice" not in page.title()
+
+
+def test_a_user_page_back_from_missing_more_changes_than_one_catch_up_batch_gets_them_all(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    # One more than a catch-up batch, all made within its margin: a reconnect's catch-up starts with them.
+    items = [NewMemory(scope="user", user_id="alice", content=f"fact number {i}") for i in range(201)]
+    create_memories(tenant=world.acme.tenant, items=items)
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
+    live_status = page.locator("#live-status")
+    expect(live_status).to_have_attribute("data-status", "live")
+    newest = page.locator("#memories-user tr[data-memory]").first
+    newest_id = newest.get_attribute("data-memory")
+    assert newest_id is not None
+
+    asgi_server.stop()
+    expect(live_status).to_have_attribute("data-status", "offline")
+    # Changed while the page was away: the last row of the catch-up's order (oldest first).
+    update_memory(
+        tenant=world.acme.tenant, memory_id=newest_id, actor="agent", expected_versions=None, content="fixed fact"
+    )
+    asgi_server.start()
+
+    expect(live_status).to_have_attribute("data-status", "live", timeout=15_000)
+    expect(page.locator(f"#memories-user tr[data-memory='{newest_id}']")).to_contain_text("fixed fact")
