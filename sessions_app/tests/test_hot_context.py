@@ -261,4 +261,3 @@ def test_a_window_whose_older_events_went_without_a_snapshot_is_what_is_left_not
 
     assert [m["content"] for m in body["messages"]] == ["m2", "m3"]
     assert body["version"] == 4
-
