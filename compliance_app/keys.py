@@ -4,6 +4,12 @@ Each person (tenant + user id) gets a random 256-bit AES-GCM data key on their f
 wrapped under the master key (ENCRYPTION_MASTER_KEY, or one derived from SECRET_KEY) and cached, unwrapped,
 in each process for a minute. Destroying the key at erasure makes every payload encrypted with it — in the
 database, its backups and replicas, and the archives — unreadable.
+
+A cached key is stamped with the cache epoch its request read (tenants_app.keycache), and seals new payloads
+only while that epoch stays: erasing a person replaces it, so no process seals a returning person's new data
+with their destroyed key (unreadable once the copy expired). A request that cannot read the epoch (Redis is
+away), and work outside a request (a Celery task), look the key up in Postgres for every batch they seal;
+reads of what was sealed still use the copy until it expires.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance_app.models import PersonKey
+from tenants_app.keycache import current_epoch
 
 CACHE_SECONDS = 60.0
 _NONCE = 12
@@ -49,14 +56,16 @@ class PersonKeyRing:
     """The codec's key ring (memory_admin.codec.KeyRing), backed by PersonKey rows."""
 
     def __init__(self) -> None:
-        self._by_person: dict[tuple[str, str], tuple[bytes, AESGCM, float]] = {}
+        # Per person: key id, cipher, the epoch of the request that looked it up, expiry.
+        self._by_person: dict[tuple[str, str], tuple[bytes, AESGCM, bytes | None, float]] = {}
         self._by_id: dict[bytes, tuple[AESGCM, float]] = {}
         self._lock = threading.Lock()
 
     def key_for(self, tenant_id: Any, user_id: str) -> tuple[bytes, AESGCM]:
         person = (str(tenant_id), user_id)
+        epoch = current_epoch()
         cached = self._by_person.get(person)
-        if cached is not None and cached[2] > time.monotonic():
+        if cached is not None and epoch is not None and cached[2] == epoch and cached[3] > time.monotonic():
             return cached[0], cached[1]
         row = self._live_key(tenant_id, user_id)
         key_id = row.pk.bytes
@@ -64,13 +73,13 @@ class PersonKeyRing:
         cipher = AESGCM(_unwrap(bytes(row.wrapped_key), key_id))
         # Cache only what is committed: a key created in a transaction that rolls back must be forgotten
         # with it, or later payloads would be encrypted under a key that no longer exists.
-        transaction.on_commit(lambda: self._remember(person, key_id, cipher))
+        transaction.on_commit(lambda: self._remember(person, key_id, cipher, epoch))
         return key_id, cipher
 
-    def _remember(self, person: tuple[str, str], key_id: bytes, cipher: AESGCM) -> None:
+    def _remember(self, person: tuple[str, str], key_id: bytes, cipher: AESGCM, epoch: bytes | None) -> None:
         with self._lock:
             expires = time.monotonic() + CACHE_SECONDS
-            self._by_person[person] = (key_id, cipher, expires)
+            self._by_person[person] = (key_id, cipher, epoch, expires)
             self._by_id[key_id] = (cipher, expires)
 
     def cipher_by_id(self, key_id: bytes) -> AESGCM | None:

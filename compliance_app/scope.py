@@ -22,7 +22,7 @@ from checkpoints_app.models import Checkpoint
 from compliance_app.keys import subject_of
 from compliance_app.models import PersonKey
 from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
-from langgraph_app.selectors import store_items_of, store_namespaces_of
+from langgraph_app.selectors import namespace_owner, store_items_of, store_namespaces_of
 from lifecycle_app.models import ArchiveSegment
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
 from memory_admin.health import redis_client
@@ -57,6 +57,9 @@ LAYERS = (
 
 @dataclass
 class Person:
+    """One person of a tenant. A blank user id names no one: such a person holds nothing, since `user_id=""`
+    would match what belongs to no one in particular (the tenant's global memories, sessions without a user)."""
+
     tenant: Tenant
     user_id: str
     identifiers: list[str] = field(default_factory=list)
@@ -65,12 +68,30 @@ class Person:
     def subject(self) -> str:
         return subject_of(self.tenant.pk, self.user_id)
 
+    @property
+    def named(self) -> bool:
+        return bool(self.user_id)
+
     def sessions(self) -> QuerySet[AgentSession]:
         """Every session of the person, erased or not."""
+        if not self.named:
+            return AgentSession.all_objects.none()
         return AgentSession.all_objects.filter(tenant=self.tenant, user_id=self.user_id)
 
     def session_pks(self) -> list[Any]:
         return list(self.sessions().values_list("pk", flat=True))
+
+    def profiles(self) -> QuerySet[UserProfile]:
+        """Their profile (at most one)."""
+        if not self.named:
+            return UserProfile.objects.none()
+        return UserProfile.objects.filter(tenant=self.tenant, user_id=self.user_id)
+
+    def profile_outbox(self) -> QuerySet[ProfileFactOutbox]:
+        """The facts of their profile still on their way to memories."""
+        if not self.named:
+            return ProfileFactOutbox.objects.none()
+        return ProfileFactOutbox.objects.filter(tenant=self.tenant, user_id=self.user_id)
 
     def store_items(self) -> QuerySet[StoreItem]:
         """The LangGraph store items in the person's namespaces."""
@@ -86,7 +107,8 @@ class Person:
     def memories(self, session_pks: list[Any] | None = None) -> QuerySet[Memory]:
         """User memories, session memories of their sessions, and what was derived from their sessions."""
         pks = self.session_pks() if session_pks is None else session_pks
-        return Memory.objects.filter(tenant=self.tenant).filter(Q(user_id=self.user_id) | Q(session_id__in=pks))
+        theirs = Q(session_id__in=pks) | Q(user_id=self.user_id) if self.named else Q(session_id__in=pks)
+        return Memory.objects.filter(tenant=self.tenant).filter(theirs)
 
 
 def _redis_hot_keys(session_pks: list[Any]) -> list[str]:
@@ -107,9 +129,8 @@ def _api_route(path: str) -> list[str]:
     return rest.split("/") if found else []
 
 
-# Routes whose path names a session (a LangGraph thread is a session) or a person, by the segment after them.
+# Routes whose path names a session (a LangGraph thread is a session), by the segment after them.
 _SESSION_ROUTES = (("sessions",), ("langgraph", "threads"))
-_PERSON_ROUTES = (("users",),)
 # Requests that only read: replaying one again changes nothing, so erasure may drop a record of one that shows
 # the person among others (the retry just reads again, without them).
 _READ_ROUTES = (("memories", "search"), ("langgraph", "store", "batch"))
@@ -123,11 +144,48 @@ def _names(route: list[str], prefixes: tuple[tuple[str, ...], ...], ids: set[str
     return False
 
 
+def _names_person(route: list[str], user_id: str) -> bool:
+    """Whether the route is the person's own, `users/<user id>/profile`, with their id whole: records keep the
+    path decoded, as the router matched it, so `users/kim/work/profile` is the profile of "kim/work", not kim's."""
+    return "/".join(route) == f"users/{user_id}/profile"
+
+
+def _their_namespace(namespace: Any, person: Person) -> bool:
+    """Whether a store namespace (a list of labels) is one of the person's (settings.ERASURE_STORE_NAMESPACES)."""
+    if not isinstance(namespace, list) or not namespace or not all(isinstance(label, str) for label in namespace):
+        return False
+    return namespace_owner(".".join(namespace), settings.ERASURE_STORE_NAMESPACES) == person.user_id
+
+
 def _one_of_theirs(resource: Any, person: Person, session_ids: set[str]) -> bool:
-    """A resource of the person by an exact field: their user id, or one of their sessions."""
+    """A resource of the person by an exact field: their user id, one of their sessions, or (a store item) one
+    of their namespaces."""
     if not isinstance(resource, dict):
         return False
-    return resource.get("user_id") == person.user_id or resource.get("session_id") in session_ids
+    session_id = resource.get("session_id")
+    return (
+        resource.get("user_id") == person.user_id
+        or (isinstance(session_id, str) and session_id in session_ids)
+        or _their_namespace(resource.get("namespace"), person)
+    )
+
+
+def _holds_one_of_theirs(data: Any, person: Person, session_ids: set[str]) -> bool:
+    """Whether a response holds a resource of the person among others: an item of a list it holds (a batch's
+    memories), or in the results of a store batch an item an operation read or a namespace one listed."""
+    if not isinstance(data, dict):
+        return False
+    for value in data.values():
+        if not isinstance(value, list):
+            continue
+        for item in value:
+            if _one_of_theirs(item, person, session_ids):
+                return True
+            if isinstance(item, list) and any(
+                _one_of_theirs(inner, person, session_ids) or _their_namespace(inner, person) for inner in item
+            ):
+                return True
+    return False
 
 
 def _mentions(data: Any, needles: set[str]) -> bool:
@@ -145,25 +203,28 @@ def _mentions(data: Any, needles: set[str]) -> bool:
 class IdempotencyRecords:
     """The tenant's idempotency records (Redis keys) that concern the person."""
 
-    # Provably theirs: the request's path names one of their sessions or threads, or them (`/users/<id>/...`),
+    # Provably theirs: the request's path names one of their sessions or threads, or them (`/users/<id>/profile`),
     # or its response is a resource of theirs (or a batch of nothing else). Exported, and purged.
     theirs: list[str]
-    # Replays of reads that show the person among others (a search): not theirs to export, but purged, so that
-    # a retry after the erasure reads again instead of replaying their data.
-    reads_showing_them: list[str]
+    # Responses that hold their data among others' (a batch that wrote one of their memories with another
+    # person's, a store batch that read one of their items and wrote elsewhere, a search that showed them): not
+    # theirs to export, but purged, so that no retry after the erasure replays their data (the retry runs again).
+    showing_them: list[str]
 
     def to_purge(self) -> list[str]:
-        return self.theirs + self.reads_showing_them
+        return self.theirs + self.showing_them
 
 
 def find_idempotency_records(person: Person, session_ids: list[str]) -> IdempotencyRecords:
     """Sort the tenant's idempotency records (api.idempotency: method, path, response) by what they are to
     the person. A record that merely mentions them in another person's write (bob's memory naming kate) is
     neither: it stays bob's, and his retry is still replayed instead of writing twice."""
+    found = IdempotencyRecords(theirs=[], showing_them=[])
+    if not person.named:
+        return found
     client = redis_client()
     sessions = set(session_ids)
     needles = {person.user_id, *sessions}
-    found = IdempotencyRecords(theirs=[], reads_showing_them=[])
     for key in client.scan_iter(match=f"mem:idem:{person.tenant.pk}:*", count=1000):
         raw = client.get(key)
         if raw is None:
@@ -176,13 +237,13 @@ def find_idempotency_records(person: Person, session_ids: list[str]) -> Idempote
         batch = data.get("memories") if isinstance(data, dict) and len(data) == 1 else None
         if (
             _names(route, _SESSION_ROUTES, sessions)
-            or _names(route, _PERSON_ROUTES, {person.user_id})
+            or _names_person(route, person.user_id)
             or _one_of_theirs(data, person, sessions)
             or (isinstance(batch, list) and bool(batch) and all(_one_of_theirs(m, person, sessions) for m in batch))
         ):
             found.theirs.append(key.decode())
-        elif _is_read(route, data) and _mentions(data, needles):
-            found.reads_showing_them.append(key.decode())
+        elif _holds_one_of_theirs(data, person, sessions) or (_is_read(route, data) and _mentions(data, needles)):
+            found.showing_them.append(key.decode())
     return found
 
 
@@ -205,6 +266,17 @@ def preview(person: Person) -> dict[str, int]:
     """Exact counts, per layer, of what erasing the person would remove now."""
     counts = {**stored_rows(person), **volatile(person)}
     return {layer: counts[layer] for layer in LAYERS}
+
+
+VOLATILE_LAYERS = (
+    "langgraph_store_items",
+    "profile",
+    "profile_outbox",
+    "data_keys",
+    "redis_hot_keys",
+    "redis_idempotency_records",
+    "live_channel_subscribers",
+)
 
 
 def stored_rows(person: Person) -> dict[str, int]:
@@ -232,11 +304,13 @@ def stored_rows(person: Person) -> dict[str, int]:
 
 def volatile(person: Person) -> dict[str, int]:
     """The layers approval itself removes (store items, profile, outbox, keys, Redis): counted before it does."""
+    if not person.named:
+        return dict.fromkeys(VOLATILE_LAYERS, 0)
     session_pks = person.session_pks()
     counts = {
         "langgraph_store_items": person.store_items().count(),
-        "profile": UserProfile.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
-        "profile_outbox": ProfileFactOutbox.objects.filter(tenant=person.tenant, user_id=person.user_id).count(),
+        "profile": person.profiles().count(),
+        "profile_outbox": person.profile_outbox().count(),
         "data_keys": PersonKey.objects.filter(tenant=person.tenant, subject=person.subject).count(),
     }
     try:

@@ -27,7 +27,7 @@ from compliance_app.models import (
 )
 from compliance_app.selectors import refuse_unless_downloadable
 from lifecycle_app.services import delete_session_archives
-from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, UserProfile
+from memories_app.models import Memory, MemoryRevision, PromotionJob
 from memories_app.services import hide_owner, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
@@ -182,6 +182,14 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
         return request
     if request.status != ErasureStatus.PENDING:
         raise Conflict(f"The request is already {request.status}.", details={"status": request.status})
+    if not request.user_id:
+        # A row an older version blanked when an earlier request of the person was verified: it names no one
+        # (an empty user id would match the tenant's global memories and sessions without a user).
+        raise Conflict(
+            "This request no longer names a person: an earlier erasure of theirs was verified. Reject it, and file "
+            "a new request if they are to be erased again.",
+            details={"user_id": ""},
+        )
     if settings.ERASURE_FOUR_EYES and decided_by == request.filed_by:
         raise Conflict("Four eyes: another compliance user must approve this request.", details={"four_eyes": True})
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
@@ -202,8 +210,8 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
     memories.filter(deleted_at__isnull=True).exclude(user_id=request.user_id).update(deleted_at=now)
     # Store items are plain JSON (filters read them in SQL): nothing to shred, so they go now.
     person.store_items().delete()
-    UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
-    ProfileFactOutbox.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
+    person.profiles().delete()
+    person.profile_outbox().delete()
     keys = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
     # Every process forgets the sessions it remembers (sessions_app.identity) once this commits: none goes on
     # writing as this person from memory.
@@ -336,7 +344,8 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     Anything of the person's written between approval and this run goes too, as approval's own deletes would
     have taken it: sessions, memories, store items, a profile and its outbox facts (`late_profile`,
     `late_profile_outbox`), and data keys created since (`late_data_keys`, destroyed last, after every row a
-    late write could have sealed with them is gone).
+    late write could have sealed with them is gone). A request that lost its user id (see approve_erasure)
+    removes only the rows its approval erased, found by their ids.
     """
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
     # What approval erased, plus anything of the person's that arrived since (a late write, a new session).
@@ -348,10 +357,8 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     # A profile written after approval, and the facts it queued: first, so that no outbox fact becomes a
     # memory after the memories below are gone.
     with transaction.atomic():
-        removed["late_profile_outbox"], _ = ProfileFactOutbox.objects.filter(
-            tenant=request.tenant, user_id=request.user_id
-        ).delete()
-        removed["late_profile"], _ = UserProfile.objects.filter(tenant=request.tenant, user_id=request.user_id).delete()
+        removed["late_profile_outbox"], _ = person.profile_outbox().delete()
+        removed["late_profile"], _ = person.profiles().delete()
 
     def step(layer: str) -> Progress:
         def report(table: str, total: int) -> None:
@@ -368,7 +375,8 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     )
     _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
     removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch, step("memories"))
-    release_hidden_owner(tenant=request.tenant, user_id=request.user_id)
+    if person.named:
+        release_hidden_owner(tenant=request.tenant, user_id=request.user_id)
     removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch, step("events"))
     removed["snapshots"] = _delete_in_batches(
         EventSnapshot._meta.db_table, "session_id", session_pks, batch, step("snapshots")
@@ -398,9 +406,16 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     # Approval deleted the store items; these are items put under the person's namespaces since (a late write).
     removed["late_store_items"], _ = person.store_items().delete()
     removed["redis_keys"] = scope.purge_redis(person, session_pks, session_ids)
+    # A key a late write created after approval destroyed the person's keys. (A request that lost its user id
+    # leaves keys alone: a live one is the returning person's, whose new data it seals.)
     with transaction.atomic():
-        # A key a late write created after approval destroyed the person's keys.
-        removed["late_data_keys"] = destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id)
+        removed["late_data_keys"] = (
+            destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id) if person.named else 0
+        )
+    # Now that none of their keys is live, every process drops the keys it holds, after the commit: one that
+    # missed the approval's notice (Redis was away then) would otherwise go on sealing their next data with a
+    # destroyed key, unreadable once its copy expires. Without Redis this fails, and the purge runs again later.
+    keycache.invalidate_everywhere(must_reach_redis=True)
     return removed
 
 

@@ -5,8 +5,11 @@ Two kinds of checks, each a count that must be zero:
 - structural: rows that still reference the erased sessions and memories (by id), rows that still carry the
   person's user id in a `user_id` column, live data keys, Redis keys of the erased sessions;
 - textual: every table of the database and every Redis key (name and value) searched for the person's
-  identifiers (the user id and any further identifiers on the request). Identifiers shorter than
-  TEXT_SCAN_MIN_LENGTH are left to the structural checks: "42" would match half the database.
+  identifiers (the user id and any further identifiers on the request), each as a whole: "u1" is not found in
+  "u12". Identifiers shorter than TEXT_SCAN_MIN_LENGTH are left to the structural checks: "42" would match
+  half the database. Columns that hold another kind of name are not searched: the `user_id` columns (the
+  structural check reads them exactly; another person's id is not this one's data), and those that name who
+  did something (staff, a worker: `actor`, `filed_by`…), as are the staff accounts.
 
 Every check looks at the request's tenant alone: a row belongs to a tenant through its `tenant` column or
 through the row it hangs off (an event through its session, a revision through its memory), and a Redis key
@@ -14,8 +17,9 @@ through the tenant or the session it names. The same user id in another tenant i
 are neither found nor counted. Tables and keys no tenant owns (staff accounts, the job log, queues) are
 searched whole, as the operator's own.
 
-The request being verified still holds the identifiers while the scan runs, so its own row is skipped;
-other requests about the same person are scrubbed before the scan.
+The request being verified still holds the identifiers while the scan runs, so its own row is skipped, as
+are the other open requests about the same person (they keep them until they close); the closed ones are
+scrubbed before the scan.
 """
 
 from __future__ import annotations
@@ -26,22 +30,40 @@ from typing import Any
 
 import redis
 from django.apps import apps
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 
-from compliance_app.models import ErasureRequest, ExportRequest, PersonKey
+from compliance_app.models import ErasureRequest, ErasureStatus, ExportRequest, PersonKey
+from compliance_app.services import withdraw_exports
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
 TEXT_SCAN_MIN_LENGTH = 5
 _REQUEST_TABLE = ErasureRequest._meta.db_table
+# Requests done with: a later erasure of the person clears what they hold of them. An open one still needs the
+# user id to preview, erase, purge and scan (blank, it would name no one).
+CLOSED = (ErasureStatus.VERIFIED, ErasureStatus.REJECTED)
+# Not searched for text: the staff accounts, columns naming who did something, and the user_id columns.
+_UNSCANNED_TABLES = frozenset({"auth_user"})
+_UNSCANNED_COLUMNS = frozenset({"user_id", "actor", "filed_by", "decided_by", "triggered_by", "updated_by"})
 
 
-def _tables() -> list[str]:
+def _searched_columns() -> dict[str, list[str]]:
+    """Per table, the columns the text pass reads: all but those above, the binary ones (whose text is hex,
+    never an identifier as typed; payloads are sealed anyway) and the vectors (numbers only)."""
+    columns: dict[str, list[str]] = {}
     with connection.cursor() as cursor:
-        cursor.execute("select tablename from pg_tables where schemaname = 'public' order by tablename")
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "select c.table_name, c.column_name, c.udt_name from information_schema.columns c "
+            "join pg_tables p on p.schemaname = c.table_schema and p.tablename = c.table_name "
+            "where c.table_schema = 'public' order by c.table_name, c.ordinal_position"
+        )
+        for table, column, type_name in cursor.fetchall():
+            if table in _UNSCANNED_TABLES or column in _UNSCANNED_COLUMNS or type_name in ("bytea", "vector"):
+                continue
+            columns.setdefault(table, []).append(column)
+    return columns
 
 
 _COLUMNS_SQL = (
@@ -102,18 +124,52 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _starts_or_ends_a_word(character: str) -> bool:
+    return character.isalnum() or character == "_"
+
+
+def _whole(identifier: str) -> str:
+    """A PostgreSQL regular expression finding the identifier as a whole, not inside a longer word ("u1" is
+    not in "u12"); an edge of it that is not a letter, digit or underscore needs nothing around it."""
+    body = re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", identifier)
+    before = "(^|[^[:alnum:]_])" if _starts_or_ends_a_word(identifier[0]) else ""
+    after = "($|[^[:alnum:]_])" if _starts_or_ends_a_word(identifier[-1]) else ""
+    return before + body + after
+
+
+def _whole_bytes(identifier: str) -> re.Pattern[bytes]:
+    """The same, for Redis's bytes (any byte of a UTF-8 sequence counts as part of a word)."""
+    word = rb"[A-Za-z0-9_\x80-\xff]"
+    before = rb"(?<!" + word + rb")" if _starts_or_ends_a_word(identifier[0]) else b""
+    after = rb"(?!" + word + rb")" if _starts_or_ends_a_word(identifier[-1]) else b""
+    return re.compile(before + re.escape(identifier.encode()) + after)
+
+
 def scrub_other_requests(request: ErasureRequest) -> None:
-    """Other requests about the same person keep only the keyed hash from now on: their identifiers go, and
-    the free texts that may name the person (a note, the reason an earlier request was rejected)."""
-    ErasureRequest.objects.filter(tenant=request.tenant, subject=request.subject).exclude(pk=request.pk).update(
-        user_id="", identifiers=[], note="", rejection_reason=""
-    )
-    ExportRequest.objects.filter(tenant=request.tenant, subject=request.subject).update(user_id="", archive=None)
+    """The person's closed requests keep only the keyed hash from now on: their identifiers go, and the free
+    texts that may name the person (a note, the reason an earlier request was rejected). Open ones keep theirs
+    until they close: a pending one erases whatever of the person arrived since, an approved one finishes.
+
+    The person's exports are withdrawn (one filed since the approval holds what arrived since) and keep only
+    the hash too.
+    """
+    others = ErasureRequest.objects.filter(tenant=request.tenant, subject=request.subject).exclude(pk=request.pk)
+    others.filter(status__in=CLOSED).update(user_id="", identifiers=[], note="", rejection_reason="")
+    with transaction.atomic():
+        withdraw_exports(tenant=request.tenant, subject=request.subject, actor="system")
+        ExportRequest.objects.filter(tenant=request.tenant, subject=request.subject).update(user_id="", archive=None)
+
+
+def _skipped_requests(request: ErasureRequest) -> list[str]:
+    """The request itself and the other open requests about the same person: they hold the identifiers."""
+    open_ones = ErasureRequest.objects.filter(tenant=request.tenant, subject=request.subject).exclude(status__in=CLOSED)
+    return [str(request.pk), *(str(pk) for pk in open_ones.values_list("pk", flat=True))]
 
 
 def scan(request: ErasureRequest) -> dict[str, int]:
     """Counts of what the scan found, by check; all zero means the person is gone."""
     findings: dict[str, int] = {}
+    skipped = _skipped_requests(request)
     sessions = request.refs.get("sessions", [])
     memories = request.refs.get("memories", [])
     with connection.cursor() as cursor:
@@ -123,9 +179,11 @@ def scan(request: ErasureRequest) -> dict[str, int]:
         for table in _references_named("memory_id"):
             cursor.execute(f'select count(*) from "{table}" where memory_id = any(%s::uuid[])', [memories])  # noqa: S608
             findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
-        for table in _columns_named("user_id", text_only=True):
-            exclude = " and id <> %s" if table == _REQUEST_TABLE else ""
-            params: list[Any] = [request.tenant_id, request.user_id] + ([request.pk] if exclude else [])
+        # A request that lost its user id (an older version blanked it) names no one: `user_id = ''` would
+        # count the tenant's global memories and sessions without a user.
+        for table in _columns_named("user_id", text_only=True) if request.user_id else []:
+            exclude = " and id <> all(%s::uuid[])" if table == _REQUEST_TABLE else ""
+            params: list[Any] = [request.tenant_id, request.user_id] + ([skipped] if exclude else [])
             tenant_filter = "tenant_id = %s and " if _has_column(cursor, table, "tenant_id") else ""
             if not tenant_filter:
                 params = params[1:]
@@ -136,21 +194,32 @@ def scan(request: ErasureRequest) -> dict[str, int]:
             cursor.execute(f'select count(*) from "{table}" where {column} = any(%s::uuid[])', [refs])  # noqa: S608
             findings[f"postgres:{table}.{column}"] = cursor.fetchone()[0]
         scopes = _tenant_scopes()
+        searched = _searched_columns() if _text_identifiers(request) else {}
         for identifier in _text_identifiers(request):
-            for table in _tables():
-                exclude = " and id <> %s" if table == _REQUEST_TABLE else ""
-                params = [_like(identifier)] + ([request.pk] if exclude else [])
-                tenant_scope = scopes.get(table)
-                if tenant_scope is not None:
-                    exclude += f" and {tenant_scope}"
+            for table, columns in searched.items():
+                conditions, params = ["true"], []
+                if table == _REQUEST_TABLE:
+                    conditions.append("t.id <> all(%s::uuid[])")
+                    params.append(skipped)
+                if table in scopes:
+                    conditions.append(scopes[table])
                     params.append(request.tenant_id)
-                cursor.execute(f'select count(*) from "{table}" t where t::text like %s{exclude}', params)  # noqa: S608
+                # The searched columns as one text; LIKE first, cheap, then the whole-word match on what it kept.
+                text = "concat_ws(' ', variadic array[" + ", ".join(f't."{column}"::text' for column in columns) + "])"
+                cursor.execute(
+                    f'select count(*) from (select {text} as text from "{table}" t where {" and ".join(conditions)}) '  # noqa: S608
+                    "found where found.text like %s and found.text ~ %s",
+                    [*params, _like(identifier), _whole(identifier)],
+                )
                 found = cursor.fetchone()[0]
                 if found:
                     findings[f"postgres:{table}:text"] = findings.get(f"postgres:{table}:text", 0) + found
-    findings["postgres:live_data_keys"] = PersonKey.objects.filter(
-        tenant=request.tenant, subject=request.subject, destroyed_at__isnull=True
-    ).count()
+    # Without the user id, a live key of the person is the returning person's: not this request's to count.
+    findings["postgres:live_data_keys"] = (
+        PersonKey.objects.filter(tenant=request.tenant, subject=request.subject, destroyed_at__isnull=True).count()
+        if request.user_id
+        else 0
+    )
     findings.update(_scan_redis(request, sessions))
     return findings
 
@@ -177,7 +246,7 @@ _SESSION_KEY = re.compile(rb"^mem:(?:ctx|tool):(?P<session>[0-9a-f-]{36})(?::|$)
 
 def _scan_redis(request: ErasureRequest, sessions: list[str]) -> dict[str, int]:
     """Keys of the erased sessions, and keys of the tenant (or of no tenant) holding an identifier."""
-    identifiers = [text.encode() for text in _text_identifiers(request)]
+    identifiers = [_whole_bytes(text) for text in _text_identifiers(request)]
     session_marks = [pk.encode() for pk in sessions]
     tenant = str(request.tenant_id).encode()
     hits = 0
@@ -194,8 +263,8 @@ def _scan_redis(request: ErasureRequest, sessions: list[str]) -> dict[str, int]:
             named = _TENANT_KEY.match(key)
             if named is not None and named["tenant"] != tenant:
                 continue  # another tenant's record: another person, whatever their id
-            if any(identifier in key for identifier in identifiers) or any(
-                identifier in value for value in _values(client, key) for identifier in identifiers
+            if any(identifier.search(key) for identifier in identifiers) or any(
+                identifier.search(value) for value in _values(client, key) for identifier in identifiers
             ):
                 of_session = _SESSION_KEY.match(key)
                 if of_session is None:

@@ -5,8 +5,9 @@ the keys it verified, stamped with the epoch (a random token in Redis) current a
 replaces the epoch, so every process drops its cache on its next request. A flushed Redis gets a new random
 epoch, which has the same effect. When Redis is unreachable the cache is bypassed and Postgres answers.
 
-The same epoch stamps what processes remember about sessions (sessions_app.identity): erasing a person
-replaces it too, so no process goes on writing as that person from memory. Every API request reads the epoch
+The same epoch stamps what processes remember about sessions (sessions_app.identity) and the data keys they
+seal payloads with (compliance_app.keys): erasing a person replaces it too, so no process goes on writing as
+that person, or sealing with their destroyed key, from memory. Every API request reads the epoch
 before it does anything (`check`), and `current_epoch()` is the one the current request read.
 """
 

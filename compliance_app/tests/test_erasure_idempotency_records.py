@@ -12,6 +12,7 @@ import io
 import json
 import zipfile
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -151,3 +152,85 @@ def test_erasing_a_person_drops_the_replay_of_a_search_that_showed_them_and_keep
     assert len(_records()) == 1  # the put: a write that is not about them, replayed on retry
     retry = client.post("/api/v1/langgraph/store/batch", put, format="json", HTTP_IDEMPOTENCY_KEY="put1")
     assert retry["Idempotent-Replayed"] == "true"
+
+
+def _values_holding(text: str) -> list[bytes]:
+    client = redis_client()
+    return [key for key in _records() if text.encode() in (client.get(key) or b"")]
+
+
+def test_erasing_a_person_drops_the_replay_of_a_memory_batch_that_held_one_of_theirs_among_anothers(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    batch = {
+        "memories": [
+            {"scope": "user", "user_id": "mona-b1", "content": "MONA-MARK has diabetes"},
+            {"scope": "user", "user_id": "otto-b1", "content": "otto likes tea"},
+        ]
+    }
+    assert client.post("/api/v1/memories/batch", batch, format="json", HTTP_IDEMPOTENCY_KEY="mb1").status_code == 201
+
+    request = _erase(world, "mona-b1", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert _values_holding("MONA-MARK") == []
+    retry = client.post("/api/v1/memories/batch", batch, format="json", HTTP_IDEMPOTENCY_KEY="mb1")
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry
+
+
+def test_erasing_a_person_drops_the_replay_of_a_store_batch_that_read_their_item_and_wrote_another(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    _put(world, ["users", "mona-b2", "prefs"], "MONA-MARK seat 12A")
+    mixed = {
+        "ops": [
+            {"op": "get", "namespace": ["users", "mona-b2", "prefs"], "key": "k"},
+            {"op": "put", "namespace": ["faq"], "key": "hours", "value": {"text": "9 to 5"}},
+        ]
+    }
+    first = client.post("/api/v1/langgraph/store/batch", mixed, format="json", HTTP_IDEMPOTENCY_KEY="sb1")
+    assert first.status_code == 200 and "MONA-MARK" in first.content.decode()
+
+    request = _erase(world, "mona-b2", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert _values_holding("MONA-MARK") == []
+    retry = client.post("/api/v1/langgraph/store/batch", mixed, format="json", HTTP_IDEMPOTENCY_KEY="sb1")
+    assert retry.status_code == 200 and "Idempotent-Replayed" not in retry
+    assert "MONA-MARK" not in retry.content.decode()
+
+
+def test_a_persons_records_are_not_those_of_a_user_whose_id_continues_theirs_after_a_slash(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    profile = {"facts": {"salary": "WORK-MARK earns 90k"}}
+    address = f"/api/v1/users/{quote('kim-s1/work', safe='')}/profile"
+    assert client.patch(address, profile, format="json", HTTP_IDEMPOTENCY_KEY="pw").status_code == 200
+    memory = {"scope": "user", "user_id": "kim-s1", "content": "kim likes tea"}
+    assert client.post("/api/v1/memories", memory, format="json").status_code == 201
+
+    filed = client.post("/api/v1/export-requests", {"user_id": "kim-s1"}, format="json").json()
+    build_export(filed["id"])
+    with zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/export-requests/{filed['id']}/archive").content)) as files:
+        assert json.loads(files.read("redis.json")) == []
+    _erase(world, "kim-s1", django_capture_on_commit_callbacks)
+
+    retry = client.patch(address, profile, format="json", HTTP_IDEMPOTENCY_KEY="pw")
+    assert retry.status_code == 200 and retry["Idempotent-Replayed"] == "true"
+
+
+def test_erasing_a_user_whose_id_holds_a_slash_drops_the_replays_of_their_profile(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    address = f"/api/v1/users/{quote('org/alice-s2', safe='')}/profile"
+    profile = {"facts": {"city": "ALICE-MARK lives in Porto"}}
+    assert client.patch(address, profile, format="json", HTTP_IDEMPOTENCY_KEY="pa").status_code == 200
+
+    request = _erase(world, "org/alice-s2", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert _records() == []

@@ -68,3 +68,65 @@ def test_another_sessions_id_that_spells_an_erased_sessions_key_is_not_counted_a
     polled = world.acme.client.get(f"/api/v1/erasure-requests/{filed['id']}").json()
     assert polled["status"] == "verified", polled["verification"]
     assert world.outsider.client.get(f"/api/v1/sessions/{created['id']}").status_code == 200
+
+
+def _erase(world: World, user_id: str, capture: Any, *, filed_by: str = "staff:cora") -> ErasureRequest:
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by=filed_by
+    )
+    with capture(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    return ErasureRequest.objects.get(pk=request.pk)
+
+
+def _a_user_everywhere(client: Any, user_id: str, marker: str) -> None:
+    memory = {"scope": "user", "user_id": user_id, "content": f"{marker} likes tea"}
+    assert client.post("/api/v1/memories", memory, format="json", HTTP_IDEMPOTENCY_KEY=marker).status_code == 201
+    session = {"id": f"{marker}-s", "user_id": user_id}
+    assert client.post("/api/v1/sessions", session, format="json").status_code == 201
+    ops = {"ops": [{"op": "put", "namespace": ["users", user_id], "key": "k", "value": {"text": marker}}]}
+    assert client.post("/api/v1/langgraph/store/batch", ops, format="json").status_code == 200
+
+
+def test_a_person_whose_user_id_begins_another_users_id_is_verified_and_the_other_keeps_everything(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    _a_user_everywhere(client, "uprefix1", "ONE-MARK")
+    _a_user_everywhere(client, "uprefix12", "TWELVE-MARK")
+
+    request = _erase(world, "uprefix1", django_capture_on_commit_callbacks)
+
+    assert request.status == "verified", request.verification
+    assert Memory.objects.filter(user_id="uprefix12", deleted_at__isnull=True).count() == 1
+    assert client.get("/api/v1/sessions/TWELVE-MARK-s").status_code == 200
+
+
+def test_a_person_whose_user_id_is_part_of_a_staff_members_name_is_verified(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    _a_user_everywhere(client, "cora-compliance", "CC-MARK")
+
+    # Filed by the staff member cora-compliance (auth_user, the request's filed_by, the audit log's actor).
+    request = _erase(world, "cora-compliance", django_capture_on_commit_callbacks, filed_by="staff:cora-compliance")
+
+    assert request.status == "verified", request.verification
+
+
+def test_the_scan_still_finds_a_person_named_in_another_users_text_whose_id_begins_with_theirs(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    _a_user_everywhere(client, "uprefix12", "TWELVE-MARK")
+    mention = {"scope": "user", "user_id": "uprefix12", "content": "met uprefix1, who asked for a refund"}
+    assert client.post("/api/v1/memories", mention, format="json").status_code == 201
+    session = {"id": "other-s", "user_id": "uprefix12", "metadata": {"friend": "uprefix1"}}
+    assert client.post("/api/v1/sessions", session, format="json").status_code == 201
+
+    request = _erase(world, "uprefix1", django_capture_on_commit_callbacks)
+
+    assert request.status == "failed"
+    findings = {name for name, count in request.verification["findings"].items() if count}
+    assert findings == {"postgres:memories_app_memory:text", "postgres:sessions_app_agentsession:text"}, findings
