@@ -100,7 +100,7 @@ def measure(steps: int) -> dict[str, Any]:
 
     def age(days: int) -> None:
         when = timezone.now() - timedelta(days=days)
-        AgentSession.objects.filter(pk=session.pk).update(last_activity_at=when)
+        AgentSession.objects.filter(pk=session.pk).update(last_activity_at=when, updated_at=when)
         Event.objects.filter(session=session).update(created_at=when)
         Checkpoint.objects.filter(session=session).update(created_at=when)
 

@@ -22,6 +22,7 @@ so a person with a million events never sits in memory as Python objects at once
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import tempfile
 import zipfile
@@ -38,10 +39,12 @@ from compliance_app import scope
 from compliance_app.models import AuditEntry, ExportRequest
 from langgraph_app.display import readable_checkpoint
 from langgraph_app.models import ThreadCheckpoint
-from lifecycle_app.models import ArchiveSegment
+from lifecycle_app.archive import ArchiveDocument
+from lifecycle_app.models import ArchiveKind, ArchiveSegment
 from lifecycle_app.selectors import read_archive
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, UserProfile
 from memory_admin.codec import decode_payload
+from memory_admin.errors import NotFound
 from memory_admin.health import redis_client
 from sessions_app.context import session_keys_pattern
 from sessions_app.models import AgentSession, Event, Operation
@@ -65,6 +68,26 @@ _CHUNK = 2000
 
 class ExportTooLarge(Exception):
     pass
+
+
+class ArchiveMoved(Exception):
+    """An archive segment was restored or removed while the export read it: the next attempt reads the rows
+    where they are now."""
+
+
+def _archived(segment: ArchiveSegment) -> ArchiveDocument:
+    """The rows of an archive segment. NotFound when its object is missing from storage: that stays so, and
+    the export cannot be complete without it."""
+    try:
+        return read_archive(segment)
+    except NotFound:
+        if not ArchiveSegment.objects.filter(pk=segment.pk).exists():
+            raise ArchiveMoved(str(segment.pk)) from None
+        raise NotFound(
+            "Part of the person's archived session history is missing from archive storage; the export cannot be "
+            "complete without it.",
+            details={"segment": str(segment.pk)},
+        ) from None
 
 
 def _when(value: datetime | None) -> str | None:
@@ -162,15 +185,28 @@ class Builder:
 
     def _events(self) -> Iterator[dict[str, Any]]:
         for session in self.sessions:
-            for segment in ArchiveSegment.objects.filter(session=session, kind="events").order_by("from_version"):
-                for event in read_archive(segment).event_rows(session.pk):
+            segments = ArchiveSegment.objects.filter(session=session, kind=ArchiveKind.EVENTS).order_by("from_version")
+            listed = list(segments)
+            for segment in listed:
+                for event in _archived(segment).event_rows(session.pk):
                     yield self._event(session, event.version, event.type, event.payload, event.created_at, True)
+            done = max((segment.to_version for segment in listed), default=0)
             rows = (
-                Event.objects.filter(session=session)
+                Event.objects.filter(session=session, version__gt=done)
                 .order_by("version")
                 .values_list("version", "type", "payload", "created_at")
+                .iterator(chunk_size=_CHUNK)
             )
-            for version, kind, payload, created_at in rows.iterator(chunk_size=_CHUNK):
+            first = next(rows, None)  # the query runs here: one statement, one snapshot of the events left
+            # Event archival may have moved the events after `done` since the segments were listed (it records a
+            # segment and deletes its rows in one commit): those below the first event left are in the segments
+            # recorded since. Events archived after the query started are in `rows` still, so not read twice.
+            below = first[0] if first is not None else None
+            for segment in segments.filter(to_version__gt=done):
+                for event in _archived(segment).event_rows(session.pk):
+                    if done < event.version and (below is None or event.version < below):
+                        yield self._event(session, event.version, event.type, event.payload, event.created_at, True)
+            for version, kind, payload, created_at in itertools.chain([] if first is None else [first], rows):
                 yield self._event(session, version, kind, payload, created_at, False)
 
     def _event(self, session: AgentSession, version: int, kind: str, payload: Any, at: datetime, archived: bool) -> Any:
@@ -185,10 +221,20 @@ class Builder:
 
     def _operations(self) -> Iterator[dict[str, Any]]:
         for session in self.sessions:
-            for segment in ArchiveSegment.objects.filter(session=session, kind="session").order_by("from_version"):
-                for operation in read_archive(segment).operation_rows(session.pk):
+            segments = ArchiveSegment.objects.filter(session=session, kind=ArchiveKind.SESSION).order_by("from_version")
+            listed = list(segments)
+            for segment in listed:
+                for operation in _archived(segment).operation_rows(session.pk):
                     yield self._operation(session, operation, archived=True)
-            for operation in Operation.objects.filter(session=session).order_by("created_at", "id").iterator():
+            rows = Operation.objects.filter(session=session).order_by("created_at", "id").iterator()
+            first = next(rows, None)  # the query runs here
+            if first is None:
+                # Session archival may have moved the whole journal since the segments were listed (it records
+                # the segment and deletes the rows in one commit, and the archived session records no more).
+                for segment in segments.exclude(pk__in=[segment.pk for segment in listed]):
+                    for operation in _archived(segment).operation_rows(session.pk):
+                        yield self._operation(session, operation, archived=True)
+            for operation in itertools.chain([] if first is None else [first], rows):
                 yield self._operation(session, operation, archived=False)
 
     def _operation(self, session: AgentSession, operation: Operation, *, archived: bool) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from django.utils import timezone
 
 from compliance_app import services, verification
 from compliance_app.export import ExportTooLarge, build_archive
-from compliance_app.models import ErasureRequest, ErasureStatus, ExportRequest, ExportStatus
-from memory_admin.errors import Erased, IntegrityFailure
+from compliance_app.models import AuditEntry, ErasureRequest, ErasureStatus, ExportRequest, ExportStatus
+from memory_admin.errors import Erased, IntegrityFailure, NotFound
 
 PROGRESS_EVERY_SECONDS = 0.5
+# Builds of one export over all its queue messages, retries and sweeps: past this many, what fails is taken to
+# be the export's data, not the worker, and the export is failed rather than started again for ever.
+MAX_EXPORT_ATTEMPTS = 10
 
 
 def _worker() -> str:
@@ -82,6 +85,12 @@ def build_export(export_pk: str) -> None:
     export = services.claim_export(export_id=export_pk, worker=_worker())
     if export is None:
         return
+    # Each claim is audited once: the audit log counts the attempts, those of killed workers included.
+    attempts = AuditEntry.objects.filter(export=export, action="export_started").count()
+    if attempts > MAX_EXPORT_ATTEMPTS:
+        reason = f"The export could not be built in {MAX_EXPORT_ATTEMPTS} attempts; file a new request."
+        services.fail_export(export_id=export_pk, reason=reason, worker=_worker())
+        return
     try:
         archive, manifest = build_archive(
             export,
@@ -89,8 +98,8 @@ def build_export(export_pk: str) -> None:
             max_bytes=settings.EXPORT_MAX_BYTES,
             on_layer=lambda layer, rows: services.record_export_progress(export_id=export_pk, layer=layer, rows=rows),
         )
-    except (ExportTooLarge, Erased, IntegrityFailure) as exc:
-        # Not worth a retry: the same data gives the same answer.
+    except (ExportTooLarge, Erased, IntegrityFailure, NotFound) as exc:
+        # Not worth a retry: the same data gives the same answer (NotFound: an archive object is lost).
         services.fail_export(export_id=export_pk, reason=str(getattr(exc, "message", exc)), worker=_worker())
         return
     except Exception:

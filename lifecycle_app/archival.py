@@ -12,20 +12,25 @@ Two jobs use the same step:
 A step moves one segment of at most `limit` events. It writes the archive object first, without holding any
 lock (archived rows are below the head and never change), then takes the session row's lock (the lock appends
 take) only to check the range, record the segment and delete the rows, so an append waits for a short delete,
-never for cold storage. If the commit fails, the object is rewritten identically by the next attempt (its key
-and bytes depend only on the rows). A session whose row another worker holds is skipped (`SKIP LOCKED`) and
-left for it. Events of a session are archived from
+never for cold storage. The object's key is the attempt's own (two workers on one range never overwrite each
+other's); an attempt that fails or loses deletes its object. One whose worker is killed between writing the
+object and recording it leaves an object no segment names, in the session's folder with all its others: the
+next run's `remove_orphans` removes it once it is older than any attempt lasts (ORPHAN_GRACE), and erasing the
+person removes the whole folder (`services.delete_session_archives`). A session whose row another worker holds
+is skipped (`SKIP LOCKED`) and left for it. Events of a session are archived from
 version 1 up without gaps, so `archived_through` (the highest archived version) says what left Postgres.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
@@ -37,11 +42,14 @@ from langgraph_app.models import ThreadCheckpoint
 from lifecycle_app.archive import ArchiveDocument, event_doc, operation_doc, pack, snapshot_doc
 from lifecycle_app.lifetimes import lifetimes_for
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, SessionArchival
-from lifecycle_app.storage import archive_storage
+from lifecycle_app.storage import archive_storage, session_folder
+from memory_admin.errors import NotFound
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app import context
 from sessions_app.models import AgentSession, Event, EventSnapshot, EventType, Operation, SessionStatus
 from sessions_app.selectors import rebuild_state, save_snapshot
+
+logger = structlog.get_logger("memory.lifecycle")
 
 
 @dataclass
@@ -69,7 +77,7 @@ def segment_key(session: AgentSession, kind: str, first: int, last: int, attempt
     """Where a segment goes. `attempt` makes the name one worker's own: two workers archiving the same range
     at once each write their own object, and the one that loses deletes its own, never the winner's."""
     suffix = f"-{attempt}" if attempt else ""
-    return f"{session.tenant_id}/{session.pk}/{kind}-{first:012d}-{last:012d}{suffix}.json.gz"
+    return f"{session_folder(session.tenant_id, session.pk)}/{kind}-{first:012d}-{last:012d}{suffix}.json.gz"
 
 
 def archived_through(session_pk: uuid.UUID) -> int:
@@ -175,9 +183,10 @@ def archive_events_step(
     document = _events_document(session, first, last, keep_snapshot)
     data, digest = pack(document)
     archive_storage().put(key, data)
+    written_at = time.monotonic()
     try:
         moved, recorded = _record_step(
-            session_pk, key, document, data, digest, first, last, keep_snapshot, job_run, wait
+            session_pk, key, document, data, digest, first, last, keep_snapshot, job_run, wait, written_at
         )
     except BaseException:
         archive_storage().delete(key)  # nothing records it
@@ -199,6 +208,7 @@ def _record_step(
     keep_snapshot: int,
     job_run: JobRun | None,
     wait: bool,
+    written_at: float,
 ) -> tuple[Moved | None, bool]:
     """archive_events_step under the session's lock: (what moved, whether the object at `key` was recorded)."""
     locked = _locked(session_pk, wait=wait)
@@ -209,6 +219,10 @@ def _record_step(
     if not _same_rows(locked, document, first, last, keep_snapshot):
         document = _events_document(locked, first, last, keep_snapshot)
         data, digest = pack(document)
+        archive_storage().put(key, data)
+    elif time.monotonic() - written_at > ORPHAN_GRACE.total_seconds() / 2 and not archive_storage().exists(key):
+        # This step waited for the lock so long that `remove_orphans` may have taken its object as a killed
+        # step's (a step that did not wait that long asks cold storage nothing under the lock).
         archive_storage().put(key, data)
     _record(locked, document, key, data, digest, job_run)
     Event.objects.filter(session=locked, version__gte=first, version__lte=last).delete()
@@ -228,7 +242,9 @@ def archive_events_upto(
     job_run: JobRun | None = None,
     wait: bool = False,
 ) -> Moved:
-    """Archive step by step up to `upto`; stops early (`busy`) when another worker holds the session."""
+    """Archive step by step up to `upto`; stops early (`busy`) when another worker holds the session. Archive
+    objects that killed steps left in the session's folder are removed first (`remove_orphans`)."""
+    remove_orphans(session_pk)
     moved = Moved()
     while step := archive_events_step(
         session_pk, upto=upto, keep_snapshot=keep_snapshot, limit=limit, job_run=job_run, wait=wait
@@ -237,6 +253,44 @@ def archive_events_upto(
         if step.busy:
             break
     return moved
+
+
+# An attempt writes its object and records it moments later, or after waiting for the session's lock; none waits
+# anywhere near this long. An object no segment names that is older is a killed attempt's.
+ORPHAN_GRACE = timedelta(hours=24)
+
+
+def remove_orphans(session_pk: uuid.UUID, *, now: datetime | None = None) -> int:
+    """Remove the session's archive objects that no segment records and that were written more than
+    ORPHAN_GRACE ago (left by steps whose worker was killed between writing an object and recording it); how
+    many. The folder is listed without a lock; the objects are removed under the session's lock (not at all
+    when another worker holds it), so a step that was waiting for it finds its object gone and writes it again.
+    """
+    session = AgentSession.objects.filter(pk=session_pk).first()
+    if session is None:
+        return 0
+    storage = archive_storage()
+    cutoff = (now or timezone.now()) - ORPHAN_GRACE
+    recorded = ArchiveSegment.objects.filter(session_id=session_pk).values_list("storage_key", flat=True)
+    known = set(recorded)
+    stale = []
+    for key in storage.listdir(session_folder(session.tenant_id, session.pk)):
+        try:
+            if key not in known and storage.modified_at(key) < cutoff:
+                stale.append(key)
+        except NotFound:
+            continue  # removed meanwhile
+    if not stale:
+        return 0
+    with transaction.atomic():
+        if _locked(session_pk) is None:
+            return 0
+        orphans = set(stale) - set(recorded.all())
+        for key in orphans:
+            storage.delete(key)
+    if orphans:
+        logger.warning("archive_orphans_removed", session=str(session_pk), objects=len(orphans))
+    return len(orphans)
 
 
 # --- event archival ---------------------------------------------------------------------------------------
@@ -324,10 +378,12 @@ def event_archival_boundary(session: AgentSession, boundary: int) -> int | None:
 
 def used_since(cutoff: datetime) -> Q:
     """Sessions written to since `cutoff` by what does not move `last_activity_at` (which only event appends
-    move, on their hot path): a checkpoint or LangGraph save, or the operation journal."""
+    move, on their hot path): a status or metadata update (`updated_at`), a checkpoint or LangGraph save, or
+    the operation journal."""
     session = OuterRef("pk")
     return (
-        Q(Exists(Checkpoint.objects.filter(session_id=session, created_at__gte=cutoff)))
+        Q(updated_at__gte=cutoff)
+        | Q(Exists(Checkpoint.objects.filter(session_id=session, created_at__gte=cutoff)))
         | Q(Exists(ThreadCheckpoint.objects.filter(session_id=session, created_at__gte=cutoff)))
         | Q(Exists(Operation.objects.filter(session_id=session, created_at__gte=cutoff)))
         | Q(Exists(Operation.objects.filter(session_id=session, finished_at__gte=cutoff)))

@@ -5,7 +5,8 @@ a candidate (a row in EvictionCandidate, stamped when it was marked). A candidat
 more than the threshold by the next run is forgiven; one still below it once the grace period has passed is
 logically deleted (invisible at once; the purge job removes the row and its vector later).
 
-The weight is the one `Memory.decay_score` computes: 2^(-days since last access / half-life) * ln(2 + reads).
+The weight is the one `Memory.decay_score` computes: 2^(-days since last use / half-life) * ln(2 + reads), where
+the last use is the latest of the last read, the last content update and the creation.
 Every step is one statement or one short transaction; eviction claims rows with `FOR UPDATE SKIP LOCKED` and
 re-checks `deleted_at IS NULL`, so workers running at once delete each memory once.
 """
@@ -26,7 +27,8 @@ from memories_app.models import Memory, Source
 _MEMORY = Memory._meta.db_table
 _CANDIDATE = EvictionCandidate._meta.db_table
 _WEIGHT = (
-    "power(2, -extract(epoch FROM %(now)s - coalesce(m.last_accessed_at, m.created_at)) / 86400.0 / %(half_life)s)"
+    "power(2, -extract(epoch FROM %(now)s - greatest(m.last_accessed_at, m.updated_at, m.created_at))"
+    " / 86400.0 / %(half_life)s)"
     " * ln(2 + m.access_count)"
 )
 

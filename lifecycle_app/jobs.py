@@ -258,7 +258,8 @@ def evict_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
 
 
 def purge_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: datetime | None = None) -> JobRun:
-    """Physically remove logically deleted memories past the purge delay, and old job run rows."""
+    """Physically remove logically deleted memories past the purge delay, and old job run rows (after marking
+    the runs a crash left "running" as abandoned)."""
 
     def body(run: JobRun, now: datetime, errors: list[dict[str, Any]]) -> Counts:
         if dry_run:
@@ -266,8 +267,9 @@ def purge_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
         purged, cutoff = 0, selectors.purge_cutoff(now)
         while removed := purge.purge_memories_step(cutoff=cutoff, limit=settings.LIFECYCLE_BATCH_SIZE):
             purged += removed
+        abandoned = services.fail_abandoned_job_runs(now=now)
         runs = services.prune_job_runs(before=now - timedelta(days=settings.LIFECYCLE_JOB_RUNS_KEEP_DAYS))
-        return {"memories": purged, "job_runs_pruned": runs}
+        return {"memories": purged, "job_runs_abandoned": abandoned, "job_runs_pruned": runs}
 
     return run_job(Job.MEMORY_PURGE, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
 

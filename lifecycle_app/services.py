@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ from lifecycle_app import lifetimes
 from lifecycle_app.archive import ArchiveDocument, unpack
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
 from lifecycle_app.policies import DEFAULTS
-from lifecycle_app.storage import archive_storage
+from lifecycle_app.storage import archive_storage, session_folder
 from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
 from tenants_app.models import Tenant
@@ -88,6 +89,24 @@ def finish_job_run(*, run: JobRun, counts: dict[str, Any], errors: list[dict[str
     return run
 
 
+# No run of any job takes anywhere near this long: a run still "running" after it was killed with its worker.
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def fail_abandoned_job_runs(*, now: datetime) -> int:
+    """Mark runs started more than ABANDONED_AFTER ago and never finished as failed ("abandoned"), so that the
+    dashboard and `memory_lifecycle_jobs_running` stop counting them as running; how many. They keep no
+    `finished_at` (nobody saw them end); one that does finish after all records its own outcome over this."""
+    error = {
+        "type": "Abandoned",
+        "message": f"The run did not finish within {ABANDONED_AFTER.total_seconds() / 3600:.0f} hours: its worker "
+        "was stopped.",
+    }
+    return JobRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=now - ABANDONED_AFTER).update(
+        status=RunStatus.FAILED, errors=[error]
+    )
+
+
 @transaction.atomic
 def prune_job_runs(*, before: Any) -> int:
     deleted, _ = JobRun.objects.filter(started_at__lt=before).exclude(status=RunStatus.RUNNING).delete()
@@ -139,18 +158,22 @@ def restore_archive(*, segment: ArchiveSegment) -> dict[str, int]:
 
 @transaction.atomic
 def delete_session_archives(*, session: AgentSession) -> int:
-    """Remove every archive object of a session and its records (erasure calls this before purging a session).
+    """Remove every archive object of a session and its records (erasure calls this before purging a session);
+    how many segments were recorded.
 
-    Objects are deleted after commit; a failure there leaves an orphaned object whose payloads stay encrypted
-    under the destroyed key.
+    Every object in the session's folder goes, recorded or not: an archival step whose worker was killed between
+    writing its object and recording it left one that no segment names. Objects are deleted after commit; a
+    failure there leaves an orphaned object whose payloads stay encrypted under the destroyed key.
     """
     segments = list(ArchiveSegment.objects.select_for_update().filter(session=session))
     keys = [segment.storage_key for segment in segments]
     ArchiveSegment.objects.filter(pk__in=[segment.pk for segment in segments]).delete()
+    folder = session_folder(session.tenant_id, session.pk)
 
     def remove() -> None:
-        for key in keys:
-            archive_storage().delete(key)
+        storage = archive_storage()
+        for key in sorted({*keys, *storage.listdir(folder)}):
+            storage.delete(key)
 
     transaction.on_commit(remove, robust=True)
     return len(keys)

@@ -2,8 +2,9 @@
 
 The default is a directory on the filesystem (ARCHIVE_DIR). Any Django storage class can take its place
 (ARCHIVE_STORAGE_BACKEND, with ARCHIVE_STORAGE_OPTIONS as its constructor's keyword arguments), which is how
-an S3-compatible bucket is used: django-storages' `storages.backends.s3.S3Storage`. Keys are made here from
-ids and numbers only (`<tenant>/<session>/<name>.json.gz`), never from anything a client sent.
+an S3-compatible bucket is used: django-storages' `storages.backends.s3.S3Storage`. Keys are made from ids and
+numbers only (`<tenant>/<session>/<name>.json.gz`, every object of a session in its folder), never from anything
+a client sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +39,15 @@ class ArchiveStorage(Protocol):
     def delete(self, key: str) -> None:
         """Remove `key`; nothing happens when it is not there."""
 
+    def exists(self, key: str) -> bool:
+        """Whether there are bytes under `key`."""
+
+    def listdir(self, folder: str) -> list[str]:
+        """The keys of the objects directly in `folder` (none when there is no such folder)."""
+
+    def modified_at(self, key: str) -> datetime:
+        """When the object under `key` was last written; NotFound when there is none."""
+
 
 def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or ".." in key:
@@ -44,8 +55,17 @@ def check_key(key: str) -> str:
     return key
 
 
+def session_folder(tenant_id: object, session_pk: object) -> str:
+    """The folder holding every archive object of a session."""
+    return check_key(f"{tenant_id}/{session_pk}")
+
+
 class FileSystemArchive:
-    """Files under a root directory, written to a temporary file, flushed to disk, then renamed into place."""
+    """Files under a root directory, written to a temporary file, flushed to disk, then renamed into place.
+
+    The temporary file is in the object's folder under a name that is a key too (`part-…`): one a killed worker
+    left is listed, and removed, with the folder's other objects.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -56,7 +76,7 @@ class FileSystemArchive:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="part-")
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(data)
@@ -75,6 +95,21 @@ class FileSystemArchive:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            return sorted(f"{folder}/{path.name}" for path in self._path(folder).iterdir() if path.is_file())
+        except FileNotFoundError:
+            return []
+
+    def modified_at(self, key: str) -> datetime:
+        try:
+            return datetime.fromtimestamp(self._path(key).stat().st_mtime, tz=UTC)
+        except FileNotFoundError:
+            raise NotFound("The archive object is missing from storage.", details={"key": key}) from None
 
 
 class DjangoStorageArchive:
@@ -103,6 +138,21 @@ class DjangoStorageArchive:
     def delete(self, key: str) -> None:
         check_key(key)
         self.storage.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.storage.exists(check_key(key)))
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            _, files = self.storage.listdir(check_key(folder))
+        except FileNotFoundError:
+            return []
+        return sorted(f"{folder}/{name}" for name in files)
+
+    def modified_at(self, key: str) -> datetime:
+        if not self.storage.exists(check_key(key)):
+            raise NotFound("The archive object is missing from storage.", details={"key": key})
+        return self.storage.get_modified_time(key)
 
 
 def build_storage(backend: str, options: str, root: Path) -> ArchiveStorage:

@@ -397,8 +397,8 @@ def evict_decayed(*, batch: int = 1000) -> int:
         cursor.execute(
             "UPDATE memories_app_memory SET deleted_at = now() WHERE id IN ("
             " SELECT id FROM memories_app_memory WHERE deleted_at IS NULL AND source <> %s"
-            " AND power(2, -extract(epoch FROM now() - coalesce(last_accessed_at, created_at)) / 86400.0 / %s)"
-            "     * ln(2 + access_count) < %s"
+            " AND power(2, -extract(epoch FROM now() - greatest(last_accessed_at, updated_at, created_at))"
+            "     / 86400.0 / %s) * ln(2 + access_count) < %s"
             " LIMIT %s FOR UPDATE SKIP LOCKED)",
             [Source.PROFILE, settings.MEMORY_DECAY_HALF_LIFE_DAYS, settings.MEMORY_EVICTION_THRESHOLD, batch],
         )

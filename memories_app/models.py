@@ -127,12 +127,13 @@ class Memory(models.Model):
         return f"{self.scope} memory {self.id}"
 
     def decay_score(self, *, now: datetime | None = None) -> float:
-        """2^(-days since last access / half-life) * ln(2 + access count).
+        """2^(-days since last use / half-life) * ln(2 + access count).
 
-        The write counts as the first access, so a fresh memory weighs ln 2 (about 0.69) rather than zero.
+        The last use is the latest of the last read, the last content update and the creation: a write counts
+        as an access, so a fresh (or freshly rewritten) memory weighs ln 2 (about 0.69) rather than zero.
         """
         now = now or timezone.now()
-        last = self.last_accessed_at or self.created_at
+        last = max(moment for moment in (self.last_accessed_at, self.updated_at, self.created_at) if moment)
         days = max(0.0, (now - last).total_seconds() / 86400)
         return float(2 ** (-days / settings.MEMORY_DECAY_HALF_LIFE_DAYS) * math.log(2 + self.access_count))
 

@@ -67,7 +67,12 @@ def _family_specs() -> list[tuple[str, str, list[str]]]:
         ("memory_lifecycle_job_last_duration_seconds", "Duration of the last finished run of each job", ["job"]),
         ("memory_lifecycle_job_last_success_timestamp_seconds", "When each job last succeeded (not dry runs)", ["job"]),
         ("memory_lifecycle_job_max_duration_seconds", "Longest finished run of each job in the last 24 hours", ["job"]),
-        ("memory_lifecycle_jobs_running", "Job runs started and not finished (a crashed run stays here)", ["job"]),
+        (
+            "memory_lifecycle_jobs_running",
+            "Job runs started and not finished (a crashed run stays here until the purge job marks it abandoned, "
+            "24 hours after it started)",
+            ["job"],
+        ),
         ("memory_eviction_candidates", "Memories marked for eviction, waiting out their grace period", []),
         ("memory_erasure_requests_open", "Erasure requests not yet verified or rejected, by status", ["status"]),
         ("memory_erasure_oldest_open_age_seconds", "Age of the oldest open erasure request", []),

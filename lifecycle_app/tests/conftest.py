@@ -54,9 +54,9 @@ def grow_session(world: World, *, steps: int, session_id: str = "run-1", user_id
 
 
 def age(session: AgentSession, *, days: int) -> None:
-    """Make a session's rows (and its last activity) `days` old."""
+    """Make a session's rows (and its last activity and update) `days` old."""
     when = timezone.now() - timedelta(days=days)
-    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=when, created_at=when)
+    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=when, created_at=when, updated_at=when)
     Event.objects.filter(session=session).update(created_at=when)
     EventSnapshot.objects.filter(session=session).update(created_at=when)
     Operation.objects.filter(session=session).update(created_at=when)

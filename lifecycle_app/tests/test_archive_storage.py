@@ -3,6 +3,7 @@ replace an object on retry, refuse keys that could escape, and a tampered object
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,20 @@ def test_an_object_comes_back_as_it_was_stored_and_a_retry_replaces_it(storage) 
     storage.delete("tenant/session/events-1.json.gz")
     with pytest.raises(NotFound):
         storage.get("tenant/session/events-1.json.gz")
+
+
+def test_a_folder_lists_its_objects_with_when_each_was_written(storage) -> None:
+    before = datetime.now(tz=UTC) - timedelta(seconds=5)
+    storage.put("tenant/session/events-1.json.gz", b"one")
+    storage.put("tenant/session/events-2.json.gz", b"two")
+    storage.put("tenant/other/events-1.json.gz", b"another session's")
+
+    assert storage.listdir("tenant/session") == ["tenant/session/events-1.json.gz", "tenant/session/events-2.json.gz"]
+    assert storage.listdir("tenant/nobody") == []
+    assert storage.exists("tenant/session/events-1.json.gz") and not storage.exists("tenant/session/events-3.json.gz")
+    assert before < storage.modified_at("tenant/session/events-1.json.gz") < datetime.now(tz=UTC) + timedelta(seconds=5)
+    with pytest.raises(NotFound):
+        storage.modified_at("tenant/session/events-3.json.gz")
 
 
 @pytest.mark.parametrize("key", ["../outside", "/etc/passwd", "a/../../b", "a//b", ""])

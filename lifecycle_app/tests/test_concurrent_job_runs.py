@@ -64,7 +64,8 @@ def test_two_eviction_runs_delete_each_memory_once(world: World, settings) -> No
         tenant=world.acme.tenant,
         items=[NewMemory(scope=Scope.USER, content=f"fact {n}", user_id="u-1") for n in range(60)],
     )
-    Memory.objects.update(created_at=timezone.now() - timedelta(days=365))
+    long_ago = timezone.now() - timedelta(days=365)
+    Memory.objects.update(created_at=long_ago, updated_at=long_ago)
 
     runs = at_once(*[lambda: jobs.evict_memories(dry_run=False, triggered_by="worker")] * 2)
 

@@ -12,7 +12,7 @@ from conftest import World
 from lifecycle_app import jobs
 from lifecycle_app.models import EvictionCandidate
 from memories_app.models import Memory, Scope, Source
-from memories_app.services import NewMemory, create_memory
+from memories_app.services import NewMemory, create_memory, update_memory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,9 @@ def _policy(settings) -> None:
 
 def memory(world: World, text: str, *, idle_days: int, source: str = Source.API) -> Memory:
     created = create_memory(tenant=world.acme.tenant, item=NewMemory(scope=Scope.USER, content=text, user_id="u-1"))
+    idle_since = timezone.now() - timedelta(days=idle_days)
     Memory.objects.filter(pk=created.pk).update(
-        created_at=timezone.now() - timedelta(days=idle_days), last_accessed_at=None, source=source
+        created_at=idle_since, updated_at=idle_since, last_accessed_at=None, source=source
     )
     return Memory.objects.get(pk=created.pk)
 
@@ -69,6 +70,30 @@ def test_a_candidate_read_again_before_its_grace_ends_is_forgiven(world: World) 
 
     assert alive(item) and not EvictionCandidate.objects.exists()
     assert run.counts["forgiven"] == 1 and run.counts["evicted"] == 0
+
+
+def test_a_memory_rewritten_today_is_neither_marked_nor_evicted_a_grace_period_later(world: World) -> None:
+    # The decay weight counted from the last read or the creation only: a memory the agent corrected today was
+    # marked at once as untouched for 200 days, and deleted a week later.
+    item = memory(world, "Gina is vegetarian", idle_days=200)
+    update_memory(
+        tenant=world.acme.tenant,
+        memory_id=item.pk,
+        actor="agent",
+        expected_versions=None,
+        content="Gina is vegan since this week",
+    )
+    rewritten = Memory.objects.get(pk=item.pk)
+    assert not rewritten.is_eviction_candidate()
+
+    today = jobs.evict_memories(dry_run=False, triggered_by="manual")
+    a_week_later = jobs.evict_memories(
+        dry_run=False, triggered_by="manual", now=timezone.now() + timedelta(days=7, minutes=1)
+    )
+
+    assert today.counts == {"forgiven": 0, "marked": 0, "evicted": 0}
+    assert a_week_later.counts == {"forgiven": 0, "marked": 0, "evicted": 0}
+    assert alive(rewritten) and not EvictionCandidate.objects.exists()
 
 
 def test_profile_facts_are_never_candidates(world: World) -> None:

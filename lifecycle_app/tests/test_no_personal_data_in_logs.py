@@ -64,8 +64,8 @@ def test_message_content_memory_text_and_user_ids_never_reach_the_logs(world: Wo
     agent.post("/api/v1/sessions/visit-1/context/messages", {"messages": [{"content": MESSAGE}]}, format="json")
 
     long_ago = timezone.now() - timedelta(days=400)
-    AgentSession.objects.update(last_activity_at=long_ago)
-    Memory.objects.update(created_at=long_ago)
+    AgentSession.objects.update(last_activity_at=long_ago, updated_at=long_ago)
+    Memory.objects.update(created_at=long_ago, updated_at=long_ago)
     jobs.archive_sessions(dry_run=False, triggered_by="manual")
     jobs.evict_memories(dry_run=False, triggered_by="manual")
     jobs.evict_memories(dry_run=False, triggered_by="manual")

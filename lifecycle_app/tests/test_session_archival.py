@@ -53,14 +53,16 @@ def test_a_recently_active_session_is_left_alone(world: World) -> None:
     assert run.counts["sessions_claimed"] == 0
 
 
-@pytest.mark.parametrize("use", ["checkpoint", "langgraph step", "journal"])
+@pytest.mark.parametrize("use", ["checkpoint", "langgraph step", "journal", "status and metadata update"])
 def test_a_session_in_use_without_new_events_is_not_archived_as_idle(world: World, use: str) -> None:
     # Only event appends move last_activity_at: an agent that saved checkpoints, LangGraph steps or journal
-    # records for 90 days lost its session (and its pending operations) to archival.
+    # records for 90 days, or resumed its session a minute ago, lost it (and its pending operations) to archival.
     session = grow_session(world, steps=120)
     age(session, days=91)
     client, base = world.acme.client, f"/api/v1/sessions/{session.session_id}"
-    if use == "checkpoint":
+    if use == "status and metadata update":
+        answer = client.patch(base, {"status": "paused", "metadata": {"resumed": True}}, format="json")
+    elif use == "checkpoint":
         answer = client.post(f"{base}/checkpoints", {"node_id": "n", "state": {"step": 1}}, format="json")
     elif use == "langgraph step":
         step = {"ops": [{"op": "checkpoint", "checkpoint_id": "1f0-1", "checkpoint": {"v": 4}, "metadata": {}}]}
@@ -74,7 +76,7 @@ def test_a_session_in_use_without_new_events_is_not_archived_as_idle(world: Worl
 
     assert preview.counts["sessions"] == 0 and run.counts["sessions_archived"] == 0
     session.refresh_from_db()
-    assert session.status == SessionStatus.ACTIVE
+    assert session.status == (SessionStatus.PAUSED if use == "status and metadata update" else SessionStatus.ACTIVE)
 
 
 def test_restoring_every_archive_gives_back_identical_rows(world: World, settings) -> None:

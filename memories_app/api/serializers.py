@@ -113,7 +113,9 @@ class MemorySerializer(serializers.Serializer[Any]):
     source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]  # a field named like Field.source
     access_count = serializers.IntegerField()
     last_accessed_at = serializers.DateTimeField(allow_null=True)
-    decay_score = serializers.SerializerMethodField(help_text="2^(-days since access / half-life) * ln(2 + accesses)")
+    decay_score = serializers.SerializerMethodField(
+        help_text="2^(-days since the last access, update or creation / half-life) * ln(2 + accesses)"
+    )
     eviction_candidate = serializers.SerializerMethodField()
     embedding_model = serializers.CharField()
     version = serializers.IntegerField()

@@ -24,7 +24,8 @@ def test_search_hits_are_counted_and_flushed_to_access_count(world):
 
 
 def test_decay_score_halves_after_one_half_life_without_access(world):
-    memory = Memory(access_count=0, created_at=timezone.now() - timedelta(days=30))
+    long_ago = timezone.now() - timedelta(days=30)
+    memory = Memory(access_count=0, created_at=long_ago, updated_at=long_ago)
 
     with override_settings(MEMORY_DECAY_HALF_LIFE_DAYS=30):
         assert abs(memory.decay_score() - 0.6931 / 2) < 0.001
@@ -42,8 +43,10 @@ def test_eviction_removes_only_memories_below_the_threshold_and_keeps_profile_fa
     old = timezone.now() - timedelta(days=365)
     stale = create(world.acme.client, scope="user", user_id="alice", content="Old news.").json()
     fresh = create(world.acme.client, scope="user", user_id="alice", content="Fresh news.").json()
-    Memory.objects.filter(pk=stale["id"]).update(created_at=old)
-    Memory.objects.filter(pk=fresh["id"]).update(source="profile", source_key="profile:x", created_at=old)
+    Memory.objects.filter(pk=stale["id"]).update(created_at=old, updated_at=old)
+    Memory.objects.filter(pk=fresh["id"]).update(
+        source="profile", source_key="profile:x", created_at=old, updated_at=old
+    )
     api_view = world.acme.client.get(f"/api/v1/memories/{stale['id']}").json()
     assert api_view["eviction_candidate"] is True
 

@@ -109,7 +109,8 @@ def test_promotion_jobs_and_what_they_did_are_exported(world, eager_celery, djan
 @override_settings(MEMORY_EVICTION_GRACE_DAYS=0)
 def test_evictions_of_the_last_day_are_exported(world):
     stale = create(world.acme.client, scope="user", user_id="alice", content="Old news.").json()
-    Memory.objects.filter(pk=stale["id"]).update(created_at=timezone.now() - timedelta(days=365))
+    long_ago = timezone.now() - timedelta(days=365)
+    Memory.objects.filter(pk=stale["id"]).update(created_at=long_ago, updated_at=long_ago)
     assert value(scrape(), "memory_evictions_24h") == 0
 
     jobs.evict_memories(dry_run=False, triggered_by="manual")

@@ -21,8 +21,9 @@ def test_the_plain_rendering_equals_the_documented_serializer_for_every_kind_of_
     ]
     assert [response.status_code for response in created] == [201, 201, 201]
     # One memory long unused and often read: a decayed score and an eviction candidate.
+    long_ago = timezone.now() - timedelta(days=400, microseconds=123)
     Memory.objects.filter(pk=created[1].json()["id"]).update(
-        access_count=7, last_accessed_at=timezone.now() - timedelta(days=400, microseconds=123)
+        access_count=7, last_accessed_at=long_ago, created_at=long_ago, updated_at=long_ago
     )
     now = timezone.now()
 

@@ -88,7 +88,8 @@ def test_recent_job_runs_are_listed(world: World) -> None:
 def test_an_archived_session_can_be_read_back_for_an_audit(world: World) -> None:
     session, _ = create_session(tenant=world.acme.tenant, user_id="person-7", session_id="audit-me")
     append_events(session=session, events=[NewEvent("MESSAGE_ADDED", {"role": "user", "content": "hello archive"})])
-    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now() - timedelta(days=200))
+    long_ago = timezone.now() - timedelta(days=200)
+    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=long_ago, updated_at=long_ago)
     jobs.archive_sessions(dry_run=False, triggered_by="manual")
     assert not Event.objects.filter(session=session).exists()
     segment = ArchiveSegment.objects.get(session=session, kind="events")

@@ -234,7 +234,8 @@ def test_an_archived_sessions_context_is_its_window_at_the_head_from_the_kept_sn
     with django_capture_on_commit_callbacks(execute=True):
         say(world.acme.client, session, "m0", "m1", "m2")
     row = AgentSession.objects.get(session_id=session)
-    AgentSession.objects.filter(pk=row.pk).update(last_activity_at=timezone.now() - timedelta(days=100))
+    long_ago = timezone.now() - timedelta(days=100)
+    AgentSession.objects.filter(pk=row.pk).update(last_activity_at=long_ago, updated_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
         assert claim_inactive_sessions(row.tenant_id, cutoff=timezone.now() - timedelta(days=90), limit=10)
     complete_archival(row.pk, limit=500, wait=True)

@@ -45,7 +45,9 @@ def _idle_sessions(world: World) -> None:
                 ],
             )
     long_ago = timezone.now() - timedelta(days=400)
-    AgentSession.objects.filter(tenant=world.acme.tenant).update(last_activity_at=long_ago, created_at=long_ago)
+    AgentSession.objects.filter(tenant=world.acme.tenant).update(
+        last_activity_at=long_ago, created_at=long_ago, updated_at=long_ago
+    )
     Event.objects.filter(session__tenant=world.acme.tenant).update(created_at=long_ago)
 
 
