@@ -16,7 +16,7 @@ from datetime import timedelta
 import redis
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -48,8 +48,8 @@ JOB_LEASE = timedelta(minutes=5)
 # Summaries keep at most this many facts from one session.
 DISTILL_MAX_FACTS = 8
 _OUTBOX_LOCK = 0x6D656D6F7574  # "memout": one drainer at a time keeps entries in order
-# An outbox entry that keeps failing is set aside after this many attempts, once it has waited this long (an
-# embedder outage fails every entry in turn, and one that ends within the window costs no fact).
+# An outbox entry that keeps failing (not for an outage) is set aside after this many attempts, once it has
+# waited this long.
 OUTBOX_MAX_ATTEMPTS = 20
 OUTBOX_RETRY_WINDOW = timedelta(hours=1)
 ACCESS_KEY = "mem:memories:access"
@@ -289,9 +289,9 @@ def apply_next_outbox_entry() -> bool:
 
     False when the outbox is empty. An entry that cannot be applied is recorded with its error, and then
     either set aside (processed and failed, so the next entry's turn comes; True) when the embedder refused its
-    text for good, or when it has failed OUTBOX_MAX_ATTEMPTS times and waited OUTBOX_RETRY_WINDOW whatever the
-    error; or left, with everything after it, for a retry: the error is raised (EmbedderUnavailable for an
-    outage).
+    text for good, or when it has failed OUTBOX_MAX_ATTEMPTS times and waited OUTBOX_RETRY_WINDOW for another
+    reason than an outage; or left, with everything after it, for a retry: the error is raised (an outage of
+    the embedder or the database is waited out however long it lasts, and costs no fact).
     """
     entry: ProfileFactOutbox | None = None
     try:
@@ -314,8 +314,14 @@ def apply_next_outbox_entry() -> bool:
 def _record_failure(entry: ProfileFactOutbox, exc: Exception) -> bool:
     """Count the failed attempt and keep its error on the entry; True when the entry was set aside."""
     now = timezone.now()
+    # An outage (the embedder or the database away) fails every entry alike and ends: nothing is set aside
+    # for it, however long it lasts. What fails on its own (a refused text; an error only this entry meets)
+    # would hold up every later entry for ever.
+    outage = isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, EmbedderUnavailable) and not isinstance(exc, EmbedderRefused)
+    )
     set_aside = isinstance(exc, EmbedderRefused) or (
-        entry.attempts + 1 >= OUTBOX_MAX_ATTEMPTS and entry.created_at <= now - OUTBOX_RETRY_WINDOW
+        not outage and entry.attempts + 1 >= OUTBOX_MAX_ATTEMPTS and entry.created_at <= now - OUTBOX_RETRY_WINDOW
     )
     error = str(exc) if isinstance(exc, EmbedderUnavailable) else f"{type(exc).__name__}: {exc}"
     done = {"processed_at": now, "failed_at": now} if set_aside else {}

@@ -248,15 +248,24 @@ def test_a_fact_the_embedder_refuses_for_good_is_set_aside_and_later_facts_of_ev
     assert len(fake_openai.embeddings_calls()) == calls  # not retried
 
 
-def test_an_entry_that_keeps_failing_is_set_aside_after_the_most_attempts_once_it_has_waited(world, fake_openai):
+def test_an_entry_that_keeps_failing_on_its_own_is_set_aside_after_the_most_attempts_once_it_has_waited(
+    world, monkeypatch
+):
     patch(world.acme.client, {"facts": {"pet": "Alice has a dog."}})
     patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}})
-    fake_openai.fail_on_text = "dog"  # a 500 for this text alone: it looks like an outage every time
+    apply_fact = background._apply_fact
+
+    def poisoned(entry):  # an error only this entry meets, whatever its cause
+        if entry.fact_key == "pet":
+            raise RuntimeError("this entry cannot be applied")
+        apply_fact(entry)
+
+    monkeypatch.setattr(background, "_apply_fact", poisoned)
     stuck = ProfileFactOutbox.objects.get(fact_key="pet")
     ProfileFactOutbox.objects.filter(pk=stuck.pk).update(attempts=background.OUTBOX_MAX_ATTEMPTS - 1)
 
-    with pytest.raises(EmbedderUnavailable):
-        drain()  # written just now: an outage this young may still end, so the entry waits
+    with pytest.raises(RuntimeError):
+        drain()  # written just now: it may yet succeed, so the entry waits
 
     stuck.refresh_from_db()
     assert stuck.processed_at is None and stuck.attempts == background.OUTBOX_MAX_ATTEMPTS
@@ -266,8 +275,29 @@ def test_an_entry_that_keeps_failing_is_set_aside_after_the_most_attempts_once_i
     drain()
 
     stuck.refresh_from_db()
-    assert stuck.failed_at is not None and "HTTP 500" in stuck.last_error
+    assert stuck.failed_at is not None and "RuntimeError: this entry cannot be applied" in stuck.last_error
     assert list(profile_memories().values_list("content", flat=True)) == ["Alice is vegetarian."]
+
+
+def test_an_embedder_outage_sets_no_entry_aside_however_long_it_lasts(world, fake_openai):
+    # Every entry fails alike during an outage: setting the oldest aside after its attempts lost its fact for
+    # good, and then the next one's.
+    patch(world.acme.client, {"facts": {"pet": "Alice has a dog."}})
+    fake_openai.fail_on_text = "dog"  # a 500: an outage, as far as anyone can tell
+    stuck = ProfileFactOutbox.objects.get(fact_key="pet")
+    long_ago = stuck.created_at - 10 * background.OUTBOX_RETRY_WINDOW
+    ProfileFactOutbox.objects.filter(pk=stuck.pk).update(
+        attempts=10 * background.OUTBOX_MAX_ATTEMPTS, created_at=long_ago
+    )
+
+    with pytest.raises(EmbedderUnavailable):
+        drain()
+
+    stuck.refresh_from_db()
+    assert stuck.processed_at is None and stuck.failed_at is None and "HTTP 500" in stuck.last_error
+    fake_openai.fail_on_text = None
+    drain()
+    assert list(profile_memories().values_list("content", flat=True)) == ["Alice has a dog."]
 
 
 def test_a_server_that_refuses_every_text_is_an_outage_and_the_fact_waits(world, fake_openai):
