@@ -181,13 +181,16 @@ def scan(request: ErasureRequest) -> dict[str, int]:
             findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
         # A request that lost its user id (an older version blanked it) names no one: `user_id = ''` would
         # count the tenant's global memories and sessions without a user.
+        # The text pass skips user_id columns (another person's id may contain this one's), so they are read
+        # here, exactly, for every name the request gives the person.
+        names = [name for name in dict.fromkeys([request.user_id, *request.identifiers]) if name]
         for table in _columns_named("user_id", text_only=True) if request.user_id else []:
             exclude = " and id <> all(%s::uuid[])" if table == _REQUEST_TABLE else ""
-            params: list[Any] = [request.tenant_id, request.user_id] + ([skipped] if exclude else [])
+            params: list[Any] = [request.tenant_id, names] + ([skipped] if exclude else [])
             tenant_filter = "tenant_id = %s and " if _has_column(cursor, table, "tenant_id") else ""
             if not tenant_filter:
                 params = params[1:]
-            cursor.execute(f'select count(*) from "{table}" where {tenant_filter}user_id = %s{exclude}', params)  # noqa: S608
+            cursor.execute(f'select count(*) from "{table}" where {tenant_filter}user_id = any(%s){exclude}', params)  # noqa: S608
             findings[f"postgres:{table}.user_id"] = cursor.fetchone()[0]
         for table, column in (("sessions_app_agentsession", "id"), ("memories_app_memory", "id")):
             refs = sessions if table.startswith("sessions") else memories

@@ -130,3 +130,27 @@ def test_the_scan_still_finds_a_person_named_in_another_users_text_whose_id_begi
     assert request.status == "failed"
     findings = {name for name, count in request.verification["findings"].items() if count}
     assert findings == {"postgres:memories_app_memory:text", "postgres:sessions_app_agentsession:text"}, findings
+
+
+def test_rows_kept_under_another_name_the_request_gives_the_person_fail_the_scan(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    # The text pass no longer reads user_id columns (another person's id may contain this one's): rows stored
+    # under the person's other identifier are counted by the exact check instead.
+    client = world.acme.client
+    under_email = {"scope": "user", "user_id": "kim@example.com", "content": "prefers the window seat"}
+    assert client.post("/api/v1/memories", under_email, format="json").status_code == 201
+    request = services.file_erasure(
+        tenant=world.acme.tenant,
+        user_id="kim-42",
+        legal_basis="gdpr_art_17",
+        filed_by="staff:cora",
+        identifiers=["kim@example.com"],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+
+    request.refresh_from_db()
+    assert request.status == "failed"
+    assert request.verification["findings"]["postgres:memories_app_memory.user_id"] == 1
