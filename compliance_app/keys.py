@@ -7,9 +7,9 @@ database, its backups and replicas, and the archives — unreadable.
 
 A cached key is stamped with the cache epoch its request read (tenants_app.keycache), and seals new payloads
 only while that epoch stays: erasing a person replaces it, so no process seals a returning person's new data
-with their destroyed key (unreadable once the copy expired). A request that cannot read the epoch (Redis is
-away), and work outside a request (a Celery task), look the key up in Postgres for every batch they seal;
-reads of what was sealed still use the copy until it expires.
+with their destroyed key (unreadable once the copy expired). Work outside a request (a Celery task) reads the
+epoch itself, at most once a second per thread; while Redis cannot say, the key is looked up in Postgres for
+every batch sealed. Reads of what was sealed still use the copy until it expires.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance_app.models import PersonKey
-from tenants_app.keycache import current_epoch
+from tenants_app.keycache import background_epoch, current_epoch
 
 CACHE_SECONDS = 60.0
 _NONCE = 12
@@ -63,7 +63,7 @@ class PersonKeyRing:
 
     def key_for(self, tenant_id: Any, user_id: str) -> tuple[bytes, AESGCM]:
         person = (str(tenant_id), user_id)
-        epoch = current_epoch()
+        epoch = current_epoch() or background_epoch()
         cached = self._by_person.get(person)
         if cached is not None and epoch is not None and cached[2] == epoch and cached[3] > time.monotonic():
             return cached[0], cached[1]

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.db import transaction
@@ -56,6 +57,34 @@ def current_epoch() -> bytes | None:
     return epoch
 
 
+# Work outside a request (a Celery task) reads the epoch itself, at most this often per thread.
+BACKGROUND_EPOCH_SECONDS = 1.0
+
+
+def background_epoch() -> bytes | None:
+    """The epoch for work outside a request (which no `check` stamped): read from Redis at most once per
+    BACKGROUND_EPOCH_SECONDS on this thread; None while Redis cannot say."""
+    now = time.monotonic()
+    seen: tuple[bytes | None, float] | None = getattr(_read, "background", None)
+    if seen is not None and now - seen[1] < BACKGROUND_EPOCH_SECONDS:
+        return seen[0]
+    epoch: bytes | None
+    try:
+        (read,) = Batch().get(EPOCH_KEY).execute()
+        epoch = _established(read)
+    except redis.RedisError:
+        epoch = None
+    _read.background = (epoch, now)
+    return epoch
+
+
+def _established(epoch: Any) -> bytes:
+    """The epoch as read, or the first one when there was none yet (raises redis.RedisError)."""
+    if epoch is None:
+        _, epoch = Batch().set(EPOCH_KEY, secrets.token_hex(8), nx=True).get(EPOCH_KEY).execute()
+    return epoch if isinstance(epoch, bytes) else str(epoch).encode()
+
+
 def check(digest: str) -> tuple[bytes | None, int | None]:
     """One round trip per request: the epoch now in force, and this key's request count in the rate window.
 
@@ -66,13 +95,10 @@ def check(digest: str) -> tuple[bytes | None, int | None]:
         batch = Batch().get(EPOCH_KEY)
         count_request(batch, digest[:32])
         epoch, count, _ = batch.execute()
-        if epoch is None:
-            _, epoch = Batch().set(EPOCH_KEY, secrets.token_hex(8), nx=True).get(EPOCH_KEY).execute()
+        epoch = _established(epoch)
     except redis.RedisError:
         _set_epoch(None)
         return None, None
-    if epoch is not None and not isinstance(epoch, bytes):
-        epoch = str(epoch).encode()
     _set_epoch(epoch)
     return epoch, int(count)
 

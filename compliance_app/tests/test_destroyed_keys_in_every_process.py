@@ -93,3 +93,20 @@ def test_the_purge_makes_every_process_forget_the_persons_keys_when_the_approval
 
     assert key_id != old_key
     assert PersonKey.objects.get(pk=uuid.UUID(bytes=key_id)).destroyed_at is None
+
+
+@pytest.mark.django_db
+def test_work_outside_a_request_seals_with_the_key_it_remembers_until_the_epoch_changes(
+    world: World, django_capture_on_commit_callbacks: Any, django_assert_num_queries: Any, monkeypatch: Any
+) -> None:
+    # A Celery task (no request read the epoch) looked the key up in Postgres for every payload it sealed.
+    monkeypatch.setattr(keycache, "BACKGROUND_EPOCH_SECONDS", 0.0)  # read the epoch afresh at every seal
+    ring = PersonKeyRing()
+    keycache._set_epoch(None)
+    with django_capture_on_commit_callbacks(execute=True):
+        key_id, _ = ring.key_for(world.acme.tenant.pk, IVY)
+
+    with django_assert_num_queries(0):
+        assert ring.key_for(world.acme.tenant.pk, IVY)[0] == key_id
+    _erase(world)
+    assert ring.key_for(world.acme.tenant.pk, IVY)[0] != key_id
