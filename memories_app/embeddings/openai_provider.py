@@ -93,9 +93,11 @@ class OpenAIEmbedder:
             return self.client.embeddings.create(model=self.model, input=batch, dimensions=self.dimensions)
         return self.client.embeddings.create(model=self.model, input=batch)
 
-    def _embeds_a_probe(self) -> bool:
+    def _embeds_a_probe(self, count: int) -> bool:
+        """Whether the server embeds `count` short texts: a batch it refuses for its size (too many inputs, a
+        body too large for its limits) is refused as a probe of that size, and is no text's fault."""
         try:
-            self._create([_PROBE_TEXT])
+            self._create([_PROBE_TEXT] * count)
         except Exception:  # any failure: the server is not embedding at all
             return False
         return True
@@ -104,7 +106,11 @@ class OpenAIEmbedder:
         try:
             response = self._create(batch)
         except openai.OpenAIError as exc:
-            if isinstance(exc, openai.APIStatusError) and _refuses_the_request(exc) and self._embeds_a_probe():
+            if (
+                isinstance(exc, openai.APIStatusError)
+                and _refuses_the_request(exc)
+                and self._embeds_a_probe(len(batch))
+            ):
                 raise EmbedderRefused(_refusal(exc, texts=len(batch))) from exc
             raise EmbedderUnavailable(f"Embeddings are unavailable: {describe_failure(exc)}.") from exc
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:

@@ -36,6 +36,7 @@ class FakeOpenAI:
     failing_status: int | None = None  # answer every request with this status
     fail_on_text: str | None = None  # answer 500 to an embeddings request containing this text
     refuse_text: str | None = None  # answer 400, as OpenAI does for a text over the model's context
+    max_inputs: int | None = None  # answer 400 to an embeddings request with more inputs than this
     chat_answer: str | None = None
     # Given a well-formed embeddings answer, returns what to send instead (bytes as they are, else as JSON).
     tamper: Callable[[dict[str, Any]], Any] | None = None
@@ -74,6 +75,10 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             if state.fail_on_text is not None and any(state.fail_on_text in text for text in inputs):
                 self._send(500, {"error": {"message": "cannot embed this", "type": "server_error"}})
+                return
+            if state.max_inputs is not None and len(inputs) > state.max_inputs:
+                message = f"'input' must hold at most {state.max_inputs} items."
+                self._send(400, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
                 return
             if state.refuse_text is not None and any(state.refuse_text in text for text in inputs):
                 message = "This model's maximum context length is 8192 tokens. Please reduce your prompt."

@@ -103,6 +103,17 @@ def test_create_of_a_text_the_embedder_refuses_returns_422_with_its_reason_and_s
     assert Memory.objects.count() == 0
 
 
+def test_a_batch_the_server_refuses_for_its_size_is_an_outage_not_a_refusal_of_its_texts(world, fake_openai):
+    # A short probe text alone passed, so the size limit of a misconfigured server was blamed on the texts.
+    fake_openai.max_inputs = 1
+    batch = {"memories": [{"scope": "user", "user_id": "alice", "content": text} for text in ("tea", "cake")]}
+
+    response = world.acme.client.post("/api/v1/memories/batch", batch, format="json")
+
+    assert response.status_code == 503, response.json()
+    assert Memory.objects.count() == 0
+
+
 def test_an_update_to_a_text_the_embedder_refuses_returns_422_and_changes_nothing(world, fake_openai):
     memory = create(world.acme.client, scope="user", user_id="alice", content="Alice likes tea.").json()
     fake_openai.refuse_text = "TOO LONG"

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http import HTTPStatus
 from io import BytesIO
 from typing import Any
@@ -19,7 +20,7 @@ import structlog
 from django import db
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest
 from django.urls import resolve
 from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
@@ -49,30 +50,34 @@ _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", 
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
-# Whether a request's host is among ALLOWED_HOSTS, by what names the host (and the setting itself): Django's
-# check (ApiRequestGuardMiddleware refuses the rest), asked once per host a process sees.
-_HOSTS: dict[tuple[Any, ...], bool] = {}
-_HOSTS_KEPT = 256
-
-
 def _host_allowed(environ: dict[str, Any]) -> bool:
-    names = (
+    """Whether the request's host is among ALLOWED_HOSTS, as Django checks it (ApiRequestGuardMiddleware refuses
+    the rest): asked once per combination of what names the host, and the setting itself."""
+    return _allowed_host(
         environ.get("HTTP_HOST"),
         environ.get("HTTP_X_FORWARDED_HOST"),
         environ.get("SERVER_NAME"),
         environ.get("SERVER_PORT"),
         tuple(settings.ALLOWED_HOSTS),
     )
-    allowed = _HOSTS.get(names)
-    if allowed is None:
-        try:
-            WSGIRequest(environ).get_host()
-            allowed = True
-        except DisallowedHost:
-            allowed = False
-        if len(_HOSTS) < _HOSTS_KEPT:
-            _HOSTS[names] = allowed
-    return allowed
+
+
+@lru_cache(maxsize=256)  # the least recently seen go first: made-up hosts cannot crowd out the real one
+def _allowed_host(
+    host: str | None,
+    forwarded: str | None,
+    server: str | None,
+    port: str | None,
+    allowed: tuple[str, ...],  # the key
+) -> bool:
+    request = HttpRequest()
+    names = {"HTTP_HOST": host, "HTTP_X_FORWARDED_HOST": forwarded, "SERVER_NAME": server, "SERVER_PORT": port}
+    request.META = {name: value for name, value in names.items() if value is not None}
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    return True
 
 
 class Fallback(Exception):
