@@ -146,7 +146,8 @@ def _names(route: list[str], prefixes: tuple[tuple[str, ...], ...], ids: set[str
 
 def _names_person(route: list[str], user_id: str) -> bool:
     """Whether the route is the person's own, `users/<user id>/profile`, with their id whole: records keep the
-    path decoded, as the router matched it, so `users/kim/work/profile` is the profile of "kim/work", not kim's."""
+    path decoded, as the router matched it, so the profile of a user id holding a slash ("kim" + "/" + "work")
+    is not the profile of the id before the slash ("kim")."""
     return "/".join(route) == f"users/{user_id}/profile"
 
 

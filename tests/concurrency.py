@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,3 +31,19 @@ def at_once(*work: Callable[[], Any], timeout: float = 120) -> list[Any]:
     for thread in threads:
         thread.join(timeout=timeout)
     return results
+
+
+def wait_until_blocked(table: str | None = None, *, what: str = "the other connection", timeout: float = 20) -> None:
+    """Wait until some connection waits for a lock (on `table`, or on anything); AssertionError naming `what`
+    after `timeout` seconds. A test holds a lock, starts the work in a thread, and knows here it got that far."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND (%s::text IS NULL OR relation = %s::regclass)",
+                [table, table],
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{what} never waited for the lock")

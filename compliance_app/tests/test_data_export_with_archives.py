@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from lifecycle_app.selectors import read_archive
 from lifecycle_app.storage import archive_storage
 from sessions_app.models import AgentSession, Operation
 from sessions_app.services import append_messages, create_session, record_operation
+from tests.concurrency import wait_until_blocked
 
 ALICE = "alice-7f3a9c"
 
@@ -86,17 +86,6 @@ def test_an_export_built_while_event_archival_moves_events_holds_every_event_onc
     assert [event["archived"] for event in events] == [True] * 250 + [False] * 50
 
 
-def _wait_until_blocked(table: str) -> None:
-    deadline = time.monotonic() + 20
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table])
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the export never waited for the operations table")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_an_export_built_while_session_archival_moves_the_journal_holds_every_operation(world: World) -> None:
     session = _session(world, messages=120, operations=3)
@@ -119,7 +108,7 @@ def test_an_export_built_while_session_archival_moves_the_journal_holds_every_op
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {Operation._meta.db_table} IN ACCESS EXCLUSIVE MODE")
         worker.start()
-        _wait_until_blocked(Operation._meta.db_table)
+        wait_until_blocked(Operation._meta.db_table, what="the export")
         cutoff = timezone.now() + timedelta(minutes=1)
         assert claim_inactive_sessions(world.acme.tenant.pk, cutoff=cutoff, limit=10) == [session.pk]
         assert complete_archival(session.pk, limit=500, wait=True) is not None

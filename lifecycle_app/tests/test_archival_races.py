@@ -9,7 +9,6 @@ erasure, do its work in the same transaction), then let go.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from lifecycle_app import archival
 from lifecycle_app.models import ArchiveSegment
 from lifecycle_app.selectors import read_archive
 from sessions_app.models import AgentSession, Event
+from tests.concurrency import wait_until_blocked
 
 from .conftest import age, grow_session
 
@@ -46,17 +46,6 @@ def _held_worker(session_pk: Any) -> tuple[threading.Thread, list[Any]]:
     return worker, outcome
 
 
-def _wait_until_blocked(table: str) -> None:
-    deadline = time.monotonic() + 20
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table])
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the first worker never waited for the events table")
-
-
 @contextmanager
 def _first_worker_held(session_pk: Any) -> Iterator[list[Any]]:
     """Start the first worker while holding the events table, so that it waits between choosing its range and
@@ -66,7 +55,7 @@ def _first_worker_held(session_pk: Any) -> Iterator[list[Any]]:
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN ACCESS EXCLUSIVE MODE")
         worker, outcome = _held_worker(session_pk)
-        _wait_until_blocked(Event._meta.db_table)
+        wait_until_blocked(Event._meta.db_table, what="the first worker")
         yield outcome
     worker.join(30)
 

@@ -28,6 +28,7 @@ from lifecycle_app.models import ArchiveKind, ArchiveSegment
 from lifecycle_app.selectors import read_archive
 from lifecycle_app.storage import archive_storage
 from sessions_app.models import AgentSession
+from tests.concurrency import wait_until_blocked
 
 from .conftest import age, grow_session
 
@@ -96,17 +97,6 @@ def test_erasing_the_person_removes_every_object_of_their_sessions_recorded_or_n
     assert _files(archive_dir) == set()
 
 
-def _wait_for_a_lock_waiter() -> None:
-    deadline = time.monotonic() + 20
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the step never waited for the session's lock")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_step_that_waited_so_long_its_object_was_removed_as_an_orphan_writes_it_again(
     world: World, archive_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -129,7 +119,7 @@ def test_a_step_that_waited_so_long_its_object_was_removed_as_an_orphan_writes_i
         # Another transaction holds the session row: the step writes its object, then waits for the row.
         AgentSession.objects.select_for_update().get(pk=session.pk)
         worker.start()
-        _wait_for_a_lock_waiter()
+        wait_until_blocked(what="the step")
         (written,) = _files(archive_dir)
         time.sleep(1.2)  # it waits longer than the grace
         assert archival.remove_orphans(session.pk) == 1
