@@ -9,6 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from memory_admin.api.query import refuse_unknown
 from memory_admin.api.throttling import ApiKeyRateThrottle
 from tenants_app.authentication import tenant_of
 from tenants_app.models import Tenant
@@ -36,6 +37,8 @@ class AgentAPIView(GenericAPIView):  # type: ignore[type-arg]
         method = request.method or ""
         if method in ("POST", "PUT", "PATCH") and hasattr(self, method.lower()) and not request.body.strip():
             raise ParseError("The request body is empty; send a JSON document.")
+        if request.query_params and request.resolver_match is not None:
+            refuse_unknown(method, request.resolver_match.route, set(request.query_params))
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
         # JSON is the only rendering; an Accept header that takes it needs no parsing. Others go through DRF,

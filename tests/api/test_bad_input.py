@@ -12,7 +12,7 @@ from django.conf import settings
 
 from tests.api.catalogue import WRITE_METHODS, Route, calls, params_for
 from tests.api.checks import assert_error_shape, object_paths, replaced, stored_state, string_paths
-from tests.api.recipes import BODIES, AcmeObjects, real_call, send_raw, why_no_path, why_not_callable
+from tests.api.recipes import BODIES, AcmeObjects, Call, real_call, send, send_raw, why_no_path, why_not_callable
 
 pytestmark = pytest.mark.django_db
 
@@ -285,3 +285,35 @@ def test_a_garbage_query_string_is_answered_without_a_500(route: Route, method: 
         if response.status_code >= 500 or (response.status_code >= 400 and _refused(response)):
             problems.append(f"{query}: {response.status_code} {response.content[:200]!r}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("route", "method"), params_for(calls(), skip=why_not_callable))
+def test_a_query_parameter_the_operation_does_not_document_is_a_400_naming_it_and_stores_nothing(
+    route: Route, method: str, objs: AcmeObjects
+) -> None:
+    """A misspelt filter or page size is refused, not ignored: `?limt=5` would otherwise answer the default page."""
+    call = real_call(route, method, objs)
+    typo = Call(url=call.url, body=call.body, query={**call.query, "zz_not_a_parameter": "1"})
+    before = stored_state()
+
+    response = send(objs.client, method, typo)
+
+    assert_error_shape(response, 400, "invalid")
+    assert response.json()["error"]["details"]["unknown"] == ["zz_not_a_parameter"]
+    assert stored_state() == before
+
+
+def test_a_misspelt_filter_on_the_session_list_is_refused_instead_of_answering_every_users_sessions(
+    objs: AcmeObjects,
+) -> None:
+    objs.client.post("/api/v1/sessions", {"user_id": "bob"}, format="json")
+    objs.client.post("/api/v1/sessions", {"user_id": "kate"}, format="json")
+
+    misspelt = objs.client.get("/api/v1/sessions", {"user": "bob"})
+    right = objs.client.get("/api/v1/sessions", {"user_id": "bob"})
+
+    error = assert_error_shape(misspelt, 400, "invalid")
+    assert error["details"]["unknown"] == ["user"]
+    assert "user_id" in error["details"]["accepted"]
+    assert right.status_code == 200
+    assert {session["user_id"] for session in right.json()["results"]} == {"bob"}

@@ -249,14 +249,18 @@ def test_a_request_that_is_not_plain_is_handed_to_django(
     assert lane_response.status_code == django_response.status_code, description
 
 
-def test_a_query_string_or_a_text_body_is_handed_to_django(world: World) -> None:
+def test_a_query_string_or_a_text_body_is_handed_to_django_which_refuses_what_the_route_does_not_take(
+    world: World,
+) -> None:
     _twin_sessions(world)
     lane, _ = _clients(world)
 
     with_query = lane.get("/api/v1/sessions/via-lane/context?debug=1")
     as_text = lane.post("/api/v1/sessions/via-lane/events", "hello", content_type="text/plain")
 
-    assert not served_by_hot_lane(with_query) and with_query.status_code == 200
+    assert not served_by_hot_lane(with_query)
+    assert_error_shape(with_query, 400, "invalid")
+    assert with_query.json()["error"]["details"] == {"unknown": ["debug"], "accepted": []}
     assert not served_by_hot_lane(as_text)
     assert_error_shape(as_text, 415)
 

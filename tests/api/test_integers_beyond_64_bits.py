@@ -81,7 +81,7 @@ def test_a_langgraph_checkpoint_keeps_a_huge_integer_in_its_checkpoint_and_metad
     assert saved.status_code == 200, saved.content
 
     by_lane = world.acme.client.get(f"{thread}/checkpoints", {"limit": "1"})
-    by_django = world.acme.client.get(f"{thread}/checkpoints", {"limit": "1", "metadata": json.dumps({"step": BIG})})
+    by_django = world.acme.client.get(f"{thread}/checkpoints", {"limit": "1", "filter": json.dumps({"step": BIG})})
 
     assert served_by_hot_lane(by_lane) and not served_by_hot_lane(by_django)
     for page in (by_lane, by_django):
