@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,26 @@ def check_ops(ops: Any) -> list[dict[str, Any]]:
         if name in _NEEDS_VALUE and "value" not in op:
             raise PatchError(f"operation {index} ({name}) needs a 'value'")
     return ops
+
+
+# RFC 6901: in a JSON Pointer, "~" starts an escape, and only "~0" ("~") and "~1" ("/") exist.
+_BAD_ESCAPE = re.compile(r"~(?![01])")
+
+
+def check_pointers(ops: list[Any]) -> None:
+    """PatchError naming the first `path` or `from` of `ops` with a "~" escape RFC 6901 does not have.
+
+    A client's patch is checked so before it is applied. A stored delta is not: it was judged when it was
+    saved, and before this check a patch of add/remove/replace/test ops could store a key such as "~2".
+    """
+    for index, op in enumerate(ops):
+        for member in ("path", "from"):
+            pointer = op.get(member) if isinstance(op, dict) else None
+            if isinstance(pointer, str) and (bad := _BAD_ESCAPE.search(pointer)):
+                escape = pointer[bad.start() : bad.start() + 2]
+                raise PatchError(
+                    f"operation {index}'s {member} {pointer!r} holds {escape!r}: a JSON Pointer escapes only ~0 and ~1"
+                )
 
 
 def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int, tests: bool = True) -> dict[str, Any]:
@@ -85,6 +106,7 @@ _SIMPLE_OPS = {"add", "remove", "replace", "test"}
 
 
 def _token(token: str) -> str:
+    # Any other "~" is kept as it is: a client's patch has none (`check_pointers`), a stored delta may.
     return token.replace("~1", "/").replace("~0", "~")
 
 
@@ -180,6 +202,26 @@ def same_value(first: Any, second: Any) -> bool:
     if type(first) is not type(second) or first != second:
         return False
     return type(first) is not float or math.copysign(1.0, first) == math.copysign(1.0, second)
+
+
+def same_document(first: Any, second: Any) -> bool:
+    """Whether two JSON documents are stored the same: objects with the same members, arrays with the same
+    items, and every scalar the same by `same_value` (so 1, 1.0 and true differ, and 0.0 and -0.0 do, where
+    Python's == takes them for equal). No recursion, so any depth the decoders take is fine."""
+    stack: list[tuple[Any, Any]] = [(first, second)]
+    while stack:
+        old, new = stack.pop()
+        if isinstance(old, dict) and isinstance(new, dict):
+            if old.keys() != new.keys():
+                return False
+            stack.extend((value, new[key]) for key, value in old.items())
+        elif isinstance(old, list) and isinstance(new, list):
+            if len(old) != len(new):
+                return False
+            stack.extend(zip(old, new, strict=True))
+        elif not same_value(old, new):
+            return False
+    return True
 
 
 def _copied(value: Any) -> Any:

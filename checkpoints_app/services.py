@@ -23,7 +23,7 @@ from checkpoints_app.chain import (
     rebuild_path,
 )
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
-from checkpoints_app.patching import PatchError, apply_copying, delta
+from checkpoints_app.patching import PatchError, apply_copying, check_pointers, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
 from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
@@ -103,6 +103,7 @@ def _patched(parent: Rebuilt, patch: list[Any]) -> _Candidate:
     """The parent's state with the client's patch applied (the parent's state is left as it was)."""
     limit = max_state_bytes()
     try:
+        check_pointers(patch)
         result = apply_copying(parent.state, patch, max_bytes=limit)
         if any(op["op"] in ("move", "copy") for op in patch) or any(op["path"] == "" for op in patch):
             check_json_value(result)
@@ -498,7 +499,7 @@ def _save_locked(request: _SaveRequest) -> SaveOutcome:
         patch=request.patch,
     )
     if parent_id is not None and sequence is None:
-        twin = _stored_twin(request, candidate)
+        twin = _stored_twin(request, candidate, head)
         if twin is not None:
             return SaveOutcome(checkpoint=twin, created=False)
     computed = chain_checksum(
@@ -532,29 +533,35 @@ def _save_locked(request: _SaveRequest) -> SaveOutcome:
     return SaveOutcome(checkpoint=checkpoint, created=True)
 
 
-def _stored_twin(request: _SaveRequest, candidate: _Candidate) -> Checkpoint | None:
-    """The same save already stored: a child of the named parent with the same node, metadata and state.
+def _stored_twin(request: _SaveRequest, candidate: _Candidate, head: CheckpointHead) -> Checkpoint | None:
+    """The same save already stored: the session's latest checkpoint, if it is a child of the named parent
+    with the same node, metadata and state.
 
     A retry whose first answer was lost — and whose Idempotency-Key record went with Redis — names the parent
     the first attempt was saved on, which is no longer the latest; without this it would become a second,
-    identical branch. (A fork with new content is still a fork.)
+    identical branch. The first attempt is still the latest when nothing was saved after it (the agent waits
+    for an answer before it saves again). An older child with the same content is not a retry: the agent went
+    back to its parent and re-ran the node (time travel), a fork, which must become the latest as any other.
     """
-    children = Checkpoint.objects.filter(
-        session=request.session, parent_id=request.parent_id, node_id=request.node_id
-    ).only("id", "sequence", "checksum", "parent_id", "node_id", "created_at")
-    for child in children.order_by("sequence"):
-        same = chain_checksum(
-            parent_checksum=candidate.parent_checksum,
-            sequence=child.sequence,
-            node_id=request.node_id,
-            metadata=request.metadata,
-            state_json=candidate.state_json,
-        )
-        if same == child.checksum:
-            if request.checksum is not None and request.checksum != child.checksum:
-                raise _checksum_mismatch(sent=request.checksum, computed=child.checksum)
-            return Checkpoint.objects.get(pk=child.pk)
-    return None
+    if head.latest_id is None:
+        return None
+    latest = Checkpoint.objects.filter(
+        pk=head.latest_id, session=request.session, parent_id=request.parent_id, node_id=request.node_id
+    ).first()
+    if latest is None:
+        return None
+    same = chain_checksum(
+        parent_checksum=candidate.parent_checksum,
+        sequence=latest.sequence,
+        node_id=request.node_id,
+        metadata=request.metadata,
+        state_json=candidate.state_json,
+    )
+    if same != latest.checksum:
+        return None
+    if request.checksum is not None and request.checksum != latest.checksum:
+        raise _checksum_mismatch(sent=request.checksum, computed=latest.checksum)
+    return latest
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from checkpoints_app.models import Checkpoint
 from conftest import World
 from memory_admin.health import redis_client
 
-from .helpers import acme_session, messages, saved, url
+from .helpers import acme_session, messages, save, saved, url
 
 pytestmark = pytest.mark.django_db
 
@@ -108,4 +108,46 @@ def test_a_retried_save_whose_idempotency_record_was_lost_returns_the_stored_che
     assert retried.status_code == 200
     assert retried.json()["id"] == stored.json()["id"]
     assert changed.status_code == 201 and changed.json()["sequence"] == 3  # new content from the same parent forks
+    assert Checkpoint.objects.filter(session=session).count() == 3
+
+
+def test_going_back_to_a_parent_and_rerunning_a_node_that_gives_an_older_childs_state_forks_and_moves_latest(
+    world: World,
+) -> None:
+    session = acme_session(world)
+    client = world.acme.client
+    start = saved(client, session, node_id="start", state=messages(1))
+    llm = saved(client, session, node_id="llm", state=messages(2))
+    saved(client, session, node_id="tool", state=messages(3))
+
+    rerun = save(
+        client,
+        session,
+        node_id="llm",
+        parent_id=start["id"],
+        patch=[{"op": "add", "path": "/messages/-", "value": messages(2)["messages"][1]}],
+    )
+
+    assert rerun.status_code == 201, rerun.content
+    fork = rerun.json()
+    assert fork["id"] != llm["id"] and fork["checksum"] != llm["checksum"]
+    assert (fork["sequence"], fork["parent_id"], fork["forked"]) == (4, start["id"], True)
+    latest = client.get(url(session, "/latest")).json()
+    assert (latest["id"], latest["state"]) == (fork["id"], messages(2))
+
+
+def test_a_retried_fork_whose_idempotency_record_was_lost_returns_the_fork(world: World) -> None:
+    session = acme_session(world)
+    client = world.acme.client
+    start = saved(client, session, state=messages(1))
+    saved(client, session, state=messages(3))
+    body = {"node_id": "agent", "parent_id": start["id"], "state": messages(2)}
+    fork = client.post(url(session), body, format="json", HTTP_IDEMPOTENCY_KEY="fork")
+    assert fork.status_code == 201 and fork.json()["sequence"] == 3
+    redis_client().flushall()  # the key's record is gone, as when Redis restarts or is unreachable
+
+    retried = client.post(url(session), body, format="json", HTTP_IDEMPOTENCY_KEY="fork")
+
+    assert retried.status_code == 200
+    assert retried.json()["id"] == fork.json()["id"]
     assert Checkpoint.objects.filter(session=session).count() == 3

@@ -121,6 +121,13 @@ def test_a_stored_delta_is_replayed_without_judging_its_test_operations_again() 
     assert apply_copying({"flag": True, "n": 1}, ops, max_bytes=LIMIT, tests=False) == {"flag": True, "n": 2}
 
 
+def test_a_stored_delta_whose_pointer_holds_an_escape_other_than_tilde_0_or_1_still_replays() -> None:
+    # Saves refuse such a pointer (check_pointers); one stored before they did must read back as it was saved.
+    ops = [{"op": "add", "path": "/d/~2", "value": 1}]
+
+    assert apply_copying({"d": {}}, ops, max_bytes=LIMIT, tests=False) == {"d": {"~2": 1}}
+
+
 def test_appending_a_message_is_a_delta_of_one_operation() -> None:
     grown = {**DOCUMENT, "messages": [*DOCUMENT["messages"], {"role": "user", "content": "next"}]}
 

@@ -91,6 +91,28 @@ def test_a_patch_that_does_not_apply_returns_422_and_stores_nothing(world: World
     assert Checkpoint.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "patch",
+    [
+        [{"op": "add", "path": "/d/~2", "value": 1}],
+        [{"op": "add", "path": "/d/~2", "value": 1}, {"op": "copy", "from": "/d/k", "path": "/x"}],
+        [{"op": "replace", "path": "/d/k~", "value": 1}],
+        [{"op": "move", "from": "/d/~k", "path": "/x"}],
+    ],
+)
+def test_a_pointer_with_an_escape_other_than_tilde_0_or_1_returns_422_whatever_else_the_patch_holds(
+    world: World, patch: Any
+) -> None:
+    session = acme_session(world)
+    first = saved(world.acme.client, session, state={"d": {"k": 1, "k~": 2, "~k": 3}})
+
+    response = save(world.acme.client, session, parent_id=first["id"], patch=patch)
+
+    assert response.status_code == 422, response.content
+    assert "a JSON Pointer escapes only ~0 and ~1" in response.json()["error"]["message"]
+    assert Checkpoint.objects.count() == 1
+
+
 def test_a_patch_against_an_unknown_parent_returns_422(world: World) -> None:
     session = acme_session(world)
     saved(world.acme.client, session, state={})

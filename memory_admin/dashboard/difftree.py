@@ -2,6 +2,8 @@
 
 Rows come in document order, each with its depth for indentation. A subtree that is the same on both sides,
 added whole or removed whole is one row (its value shown compactly), so the tree stays as short as the change.
+Values are the same when they are stored the same (`checkpoints_app.patching.same_document`), as the diff's
+summary and patch take them: 1, 1.0 and true differ, and so do 0.0 and -0.0, which Python's == takes for equal.
 A NaN (LangGraph's channel values may hold one) is the same as a NaN on the other side: for the page, unlike
 for Python's floats, where NaN equals nothing, not even itself.
 """
@@ -12,6 +14,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from checkpoints_app.patching import same_document
 
 # A page this long is already hard to read; the RFC 6902 patch below it still lists every change.
 MAX_ROWS = 2000
@@ -126,7 +130,7 @@ def diff_tree(source: dict[str, Any], target: dict[str, Any], *, max_rows: int =
             rows.append(TreeRow(path, key, depth, "added", "", _leaf(new)))
         elif new is _MISSING:
             rows.append(TreeRow(path, key, depth, "removed", _leaf(old), ""))
-        elif type(old) is type(new) and old == new:
+        elif same_document(old, new):
             rows.append(TreeRow(path, key, depth, "same", _leaf(old), _leaf(new)))
         elif isinstance(old, (dict, list)) and type(old) is type(new):
             rows.append(TreeRow(path, key, depth, "inside", "", ""))

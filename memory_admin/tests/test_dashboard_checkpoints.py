@@ -157,6 +157,25 @@ def test_the_diff_marks_added_removed_and_changed_paths_and_offers_the_patch(wor
     assert '<details id="patch">' in page and "&quot;op&quot;: &quot;replace&quot;" in page
 
 
+def test_the_diff_tree_marks_numbers_that_changed_type_or_sign_as_changed_as_the_summary_does(world: World) -> None:
+    session = _session(world)
+    before = _save(session, {"cfg": {"flag": 1, "ratio": 1, "z": 0.0, "same": 2}, "top": 0.0})
+    after = _save(session, {"cfg": {"flag": True, "ratio": 1.0, "z": -0.0, "same": 2}, "top": -0.0})
+
+    response = _diff(logged_in(world.support), session, **{"from": before.pk, "to": after.pk})
+
+    status = {row.path: row.status for row in response.context["tree"].rows}
+    assert status == {
+        "/cfg": "inside",
+        "/cfg/flag": "changed",
+        "/cfg/ratio": "changed",
+        "/cfg/z": "changed",
+        "/cfg/same": "same",
+        "/top": "changed",
+    }
+    assert response.context["diff"].summary.changed == ["/cfg/flag", "/cfg/ratio", "/cfg/z", "/top"]
+
+
 def test_the_diff_lists_the_events_recorded_between_the_two_with_their_summaries(world: World) -> None:
     session = _session(world)
     append_messages(session=session, messages=[{"role": "user", "content": "before everything"}])

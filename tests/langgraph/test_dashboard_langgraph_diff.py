@@ -90,3 +90,35 @@ def test_the_diff_tree_takes_nan_for_nan_at_any_depth_and_a_change_from_nan_for_
     assert rows["/score"].status == "same" and rows["/score"].after == "NaN"
     assert rows["/nested"].status == "same"
     assert rows["/moved"].status == "changed" and (rows["/moved"].before, rows["/moved"].after) == ("NaN", "1.5")
+
+
+class Configured(TypedDict):
+    cfg: dict[str, Any]
+
+
+def test_a_channel_value_whose_numbers_changed_type_or_sign_is_changed_in_the_tree_as_in_the_counts(
+    saver: AgentMemorySaver, world: World
+) -> None:
+    builder = StateGraph(Configured)
+    builder.add_node("a", lambda state: {"cfg": {"flag": 1, "ratio": 1, "z": 0.0, "same": 2}})
+    builder.add_node("b", lambda state: {"cfg": {"flag": True, "ratio": 1.0, "z": -0.0, "same": 2}})
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("b", END)
+    graph: Any = builder.compile(checkpointer=saver)
+    graph.invoke({"cfg": {}}, {"configurable": {"thread_id": "lg-types"}})
+    session = AgentSession.objects.get(session_id="lg-types")
+    last = ThreadCheckpoint.objects.filter(session=session).order_by("checkpoint_id").last()
+    assert last is not None
+
+    response = logged_in(world.support).get(
+        f"/sessions/{session.pk}/checkpoints/diff/",
+        {"kind": "langgraph", "from": last.parent_checkpoint_id, "to": last.checkpoint_id},
+    )
+
+    statuses = {row.path: row.status for row in response.context["tree"].rows}
+    changed = ["/channel_values/cfg/flag", "/channel_values/cfg/ratio", "/channel_values/cfg/z"]
+    assert statuses["/channel_values/cfg"] == "inside"
+    assert [path for path in changed if statuses[path] == "changed"] == changed
+    assert statuses["/channel_values/cfg/same"] == "same"
+    assert [path for path in response.context["summary"].changed if path.startswith("/channel_values/")] == changed
