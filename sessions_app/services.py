@@ -37,7 +37,7 @@ from sessions_app.selectors import (
     session_from_row,
     session_row,
 )
-from sessions_app.state import apply_event, copy_state, validate_event
+from sessions_app.state import apply_event, validate_event
 from tenants_app.models import Tenant
 
 # Which status may follow which. Archived is final; completed and failed may only be archived.
@@ -183,7 +183,8 @@ def update_session(
     if metadata_patch:
         merged = merge_metadata(locked.metadata, metadata_patch)
         _check_metadata_size(merged)
-        changed = changed or merged != locked.metadata
+        # Compared as JSON: Python's == takes true for 1 and 2.0 for 2, which would drop such a change unsaved.
+        changed = changed or canonical_json(merged) != canonical_json(locked.metadata)
         locked.metadata = merged
     if changed:
         locked.version += 1
@@ -248,7 +249,9 @@ def append_events(
 
     Versions are gap-free and unique however many appends race: the session row is the lock. With
     `expected_version`, a stream that has moved on is a 409 carrying the current version. A STATE_PATCHED
-    patch that does not apply to the state it would follow is a 400. The same `idempotency_key` again
+    patch that does not apply to the state it would follow is a 400, as is one whose `copy` operations would copy
+    more than a request may carry (API_MAX_BODY_BYTES, shared by the batch's patches) or that would nest the
+    state's data deeper than MAX_JSON_DEPTH; nothing is stored then. The same `idempotency_key` again
     returns the first append's events without appending anything; with other events it is a 422.
 
     `session` may be a `SessionRef` this process remembered (see sessions_app.identity): the append's own
@@ -435,10 +438,19 @@ def _append(
             "The stream has moved on since the expected version.",
             details={"current_version": head, "expected_version": expected_version},
         )
-    if any(event.type == EventType.STATE_PATCHED for event in events):
-        state = copy_state(rebuild_state(session, version=head).state)
-        for event in events:
-            apply_event(state, event.type, event.payload)
+    patches = sum(event.type == EventType.STATE_PATCHED for event in events)
+    if patches:
+        # A rebuilt state is the append's own to change. Its patches may copy what one request could carry, in
+        # all: a small `copy` patch would otherwise double the state again and again.
+        copy_bytes = settings.API_MAX_BODY_BYTES // patches
+        state = rebuild_state(session, version=head).state
+        try:
+            for event in events:
+                apply_event(state, event.type, event.payload, copy_bytes=copy_bytes)
+        except RecursionError:
+            raise ValidationFailed(
+                "The session's state is nested too deeply to be patched.", details={"field": "payload.patch"}
+            ) from None
     encode = encoder_for(tenant_id=session.tenant_id, user_id=session.user_id)
     rows = [
         Event(
@@ -595,22 +607,37 @@ _SHARE_SESSION_SQL = f"SELECT status FROM {_SESSION_TABLE} WHERE id = %s AND era
 def record_operation(*, session: AgentSession, name: str, key: str, params: Any) -> tuple[Operation, bool]:
     """Record a side-effecting operation as pending before the agent runs it (write-ahead).
 
-    Recording the same `key` again returns the first record and False, whatever its status now. A session
-    that accepts no more events (completed, failed, archived) records no new intent either: 409.
+    Recording the same intent (`key`, `name` and `params`) again returns the first record and False, whatever
+    its status now; another name or params under a recorded key is a 409 carrying what was recorded, and
+    changes nothing. A session that accepts no more events (completed, failed, archived) records no new
+    intent either: 409.
     """
     session_status = _journal_status(session)
     if session_status not in WRITABLE:
         if existing := Operation.objects.filter(session=session, key=key).first():
-            return existing, False
+            return _same_intent(session, existing, name=name, params=params), False
         raise Conflict(f"A {session_status} session records no more operations.", details={"status": session_status})
     encoded = encode_payload(params, tenant_id=session.tenant_id, user_id=session.user_id)
     try:
         with transaction.atomic():
             operation = Operation.objects.create(session=session, name=name, key=key, params=encoded)
     except IntegrityError:
-        return Operation.objects.get(session=session, key=key), False
+        existing = Operation.objects.get(session=session, key=key)
+        return _same_intent(session, existing, name=name, params=params), False
     publish_on_commit([session_group(session.pk)], _operation_message(operation, session))
     return operation, True
+
+
+def _same_intent(session: AgentSession, recorded: Operation, *, name: str, params: Any) -> Operation:
+    """`recorded` when it is the intent `name` and `params` describe (a retry); a 409 carrying it otherwise: a key
+    names one intent, and answering another with its record would tell the agent that intent was recorded."""
+    kept = decode(session, recorded.params)
+    if recorded.name != name or canonical_json(kept) != canonical_json(params):
+        raise Conflict(
+            "This key names another operation in the journal.",
+            details={"operation": str(recorded.pk), "status": recorded.status, "name": recorded.name, "params": kept},
+        )
+    return recorded
 
 
 @transaction.atomic

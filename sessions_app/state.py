@@ -16,13 +16,15 @@ State shape (schema 1):
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 from typing import Any
 
 import jsonpatch
+from rest_framework.exceptions import ParseError
 
+from checkpoints_app.patching import PatchError, apply_patch
+from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
 from memory_admin.errors import ValidationFailed
 from sessions_app.models import EventType
 
@@ -149,8 +151,15 @@ def validate_event(event_type: str, payload: Any) -> Any:
     return payload
 
 
-def apply_event(state: dict[str, Any], event_type: str, payload: Any) -> dict[str, Any]:
-    """Fold one event into `state` (mutated and returned). Raises ValidationFailed if a patch cannot apply."""
+def apply_event(
+    state: dict[str, Any], event_type: str, payload: Any, *, copy_bytes: int | None = None
+) -> dict[str, Any]:
+    """Fold one event into `state` (mutated and returned). Raises ValidationFailed if a patch cannot apply.
+
+    A stored event replays as it was accepted. An event being appended (`copy_bytes` given) is held to what an
+    append may do: its patch's `copy` operations may copy at most `copy_bytes` in all, and it may not leave
+    `data` nested deeper than MAX_JSON_DEPTH levels. (Limits added later must not make stored events fail.)
+    """
     if event_type == EventType.MESSAGE_ADDED:
         state["messages"].append(payload)
     elif event_type == EventType.CONTEXT_REPLACED:
@@ -165,22 +174,47 @@ def apply_event(state: dict[str, Any], event_type: str, payload: Any) -> dict[st
         state["current_node"] = payload["node"]
         state["node_history"] = [*state["node_history"], payload["node"]][-NODE_HISTORY_LIMIT:]
     elif event_type == EventType.STATE_PATCHED:
-        try:
-            state["data"] = jsonpatch.apply_patch(state["data"], payload["patch"], in_place=True)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ValidationFailed(
-                f"The patch does not apply to the session's current state: {exc}", details={"field": "payload.patch"}
-            ) from None
+        if copy_bytes is None:
+            try:
+                state["data"] = jsonpatch.apply_patch(state["data"], payload["patch"], in_place=True)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, RecursionError) as exc:
+                raise ValidationFailed(
+                    f"The patch does not apply to the session's current state: {exc}",
+                    details={"field": "payload.patch"},
+                ) from None
+        else:
+            state["data"] = _patched(state["data"], payload["patch"], copy_bytes=copy_bytes)
     else:
         state["custom_events"][event_type] = state["custom_events"].get(event_type, 0) + 1
     return state
+
+
+def _patched(data: dict[str, Any], patch: list[dict[str, Any]], *, copy_bytes: int) -> dict[str, Any]:
+    """`data` (changed in place) with a new patch applied, as checkpoints apply theirs: `copy` cannot blow a
+    small patch up into gigabytes, the patch's values are copied (jsonpatch would insert them by reference, and
+    a later operation changing one would change the payload that gets stored), and nesting stays bounded."""
+    try:
+        result = apply_patch(data, patch, max_bytes=copy_bytes)
+        if any(op["op"] in ("move", "copy") or op["path"] == "" for op in patch):
+            check_json_value(result)
+        else:
+            # What was there was checked when it was appended: only what the patch brings in is new.
+            for op in patch:
+                if "value" in op and op["op"] != "test":
+                    check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
+    except PatchError as exc:
+        raise ValidationFailed(
+            f"The patch cannot be applied to the session's state: {exc}.", details={"field": "payload.patch"}
+        ) from None
+    except ParseError:  # (its strings came through the request parser, which holds them to the same rules)
+        raise ValidationFailed(
+            f"The patch would nest the state's data deeper than {MAX_JSON_DEPTH} levels.",
+            details={"field": "payload.patch", "max_depth": MAX_JSON_DEPTH},
+        ) from None
+    return result
 
 
 def fold(state: dict[str, Any], events: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     for event_type, payload in events:
         apply_event(state, event_type, payload)
     return state
-
-
-def copy_state(state: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(state)

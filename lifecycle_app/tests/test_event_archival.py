@@ -7,6 +7,7 @@ import pytest
 
 from conftest import World, logged_in
 from lifecycle_app import jobs
+from lifecycle_app.archival import archive_events_upto
 from lifecycle_app.models import ArchiveSegment
 from lifecycle_app.selectors import state_from_archive
 from memory_admin.errors import Archived
@@ -93,6 +94,29 @@ def test_reading_the_stream_from_before_the_archived_events_is_a_410_not_a_histo
     assert [event["version"] for event in page.json()["results"]] == list(range(first_here, first_here + 5))
     following = world.acme.client.get(page.json()["next"])
     assert following.status_code == 200 and following.json()["results"][0]["version"] == first_here + 5
+
+
+def test_a_cursor_read_across_events_archived_since_is_a_410_not_a_history_with_a_hole(world: World) -> None:
+    session = grow_session(world, steps=150)
+    url = f"/api/v1/sessions/{session.session_id}/events"
+    first_page = world.acme.client.get(url, {"limit": 5}).json()
+    second_page = world.acme.client.get(first_page["next"]).json()
+    assert [event["version"] for event in second_page["results"]] == [6, 7, 8, 9, 10]
+
+    archive_events_upto(session.pk, upto=100, keep_snapshot=100, limit=500, wait=True)
+
+    # The next pages of a read begun before, back or forward, and a cursor that names no position at all.
+    for link in (second_page["next"], second_page["previous"], f"{url}?cursor=", f"{url}?after=3&cursor="):
+        response = world.acme.client.get(link)
+        assert response.status_code == 410, (link, response.content)
+        error = response.json()["error"]
+        assert error["code"] == "archived" and error["details"]["first_version_here"] == 101
+    here = world.acme.client.get(url, {"after": 100, "limit": 5}).json()
+    following = world.acme.client.get(here["next"])
+    back = world.acme.client.get(following.json()["previous"])
+    assert [event["version"] for event in following.json()["results"]] == list(range(106, 111))
+    assert back.status_code == 200
+    assert [event["version"] for event in back.json()["results"]] == list(range(101, 106))
 
 
 def test_events_a_live_tool_state_is_rebuilt_from_stay_until_it_expires(world: World, settings) -> None:

@@ -178,9 +178,15 @@ class ToolStateOut(serializers.Serializer[Any]):
 
 
 class OperationIn(StrictSerializer):
-    name = serializers.CharField(max_length=128)
+    name = serializers.CharField(
+        max_length=128, trim_whitespace=False, validators=[not_only_whitespace], help_text="Exactly as given."
+    )
     key = serializers.CharField(
-        max_length=255, help_text="Your key for this intent; recording it again returns the first record."
+        max_length=255,
+        trim_whitespace=False,
+        validators=[not_only_whitespace],
+        help_text="Your key for this intent, exactly as given; recording the same intent again (same name and "
+        "params) returns the first record, another intent under this key is a 409.",
     )
     params = serializers.JSONField(required=False, default=dict, allow_null=True)
 

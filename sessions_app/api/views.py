@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -130,8 +130,10 @@ class EventListView(SessionScopedView):
             after = checked
             events = events.filter(version__gt=after)
         page = self.paginate_queryset(events)
-        if page is not None and "cursor" not in request.query_params:
-            _refuse_archived_start(session, after=after, first=page[0].version if page else None)
+        if page is not None and isinstance(self.paginator, VersionCursor):
+            start = _page_start(self.paginator, page, after=after)
+            if start is not None:
+                _refuse_archived_start(session, after=start, first=page[0].version if page else None)
         return self.get_paginated_response(s.EventOut(page, many=True, context=self.decoder(session)).data)
 
     @extend_schema(request=s.EventAppendIn, responses={201: s.AppendOut})
@@ -148,10 +150,26 @@ class EventListView(SessionScopedView):
         return _append_response(result)
 
 
+def _page_start(paginator: VersionCursor, page: list[Event], *, after: int) -> int | None:
+    """The version a page's first event follows when none between is missing: where the read starts, or the
+    cursor's page begins. None when nothing can be missing below the page: a full page read backwards (a
+    `previous` link) ends where the one the client came from begins, and stored versions have no gap."""
+    if paginator.cursor is None:
+        return after
+    offset, reverse, position = paginator.cursor
+    if not reverse:
+        return max(after, int(position or 0)) + offset
+    if len(page) == paginator.page_size or (position is not None and int(position) - offset <= after + 1):
+        return None
+    return after
+
+
 def _refuse_archived_start(session: AgentSession, *, after: int, first: int | None) -> None:
     """410 when the events right after `after` left Postgres for the archive: versions are gap-free, so a
     stream read that would start past them would hand a consumer a history with a hole in it."""
     if after < session.head_version and first != after + 1:
+        if first is None:  # (a page read backwards, or one whose events all went)
+            first = selectors.events_for(session).order_by("version").values_list("version", flat=True).first()
         raise Archived(
             f"The events after version {after} of this session are archived; read them from the archive, or "
             f"read on from version {(first or session.head_version + 1) - 1} with `after`.",
@@ -295,7 +313,19 @@ class OperationListView(SessionScopedView):
         page = self.paginate_queryset(operations)
         return self.get_paginated_response(s.OperationOut(page, many=True, context=self.decoder(session)).data)
 
-    @extend_schema(request=s.OperationIn, responses={201: s.OperationOut, 200: s.OperationOut})
+    @extend_schema(
+        request=s.OperationIn,
+        responses={
+            201: s.OperationOut,
+            200: OpenApiResponse(
+                s.OperationOut, description="The key was recorded already, with this name and params."
+            ),
+            409: OpenApiResponse(
+                description="The key was recorded with another name or params (`details` carry the recorded "
+                "operation), or the session is completed, failed or archived."
+            ),
+        },
+    )
     @idempotent
     def post(self, request: Request, session_id: str) -> Response:
         body = s.OperationIn(data=request.data)

@@ -36,12 +36,63 @@ def test_an_intent_is_recorded_as_pending_with_its_parameters(world: World, sess
 
 def test_recording_the_same_intent_twice_returns_the_first_record(world: World, session: str) -> None:
     first = _record(world).json()
-    again = _record(world, amount=99)
+    again = _record(world)
 
     assert again.status_code == 200
-    assert again.json()["id"] == first["id"]
-    assert again.json()["params"] == {"amount": 42}
+    assert again.json() == first
     assert Operation.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"name": "refund", "params": {"amount": 42}},
+        {"name": "charge_card", "params": {"amount": 99}},
+        {"name": "charge_card", "params": {"amount": True}},
+        {"name": "charge_card"},
+    ],
+)
+def test_recording_another_intent_under_a_recorded_key_is_a_409_carrying_the_recorded_one(
+    world: World, session: str, other: dict[str, Any]
+) -> None:
+    first = _record(world).json()
+
+    response = world.acme.client.post(BASE, {"key": "charge-42", **other}, format="json")
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "conflict"
+    assert error["details"] == {
+        "operation": first["id"],
+        "status": "pending",
+        "name": "charge_card",
+        "params": {"amount": 42},
+    }
+    assert Operation.objects.count() == 1
+
+
+def test_another_intent_under_a_recorded_key_is_a_409_once_the_session_is_completed_too(
+    world: World, session: str
+) -> None:
+    _record(world)
+    world.acme.client.patch("/api/v1/sessions/s", {"status": "completed"}, format="json")
+
+    response = world.acme.client.post(BASE, {"name": "refund", "key": "charge-42"}, format="json")
+
+    assert response.status_code == 409 and response.json()["error"]["details"]["name"] == "charge_card"
+
+
+def test_keys_and_names_are_taken_exactly_as_given(world: World, session: str) -> None:
+    first = _record(world, key="k1").json()
+
+    spaced = world.acme.client.post(
+        BASE, {"name": " charge_card", "key": "k1 ", "params": {"amount": 42}}, format="json"
+    )
+    blank = world.acme.client.post(BASE, {"name": "charge_card", "key": "  "}, format="json")
+
+    assert spaced.status_code == 201 and spaced.json()["id"] != first["id"]
+    assert (spaced.json()["key"], spaced.json()["name"]) == ("k1 ", " charge_card")
+    assert blank.status_code == 400
 
 
 def test_after_a_crash_the_agent_lists_what_is_still_pending(world: World, session: str) -> None:

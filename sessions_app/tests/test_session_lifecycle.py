@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import World
@@ -104,6 +106,33 @@ def test_a_merge_patch_object_under_a_key_that_held_no_object_drops_its_nulls(wo
     )
 
     assert response.json()["metadata"] == {"e": {"g": {"i": 1}}, "lang": {}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(1, True), (0, False), (True, 1), (2, 2.0), ({"a": 1}, {"a": True}), ([1, 0], [True, False])],
+)
+def test_a_metadata_value_that_python_takes_for_equal_but_json_does_not_is_stored_and_moves_the_etag(
+    world: World, before: object, after: object
+) -> None:
+    create_session(world.acme.client, "s", "alice", metadata={"flag": before})
+
+    response = world.acme.client.patch("/api/v1/sessions/s", {"metadata": {"flag": after}}, format="json")
+    read = world.acme.client.get("/api/v1/sessions/s")
+
+    assert response.status_code == 200 and response["ETag"] == '"2"'
+    assert read["ETag"] == '"2"'
+    assert json.dumps(read.json()["metadata"]) == json.dumps({"flag": after})
+
+
+def test_a_metadata_patch_that_changes_nothing_keeps_the_etag(world: World) -> None:
+    create_session(world.acme.client, "s", "alice", metadata={"flag": True, "n": 1.5, "tags": {"a": 1, "b": 2}})
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s", {"metadata": {"tags": {"b": 2, "a": 1}, "n": 1.5, "flag": True}}, format="json"
+    )
+
+    assert response.status_code == 200 and response["ETag"] == '"1"'
 
 
 def test_metadata_over_the_size_limit_is_refused_when_the_session_is_created_too(world: World, settings) -> None:
