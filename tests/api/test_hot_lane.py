@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 from rest_framework.test import APIRequestFactory
 
 from checkpoints_app.models import Checkpoint
@@ -263,6 +264,37 @@ def test_a_query_string_or_a_text_body_is_handed_to_django_which_refuses_what_th
     assert with_query.json()["error"]["details"] == {"unknown": ["debug"], "accepted": []}
     assert not served_by_hot_lane(as_text)
     assert_error_shape(as_text, 415)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/sessions/via-lane/context",
+        "/api/v1/sessions/via-lane/checkpoints/latest",
+        "/api/v1/langgraph/threads/via-lane/checkpoints",
+    ],
+)
+@override_settings(API_MAX_BODY_BYTES=1024)
+def test_a_read_that_carries_a_body_is_handed_to_django_which_refuses_one_over_the_limit_with_413(
+    world: World, path: str
+) -> None:
+    # The lane answered 200 to a read with a body over the limit, where Django answers 413.
+    _twin_sessions(world)
+    _twin_checkpoints(world)
+    lane, _ = _clients(world)
+
+    plain = lane.get(path)
+    oversized = lane.generic("GET", path, "x" * 1025, content_type="application/json")
+    small = lane.generic("GET", path, "{}", content_type="application/json")
+    not_a_number = lane.generic("GET", path, "{}", content_type="application/json", CONTENT_LENGTH="two")
+    chunked = lane.get(path, HTTP_TRANSFER_ENCODING="chunked")
+
+    assert served_by_hot_lane(plain)
+    for response in (oversized, small, not_a_number, chunked):
+        assert not served_by_hot_lane(response)
+    assert_error_shape(oversized, 413, "payload_too_large")
+    assert_error_shape(not_a_number, 400, "bad_request")
+    assert small.status_code == chunked.status_code == plain.status_code
 
 
 def test_an_unknown_key_is_handed_to_django_which_answers_401(world: World) -> None:
@@ -974,3 +1006,58 @@ def test_the_lane_writes_line_separators_and_floats_as_drfs_renderer_does(world:
     )
     assert served_by_hot_lane(refused) and refused.status_code == 400
     assert "\u2028".encode() not in refused.content
+
+
+# --- metrics ------------------------------------------------------------------------------------------------
+
+
+def _http_metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every django-prometheus request and response series by name and labels, but for what differs by nature:
+    when a series was created and how long a request took (how many requests were timed is kept)."""
+    found = {}
+    for metric in REGISTRY.collect():
+        for sample in metric.samples if metric.name.startswith("django_http") else ():
+            if sample.name.endswith("_created") or ("latency" in sample.name and not sample.name.endswith("_count")):
+                continue
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def _moved(before: dict[Any, float], after: dict[Any, float]) -> dict[Any, float]:
+    return {key: value - before.get(key, 0) for key, value in after.items() if value != before.get(key, 0)}
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}]
+)
+@override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+def test_an_append_served_by_the_lane_moves_every_django_metric_as_the_same_append_served_by_django(
+    world: World, headers: dict[str, Any]
+) -> None:
+    # The lane fed only some of them: no transport, body sizes, charset or latency including middleware.
+    for session_id in ("twin-a", "twin-b"):  # ids of one length: answers of one size
+        created = world.acme.client.post("/api/v1/sessions", {"id": session_id, "user_id": "u"}, format="json")
+        assert created.status_code == 201
+    lane, django = _clients(world)
+
+    before = _http_metrics()
+    by_lane = lane.post("/api/v1/sessions/twin-a/context/messages", MESSAGE, format="json", **headers)
+    between = _http_metrics()
+    by_django = django.post("/api/v1/sessions/twin-b/context/messages", MESSAGE, format="json", **headers)
+    after = _http_metrics()
+
+    assert served_by_hot_lane(by_lane) and not served_by_hot_lane(by_django)
+    assert by_lane.status_code == by_django.status_code == 201
+    assert len(by_lane.content) == len(by_django.content)
+    moved = _moved(before, between)
+    assert moved == _moved(between, after)
+    transport = "https" if headers else "http"
+    assert moved[("django_http_requests_total_by_transport_total", (("transport", transport),))] == 1
+    assert {name for name, _ in moved} >= {
+        "django_http_requests_total_by_view_transport_method_total",
+        "django_http_requests_latency_including_middlewares_seconds_count",
+        "django_http_requests_body_total_bytes_sum",
+        "django_http_responses_body_total_bytes_sum",
+        "django_http_responses_total_by_charset_total",
+        "django_http_responses_total_by_templatename_total",  # "None": DRF's responses have no template
+    }

@@ -173,6 +173,7 @@ class _Bound:
     allow: str  # the shadowed view's Allow header
     requests: Any  # metric children fixed by method and view
     latency: Any
+    by_transport: dict[str, tuple[Any, Any]]  # "http"/"https": the children by transport, and by view too
     view: str
 
 
@@ -209,6 +210,10 @@ class HotLane:
         self.enabled = not (settings.SECURE_SSL_REDIRECT or settings.SECURE_HSTS_SECONDS)
         self.security_headers = _security_headers()
         self.metrics = Metrics.get_instance()
+        # What django-prometheus counts for every DRF response: its charset (DRF's JSON renderer sets none, so
+        # the default's) and its template name (none: str(None)).
+        self.charset = self.metrics.responses_by_charset.labels(charset=settings.DEFAULT_CHARSET)
+        self.template = self.metrics.responses_by_templatename.labels(templatename="None")
         self.by_method: dict[str, list[_Bound]] = {}
         for route in routes:
             bound = self._bind(route)
@@ -235,6 +240,15 @@ class HotLane:
             allow=allow,
             requests=self.metrics.requests_by_method.labels(method=route.method),
             latency=self.metrics.requests_latency_by_view_method.labels(view=match.view_name, method=route.method),
+            by_transport={
+                transport: (
+                    self.metrics.requests_by_transport.labels(transport=transport),
+                    self.metrics.requests_by_view_transport_method.labels(
+                        view=match.view_name, transport=transport, method=route.method
+                    ),
+                )
+                for transport in ("http", "https")
+            },
             view=match.view_name,
         )
 
@@ -280,7 +294,7 @@ class HotLane:
 
         def after() -> None:
             try:
-                self._observe(bound, status, elapsed, request_id)
+                self._observe(bound, environ, status, elapsed, len(body))
             finally:
                 live.send(announcements)
 
@@ -301,6 +315,10 @@ class HotLane:
         route = bound.route
         if environ.get("HTTP_ACCEPT", "*/*") not in _TAKES_JSON or not _host_allowed(environ):
             return None
+        if not route.has_body and (
+            environ.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None  # a read sent with a body: Django ignores it, or refuses it (over the limit: 413)
         raw = _raw_key(environ)
         if raw is None:
             return None
@@ -400,17 +418,28 @@ class HotLane:
                 idempotency.release(claim)
         return response
 
-    def _observe(self, bound: _Bound, status: int, elapsed: float, request_id: str) -> None:
+    def _observe(self, bound: _Bound, environ: dict[str, Any], status: int, elapsed: float, sent: int) -> None:
+        """What django-prometheus's two middlewares and RequestIdMiddleware record for the request, as they do."""
         metrics = self.metrics
         metrics.requests_total.inc()
         bound.requests.inc()
+        by_transport, by_view = bound.by_transport[_transport(environ)]
+        by_transport.inc()
+        if environ.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
+            metrics.requests_ajax.inc()
+        metrics.requests_body_bytes.observe(int(environ.get("CONTENT_LENGTH") or 0))  # checked in _serve
+        by_view.inc()
+        self.template.inc()
         by_status = self._status_metrics(status, bound)
         by_status[0].inc()
         by_status[1].inc()
+        self.charset.inc()
+        metrics.responses_body_bytes.observe(sent)
         bound.latency.observe(elapsed)
         metrics.responses_total.inc()
+        metrics.requests_latency_before.observe(elapsed)
         log_request(
-            request_id=request_id,
+            request_id=environ["memory.request_id"],
             method=bound.route.method,
             route=bound.route_text,
             status=status,
@@ -429,6 +458,16 @@ class HotLane:
             )
             self._statuses[key] = found
         return found
+
+
+def _transport(environ: dict[str, Any]) -> str:
+    """As django-prometheus labels a request: "https" when Django's request.is_secure() says so, else "http"."""
+    proxy_header = settings.SECURE_PROXY_SSL_HEADER
+    if proxy_header is not None:
+        forwarded = environ.get(proxy_header[0])
+        if forwarded is not None:
+            return "https" if forwarded.split(",", 1)[0].strip() == proxy_header[1] else "http"
+    return "https" if environ.get("wsgi.url_scheme") == "https" else "http"
 
 
 def _rate_headers(limit: int, count: int) -> list[tuple[str, str]]:
