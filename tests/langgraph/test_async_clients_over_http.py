@@ -1,11 +1,13 @@
 """The async store and the sync checkpointer methods (the conformance suite drives the async ones) against a
-real server."""
+real server; a checkpointer given an httpx transport for its sync client, and the async client's sessions."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from agent_memory_client.checkpoint import AgentMemorySaver
+from agent_memory_client.client import AsyncMemoryClient
 from agent_memory_client.store import AgentMemoryStore
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
@@ -57,3 +59,33 @@ def test_the_async_store_and_the_sync_checkpointer_work_over_http(
     copied = saver.get_tuple({"configurable": {"thread_id": "lg-sync-copy", "checkpoint_ns": ""}})
     assert copied is not None and copied.checkpoint["channel_values"]["topic"] == "refunds"
     saver.delete_thread("lg-never-existed")  # nothing to delete is not an error
+
+
+def test_a_checkpointer_given_an_httpx_transport_saves_and_reads_in_sync_and_async_calls(
+    service: ServerProcess, world: World
+) -> None:
+    saver = AgentMemorySaver(base_url=service.url, api_key=world.acme.raw_key, transport=httpx.HTTPTransport())
+    config: RunnableConfig = {"configurable": {"thread_id": "lg-transport", "checkpoint_ns": ""}}
+
+    saver.put(config, empty_checkpoint(), {"source": "input", "step": -1}, {})
+    found = run_async(lambda: saver.aget_tuple(config))
+    run_async(lambda: saver.aput(config, empty_checkpoint(), {"source": "loop", "step": 0}, {}))
+
+    assert found is not None and saver.get_tuple(config) is not None
+    assert len(list(saver.list(config))) == 2
+    saver.close()
+
+
+def test_the_async_client_creates_and_reads_sessions(service: ServerProcess, world: World) -> None:
+    async def create_and_read() -> tuple[dict[str, Any], dict[str, Any]]:
+        client = AsyncMemoryClient(service.url, world.acme.raw_key)
+        try:
+            created = await client.create_session(user_id="alice", session_id="s-async", metadata={"a": 1})
+            return created, await client.get_session("s-async")
+        finally:
+            await client.aclose()
+
+    created, read = run_async(create_and_read)
+
+    assert created["id"] == read["id"] == "s-async"
+    assert read["user_id"] == "alice" and read["metadata"] == {"a": 1}

@@ -1,18 +1,24 @@
 """The group commit's requests stay under a byte budget: what a batch gathers goes as consecutive requests in
-order, a failed request's error reaches its callers and those of the requests not sent after it, and an async
-caller that gave up on a failed batch leaves no unretrieved exception behind."""
+order, a failed request's error reaches its callers and those of the requests not sent after it, an async
+caller that gave up on a failed batch leaves no unretrieved exception behind, and a process forked while a
+save was in flight saves on its own."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Hashable
+from typing import Any
 
 import pytest
 from agent_memory_client.batching import AsyncCoalescer, Coalescer
+from agent_memory_client.checkpoint import AgentMemorySaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
 
 from tests.langgraph.conftest import run_async
 
@@ -141,3 +147,44 @@ def test_a_cancelled_async_caller_of_a_failed_batch_leaves_no_unretrieved_except
         gc.collect()
 
     assert "exception was never retrieved" not in caplog.text
+
+
+def test_a_child_forked_while_a_save_was_in_flight_saves_on_the_same_thread(saver: AgentMemorySaver) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": "lg-fork", "checkpoint_ns": ""}}
+    send = saver.client.save_batch
+    in_flight, release = threading.Event(), threading.Event()
+
+    def slow(thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        in_flight.set()
+        release.wait(10)
+        return send(thread_id, body)
+
+    saver.client.save_batch = slow  # type: ignore[method-assign]
+    parent = threading.Thread(target=saver.put, args=(config, empty_checkpoint(), {"source": "input", "step": -1}, {}))
+    parent.start()
+    assert in_flight.wait(10)
+    read_end, write_end = os.pipe()
+
+    pid = os.fork()
+    if pid == 0:  # the child: save on the same thread, report whether it returned, leave without cleaning up
+        try:
+            saver.client.save_batch = send  # type: ignore[method-assign]
+            done = threading.Event()
+
+            def save() -> None:
+                saver.put(config, empty_checkpoint(), {"source": "loop", "step": 0}, {})
+                done.set()
+
+            threading.Thread(target=save, daemon=True).start()
+            os.write(write_end, b"saved" if done.wait(10) else b"blocked")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    reported = os.read(read_end, 100)
+    os.close(read_end)
+    os.close(write_end)
+    release.set()
+    parent.join(10)
+
+    assert reported == b"saved"
+    assert len(list(saver.list(config))) == 2

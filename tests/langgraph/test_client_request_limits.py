@@ -1,15 +1,20 @@
 """Against the real service, the clients keep within what one request may carry: a step's large task writes
-saved together go in several requests under the body limit, more ids or store operations than one request
-takes go in chunks, and a thread id goes in the path as one segment (or is refused before sending)."""
+saved together go in several requests under the body limit (checkpoints counted whole, metadata and all), a
+save the service cannot take alone is its 413, more ids or store operations than one request takes go in
+chunks, and a thread id goes in the path as one segment (or is refused before sending)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Annotated, Any, TypedDict
 
+import httpx
 import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
+from agent_memory_client.client import encode_body
+from agent_memory_client.errors import ApiError
 from agent_memory_client.store import AgentMemoryStore
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
@@ -81,6 +86,113 @@ def test_a_fan_out_graph_whose_tasks_write_large_outputs_runs_to_the_end(saver: 
     out_async = run_async(lambda: graph.ainvoke({"docs": []}, _config("lg-fan-out-async")))
 
     assert out["docs"] == out_async["docs"] == [len(LARGE)] * 4
+
+
+SERVICE_LIMIT = 1024 * 1024  # API_MAX_BODY_BYTES's default
+
+
+def test_saves_gathered_behind_a_request_go_in_bodies_the_service_takes_counting_checkpoint_metadata(
+    saver: AgentMemorySaver,
+) -> None:
+    stored = saver.put(_config("lg-metadata"), empty_checkpoint(), {"source": "input", "step": -1}, {})
+    send = saver.client.save_batch
+    bodies: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def holding_the_first(thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        bodies.append(len(encode_body(body)))
+        if len(bodies) == 1:
+            started.set()
+            release.wait(10)
+        return send(thread_id, body)
+
+    saver.client.save_batch = holding_the_first  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def save(call: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # Behind a checkpoint in flight: a task's writes, and checkpoints whose metadata holds ~300 KB each (LangGraph
+    # copies what `configurable` holds into it) and whose blobs next to nothing. Together they are over the
+    # service's limit, each far under it.
+    saves = [
+        (saver.put, stored, empty_checkpoint(), {"source": "loop", "step": 0}, {}),
+        (saver.put_writes, stored, [("docs", "w" * 100_000)], "task-1"),
+    ] + [
+        (saver.put, stored, empty_checkpoint(), {"source": "loop", "step": step, "context": "z" * 300_000}, {})
+        for step in range(1, 5)
+    ]
+    threads = [threading.Thread(target=save, args=call) for call in saves]
+    threads[0].start()
+    assert started.wait(10)
+    for number, thread in enumerate(threads[1:], start=1):
+        thread.start()
+        deadline = time.monotonic() + 5
+        while len(saver._saves._queues.get("lg-metadata", [])) < number and time.monotonic() < deadline:
+            time.sleep(0.001)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert len(bodies) > 2 and max(bodies) < SERVICE_LIMIT
+    assert len(list(saver.list(_config("lg-metadata")))) == 6
+
+
+def test_a_graph_whose_configurable_holds_a_large_text_runs_to_the_end(saver: AgentMemorySaver) -> None:
+    class Doc(TypedDict):
+        doc: str
+        summary: str
+        other: str
+
+    def other(state: Doc) -> dict[str, str]:
+        time.sleep(0.05)  # its writes come after the summary's, while the step's requests are in flight
+        return {"other": "ok"}
+
+    builder = StateGraph(Doc)
+    builder.add_node("summarize", lambda state: {"summary": "s" * 75_000})
+    builder.add_node("other", other)
+    builder.add_edge(START, "summarize")
+    builder.add_edge(START, "other")
+    builder.add_edge("summarize", END)
+    builder.add_edge("other", END)
+    graph: Any = builder.compile(checkpointer=saver)
+    inputs = {"doc": "d" * 225_000, "summary": "", "other": ""}
+
+    def config(thread_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id, "context_doc": "z" * 400_000}}
+
+    out = graph.invoke(inputs, config("lg-large-config"))
+    out_async = run_async(lambda: graph.ainvoke(inputs, config("lg-large-config-async")))
+
+    assert out["other"] == out_async["other"] == "ok"
+    assert len(out["summary"]) == len(out_async["summary"]) == 75_000
+
+
+@pytest.mark.parametrize("size", [SERVICE_LIMIT, 16 * SERVICE_LIMIT])
+def test_a_save_the_service_cannot_take_even_alone_is_its_413_and_the_thread_saves_on(
+    saver: AgentMemorySaver, size: int
+) -> None:
+    stored = saver.put(_config("lg-too-large"), empty_checkpoint(), {"source": "input", "step": -1}, {})
+    too_large = [("docs", "x" * size)]
+
+    # The service answers before reading such a body and closes the connection: the sync client reads the
+    # answer although the rest of the body could not be written.
+    with pytest.raises(ApiError) as refused:
+        saver.put_writes(stored, too_large, "task-1")
+    # asyncio drops what was received when a write fails, so the async client may see the connection reset
+    # instead; either way the call fails at once.
+    with pytest.raises((ApiError, httpx.TransportError)):
+        run_async(lambda: asyncio.wait_for(saver.aput_writes(stored, too_large, "task-2"), 30))
+    saver.put_writes(stored, [("docs", "small")], "task-3")
+    run_async(lambda: saver.aput_writes(stored, [("docs", "small")], "task-4"))
+
+    assert refused.value.status == 413
+    found = saver.get_tuple(_config("lg-too-large"))
+    assert found is not None and sorted(task for task, _, _ in found.pending_writes or []) == ["task-3", "task-4"]
 
 
 def test_more_ids_than_one_request_takes_are_sent_in_chunks(saver: AgentMemorySaver) -> None:

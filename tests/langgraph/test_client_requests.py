@@ -1,8 +1,9 @@
 """What the clients send and how they read answers, against scripted servers on local sockets: a request that
 may have reached the service is repeated only when a repeat is harmless, a lost answer to a DELETE is not a
 404, redirects are errors, Retry-After is read as the standard says, ids are one path segment each, a
-malformed answer is a protocol error, and connections end with the thread, event loop or process that used
-them."""
+malformed answer is a protocol error, connections end with the thread, event loop or process that used
+them, and the sync and async clients agree on proxies from the environment, headers that are not ASCII and
+timeouts."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import httpx
 import pytest
 from agent_memory_client.client import AsyncMemoryClient, MemoryClient, RetryPolicy
 from agent_memory_client.errors import ApiError, NotFoundError
-from agent_memory_client.transport import KeepAliveTransport
+from agent_memory_client.transport import KeepAliveTransport, TransportError
 
 from tests.langgraph.conftest import run_async
 
@@ -224,6 +225,58 @@ def test_a_retried_delete_answered_404_was_done_by_the_attempt_whose_answer_was_
     client.close()
 
 
+def _read_head(reader: Any) -> None:
+    while reader.readline() not in (b"\r\n", b""):
+        pass
+
+
+def _restarting_server(listener: socket.socket) -> None:
+    """Answers whoami, takes the DELETE that follows and goes down without answering it, refuses connections
+    for a moment, then answers the next request with a 404 (the requests carry no body)."""
+    port = listener.getsockname()[1]
+    conn, _ = listener.accept()
+    with listener, conn, conn.makefile("rb") as reader:
+        _read_head(reader)
+        conn.sendall(OK)
+        _read_head(reader)  # the DELETE: carried out, then the service goes down
+    time.sleep(0.1)  # connections are refused meanwhile
+    with socket.create_server(("127.0.0.1", port)) as restarted:
+        conn, _ = restarted.accept()
+        with conn, conn.makefile("rb") as reader:
+            _read_head(reader)
+            conn.sendall(NOT_FOUND)
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_retried_delete_answered_404_after_the_service_restarted_was_done_by_the_lost_attempt(
+    use_async: bool,
+) -> None:
+    """The first DELETE is carried out and its answer lost with the connection; the connection's resend finds
+    the service restarting (refused), and the next attempt is answered 404: the delete succeeded."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server = threading.Thread(target=_restarting_server, args=(listener,), daemon=True)
+    server.start()
+    policy = RetryPolicy(attempts=4, backoff=0.4, max_backoff=0.4)
+
+    async def delete_async() -> None:
+        client = AsyncMemoryClient(url, "mk_test", retry=policy)
+        await client.whoami()
+        await client.delete_memory("m1")
+        await client.aclose()
+
+    if use_async:
+        run_async(delete_async)  # no NotFoundError
+    else:
+        client = MemoryClient(url, "mk_test", retry=policy)
+        client.whoami()
+        client.delete_memory("m1")  # no NotFoundError
+        client.close()
+    server.join(10)
+    assert not server.is_alive()
+
+
 @pytest.mark.parametrize("retry_after", ["-5", "nan", "inf", "soon", ""])
 def test_an_invalid_retry_after_falls_back_to_backoff(scripted: Any, retry_after: str) -> None:
     busy = _response(503, headers=f"Retry-After: {retry_after}\r\n")
@@ -398,3 +451,53 @@ def test_the_async_client_closes_its_connections_with_each_event_loop_and_closes
     run_async(used_then_closed)
     assert _wait_for(lambda: server.open_connections == 0)
     assert len(server.requests) == 4
+
+
+# --- the sync and async clients alike ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_neither_client_takes_a_proxy_from_the_environment(
+    scripted: Any, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    server = scripted(lambda index, request: OK)
+    monkeypatch.setenv(variable, "http://127.0.0.1:9")  # nothing listens there
+    once = RetryPolicy(attempts=1)
+
+    answer = MemoryClient(server.url, "mk_test", retry=once).whoami()
+    answer_async = run_async(lambda: AsyncMemoryClient(server.url, "mk_test", retry=once).whoami())
+
+    assert answer == answer_async == {"ok": True}
+    assert [request.target for request in server.requests] == ["/api/v1/whoami"] * 2
+
+
+@pytest.mark.parametrize("api_key", ["mk_clé", "mk_ключ"])
+def test_a_header_that_is_not_ascii_is_refused_at_once_by_both_clients(scripted: Any, api_key: str) -> None:
+    server = scripted(lambda index, request: OK)
+    client = MemoryClient(server.url, api_key, retry=RetryPolicy(attempts=4, backoff=1, max_backoff=1))
+    started = time.monotonic()
+
+    with pytest.raises(UnicodeEncodeError):
+        client.whoami()
+    with pytest.raises(UnicodeEncodeError):
+        run_async(lambda: AsyncMemoryClient(server.url, api_key).whoami())
+
+    assert time.monotonic() - started < 1  # not retried
+    assert server.requests == []
+    client.close()
+
+
+def test_a_read_timeout_is_httpxs_read_timeout_in_both_clients(scripted: Any) -> None:
+    def late(index: int, request: _Request) -> bytes:
+        time.sleep(0.5)
+        return OK
+
+    server = scripted(late)
+    once = RetryPolicy(attempts=1)
+
+    with pytest.raises(httpx.ReadTimeout) as raised:
+        MemoryClient(server.url, "mk_test", timeout=0.1, retry=once).whoami()
+    with pytest.raises(httpx.ReadTimeout):
+        run_async(lambda: AsyncMemoryClient(server.url, "mk_test", timeout=0.1, retry=once).whoami())
+
+    assert isinstance(raised.value, TransportError)  # still the sync transport's one kind of failure

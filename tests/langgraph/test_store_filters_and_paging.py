@@ -1,7 +1,8 @@
 """The store's filters and namespace listing run in SQL, so limit and offset page through what matches; each
 filter answers as LangGraph's own InMemoryStore decides it (where that store raises instead of deciding — an
 ordering on a missing field or on text — the item does not match, and text orders by code point as in
-PostgresStore)."""
+PostgresStore). Reads that store answers and the service refuses (a limit of 0 or over what one operation
+answers, a blank query, a depth of 0) are answered as it answers them."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import pytest
 from agent_memory_client.errors import ApiError
 from agent_memory_client.store import AgentMemoryStore
 from django.db import connection
+from langgraph.store.base import PutOp
 from langgraph.store.memory import InMemoryStore, _compare_values
 
 from conftest import World
 from langgraph_app import store as store_service
 from langgraph_app.models import StoreItem
 from memory_admin import sql
+from tests.langgraph.conftest import run_async
+from tests.servers import ServerProcess
 
 ITEMS: dict[str, dict[str, Any]] = {
     "a": {"rank": 1, "name": "apple", "meta": {"lang": "en", "year": 2021}, "tags": ["x", "y"]},
@@ -113,6 +117,56 @@ def test_a_semantic_search_with_a_filter_pages_in_rank_order(in_process: dict[st
     assert [item.key for page in pages for item in page] == [item.key for item in whole]
     assert {item.key for item in whole} == {"k0", "k1", "k2", "k4", "plain"}
     assert whole[-1].key == "plain" and whole[-1].score is None
+
+
+def test_reads_the_in_memory_store_answers_with_a_zero_limit_blank_query_or_zero_depth_are_answered_alike(
+    in_process: dict[str, Any], world: World
+) -> None:
+    store = AgentMemoryStore(api_key=world.acme.raw_key, **in_process)
+    reference = InMemoryStore()
+    for each in (store, reference):
+        each.put(("e", "1"), "k1", {"text": "hello"})
+        each.put(("e", "2"), "k2", {"text": "world"})
+    searches: list[dict[str, Any]] = [{"query": ""}, {"query": "  "}, {"limit": 0}, {"limit": 0, "offset": 1}]
+    listings: list[dict[str, Any]] = [
+        {"limit": 0},
+        {"max_depth": 0},
+        {"prefix": ("e",), "max_depth": 0},
+        {"prefix": ("none",), "max_depth": 0},
+        {"max_depth": 0, "offset": 1},
+    ]
+
+    for call in searches:
+        assert sorted(item.key for item in store.search(("e",), **call)) == sorted(
+            item.key for item in reference.search(("e",), **call)
+        ), call
+    for call in listings:
+        assert store.list_namespaces(**call) == reference.list_namespaces(**call), call
+
+
+def test_a_limit_over_what_one_operation_answers_is_read_in_pages(service: ServerProcess, world: World) -> None:
+    store = AgentMemoryStore(base_url=service.url, api_key=world.acme.raw_key)
+    namespaces = [("many", f"n{number:04d}") for number in range(1003)]
+    store.batch([PutOp(namespace, "k", {"n": number}) for number, namespace in enumerate(namespaces)])
+
+    found = store.search(("many",), limit=5000)
+    found_from_one = store.search(("many",), limit=1001, offset=1)
+    listed = store.list_namespaces(prefix=("many",), limit=5000)
+    listed_some = store.list_namespaces(prefix=("many",), limit=1002, offset=1)
+
+    async def read_async() -> tuple[list[Any], list[Any]]:
+        try:
+            return await store.asearch(("many",), limit=2000), await store.alist_namespaces(limit=1500)
+        finally:
+            await store.async_client.aclose()
+
+    found_async, listed_async = run_async(read_async)
+    assert len({item.namespace for item in found}) == len(found) == 1003
+    assert [item.namespace for item in found_from_one] == [item.namespace for item in found[1:1002]]
+    assert listed == listed_async == namespaces
+    assert listed_some == namespaces[1:1003]
+    assert {item.namespace for item in found_async} == set(namespaces)
+    store.client.close()
 
 
 def test_an_unknown_filter_operator_is_refused_with_400(store: AgentMemoryStore) -> None:

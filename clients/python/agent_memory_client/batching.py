@@ -12,17 +12,23 @@ does not wait for between steps) waits up to `linger` seconds for one to arrive:
 checkpoint right after a step's writes, and the two then share one request instead of queueing one behind
 the other.
 
-A batch is sent as consecutive requests of at most `max_bytes` each, by the operations' estimated sizes
-(`size`), in order: a step of several large task writes would otherwise be one body over the service's limit,
-refused whole although each fits. An operation larger than `max_bytes` goes alone (the service decides).
+A batch is sent as consecutive requests of at most `max_bytes` each, by the operations' sizes (`size`), in
+order: a step of several large task writes would otherwise be one body over the service's limit, refused
+whole although each fits. An operation larger than `max_bytes` goes alone (the service decides: one over its
+limit is refused, and its callers get that error, as any request's).
 When a request fails, its callers and those of the requests after it (not sent) get its error; the callers of
 the requests before it were stored and return.
+
+A forked child starts with every coalescer idle: it inherits the parent's queues and lock, but not the threads
+that would have sent those requests and released the lock, so a save of its own would wait for them forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -37,7 +43,7 @@ def _requests(
 ) -> Iterator[tuple[int, int]]:
     """(start, end) of consecutive slices of `items` whose ops' sizes add up to at most `budget` (an op larger
     than the budget is a slice of its own); one slice of everything without a `size`."""
-    if size is None:
+    if size is None or len(items) == 1:  # one op goes alone whatever its size: no need to measure it
         yield 0, len(items)
         return
     start, total = 0, 0
@@ -87,6 +93,10 @@ class Coalescer:
         self._max = max_batch
         self._size = size
         self._max_bytes = max_bytes
+        self._idle()
+        _COALESCERS.add(self)
+
+    def _idle(self) -> None:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queues: dict[Hashable, list[_Waiter]] = {}  # present while a request of the key is in flight
@@ -207,9 +217,14 @@ class AsyncCoalescer:
         self._max = max_batch
         self._size = size
         self._max_bytes = max_bytes
+        self._drains: set[asyncio.Task[None]] = set()
+        self._idle()
+        _COALESCERS.add(self)
+
+    def _idle(self) -> None:
+        # Keyed by id(loop): a loop of a forked child may have the id of one its parent used.
         self._queues: dict[tuple[int, Hashable], list[tuple[Any, asyncio.Future[None]]]] = {}
         self._arrived: dict[tuple[int, Hashable], asyncio.Event] = {}
-        self._drains: set[asyncio.Task[None]] = set()
 
     async def run(self, key: Hashable, op: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -239,7 +254,7 @@ class AsyncCoalescer:
                     except TimeoutError:
                         pass
                     finally:
-                        del self._arrived[slot]
+                        self._arrived.pop(slot, None)
                 batch, queue[:] = queue[: self._max], queue[self._max :]
                 for start, end in _requests(batch, _first, self._size, self._max_bytes):
                     try:
@@ -255,7 +270,20 @@ class AsyncCoalescer:
                         if not future.done():
                             future.set_result(None)
         finally:
-            del self._queues[slot]
+            if self._queues.get(slot) is queue:  # (a fork in this loop's thread gave the child new queues)
+                del self._queues[slot]
             for _, future in queue:
                 if not future.done():
                     future.set_exception(RuntimeError("The checkpointer's save was abandoned."))
+
+
+_COALESCERS: weakref.WeakSet[Coalescer | AsyncCoalescer] = weakref.WeakSet()
+
+
+def _idle_after_fork_in_child() -> None:
+    for coalescer in list(_COALESCERS):
+        coalescer._idle()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_idle_after_fork_in_child)

@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agent_memory_client.batching import AsyncCoalescer, Coalescer
-from agent_memory_client.client import AsyncMemoryClient, MemoryClient
+from agent_memory_client.client import AsyncMemoryClient, MemoryClient, encode_body
 from agent_memory_client.errors import ApiError, NotFoundError
 
 PAGE = 100
@@ -58,19 +58,15 @@ def _is_checkpoint(op: dict[str, Any]) -> bool:
     return bool(op["op"] == "checkpoint")
 
 
-# What a save op's JSON holds besides its blobs (ids, the checkpoint document, metadata) and what each blob's
-# entry adds (channel, type, version, quotes): a generous guess, so a request's estimate is not below its size.
-OP_MARGIN = 16 * 1024
-BLOB_MARGIN = 256
-
-
 def _op_size(op: dict[str, Any]) -> int:
-    """A save op's size in a request's body, estimated cheaply: its base64 blobs, plus margins for the rest."""
-    size = OP_MARGIN
-    for item in op.get("blobs") or op.get("writes") or ():
-        blob = item.get("blob")
-        size += BLOB_MARGIN + len(item.get("channel") or "") + (len(blob) if blob else 0)
-    return size
+    """A save op's size in a request's body: its JSON as the client encodes it, and the comma after it.
+
+    Measured, not estimated: besides its blobs, an op carries the checkpoint document and its metadata, into
+    which LangGraph copies every string of the run's `configurable`, so either can be most of the op. What the
+    request adds around its ops (a few bytes; its `user_id` is taken from the ops, where it was counted) is
+    within the margin max_request_bytes keeps under the service's limit.
+    """
+    return len(encode_body(op)) + 1
 
 
 def next_channel_version(current: str | int | None) -> str | int:
@@ -110,6 +106,7 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         # `safe=True`), and skipping it saves the service two Redis round trips per write.
         client_options.setdefault("idempotency_keys", False)
         self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
+        client_options.pop("transport", None)  # a sync transport serves only the sync client
         self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
         # The person new threads work for (the service keeps it for erasure and the dashboard).
         self.user_id = user_id

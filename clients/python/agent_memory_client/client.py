@@ -14,6 +14,11 @@ connection was never opened, or the service answered 429/503). When a retried DE
 attempt whose answer was lost deleted it: that is success.
 
 Redirects are not followed: a 3xx is an ApiError (a base_url that points at the wrong place).
+
+Both clients talk to base_url directly: neither reads a proxy from the environment (HTTP_PROXY, HTTPS_PROXY,
+ALL_PROXY, NO_PROXY), so the sync and async clients of one process always take the same route. Both verify
+TLS against the system's CA store, which SSL_CERT_FILE or SSL_CERT_DIR replace. To go through a proxy, give
+the clients httpx transports that do (`transport=`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import math
 import random
 import re
+import ssl
 import time
 import uuid
 import weakref
@@ -194,7 +200,7 @@ class MemoryClient(_Base):
         self._http: httpx.Client | None = None
         self._kept: KeepAliveTransport | None = None
         if transport is not None:
-            self._http = httpx.Client(timeout=self.timeout, transport=transport)
+            self._http = httpx.Client(timeout=self.timeout, transport=transport, trust_env=False)
         else:
             self._kept = KeepAliveTransport(self.base_url, timeout=self.timeout)
 
@@ -348,7 +354,11 @@ class AsyncMemoryClient(_Base):
         for key, other in list(self._clients.items()):  # loops closed without closing their async generators
             if other.loop.is_closed():
                 del self._clients[key]
-        http = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+        # As the sync client's own transport: no proxy from the environment, and TLS verified against the
+        # system's CA store (which SSL_CERT_FILE / SSL_CERT_DIR replace, as OpenSSL reads them).
+        http = httpx.AsyncClient(
+            timeout=self.timeout, transport=self._transport, trust_env=False, verify=ssl.create_default_context()
+        )
         # Closed with its loop: asyncio.run (and other runners) close a loop's open async generators before the
         # loop, so this one's `finally` closes the client's connections while their loop still runs.
         closer = _close_with_loop(weakref.ref(self), id(loop), http)
@@ -412,6 +422,17 @@ class AsyncMemoryClient(_Base):
 
     async def whoami(self) -> dict[str, Any]:
         return _object(await self.request("GET", "whoami"))
+
+    async def create_session(
+        self, *, user_id: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"user_id": user_id, "metadata": metadata or {}}
+        if session_id is not None:
+            body["id"] = session_id
+        return _object(await self.request("POST", "sessions", body=body))
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        return _object(await self.request("GET", f"sessions/{_id(session_id)}"))
 
     async def create_memory(self, **fields: Any) -> dict[str, Any]:
         return _object(await self.request("POST", "memories", body=fields))

@@ -5,14 +5,20 @@
 
 Each `batch`/`abatch` is one request to `/api/v1/langgraph/store/batch`, run by the service in order in one
 transaction; a batch of more than MAX_OPS operations (the most the service takes in one) goes as several such
-requests, in order, each its own transaction. Semantic search uses the service's embedder (the memories
-layer's): items put with indexing (the `index` config's fields by default, or `index=[...]` / `index=False`
-per put) carry one vector of their indexed fields' text. TTLs are in minutes, refreshed on reads unless told otherwise.
+requests, in order, each its own transaction. Reads the service refuses but LangGraph's InMemoryStore answers
+are answered as it does: a search or namespace listing with `limit=0` is empty without a request, a blank
+`query` is no query, `max_depth=0` lists `()` when any namespace matches, and a limit over MAX_LIMIT (the most
+one operation answers) is read in pages of MAX_LIMIT: the first in the batch's request, the others in requests
+after it (each its own transaction, so they see the batch's writes), for as long as the pages come back full.
+
+Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
+config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
+fields' text. TTLs are in minutes, refreshed on reads unless told otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +39,8 @@ from agent_memory_client.client import AsyncMemoryClient, MemoryClient
 
 PATH = "langgraph/store/batch"
 MAX_OPS = 500
+# The most results one search or list_namespaces operation answers (the service refuses a larger limit).
+MAX_LIMIT = 1000
 
 
 class AgentMemoryStore(BaseStore):
@@ -60,7 +68,10 @@ class AgentMemoryStore(BaseStore):
         self.index_fields: list[str] | None = list((index or {}).get("fields") or ["$"]) if index else None
         self.ttl_config = ttl
 
-    def _op(self, op: Op) -> dict[str, Any]:
+    def _op(self, op: Op) -> dict[str, Any] | None:
+        """The operation as the service takes it; None for one answered here (an empty page)."""
+        if isinstance(op, (SearchOp, ListNamespacesOp)) and op.limit == 0:
+            return None
         if isinstance(op, GetOp):
             return {"op": "get", "namespace": list(op.namespace), "key": op.key, "refresh_ttl": op.refresh_ttl}
         if isinstance(op, PutOp):
@@ -80,13 +91,21 @@ class AgentMemoryStore(BaseStore):
                 "op": "search",
                 "namespace_prefix": list(op.namespace_prefix),
                 "filter": op.filter or {},
-                "limit": op.limit,
+                "limit": min(op.limit, MAX_LIMIT),
                 "offset": op.offset,
-                "query": op.query,
+                "query": op.query if op.query and op.query.strip() else None,
                 "refresh_ttl": op.refresh_ttl,
             }
         if isinstance(op, ListNamespacesOp):
-            body = {"op": "list_namespaces", "limit": op.limit, "offset": op.offset, "max_depth": op.max_depth}
+            if op.max_depth == 0:  # whether any namespace matches: the answer is then `()`, else nothing
+                body = {"op": "list_namespaces", "limit": 1, "offset": 0}
+            else:
+                body = {
+                    "op": "list_namespaces",
+                    "limit": min(op.limit, MAX_LIMIT),
+                    "offset": op.offset,
+                    "max_depth": op.max_depth,
+                }
             for condition in op.match_conditions or ():
                 body[condition.match_type] = list(condition.path)
             return body
@@ -118,26 +137,78 @@ class AgentMemoryStore(BaseStore):
                 out.append(None)
         return out
 
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
-        listed = list(ops)
+    def _plan(self, ops: list[Op]) -> Generator[list[dict[str, Any]], list[Any], list[Result]]:
+        """The batch's exchanges with the service: yields the operations to send, is sent their answers, and
+        returns the batch's results. One exchange, and then one for each further page of the limits over
+        MAX_LIMIT, for as long as their last pages came back full."""
+        wire = [self._op(op) for op in ops]
+        answers = iter((yield [body for body in wire if body is not None]))
+        found: list[Any] = [[] if body is None else next(answers) for body in wire]
+        for index, op in enumerate(ops):
+            if isinstance(op, ListNamespacesOp) and op.max_depth == 0 and wire[index] is not None:
+                found[index] = [[]][op.offset : op.offset + op.limit] if found[index] else []
+        # The operations read in pages (a limit over MAX_LIMIT): their limits, and the page last asked of each.
+        limits: dict[int, int] = {}
+        asked: dict[int, dict[str, Any]] = {}
+        for index, (op, body) in enumerate(zip(ops, wire, strict=True)):
+            if body is None or not isinstance(op, (SearchOp, ListNamespacesOp)) or body["limit"] >= op.limit:
+                continue
+            if not (isinstance(op, ListNamespacesOp) and op.max_depth == 0):
+                limits[index], asked[index] = op.limit, body
+        full = {index: len(found[index]) == MAX_LIMIT for index in limits}
+        while True:
+            following = {
+                index: {**body, "offset": body["offset"] + body["limit"], "limit": min(wanted, MAX_LIMIT)}
+                for index, body in asked.items()
+                if full[index] and (wanted := limits[index] - len(found[index])) > 0
+            }
+            if not following:
+                return self._results(ops, found)
+            answers = iter((yield list(following.values())))
+            for index, body in following.items():
+                page = next(answers)
+                found[index] += page
+                full[index] = len(page) == body["limit"]
+            asked = following
+
+    def _send(self, wire: list[dict[str, Any]]) -> list[Any]:
         answers: list[Any] = []
-        for start in range(0, len(listed), MAX_OPS):
-            chunk = listed[start : start + MAX_OPS]
-            body = {"ops": [self._op(op) for op in chunk]}
-            answers += self.client.request("POST", PATH, body=body, keyed=_writes(chunk))["results"]
-        return self._results(listed, answers)
+        for start in range(0, len(wire), MAX_OPS):
+            chunk = wire[start : start + MAX_OPS]
+            answers += self.client.request("POST", PATH, body={"ops": chunk}, keyed=_writes(chunk))["results"]
+        return answers
+
+    async def _asend(self, wire: list[dict[str, Any]]) -> list[Any]:
+        answers: list[Any] = []
+        for start in range(0, len(wire), MAX_OPS):
+            chunk = wire[start : start + MAX_OPS]
+            answers += (await self.async_client.request("POST", PATH, body={"ops": chunk}, keyed=_writes(chunk)))[
+                "results"
+            ]
+        return answers
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        plan = self._plan(list(ops))
+        wire = next(plan)
+        while True:
+            try:
+                wire = plan.send(self._send(wire))
+            except StopIteration as done:
+                results: list[Result] = done.value
+                return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        listed = list(ops)
-        answers: list[Any] = []
-        for start in range(0, len(listed), MAX_OPS):
-            chunk = listed[start : start + MAX_OPS]
-            body = {"ops": [self._op(op) for op in chunk]}
-            answers += (await self.async_client.request("POST", PATH, body=body, keyed=_writes(chunk)))["results"]
-        return self._results(listed, answers)
+        plan = self._plan(list(ops))
+        wire = next(plan)
+        while True:
+            try:
+                wire = plan.send(await self._asend(wire))
+            except StopIteration as done:
+                results: list[Result] = done.value
+                return results
 
 
-def _writes(ops: list[Op]) -> bool:
+def _writes(ops: list[dict[str, Any]]) -> bool:
     """Whether a batch writes, and so carries an Idempotency-Key: a batch of reads (get, search,
     list_namespaces) answers a retry afresh, and its only effect, pushing back TTLs, is the same twice."""
-    return any(isinstance(op, PutOp) for op in ops)
+    return any(op["op"] == "put" for op in ops)

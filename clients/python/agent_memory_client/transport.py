@@ -9,11 +9,18 @@ send, the status line and headers read as lines, the body by Content-Length or c
 given to the client (`transport=`, e.g. httpx.WSGITransport in tests) is used through httpx instead.
 
 Failures surface as `TransportError` (an httpx.TransportError, so callers catch one kind); a connection that
-could not be opened, so nothing was sent, as `ConnectError` (also an httpx.ConnectError). A kept connection
-the server closed while it was idle (or wrote to unasked, e.g. a 408) is noticed before the request is sent
-and replaced. When a reused connection fails after the request went out, the server may have received it: it
-is sent again at once on a new connection, once, only when a repeat is harmless (an idempotent method, an
-Idempotency-Key, or the caller says so: `repeatable=True`); otherwise the error is raised.
+could not be opened, so nothing was sent, as `ConnectError` (also an httpx.ConnectError); a timeout as
+`ConnectTimeout`, `WriteTimeout` or `ReadTimeout` (also httpx's of those names). A header that is not ASCII
+is a UnicodeEncodeError before anything is sent, as httpx has it.
+
+A kept connection the server closed while it was idle (or wrote to unasked, e.g. a 408) is noticed before the
+request is sent and replaced. A server may answer before it has read the whole request and close the
+connection (the service's 413 for a body over its limit): when writing fails so, the answer is read all the
+same, as httpx reads it. When a reused connection fails after the request went out, the server may have
+received it: it is sent again at once on a new connection, once, only when a repeat is harmless (an
+idempotent method, an Idempotency-Key, or the caller says so: `repeatable=True`); otherwise the error is
+raised. Should that new connection not open, the error is a plain TransportError, not a ConnectError: the
+first send may have arrived.
 
 A connection belongs to the thread that opened it (a thread-local) and is closed when that thread ends; the
 transport tracks its connections weakly, for `close()`. A forked child never uses a connection its parent
@@ -43,6 +50,18 @@ class TransportError(httpx.TransportError):
 
 class ConnectError(TransportError, httpx.ConnectError):
     """The connection could not be opened: the request was not sent."""
+
+
+class ConnectTimeout(ConnectError, httpx.ConnectTimeout):
+    """The connection was not open within the timeout: the request was not sent."""
+
+
+class WriteTimeout(TransportError, httpx.WriteTimeout):
+    """The request could not be written within the timeout."""
+
+
+class ReadTimeout(TransportError, httpx.ReadTimeout):
+    """The request went out, and its answer did not come within the timeout."""
 
 
 class Reply:
@@ -103,14 +122,14 @@ class _Connection:
         try:
             sock = socket.create_connection(self._address, timeout=self._timeout)
         except OSError as exc:
-            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
+            raise _connect_error(exc) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._https:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._address[0])
         except OSError as exc:
             sock.close()
-            raise ConnectError(f"{type(exc).__name__}: {exc}") from exc
+            raise _connect_error(exc) from exc
         self._sock, self._reader = sock, sock.makefile("rb")
 
     def close(self) -> None:
@@ -141,6 +160,7 @@ class _Connection:
             raise http.client.InvalidURL(f"a URL may not contain spaces or control characters: {target!r}")
         if any("\r" in text or "\n" in text for header in headers.items() for text in header):
             raise ValueError("a header name or value may not contain a line break")
+        _check_ascii(headers)
         if self._sock is not None and self._idle_closed():
             self.close()
         if self._sock is None:
@@ -150,14 +170,28 @@ class _Connection:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
+        sent = False
+        cut: OSError | None = None  # the server closed the connection before taking the whole request
         try:
-            self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
-            status, version, response_headers = self._head()
+            try:
+                self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                cut = exc
+            sent = True
+            try:
+                status, version, response_headers = self._head()
+            except (OSError, http.client.HTTPException):
+                if cut is not None:
+                    raise cut from None
+                raise
             body_read, keep = self._body(method, status, version, response_headers)
+        except TimeoutError as exc:  # as httpx says it: a timeout while writing, or while waiting for the answer
+            self.close()
+            raise (ReadTimeout if sent else WriteTimeout)(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             self.close()
             raise
-        if not keep:
+        if not keep or cut is not None:
             self.close()
         return status, response_headers, body_read
 
@@ -277,7 +311,11 @@ class KeepAliveTransport:
                 if reused and attempt == 0 and _repeatable(method, headers, repeatable):
                     continue  # the kept connection failed under it: once more on a new connection
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            except TransportError:
+            except ConnectError as exc:
+                if attempt == 1:  # the first send may have reached the server: the request is not "unsent"
+                    raise TransportError(f"{exc} (resending a request that may have reached the server)") from exc
+                raise
+            except (TransportError, UnicodeEncodeError):
                 raise
             except (TimeoutError, OSError, ValueError, http.client.HTTPException) as exc:
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
@@ -295,6 +333,20 @@ class KeepAliveTransport:
         # process's copy of a descriptor sends nothing; a shutdown would end the parent's connection too).
         self._lock = threading.Lock()
         self._reset()
+
+
+def _connect_error(exc: OSError) -> ConnectError:
+    return (ConnectTimeout if isinstance(exc, TimeoutError) else ConnectError)(f"{type(exc).__name__}: {exc}")
+
+
+def _check_ascii(headers: dict[str, str]) -> None:
+    """UnicodeEncodeError (a ValueError) for a header that is not ASCII, as httpx raises it: before anything is
+    sent, and not a failure a retry could mend."""
+    for name, value in headers.items():
+        for text in (name, value):
+            if not text.isascii():
+                start = next(index for index, char in enumerate(text) if not char.isascii())
+                raise UnicodeEncodeError("ascii", text, start, start + 1, f"the {name!r} header must be ASCII")
 
 
 def _repeatable(method: str, headers: dict[str, str], repeatable: bool) -> bool:
