@@ -15,9 +15,10 @@ from datetime import timedelta
 
 import redis
 import structlog
+from django.apps import apps
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from memories_app.embeddings import EmbedderRefused, EmbedderUnavailable, get_embedder
@@ -35,7 +36,7 @@ from memories_app.models import (
     Source,
 )
 from memories_app.selectors import SearchScope, search_memories, session_messages
-from memories_app.services import memory_source_key_for_fact
+from memories_app.services import announce_created, announce_deleted, announce_updated, memory_source_key_for_fact
 from memories_app.text import summarise
 from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, session_group, tenant_group
@@ -47,6 +48,8 @@ logger = structlog.get_logger("memory.memories")
 JOB_LEASE = timedelta(minutes=5)
 # Summaries keep at most this many facts from one session.
 DISTILL_MAX_FACTS = 8
+# How far back the distillation sweep looks for sessions a client archived (see `sessions_to_distill`).
+DISTILL_ARCHIVED_WITHIN = timedelta(days=7)
 _OUTBOX_LOCK = 0x6D656D6F7574  # "memout": one drainer at a time keeps entries in order
 # An outbox entry that keeps failing (not for an outage) is set aside after this many attempts, once it has
 # waited this long.
@@ -222,8 +225,20 @@ def unfinished_jobs(limit: int = 100) -> list[str]:
 
 
 def sessions_to_distill(limit: int = 100) -> list[AgentSession]:
+    """Sessions without a distillation that are completed, or that a client archived within
+    DISTILL_ARCHIVED_WITHIN: a session completed and archived at once was never seen completed by this sweep.
+
+    Nothing records the status an archived session had, so a client's archival of a failed, active or paused
+    session is distilled too. The window keeps the sweep from reaching back to sessions archived long ago, and
+    the lifecycle's idle archival (sessions unused for months, which a completed session reaches long after
+    this sweep distilled it) is left out.
+    """
+    session_archival = apps.get_model("lifecycle_app", "SessionArchival")  # lifecycle_app depends on this app
+    archived_by_a_client = Q(
+        status=SessionStatus.ARCHIVED, updated_at__gte=timezone.now() - DISTILL_ARCHIVED_WITHIN
+    ) & ~Q(Exists(session_archival.objects.filter(session_id=OuterRef("pk"))))
     return list(
-        AgentSession.objects.filter(status=SessionStatus.COMPLETED)
+        AgentSession.objects.filter(Q(status=SessionStatus.COMPLETED) | archived_by_a_client)
         .exclude(promotion_jobs__kind=JobKind.DISTILL)
         .order_by("updated_at")[:limit]
     )
@@ -249,13 +264,14 @@ def _apply_fact(entry: ProfileFactOutbox) -> None:
         if memory is not None:
             memory.deleted_at = timezone.now()
             memory.save(update_fields=["deleted_at"])
+            announce_deleted(memory)
         return
     if memory is not None and memory.content == entry.content:
         return
     embedder = get_embedder()
     vector = embedder.embed([entry.content])[0]
     if memory is None:
-        Memory.objects.create(
+        created = Memory.objects.create(
             tenant_id=entry.tenant_id,
             scope=Scope.USER,
             user_id=entry.user_id,
@@ -267,6 +283,7 @@ def _apply_fact(entry: ProfileFactOutbox) -> None:
             source_key=source_key,
             metadata={"profile_fact": entry.fact_key},
         )
+        announce_created([created])
         return
     previous = memory.content
     memory.content, memory.embedding = entry.content, vector
@@ -282,6 +299,7 @@ def _apply_fact(entry: ProfileFactOutbox) -> None:
         previous_content=previous,
         content=entry.content,
     )
+    announce_updated(memory)
 
 
 def apply_next_outbox_entry() -> bool:

@@ -9,6 +9,7 @@ one, the latest user message of the context) memories are ranked by similarity; 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ from memories_app.services import embed_texts
 from sessions_app.models import AgentSession
 
 _SPACE = re.compile(r"\s+")
+# A part whose best candidates repeat texts already recalled reads further, in growing pages, up to this many
+# candidates: enough for any limit the API takes, while a scope full of copies cannot hold the request for long.
+_MAX_CANDIDATES = 1000
 
 
 @dataclass(frozen=True)
@@ -56,47 +60,70 @@ def _key(text: str) -> str:
     return _SPACE.sub(" ", text.strip().lower())
 
 
+def _candidates(
+    *, session: AgentSession, scope: str, vector: list[float] | None, model_id: str, min_score: float
+) -> Callable[[int], list[ScoredMemory]]:
+    """The first k memories of a part, by similarity to `vector`, or newest first without one."""
+    if vector is None:
+        queryset = memories_for(session.tenant).filter(scope=scope)
+        if scope == Scope.SESSION:
+            queryset = queryset.filter(session=session)
+        elif scope == Scope.USER:
+            queryset = queryset.filter(user_id=session.user_id)
+        return lambda k: recent_memories(queryset, limit=k)
+    where = SearchScope(
+        scopes=frozenset({scope}),
+        user_id="" if scope == Scope.GLOBAL else session.user_id,
+        session=session if scope == Scope.SESSION else None,
+    )
+    return lambda k: search_memories(
+        tenant=session.tenant, vector=vector, model_id=model_id, where=where, k=k, min_score=min_score
+    )
+
+
+def _first_unseen(fetch: Callable[[int], list[ScoredMemory]], *, limit: int, seen: set[str]) -> list[ScoredMemory]:
+    """The first `limit` candidates, in `fetch`'s order, whose text is not in `seen`; their texts join `seen`
+    (only theirs: a candidate left out by the limit does not hide its text from the lower parts).
+
+    `fetch(k)` answers the first k candidates. When duplicates use up a page, the next, larger one is read
+    (its first rows, seen already, are skipped), until the limit is met, the candidates run out, or
+    _MAX_CANDIDATES were read.
+    """
+    kept: list[ScoredMemory] = []
+    considered: set[object] = set()
+    size = limit * 2
+    while True:
+        found = fetch(size)
+        for item in found:
+            if item.memory.pk in considered:
+                continue
+            considered.add(item.memory.pk)
+            key = _key(item.memory.content)
+            if key in seen:
+                continue
+            seen.add(key)
+            kept.append(item)
+            if len(kept) == limit:
+                return kept
+        if len(found) < size or size >= _MAX_CANDIDATES:
+            return kept
+        size = min(size * 4, _MAX_CANDIDATES)
+
+
 def recall(*, session: AgentSession, query: str, limits: RecallLimits, min_score: float) -> Recall:
     """The merged recall for a session (see the module docstring). Unavailable (503) if the embedder is down
     and there is something to rank."""
     messages = session_messages(session)
     context = messages[-limits.context :] if limits.context else []
     query = query or _last_user_message(messages)
-    tenant = session.tenant
     parts: dict[str, list[ScoredMemory]] = {}
     wanted = {Scope.SESSION: limits.session, Scope.USER: limits.user, Scope.GLOBAL: limits.global_}
     vector = embed_texts([query])[0] if query.strip() and any(wanted.values()) else None
     model_id = get_embedder().model_id
     seen = {_key(str(m.get("content", ""))) for m in context}
     for scope, limit in wanted.items():
-        if not limit:
-            parts[scope] = []
-            continue
-        # Ask for more than the limit so that dropping duplicates still fills it.
-        fetch = limit * 2
-        if vector is not None:
-            where = SearchScope(
-                scopes=frozenset({scope}),
-                user_id="" if scope == Scope.GLOBAL else session.user_id,
-                session=session if scope == Scope.SESSION else None,
-            )
-            found = search_memories(
-                tenant=tenant, vector=vector, model_id=model_id, where=where, k=fetch, min_score=min_score
-            )
-        else:
-            queryset = memories_for(tenant).filter(scope=scope)
-            if scope == Scope.SESSION:
-                queryset = queryset.filter(session=session)
-            elif scope == Scope.USER:
-                queryset = queryset.filter(user_id=session.user_id)
-            found = recent_memories(queryset, limit=fetch)
-        kept = []
-        for item in found:
-            key = _key(item.memory.content)
-            if key not in seen:
-                seen.add(key)
-                kept.append(item)
-        parts[scope] = kept[:limit]
+        candidates = _candidates(session=session, scope=scope, vector=vector, model_id=model_id, min_score=min_score)
+        parts[scope] = _first_unseen(candidates, limit=limit, seen=seen) if limit else []
     return Recall(
         query=query,
         context=context,

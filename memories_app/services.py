@@ -34,6 +34,7 @@ from memories_app.models import (
     UserProfile,
 )
 from memories_app.text import merge_texts
+from memory_admin.codec import canonical_json
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unavailable, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
@@ -148,15 +149,30 @@ def _owner(tenant: Tenant, item: NewMemory, *, prefix: str = "") -> _Owner:
     return _Owner(scope, clean_user_id(user_id, field=f"{prefix}user_id"), session)
 
 
-def _announce_created(tenant: Tenant, memories: Sequence[Memory]) -> None:
+def announce_created(memories: Sequence[Memory]) -> None:
+    """Tell the dashboard, once the transaction commits, of new memories (see memory_admin.live)."""
     messages = []
     for memory in memories:
-        groups = [tenant_group(tenant.pk)]
+        tenant = str(memory.tenant_id)
+        groups = [tenant_group(tenant)]
         if memory.session_id is not None:
             groups.append(session_group(memory.session_id))
-        message = {"type": "memory.created", "tenant": str(tenant.pk), "memory": str(memory.pk), "scope": memory.scope}
+        message = {"type": "memory.created", "tenant": tenant, "memory": str(memory.pk), "scope": memory.scope}
         messages.append((groups, message))
     publish_all_on_commit(messages)
+
+
+def announce_updated(memory: Memory) -> None:
+    tenant = str(memory.tenant_id)
+    publish_on_commit(
+        [tenant_group(tenant)],
+        {"type": "memory.updated", "tenant": tenant, "memory": str(memory.pk), "version": memory.version},
+    )
+
+
+def announce_deleted(memory: Memory) -> None:
+    tenant = str(memory.tenant_id)
+    publish_on_commit([tenant_group(tenant)], {"type": "memory.deleted", "tenant": tenant, "memory": str(memory.pk)})
 
 
 def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memory]:
@@ -212,7 +228,7 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
         with transaction.atomic():
             if not _copy_in(memories):
                 Memory.objects.bulk_create(memories)
-    _announce_created(tenant, memories)
+    announce_created(memories)
     return memories
 
 
@@ -298,10 +314,11 @@ def update_memory(
     `expected_versions` (from If-Match) makes the update conditional: when the memory changed since, the
     caller gets StaleVersion (412, with the current memory) unless it asked to merge, in which case the
     stored and the sent content are merged (by the chat model when configured, deterministically otherwise)
-    and the merge is recorded in the memory's history with both inputs. NotFound for another tenant's or a
-    deleted memory; Conflict for a memory that mirrors a profile fact (it changes with the fact);
-    ValidationFailed for bad content or metadata; Unavailable when the embedder (or the chat model asked to
-    merge) is down, Unprocessable when the embedder refuses the new content; nothing is changed then.
+    and the merge is recorded in the memory's history with both inputs; metadata is not merged, so a stale
+    update that would change it is a 412 even then. NotFound for another tenant's or a deleted memory;
+    Conflict for a memory that mirrors a profile fact (it changes with the fact); ValidationFailed for bad
+    content or metadata; Unavailable when the embedder (or the chat model asked to merge) is down,
+    Unprocessable when the embedder refuses the new content; nothing is changed then.
     """
     if content is None and metadata is None:
         raise _invalid("content", "Send content, metadata, or both.")
@@ -312,7 +329,9 @@ def update_memory(
     memory = _locked_memory(tenant, memory_id)
     _refuse_profile_owned(memory)
     stale = expected_versions is not None and memory.version not in expected_versions
-    if stale and not (merge_on_conflict and content is not None):
+    # Only texts are merged: metadata sent on a stale version would replace what the other writer set.
+    changes_metadata = metadata is not None and canonical_json(metadata) != canonical_json(memory.metadata)
+    if stale and not (merge_on_conflict and content is not None and not changes_metadata):
         raise StaleVersion(memory)
     previous = memory.content
     kind, inputs = RevisionKind.UPDATE, {}
@@ -351,10 +370,7 @@ def update_memory(
             content=memory.content,
             inputs=inputs,
         )
-    publish_on_commit(
-        [tenant_group(tenant.pk)],
-        {"type": "memory.updated", "tenant": str(tenant.pk), "memory": str(memory.pk), "version": memory.version},
-    )
+    announce_updated(memory)
     return UpdateOutcome(memory, kind == RevisionKind.MERGE)
 
 
@@ -371,9 +387,7 @@ def delete_memory(*, tenant: Tenant, memory_id: uuid.UUID | str, expected_versio
         raise StaleVersion(memory)
     memory.deleted_at = timezone.now()
     memory.save(update_fields=["deleted_at"])
-    publish_on_commit(
-        [tenant_group(tenant.pk)], {"type": "memory.deleted", "tenant": str(tenant.pk), "memory": str(memory.pk)}
-    )
+    announce_deleted(memory)
 
 
 def hide_owner(*, tenant: Tenant, user_id: str) -> None:

@@ -37,7 +37,8 @@ def resume_promotions() -> None:
 
 @shared_task(name="memories_app.tasks.distill_completed_sessions", ignore_result=True)
 def distill_completed_sessions() -> None:
-    """Queue a distillation for every completed session that has none (at most once per session)."""
+    """Queue a distillation for every completed (or lately archived) session that has none (at most once per
+    session; see `background.sessions_to_distill`)."""
     for session in background.sessions_to_distill():
         request_distillation(session=session)
 

@@ -99,7 +99,10 @@ class MemoryUpdateSerializer(StrictSerializer):
     on_conflict = serializers.ChoiceField(
         choices=[("fail", "fail"), ("merge", "merge")],
         default="fail",
-        help_text="With a stale If-Match: `fail` answers 412 with the current memory; `merge` merges the texts.",
+        help_text=(
+            "With a stale If-Match: `fail` answers 412 with the current memory; `merge` merges the texts "
+            "(metadata is not merged: a stale update that changes it is a 412 all the same)."
+        ),
     )
 
 

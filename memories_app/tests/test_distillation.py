@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
+from lifecycle_app.archival import claim_inactive_sessions
 from memories_app import background
 from memories_app.models import Memory, PromotionJob
 from memories_app.tasks import distill_completed_sessions
 from memories_app.tests.conftest import create, make_session
 from memories_app.text import extractive_summary
-from sessions_app.models import SessionStatus
+from sessions_app.models import AgentSession, SessionStatus
 
 
 def _completed_session(world):
@@ -59,6 +64,45 @@ def test_distillation_uses_the_language_model_when_configured(world, fake_openai
 def test_an_active_session_is_not_distilled(world):
     make_session(world, session_id="s-active")
 
+    distill_completed_sessions()
+
+    assert not PromotionJob.objects.exists()
+
+
+def test_a_session_completed_and_archived_before_the_sweep_ran_is_distilled(world, django_capture_on_commit_callbacks):
+    session = make_session(world, user_id="alice", session_id="s-1")
+    create(world.acme.client, scope="session", session_id="s-1", content="Alice is allergic to peanuts.")
+    for status in (SessionStatus.COMPLETED, SessionStatus.ARCHIVED):
+        response = world.acme.client.patch("/api/v1/sessions/s-1", {"status": status}, format="json")
+        assert response.status_code == 200, response.json()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        distill_completed_sessions()
+        distill_completed_sessions()
+
+    job = PromotionJob.objects.get(kind="distill", session=session)
+    background.run_promotion(job.pk)
+    distilled = Memory.objects.filter(scope="user", user_id="alice", source="distillation")
+    assert list(distilled.values_list("content", flat=True)) == ["Alice is allergic to peanuts."]
+
+
+def test_a_session_archived_long_ago_is_not_distilled(world):
+    session = make_session(world, session_id="s-old")
+    AgentSession.objects.filter(pk=session.pk).update(
+        status=SessionStatus.ARCHIVED,
+        updated_at=timezone.now() - background.DISTILL_ARCHIVED_WITHIN - timedelta(hours=1),
+    )
+
+    distill_completed_sessions()
+
+    assert not PromotionJob.objects.exists()
+
+
+def test_a_session_the_lifecycle_archived_for_want_of_use_is_not_distilled(world):
+    session = make_session(world, session_id="s-idle")
+    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now() - timedelta(days=100))
+
+    assert claim_inactive_sessions(world.acme.tenant.pk, cutoff=timezone.now(), limit=10) == [session.pk]
     distill_completed_sessions()
 
     assert not PromotionJob.objects.exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from memories_app import background
+from memories_app.models import Memory
 from memories_app.tests.conftest import make_session
 from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group, tenant_group
@@ -54,3 +56,25 @@ def test_a_refused_batch_announces_nothing(world):
 
     assert response.status_code == 400
     assert drain(feed, 1, timeout=1) == []
+
+
+def test_a_profile_fact_announces_the_memory_it_creates_updates_and_removes(world):
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+
+    def change_fact(value):
+        response = world.acme.client.patch("/api/v1/users/alice/profile", {"facts": {"city": value}}, format="json")
+        assert response.status_code == 200, response.json()
+        assert [m["type"] for m in drain(feed, 1)] == ["profile.updated"]
+        while background.apply_next_outbox_entry():
+            pass
+        return [(m["type"], m["memory"]) for m in drain(feed, 2, timeout=1)]
+
+    created = change_fact("Lives in Oslo")
+    memory = Memory.objects.get(user_id="alice", source="profile")
+    updated = change_fact("Lives in Bergen")
+    deleted = change_fact(None)
+
+    assert created == [("memory.created", str(memory.pk))]
+    assert updated == [("memory.updated", str(memory.pk))]
+    assert deleted == [("memory.deleted", str(memory.pk))]

@@ -71,6 +71,49 @@ def test_update_with_stale_if_match_and_merge_combines_both_texts_deterministica
     assert merge.inputs["method"] == "deterministic" and merge.inputs["incoming_based_on"] == [1]
 
 
+def test_update_with_stale_if_match_and_merge_that_changes_metadata_returns_412_and_keeps_the_other_writers(world):
+    memory = create(
+        world.acme.client, scope="user", user_id="alice", content="Lives in Paris.", metadata={"topic": "home"}
+    ).json()
+    other = {"metadata": {"topic": "home", "verified": True}}
+    assert world.acme.client.patch(f"/api/v1/memories/{memory['id']}", other, format="json").status_code == 200
+
+    response = world.acme.client.patch(
+        f"/api/v1/memories/{memory['id']}",
+        {"content": "Works in Lyon.", "metadata": {"topic": "home", "source": "chat"}, "on_conflict": "merge"},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+
+    assert response.status_code == 412, response.json()
+    stored = Memory.objects.get(pk=memory["id"])
+    assert (stored.content, stored.metadata, stored.version) == (
+        "Lives in Paris.",
+        {"topic": "home", "verified": True},
+        2,
+    )
+
+
+def test_update_with_stale_if_match_and_merge_that_resends_the_current_metadata_merges_the_texts(world):
+    memory = create(
+        world.acme.client, scope="user", user_id="alice", content="Lives in Paris.", metadata={"topic": "home"}
+    ).json()
+    world.acme.client.patch(
+        f"/api/v1/memories/{memory['id']}", {"content": "Lives in Paris. Has a cat."}, format="json"
+    )
+
+    response = world.acme.client.patch(
+        f"/api/v1/memories/{memory['id']}",
+        {"content": "Lives in Paris. Cycles.", "metadata": {"topic": "home"}, "on_conflict": "merge"},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response["Memory-Merged"] == "true"
+    assert response.json()["metadata"] == {"topic": "home"}
+
+
 def test_merge_uses_the_language_model_when_one_is_configured(world, fake_openai):
     memory = _memory(world)
     world.acme.client.patch(f"/api/v1/memories/{memory['id']}", {"content": "Alice lives in Bergen."}, format="json")

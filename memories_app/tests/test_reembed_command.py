@@ -63,6 +63,30 @@ def test_reembed_when_the_embedder_is_down_stops_with_a_clear_error_and_changes_
     assert Memory.objects.get().embedding_model == "hashing-384"
 
 
+def test_reembed_skips_and_reports_the_memories_the_new_embedder_refuses_and_moves_the_rest(
+    transactional_db, world, fake_openai
+):
+    texts = ["Alice likes tea.", "REFUSED Alice wrote a novel.", "Alice likes coffee.", "Bob likes juice."]
+    with override_settings(EMBEDDING_PROVIDER="hashing"):
+        reset_embedder()
+        ids = {
+            text: create(world.acme.client, scope="user", user_id="alice", content=text).json()["id"] for text in texts
+        }
+    reset_embedder()
+    fake_openai.refuse_text = "REFUSED"
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(CommandError, match="1 of 4 memories were refused") as refusal:
+        call_command("reembed", "--batch-size", "2", stdout=out, stderr=err)
+
+    models = dict(Memory.objects.values_list("content", "embedding_model"))
+    assert models.pop("REFUSED Alice wrote a novel.") == "hashing-384"
+    assert set(models.values()) == {get_embedder().model_id}
+    assert ids["REFUSED Alice wrote a novel."] in str(refusal.value)
+    assert ids["REFUSED Alice wrote a novel."] in err.getvalue()
+    assert "re-embedded 3/4" in out.getvalue()
+
+
 def test_reembed_moves_store_items_to_the_new_embedder_so_store_search_ranks_them_again(world):
     # Store items kept the old model's vectors: a store search no longer ranked them, for good.
     def batch(*ops):
