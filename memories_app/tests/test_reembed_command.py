@@ -87,6 +87,33 @@ def test_reembed_skips_and_reports_the_memories_the_new_embedder_refuses_and_mov
     assert "re-embedded 3/4" in out.getvalue()
 
 
+def test_reembed_skips_and_reports_the_store_items_the_new_embedder_refuses_and_moves_the_rest(
+    transactional_db, world, fake_openai
+):
+    texts = {"a": "tea notes", "b": "REFUSED novel draft", "c": "coffee notes", "d": "juice notes"}
+    with override_settings(EMBEDDING_PROVIDER="hashing"):
+        reset_embedder()
+        ops = [
+            {"op": "put", "namespace": ["docs"], "key": key, "value": {"text": text}, "index": ["text"]}
+            for key, text in texts.items()
+        ]
+        response = world.acme.client.post("/api/v1/langgraph/store/batch", {"ops": ops}, format="json")
+        assert response.status_code == 200, response.json()
+    reset_embedder()
+    fake_openai.refuse_text = "REFUSED"
+    out, err = StringIO(), StringIO()
+
+    with pytest.raises(CommandError, match="1 LangGraph store items were refused") as refusal:
+        call_command("reembed", "--batch-size", "2", stdout=out, stderr=err)
+
+    models = dict(StoreItem.objects.values_list("key", "embedding_model"))
+    assert models.pop("b") == "hashing-384"
+    assert set(models.values()) == {get_embedder().model_id}
+    refused_pk = str(StoreItem.objects.get(key="b").pk)
+    assert refused_pk in str(refusal.value) and refused_pk in err.getvalue()
+    assert "re-embedded 4/4 store items" in out.getvalue()
+
+
 def test_reembed_moves_store_items_to_the_new_embedder_so_store_search_ranks_them_again(world):
     # Store items kept the old model's vectors: a store search no longer ranked them, for good.
     def batch(*ops):

@@ -7,8 +7,8 @@ finishes, search does not find the memories and store items still on the old mod
 again from the index paths it was put with (items stored before the service recorded them are counted, and
 ranked again once put again). At the end it makes sure the HNSW index for the new dimension exists.
 
-A memory the new embedder refuses for good (a text over its model's length) is reported by id and skipped: the
-command goes on, and then exits with an error counting the refused memories (they keep their old vectors).
+A memory or store item the new embedder refuses for good (a text over its model's length) is reported by id and
+skipped: the command goes on, and then exits with an error counting what was refused (it keeps its old vector).
 """
 
 from __future__ import annotations
@@ -57,16 +57,24 @@ class Command(BaseCommand):
             done += len(embedded)
             self.stdout.write(f"re-embedded {done}/{total}")
             batch = list(stale.filter(pk__gt=batch[-1].pk)[:batch_size])
-        self._store_items(embedder, batch_size)
+        refused_items = self._store_items(embedder, batch_size)
         if ensure_index(embedder.dimensions):
             self.stdout.write(f"HNSW index for {embedder.dimensions} dimensions is in place")
         else:
             self.stdout.write(f"{embedder.dimensions} dimensions is above HNSW's limit: global search scans exactly")
+        problems = []
         if refused:
-            raise CommandError(
+            problems.append(
                 f"{len(refused)} of {total} memories were refused by the embedder and keep their old vectors (search "
-                f"does not find them): {', '.join(refused)}. Shorten or delete them, then run the command again."
+                f"does not find them): {', '.join(refused)}."
             )
+        if refused_items:
+            problems.append(
+                f"{len(refused_items)} LangGraph store items were refused by the embedder and keep their old vectors: "
+                f"{', '.join(refused_items)}."
+            )
+        if problems:
+            raise CommandError(" ".join([*problems, "Shorten or delete them, then run the command again."]))
 
     def _one_by_one(self, embedder: Embedder, batch: list[Memory], refused: list[str]) -> list[tuple[Memory, Any]]:
         """The batch embedded text by text, once the embedder refused it whole: the memories it refuses on their
@@ -82,18 +90,32 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc} Run the command again to continue.") from exc
         return embedded
 
-    def _store_items(self, embedder: Embedder, batch_size: int) -> None:
-        stale = store.items_to_reembed(embedder.model_id)
+    def _store_items(self, embedder: Embedder, batch_size: int) -> list[str]:
+        """Re-embed the stale store items; returns the ids of those the embedder refused (reported, skipped)."""
+        stale = store.items_to_reembed(embedder.model_id).only("pk", "value", "index_paths", "updated_at")
         total = stale.count()
         self.stdout.write(f"{total} LangGraph store items to re-embed with {embedder.model_id}")
         done = 0
-        while batch := list(stale.only("pk", "value", "index_paths", "updated_at")[:batch_size]):
+        refused: list[str] = []
+        batch = list(stale[:batch_size])
+        while batch:
             try:
                 store.reembed_items(batch, embedder=embedder)
+            except EmbedderRefused:
+                for item in batch:  # the refused ones, text by text; the others go on
+                    try:
+                        store.reembed_items([item], embedder=embedder)
+                    except EmbedderRefused as exc:
+                        refused.append(str(item.pk))
+                        self.stderr.write(f"store item {item.pk} refused by the embedder, left as it was: {exc}")
+                    except EmbedderUnavailable as exc:
+                        raise CommandError(f"{exc} Run the command again to continue.") from exc
             except EmbedderUnavailable as exc:
                 raise CommandError(f"{exc} {done} of {total} store items done; run the command again.") from exc
             done += len(batch)
             self.stdout.write(f"re-embedded {done}/{total} store items")
+            # Onwards from the last key: a refused item is still stale, and must not come back.
+            batch = list(stale.filter(pk__gt=batch[-1].pk)[:batch_size])
         unknown = (
             StoreItem.objects.filter(embedding__isnull=False, index_paths__isnull=True)
             .exclude(embedding_model=embedder.model_id)
@@ -104,3 +126,4 @@ class Command(BaseCommand):
                 f"{unknown} store items were indexed before their index paths were recorded: "
                 "they are ranked again once put again"
             )
+        return refused
