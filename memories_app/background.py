@@ -142,6 +142,7 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
             source=source,
             metadata={"promoted_from_session": session.session_id},
         )
+        announce_created([memory])
         return PromotionOutcome(str(memory.pk), created=True)
     memory = Memory.objects.select_for_update().get(pk=nearest[0].memory.pk)
     if memory.content == text or memory.source == Source.PROFILE:
@@ -160,6 +161,7 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
         content=text,
         inputs={"session": session.session_id, "score": round(nearest[0].score, 4)},
     )
+    announce_updated(memory)
     return PromotionOutcome(str(memory.pk), created=False)
 
 

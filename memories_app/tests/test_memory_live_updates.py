@@ -78,3 +78,24 @@ def test_a_profile_fact_announces_the_memory_it_creates_updates_and_removes(worl
     assert created == [("memory.created", str(memory.pk))]
     assert updated == [("memory.updated", str(memory.pk))]
     assert deleted == [("memory.deleted", str(memory.pk))]
+
+
+def test_a_promotion_announces_the_user_memories_it_creates_and_updates(world, django_capture_on_commit_callbacks):
+    make_session(world, user_id="alice", session_id="s-1")
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+
+    def promote(text):
+        with django_capture_on_commit_callbacks(execute=False):
+            response = world.acme.client.post("/api/v1/sessions/s-1/promote", {"texts": [text]}, format="json")
+        assert response.status_code == 202, response.json()
+        with django_capture_on_commit_callbacks(execute=True):
+            background.run_promotion(response.json()["id"])
+        return [(m["type"], m["memory"]) for m in drain(feed, 2, timeout=1) if m["type"].startswith("memory.")]
+
+    created = promote("Alice's dog is called Rex.")
+    memory = Memory.objects.get(scope="user", user_id="alice")
+    updated = promote("Alice's dog is called Rex!")
+
+    assert created == [("memory.created", str(memory.pk))]
+    assert updated == [("memory.updated", str(memory.pk))]
