@@ -168,7 +168,13 @@ def build_storage(backend: str, options: str, root: Path) -> ArchiveStorage:
         storage_class = import_string(backend)
     except ImportError as exc:
         raise ImproperlyConfigured(f"ARCHIVE_STORAGE_BACKEND={backend!r} cannot be imported: {exc}") from None
-    return DjangoStorageArchive(storage_class(**kwargs))
+    try:
+        storage = storage_class(**kwargs)
+    except TypeError as exc:  # an option the class does not take; the message names it, never a value
+        raise ImproperlyConfigured(
+            f"ARCHIVE_STORAGE_OPTIONS do not fit ARCHIVE_STORAGE_BACKEND={backend!r}: {exc}"
+        ) from None
+    return DjangoStorageArchive(storage)
 
 
 @cache

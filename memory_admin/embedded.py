@@ -153,6 +153,13 @@ def _remove_stale(pid_file: Path, pid: int) -> None:
         pid_file.unlink()
 
 
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def _read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -246,12 +253,19 @@ class EmbeddedPostgres:
         log = self.log_file.open("ab")
         self._chown(self.log_file)
         with log:
-            self._run_as_server_user(
-                [str(self.bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-o", " ".join(options), "start"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                self._run_as_server_user(
+                    [str(self.bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-o", " ".join(options), "start"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except subprocess.CalledProcessError:
+                # pg_ctl says only that it failed; the server's reason is at the end of its log.
+                raise EmbeddedServiceError(
+                    f"PostgreSQL refused to start on {self.data_dir}; the end of {self.log_file}:\n"
+                    + _tail(self.log_file)
+                ) from None
         wait_until(self.is_running, timeout=timeout, what=f"PostgreSQL on port {port} (log: {self.log_file})")
         self._wait_accepting(timeout=timeout)
         self._ensure_database()
@@ -321,24 +335,38 @@ class EmbeddedPostgres:
             self.psql(f'create database "{DATABASE_NAME}"')
 
     def _initdb(self) -> None:
+        """Initialise the data directory, whole or not at all: initdb writes into a directory of its own, which
+        becomes the data directory once it has finished. One that an initdb killed midway (a power cut, the OOM
+        killer, a second Ctrl-C) left behind is removed and made again; a half-made data directory would never
+        start, and never be made again either."""
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._chown(self.data_dir)
-        self.data_dir.chmod(0o700)
-        self._run_as_server_user(
-            [
-                str(self.bin_dir() / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ],
-            capture_output=True,
-        )
+        making = self.root / "data.initdb"
+        shutil.rmtree(making, ignore_errors=True)
+        making.mkdir(parents=True)
+        self._chown(making)
+        making.chmod(0o700)
+        try:
+            self._run_as_server_user(
+                [
+                    str(self.bin_dir() / "initdb"),
+                    "-D",
+                    str(making),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+            )
+        except subprocess.CalledProcessError as error:
+            raise EmbeddedServiceError(f"initdb failed (exit {error.returncode}): {error.stderr.strip()}") from None
+        # An empty data directory (made by an older version before its initdb) gives way.
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.data_dir.rmdir()
+        making.rename(self.data_dir)
 
     def _server_user(self) -> tuple[int, int] | None:
         if os.geteuid() != 0:

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -131,21 +131,28 @@ def _port(name: str, parts: SplitResult, *, default: int) -> int:
 
 
 def parse_database_url(name: str, value: str) -> DatabaseUrl:
-    """Parse `postgres://user:password@host:port/dbname?sslmode=require` into its parts."""
+    """Parse `postgres://user:password@host:port/dbname?sslmode=require` into its parts.
+
+    As libpq does, `host`, `port`, `user`, `password` and `dbname` may come in the query instead
+    (`postgres:///memory?host=/var/run/postgresql`, a Unix socket's directory); there they win.
+    """
     parts = urlsplit(value)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise ImproperlyConfigured(f"{name} must be a postgres:// URL, got scheme {parts.scheme!r}")
-    database = unquote(parts.path.lstrip("/"))
+    options = dict(parse_qsl(parts.query))
+    database = options.pop("dbname", "") or unquote(parts.path.lstrip("/"))
     if not database:
         raise ImproperlyConfigured(f"{name} names no database (postgres://user@host:port/DBNAME)")
     port = _port(name, parts, default=5432)
+    if "port" in options:
+        port = _port(name, urlsplit(f"//localhost:{options.pop('port')}"), default=5432)
     return DatabaseUrl(
-        host=unquote(parts.hostname or "localhost"),
+        host=options.pop("host", "") or unquote(parts.hostname or "localhost"),
         port=port,
         name=database,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        options=dict(parse_qsl(parts.query)),
+        user=options.pop("user", "") or unquote(parts.username or "postgres"),
+        password=options.pop("password", "") or unquote(parts.password or ""),
+        options=options,
     )
 
 
@@ -163,6 +170,17 @@ def check_redis_url(name: str, value: str) -> str:
     if database and not (database.isascii() and database.isdigit()):
         raise ImproperlyConfigured(f"{name} has database {database!r}; Redis databases are numbers (/0)")
     return value
+
+
+def kombu_broker_url(url: str) -> str:
+    """The Celery broker URL for a checked Redis URL: kombu names a Unix socket `redis+socket://` (it has no
+    `unix` transport) and its database `virtual_host`, where redis-py says `unix://` and `db`."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    query = urlencode([("virtual_host" if key == "db" else key, value) for key, value in parse_qsl(parts.query)])
+    # Not urlunsplit: it drops the `//` of an empty host, and kombu then reads no transport at all.
+    return f"redis+socket://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def check_json_object(name: str, value: str) -> str:

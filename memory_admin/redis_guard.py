@@ -187,14 +187,12 @@ def queue_task(task: Any, *args: Any) -> bool:
     a PING (tasks queued this way are rare: a snapshot per hundred events, a promotion job), or nothing at all
     while its breaker is open.
     """
-    from kombu.exceptions import OperationalError
-
-    probe = _broker_client(str(settings.CELERY_BROKER_URL))
     try:
+        probe = _broker_client(str(settings.CELERY_BROKER_URL))
         if probe is not None:
             probe.ping()
         task.apply_async(args=args, retry=False)
-    except (redis.RedisError, OperationalError) as exc:
+    except Exception as exc:  # whatever the broker or kombu raise: the caller's committed work must not fail
         logger.warning("task_not_queued", task=task.name, reason=type(exc).__name__)
         return False
     return True

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -61,6 +62,11 @@ def _int_setting(name: str, default: int, *, minimum: int, maximum: int, what: s
     if not minimum <= value <= maximum:
         raise StartupError(f"{name}={value} is not {what}")
     return value
+
+
+def _count_setting(name: str, default: int) -> int:
+    """WEB_WORKERS, WEB_THREADS: checked before anything starts, read again by web_argv (empty: the default)."""
+    return _int_setting(name, default, minimum=1, maximum=1024, what="a positive whole number")
 
 
 def _secret_file(profile_dir: Path) -> Path:
@@ -193,7 +199,7 @@ def _run() -> int:
         "WEBSOCKET_PORT", port + 1 if port < 65535 else port - 1, minimum=1, maximum=65535, what="a port number"
     )
     for name in ("WEB_WORKERS", "WEB_THREADS"):
-        _int_setting(name, 1, minimum=1, maximum=1024, what="a positive whole number")
+        _count_setting(name, 1)
     # A server bound to every interface is reached locally through loopback.
     display_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     with exclusive(profile_dir / "lock") as acquired:
@@ -216,6 +222,10 @@ def _run() -> int:
 
         def on_signal(signum: int, frame: object) -> None:
             nonlocal stopping
+            # Once stopping, a second Ctrl-C (or `kill`) must not cut the cleanup short: raised inside it, it
+            # left Postgres and Redis running and the state file behind.
+            if stopping:
+                return
             stopping = True
             raise KeyboardInterrupt
 
@@ -237,6 +247,7 @@ def _run() -> int:
         except (EmbeddedServiceError, OSError) as error:
             _say(f"could not start: {error}; stopping what was started")
         finally:
+            stopping = True
             supervisor.stop()
             EmbeddedStack(profile_dir).stop()
             (profile_dir / "state.json").unlink(missing_ok=True)
@@ -247,8 +258,9 @@ def _run() -> int:
 def _serve(supervisor: Supervisor, profile_dir: Path, host: str, display_host: str, port: int, ws_port: int) -> int:
     env = service_environment("run")
     env.setdefault("LOG_FORMAT", "console")
-    env.setdefault("ALLOWED_HOSTS", ",".join(dict.fromkeys([display_host, host, "localhost", "127.0.0.1"])))
-    env.setdefault("WEBSOCKET_URL", f"ws://{display_host}:{ws_port}")
+    if "ALLOWED_HOSTS" not in env:
+        env["ALLOWED_HOSTS"] = allowed_hosts(host, display_host)
+    env.setdefault("WEBSOCKET_URL", f"ws://{url_host(display_host)}:{ws_port}")
     # Counters of every web and worker process, summed at scrape time (memory_admin.metrics).
     # prometheus_client's multiprocess mode wants the directory emptied before the processes start.
     metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(profile_dir / "prometheus")))
@@ -276,11 +288,31 @@ def _serve(supervisor: Supervisor, profile_dir: Path, host: str, display_host: s
         ],
         env,
     )
-    url = f"http://{display_host}:{port}/"
+    url = f"http://{url_host(display_host)}:{port}/"
     supervisor.record(url=url)
     _wait_for_http(display_host, port)
     _print_banner(url, profile_dir / "demo-credentials.json")
     return supervisor.wait()
+
+
+def url_host(host: str) -> str:
+    """`host` as a URL and a Host header name it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def allowed_hosts(host: str, display_host: str) -> str:
+    """ALLOWED_HOSTS for `make run` when none is set: the names it is reached by on this machine.
+
+    Bound to every interface (HOST=0.0.0.0 or ::), other machines reach it by names and addresses it cannot know
+    for sure (a NAT, a DNS name, a proxy), and guessing would let a forged Host through: it says so instead.
+    """
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        _say(
+            f"HOST={host} listens on every interface, but only requests for localhost are answered: set "
+            "ALLOWED_HOSTS to the names and addresses other machines use (ALLOWED_HOSTS=memory.example.com,192.0.2.10)"
+        )
+    names = [url_host(name) for name in (display_host, host) if name not in ("0.0.0.0", "::")]  # noqa: S104
+    return ",".join(dict.fromkeys([*names, "localhost", "127.0.0.1", "[::1]"]))
 
 
 # One worker process per core and one more, two threads each (measured on this 2-core machine with bench/:
@@ -304,9 +336,9 @@ def web_argv(host: str, port: int, *, workers: int | None = None, threads: int |
         "--port",
         str(port),
         "--workers",
-        str(workers or int(os.environ.get("WEB_WORKERS", DEFAULT_WEB_WORKERS))),
+        str(workers or _count_setting("WEB_WORKERS", DEFAULT_WEB_WORKERS)),
         "--blocking-threads",
-        str(threads or int(os.environ.get("WEB_THREADS", DEFAULT_WEB_THREADS))),
+        str(threads or _count_setting("WEB_THREADS", DEFAULT_WEB_THREADS)),
         "--runtime-mode",
         "st",
         # HTTP/1.1 only: no HTTP/2 detection on every connection (clients speak HTTP/1.1 to the service; a
@@ -350,7 +382,10 @@ def _print_banner(url: str, credentials_file: Path) -> None:
         f"  Dashboard:  {url}",
         f"  API docs:   {url}api/docs/",
         "  Staff logins (username / password):",
-        *[f"    {role:<11} {login['username']} / {login['password']}" for role, login in credentials["staff"].items()],
+        *[
+            f"    {role:<11} {login['username']} / {_shown_password(login)}"
+            for role, login in credentials["staff"].items()
+        ],
         f"  Demo agent API key (tenant '{credentials['tenant']}'):",
         f"    {credentials['api_key']}",
         f"  Try: curl -H 'Authorization: Bearer {credentials['api_key']}' {url}api/v1/whoami",
@@ -358,6 +393,12 @@ def _print_banner(url: str, credentials_file: Path) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _shown_password(login: dict[str, object]) -> str:
+    if login.get("changed"):
+        return f"(changed since; `manage.py changepassword {login['username']}` sets another)"
+    return str(login["password"])
 
 
 def stop(profile: str, *, timeout: float = 60) -> int:
@@ -474,7 +515,7 @@ def print_env(profile: str) -> int:
     env = service_environment(profile)
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
         if env.get(name):
-            print(f"export {name}={env[name]}")
+            print(f"export {name}={shlex.quote(env[name])}")
     return 0
 
 

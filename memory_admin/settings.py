@@ -21,6 +21,7 @@ from memory_admin.env import (
     env_list,
     env_secret,
     env_str,
+    kombu_broker_url,
     parse_database_url,
 )
 from memory_admin.redis_guard import pool_options as redis_pool_options
@@ -91,7 +92,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "memory_admin.metrics.HttpMetricsMiddleware",
 ]
 # The chain of /api/v1/ requests under the WSGI server (memory_admin/api/handler.py): the API authenticates by
 # key, so sessions, CSRF, auth, messages, static files and frame options would do nothing for it.
@@ -100,7 +101,7 @@ API_MIDDLEWARE = [
     "memory_admin.observability.RequestIdMiddleware",
     "memory_admin.api.middleware.ApiRequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "memory_admin.metrics.HttpMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "memory_admin.urls"
@@ -211,7 +212,7 @@ CHANNEL_LAYERS = {
 }
 
 # --- Celery (background work; durable state lives in Postgres rows, the broker is only a doorbell) -----
-CELERY_BROKER_URL = check_redis_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL", REDIS_URL))
+CELERY_BROKER_URL = kombu_broker_url(check_redis_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL", REDIS_URL)))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

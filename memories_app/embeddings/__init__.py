@@ -21,7 +21,15 @@ from memories_app.embeddings import hashing, local, openai_provider
 from memories_app.embeddings.base import Embedder, EmbedderRefused, EmbedderUnavailable, vector_problem
 from memories_app.metrics import EMBEDDING_REQUESTS, EMBEDDING_SECONDS, EMBEDDING_TEXTS
 
-__all__ = ["Embedder", "EmbedderRefused", "EmbedderUnavailable", "active_provider", "get_embedder", "reset_embedder"]
+__all__ = [
+    "Embedder",
+    "EmbedderRefused",
+    "EmbedderUnavailable",
+    "active_provider",
+    "check_configuration",
+    "get_embedder",
+    "reset_embedder",
+]
 
 
 def active_provider() -> str:
@@ -107,7 +115,10 @@ def _make(
         )
     if provider == "local":
         if dimensions and dimensions != local.NATIVE_DIMENSIONS:
-            raise ImproperlyConfigured(f"the local model makes {local.NATIVE_DIMENSIONS}-dimension vectors")
+            raise ImproperlyConfigured(
+                f"EMBEDDING_DIMENSIONS={dimensions}: the local model makes {local.NATIVE_DIMENSIONS}-dimension "
+                f"vectors (set 0 or {local.NATIVE_DIMENSIONS})"
+            )
         return local.LocalEmbedder()
     return hashing.HashingEmbedder(dimensions or hashing.NATIVE_DIMENSIONS)
 
@@ -123,6 +134,14 @@ def get_embedder() -> Embedder:
         settings.OPENAI_TIMEOUT_SECONDS,
         settings.OPENAI_MAX_RETRIES,
     )
+
+
+def check_configuration() -> None:
+    """Build the configured embedder at start-up (memory_admin's AppConfig.ready): a combination it refuses
+    (EMBEDDING_PROVIDER=openai without a key, the local model with another dimension) stops the process with
+    its message, instead of passing /readyz and failing every memory write with a 500. Nothing is asked of
+    the provider: the OpenAI client connects and the local model loads on first use."""
+    get_embedder()
 
 
 def reset_embedder() -> None:

@@ -15,24 +15,38 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from memory_admin.health import readiness
+from memory_admin.metrics import exposition, scrape_allowed
 
 API_PREFIX = "/api/v1/"
 # Liveness and readiness (memory_admin.views.healthz and readyz, the same answers), given before Django: a
 # probe from the host or the orchestrator (Host: 127.0.0.1, a pod's IP) need not be among ALLOWED_HOSTS, and
 # it needs nothing Django's middleware does.
-_ALIVE = b'{"status": "ok"}'
-_PROBE_HEADERS = [
-    ("Content-Type", "application/json"),
-    ("Cache-Control", "max-age=0, no-cache, no-store, must-revalidate, private"),
-    ("X-Content-Type-Options", "nosniff"),
+ALIVE = b'{"status": "ok"}'
+# Also the ASGI application's (memory_admin.asgi), which answers the same probes the same way.
+PROBE_HEADERS = [
+    (b"cache-control", b"max-age=0, no-cache, no-store, must-revalidate, private"),
+    (b"x-content-type-options", b"nosniff"),
 ]
-_REASONS = {200: "200 OK", 503: "503 Service Unavailable"}
+READINESS_STATUSES = {200: "200 OK", 503: "503 Service Unavailable"}
 
 
-def _probe_answer(environ: dict[str, Any], start_response: Callable[..., Any], status: str, body: bytes) -> list[bytes]:
-    start_response(status, [*_PROBE_HEADERS, ("Content-Length", str(len(body)))])
+def _probe_answer(
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    status: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+) -> list[bytes]:
+    headers = [
+        ("Content-Type", content_type),
+        *((name.decode(), value.decode()) for name, value in PROBE_HEADERS),
+        ("Content-Length", str(len(body))),
+    ]
+    start_response(status, headers)
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
@@ -57,9 +71,18 @@ class SplitWSGIHandler:
         path = environ.get("PATH_INFO")
         if path in ("/healthz", "/readyz") and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             if path == "/healthz":
-                return _probe_answer(environ, start_response, "200 OK", _ALIVE)
+                return _probe_answer(environ, start_response, "200 OK", ALIVE)
             status, body = readiness()
-            return _probe_answer(environ, start_response, _REASONS[status], json.dumps(body).encode())
+            return _probe_answer(environ, start_response, READINESS_STATUSES[status], json.dumps(body).encode())
+        # A scrape with the token, or from loopback, is answered before Django too: Prometheus asks by a pod's IP
+        # or a compose service's name, which ALLOWED_HOSTS does not list. Anything else (an admin's session, a
+        # refusal) is Django's, as before.
+        if (
+            path == "/metrics"
+            and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+            and scrape_allowed(environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR", ""))
+        ):
+            return _probe_answer(environ, start_response, "200 OK", exposition(), content_type=CONTENT_TYPE_LATEST)
         if environ.get("PATH_INFO", "").startswith(API_PREFIX):
             buffer_chunked_body(environ)
             return self.api(environ, start_response)

@@ -55,3 +55,29 @@ def test_seeding_fills_the_demo_tenant_with_sessions_events_and_journal_entries(
     assert sessions.count() == 3
     assert all(session.head_version >= 5 for session in sessions)
     assert Operation.objects.filter(session__in=sessions, status="pending").count() == 3
+
+
+def test_seeding_again_keeps_a_staff_password_changed_since_and_says_it_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every `make run` seeds: an admin's new password was put back to the demo one at the next start.
+    from django.contrib.auth.models import User
+
+    from memory_admin import runner
+
+    path = tmp_path / "demo.json"
+    _seed(path)
+    admin = User.objects.get(username="admin")
+    admin.set_password("Changed-by-the-admin-2026")
+    admin.save()
+
+    credentials = _seed(path)
+    runner._print_banner("http://127.0.0.1:8000/", path)
+
+    assert authenticate(username="admin", password="Changed-by-the-admin-2026") is not None
+    staff = credentials["staff"]
+    assert isinstance(staff, dict)
+    assert staff["admin"]["changed"] is True and staff["support"]["changed"] is False
+    banner = capsys.readouterr().out
+    assert "admin / (changed since; `manage.py changepassword admin` sets another)" in banner
+    assert f"support / {staff['support']['password']}" in banner

@@ -106,3 +106,58 @@ def test_exclusive_lock_refuses_a_second_holder_until_the_first_releases(tmp_pat
             assert second is False
     with exclusive(lock) as again:
         assert again is True
+
+
+def test_a_first_start_killed_during_initdb_is_made_again_by_the_next_start(tmp_path: Path) -> None:
+    # initdb writes PG_VERSION early: killed after that, it left a data directory that never started (and,
+    # having a PG_VERSION, was never made again).
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from memory_admin.embedded import EmbeddedPostgres
+
+    root = tmp_path / "postgres"
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from memory_admin.embedded import EmbeddedPostgres\n"
+            "EmbeddedPostgres(Path(sys.argv[1]), durable=False).start()\n",
+            str(root),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(root.glob("*/PG_VERSION")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # well into initdb's work
+        assert first.poll() is None, "initdb finished before it could be killed"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+        postgres = EmbeddedPostgres(root, durable=False)
+        url = postgres.start()
+
+        with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        EmbeddedPostgres(root).stop()
+
+
+def test_postgres_refusing_to_start_is_reported_with_the_end_of_its_log(stack: EmbeddedStack) -> None:
+    from memory_admin.embedded import EmbeddedServiceError
+
+    stack.postgres.start()
+    stack.postgres.stop()
+    (stack.postgres.data_dir / "PG_VERSION").write_text("17\n")  # as after an upgrade of the embedded server
+
+    with pytest.raises(EmbeddedServiceError) as refused:
+        stack.postgres.start()
+
+    assert "PostgreSQL refused to start" in str(refused.value)
+    assert "incompatible" in str(refused.value)  # the server's own reason, from postgres.log

@@ -174,3 +174,133 @@ def test_make_stop_while_a_run_is_still_starting_says_so_and_stops_nothing(
 
     assert code == 1
     assert "still starting" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_while_make_run_stops_still_stops_postgres_and_redis(tmp_path: Path) -> None:
+    # The second signal raised inside the cleanup: the run exited with Postgres and Redis still running.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from memory_admin.embedded import EmbeddedStack, free_port
+
+    env = {**os.environ, "MEMORY_VAR": str(tmp_path), "PORT": str(free_port()), "WEB_WORKERS": "1"}
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memory_admin.runner", "run"],
+        env=env,
+        cwd=runner.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stack = EmbeddedStack(tmp_path / "run")
+    try:
+        printed = ""
+        while "applying migrations" not in printed:  # Postgres and Redis are up
+            line = process.stderr.readline() if process.stderr else ""
+            assert line or process.poll() is None, printed
+            printed += line
+        while process.poll() is None:  # Ctrl-C, and again and again while it stops
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.1)
+        assert not stack.postgres.is_running() and not stack.redis.is_running()
+        assert not (tmp_path / "run" / "state.json").exists()
+    finally:
+        process.kill()
+        process.wait()
+        stack.stop()
+
+
+def test_empty_web_workers_and_threads_mean_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `WEB_WORKERS=` passed the start-up check, then stopped `make run` with a ValueError after the migrations.
+    monkeypatch.setenv("WEB_WORKERS", "")
+    monkeypatch.setenv("WEB_THREADS", " ")
+
+    argv = runner.web_argv("127.0.0.1", 8000)
+
+    assert argv[argv.index("--workers") + 1] == str(runner.DEFAULT_WEB_WORKERS)
+    assert argv[argv.index("--blocking-threads") + 1] == str(runner.DEFAULT_WEB_THREADS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_make_run_on_ipv6_loopback_answers_at_the_url_it_prints(tmp_path: Path) -> None:
+    # HOST=::1 printed http://::1:PORT/ and put `::1` (not `[::1]`) in ALLOWED_HOSTS: every request was a 400.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from memory_admin.embedded import free_port
+    from tests.servers import _environment
+
+    port = free_port()
+    ws_port = next(candidate for candidate in iter(free_port, None) if candidate != port)
+    env = {
+        **_environment(),
+        "MEMORY_VAR": str(tmp_path),
+        "HOST": "::1",
+        "PORT": str(port),
+        "WEBSOCKET_PORT": str(ws_port),
+        "WEB_WORKERS": "1",
+    }
+    env.pop("ALLOWED_HOSTS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memory_admin.runner", "run"],
+        env=env,
+        cwd=runner.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        deadline = time.monotonic() + 90
+        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
+            line = process.stdout.readline() if process.stdout else ""
+            if not line and process.poll() is not None:
+                break
+            banner += line
+        assert f"Dashboard:  http://[::1]:{port}/" in banner, banner
+        assert httpx.get(f"http://[::1]:{port}/login/").status_code == 200
+    finally:
+        os.kill(process.pid, signal.SIGINT)
+        process.communicate(timeout=60)
+
+
+def test_make_run_on_every_interface_says_that_allowed_hosts_must_name_the_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hosts = runner.allowed_hosts("0.0.0.0", "127.0.0.1")  # noqa: S104
+
+    assert hosts.split(",") == ["127.0.0.1", "localhost", "[::1]"]
+    assert "set ALLOWED_HOSTS to the names and addresses other machines use" in capsys.readouterr().err
+
+
+def test_runner_env_prints_lines_a_shell_reads_back_whatever_the_urls_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Printed unquoted, the `&` of a DATABASE_URL's query sent the rest of the line to the background.
+    import subprocess
+
+    monkeypatch.setattr(runner, "VAR", tmp_path)
+    database_url = "postgres://me:p%20w@db.example:5432/memory?sslmode=require&application_name=a b"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", "redis://cache.example:6379/0")
+
+    assert runner.print_env("scratch") == 0
+    printed = capsys.readouterr().out
+    read_back = subprocess.run(
+        ["bash", "-c", f'{printed}\nprintf "%s\\n" "$DATABASE_URL" "$REDIS_URL"'],
+        env={"PATH": "/usr/bin:/bin"},  # nothing inherited: only what the printed lines set
+        capture_output=True,
+        text=True,
+    )
+
+    assert read_back.stdout.splitlines() == [database_url, "redis://cache.example:6379/0"], read_back.stderr

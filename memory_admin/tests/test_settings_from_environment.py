@@ -115,3 +115,27 @@ def test_a_store_namespace_for_erasure_without_exactly_one_user_id_label_is_refu
     )
     assert result.returncode != 0
     assert "ERASURE_STORE_NAMESPACES" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_database_url_with_its_host_and_port_in_the_query_connects_there() -> None:
+    # libpq's form for a Unix socket's directory (postgres:///db?host=/run/postgresql): the query's host and
+    # port lost to the defaults, localhost:5432, and the service connected somewhere else or nowhere.
+    from django.db import connection
+
+    params = connection.settings_dict
+    url = f"postgres:///postgres?host={params['HOST']}&port={params['PORT']}&user={params['USER']}&sslmode=disable"
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "a-real-secret-of-enough-length-0123456789abcdef"}
+    env.pop("SECRET_KEY_FILE", None)
+    code = (
+        "import django; django.setup()\n"
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('select inet_server_port()')\n"
+        "    print(cursor.fetchone()[0], connection.settings_dict['OPTIONS']['sslmode'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+
+    assert result.stdout.split() == [str(params["PORT"]), "disable"], result.stderr
+    parsed = parse_database_url("DATABASE_URL", "postgresql:///memory?host=/run/postgresql")
+    assert (parsed.host, parsed.port, parsed.name, parsed.options) == ("/run/postgresql", 5432, "memory", {})

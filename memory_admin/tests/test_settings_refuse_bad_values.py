@@ -96,3 +96,37 @@ def test_malformed_archive_storage_options_stop_the_settings_from_loading() -> N
     assert "bucket_name" not in result.stderr.splitlines()[-1]
     listed = _settings("settings.ARCHIVE_STORAGE_OPTIONS", ARCHIVE_STORAGE_OPTIONS='["not", "an object"]')
     assert "ARCHIVE_STORAGE_OPTIONS must be a JSON object" in listed.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"EMBEDDING_PROVIDER": "openai"}, "EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY"),
+        (
+            {"EMBEDDING_PROVIDER": "local", "EMBEDDING_DIMENSIONS": "100"},
+            "EMBEDDING_DIMENSIONS=100: the local model makes 384-dimension vectors",
+        ),
+        (
+            {"ARCHIVE_STORAGE_BACKEND": "storages.backends.s3.S3Storag"},
+            "ARCHIVE_STORAGE_BACKEND='storages.backends.s3.S3Storag' cannot be imported",
+        ),
+    ],
+)
+def test_an_embedder_or_archive_storage_that_cannot_work_stops_the_start_up(
+    overrides: dict[str, str], message: str
+) -> None:
+    # These passed start-up and /readyz; every memory write was then a 500 (the archive: the first job, hours later).
+    result = _settings("settings.EMBEDDING_PROVIDER", OPENAI_API_KEY="", **overrides)
+    assert result.returncode != 0
+    assert message in result.stderr.splitlines()[-1]
+
+
+def test_a_working_embedder_and_archive_storage_start() -> None:
+    result = _settings(
+        "settings.EMBEDDING_PROVIDER",
+        EMBEDDING_PROVIDER="openai",
+        OPENAI_API_KEY="sk-test",
+        ARCHIVE_STORAGE_BACKEND="storages.backends.s3.S3Storage",
+        ARCHIVE_STORAGE_OPTIONS='{"bucket_name": "archive"}',
+    )
+    assert result.stdout.strip() == "'openai'", result.stderr

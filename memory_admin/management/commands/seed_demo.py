@@ -1,7 +1,8 @@
 """`manage.py seed_demo --credentials-file PATH`: demo tenant, staff logins and an agent key, created once.
 
 The key and passwords are random; they are kept in the credentials file (under var/, never committed) so
-that every `make run` can print them again, since the database keeps only hashes.
+that every `make run` can print them again, since the database keeps only hashes. A password is set only for
+the user the command creates: one changed since stays, and the file says so (`changed`).
 """
 
 from __future__ import annotations
@@ -92,9 +93,12 @@ class Command(BaseCommand):
             for role in Role:
                 login = staff.get(role.value) or {"username": role.value, "password": secrets.token_urlsafe(9)}
                 user, created = User.objects.get_or_create(username=login["username"])
-                if created or not user.check_password(login["password"]):
+                if created:
                     user.set_password(login["password"])
                     user.save()
+                # A password changed since (on the admin, with `changepassword`) is its user's: never put back,
+                # and no longer the one `make run` prints.
+                login["changed"] = not user.check_password(login["password"])
                 user.groups.add(Group.objects.get(name=role.value))
                 staff[role.value] = login
             api_key = credentials.get("api_key")
