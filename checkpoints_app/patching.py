@@ -66,10 +66,26 @@ def check_pointers(ops: list[Any]) -> None:
                 )
 
 
-def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int, tests: bool = True) -> dict[str, Any]:
+@dataclass
+class CopyBudget:
+    """What `copy` operations may still add, shared by the patches applied with it in turn (one request's)."""
+
+    limit: int
+    spent: int = 0
+
+    def spend(self, size: int) -> None:
+        self.spent += size
+        if self.spent > self.limit:
+            raise PatchError(f"copy operations would grow the state past {self.limit} bytes")
+
+
+def apply_patch(
+    document: dict[str, Any], ops: list[Any], *, max_bytes: int | CopyBudget, tests: bool = True
+) -> dict[str, Any]:
     """Apply `ops` to `document` (which is changed in place) and return the result, which must be an object.
 
-    `max_bytes` bounds what `copy` operations may add, so a patch cannot grow the state without limit.
+    `max_bytes` bounds what `copy` operations may add, so a patch cannot grow the state without limit (a
+    CopyBudget: what is left of a bound several patches share).
     `tests=False` passes over `test` operations: a stored delta's were judged when it was saved.
     `ops` itself is left as it was: jsonpatch inserts operation values by reference, and a later operation
     editing an earlier one's value would otherwise change the patch that gets stored.
@@ -78,16 +94,14 @@ def apply_patch(document: dict[str, Any], ops: list[Any], *, max_bytes: int, tes
     try:
         if any(op["op"] in ("copy", "test") for op in ops):
             result: Any = document
-            copied = 0
+            budget = max_bytes if isinstance(max_bytes, CopyBudget) else CopyBudget(max_bytes)
             for op in ops:
                 if op["op"] == "test":
                     if tests:
                         _test(jsonpointer.resolve_pointer(result, op["path"]), op["value"])
                     continue
                 if op["op"] == "copy":
-                    copied += len(canonical_json(jsonpointer.resolve_pointer(result, op["from"])))
-                    if copied > max_bytes:
-                        raise PatchError(f"copy operations would grow the state past {max_bytes} bytes")
+                    budget.spend(len(canonical_json(jsonpointer.resolve_pointer(result, op["from"]))))
                 result = jsonpatch.JsonPatch([op]).apply(result, in_place=True)
         else:
             result = jsonpatch.JsonPatch(ops).apply(document, in_place=True)

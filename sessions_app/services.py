@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from checkpoints_app.patching import CopyBudget
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
 from memory_admin.codec import SCHEMA_VERSION, canonical_json, decode_payload, dumps, encode_payload, encoder_for
@@ -438,15 +439,14 @@ def _append(
             "The stream has moved on since the expected version.",
             details={"current_version": head, "expected_version": expected_version},
         )
-    patches = sum(event.type == EventType.STATE_PATCHED for event in events)
-    if patches:
+    if any(event.type == EventType.STATE_PATCHED for event in events):
         # A rebuilt state is the append's own to change. Its patches may copy what one request could carry, in
         # all: a small `copy` patch would otherwise double the state again and again.
-        copy_bytes = settings.API_MAX_BODY_BYTES // patches
+        budget = CopyBudget(settings.API_MAX_BODY_BYTES)
         state = rebuild_state(session, version=head).state
         try:
             for event in events:
-                apply_event(state, event.type, event.payload, copy_bytes=copy_bytes)
+                apply_event(state, event.type, event.payload, copy_budget=budget)
         except RecursionError:
             raise ValidationFailed(
                 "The session's state is nested too deeply to be patched.", details={"field": "payload.patch"}

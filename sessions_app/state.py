@@ -23,7 +23,7 @@ from typing import Any
 import jsonpatch
 from rest_framework.exceptions import ParseError
 
-from checkpoints_app.patching import PatchError, apply_patch
+from checkpoints_app.patching import CopyBudget, PatchError, apply_patch
 from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
 from memory_admin.errors import ValidationFailed
 from sessions_app.models import EventType
@@ -152,12 +152,13 @@ def validate_event(event_type: str, payload: Any) -> Any:
 
 
 def apply_event(
-    state: dict[str, Any], event_type: str, payload: Any, *, copy_bytes: int | None = None
+    state: dict[str, Any], event_type: str, payload: Any, *, copy_budget: CopyBudget | None = None
 ) -> dict[str, Any]:
     """Fold one event into `state` (mutated and returned). Raises ValidationFailed if a patch cannot apply.
 
-    A stored event replays as it was accepted. An event being appended (`copy_bytes` given) is held to what an
-    append may do: its patch's `copy` operations may copy at most `copy_bytes` in all, and it may not leave
+    A stored event replays as it was accepted. An event being appended (`copy_budget` given) is held to what an
+    append may do: its patch's `copy` operations may copy at most what is left of `copy_budget`, which the
+    append's patches share, and it may not leave
     `data` nested deeper than MAX_JSON_DEPTH levels. (Limits added later must not make stored events fail.)
     """
     if event_type == EventType.MESSAGE_ADDED:
@@ -174,7 +175,7 @@ def apply_event(
         state["current_node"] = payload["node"]
         state["node_history"] = [*state["node_history"], payload["node"]][-NODE_HISTORY_LIMIT:]
     elif event_type == EventType.STATE_PATCHED:
-        if copy_bytes is None:
+        if copy_budget is None:
             try:
                 state["data"] = jsonpatch.apply_patch(state["data"], payload["patch"], in_place=True)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, RecursionError) as exc:
@@ -183,18 +184,18 @@ def apply_event(
                     details={"field": "payload.patch"},
                 ) from None
         else:
-            state["data"] = _patched(state["data"], payload["patch"], copy_bytes=copy_bytes)
+            state["data"] = _patched(state["data"], payload["patch"], copy_budget=copy_budget)
     else:
         state["custom_events"][event_type] = state["custom_events"].get(event_type, 0) + 1
     return state
 
 
-def _patched(data: dict[str, Any], patch: list[dict[str, Any]], *, copy_bytes: int) -> dict[str, Any]:
+def _patched(data: dict[str, Any], patch: list[dict[str, Any]], *, copy_budget: CopyBudget) -> dict[str, Any]:
     """`data` (changed in place) with a new patch applied, as checkpoints apply theirs: `copy` cannot blow a
     small patch up into gigabytes, the patch's values are copied (jsonpatch would insert them by reference, and
     a later operation changing one would change the payload that gets stored), and nesting stays bounded."""
     try:
-        result = apply_patch(data, patch, max_bytes=copy_bytes)
+        result = apply_patch(data, patch, max_bytes=copy_budget)
         if any(op["op"] in ("move", "copy") or op["path"] == "" for op in patch):
             check_json_value(result)
         else:

@@ -83,6 +83,23 @@ def test_the_copies_of_one_append_share_its_limit_however_many_patches_it_holds(
     assert state["data"]["a"] == ["x" * 10_000] * 6
 
 
+def test_one_large_copy_among_many_small_patches_is_within_the_limit_they_share(
+    world: World, session: str, settings: Any
+) -> None:
+    # The limit was split evenly between an append's patches: 61 patches left each ~1 KB, and a 20 KB copy
+    # that is accepted alone was refused for being batched with 60 one-number adds.
+    settings.API_MAX_BODY_BYTES = 64 * 1024
+    seed = ("STATE_PATCHED", {"patch": [{"op": "add", "path": "/doc", "value": "x" * 20_000}]})
+    copy = ("STATE_PATCHED", {"patch": [{"op": "copy", "from": "/doc", "path": "/copy"}]})
+    small = [("STATE_PATCHED", {"patch": [{"op": "add", "path": f"/n{i}", "value": i}]}) for i in range(60)]
+
+    assert append(world.acme.client, session, seed).status_code == 201
+    batched = append(world.acme.client, session, copy, *small)
+
+    assert batched.status_code == 201, batched.content
+    assert head_version(session) == 62
+
+
 def test_a_patch_that_would_nest_the_state_deeper_than_a_request_may_be_is_refused_and_nothing_is_stored(
     world: World, session: str
 ) -> None:

@@ -124,6 +124,61 @@ def test_async_a_batch_goes_in_requests_under_the_budget_and_a_failure_reaches_t
     assert outcomes == ["stored", "stored", "refused w3", "refused w3", "refused w3"]
 
 
+def _size_or_refuse(op: str) -> int:
+    """As the checkpointer measures a save: by encoding it, which fails for a text that cannot be encoded."""
+    return len(op.encode())
+
+
+def test_a_save_that_cannot_be_measured_fails_its_request_and_the_thread_saves_on() -> None:
+    # A lone surrogate ("caf\udce9", a file name decoded with surrogateescape) cannot be encoded: measuring the
+    # batch raised outside the request, and its callers, and every later save of the thread, waited for good.
+    held = _Held(failing="caf\udce9")
+    coalescer = Coalescer(held.send, size=_size_or_refuse, max_bytes=100, linger=0)
+    outcomes: dict[str, str] = {}
+
+    def call(op: str) -> None:
+        try:
+            coalescer.run("thread", op)
+            outcomes[op] = "stored"
+        except RuntimeError:
+            outcomes[op] = "refused"
+
+    first = threading.Thread(target=call, args=("c0",), daemon=True)  # (daemons: a hang must not hold pytest)
+    first.start()
+    assert held.started.wait(5)
+    callers = []
+    for number, op in enumerate(["w1", "caf\udce9"], start=1):
+        callers.append(threading.Thread(target=call, args=(op,), daemon=True))
+        callers[-1].start()
+        _queued(coalescer, number)
+    held.release.set()
+    for thread in [first, *callers]:
+        thread.join(5)
+
+    assert not any(thread.is_alive() for thread in [first, *callers])
+    assert outcomes == {"c0": "stored", "w1": "refused", "caf\udce9": "refused"}
+    coalescer.run("thread", "w2")  # the thread is usable again
+    assert held.requests[-1] == ["w2"]
+
+
+def test_async_a_save_that_cannot_be_measured_fails_its_request_and_the_thread_saves_on() -> None:
+    async def send(key: Hashable, ops: list[str]) -> None:
+        "".join(ops).encode()  # as the body is encoded: the lone surrogate fails here
+
+    async def main() -> tuple[list[str], None]:
+        coalescer = AsyncCoalescer(send, size=_size_or_refuse, max_bytes=100, linger=0)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(coalescer.run("thread", op) for op in ("w1", "caf\udce9")), return_exceptions=True), 5
+        )
+        later = await asyncio.wait_for(coalescer.run("thread", "w2"), 5)
+        return ["stored" if result is None else type(result).__name__ for result in results], later
+
+    outcomes, later = run_async(main)
+
+    assert outcomes == ["UnicodeEncodeError", "UnicodeEncodeError"]
+    assert later is None
+
+
 def test_a_cancelled_async_caller_of_a_failed_batch_leaves_no_unretrieved_exception(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

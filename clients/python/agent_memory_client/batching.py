@@ -48,7 +48,10 @@ def _requests(
         return
     start, total = 0, 0
     for index, item in enumerate(items):
-        cost = size(op(item))
+        try:
+            cost = size(op(item))
+        except Exception:  # (it cannot be encoded): its request fails as it is sent, and its callers are told
+            cost = 0
         if index > start and total + cost > budget:
             yield start, index
             start, total = index, 0
