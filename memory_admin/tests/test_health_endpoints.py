@@ -161,8 +161,7 @@ def test_the_websockets_server_answers_the_liveness_and_readiness_probes_whateve
     # The image's HEALTHCHECK (http://127.0.0.1:PORT/healthz) runs in the websockets container too: a 400 there
     # marked it unhealthy.
     import asyncio
-
-    from asgiref.sync import async_to_sync
+    from concurrent.futures import ThreadPoolExecutor
 
     from memory_admin.asgi import application
 
@@ -193,7 +192,9 @@ def test_the_websockets_server_answers_the_liveness_and_readiness_probes_whateve
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8001),
         }
-        async_to_sync(application)(scope, receive, send)
+        # On a thread of its own, as a server runs it: the suite's thread may already run an event loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, application(scope, receive, send)).result(timeout=30)
         body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")  # type: ignore[misc]
         return int(sent[0]["status"]), body  # type: ignore[call-overload]
 
