@@ -241,3 +241,42 @@ def test_a_thread_id_with_a_colon_goes_through_and_one_the_service_cannot_hold_i
             saver.get_tuple(config)
         with pytest.raises(ValueError, match="not a valid thread or session id"):
             run_async(lambda: saver.aget_tuple(config))  # noqa: B023 (run before the loop goes on)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {
+            "op": "checkpoint",
+            "checkpoint_ns": "",
+            "checkpoint_id": "1ef",
+            "parent_checkpoint_id": None,
+            "checkpoint": {"v": 4, "note": "é" * 30},
+            "metadata": {"source": "loop", "step": 3, "thread": "ü" * 100},
+            "blobs": [
+                {"channel": "messages", "version": "0002.ab", "type": "msgpack", "blob": "QUJD" * 5000},
+                {"channel": "gone", "version": "0003.cd", "type": "empty", "blob": None},
+            ],
+            "user_id": "u",
+        },
+        {"op": "checkpoint", "checkpoint_ns": "", "checkpoint_id": "1", "checkpoint": {}, "metadata": {}, "blobs": []},
+        {
+            "op": "writes",
+            "checkpoint_ns": "ns",
+            "checkpoint_id": "1ef",
+            "task_id": "t",
+            "task_path": "",
+            "writes": [
+                {"channel": "a", "type": "json", "blob": "MTI=", "idx": 0},
+                {"channel": "b", "type": "json", "blob": 'ñ"\\', "idx": 1},
+            ],
+        },
+    ],
+    ids=["checkpoint", "empty", "writes"],
+)
+def test_a_save_is_measured_at_least_as_long_as_its_json_and_at_most_a_few_bytes_more(op: dict[str, Any]) -> None:
+    # Its base64 values are counted by length rather than encoded twice: the count must never fall short.
+    from agent_memory_client.checkpoint import _op_size
+
+    exact = len(encode_body(op)) + 1  # and the comma after it
+    assert exact <= _op_size(op) <= exact + 4

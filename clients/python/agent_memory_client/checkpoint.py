@@ -62,11 +62,22 @@ def _op_size(op: dict[str, Any]) -> int:
     """A save op's size in a request's body: its JSON as the client encodes it, and the comma after it.
 
     Measured, not estimated: besides its blobs, an op carries the checkpoint document and its metadata, into
-    which LangGraph copies every string of the run's `configurable`, so either can be most of the op. What the
-    request adds around its ops (a few bytes; its `user_id` is taken from the ops, where it was counted) is
-    within the margin max_request_bytes keeps under the service's limit.
+    which LangGraph copies every string of the run's `configurable`, so either can be most of the op. Its
+    values are base64 text, which JSON writes as it is: they are counted by length instead of being encoded a
+    second time (the request encodes them), the rest is encoded. What the request adds around its ops (a few
+    bytes; its `user_id` is taken from the ops, where it was counted) is within the margin max_request_bytes
+    keeps under the service's limit.
     """
-    return len(encode_body(op)) + 1
+    listed = "blobs" if "blobs" in op else "writes"
+    size = len(encode_body({key: value for key, value in op.items() if key != listed})) + len(listed) + 7
+    for item in op.get(listed) or ():
+        blob = item.get("blob")
+        size += len(encode_body({**item, "blob": ""})) + 1  # and its comma
+        if blob is None:
+            size += 2  # null, not ""
+        elif blob:
+            size += len(blob) if blob.isascii() else len(encode_body(blob)) - 2
+    return size
 
 
 def next_channel_version(current: str | int | None) -> str | int:
