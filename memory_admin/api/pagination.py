@@ -27,7 +27,36 @@ _MAX_POSITION = 64
 _MAX_CURSOR = 512
 
 
-class CheckedCursor(CursorPagination):
+class _StrictLimit(CursorPagination):
+    """`limit` is 1 to `max_page_size` or a 400 naming the range (DRF put a default page in place of a malformed
+    or too large one, silently); the schema documents the range."""
+
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get("limit")
+        if raw is None:
+            return int(self.page_size)
+        most = int(self.max_page_size)
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= most):
+            raise ValidationFailed(
+                f"limit must be a whole number from 1 to {most}.",
+                details={"field": "limit", "minimum": 1, "maximum": most},
+            )
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == "limit":
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+                parameter["description"] = f"Items per page, 1 to {self.max_page_size} ({self.page_size} if absent)."
+        return parameters
+
+
+class CheckedCursor(_StrictLimit):
     """DRF's cursor pagination, with the cursor checked before it reaches a query: a cursor the API did not
     give out (undecodable, or edited so that its position is no longer a value of the ordering field) is a
     400, where DRF answers 404 for the first and lets the second fail inside the query."""
@@ -64,7 +93,7 @@ def _invalid() -> ValidationFailed:
     )
 
 
-class NewestFirstCursor(CursorPagination):
+class NewestFirstCursor(_StrictLimit):
     """Newest first, paged by a keyset: the `ordering` fields, all descending, whose values together are unique
     (the last breaks ties, such as the id). A cursor holds the position of the last row of the page it came
     from (`next`) or of the first (`previous`), and a page reads the rows beyond it with one row comparison,

@@ -67,6 +67,8 @@ def test_a_nan_redis_timeout_stops_the_settings_from_loading() -> None:
         ("redis://127.0.0.1:6379/notadb", "databases are numbers"),
         ("redis://127.0.0.1:6379/²", "databases are numbers"),  # a digit to str.isdigit(), not to int()
         ("redis://", "names no host"),
+        ("unix:///tmp/redis.sock?db=x", "databases are numbers"),  # (was refused only at the first connection)
+        ("unix://", "names no socket"),
     ],
 )
 def test_a_malformed_redis_url_is_refused(url: str, message: str) -> None:
@@ -75,7 +77,12 @@ def test_a_malformed_redis_url_is_refused(url: str, message: str) -> None:
 
 
 def test_well_formed_redis_urls_pass() -> None:
-    for url in ("redis://127.0.0.1:6379/0", "redis://:pw@cache", "rediss://cache:6380/2", "unix:///run/redis.sock"):
+    for url in (
+        "redis://127.0.0.1:6379/0",
+        "redis://:pw@cache",
+        "rediss://cache:6380/2",
+        "unix:///run/redis.sock?db=3",
+    ):
         assert check_redis_url("REDIS_URL", url) == url
 
 
@@ -106,6 +113,8 @@ def test_malformed_archive_storage_options_stop_the_settings_from_loading() -> N
             {"EMBEDDING_PROVIDER": "local", "EMBEDDING_DIMENSIONS": "100"},
             "EMBEDDING_DIMENSIONS=100: the local model makes 384-dimension vectors",
         ),
+        # (sentence-transformers is not among the requirements: every memory write was a 503.)
+        ({"EMBEDDING_PROVIDER": "local"}, "EMBEDDING_PROVIDER=local: the local embedding model is not installed"),
         (
             {"ARCHIVE_STORAGE_BACKEND": "storages.backends.s3.S3Storag"},
             "ARCHIVE_STORAGE_BACKEND='storages.backends.s3.S3Storag' cannot be imported",

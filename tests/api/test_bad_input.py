@@ -317,3 +317,20 @@ def test_a_misspelt_filter_on_the_session_list_is_refused_instead_of_answering_e
     assert "user_id" in error["details"]["accepted"]
     assert right.status_code == 200
     assert {session["user_id"] for session in right.json()["results"]} == {"bob"}
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "-5", "", "501", "1e2", "99999999999999999999"])
+def test_a_page_size_that_is_malformed_or_out_of_range_is_a_400_naming_the_range(objs: AcmeObjects, limit: str) -> None:
+    # A default page was put in its place, silently: `?limit=abc` answered 50 items, `?limit=99999` 500.
+    response = objs.client.get("/api/v1/sessions", {"limit": limit})
+
+    error = assert_error_shape(response, 400, "invalid")
+    assert error["details"] == {"field": "limit", "minimum": 1, "maximum": 500}
+
+
+def test_a_page_size_within_the_range_is_taken(objs: AcmeObjects) -> None:
+    for user in ("u1", "u2", "u3"):
+        objs.client.post("/api/v1/sessions", {"user_id": user}, format="json")
+
+    assert len(objs.client.get("/api/v1/sessions", {"limit": "2"}).json()["results"]) == 2
+    assert objs.client.get("/api/v1/sessions", {"limit": "500"}).status_code == 200
