@@ -73,6 +73,8 @@ class RateLimited(ServiceError):
 class Unavailable(ServiceError):
     status = 503
     code = "unavailable"
+    # Seconds a client should wait before retrying (the Retry-After header every 503 carries).
+    retry_after = 1
 
 
 class Archived(ServiceError):

@@ -54,12 +54,13 @@ def test_configured_dimensions_are_requested_from_the_server(world, fake_openai)
     assert len(Memory.objects.get(pk=response.json()["id"]).embedding) == 256
 
 
-def test_create_when_the_embedder_is_down_returns_503_and_stores_nothing(world, fake_openai):
+def test_create_when_the_embedder_is_down_returns_503_with_retry_after_and_stores_nothing(world, fake_openai):
     fake_openai.failing_status = 500
 
     response = create(world.acme.client, scope="user", user_id="alice", content="Alice prefers dark mode.")
 
     assert response.status_code == 503
+    assert response["Retry-After"] == "1"  # as the schema says every 503 carries
     assert response.json()["error"]["code"] == "unavailable"
     assert "HTTP 500" in response.json()["error"]["message"]
     assert Memory.objects.count() == 0
