@@ -16,6 +16,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
 from memory_admin.codec import canonical_json, dumps
 
 OPS = {"add", "remove", "replace", "move", "copy", "test"}
@@ -236,6 +237,18 @@ def same_document(first: Any, second: Any) -> bool:
         elif not same_value(old, new):
             return False
     return True
+
+
+def check_patched(result: dict[str, Any], ops: list[Any]) -> None:
+    """Hold a patched document to the request parser's rules (depth, strings): all of it when the patch moved or
+    copied something or replaced the whole, else only the values the patch brings in, at the depth they land at
+    (the rest was checked when it was stored). ParseError when one is broken."""
+    if any(op["op"] in ("move", "copy") or op["path"] == "" for op in ops):
+        check_json_value(result)
+        return
+    for op in ops:
+        if "value" in op and op["op"] != "test":
+            check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
 
 
 def _copied(value: Any) -> Any:

@@ -23,10 +23,9 @@ from checkpoints_app.chain import (
     rebuild_path,
 )
 from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
-from checkpoints_app.patching import PatchError, apply_copying, check_pointers, delta
+from checkpoints_app.patching import PatchError, apply_copying, check_patched, check_pointers, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
-from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
 from memory_admin.codec import canonical_json, dumps, is_plain, loads
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
@@ -105,13 +104,7 @@ def _patched(parent: Rebuilt, patch: list[Any]) -> _Candidate:
     try:
         check_pointers(patch)
         result = apply_copying(parent.state, patch, max_bytes=limit)
-        if any(op["op"] in ("move", "copy") for op in patch) or any(op["path"] == "" for op in patch):
-            check_json_value(result)
-        else:
-            # The parent's state was checked when it was saved: only what the patch brings in is new.
-            for op in patch:
-                if "value" in op and op["op"] != "test":
-                    check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
+        check_patched(result, patch)
     except PatchError as exc:
         raise Unprocessable(f"The patch cannot be applied to the parent's state: {exc}.") from None
     except ParseError as exc:

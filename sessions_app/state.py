@@ -23,8 +23,8 @@ from typing import Any
 import jsonpatch
 from rest_framework.exceptions import ParseError
 
-from checkpoints_app.patching import CopyBudget, PatchError, apply_patch
-from memory_admin.api.parsers import MAX_JSON_DEPTH, check_json_value
+from checkpoints_app.patching import CopyBudget, PatchError, apply_patch, check_patched
+from memory_admin.api.parsers import MAX_JSON_DEPTH
 from memory_admin.errors import ValidationFailed
 from sessions_app.models import EventType
 
@@ -196,13 +196,7 @@ def _patched(data: dict[str, Any], patch: list[dict[str, Any]], *, copy_budget: 
     a later operation changing one would change the payload that gets stored), and nesting stays bounded."""
     try:
         result = apply_patch(data, patch, max_bytes=copy_budget)
-        if any(op["op"] in ("move", "copy") or op["path"] == "" for op in patch):
-            check_json_value(result)
-        else:
-            # What was there was checked when it was appended: only what the patch brings in is new.
-            for op in patch:
-                if "value" in op and op["op"] != "test":
-                    check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
+        check_patched(result, patch)
     except PatchError as exc:
         raise ValidationFailed(
             f"The patch cannot be applied to the session's state: {exc}.", details={"field": "payload.patch"}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,17 +48,9 @@ def test_a_taken_port_is_reported_instead_of_starting(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    import contextlib
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-    import psutil
-
+def _start_make_run(tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[str], int]:
+    """`make run` (the runner's `run`) under `tmp_path`, one web worker, with `settings` in its environment;
+    ALLOWED_HOSTS as the runner makes it. Returns the process and its port."""
     from memory_admin.embedded import free_port
     from tests.servers import _environment
 
@@ -69,7 +64,9 @@ def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl
         "PORT": str(port),
         "WEBSOCKET_PORT": str(ws_port),
         "WEB_WORKERS": "1",
+        **settings,
     }
+    env.pop("ALLOWED_HOSTS", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "memory_admin.runner", "run"],
         env=env,
@@ -78,14 +75,32 @@ def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return process, port
+
+
+def _banner(process: subprocess.Popen[str], deadline: float) -> str:
+    """What the run prints up to its banner's last line (or until it stops or the deadline passes)."""
+    banner = ""
+    while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line and process.poll() is not None:
+            break
+        banner += line
+    return banner
+
+
+def test_make_run_serves_the_dashboard_with_workers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    import contextlib
+    import os
+    import signal
+
+    import httpx
+    import psutil
+
+    process, port = _start_make_run(tmp_path)
     try:
-        banner = ""
         deadline = time.monotonic() + 90
-        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
-            line = process.stdout.readline() if process.stdout else ""
-            if not line and process.poll() is not None:
-                break
-            banner += line
+        banner = _banner(process, deadline)
         assert "Dashboard:  http://127.0.0.1:" in banner, banner
         assert "Demo agent API key" in banner
         key = next(line.split()[-1] for line in banner.splitlines() if line.strip().startswith("mk_"))
@@ -231,42 +246,12 @@ def test_make_run_on_ipv6_loopback_answers_at_the_url_it_prints(tmp_path: Path) 
     # HOST=::1 printed http://::1:PORT/ and put `::1` (not `[::1]`) in ALLOWED_HOSTS: every request was a 400.
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     import httpx
 
-    from memory_admin.embedded import free_port
-    from tests.servers import _environment
-
-    port = free_port()
-    ws_port = next(candidate for candidate in iter(free_port, None) if candidate != port)
-    env = {
-        **_environment(),
-        "MEMORY_VAR": str(tmp_path),
-        "HOST": "::1",
-        "PORT": str(port),
-        "WEBSOCKET_PORT": str(ws_port),
-        "WEB_WORKERS": "1",
-    }
-    env.pop("ALLOWED_HOSTS", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "memory_admin.runner", "run"],
-        env=env,
-        cwd=runner.ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, port = _start_make_run(tmp_path, HOST="::1")
     try:
-        banner = ""
-        deadline = time.monotonic() + 90
-        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
-            line = process.stdout.readline() if process.stdout else ""
-            if not line and process.poll() is not None:
-                break
-            banner += line
+        banner = _banner(process, time.monotonic() + 90)
         assert f"Dashboard:  http://[::1]:{port}/" in banner, banner
         assert httpx.get(f"http://[::1]:{port}/login/").status_code == 200
     finally:
