@@ -1,9 +1,12 @@
 """The export archive: everything held about one person, one JSON file per layer, with a manifest.
 
 The scope is erasure's (compliance_app.scope), restricted to what the person still has: sessions and memories
-erased or deleted logically are not theirs to receive any more. Payloads are decoded through the codec, so the
-archive holds readable JSON, never ciphertext. Each layer is written as a JSON array, row by row, into the zip,
-so a person with a million events never sits in memory as Python objects at once.
+erased or deleted logically (or hidden by an approved erasure) are not theirs to receive any more. While an
+approved erasure of the person is being carried out, the build fails, saying so: all it could find is what the
+purge is about to remove, and the erasure's verification withdraws the person's exports anyway; filed once the
+erasure is verified, the export says what is held about them then. Payloads are decoded through the codec, so
+the archive holds readable JSON, never ciphertext. Each layer is written as a JSON array, row by row, into the
+zip, so a person with a million events never sits in memory as Python objects at once.
 
     manifest.json        format, request id, tenant, subject hash, generated_at, and per file: rows, bytes, sha256
     sessions.json        the person's sessions (status, metadata, timestamps)
@@ -37,6 +40,7 @@ from checkpoints_app.chain import next_state, owner_of
 from checkpoints_app.models import Checkpoint
 from compliance_app import scope
 from compliance_app.models import AuditEntry, ExportRequest
+from compliance_app.selectors import erasure_under_way
 from langgraph_app.display import readable_checkpoint
 from langgraph_app.models import ThreadCheckpoint
 from lifecycle_app.archive import ArchiveDocument
@@ -44,7 +48,7 @@ from lifecycle_app.models import ArchiveKind, ArchiveSegment
 from lifecycle_app.selectors import read_archive
 from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, UserProfile
 from memory_admin.codec import decode_payload
-from memory_admin.errors import NotFound
+from memory_admin.errors import Erased, NotFound
 from memory_admin.health import redis_client
 from sessions_app.context import session_keys_pattern
 from sessions_app.models import AgentSession, Event, Operation
@@ -313,7 +317,8 @@ class Builder:
             }
 
     def _memory_rows(self) -> QuerySet[Memory]:
-        return self.person.memories([session.pk for session in self.sessions]).filter(deleted_at__isnull=True)
+        # alive(): not deleted, and not hidden with their owner by an approved erasure (HiddenOwner).
+        return self.person.memories([session.pk for session in self.sessions]).alive()
 
     def _memories(self) -> Iterator[dict[str, Any]]:
         session_ids = {session.pk: session.session_id for session in self.sessions}
@@ -422,7 +427,13 @@ def _redis_value(client: Any, key: bytes) -> Any:
 def build_archive(
     export: ExportRequest, *, generated_at: datetime, max_bytes: int, on_layer: Callable[[str, int], None]
 ) -> tuple[bytes, dict[str, Any]]:
-    """The zip's bytes and its manifest. ExportTooLarge past `max_bytes` (uncompressed or compressed)."""
+    """The zip's bytes and its manifest. ExportTooLarge past `max_bytes` (uncompressed or compressed); Erased
+    while an approved erasure of the person is being carried out."""
+    if erasure_under_way(tenant=export.tenant, subject=export.subject):
+        raise Erased(
+            "The person's erasure was approved and is being carried out: nothing of theirs is left to export. "
+            "File the export again once the erasure is verified."
+        )
     builder = Builder(export=export, on_layer=on_layer, max_bytes=max_bytes)
     with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as spool:
         manifest = builder.build(spool, generated_at=generated_at)

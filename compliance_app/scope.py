@@ -24,7 +24,15 @@ from compliance_app.models import PersonKey
 from langgraph_app.models import ChannelBlob, PendingWrite, StoreItem, ThreadCheckpoint
 from langgraph_app.selectors import namespace_owner, store_items_of, store_namespaces_of
 from lifecycle_app.models import ArchiveSegment
-from memories_app.models import Memory, MemoryRevision, ProfileFactOutbox, PromotionJob, Source, UserProfile
+from memories_app.models import (
+    Memory,
+    MemoryQuerySet,
+    MemoryRevision,
+    ProfileFactOutbox,
+    PromotionJob,
+    Source,
+    UserProfile,
+)
 from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group
 from sessions_app.context import session_keys_pattern
@@ -104,7 +112,7 @@ class Person:
         )
         return [prefix.split(".") for prefix in owned]
 
-    def memories(self, session_pks: list[Any] | None = None) -> QuerySet[Memory]:
+    def memories(self, session_pks: list[Any] | None = None) -> MemoryQuerySet:
         """User memories, session memories of their sessions, and what was derived from their sessions."""
         pks = self.session_pks() if session_pks is None else session_pks
         theirs = Q(session_id__in=pks) | Q(user_id=self.user_id) if self.named else Q(session_id__in=pks)

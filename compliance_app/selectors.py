@@ -45,6 +45,13 @@ def oldest_open(tenant: Tenant | None = None) -> ErasureRequest | None:
     return erasure_requests(tenant).filter(status__in=open_states).order_by("filed_at").first()
 
 
+def erasure_under_way(*, tenant: Tenant, subject: str) -> bool:
+    """Whether an erasure of the person was approved and is not finished yet (erased logically, purge pending
+    or running)."""
+    under_way = [ErasureStatus.ERASED, ErasureStatus.PURGING]
+    return ErasureRequest.objects.filter(tenant=tenant, subject=subject, status__in=under_way).exists()
+
+
 def receipt(request: ErasureRequest) -> dict[str, Any]:
     """The proof of erasure: the request, counts per layer, timestamps, the scan's result — no personal data."""
     if request.status != ErasureStatus.VERIFIED:

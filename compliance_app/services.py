@@ -140,9 +140,10 @@ def reject_erasure(*, request_id: Any, decided_by: str, reason: str) -> ErasureR
     """Turn a pending request down with a reason; nothing is erased.
 
     The reason is free text and may name the person ("alice has an open contract"), so it is kept on the
-    request row alone, which the person's later verified erasure clears (`scrub_other_requests`). The
-    append-only audit log records only that a reason was given and its length: what can never be deleted must
-    not hold personal data.
+    request row alone, which the person's later verified erasure clears (`scrub_other_requests`); when an
+    erasure of theirs was verified while this request waited, it keeps only the keyed hash at once, reason and
+    note included. The append-only audit log records only that a reason was given and its length: what can never be
+    deleted must not hold personal data.
     """
     if not reason.strip():
         raise ValidationFailed("Give the reason for rejecting.", details={"field": "reason"})
@@ -153,14 +154,24 @@ def reject_erasure(*, request_id: Any, decided_by: str, reason: str) -> ErasureR
         raise Conflict(f"The request is already {request.status}.", details={"status": request.status})
     request.status = ErasureStatus.REJECTED
     request.decided_by, request.decided_at, request.rejection_reason = decided_by, timezone.now(), reason[:2000]
-    request.save(update_fields=["status", "decided_by", "decided_at", "rejection_reason"])
+    update = ["status", "decided_by", "decided_at", "rejection_reason"]
+    reason_chars = len(request.rejection_reason)
+    # A verification of the person since this request was filed passed it by as open (`scrub_other_requests`
+    # clears closed requests only): closed now, it keeps only the keyed hash, as it would have then.
+    verified_since = ErasureRequest.objects.filter(
+        tenant=request.tenant, subject=request.subject, status=ErasureStatus.VERIFIED, verified_at__gte=request.filed_at
+    )
+    if verified_since.exists():
+        request.user_id, request.identifiers, request.note, request.rejection_reason = "", [], "", ""
+        update += ["user_id", "identifiers", "note"]
+    request.save(update_fields=update)
     audit(
         actor=decided_by,
         action="rejected",
         tenant=request.tenant,
         subject=request.subject,
         erasure=request,
-        details={"reason_given": True, "reason_chars": len(request.rejection_reason)},
+        details={"reason_given": True, "reason_chars": reason_chars},
     )
     _publish(request)
     return request

@@ -3,7 +3,8 @@
 Two kinds of checks, each a count that must be zero:
 
 - structural: rows that still reference the erased sessions and memories (by id), rows that still carry the
-  person's user id in a `user_id` column, live data keys, Redis keys of the erased sessions;
+  person's user id in a `user_id` column, LangGraph store items in the person's namespaces, live data keys,
+  Redis keys of the erased sessions;
 - textual: every table of the database and every Redis key (name and value) searched for the person's
   identifiers (the user id and any further identifiers on the request), each as a whole: "u1" is not found in
   "u12". Identifiers shorter than TEXT_SCAN_MIN_LENGTH are left to the structural checks: "42" would match
@@ -33,8 +34,10 @@ from django.apps import apps
 from django.db import connection, transaction
 from django.db.models import Model
 
+from compliance_app import scope
 from compliance_app.models import ErasureRequest, ErasureStatus, ExportRequest, PersonKey
 from compliance_app.services import withdraw_exports
+from langgraph_app.models import StoreItem
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
@@ -42,8 +45,9 @@ from tenants_app.models import Tenant
 TEXT_SCAN_MIN_LENGTH = 5
 _REQUEST_TABLE = ErasureRequest._meta.db_table
 # Requests done with: a later erasure of the person clears what they hold of them. An open one still needs the
-# user id to preview, erase, purge and scan (blank, it would name no one).
-CLOSED = (ErasureStatus.VERIFIED, ErasureStatus.REJECTED)
+# user id to preview, erase, purge and scan (blank, it would name no one). A failed one is done with too once a
+# later request of the person runs its scan: that request now carries the person, and is the one purged again.
+CLOSED = (ErasureStatus.VERIFIED, ErasureStatus.REJECTED, ErasureStatus.FAILED)
 # Not searched for text: the staff accounts, columns naming who did something, and the user_id columns.
 _UNSCANNED_TABLES = frozenset({"auth_user"})
 _UNSCANNED_COLUMNS = frozenset({"user_id", "actor", "filed_by", "decided_by", "triggered_by", "updated_by"})
@@ -146,7 +150,8 @@ def _whole_bytes(identifier: str) -> re.Pattern[bytes]:
 
 
 def scrub_other_requests(request: ErasureRequest) -> None:
-    """The person's closed requests keep only the keyed hash from now on: their identifiers go, and the free
+    """The person's closed requests (verified, rejected, failed: this one carries the person now) keep only the
+    keyed hash from now on: their identifiers go (a failed one's pass to this request first), and the free
     texts that may name the person (a note, the reason an earlier request was rejected). Open ones keep theirs
     until they close: a pending one erases whatever of the person arrived since, an approved one finishes.
 
@@ -154,6 +159,13 @@ def scrub_other_requests(request: ErasureRequest) -> None:
     the hash too.
     """
     others = ErasureRequest.objects.filter(tenant=request.tenant, subject=request.subject).exclude(pk=request.pk)
+    # A failed request's further identifiers (an email the person was also known by) are searched for by this
+    # request from now on, and stay with it should its scan fail too: scrubbed, the failed one names no one.
+    failed = others.filter(status=ErasureStatus.FAILED).values_list("identifiers", flat=True)
+    carried = list(dict.fromkeys([*request.identifiers, *(name for names in failed for name in names)]))
+    if carried != request.identifiers:
+        request.identifiers = carried
+        request.save(update_fields=["identifiers"])
     others.filter(status__in=CLOSED).update(user_id="", identifiers=[], note="", rejection_reason="")
     with transaction.atomic():
         withdraw_exports(tenant=request.tenant, subject=request.subject, actor="system")
@@ -217,6 +229,11 @@ def scan(request: ErasureRequest) -> dict[str, int]:
                 found = cursor.fetchone()[0]
                 if found:
                     findings[f"postgres:{table}:text"] = findings.get(f"postgres:{table}:text", 0) + found
+    # The store has no user_id column: the person's items are found by their namespaces, one put there after the
+    # purge's store step included (the text pass does not look for an id shorter than TEXT_SCAN_MIN_LENGTH).
+    findings[f"postgres:{StoreItem._meta.db_table}.prefix"] = (
+        scope.Person(tenant=request.tenant, user_id=request.user_id).store_items().count() if request.user_id else 0
+    )
     # Without the user id, a live key of the person is the returning person's: not this request's to count.
     findings["postgres:live_data_keys"] = (
         PersonKey.objects.filter(tenant=request.tenant, subject=request.subject, destroyed_at__isnull=True).count()

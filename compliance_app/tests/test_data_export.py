@@ -13,8 +13,9 @@ import pytest
 from django.utils import timezone
 
 from compliance_app import services
+from compliance_app.export import build_archive
 from compliance_app.models import AuditEntry, ExportRequest
-from compliance_app.tasks import build_export, sweep_exports
+from compliance_app.tasks import build_export, purge_erasure, sweep_exports
 from compliance_app.tests.people import fill_every_layer
 from conftest import World, logged_in
 
@@ -209,6 +210,56 @@ def test_erasing_the_person_withdraws_their_export_at_once(world: World) -> None
     export = ExportRequest.objects.get(pk=export_id)
     assert export.status == "expired" and export.archive is None
     assert world.acme.client.get(f"/api/v1/export-requests/{export_id}/archive").status_code == 410
+
+
+def test_an_export_filed_while_the_persons_approved_erasure_is_carried_out_fails_and_holds_none_of_their_data(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        fill_every_layer(world, ALICE, "ALICE-MARK")
+    erasure = services.file_erasure(
+        tenant=world.acme.tenant, user_id=ALICE, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    services.approve_erasure(request_id=erasure.pk, decided_by="staff:ann")  # the purge is still queued
+    assert world.acme.client.get("/api/v1/memories", {"user_id": ALICE}).json()["results"] == []
+
+    export_id = _export(world)
+
+    detail = world.acme.client.get(f"/api/v1/export-requests/{export_id}").json()
+    assert detail["status"] == "failed" and "erasure" in detail["error"], detail
+    assert ExportRequest.objects.get(pk=export_id).archive is None
+    assert world.acme.client.get(f"/api/v1/export-requests/{export_id}/archive").status_code == 409
+    # Once the erasure is verified, an export is built again: of what is held about them now, nothing.
+    purge_erasure(str(erasure.pk))
+    later = _export(world)
+    assert world.acme.client.get(f"/api/v1/export-requests/{later}").json()["status"] == "ready"
+    files = _unzip(world.acme.client.get(f"/api/v1/export-requests/{later}/archive").content)
+    assert "ALICE-MARK" not in b"".join(files.values()).decode()
+    assert json.loads(files["memories.json"]) == []
+
+
+def test_an_archive_being_built_when_the_persons_erasure_is_approved_holds_none_of_the_memories_it_hid(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        fill_every_layer(world, ALICE, "ALICE-MARK")
+    filed = world.acme.client.post("/api/v1/export-requests", {"user_id": ALICE}, format="json").json()
+    export = services.claim_export(export_id=filed["id"], worker="worker:test")
+    assert export is not None
+    erasure = services.file_erasure(
+        tenant=world.acme.tenant, user_id=ALICE, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+
+    def approved_meanwhile(layer: str, rows: int) -> None:
+        if layer == "langgraph_store":  # the approval commits just before the builder reads the memories
+            services.approve_erasure(request_id=erasure.pk, decided_by="staff:ann")
+
+    archive, _ = build_archive(export, generated_at=timezone.now(), max_bytes=10**8, on_layer=approved_meanwhile)
+
+    files = _unzip(archive)
+    assert json.loads(files["memories.json"]) == [] and json.loads(files["memory_history.json"]) == []
+    # What the worker does next: the export was withdrawn by the approval, so the archive is dropped.
+    assert services.finish_export(export_id=export.pk, archive=archive, manifest={}, worker="worker:test") is None
 
 
 @pytest.mark.parametrize("body", [{}, {"user_id": ""}, {"user_id": "a", "legal_basis": "because"}])

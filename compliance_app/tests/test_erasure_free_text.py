@@ -55,3 +55,49 @@ def test_a_person_once_refused_with_a_reason_naming_them_is_verified_when_erased
     assert ErasureRequest.objects.get(pk=refused.pk).rejection_reason == ""
     assert "lena-audit-1" not in json.dumps(list(AuditEntry.objects.values_list("details", flat=True)))
     assert postgres_rows_containing("lena-audit-1") == {}
+
+
+def test_a_duplicate_rejected_after_the_persons_erasure_was_verified_keeps_nothing_typed_about_them(
+    world: World,
+) -> None:
+    first = services.file_erasure(
+        tenant=world.acme.tenant, user_id="hank-dup-1", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    duplicate = services.file_erasure(
+        tenant=world.acme.tenant,
+        user_id="hank-dup-1",
+        identifiers=["hank@example.com"],
+        legal_basis="gdpr_art_17",
+        note="hank-dup-1 called again",
+        filed_by="staff:cora",
+    )
+    services.approve_erasure(request_id=first.pk, decided_by="staff:ann")
+    purge_erasure(str(first.pk))
+    assert ErasureRequest.objects.get(pk=first.pk).status == "verified"
+
+    services.reject_erasure(request_id=duplicate.pk, decided_by="staff:ann", reason="duplicate of hank-dup-1's")
+
+    rejected = ErasureRequest.objects.get(pk=duplicate.pk)
+    assert rejected.status == "rejected"
+    assert (rejected.user_id, rejected.identifiers, rejected.note, rejected.rejection_reason) == ("", [], "", "")
+    for text in ("hank-dup-1", "hank@example.com"):
+        assert postgres_rows_containing(text) == {}, text
+
+
+def test_a_request_filed_after_the_persons_erasure_was_verified_keeps_its_rejection_reason_until_the_next_one(
+    world: World,
+) -> None:
+    first = services.file_erasure(
+        tenant=world.acme.tenant, user_id="ivy-back-1", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    services.approve_erasure(request_id=first.pk, decided_by="staff:ann")
+    purge_erasure(str(first.pk))
+    # The person came back; a request about them now is about what they hold now.
+    later = services.file_erasure(
+        tenant=world.acme.tenant, user_id="ivy-back-1", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+
+    services.reject_erasure(request_id=later.pk, decided_by="staff:ann", reason="ivy-back-1 has an open contract")
+
+    rejected = ErasureRequest.objects.get(pk=later.pk)
+    assert (rejected.user_id, rejected.rejection_reason) == ("ivy-back-1", "ivy-back-1 has an open contract")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from compliance_app import services
+from compliance_app import scope, services
 from compliance_app.keys import subject_of
 from compliance_app.models import ErasureRequest, PersonKey
 from compliance_app.tasks import purge_erasure
 from compliance_app.tests.people import fill_every_layer
 from conftest import World
+from langgraph_app.models import StoreItem
 from memories_app.models import ProfileFactOutbox, UserProfile
 from memory_admin.health import redis_client
 
@@ -65,3 +68,37 @@ def test_a_session_started_after_approval_is_purged_with_the_replays_of_its_requ
     request = ErasureRequest.objects.get(pk=request.pk)
     assert request.status == "verified", request.verification
     assert not list(redis_client().scan_iter(match=f"mem:idem:{world.acme.tenant.pk}:*"))
+
+
+def test_a_store_item_put_during_the_purge_of_a_short_user_id_fails_the_scan_until_purged_again(
+    world: World, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jo = "jo71"  # shorter than the text scan's identifiers: only a structural check can find what is left
+    put = {"ops": [{"op": "put", "namespace": ["users", jo], "key": "k1", "value": {"text": "tea"}}]}
+    assert world.acme.client.post("/api/v1/langgraph/store/batch", put, format="json").status_code == 200
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=jo, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_redis = scope.purge_redis
+
+    def agent_writes_meanwhile(*args: Any, **kwargs: Any) -> int:
+        # The agent's put lands after the purge's store step, before its end.
+        late = {"ops": [{"op": "put", "namespace": ["users", jo], "key": "late", "value": {"text": "coffee"}}]}
+        assert world.acme.client.post("/api/v1/langgraph/store/batch", late, format="json").status_code == 200
+        return purge_redis(*args, **kwargs)
+
+    monkeypatch.setattr(scope, "purge_redis", agent_writes_meanwhile)
+    purge_erasure(str(request.pk))
+    monkeypatch.undo()
+
+    failed = ErasureRequest.objects.get(pk=request.pk)
+    assert failed.status == "failed", failed.verification
+    assert failed.verification["findings"]["postgres:langgraph_app_storeitem.prefix"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        services.purge_again(request_id=request.pk, requested_by="staff:ann")
+    purge_erasure(str(request.pk))
+
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+    assert not StoreItem.objects.filter(tenant=world.acme.tenant, prefix=f"users.{jo}").exists()

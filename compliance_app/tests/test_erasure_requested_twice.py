@@ -10,6 +10,7 @@ import pytest
 from compliance_app import selectors, services
 from compliance_app.models import ErasureRequest
 from compliance_app.tasks import purge_erasure
+from compliance_app.tests.people import postgres_rows_containing
 from conftest import World, logged_in
 from memories_app.models import Memory
 from memory_admin.errors import Conflict
@@ -124,3 +125,65 @@ def test_an_approved_request_that_lost_its_user_id_is_purged_without_touching_an
     assert not any(request.purged.values()), request.purged
     assert _global_memories(world) == 2
     assert world.acme.client.get("/api/v1/sessions/anonymous-s").status_code == 200
+
+
+def test_a_failed_request_keeps_nothing_of_the_person_once_a_later_request_of_theirs_is_verified(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    email = "lena.twice@example.com"
+    _person_and_the_tenants_global_memories(world)
+    # Another person's memory naming lena's email: the first request's scan finds it and fails.
+    bobs = {"scope": "user", "user_id": "bob-twice-1", "content": f"call {email} tomorrow"}
+    bobs_memory = world.acme.client.post("/api/v1/memories", bobs, format="json").json()["id"]
+    first = services.file_erasure(
+        tenant=world.acme.tenant,
+        user_id=LENA,
+        legal_basis="gdpr_art_17",
+        filed_by="staff:cora",
+        identifiers=[email],
+        note=f"asked by {email}",
+    )
+    _approve(str(first.pk), django_capture_on_commit_callbacks)
+    purge_erasure(str(first.pk))
+    assert ErasureRequest.objects.get(pk=first.pk).status == "failed"
+    # Staff deal with the trace, and the person is filed again.
+    Memory.objects.filter(pk=bobs_memory).delete()
+    second = services.file_erasure(
+        tenant=world.acme.tenant, user_id=LENA, legal_basis="gdpr_art_17", filed_by="staff:cora", identifiers=[email]
+    )
+    _approve(str(second.pk), django_capture_on_commit_callbacks)
+
+    purge_erasure(str(second.pk))
+
+    assert ErasureRequest.objects.get(pk=second.pk).status == "verified"
+    failed = ErasureRequest.objects.get(pk=first.pk)
+    assert (failed.user_id, failed.identifiers, failed.note, failed.rejection_reason) == ("", [], "", "")
+    for text in (LENA, email):
+        assert postgres_rows_containing(text) == {}, text
+
+
+def test_a_later_request_takes_over_the_identifiers_of_the_persons_failed_one_and_finds_what_they_name(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    email = "lena.alias@example.com"
+    _person_and_the_tenants_global_memories(world)
+    bobs = {"scope": "user", "user_id": "bob-twice-2", "content": f"mail {email} the invoice"}
+    world.acme.client.post("/api/v1/memories", bobs, format="json")
+    first = services.file_erasure(
+        tenant=world.acme.tenant, user_id=LENA, legal_basis="gdpr_art_17", filed_by="staff:cora", identifiers=[email]
+    )
+    _approve(str(first.pk), django_capture_on_commit_callbacks)
+    purge_erasure(str(first.pk))
+    assert ErasureRequest.objects.get(pk=first.pk).status == "failed"
+    # Filed again without the email, the trace left untouched: the later scan still looks for it.
+    second = services.file_erasure(
+        tenant=world.acme.tenant, user_id=LENA, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    _approve(str(second.pk), django_capture_on_commit_callbacks)
+
+    purge_erasure(str(second.pk))
+
+    later = ErasureRequest.objects.get(pk=second.pk)
+    assert later.status == "failed"
+    assert later.identifiers == [email]
+    assert ErasureRequest.objects.get(pk=first.pk).identifiers == []
