@@ -11,6 +11,7 @@ hot context and tool state of their sessions, the idempotency records of their r
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,15 +120,42 @@ class Person:
         return Memory.objects.filter(tenant=self.tenant).filter(theirs)
 
 
-def _redis_hot_keys(session_pks: list[Any]) -> list[str]:
+_SESSION_MARK = "SESSIONPK"
+
+
+def redis_hot_keys(session_pks: list[Any]) -> list[str]:
+    """The Redis keys holding these sessions' hot data (context windows, tool states).
+
+    Exact keys are checked in one round trip. A pattern's keys ("mem:tool:<session>:*") are found by one SCAN
+    of the pattern with the session left open, then kept when the session is one of these: a SCAN reads the
+    whole keyspace whatever it matches, so one per session would read it once for each (a tenant's deletion
+    may name thousands).
+    """
     client = redis_client()
-    keys: list[str] = []
+    wanted = {str(pk) for pk in session_pks}
+    exact: list[str] = []
+    opened: dict[str, re.Pattern[str]] = {}  # the pattern with any session, and what finds the session in a key
     for pk in session_pks:
         for pattern in session_keys_pattern(pk):
-            if "*" in pattern:
-                keys += [key.decode() for key in client.scan_iter(match=pattern, count=500)]
-            elif client.exists(pattern):
-                keys.append(pattern)
+            if "*" not in pattern:
+                exact.append(pattern)
+                continue
+            template = pattern.replace(str(pk), _SESSION_MARK, 1)
+            if template.replace(_SESSION_MARK, "*") not in opened:
+                found = re.escape(template).replace(_SESSION_MARK, "(?P<session>[^:]+)").replace(r"\*", ".*")
+                opened[template.replace(_SESSION_MARK, "*")] = re.compile(found + r"\Z")
+    keys: list[str] = []
+    if exact:
+        pipe = client.pipeline(transaction=False)
+        for key in exact:
+            pipe.exists(key)
+        keys += [key for key, present in zip(exact, pipe.execute(), strict=True) if present]
+    for wide, finds in opened.items():
+        for raw in client.scan_iter(match=wide, count=1000):
+            key = raw.decode()
+            match = finds.match(key)
+            if match is not None and match["session"] in wanted:
+                keys.append(key)
     return keys
 
 
@@ -324,7 +352,7 @@ def volatile(person: Person) -> dict[str, int]:
     }
     try:
         session_ids = list(person.sessions().values_list("session_id", flat=True))
-        counts["redis_hot_keys"] = len(_redis_hot_keys(session_pks))
+        counts["redis_hot_keys"] = len(redis_hot_keys(session_pks))
         counts["redis_idempotency_records"] = len(find_idempotency_records(person, session_ids).to_purge())
         channels = [channel_name(session_group(pk)) for pk in session_pks]
         counts["live_channel_subscribers"] = (
@@ -343,5 +371,5 @@ def purge_redis(person: Person, session_pks: list[Any], session_ids: list[str] |
     """
     if session_ids is None:
         session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
-    keys = _redis_hot_keys(session_pks) + find_idempotency_records(person, session_ids).to_purge()
+    keys = redis_hot_keys(session_pks) + find_idempotency_records(person, session_ids).to_purge()
     return int(redis_client().delete(*keys)) if keys else 0

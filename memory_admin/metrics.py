@@ -279,10 +279,22 @@ def register_stored_data_collector() -> None:
     )
 
 
+def _bearer_bytes(authorization: str) -> bytes:
+    """The bearer value as the client sent it. Servers hand header values over as their bytes read as latin-1
+    (WSGI, and Django's ASGI handler), and compare_digest refuses non-ASCII text (a TypeError, so a 500): as
+    bytes, a non-ASCII value is just a wrong one, and a token set in UTF-8 matches what a scraper sends."""
+    try:
+        return authorization.encode("latin-1")[7:].strip()
+    except UnicodeEncodeError:  # not a header a server handed over (a test's): no byte string is it
+        return b""
+
+
 def scrape_allowed(authorization: str, remote_addr: str) -> bool:
     """Whether a scrape may be answered without a login: `Bearer $METRICS_TOKEN`, or a loopback caller."""
     token = settings.METRICS_TOKEN
-    if token and authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].strip(), token):
+    # The token as the environment's bytes, whatever they are (surrogateescape gives them back).
+    expected = token.encode("utf-8", "surrogateescape") if token else b""
+    if expected and authorization.startswith("Bearer ") and hmac.compare_digest(_bearer_bytes(authorization), expected):
         return True
     try:
         return ipaddress.ip_address(remote_addr).is_loopback

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
-from tenants_app.services import revoke_api_key
+from tenants_app.services import delete_tenants, revoke_api_key
 
 
 @admin.register(Tenant)
@@ -14,14 +14,13 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     list_display = ("name", "created_at")
     search_fields = ("name",)
 
-    # Deleting a tenant deletes its keys: every process must forget the ones it verified (see keycache).
+    # Deleting a tenant deletes its keys, which every process must forget (see keycache), and its data in
+    # Redis must go with its rows: delete_tenants does both.
     def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
-        super().delete_model(request, obj)
-        keycache.invalidate_everywhere()
+        delete_tenants(tenants=Tenant.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        super().delete_queryset(request, queryset)
-        keycache.invalidate_everywhere()
+        delete_tenants(tenants=queryset)
 
 
 @admin.action(description="Revoke the selected keys")

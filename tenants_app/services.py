@@ -6,15 +6,23 @@ import hashlib
 import secrets
 from typing import Any
 
+import redis
+import structlog
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from memory_admin.errors import NotFound, ValidationFailed
+from compliance_app.scope import redis_hot_keys as sessions_hot_keys
+from memory_admin.errors import Conflict, NotFound, ValidationFailed
+from memory_admin.health import redis_client
 from memory_admin.live import publish_on_commit, tenant_group
+from sessions_app.models import AgentSession
 from tenants_app import keycache
-from tenants_app.models import ApiKey, Tenant
+from tenants_app.models import ApiKey, Tenant, normalise_tenant_name
 from tenants_app.roles import Role
+
+logger = structlog.get_logger("memory.tenants")
 
 KEY_SCHEME = "mk"
 
@@ -32,14 +40,65 @@ def split_key(raw_key: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-@transaction.atomic
-def get_or_create_tenant(*, name: str) -> Tenant:
-    """The tenant called `name`, created when it does not exist yet."""
-    cleaned = name.strip().lower()
+def _tenant_name(name: str) -> str:
+    """`name` as tenants are stored (models.normalise_tenant_name); ValidationFailed when it cannot be one."""
+    cleaned = normalise_tenant_name(name)
     if not cleaned or len(cleaned) > 100 or not all(ch.isalnum() or ch in "-_" for ch in cleaned):
         raise ValidationFailed("A tenant name is 1-100 letters, digits, '-' or '_'.", details={"name": name})
-    tenant, _ = Tenant.objects.get_or_create(name=cleaned)
+    return cleaned
+
+
+@transaction.atomic
+def get_or_create_tenant(*, name: str) -> Tenant:
+    """The tenant called `name` in any letter case, created when it does not exist yet."""
+    tenant, _ = Tenant.objects.get_or_create(name=_tenant_name(name))
     return tenant
+
+
+@transaction.atomic
+def create_tenant(*, name: str) -> Tenant:
+    """A new tenant called `name` (stored in lower case). ValidationFailed for a name that cannot be one;
+    Conflict when a tenant of that name exists in any letter case: naming a new tenant never opens another's."""
+    cleaned = _tenant_name(name)
+    exists = Conflict(f"A tenant named {cleaned!r} already exists.", details={"name": cleaned})
+    if Tenant.objects.filter(name__iexact=cleaned).exists():
+        raise exists
+    try:
+        with transaction.atomic():
+            return Tenant.objects.create(name=cleaned)
+    except IntegrityError:  # created meanwhile by someone else
+        raise exists from None
+
+
+@transaction.atomic
+def delete_tenants(*, tenants: QuerySet[Tenant]) -> None:
+    """Delete these tenants with everything of theirs. ProtectedError, nothing deleted, for one that filed an
+    erasure or export request: those and their audit trail are kept (the admin lists them and refuses).
+
+    Once committed, every process forgets their keys, and their data in Redis goes too rather than waiting out
+    its TTLs: their sessions' context windows and tool states (the erasure's sweep) and their idempotency
+    records, which hold responses.
+    """
+    # Locked: a session being created for one of them waits, then fails, instead of escaping the sweep.
+    locked = Tenant.objects.select_for_update().filter(pk__in=tenants.values("pk"))
+    tenant_pks = list(locked.values_list("pk", flat=True))
+    session_pks = list(AgentSession.all_objects.filter(tenant_id__in=tenant_pks).values_list("pk", flat=True))
+    Tenant.objects.filter(pk__in=tenant_pks).delete()
+    keycache.invalidate_everywhere()
+    transaction.on_commit(lambda: _forget_in_redis(tenant_pks, session_pks), robust=True)
+
+
+def _forget_in_redis(tenant_pks: list[Any], session_pks: list[Any]) -> None:
+    try:
+        client = redis_client()
+        keys = sessions_hot_keys(session_pks)
+        for pk in tenant_pks:
+            keys += [key.decode() for key in client.scan_iter(match=f"mem:idem:{pk}:*", count=1000)]
+        removed = sum(int(client.delete(*keys[at : at + 1000])) for at in range(0, len(keys), 1000))
+    except redis.RedisError as exc:  # what is left expires with its TTL
+        logger.warning("deleted_tenants_redis_keys_left", tenants=len(tenant_pks), error=type(exc).__name__)
+    else:
+        logger.info("deleted_tenants_redis_keys_removed", tenants=len(tenant_pks), keys=removed)
 
 
 @transaction.atomic

@@ -26,13 +26,13 @@ from django.views.decorators.http import require_http_methods
 
 from memories_app.models import Memory, UserProfile
 from memory_admin.dashboard.access import staff_page
-from memory_admin.errors import ServiceError, ValidationFailed
+from memory_admin.errors import Conflict, ServiceError, ValidationFailed
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from tenants_app import selectors as tenant_selectors
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.roles import Role
-from tenants_app.services import get_or_create_tenant, issue_api_key, revoke_api_key
+from tenants_app.services import create_tenant, issue_api_key, revoke_api_key
 
 logger = structlog.get_logger("memory.dashboard")
 
@@ -135,11 +135,13 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
         try:
             # The key exists only if this browser can be shown it: no handover, no key.
             with transaction.atomic():
-                tenant = data["tenant"] or get_or_create_tenant(name=data["new_tenant"])
+                tenant = data["tenant"] or create_tenant(name=data["new_tenant"])
                 api_key, raw_key = issue_api_key(tenant=tenant, name=data["name"], created_by=request.user)
                 _hand_over(request, api_key, raw_key)
         except ValidationFailed as exc:
             form.add_error("new_tenant", exc.message)
+        except Conflict as exc:
+            form.add_error("new_tenant", f"A tenant named {exc.details['name']} exists; choose it above.")
         except redis.RedisError:
             form.add_error(None, "Redis is unreachable, so the new key could not be shown; no key was created.")
         else:

@@ -134,6 +134,19 @@ def test_a_key_can_be_created_for_a_new_tenant(world: World) -> None:
     assert _whoami(raw_key) == 200
 
 
+@pytest.mark.parametrize("name", ["acme", "ACME", " Acme "])
+def test_naming_a_new_tenant_that_exists_in_any_letter_case_is_a_form_error_and_issues_no_key(
+    world: World, name: str
+) -> None:
+    before = ApiKey.objects.count(), Tenant.objects.count()
+
+    response = logged_in(world.admin).post("/admin/keys/new/", {"new_tenant": name, "name": "new customer"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"new_tenant": ["A tenant named acme exists; choose it above."]}
+    assert (ApiKey.objects.count(), Tenant.objects.count()) == before
+
+
 def test_the_new_key_is_shown_only_to_the_browser_session_that_created_it(world: World) -> None:
     creator, other_admin = logged_in(world.admin), logged_in(world.admin)
     _create(creator, tenant=world.acme.tenant.pk, name="k")  # follows the redirect: shown once

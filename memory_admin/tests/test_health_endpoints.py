@@ -65,6 +65,26 @@ def test_metrics_accept_the_configured_bearer_token() -> None:
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-for-tests").status_code == 200
 
 
+@override_settings(METRICS_TOKEN="scrape-token-for-tests")
+@pytest.mark.parametrize("value", ["Bearer caf\u00e9", "Bearer scrape-token-for-t\u00e9sts", "Bearer \u2603"])
+def test_a_non_ascii_bearer_value_on_metrics_is_refused_not_a_500(value: str) -> None:
+    client = Client(REMOTE_ADDR="203.0.113.9")
+
+    assert client.get("/metrics", HTTP_AUTHORIZATION=value).status_code == 403
+    status, _ = _wsgi_get("/metrics", HTTP_AUTHORIZATION=value, REMOTE_ADDR="203.0.113.9")
+    assert not status.startswith(("200", "500"))
+
+
+@override_settings(METRICS_TOKEN="jeton-caf\u00e9")
+def test_a_non_ascii_metrics_token_is_accepted_as_the_utf8_bytes_a_scraper_sends() -> None:
+    # A server hands header values over as their bytes read as latin-1 (WSGI, and Django's ASGI handler).
+    sent = "Bearer jeton-caf\u00e9".encode().decode("latin-1")
+    client = Client(REMOTE_ADDR="203.0.113.9")
+
+    assert client.get("/metrics", HTTP_AUTHORIZATION=sent).status_code == 200
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer jeton-caf\u00e9").status_code == 403
+
+
 def test_metrics_answer_an_admin_from_anywhere(world: World) -> None:
     client = logged_in(world.admin)
     client.defaults["REMOTE_ADDR"] = "203.0.113.9"
