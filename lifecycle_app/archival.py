@@ -7,7 +7,8 @@ Two jobs use the same step:
   that version and after it is rebuilt exactly as before. Events the hot context window still reads are kept.
 - **Session archival**: a session without activity for N days becomes `archived` (no more writes), a snapshot
   is taken at its head, every event and older snapshot goes to the archive in steps, and last its operation
-  journal; the session row and the snapshot at its head stay.
+  journal; the session row and the snapshot at its head stay. A session its client archived goes the same way
+  once as idle (see `archivable_sessions`).
 
 A step moves one segment of at most `limit` events. It writes the archive object first, without holding any
 lock (archived rows are below the head and never change), then takes the session row's lock (the lock appends
@@ -33,7 +34,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -43,6 +44,8 @@ from lifecycle_app.archive import ArchiveDocument, event_doc, operation_doc, pac
 from lifecycle_app.lifetimes import lifetimes_for
 from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, SessionArchival
 from lifecycle_app.storage import archive_storage, session_folder
+from memories_app.background import DISTILL_ARCHIVED_WITHIN
+from memories_app.models import JobKind, JobStatus, PromotionJob
 from memory_admin.errors import NotFound
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from sessions_app import context
@@ -390,31 +393,54 @@ def used_since(cutoff: datetime) -> Q:
     )
 
 
+def archivable_sessions(tenant_ids: list[uuid.UUID], *, cutoff: datetime) -> QuerySet[AgentSession]:
+    """The sessions session archival takes now: those idle since before `cutoff` (not in use by other means
+    either, see `used_since`), and those a client archived itself whose history is still in Postgres (no
+    SessionArchival yet) once idle as long. memories_app distills a session its client archived from its
+    events within DISTILL_ARCHIVED_WITHIN of the archival, so such a session waits that long at least, and no
+    session goes while its distillation is still to run."""
+    client_cutoff = min(cutoff, timezone.now() - DISTILL_ARCHIVED_WITHIN)
+    idle = Q(last_activity_at__lt=cutoff) & ~Q(status=SessionStatus.ARCHIVED) & ~used_since(cutoff)
+    archived_by_client = (
+        Q(last_activity_at__lt=client_cutoff, status=SessionStatus.ARCHIVED)
+        & ~Q(Exists(SessionArchival.objects.filter(session_id=OuterRef("pk"))))
+        & ~used_since(client_cutoff)
+    )
+    distilling = PromotionJob.objects.filter(
+        session_id=OuterRef("pk"), kind=JobKind.DISTILL, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+    )
+    return (
+        AgentSession.objects.filter(tenant_id__in=tenant_ids)
+        .filter(idle | archived_by_client)
+        .exclude(Exists(distilling))
+    )
+
+
 def claim_inactive_sessions(tenant_id: uuid.UUID, *, cutoff: datetime, limit: int) -> list[uuid.UUID]:
     """Mark up to `limit` of the tenant's sessions idle since before `cutoff` as archived (they accept no more
-    writes from now on) and queue their archival; the ids claimed. Rows other workers hold are skipped, and so
-    are sessions still in use by other means than events (see `used_since`)."""
+    writes from now on) and queue their archival, with that of sessions their client archived (see
+    `archivable_sessions`); the ids claimed. Rows other workers hold are skipped."""
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            AgentSession.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(tenant_id=tenant_id, last_activity_at__lt=cutoff)
-            .exclude(status=SessionStatus.ARCHIVED)
-            .exclude(used_since(cutoff))
+            archivable_sessions([tenant_id], cutoff=cutoff)
+            .select_for_update(skip_locked=True, of=("self",))
             .order_by("last_activity_at")
-            .values_list("pk", "head_version")[:limit]
+            .values_list("pk", "head_version", "status")[:limit]
         )
         if not rows:
             return []
-        ids = [pk for pk, _ in rows]
-        AgentSession.objects.filter(pk__in=ids).update(
+        ids = [pk for pk, _, _ in rows]
+        # A session its client archived keeps its status and version: only its history moves.
+        idle = [pk for pk, _, status in rows if status != SessionStatus.ARCHIVED]
+        AgentSession.objects.filter(pk__in=idle).update(
             status=SessionStatus.ARCHIVED, version=F("version") + 1, updated_at=now
         )
         SessionArchival.objects.bulk_create(
-            [SessionArchival(session_id=pk, tenant_id=tenant_id, head_version=head) for pk, head in rows],
+            [SessionArchival(session_id=pk, tenant_id=tenant_id, head_version=head) for pk, head, _ in rows],
             ignore_conflicts=True,
         )
-        for session in AgentSession.objects.filter(pk__in=ids):
+        for session in AgentSession.objects.filter(pk__in=idle):
             publish_on_commit(
                 [tenant_group(tenant_id), session_group(session.pk)],
                 {

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 
 from lifecycle_app.models import EvictionCandidate
 from memories_app.models import Memory, Source
+from memories_app.services import announce_deleted
 
 _MEMORY = Memory._meta.db_table
 _CANDIDATE = EvictionCandidate._meta.db_table
@@ -59,7 +60,7 @@ WITH doomed AS (
   FOR UPDATE OF m SKIP LOCKED
 )
 UPDATE {_MEMORY} SET deleted_at = %(now)s FROM doomed WHERE {_MEMORY}.id = doomed.id
-RETURNING {_MEMORY}.id
+RETURNING {_MEMORY}.id, {_MEMORY}.tenant_id
 """  # noqa: S608
 
 _COUNT_SQL = f"""
@@ -106,12 +107,15 @@ def forgive_candidates(params: EvictionParams) -> int:
 
 
 def evict_step(params: EvictionParams, *, limit: int) -> list[uuid.UUID]:
-    """Logically delete up to `limit` candidates whose grace period passed; their ids."""
+    """Logically delete up to `limit` candidates whose grace period passed; their ids. Each deletion is announced
+    after commit as a delete through the API is (`memory.deleted`), so open dashboard pages drop the memory."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_EVICT_SQL, params.sql(limit=limit))
-        ids = [row[0] for row in cursor.fetchall()]
-        EvictionCandidate.objects.filter(memory_id__in=ids).delete()
-    return ids
+        evicted = [Memory(pk=memory_id, tenant_id=tenant_id) for memory_id, tenant_id in cursor.fetchall()]
+        EvictionCandidate.objects.filter(memory_id__in=[memory.pk for memory in evicted]).delete()
+        for memory in evicted:
+            announce_deleted(memory)
+    return [memory.pk for memory in evicted]
 
 
 @dataclass(frozen=True)

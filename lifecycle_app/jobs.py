@@ -80,6 +80,16 @@ def run_job(
     return run
 
 
+def _unless_failed(counts: Counts, failure: Exception | None) -> Counts:
+    """The counts of a run that went through every session; JobStopped when a session failed (`failure` is the
+    last such error; each is in the run's errors already). Cold storage that cannot be written fails them all,
+    and such a run must not read as a success on the dashboard or in `memory_lifecycle_job_runs`; what failed is
+    taken again by the next run."""
+    if failure is not None:
+        raise JobStopped(counts, failure)
+    return counts
+
+
 def _groups(enabled: Callable[[PolicyGroup], bool]) -> list[PolicyGroup]:
     return [group for group in policy_groups() if group.tenant_ids and enabled(group)]
 
@@ -103,6 +113,7 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 while ids := archival.claim_inactive_sessions(tenant_id, cutoff=cutoff, limit=limit):
                     claimed += len(ids)
         moved, finished, busy = archival.Moved(), 0, 0
+        failure: Exception | None = None
         # Every pending archival, including those a crashed or interrupted run left behind. A session another
         # worker holds is skipped at first, then waited for (one short step at a time) once the rest is done.
         pending = archival.pending_archivals(limit=1_000_000)
@@ -113,6 +124,7 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                     done = archival.complete_archival(session_pk, limit=limit, job_run=run, wait=wait)
                 except Exception as exc:  # one bad session must not stop the others; it stays pending
                     errors.append({"session": str(session_pk), **services.describe_error(exc)})
+                    failure = exc
                     continue
                 if done is None:
                     continue
@@ -122,15 +134,18 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 else:
                     finished += 1
             pending, busy = held, len(held)
-        return {
-            "sessions_claimed": claimed,
-            "sessions_archived": finished,
-            "sessions_busy": busy,
-            "events": moved.events,
-            "snapshots": moved.snapshots,
-            "operations": moved.operations,
-            "archive_bytes": moved.archive_bytes,
-        }
+        return _unless_failed(
+            {
+                "sessions_claimed": claimed,
+                "sessions_archived": finished,
+                "sessions_busy": busy,
+                "events": moved.events,
+                "snapshots": moved.snapshots,
+                "operations": moved.operations,
+                "archive_bytes": moved.archive_bytes,
+            },
+            failure,
+        )
 
     return run_job(Job.SESSION_ARCHIVAL, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
 
@@ -147,6 +162,7 @@ def archive_events(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
                 _add(counts, selectors.preview_event_archival(group.policy, group.tenant_ids, now).counts)
             return counts
         moved, sessions, busy = archival.Moved(), 0, 0
+        failure: Exception | None = None
         for group in groups:
             plan = selectors.event_archival_plan(group.policy, group.tenant_ids, now)
             for wait in (False, True):
@@ -163,19 +179,23 @@ def archive_events(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
                         )
                     except Exception as exc:
                         errors.append({"session": str(session_pk), **services.describe_error(exc)})
+                        failure = exc
                         continue
                     moved.add(archival.Moved(**{**step.__dict__, "busy": False}))
                     sessions += step.events > 0
                     if step.busy:
                         held.append((session_pk, upto))
                 plan, busy = held, busy + len(held) if wait else busy
-        return {
-            "sessions": sessions,
-            "sessions_busy": busy,
-            "events": moved.events,
-            "snapshots": moved.snapshots,
-            "archive_bytes": moved.archive_bytes,
-        }
+        return _unless_failed(
+            {
+                "sessions": sessions,
+                "sessions_busy": busy,
+                "events": moved.events,
+                "snapshots": moved.snapshots,
+                "archive_bytes": moved.archive_bytes,
+            },
+            failure,
+        )
 
     return run_job(Job.EVENT_ARCHIVAL, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
 

@@ -1,5 +1,6 @@
 """Physical removal of rows that are already gone for everyone: logically deleted memories past the purge delay,
-and profile outbox entries applied long ago (they hold the fact's text, so they do not stay for ever).
+and profile outbox entries applied long ago (they hold the fact's text, so they do not stay for ever). Entries the
+drain set aside as failed stay, marked with their error, for someone to look at in the Django admin.
 
 Each step is one short transaction that claims its rows with `FOR UPDATE SKIP LOCKED`: workers running at once
 take disjoint rows, so each row is removed (and counted) once.
@@ -17,7 +18,8 @@ _OUTBOX = ProfileFactOutbox._meta.db_table
 
 _PRUNE_OUTBOX_SQL = f"""
 DELETE FROM {_OUTBOX} WHERE id IN (
-  SELECT id FROM {_OUTBOX} WHERE processed_at < %(cutoff)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+  SELECT id FROM {_OUTBOX} WHERE processed_at < %(cutoff)s AND failed_at IS NULL
+  ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 """  # noqa: S608 (the table name comes from the model)
 
@@ -39,7 +41,7 @@ def purge_memories_step(*, cutoff: datetime, limit: int) -> int:
 
 
 def prune_outbox_step(*, cutoff: datetime, limit: int) -> int:
-    """Remove up to `limit` outbox entries applied before `cutoff`; how many."""
+    """Remove up to `limit` outbox entries applied before `cutoff` (not those set aside as failed); how many."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_PRUNE_OUTBOX_SQL, {"cutoff": cutoff, "limit": limit})
         return int(cursor.rowcount)

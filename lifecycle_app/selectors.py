@@ -21,7 +21,7 @@ from lifecycle_app.storage import archive_storage
 from memories_app.models import Memory, ProfileFactOutbox
 from memory_admin.codec import decode_payload
 from memory_admin.errors import IntegrityFailure, NotFound
-from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
+from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
 from sessions_app.state import apply_event, empty_state, upgrade_state
 
 # The dry run of event archival looks at this many sessions at most (a preview must stay quick).
@@ -49,12 +49,7 @@ class Preview:
 
 
 def preview_session_archival(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
-    cutoff = policy.session_cutoff(now)
-    idle = (
-        AgentSession.objects.filter(tenant_id__in=tenant_ids, last_activity_at__lt=cutoff)
-        .exclude(status=SessionStatus.ARCHIVED)
-        .exclude(archival.used_since(cutoff))
-    )
+    idle = archival.archivable_sessions(tenant_ids, cutoff=policy.session_cutoff(now))
     pending = SessionArchival.objects.filter(tenant_id__in=tenant_ids, state=SessionArchival.State.PENDING)
     counts = {
         "sessions": idle.count(),
@@ -155,10 +150,16 @@ def outbox_prune_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=settings.OUTBOX_KEEP_PROCESSED_DAYS)
 
 
+def prunable_outbox(now: datetime) -> QuerySet[ProfileFactOutbox]:
+    """Outbox entries the drain removes: applied before the cutoff (entries set aside as failed stay, with their
+    error; `purge.prune_outbox_step` takes the same rows)."""
+    return ProfileFactOutbox.objects.filter(processed_at__lt=outbox_prune_cutoff(now), failed_at__isnull=True)
+
+
 def outbox_has_work(now: datetime) -> bool:
     """Whether a drain would do anything: an entry to apply, or an applied one old enough to remove."""
     pending = ProfileFactOutbox.objects.filter(processed_at__isnull=True)
-    return pending.exists() or ProfileFactOutbox.objects.filter(processed_at__lt=outbox_prune_cutoff(now)).exists()
+    return pending.exists() or prunable_outbox(now).exists()
 
 
 def preview_outbox(now: datetime) -> Preview:
@@ -167,7 +168,7 @@ def preview_outbox(now: datetime) -> Preview:
     counts = {
         "pending": pending.count(),
         "lag_seconds": int((now - oldest).total_seconds()) if oldest else 0,
-        "would_prune": ProfileFactOutbox.objects.filter(processed_at__lt=outbox_prune_cutoff(now)).count(),
+        "would_prune": prunable_outbox(now).count(),
     }
     summary = (
         f"would apply {counts['pending']} profile changes to the vector store (oldest waiting "

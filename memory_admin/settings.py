@@ -388,7 +388,7 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2, minimum=0, maximum=10)
 # Weight = 2^(-days since last access / half-life) * ln(2 + access count); below the threshold a memory
 # is an eviction candidate.
 MEMORY_DECAY_HALF_LIFE_DAYS = env_float("MEMORY_DECAY_HALF_LIFE_DAYS", 30.0, minimum=0.01)
-MEMORY_EVICTION_THRESHOLD = env_float("MEMORY_EVICTION_THRESHOLD", 0.1, minimum=0.0)
+MEMORY_EVICTION_THRESHOLD = env_float("MEMORY_EVICTION_THRESHOLD", 0.1, minimum=0.0, maximum=100.0)
 # Cosine similarity at or above which a promoted text updates an existing user memory instead of adding one.
 MEMORY_DEDUPE_THRESHOLD = env_float("MEMORY_DEDUPE_THRESHOLD", 0.9, minimum=0.0, maximum=1.0)
 MEMORY_MAX_CONTENT_CHARS = env_int("MEMORY_MAX_CONTENT_CHARS", 8000, minimum=1)
@@ -404,8 +404,12 @@ MEMORY_EXACT_SEARCH_MAX_ROWS = env_int("MEMORY_EXACT_SEARCH_MAX_ROWS", 20_000, m
 # 0.978 (200) at 100k, but at 1M 0.92 with 200 and 0.96 with 400, which costs ~3 ms more of Postgres CPU per
 # search (bench/README.md, memories). 400 keeps recall above 0.95 at a million global memories.
 MEMORY_HNSW_EF_SEARCH = env_int("MEMORY_HNSW_EF_SEARCH", 400, minimum=1, maximum=1000)
+# The retention defaults below have the limits the policies on /lifecycle/ have (lifecycle_app.models), periods
+# a hundred years at most: a default is one an admin could set there, never a cutoff before year 1 that every
+# lifecycle run would fail to compute.
+_RETENTION_MAX_DAYS = 36_500
 # Logically deleted memories are physically removed this long after deletion.
-MEMORY_PURGE_AFTER_HOURS = env_int("MEMORY_PURGE_AFTER_HOURS", 24, minimum=0)
+MEMORY_PURGE_AFTER_HOURS = env_int("MEMORY_PURGE_AFTER_HOURS", 24, minimum=0, maximum=_RETENTION_MAX_DAYS * 24)
 CELERY_BEAT_SCHEDULE.update(
     {
         "memories-flush-access-stats": {"task": "memories_app.tasks.flush_access_stats", "schedule": 30.0},
@@ -431,8 +435,8 @@ CHECKPOINT_STATE_CACHE_BYTES = env_int("CHECKPOINT_STATE_CACHE_BYTES", 64 * 1_04
 CHECKPOINT_MAX_STATE_BYTES = env_int("CHECKPOINT_MAX_STATE_BYTES", 4 * 1_048_576, minimum=1024)
 # Retention: checkpoints older than this many days are removed, except each session's latest
 # CHECKPOINT_KEEP_LATEST by sequence (a kept checkpoint whose parent goes is rewritten as a chain start).
-CHECKPOINT_RETENTION_DAYS = env_int("CHECKPOINT_RETENTION_DAYS", 30, minimum=1)
-CHECKPOINT_KEEP_LATEST = env_int("CHECKPOINT_KEEP_LATEST", 5, minimum=1)
+CHECKPOINT_RETENTION_DAYS = env_int("CHECKPOINT_RETENTION_DAYS", 30, minimum=1, maximum=_RETENTION_MAX_DAYS)
+CHECKPOINT_KEEP_LATEST = env_int("CHECKPOINT_KEEP_LATEST", 5, minimum=1, maximum=10_000)
 CELERY_BEAT_SCHEDULE.update(
     {"checkpoints-retention": {"task": "checkpoints_app.tasks.apply_checkpoint_retention", "schedule": 24 * 3600.0}}
 )
@@ -442,21 +446,21 @@ CELERY_BEAT_SCHEDULE.update(
 # Sessions with no activity for this many days are archived: their events, snapshots and operation journal go
 # to the archive, the session row and its latest snapshot stay.
 SESSION_ARCHIVAL_ENABLED = env_bool("SESSION_ARCHIVAL_ENABLED", True)
-SESSION_ARCHIVE_AFTER_DAYS = env_int("SESSION_ARCHIVE_AFTER_DAYS", 90, minimum=1)
+SESSION_ARCHIVE_AFTER_DAYS = env_int("SESSION_ARCHIVE_AFTER_DAYS", 90, minimum=1, maximum=_RETENTION_MAX_DAYS)
 # Events older than this that a snapshot already folds (and that the hot context window no longer needs) move
 # to the archive; the state at every version stays readable (from the archive below the oldest kept event).
 EVENT_ARCHIVAL_ENABLED = env_bool("EVENT_ARCHIVAL_ENABLED", True)
-EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, minimum=1)
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, minimum=1, maximum=_RETENTION_MAX_DAYS)
 CHECKPOINT_RETENTION_ENABLED = env_bool("CHECKPOINT_RETENTION_ENABLED", True)
 # A memory below MEMORY_EVICTION_THRESHOLD becomes an eviction candidate, and is deleted after this many days
 # unless it is read (and weighs more) again first.
 MEMORY_EVICTION_ENABLED = env_bool("MEMORY_EVICTION_ENABLED", True)
-MEMORY_EVICTION_GRACE_DAYS = env_int("MEMORY_EVICTION_GRACE_DAYS", 7, minimum=0)
+MEMORY_EVICTION_GRACE_DAYS = env_int("MEMORY_EVICTION_GRACE_DAYS", 7, minimum=0, maximum=3650)
 # Rows a job step handles in one short transaction.
 LIFECYCLE_BATCH_SIZE = env_int("LIFECYCLE_BATCH_SIZE", 500, minimum=1, maximum=100_000)
-LIFECYCLE_JOB_RUNS_KEEP_DAYS = env_int("LIFECYCLE_JOB_RUNS_KEEP_DAYS", 90, minimum=1)
+LIFECYCLE_JOB_RUNS_KEEP_DAYS = env_int("LIFECYCLE_JOB_RUNS_KEEP_DAYS", 90, minimum=1, maximum=_RETENTION_MAX_DAYS)
 # Profile outbox entries (they hold the fact's text) are removed this long after they were applied.
-OUTBOX_KEEP_PROCESSED_DAYS = env_int("OUTBOX_KEEP_PROCESSED_DAYS", 7, minimum=1)
+OUTBOX_KEEP_PROCESSED_DAYS = env_int("OUTBOX_KEEP_PROCESSED_DAYS", 7, minimum=1, maximum=_RETENTION_MAX_DAYS)
 # Archives are gzip-compressed JSON files under ARCHIVE_DIR, unless ARCHIVE_STORAGE_BACKEND names a Django
 # storage class (an S3-compatible bucket: install django-storages, set `storages.backends.s3.S3Storage` and
 # its constructor options as a JSON object in ARCHIVE_STORAGE_OPTIONS or ARCHIVE_STORAGE_OPTIONS_FILE).

@@ -1,5 +1,6 @@
 """Memory decay eviction with a grace period: only candidates whose grace is over are deleted; a candidate read
-again in time is forgiven; profile facts are never evicted; deleted rows are purged later."""
+again in time is forgiven; profile facts are never evicted; an eviction reaches the live pages as a delete does;
+deleted rows are purged later."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from lifecycle_app import jobs
 from lifecycle_app.models import EvictionCandidate
 from memories_app.models import Memory, Scope, Source
 from memories_app.services import NewMemory, create_memory, update_memory
+from memory_admin.health import redis_client
+from memory_admin.live import channel_name, tenant_group
+from tests.live import drain
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +63,24 @@ def test_eviction_removes_only_candidates_past_their_grace_period(world: World) 
     assert alive(in_grace) and alive(newly_stale) and alive(fresh)
     assert set(EvictionCandidate.objects.values_list("memory_id", flat=True)) == {in_grace.pk, newly_stale.pk}
     assert run.counts == {"forgiven": 0, "marked": 1, "evicted": 1}
+
+
+def test_an_evicted_memory_is_announced_as_deleted_to_its_tenants_live_pages(
+    world: World, django_capture_on_commit_callbacks
+) -> None:
+    evicted = memory(world, "stale and marked long ago", idle_days=200)
+    kept = memory(world, "stale and marked yesterday", idle_days=200)
+    mark(evicted, days_ago=8)
+    mark(kept, days_ago=1)
+    feed = redis_client().pubsub()
+    feed.subscribe(channel_name(tenant_group(world.acme.tenant.pk)))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.evict_memories(dry_run=False, triggered_by="manual")
+
+    assert not alive(evicted) and alive(kept)
+    announced = [(m["type"], m["tenant"], m["memory"]) for m in drain(feed, 2, timeout=1)]
+    assert announced == [("memory.deleted", str(world.acme.tenant.pk), str(evicted.pk))]
 
 
 def test_a_candidate_read_again_before_its_grace_ends_is_forgiven(world: World) -> None:

@@ -1,6 +1,6 @@
 """The outbox draining job: it applies pending profile changes to the vector store and records its run, removes
-entries applied long ago, leaves no run row when beat finds the outbox empty, and an embedder outage stops the
-run as failed with the entry left for the next one."""
+entries applied long ago (keeping those set aside as failed), leaves no run row when beat finds the outbox empty,
+and an embedder outage stops the run as failed with the entry left for the next one."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def test_entries_applied_long_ago_are_removed_and_recent_ones_kept(world: World,
     assert run.counts == {"applied": 0, "pruned": 1}
     assert list(ProfileFactOutbox.objects.values_list("pk", flat=True)) == [recent.pk]
     assert old.pk != recent.pk
+
+
+def test_entries_set_aside_as_failed_stay_with_their_error_when_applied_ones_are_removed(
+    world: World, settings
+) -> None:
+    settings.OUTBOX_KEEP_PROCESSED_DAYS = 7
+    long_ago = timezone.now() - timedelta(days=8)
+    applied = pending_fact(world, "city", "Oslo", processed_at=long_ago)
+    failed = pending_fact(
+        world, "bio", "x", processed_at=long_ago, failed_at=long_ago, attempts=20, last_error="EmbedderRefused"
+    )
+
+    preview = jobs.drain_outbox(dry_run=True, triggered_by="manual")
+    run = jobs.drain_outbox(dry_run=False, triggered_by="manual")
+
+    assert preview.counts["would_prune"] == 1 and run.counts == {"applied": 0, "pruned": 1}
+    assert list(ProfileFactOutbox.objects.values_list("pk", "last_error")) == [(failed.pk, "EmbedderRefused")]
+    assert applied.pk != failed.pk
+    # Nothing is left for a drain to do: beat records no run for the failed entry every 30 s.
+    drain_profile_outbox.apply(kwargs={"triggered_by": "beat"})
+    assert JobRun.objects.filter(triggered_by="beat").count() == 0
 
 
 def test_the_dry_run_counts_without_applying(world: World) -> None:

@@ -22,8 +22,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime
 
 from lifecycle_app.selectors import ArchivedState, state_from_archive
+from memory_admin.api.errors import json_error
 from memory_admin.dashboard.access import staff_page
-from memory_admin.errors import Archived
+from memory_admin.errors import Archived, ServiceError
 from memory_admin.query import whole_number
 from sessions_app import selectors
 from sessions_app.models import AgentSession, Operation, OperationStatus, SessionStatus
@@ -237,8 +238,9 @@ def session_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 
 @staff_page()
-def session_state(request: HttpRequest, pk: uuid.UUID) -> JsonResponse:
-    """Time travel for the session page: the state after `version` events, as JSON."""
+def session_state(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Time travel for the session page: the state after `version` events, as JSON; a 409 with the reason when
+    the archive it needs cannot be read (as the archive's own page answers)."""
     session = _session_or_404(pk)
     version = whole_number(request.GET.get("version", str(session.head_version)))
     if version is None or version > session.head_version:
@@ -247,7 +249,10 @@ def session_state(request: HttpRequest, pk: uuid.UUID) -> JsonResponse:
         view: selectors.StateView | ArchivedState = selectors.rebuild_state(session, version=version)
     except Archived:
         # Older than what Postgres keeps: rebuilt from the archive, and the page says so.
-        view = state_from_archive(session, version=version)
+        try:
+            view = state_from_archive(session, version=version)
+        except ServiceError as exc:  # an archive object missing from storage or failing its checksum
+            return json_error(request, 409, exc.code, exc.message, exc.details)
     return JsonResponse(
         {
             "version": view.version,

@@ -1,16 +1,22 @@
-"""Dashboard pages for sessions: the filterable list, a session's page and time travel."""
+"""Dashboard pages for sessions: the filterable list, a session's page and time travel (into the archive too)."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from conftest import World, logged_in
+from lifecycle_app import jobs
+from lifecycle_app.models import ArchiveSegment
+from lifecycle_app.storage import archive_storage
 from sessions_app.models import AgentSession, EventType
 from sessions_app.services import (
     NewEvent,
@@ -176,6 +182,31 @@ def test_time_travel_returns_the_state_at_a_version(world: World) -> None:
     assert body["state"]["current_node"] == "b"
     assert client.get(f"/sessions/{session.pk}/state.json", {"version": 9}).status_code == 404
     assert client.get(f"/sessions/{session.pk}/state.json", {"version": "x"}).status_code == 404
+
+
+def test_time_travel_into_an_archive_that_is_damaged_or_missing_is_a_409_saying_why(
+    world: World, settings: Any, tmp_path: Path
+) -> None:
+    settings.ARCHIVE_DIR, settings.ARCHIVE_STORAGE_BACKEND = tmp_path, ""
+    session = _session(world)
+    append_events(session=session, events=[NewEvent(EventType.NODE_TRANSITION, {"node": n}) for n in "abc"])
+    long_ago = timezone.now() - timedelta(days=200)
+    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=long_ago, updated_at=long_ago)
+    jobs.archive_sessions(dry_run=False, triggered_by="manual")
+    segment = ArchiveSegment.objects.get(session=session, kind="events")
+    storage, client, path = archive_storage(), logged_in(world.support), f"/sessions/{session.pk}/state.json"
+    assert client.get(path, {"version": 2}).json()["from_archive"] is True
+
+    storage.put(segment.storage_key, storage.get(segment.storage_key)[:-5] + b"xxxxx")
+    damaged = client.get(path, {"version": 2})
+    storage.delete(segment.storage_key)
+    missing = client.get(path, {"version": 2})
+
+    assert damaged.status_code == 409 and damaged.json()["error"]["code"] == "integrity_failure"
+    assert damaged.json()["error"]["message"] == "An archive object does not match its recorded checksum."
+    assert missing.status_code == 409 and missing.json()["error"]["code"] == "not_found"
+    assert missing.json()["error"]["message"] == "The archive object is missing from storage."
+    assert client.get(path, {"version": 3}).json()["state"]["current_node"] == "c"  # the head stays readable
 
 
 def test_session_pages_refuse_users_without_a_staff_role(world: World) -> None:

@@ -139,3 +139,31 @@ def test_a_working_embedder_and_archive_storage_start() -> None:
         ARCHIVE_STORAGE_OPTIONS='{"bucket_name": "archive"}',
     )
     assert result.stdout.strip() == "'openai'", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SESSION_ARCHIVE_AFTER_DAYS", "1000000", "SESSION_ARCHIVE_AFTER_DAYS=1000000 is above the maximum 36500"),
+        ("EVENT_RETENTION_DAYS", "36501", "EVENT_RETENTION_DAYS=36501 is above the maximum 36500"),
+        ("CHECKPOINT_RETENTION_DAYS", "1000000", "CHECKPOINT_RETENTION_DAYS=1000000 is above the maximum 36500"),
+        ("CHECKPOINT_KEEP_LATEST", "10001", "CHECKPOINT_KEEP_LATEST=10001 is above the maximum 10000"),
+        ("MEMORY_EVICTION_GRACE_DAYS", "3651", "MEMORY_EVICTION_GRACE_DAYS=3651 is above the maximum 3650"),
+        ("MEMORY_EVICTION_THRESHOLD", "1e300", "MEMORY_EVICTION_THRESHOLD=1e+300 is above the maximum 100.0"),
+        ("MEMORY_PURGE_AFTER_HOURS", "100000000", "MEMORY_PURGE_AFTER_HOURS=100000000 is above the maximum 876000"),
+        ("OUTBOX_KEEP_PROCESSED_DAYS", "1000000", "OUTBOX_KEEP_PROCESSED_DAYS=1000000 is above the maximum 36500"),
+        ("LIFECYCLE_JOB_RUNS_KEEP_DAYS", "1000000", "LIFECYCLE_JOB_RUNS_KEEP_DAYS=1000000 is above the maximum 36500"),
+    ],
+)
+def test_a_retention_default_beyond_what_a_policy_may_hold_stops_the_start_up(
+    name: str, value: str, message: str
+) -> None:
+    # SESSION_ARCHIVE_AFTER_DAYS=1000000 passed start-up; every lifecycle run then failed computing its cutoff.
+    result = _settings(f"settings.{name}", **{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr.splitlines()[-1]
+
+
+def test_a_retention_default_at_the_policies_limit_starts() -> None:
+    result = _settings("settings.SESSION_ARCHIVE_AFTER_DAYS", SESSION_ARCHIVE_AFTER_DAYS="36500")
+    assert result.stdout.strip() == "36500", result.stderr
