@@ -86,16 +86,33 @@ def decode_blob(type_: str, blob: bytes | memoryview | None) -> Any:
     return f"<{type_}, {len(data)} bytes>"
 
 
+# Levels of a value shown; a container deeper is a placeholder. msgpack decodes values a thousand levels deep,
+# and what shows them (the diff page, a person's export) writes them as JSON recursing once a level, under
+# Python's limit of 1,000 frames.
+MAX_DEPTH = 500
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    """`value` as JSON data: map keys as text, tuples as lists, bytes and other objects described, containers
+    below MAX_DEPTH levels a placeholder. Containers are copied, `value` is left as it is; no recursion."""
+    root = [value]
+    stack: list[tuple[Any, Any, int]] = [(root, 0, 0)]
+    while stack:
+        container, key, depth = stack.pop()
+        item = container[key]
+        if isinstance(item, (dict, list, tuple)) and depth >= MAX_DEPTH:
+            container[key] = f"<nested deeper than {MAX_DEPTH} levels>"
+        elif isinstance(item, dict):
+            container[key] = mapping = {str(child): child_value for child, child_value in item.items()}
+            stack.extend((mapping, child, depth + 1) for child in mapping)
+        elif isinstance(item, (list, tuple)):
+            container[key] = items = list(item)
+            stack.extend((items, index, depth + 1) for index in range(len(items)))
+        elif isinstance(item, bytes):
+            container[key] = f"<{len(item)} bytes>"
+        elif not (item is None or isinstance(item, (str, int, float, bool))):
+            container[key] = str(item)
+    return root[0]
 
 
 @dataclass

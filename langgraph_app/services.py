@@ -450,27 +450,18 @@ _ORPHAN_BLOBS_SQL = f"""
     )
 """  # noqa: S608 - table names only
 
-# Writes whose checkpoint is gone.
-_ORPHAN_WRITES_SQL = f"""
-    DELETE FROM {PendingWrite._meta.db_table} w
-    WHERE w.session_id = ANY(%s) AND NOT EXISTS (
-        SELECT 1 FROM {ThreadCheckpoint._meta.db_table} c
-        WHERE c.session_id = w.session_id AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id
-    )
-"""  # noqa: S608 - table names only
 
-
-def _collect_garbage(session_pks: Sequence[object]) -> None:
+def _delete_orphan_blobs(session_pks: Sequence[object]) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(_ORPHAN_WRITES_SQL, [list(session_pks)])
         cursor.execute(_ORPHAN_BLOBS_SQL, [list(session_pks)])
 
 
 @transaction.atomic
 def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -> int:
     """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
-    it names, and remove the rest (see _KEEP_LATEST_SQL for subgraph calls); `delete`: remove everything of
-    the threads. Unknown threads are skipped.
+    it names, and remove the other checkpoints with their writes (writes stored ahead of a checkpoint not yet
+    saved stay; see _KEEP_LATEST_SQL, also for subgraph calls); `delete`: remove everything of the threads.
+    Unknown threads are skipped.
     Returns how many checkpoints went. ValidationFailed for another strategy; Unprocessable (422), naming them
     in `delta_channel_threads`, when keep_latest is asked of threads that use a DeltaChannel (nothing is
     pruned then), as PostgresSaver refuses them."""
@@ -490,9 +481,9 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
         )
     with connection.cursor() as cursor:
         cursor.execute(_KEEP_LATEST_SQL, {"sessions": session_pks})
-        deleted = int(cursor.rowcount)
+        deleted = int(cursor.fetchone()[0])
         cursor.execute(_UNPARENT_SQL, {"sessions": session_pks})
-    _collect_garbage(session_pks)
+    _delete_orphan_blobs(session_pks)
     return deleted
 
 
@@ -535,7 +526,9 @@ def _delta_channel_threads(session_pks: Sequence[object]) -> list[str]:
 # keep_latest, as LangGraph's PostgresSaver prunes: each namespace keeps its newest checkpoint, except that a
 # subgraph call's namespace (its task id follows a ":") goes entirely once the root checkpoint it started from
 # is saved and is not the one kept (a `checkpointer=True` subgraph's namespace has no ":" and keeps its
-# newest). The statement's subqueries all read the rows as they were before it deleted any.
+# newest). The statement's subqueries all read the rows as they were before it deleted any. The writes that go
+# are those of the checkpoints deleted (and all of a finished call's namespace), as in PostgresSaver: LangGraph
+# saves a step's writes in the background, so those of a checkpoint still on its way stay for it.
 _KEEP_LATEST_SQL = f"""
     WITH heads AS (
         SELECT DISTINCT ON (session_id, checkpoint_ns) session_id, checkpoint_ns, checkpoint_id,
@@ -554,16 +547,29 @@ _KEEP_LATEST_SQL = f"""
               SELECT 1 FROM heads k
               WHERE k.session_id = h.session_id AND k.checkpoint_ns = '' AND k.checkpoint_id = h.root
           )
-    )
-    DELETE FROM {ThreadCheckpoint._meta.db_table} c
-    WHERE c.session_id = ANY(%(sessions)s) AND (
-        EXISTS (SELECT 1 FROM calls WHERE calls.session_id = c.session_id AND calls.checkpoint_ns = c.checkpoint_ns)
-        OR NOT EXISTS (
-            SELECT 1 FROM heads h
-            WHERE h.session_id = c.session_id AND h.checkpoint_ns = c.checkpoint_ns
-              AND h.checkpoint_id = c.checkpoint_id
+    ), deleted AS (
+        DELETE FROM {ThreadCheckpoint._meta.db_table} c
+        WHERE c.session_id = ANY(%(sessions)s) AND (
+            EXISTS (SELECT 1 FROM calls WHERE calls.session_id = c.session_id AND calls.checkpoint_ns = c.checkpoint_ns)
+            OR NOT EXISTS (
+                SELECT 1 FROM heads h
+                WHERE h.session_id = c.session_id AND h.checkpoint_ns = c.checkpoint_ns
+                  AND h.checkpoint_id = c.checkpoint_id
+            )
+        )
+        RETURNING c.session_id, c.checkpoint_ns, c.checkpoint_id
+    ), deleted_writes AS (
+        DELETE FROM {PendingWrite._meta.db_table} w
+        WHERE w.session_id = ANY(%(sessions)s) AND (
+            EXISTS (SELECT 1 FROM calls WHERE calls.session_id = w.session_id AND calls.checkpoint_ns = w.checkpoint_ns)
+            OR EXISTS (
+                SELECT 1 FROM deleted d
+                WHERE d.session_id = w.session_id AND d.checkpoint_ns = w.checkpoint_ns
+                  AND d.checkpoint_id = w.checkpoint_id
+            )
         )
     )
+    SELECT count(*) FROM deleted
 """  # noqa: S608 - table names only
 
 # A kept checkpoint whose parent went has no parent (as in PostgresSaver): a reader must not follow a link
@@ -578,19 +584,37 @@ _UNPARENT_SQL = f"""
 """  # noqa: S608 - table names only
 
 
+# The tenant's checkpoints whose metadata's run_id is one of %(run_ids)s (JSON values), with their writes and no
+# others (those of a checkpoint still on its way stay for it, as in _KEEP_LATEST_SQL); how many went, and the
+# sessions they were of.
+_DELETE_FOR_RUNS_SQL = f"""
+    WITH deleted AS (
+        DELETE FROM {ThreadCheckpoint._meta.db_table} c USING {AgentSession._meta.db_table} s
+        WHERE s.id = c.session_id AND s.tenant_id = %(tenant)s AND c.metadata -> 'run_id' = ANY(%(run_ids)s::jsonb[])
+        RETURNING c.session_id, c.checkpoint_ns, c.checkpoint_id
+    ), deleted_writes AS (
+        DELETE FROM {PendingWrite._meta.db_table} w USING deleted d
+        WHERE w.session_id = d.session_id AND w.checkpoint_ns = d.checkpoint_ns AND w.checkpoint_id = d.checkpoint_id
+    )
+    SELECT count(*), array_agg(DISTINCT d.session_id) FROM deleted d
+"""  # noqa: S608 - table names only
+
+
 @transaction.atomic
 def delete_for_runs(*, tenant: Tenant, run_ids: Sequence[str]) -> int:
     """Remove the tenant's checkpoints whose metadata names one of `run_ids`, with their writes and the blobs
-    only they named; returns how many checkpoints went."""
+    only they named (writes stored ahead of a checkpoint not yet saved stay); returns how many checkpoints
+    went."""
     if not run_ids:
         return 0
-    doomed = ThreadCheckpoint.objects.filter(session__tenant=tenant, metadata__run_id__in=list(run_ids))
-    session_pks = list(doomed.values_list("session_id", flat=True).distinct())
-    if not session_pks:
-        return 0
-    count, _ = doomed.delete()
-    _collect_garbage(session_pks)
-    return count
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DELETE_FOR_RUNS_SQL, {"tenant": tenant.pk, "run_ids": [json.dumps(run_id) for run_id in run_ids]}
+        )
+        count, session_pks = cursor.fetchone()
+    if count:
+        _delete_orphan_blobs(session_pks)
+    return int(count)
 
 
 @transaction.atomic

@@ -18,6 +18,10 @@ from memory_admin.codec import open_bytes
 from sessions_app.api.serializers import SESSION_ID_PATTERN, JSONObjectField
 
 TEXT_ID = r"^[^\x00]{1,128}$"
+# The texts of a channel value's key (namespace, channel, version) and of a write's (namespace, checkpoint id,
+# task id), in UTF-8 bytes, at most: each key is a btree index's entry, which PostgreSQL limits to about 2,700
+# bytes (session id and entry overhead included). Only multi-byte characters reach it within the fields' lengths.
+MAX_KEY_BYTES = 2600
 
 
 def _data(value: Any, where: str) -> bytes | None:
@@ -36,6 +40,26 @@ def _text(item: dict[str, Any], name: str, where: str, *, max_length: int, blank
     if not isinstance(value, str) or (not blank and not value) or len(value) > max_length:
         raise serializers.ValidationError(f"{where}.{name} must be text of at most {max_length} characters.")
     return value
+
+
+def check_key_size(where: str, names: str, *texts: str) -> None:
+    """ValidationError naming MAX_KEY_BYTES when `texts` (a stored key, whose parts `names` names) exceed it."""
+    size = sum(len(text.encode()) for text in texts)
+    if size > MAX_KEY_BYTES:
+        raise serializers.ValidationError(
+            f"{where}{names} take {size} bytes in UTF-8; the service stores them up to {MAX_KEY_BYTES} together."
+        )
+
+
+def check_blob_keys(namespace: str, blobs: list[Blob], where: str = "blobs") -> None:
+    for position, blob in enumerate(blobs):
+        check_key_size(
+            f"{where}[{position}]: ", "checkpoint_ns, channel and version", namespace, blob.channel, blob.version
+        )
+
+
+def check_writes_key(namespace: str, checkpoint_id: str, task_id: str, where: str = "") -> None:
+    check_key_size(where, "checkpoint_ns, checkpoint_id and task_id", namespace, checkpoint_id, task_id)
 
 
 def parse_blobs(data: Any, where: str = "blobs") -> list[Blob]:
@@ -100,6 +124,13 @@ class CheckpointIn(StrictSerializer):
         max_length=256, required=False, default="", help_text="The person the thread works for (a new thread only)."
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_blob_keys(attrs["checkpoint_ns"], attrs["blobs"])
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"blobs": exc.detail}) from None
+        return attrs
+
 
 class CheckpointSavedOut(serializers.Serializer[Any]):
     checkpoint_ns = serializers.CharField(allow_blank=True)
@@ -115,6 +146,10 @@ class WritesIn(StrictSerializer):
     user_id = serializers.CharField(
         max_length=256, required=False, default="", help_text="The person the thread works for (a new thread only)."
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_writes_key(attrs["checkpoint_ns"], attrs["checkpoint_id"], attrs["task_id"])
+        return attrs
 
 
 class WritesOut(serializers.Serializer[Any]):
@@ -157,18 +192,22 @@ def _save(item: Any, where: str) -> CheckpointSave | WritesSave:
     if item["op"] == "checkpoint":
         if "checkpoint" not in item:
             raise serializers.ValidationError(f"{where}.checkpoint is required.")
+        blobs = parse_blobs(item.get("blobs", []), f"{where}.blobs")
+        check_blob_keys(namespace, blobs, f"{where}.blobs")
         return CheckpointSave(
             checkpoint_ns=namespace,
             checkpoint_id=_id(item, "checkpoint_id", where),
             parent_checkpoint_id=_id(item, "parent_checkpoint_id", where, nullable=True),
             checkpoint=_object(item, "checkpoint", where),
             metadata=_object(item, "metadata", where),
-            blobs=parse_blobs(item.get("blobs", []), f"{where}.blobs"),
+            blobs=blobs,
         )
+    checkpoint_id, task_id = _id(item, "checkpoint_id", where), _id(item, "task_id", where)
+    check_writes_key(namespace, checkpoint_id, task_id, f"{where}: ")
     return WritesSave(
         checkpoint_ns=namespace,
-        checkpoint_id=_id(item, "checkpoint_id", where),
-        task_id=_id(item, "task_id", where),
+        checkpoint_id=checkpoint_id,
+        task_id=task_id,
         task_path=_text(item, "task_path", where, max_length=512, blank=True) if "task_path" in item else "",
         writes=parse_writes(item.get("writes"), f"{where}.writes"),
     )
@@ -342,16 +381,18 @@ MAX_STORE_OPS = 500
 
 # As StoreItem.prefix holds it: the labels joined by ".".
 NAMESPACE_MAX_LENGTH = 1024
+# The most labels a namespace has (of one character each), so the deepest max_depth that cuts anything.
+MAX_DEPTH = (NAMESPACE_MAX_LENGTH + 1) // 2
 
 
-def _namespace(value: Any, where: str, *, allow_empty: bool = False, wildcard: bool = False) -> list[str]:
+def _namespace(value: Any, where: str, *, allow_empty: bool = False) -> list[str]:
+    """A namespace's labels. A "*" is a label like any other (as in LangGraph's stores), but in list_namespaces'
+    prefix and suffix, where it matches any label (langgraph_app.store._label_conditions)."""
     if not isinstance(value, list) or (not value and not allow_empty):
         raise serializers.ValidationError(f"{where} must be a list of labels.")
     for label in value:
         if not isinstance(label, str) or not label or "." in label or len(label) > 256:
             raise serializers.ValidationError(f"{where}: each label is 1-256 characters without '.'.")
-        if label == "*" and not wildcard:
-            raise serializers.ValidationError(f"{where}: '*' is only a wildcard in list_namespaces.")
     if sum(len(label) + 1 for label in value) - 1 > NAMESPACE_MAX_LENGTH:
         raise serializers.ValidationError(
             f"{where}: the labels joined by '.' are at most {NAMESPACE_MAX_LENGTH} characters."
@@ -424,9 +465,9 @@ def _store_op(item: Any, where: str) -> Any:
     if kind == "list_namespaces":
         for name in ("prefix", "suffix"):
             if item.get(name) is not None:
-                args[name] = _namespace(item[name], f"{where}.{name}", wildcard=True)
+                args[name] = _namespace(item[name], f"{where}.{name}")
         if item.get("max_depth") is not None:
-            args["max_depth"] = _int(item["max_depth"], f"{where}.max_depth", low=1, high=100)
+            args["max_depth"] = _int(item["max_depth"], f"{where}.max_depth", low=1, high=MAX_DEPTH)
     return Op(kind=kind, args=args)
 
 

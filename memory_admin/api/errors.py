@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import psycopg
 import redis
 import structlog
 from django import db
@@ -80,6 +81,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+# PostgreSQL's refusal of a value past one of its limits (SQLSTATE class 54: an index entry's size, a statement
+# too deep): the same request fails the same way again, so it is the client's to change, not an outage to wait out.
+BEYOND_DATABASE_LIMIT = (400, "invalid", "A value of the request is beyond what the database can store.")
+
+
+def beyond_database_limit(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    limit = isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("54")
+    return isinstance(exc, db.OperationalError) and limit
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes the one error body."""
     request = context.get("request")
@@ -95,6 +107,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status, code, message, details = 403, "forbidden", "You do not have permission to do this.", {}
     elif isinstance(exc, RequestDataTooBig):
         status, code, message, details = 413, "payload_too_large", "The request body is too large.", {}
+    elif beyond_database_limit(exc):
+        logger.warning("database_limit_exceeded", sqlstate=getattr(exc.__cause__, "sqlstate", None))
+        status, code, message = BEYOND_DATABASE_LIMIT
+        details = {}
     elif isinstance(exc, (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)):
         # A layer is down or restarting: the client should retry later; nothing was half-written (the
         # transaction rolled back), and the broken connection is dropped at the end of this request.

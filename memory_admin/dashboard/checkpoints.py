@@ -86,6 +86,10 @@ def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse
         return _diff_error(request, session, "At least one of the two checkpoints is not one of this thread's.", 404)
     # Counted as the tree shows them: a NaN that stayed a NaN did not change.
     summary = summarise(nan_as_equal(source.state), nan_as_equal(target.state))
+    try:
+        patch = json.dumps(make_patch(source.state, target.state), indent=2, ensure_ascii=False)
+    except RecursionError:  # jsonpatch recurses a few frames a level: a deeply nested value is past its reach
+        patch = "Not available: a value is nested too deeply to compute the patch (the tree above shows the change)."
     return render(
         request,
         "dashboard/checkpoints/langgraph_diff.html",
@@ -96,7 +100,7 @@ def _langgraph_diff(request: HttpRequest, session: AgentSession) -> HttpResponse
             "tree": diff_tree(source.state, target.state),
             "summary": summary,
             "counts": {"added": len(summary.added), "removed": len(summary.removed), "changed": len(summary.changed)},
-            "patch": json.dumps(make_patch(source.state, target.state), indent=2, ensure_ascii=False),
+            "patch": patch,
         },
     )
 

@@ -113,3 +113,24 @@ def test_a_database_connection_that_drops_gives_a_clean_503_and_the_next_request
     assert failed.json()["error"]["code"] == "unavailable"
     assert failed.headers["Retry-After"] == "1"
     assert recovered.status_code == 200
+
+
+def test_a_value_postgres_refuses_as_beyond_its_limits_is_a_400_not_an_outage_to_retry(world: World) -> None:
+    import os
+
+    from django.db import DatabaseError, connection, transaction
+
+    from memory_admin.api.errors import exception_handler
+
+    # A real refusal of class 54 (program_limit_exceeded): a b-tree entry over its ~2.7 kB, the way a save's
+    # over-long keys would reach an index if no serializer counted their bytes first.
+    with connection.cursor() as cursor:
+        cursor.execute("create temporary table limit_probe (value text primary key)")
+    with pytest.raises(DatabaseError) as refused, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("insert into limit_probe values (%s)", [os.urandom(3000).hex()])
+
+    response = exception_handler(refused.value, {})
+
+    assert response is not None
+    assert (response.status_code, response.data["error"]["code"]) == (400, "invalid")
+    assert "Retry-After" not in response.headers

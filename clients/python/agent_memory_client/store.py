@@ -7,9 +7,11 @@ Each `batch`/`abatch` is one request to `/api/v1/langgraph/store/batch`, run by 
 transaction; a batch of more than MAX_OPS operations (the most the service takes in one) goes as several such
 requests, in order, each its own transaction. Reads the service refuses but LangGraph's InMemoryStore answers
 are answered as it does: a search or namespace listing with `limit=0` is empty without a request, a blank
-`query` is no query, `max_depth=0` lists `()` when any namespace matches, and a limit over MAX_LIMIT (the most
-one operation answers) is read in pages of MAX_LIMIT: the first in the batch's request, the others in requests
-after it (each its own transaction, so they see the batch's writes), for as long as the pages come back full.
+`query` is no query, `max_depth=0` lists `()` when any namespace matches, a `max_depth` over MAX_DEPTH (the most
+labels a namespace has) is MAX_DEPTH, and a limit over MAX_LIMIT (the most one operation answers) is read in
+pages of MAX_LIMIT: the first in the batch's request, the others in requests after it (each its own
+transaction, so they see the batch's writes), for as long as the pages come back full. Pages past MAX_OFFSET,
+the furthest offset the service reads from, are empty.
 
 Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
 config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
@@ -41,6 +43,10 @@ PATH = "langgraph/store/batch"
 MAX_OPS = 500
 # The most results one search or list_namespaces operation answers (the service refuses a larger limit).
 MAX_LIMIT = 1000
+# The furthest offset the service reads from: a page past it is answered here, empty.
+MAX_OFFSET = 10**6
+# The most labels a namespace has (1,024 characters joined by "."): a deeper max_depth cuts nothing.
+MAX_DEPTH = 512
 
 
 class AgentMemoryStore(BaseStore):
@@ -70,7 +76,7 @@ class AgentMemoryStore(BaseStore):
 
     def _op(self, op: Op) -> dict[str, Any] | None:
         """The operation as the service takes it; None for one answered here (an empty page)."""
-        if isinstance(op, (SearchOp, ListNamespacesOp)) and op.limit == 0:
+        if isinstance(op, (SearchOp, ListNamespacesOp)) and (op.limit == 0 or op.offset > MAX_OFFSET):
             return None
         if isinstance(op, GetOp):
             return {"op": "get", "namespace": list(op.namespace), "key": op.key, "refresh_ttl": op.refresh_ttl}
@@ -104,7 +110,7 @@ class AgentMemoryStore(BaseStore):
                     "op": "list_namespaces",
                     "limit": min(op.limit, MAX_LIMIT),
                     "offset": op.offset,
-                    "max_depth": op.max_depth,
+                    "max_depth": op.max_depth if op.max_depth is None else min(op.max_depth, MAX_DEPTH),
                 }
             for condition in op.match_conditions or ():
                 body[condition.match_type] = list(condition.path)
@@ -160,7 +166,9 @@ class AgentMemoryStore(BaseStore):
             following = {
                 index: {**body, "offset": body["offset"] + body["limit"], "limit": min(wanted, MAX_LIMIT)}
                 for index, body in asked.items()
-                if full[index] and (wanted := limits[index] - len(found[index])) > 0
+                if full[index]
+                and (wanted := limits[index] - len(found[index])) > 0
+                and body["offset"] + body["limit"] <= MAX_OFFSET
             }
             if not following:
                 return self._results(ops, found)

@@ -27,7 +27,7 @@ from prometheus_client import Counter
 
 from memory_admin import live
 from memory_admin.api import idempotency
-from memory_admin.api.errors import error_body
+from memory_admin.api.errors import BEYOND_DATABASE_LIMIT, beyond_database_limit, error_body
 from memory_admin.api.idempotency import Claim, checked_key, new_claim, stored_key
 from memory_admin.api.parsers import NOT_PLAIN, parse_plainly
 from memory_admin.codec import escape_line_separators, loads, response_json
@@ -380,6 +380,11 @@ class HotLane:
             return HotResponse(exc.status, response_json(error), extra + rate_headers)
         except (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError) as exc:
             # The same answer as Django's exception handler; the broken connection is dropped when the request ends.
+            if beyond_database_limit(exc):
+                logger.warning("database_limit_exceeded", sqlstate=getattr(exc.__cause__, "sqlstate", None))
+                status, code, message = BEYOND_DATABASE_LIMIT
+                error = error_body(status, code, message, {}, request)
+                return HotResponse(status, response_json(error), rate_headers)
             logger.warning("layer_unavailable", error=type(exc).__name__)
             error = error_body(503, "unavailable", "A storage layer is unavailable; retry shortly.", {}, request)
             return HotResponse(503, response_json(error), [("Retry-After", "1"), *rate_headers])
