@@ -137,8 +137,11 @@ class Memory(models.Model):
         days = max(0.0, (now - last).total_seconds() / 86400)
         return float(2 ** (-days / settings.MEMORY_DECAY_HALF_LIFE_DAYS) * math.log(2 + self.access_count))
 
-    def is_eviction_candidate(self, *, now: datetime | None = None) -> bool:
-        return self.decay_score(now=now) < settings.MEMORY_EVICTION_THRESHOLD
+    def is_eviction_candidate(self, *, threshold: float | None, now: datetime | None = None) -> bool:
+        """Whether memory eviction would take it now under a policy evicting below `threshold` (None: eviction is
+        off; lifecycle_app.lifetimes.eviction_for gives the tenant's). Profile facts are the profile's
+        to remove."""
+        return threshold is not None and self.source != Source.PROFILE and self.decay_score(now=now) < threshold
 
 
 class RevisionKind(models.TextChoices):

@@ -5,13 +5,16 @@ deleted rows are purged later."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from conftest import World
 from lifecycle_app import jobs
+from lifecycle_app.lifetimes import eviction_for
 from lifecycle_app.models import EvictionCandidate
+from lifecycle_app.services import set_retention_policy
 from memories_app.models import Memory, Scope, Source
 from memories_app.services import NewMemory, create_memory, update_memory
 from memory_admin.health import redis_client
@@ -55,7 +58,10 @@ def test_eviction_removes_only_candidates_past_their_grace_period(world: World) 
     fresh = memory(world, "read last week", idle_days=7)
     mark(past_grace, days_ago=8)
     mark(in_grace, days_ago=1)
-    assert newly_stale.is_eviction_candidate() and not fresh.is_eviction_candidate()
+    threshold = eviction_for(world.acme.tenant.pk).threshold
+    assert newly_stale.is_eviction_candidate(threshold=threshold) and not fresh.is_eviction_candidate(
+        threshold=threshold
+    )
 
     run = jobs.evict_memories(dry_run=False, triggered_by="manual")
 
@@ -106,7 +112,7 @@ def test_a_memory_rewritten_today_is_neither_marked_nor_evicted_a_grace_period_l
         content="Gina is vegan since this week",
     )
     rewritten = Memory.objects.get(pk=item.pk)
-    assert not rewritten.is_eviction_candidate()
+    assert not rewritten.is_eviction_candidate(threshold=eviction_for(world.acme.tenant.pk).threshold)
 
     today = jobs.evict_memories(dry_run=False, triggered_by="manual")
     a_week_later = jobs.evict_memories(
@@ -148,3 +154,27 @@ def test_evicted_memories_are_purged_after_the_purge_delay(world: World) -> None
     assert not Memory.objects.filter(pk=gone_long_ago.pk).exists()
     assert Memory.objects.filter(pk=gone_just_now.pk).exists()
     assert run.counts["memories"] == 1
+
+
+def test_the_eviction_flag_the_api_shows_follows_the_tenants_policy_not_the_global_default(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    week_old = memory(world, "read a week ago", idle_days=7)  # decay ln 2 * 2^(-7/30), about 0.59
+    long_idle = memory(world, "idle for months", idle_days=200)
+    profile_fact = memory(world, "a profile fact", idle_days=200, source=Source.PROFILE)
+
+    def flags() -> list[bool]:
+        found = []
+        for item in (week_old, long_idle, profile_fact):
+            response = world.acme.client.get(f"/api/v1/memories/{item.pk}")
+            assert response.status_code == 200, response.content
+            found.append(response.json()["eviction_candidate"])
+        return found
+
+    assert flags() == [False, True, False]  # the default threshold, 0.1; a profile fact is never evicted
+    with django_capture_on_commit_callbacks(execute=True):
+        set_retention_policy(tenant=world.acme.tenant, values={"memory_eviction_threshold": 0.65}, updated_by="t")
+    assert flags() == [True, True, False]
+    with django_capture_on_commit_callbacks(execute=True):
+        set_retention_policy(tenant=world.acme.tenant, values={"memory_eviction_enabled": False}, updated_by="t")
+    assert flags() == [False, False, False]

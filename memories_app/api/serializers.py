@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from lifecycle_app.lifetimes import eviction_for
 from memories_app.models import JobKind, JobStatus, Memory, RevisionKind, Scope, Source
 from memory_admin.api.serializers import StrictSerializer, api_timestamp
 
@@ -119,7 +119,10 @@ class MemorySerializer(serializers.Serializer[Any]):
     decay_score = serializers.SerializerMethodField(
         help_text="2^(-days since the last access, update or creation / half-life) * ln(2 + accesses)"
     )
-    eviction_candidate = serializers.SerializerMethodField()
+    eviction_candidate = serializers.SerializerMethodField(
+        help_text="Whether the tenant's memory eviction would take it now: its decay score is below the policy's "
+        "threshold (eviction on, not a profile fact)"
+    )
     embedding_model = serializers.CharField()
     version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -136,7 +139,7 @@ class MemorySerializer(serializers.Serializer[Any]):
         return round(memory.decay_score(now=self._now()), 6)
 
     def get_eviction_candidate(self, memory: Memory) -> bool:
-        return memory.is_eviction_candidate(now=self._now())
+        return memory.is_eviction_candidate(threshold=eviction_for(memory.tenant_id).threshold, now=self._now())
 
 
 def represent_memory(memory: Memory, *, now: datetime) -> dict[str, Any]:
@@ -145,6 +148,7 @@ def represent_memory(memory: Memory, *, now: datetime) -> dict[str, Any]:
     the two equal field for field.
     """
     decay = memory.decay_score(now=now)
+    threshold = eviction_for(memory.tenant_id).threshold
     return {
         "id": str(memory.id),
         "scope": str(memory.scope),
@@ -156,7 +160,7 @@ def represent_memory(memory: Memory, *, now: datetime) -> dict[str, Any]:
         "access_count": memory.access_count,
         "last_accessed_at": None if memory.last_accessed_at is None else api_timestamp(memory.last_accessed_at),
         "decay_score": round(decay, 6),
-        "eviction_candidate": decay < settings.MEMORY_EVICTION_THRESHOLD,
+        "eviction_candidate": threshold is not None and memory.source != Source.PROFILE and decay < threshold,
         "embedding_model": memory.embedding_model,
         "version": memory.version,
         "created_at": api_timestamp(memory.created_at),

@@ -1,13 +1,14 @@
 """Admin-only dashboard pages: agents' API keys (list, create — the key shown once — and revoke) and tenants.
 
-A new key travels from the POST that creates it to the page that shows it through Redis, under a random
-name only this browser session knows, and is deleted by the read that shows it (GETDEL): a reload, the back
-button or a second tab finds nothing. The key is never written to the session store or any log.
+A new key travels from the POST that creates it to the page that shows it through Redis, under a name only
+this browser session can make (an HMAC of its session key and the new key's id), and is deleted by the read
+that shows it (GETDEL): a reload, the back button or a second tab finds nothing. One name per key and nothing
+in the session store, whose last save wins: keys created at once in one browser session are each shown once.
+The key is never written to the session store or any log.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import redis
@@ -21,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -39,7 +41,7 @@ logger = structlog.get_logger("memory.dashboard")
 KEYS_PER_PAGE = 50
 NEW_KEY_TTL_SECONDS = 300
 _NEW_KEY_PREFIX = "mem:dashboard:new-key:"
-_SESSION_NEW_KEYS = "dashboard_new_api_keys"
+_HANDOVER_SALT = "memory_admin.dashboard.new-api-key"
 _MAX_BIGINT = 2**63 - 1
 
 
@@ -75,24 +77,23 @@ def _key_or_404(pk: int) -> ApiKey:
     return key
 
 
+def _handover_name(request: HttpRequest, api_key: ApiKey) -> str:
+    """Where this browser session's new key waits in Redis: one name per key, so no handover replaces another."""
+    if request.session.session_key is None:
+        request.session.save()
+    mac = salted_hmac(_HANDOVER_SALT, f"{request.session.session_key}:{api_key.pk}", algorithm="sha256")
+    return f"{_NEW_KEY_PREFIX}{mac.hexdigest()}"
+
+
 def _hand_over(request: HttpRequest, api_key: ApiKey, raw_key: str) -> None:
     """Keep the new key for the one page view that shows it (raises redis.RedisError when Redis is down)."""
-    token = secrets.token_urlsafe(24)
-    redis_client().set(f"{_NEW_KEY_PREFIX}{token}", raw_key, ex=NEW_KEY_TTL_SECONDS)
-    pending = dict(request.session.get(_SESSION_NEW_KEYS, {}))
-    pending[str(api_key.pk)] = token
-    request.session[_SESSION_NEW_KEYS] = pending
+    redis_client().set(_handover_name(request, api_key), raw_key, ex=NEW_KEY_TTL_SECONDS)
 
 
 def _take_over(request: HttpRequest, api_key: ApiKey) -> str | None:
     """The new key, once: the first call gets it, every later one None."""
-    pending = dict(request.session.get(_SESSION_NEW_KEYS, {}))
-    token = pending.pop(str(api_key.pk), None)
-    if token is None:
-        return None
-    request.session[_SESSION_NEW_KEYS] = pending
     try:
-        raw = redis_client().getdel(f"{_NEW_KEY_PREFIX}{token}")
+        raw = redis_client().getdel(_handover_name(request, api_key))
     except redis.RedisError as exc:
         logger.warning("new_api_key_unavailable", error=type(exc).__name__)
         return None

@@ -8,6 +8,7 @@ Looking is not using: nothing here counts as an access to a memory (no decay ref
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from langgraph_app.models import StoreItem
 from langgraph_app.selectors import store_items_of
+from lifecycle_app.lifetimes import eviction_for
 from memories_app import selectors as memory_selectors
 from memories_app.models import Memory, MemoryRevision, RevisionKind, Scope, UserProfile
 from memories_app.services import MAX_USER_ID_CHARS, embed_texts
@@ -43,15 +45,23 @@ SEARCH_RESULTS = 20
 
 
 class UserIdConverter:
-    """A tenant's user id in a URL: any characters (slashes and newlines too), as the API accepts them."""
+    """A tenant's user id in a URL: any characters (slashes and newlines too), as the API accepts them, in one
+    path segment that no client rewrites. Browsers and HTTP clients drop `.` and `..` segments before asking
+    (`%2E` counts as a dot), so `team/../carol` written as it is would open carol's page. `~XX` stands for the
+    character of hex code XX: `~` and `/` are always written so, and a leading `.`, so the segment is never a
+    dot segment. Ids read as they are (`alice`, `alice@example.com`; `team/alice` is `team~2Falice`), and an
+    address from before, with raw slashes, still opens its page."""
 
     regex = r"(?s:.+)"
 
     def to_python(self, value: str) -> str:
-        return value
+        if "~" in value and not re.fullmatch(r"(?s:[^~]|~[0-9A-F]{2})+", value):
+            raise ValueError("A `~` in a user id's address starts a hex code.")
+        return re.sub(r"~([0-9A-F]{2})", lambda code: chr(int(code.group(1), 16)), value)
 
     def to_url(self, value: str) -> str:
-        return value
+        escaped = value.replace("~", "~7E").replace("/", "~2F")
+        return "~2E" + escaped[1:] if escaped.startswith(".") else escaped
 
 
 class FindUserForm(forms.Form):
@@ -198,7 +208,7 @@ def memory_rows(
         MemoryRow(
             memory=memory,
             decay=memory.decay_score(now=now),
-            evictable=memory.is_eviction_candidate(now=now),
+            evictable=memory.is_eviction_candidate(threshold=eviction_for(memory.tenant_id).threshold, now=now),
             searchable=memory.embedding_model == model_id,
             revisions=sum(counts[memory.pk].values()),
             merges=counts[memory.pk].get(RevisionKind.MERGE, 0),
@@ -327,7 +337,7 @@ def user_detail(request: HttpRequest, tenant: uuid.UUID, user_id: str) -> HttpRe
         "search_form": search_form,
         "search": search,
         "half_life_days": settings.MEMORY_DECAY_HALF_LIFE_DAYS,
-        "eviction_threshold": settings.MEMORY_EVICTION_THRESHOLD,
+        "eviction": eviction_for(owner.pk),
         # The live socket catches up from here: whatever changed while the page was being built.
         "rendered_at": now,
     }

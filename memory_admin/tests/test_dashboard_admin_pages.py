@@ -155,6 +155,33 @@ def test_the_new_key_is_shown_only_to_the_browser_session_that_created_it(world:
     assert _shown_key(other_admin.get(f"/admin/keys/{api_key.pk}/created/").content.decode()) is None
 
 
+def test_two_keys_created_at_once_in_one_browser_session_are_each_shown_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory_admin.dashboard import admin_pages
+
+    first_tab = logged_in(world.admin)
+    second_tab = Client()
+    second_tab.cookies = first_tab.cookies  # one browser session, two tabs
+
+    def issue_while_the_other_tab_submits(**kwargs: Any) -> Any:
+        # The second submit runs whole while the first is between loading and saving the browser session.
+        issued = issue_api_key(**kwargs)
+        if kwargs["name"] == "first":
+            second_tab.post("/admin/keys/new/", {"tenant": world.acme.tenant.pk, "name": "second"})
+        return issued
+
+    monkeypatch.setattr(admin_pages, "issue_api_key", issue_while_the_other_tab_submits)
+    first_tab.post("/admin/keys/new/", {"tenant": world.acme.tenant.pk, "name": "first"})
+
+    for name, tab in (("first", first_tab), ("second", second_tab)):
+        api_key = ApiKey.objects.get(name=name)
+        raw_key = _shown_key(tab.get(f"/admin/keys/{api_key.pk}/created/").content.decode())
+        assert raw_key is not None, name
+        assert _whoami(raw_key) == 200
+        assert _shown_key(tab.get(f"/admin/keys/{api_key.pk}/created/").content.decode()) is None
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [

@@ -3,16 +3,18 @@ sessions, semantic search, and each memory's history; bad input never a 500."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from conftest import World, logged_in
@@ -428,6 +430,48 @@ def test_user_ids_with_slashes_spaces_and_newlines_have_pages(world: World) -> N
         page = client.get(found["Location"])
         assert page.status_code == 200, user_id
         assert page.context["user_id"] == user_id
+
+
+def _as_a_browser_asks(link: str) -> str:
+    # Browsers and HTTP clients remove "." and ".." path segments before asking, %2E counting as a dot (WHATWG
+    # URL); the server never sees them.
+    return urlsplit(urljoin("http://testserver/", re.sub("%2e", ".", link, flags=re.IGNORECASE))).path
+
+
+@pytest.mark.parametrize("user_id", [".", "..", "a/.", "./a", "team/../carol", "team/%2e%2e/carol", "~2F", "a~b"])
+def test_a_user_id_with_dot_segments_opens_its_own_page_and_not_another_persons(world: World, user_id: str) -> None:
+    _memory(world, "carol's own memory", user_id="carol")
+    _memory(world, f"memory of {user_id}", user_id=user_id)
+    client = logged_in(world.support)
+
+    found = client.get("/users/", {"tenant": str(world.acme.tenant.pk), "user_id": user_id})
+    page = client.get(_as_a_browser_asks(found["Location"]))
+
+    assert found.status_code == 302
+    assert page.status_code == 200
+    assert page.context["user_id"] == user_id
+
+
+def test_a_memory_links_to_the_page_of_its_own_person_whatever_their_id(world: World) -> None:
+    _memory(world, "carol's own memory", user_id="carol")
+    memory = _memory(world, "memory of a dotted id", user_id="team/../carol")
+    client = logged_in(world.support)
+
+    link = re.search(r'/ <a href="([^"]+)">', client.get(f"/memories/{memory.pk}/").content.decode())
+    assert link is not None
+    page = client.get(_as_a_browser_asks(html.unescape(link.group(1))))
+
+    assert page.status_code == 200
+    assert page.context["user_id"] == "team/../carol"
+
+
+def test_the_address_of_a_users_page_reads_as_their_id_with_slashes_and_a_leading_dot_escaped(world: World) -> None:
+    tenant = world.acme.tenant
+
+    assert reverse("dashboard:user", args=[tenant.pk, "alice@example.com"]) == f"/users/{tenant.pk}/alice@example.com/"
+    assert reverse("dashboard:user", args=[tenant.pk, "team/alice"]) == f"/users/{tenant.pk}/team~2Falice/"
+    assert reverse("dashboard:user", args=[tenant.pk, ".."]) == f"/users/{tenant.pk}/~2E./"
+    assert reverse("dashboard:user", args=[tenant.pk, "a~b"]) == f"/users/{tenant.pk}/a~7Eb/"
 
 
 # --- cost and roles --------------------------------------------------------------------------------------
