@@ -68,6 +68,15 @@ def logged_in(user: User) -> Client:
     return client
 
 
+@pytest.fixture
+def superuser_client(db: None) -> Client:
+    """A browser logged in as a superuser (the Django admin's pages)."""
+    user = User.objects.create_superuser("root", "root@example.invalid", "pw-not-used")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing() -> Iterator[None]:
     """Production hashes passwords slowly on purpose; tests log in hundreds of times and need no such cost."""

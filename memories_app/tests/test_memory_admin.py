@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from memories_app.models import Memory, UserProfile
@@ -11,14 +10,6 @@ from memories_app.services import NewMemory, create_memory, update_profile
 
 SECRET_TEXT = "Her passport number is 12345."
 PERSON = "alice-4711"
-
-
-@pytest.fixture
-def superuser_client(db):
-    user = get_user_model().objects.create_superuser("root", "root@example.invalid", "pw-not-used")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

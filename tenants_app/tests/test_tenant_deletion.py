@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from compliance_app.models import ErasureRequest
@@ -15,14 +14,6 @@ from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser_client() -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.invalid", "pw-not-used")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _use(agent: Agent, capture: Any) -> list[str]:

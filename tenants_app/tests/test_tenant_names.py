@@ -5,7 +5,6 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -18,14 +17,6 @@ from tenants_app.models import ApiKey, Tenant
 pytestmark = pytest.mark.django_db
 
 CREATED_AT = {"created_at_0": "2026-01-02", "created_at_1": "03:04:05"}
-
-
-@pytest.fixture
-def superuser_client() -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.invalid", "pw-not-used")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_a_tenant_name_is_stored_in_lower_case_however_the_tenant_is_created() -> None:
