@@ -434,7 +434,7 @@ def claim_inactive_sessions(tenant_id: uuid.UUID, *, cutoff: datetime, limit: in
         # A session its client archived keeps its status and version: only its history moves.
         idle = [pk for pk, _, status in rows if status != SessionStatus.ARCHIVED]
         AgentSession.objects.filter(pk__in=idle).update(
-            status=SessionStatus.ARCHIVED, version=F("version") + 1, updated_at=now
+            status=SessionStatus.ARCHIVED, archived_from=F("status"), version=F("version") + 1, updated_at=now
         )
         SessionArchival.objects.bulk_create(
             [SessionArchival(session_id=pk, tenant_id=tenant_id, head_version=head) for pk, head, _ in rows],

@@ -227,17 +227,19 @@ def unfinished_jobs(limit: int = 100) -> list[str]:
 
 
 def sessions_to_distill(limit: int = 100) -> list[AgentSession]:
-    """Sessions without a distillation that are completed, or that a client archived within
+    """Sessions without a distillation that are completed, or that a client archived from completed within
     DISTILL_ARCHIVED_WITHIN: a session completed and archived at once was never seen completed by this sweep.
 
-    Nothing records the status an archived session had, so a client's archival of a failed, active or paused
-    session is distilled too. The window keeps the sweep from reaching back to sessions archived long ago, and
-    the lifecycle's idle archival (sessions unused for months, which a completed session reaches long after
-    this sweep distilled it) is left out.
+    A session archived from another status (failed, active, paused) is not distilled, as it would not have been
+    unarchived; one archived before the status it came from was recorded (`archived_from` blank) is. The window
+    keeps the sweep from reaching back to sessions archived long ago, and the lifecycle's archival (sessions
+    unused for months, which a completed session reaches long after this sweep distilled it) is left out.
     """
     session_archival = apps.get_model("lifecycle_app", "SessionArchival")  # lifecycle_app depends on this app
     archived_by_a_client = Q(
-        status=SessionStatus.ARCHIVED, updated_at__gte=timezone.now() - DISTILL_ARCHIVED_WITHIN
+        status=SessionStatus.ARCHIVED,
+        archived_from__in=[SessionStatus.COMPLETED, ""],
+        updated_at__gte=timezone.now() - DISTILL_ARCHIVED_WITHIN,
     ) & ~Q(Exists(session_archival.objects.filter(session_id=OuterRef("pk"))))
     return list(
         AgentSession.objects.filter(Q(status=SessionStatus.COMPLETED) | archived_by_a_client)

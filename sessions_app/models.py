@@ -45,6 +45,11 @@ class AgentSession(models.Model):
     # Set when the person this session served was erased: from then on no API, page, search or recall sees
     # it, and the purge job removes it with everything it holds.
     erased_at = models.DateTimeField(null=True, blank=True)
+    # The status an archived session had when it was archived ("" for one archived before this was recorded):
+    # a session completed and archived at once is distilled into memories, a failed one archived is not.
+    archived_from = models.CharField(
+        max_length=16, choices=SessionStatus.choices, blank=True, default="", db_default=""
+    )
 
     objects = VisibleSessionManager()
     # Erased sessions too: for the erasure and purge machinery only.

@@ -179,6 +179,8 @@ def update_session(
                 f"A {locked.status} session cannot become {status}.",
                 details={"status": locked.status, "allowed": sorted(allowed)},
             )
+        if status == SessionStatus.ARCHIVED:
+            locked.archived_from = locked.status
         locked.status = status
         changed = True
     if metadata_patch:
@@ -190,7 +192,7 @@ def update_session(
     if changed:
         locked.version += 1
         locked.updated_at = timezone.now()
-        locked.save(update_fields=["status", "metadata", "version", "updated_at"])
+        locked.save(update_fields=["status", "archived_from", "metadata", "version", "updated_at"])
         groups = [tenant_group(locked.tenant_id), session_group(locked.pk)]
         publish_on_commit(groups, session_message(locked, "session.updated"))
     return locked

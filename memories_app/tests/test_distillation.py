@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from lifecycle_app.archival import claim_inactive_sessions
@@ -86,6 +87,21 @@ def test_a_session_completed_and_archived_before_the_sweep_ran_is_distilled(worl
     assert list(distilled.values_list("content", flat=True)) == ["Alice is allergic to peanuts."]
 
 
+@pytest.mark.parametrize("before", [SessionStatus.FAILED, SessionStatus.ACTIVE, SessionStatus.PAUSED])
+def test_a_session_archived_without_having_completed_is_not_distilled(world, before):
+    make_session(world, session_id="s-unfinished")
+    if before != SessionStatus.ACTIVE:
+        response = world.acme.client.patch("/api/v1/sessions/s-unfinished", {"status": before}, format="json")
+        assert response.status_code == 200, response.json()
+    response = world.acme.client.patch("/api/v1/sessions/s-unfinished", {"status": "archived"}, format="json")
+    assert response.status_code == 200, response.json()
+
+    distill_completed_sessions()
+
+    assert AgentSession.objects.get(session_id="s-unfinished").archived_from == before
+    assert not PromotionJob.objects.exists()
+
+
 def test_a_session_archived_long_ago_is_not_distilled(world):
     session = make_session(world, session_id="s-old")
     AgentSession.objects.filter(pk=session.pk).update(
@@ -104,5 +120,7 @@ def test_a_session_the_lifecycle_archived_for_want_of_use_is_not_distilled(world
 
     assert claim_inactive_sessions(world.acme.tenant.pk, cutoff=timezone.now(), limit=10) == [session.pk]
     distill_completed_sessions()
+
+    assert AgentSession.objects.get(pk=session.pk).archived_from == SessionStatus.ACTIVE
 
     assert not PromotionJob.objects.exists()
