@@ -30,7 +30,7 @@ from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, PromotionJob
 from memories_app.services import hide_owner, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, ValidationFailed
-from memory_admin.live import publish_on_commit, session_group, tenant_group
+from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
 from tenants_app import keycache
 from tenants_app.models import Tenant
@@ -240,11 +240,28 @@ def approve_erasure(*, request_id: Any, decided_by: str) -> ErasureRequest:
         erasure=request,
         details={"sessions": len(session_pks), "data_keys_destroyed": keys, "exports_withdrawn": withdrawn},
     )
-    for pk in session_pks:
-        publish_on_commit([session_group(pk)], {"type": "session.erased", "tenant": str(request.tenant_id)})
+    _publish_erased_sessions(request.tenant_id, session_pks)
     _publish(request)
     transaction.on_commit(lambda: _after_approval(str(request.pk), person, session_pks), robust=True)
     return request
+
+
+# Session row ids per message to the tenant: a person with thousands of sessions is several messages, not one huge one.
+ERASED_SESSIONS_PER_MESSAGE = 500
+
+
+def _publish_erased_sessions(tenant_pk: Any, session_pks: list[Any]) -> None:
+    """Tell open pages to drop the person's sessions, in one round trip after commit: each session's page, and
+    the sessions lists of the tenant, by the sessions' row ids only (never the user id)."""
+    erased = {"type": "session.erased", "tenant": str(tenant_pk)}
+    pks = [str(pk) for pk in session_pks]
+    publish_all_on_commit(
+        [([session_group(pk)], erased) for pk in pks]
+        + [
+            ([tenant_group(tenant_pk)], {**erased, "sessions": pks[start : start + ERASED_SESSIONS_PER_MESSAGE]})
+            for start in range(0, len(pks), ERASED_SESSIONS_PER_MESSAGE)
+        ]
+    )
 
 
 def _after_approval(request_pk: str, person: scope.Person, session_pks: list[Any]) -> None:

@@ -13,7 +13,7 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `session.created` | tenant | session, user_id, status |
 | `session.updated` | tenant, session | session, status, version |
 | `event.appended` | session | session, version, event_type, count (events in the batch), first_version |
-| `session.erased` | session | (the person was erased: pages drop what they show) |
+| `session.erased` | session, tenant | (the person was erased: pages drop what they show); to the tenant: sessions |
 | `erasure.updated` | tenant | erasure (id), status, progress (purge: layer, rows removed per layer) |
 | `export.updated` | tenant | export (id), status, progress (rows written per layer) |
 | `operation.recorded` | session | session, operation, status |
@@ -25,6 +25,13 @@ Message types (every message has `type`, `tenant`, and `at`, an ISO timestamp):
 | `checkpoint.saved` | session | session, checkpoint (id), sequence, parent (id or null), node_id, kind |
 | `langgraph.checkpoint.saved` | session | session, checkpoint_ns, checkpoint_id, parent_checkpoint_id, step |
 | `api_key.created`, `api_key.revoked` | tenant | key (id); the consumer passes them to admins only |
+
+A tenant's `session.erased` names the person's sessions by their row ids (uuids), never by anything that names
+the person.
+
+What the sessions list shows (`session.created`, `session.updated`, `session.erased`) also goes, when published to
+a tenant, to the group of every tenant's sessions (`ALL_SESSIONS_GROUP`), which the unfiltered list watches: one
+more PUBLISH in the same round trip, for those types only.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from memory_admin.redis_wire import Batch
 logger = structlog.get_logger("memory.live")
 
 CHANNEL_PREFIX = "mem:live:"
+ALL_SESSIONS_GROUP = "sessions"
+_SESSION_LIST_TYPES = frozenset({"session.created", "session.updated", "session.erased"})
 
 
 def session_group(session_pk: object) -> str:
@@ -65,6 +74,8 @@ def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
     payload = json.dumps({**message, "at": timezone.now().isoformat()}, cls=JSONEncoder)
     for group in groups:
         pipe.publish(channel_name(group), payload)
+    if message.get("type") in _SESSION_LIST_TYPES and any(group.startswith("tenant.") for group in groups):
+        pipe.publish(channel_name(ALL_SESSIONS_GROUP), payload)
 
 
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:

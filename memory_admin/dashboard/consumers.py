@@ -5,7 +5,9 @@ page asked to watch, and only when the user's roles allow that message type.
 
     client → server
       {"action": "watch_session", "session": "<session uuid>", "after_version": 41}     session page
-      {"action": "watch_tenant", "tenant": "<tenant uuid>", "since": "<iso time>"}     sessions list
+      {"action": "watch_tenant", "tenant": "<tenant uuid>", "since": "<iso time>"}     sessions list of a tenant
+      {"action": "watch_sessions", "since": "<iso time>"}                             sessions list, every tenant
+          (both + "shown": ["<session uuid>", …], the rows the list shows: it is told which of them were erased)
       {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
           (+ "after": {…} from the last `watching` with `more`: the next batch of the same catch-up)
       {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page (admins)
@@ -15,6 +17,10 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "event.appended", …, "events": [the new timeline rows]}
       {"type": "session.created", …, "html": "<tr>…"}   (sessions list; the row as the list renders it)
       {"type": "session.row", "session": "<session id>", "html": "<tr>…"}   (sessions list catch-up)
+      {"type": "session.erased", "sessions": ["<session uuid>", …]}   (sessions list: drop these rows; live, or
+          in answer to `shown`. Nothing that names the person: session row ids only)
+      {"type": "session.erased", "session": "<uuid>"}   (session page: its person was erased; live, or in answer to
+          watch_session for a session no page may show any more, hidden with its person or purged since)
       {"type": "memory.rows", "rows": [{"memory", "scope", "deleted", "html"?}], "totals": {"<scope>": n}}
           (user page; `totals`: the live memories of each section the rows are in, counted with them)
       {"type": "profile.html", "html": "…"}   {"type": "user.session", "session": "<uuid>", "html": "<tr>…"}
@@ -23,7 +29,8 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
       {"type": "operation.row", "operation": "<uuid>", "pending": 2, "html": "<tr>…"}   (session page journal)
       any other message type of memory_admin.live, as published, to the session and tenant watchers
-      {"type": "watching", "what": "tenant" | "user" | "keys", …}   (after a watch's catch-up: live from here)
+      {"type": "watching", "what": "tenant" | "sessions" | "user" | "keys", …}
+          (after a watch's catch-up: live from here)
           (user page: "more": true and "after": {…} when the catch-up stopped at CATCHUP_LIMIT rows of a kind:
           ask again with the same `since` and this `after`)
       {"type": "error", "message": "…"}
@@ -63,7 +70,8 @@ from rest_framework.exceptions import ParseError
 
 from memory_admin.api.parsers import parse_json_text
 from memory_admin.dashboard import live_rows
-from memory_admin.live import CHANNEL_PREFIX, channel_name, session_group, tenant_group
+from memory_admin.dashboard.sessions import session_row
+from memory_admin.live import ALL_SESSIONS_GROUP, CHANNEL_PREFIX, channel_name, session_group, tenant_group
 from sessions_app.models import AgentSession
 from sessions_app.selectors import timeline
 from tenants_app.models import Tenant
@@ -106,11 +114,16 @@ def _logged_in(session_key: str, user_pk: Any) -> bool:
     return bool(store.get(SESSION_KEY) == str(user_pk))
 
 
-def _session(pk: str) -> AgentSession | None:
+def _uuid(value: object) -> uuid.UUID | None:
     try:
-        return AgentSession.objects.filter(pk=uuid.UUID(pk)).first()
+        return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def _session(pk: str) -> AgentSession | None:
+    session_pk = _uuid(pk)
+    return AgentSession.objects.filter(pk=session_pk).first() if session_pk is not None else None
 
 
 def _rows(session_pk: str, *, after: int, upto: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
@@ -134,19 +147,32 @@ def _tenant_pks(values: object) -> list[uuid.UUID]:
     return list(Tenant.objects.filter(pk__in=wanted).values_list("pk", flat=True))
 
 
-def _session_rows_since(tenant_pk: uuid.UUID, since: Any) -> list[dict[str, Any]]:
-    # Through the (tenant, created_at) index: new sessions only; a status change missed while offline shows
-    # on the next reload.
-    sessions = (
-        AgentSession.objects.select_related("tenant")
-        .filter(tenant_id=tenant_pk, created_at__gte=since)
-        .order_by("created_at", "id")[: live_rows.CATCHUP_LIMIT]
-    )
+def _session_rows_since(tenant_pk: uuid.UUID | None, since: Any) -> list[dict[str, Any]]:
+    """The rows of the sessions created since `since`, of one tenant or (None) of every tenant."""
+    # Through the (tenant, created_at) index, or the recent sessions' one: new sessions only; a status change
+    # missed while offline shows on the next reload.
+    sessions = AgentSession.objects.select_related("tenant").filter(created_at__gte=since)
+    if tenant_pk is not None:
+        sessions = sessions.filter(tenant_id=tenant_pk)
     return [
-        {"type": "session.row", "tenant": str(tenant_pk), "session": session.session_id, "html": html}
-        for session in sessions
-        if (html := live_rows.session_row_html(tenant_pk, session.session_id))
+        {
+            "type": "session.row",
+            "tenant": str(session.tenant_id),
+            "session": session.session_id,
+            "html": session_row(session, fresh=True),
+        }
+        for session in sessions.order_by("created_at", "id")[: live_rows.CATCHUP_LIMIT]
     ]
+
+
+def _erased_among(shown: object) -> list[str]:
+    """The sessions among `shown` (row ids a sessions list shows) that no page may show any more: hidden with
+    their person by an erasure, or purged since. Anything malformed is left out."""
+    if not isinstance(shown, list):
+        return []
+    wanted = list(dict.fromkeys(pk for value in shown[:CATCHUP_LIMIT] if (pk := _uuid(value)) is not None))
+    visible = set(AgentSession.objects.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+    return [str(pk) for pk in wanted if pk not in visible]
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -157,6 +183,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.roles_read_at = 0.0
         self.sessions: set[str] = set()
         self.tenants: set[str] = set()
+        self.all_sessions = False
         self.users: dict[str, set[str]] = {}
         self.key_tenants: set[str] = set()
         if not await self._read_roles():
@@ -212,6 +239,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         handler = {
             "watch_session": self._watch_session,
             "watch_tenant": self._watch_tenant,
+            "watch_sessions": self._watch_sessions,
             "watch_user": self._watch_user,
             "watch_keys": self._watch_keys,
         }.get(action if isinstance(action, str) else "")
@@ -221,12 +249,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await handler(content)
 
     async def _watch_session(self, content: dict[str, Any]) -> None:
-        session = await database_sync_to_async(_session)(str(content.get("session", "")))
+        session_pk = _uuid(content.get("session", ""))
         after = content.get("after_version", 0)
         if isinstance(after, bool):
             after = -1
-        if session is None or not isinstance(after, int) or after < 0:
+        if session_pk is None or not isinstance(after, int) or after < 0:
             await self.send_json({"type": "error", "message": "no such session"})
+            return
+        session = await database_sync_to_async(_session)(str(session_pk))
+        if session is None:
+            # Erased with its person while the page was away (hidden, or purged since): the page drops what it
+            # shows, as when it hears of the erasure live.
+            await self.send_json({"type": "session.erased", "session": str(session_pk)})
             return
         # Subscribe before reading the backlog: whatever lands in between arrives twice, never zero times.
         self.sessions.add(str(session.pk))
@@ -249,11 +283,27 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.tenants.add(str(found[0]))
         await self._subscribe(tenant_group(found[0]))
+        await self._session_list_catchup(content, found[0])
+        await self.send_json({"type": "watching", "what": "tenant", "tenant": str(found[0])})
+
+    async def _watch_sessions(self, content: dict[str, Any]) -> None:
+        """The sessions list of every tenant: one group, whatever the number of tenants."""
+        self.all_sessions = True
+        await self._subscribe(ALL_SESSIONS_GROUP)
+        await self._session_list_catchup(content, None)
+        await self.send_json({"type": "watching", "what": "sessions"})
+
+    async def _session_list_catchup(self, content: dict[str, Any], tenant_pk: uuid.UUID | None) -> None:
+        """A sessions list's catch-up: the sessions created since `since`, and which of the rows it shows were
+        erased meanwhile (of a tenant, or of every tenant with `tenant_pk` None)."""
         since = live_rows.parse_since(content.get("since"))
         if since is not None:
-            for frame in await database_sync_to_async(_session_rows_since)(found[0], since):
+            for frame in await database_sync_to_async(_session_rows_since)(tenant_pk, since):
                 await self.send_json(frame)
-        await self.send_json({"type": "watching", "what": "tenant", "tenant": str(found[0])})
+        erased = await database_sync_to_async(_erased_among)(content.get("shown"))
+        if erased:
+            tenant = {"tenant": str(tenant_pk)} if tenant_pk is not None else {}
+            await self.send_json({"type": "session.erased", **tenant, "sessions": erased})
 
     async def _watch_user(self, content: dict[str, Any]) -> None:
         found = await database_sync_to_async(_tenant_pks)([content.get("tenant")])
@@ -322,6 +372,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if allowed is None:
             return None
         kind = message.get("type")
+        if group == ALL_SESSIONS_GROUP:
+            if not (self.all_sessions and allowed):
+                return []
+            if kind == "session.created" and (tenant_pk := _uuid(message.get("tenant"))) is not None:
+                message["html"] = await database_sync_to_async(live_rows.session_row_html)(
+                    tenant_pk, message.get("session")
+                )
+            return [message]
         if group.startswith("session."):
             if not allowed:
                 return []

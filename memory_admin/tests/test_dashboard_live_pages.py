@@ -3,6 +3,7 @@ only what the page shows, catch-up from the page's time, and roles checked on ev
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,9 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.test import override_settings
 from django.utils import timezone
 
+from compliance_app.models import ErasureRequest
 from compliance_app.services import approve_erasure, file_erasure
+from compliance_app.tasks import purge_erasure
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory, PromotionJob
@@ -31,6 +34,7 @@ from memory_admin.tests.sockets import run
 from sessions_app.services import create_session, finish_operation, record_operation
 from tenants_app.models import ApiKey
 from tenants_app.services import issue_api_key
+from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -388,9 +392,9 @@ def test_memory_rows_carry_the_fresh_total_of_each_section_they_touch(world: Wor
     assert created["totals"] == {"global": 1}
 
 
-def _erase(world: World, user_id: str) -> None:
+def _erase(world: World, user_id: str) -> ErasureRequest:
     request = file_erasure(tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora")
-    approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    return approve_erasure(request_id=request.pk, decided_by="staff:ann")
 
 
 def test_every_open_user_page_of_a_person_learns_of_their_erasure_without_the_requests_details(
@@ -477,3 +481,111 @@ def test_a_user_page_that_missed_more_changes_than_one_catch_up_holds_gets_the_r
     assert memories == [str(memory.pk) for memory in created]
     sessions = [frame["session"] for batch in batches for frame in batch if frame["type"] == "user.session"]
     assert len(sessions) == len(set(sessions)) == 3
+
+
+# --- the sessions list and the session page against an erasure ---------------------------------------------
+
+
+def test_an_open_sessions_list_is_told_to_drop_the_persons_rows_when_their_erasure_is_approved(world: World) -> None:
+    erased, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        assert await _watch(communicator, {"action": "watch_tenant", "tenant": str(world.acme.tenant.pk)}) == []
+        await database_sync_to_async(_erase)(world, "ivy")
+        frames = [await communicator.receive_json_from(timeout=5)]
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return frames
+
+    (frame,) = run(scenario)
+    assert frame["type"] == "session.erased"
+    assert frame["sessions"] == [str(erased.pk)]
+    # Session ids and the tenant only: nothing that names the person.
+    assert set(frame) == {"type", "tenant", "sessions", "at"}
+    assert "ivy" not in json.dumps(frame)
+
+
+@pytest.mark.parametrize("purged", [False, True], ids=["erased", "purged"])
+def test_a_sessions_list_back_from_a_blip_learns_which_of_its_rows_were_erased_meanwhile(
+    world: World, purged: bool
+) -> None:
+    erased, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    kept, _ = create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
+    request = _erase(world, "ivy")
+    if purged:
+        purge_erasure(str(request.pk))
+    shown = [str(erased.pk), str(kept.pk)]
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        watch = {"action": "watch_tenant", "tenant": str(world.acme.tenant.pk), "since": _since(), "shown": shown}
+        frames = await _watch(communicator, watch)
+        await communicator.disconnect()
+        return frames
+
+    frames = run(scenario)
+    assert [frame for frame in frames if frame["type"] == "session.erased"] == [
+        {"type": "session.erased", "tenant": str(world.acme.tenant.pk), "sessions": [str(erased.pk)]}
+    ]
+
+
+@pytest.mark.parametrize("purged", [False, True], ids=["erased", "purged"])
+def test_a_session_page_reconnecting_after_its_persons_erasure_is_told_the_session_was_erased(
+    world: World, purged: bool
+) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    request = _erase(world, "ivy")
+    if purged:
+        purge_erasure(str(request.pk))
+
+    async def scenario() -> dict[str, Any]:
+        communicator = await _connected(world.support)
+        await communicator.send_json_to({"action": "watch_session", "session": str(session.pk), "after_version": 1})
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return frame
+
+    assert run(scenario) == {"type": "session.erased", "session": str(session.pk)}
+
+
+# --- the sessions list of every tenant ----------------------------------------------------------------------
+
+
+def test_the_unfiltered_sessions_list_gets_the_sessions_of_every_tenant_through_one_watch(world: World) -> None:
+    many = [TenantFactory.create(name=f"zz-{number:02d}") for number in range(60)]
+    create_session(tenant=many[0], user_id="u", session_id="before")
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        communicator = await _connected(world.support)
+        caught_up = await _watch(communicator, {"action": "watch_sessions", "since": _since()})
+        await database_sync_to_async(create_session)(tenant=many[-1], user_id="u", session_id="far-away")
+        await database_sync_to_async(create_session)(tenant=world.outsider.tenant, user_id="u", session_id="next-door")
+        live = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return caught_up, live
+
+    caught_up, live = run(scenario)
+    assert [(frame["type"], frame["session"]) for frame in caught_up] == [("session.row", "before")]
+    assert [(frame["type"], frame["session"]) for frame in live] == [
+        ("session.created", "far-away"),
+        ("session.created", "next-door"),
+    ]
+    assert 'data-session="far-away"' in live[0]["html"] and "zz-59" in live[0]["html"]
+
+
+def test_the_unfiltered_sessions_list_drops_the_rows_of_an_erased_person_in_any_tenant(world: World) -> None:
+    erased, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+
+    async def scenario() -> dict[str, Any]:
+        communicator = await _connected(world.support)
+        assert await _watch(communicator, {"action": "watch_sessions"}) == []
+        await database_sync_to_async(_erase)(world, "ivy")
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return frame
+
+    frame = run(scenario)
+    assert (frame["type"], frame["sessions"]) == ("session.erased", [str(erased.pk)])

@@ -27,6 +27,7 @@ from sessions_app.services import (
     record_operation,
     set_tool_state,
 )
+from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -82,6 +83,42 @@ def test_a_malformed_filter_or_cursor_does_not_break_the_list(world: World) -> N
     response = logged_in(world.support).get("/sessions/", {"created_after": "not a date", "cursor": "%%%"})
     assert response.status_code == 200
     assert b"were not understood" in response.content
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"created_after": "yesterday"}, "Created after"),
+        ({"status": "bogus"}, "Status"),
+        ({"q": "x" * 257}, "Session id or user id"),
+    ],
+    ids=["date", "status", "search"],
+)
+def test_a_filter_that_does_not_validate_is_named_and_ignored_while_the_others_still_apply(
+    world: World, bad: dict[str, str], named: str
+) -> None:
+    _session(world, "ours")
+    _session(world, "theirs", tenant=world.outsider.tenant)
+
+    response = logged_in(world.support).get("/sessions/", {"tenant": str(world.acme.tenant.pk), **bad})
+
+    assert response.status_code == 200
+    assert [s.session_id for s in response.context["page"].rows] == ["ours"]
+    error = response.content.decode().split('role="alert">', 1)[1].split("</p>", 1)[0]
+    assert named in error
+    # Only the bad one: the tenant filter is not named as ignored.
+    assert "Tenant" not in error
+    assert response.context["watched_tenants"] == [str(world.acme.tenant.pk)]
+
+
+def test_the_unfiltered_list_watches_every_tenant_live_however_many_there_are(world: World) -> None:
+    for number in range(60):
+        TenantFactory.create(name=f"zz-{number:02d}")
+
+    response = logged_in(world.support).get("/sessions/")
+
+    assert b'data-watch-all="1"' in response.content
+    assert b'data-live="1"' in response.content
 
 
 @pytest.mark.parametrize(

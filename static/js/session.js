@@ -102,7 +102,9 @@ const live = connectLive({
     } else if (message.type === "operation.row") {
       applyOperation(message);
     } else if (message.type === "session.erased") {
-      // The person was erased: drop everything the page shows about them.
+      // The person was erased (live, or while the page was away): drop everything the page shows about them,
+      // the session id in the title included.
+      document.title = "Erased · Agent memory";
       document.querySelector("main").replaceChildren(element("section", { class: "card narrow", id: "erased" },
         element("h1", {}, "Erased"),
         element("p", {}, "The person this session served was erased; nothing of it can be shown any more.")));

@@ -1,12 +1,15 @@
-// Session list: new sessions and status changes of the watched tenants appear without reloading.
-// New rows arrive rendered by the server; after a reconnect the server first sends the sessions created
-// since the last message seen, and rows are keyed by (tenant, session id), so none shows twice.
+// Session list: new sessions and status changes of the watched tenants appear without reloading, and the rows of
+// a person whose erasure is approved disappear. New rows arrive rendered by the server; after a reconnect the
+// server first sends the sessions created since the last message seen, and which of the rows shown were erased
+// meanwhile. Rows are keyed by (tenant, session id), so none shows twice.
 import { connectLive } from "./live.js";
 
 const table = document.getElementById("sessions-table");
 const body = table.querySelector("tbody");
 const liveDot = document.getElementById("live-status");
 const tenants = (table.dataset.watchTenants || "").split(",").filter(Boolean);
+const watchAll = table.dataset.watchAll === "1"; // no tenant filter: every tenant, through one watch
+const live = table.dataset.live === "1"; // new sessions belong on this page (first page, no search or window)
 const statusFilter = table.dataset.status;
 let since = table.dataset.since;
 
@@ -21,20 +24,38 @@ function rowOf(message) {
 }
 
 function addRow(message) {
-  if (!message.html || rowOf(message)) return;
+  if (!live || !message.html || rowOf(message)) return;
   const row = tableRow(message.html);
   if (statusFilter && row.querySelector(".status")?.textContent !== statusFilter) return;
   body.querySelector("tr.empty")?.remove();
   body.prepend(row);
 }
 
-if (table.dataset.live === "1" && tenants.length) {
+// The row ids (session uuids) shown, of one tenant or all: the server says which were erased while away.
+function shown(tenant) {
+  const rows = body.querySelectorAll(tenant ? `tr[data-pk][data-tenant="${tenant}"]` : "tr[data-pk]");
+  return Array.from(rows, (row) => row.dataset.pk);
+}
+
+function dropErased(message) {
+  for (const pk of message.sessions || []) body.querySelector(`tr[data-pk="${CSS.escape(pk)}"]`)?.remove();
+  if (!body.querySelector("tr")) {
+    body.append(tableRow('<tr class="empty"><td colspan="7">No sessions match.</td></tr>'));
+  }
+}
+
+// Every list page listens, live or not: an erasure must take its rows off any open page.
+if (watchAll || tenants.length) {
   connectLive({
-    onOpen: (send) => tenants.forEach((tenant) => send({ action: "watch_tenant", tenant, since })),
+    onOpen: (send) => {
+      const catchUp = live ? { since } : {};
+      if (watchAll) send({ action: "watch_sessions", ...catchUp, shown: shown() });
+      else tenants.forEach((tenant) => send({ action: "watch_tenant", tenant, ...catchUp, shown: shown(tenant) }));
+    },
     onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
     onMessage: (message) => {
       if (message.at && message.at > since) since = message.at;
-      if (message.type === "watching") liveDot.dataset.status = liveDot.title = "live";
+      if (message.type === "watching") liveDot.dataset.status = liveDot.title = live ? "live" : "connected";
       const existing = rowOf(message);
       if (message.type === "session.updated" && existing) {
         const badge = existing.querySelector(".status");
@@ -42,6 +63,8 @@ if (table.dataset.live === "1" && tenants.length) {
         badge.className = `status status-${message.status}`;
       } else if (message.type === "session.created" || message.type === "session.row") {
         addRow(message);
+      } else if (message.type === "session.erased") {
+        dropErased(message);
       }
     },
   });

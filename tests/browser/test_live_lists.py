@@ -10,9 +10,10 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from compliance_app.services import approve_erasure, file_erasure
+from compliance_app.tasks import purge_erasure
 from conftest import World
 from memories_app.embeddings import reset_embedder
 from memories_app.services import (
@@ -24,7 +25,8 @@ from memories_app.services import (
     update_profile,
 )
 from memory_admin.live import publish, session_group
-from sessions_app.services import create_session
+from sessions_app.services import append_messages, create_session
+from tests.factories import TenantFactory
 from tests.servers import ServerProcess, running, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -179,3 +181,71 @@ def test_a_user_page_back_from_missing_more_changes_than_one_catch_up_batch_gets
 
     expect(live_status).to_have_attribute("data-status", "live", timeout=15_000)
     expect(page.locator(f"#memories-user tr[data-memory='{newest_id}']")).to_contain_text("fixed fact")
+
+
+def _erase(world: World, user_id: str) -> None:
+    request = file_erasure(tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora")
+    approve_erasure(request_id=request.pk, decided_by="staff:ann")
+
+
+@pytest.mark.parametrize("url", ["/sessions/", "/sessions/?tenant={tenant}"], ids=["all-tenants", "one-tenant"])
+def test_an_open_sessions_list_drops_the_rows_of_a_person_as_their_erasure_is_approved(
+    page: Page, asgi_server: ServerProcess, world: World, url: str
+) -> None:
+    create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
+    _log_in(page, asgi_server, world.support)
+    page.goto(asgi_server.url + url.format(tenant=world.acme.tenant.pk))
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+    rows = page.locator("#sessions-table tbody tr")
+    expect(rows).to_have_count(2)
+
+    _erase(world, "ivy")
+
+    expect(page.locator("#sessions-table tr[data-session='ivy-chat']")).to_have_count(0, timeout=3_000)
+    expect(page.locator("#sessions-table")).not_to_contain_text("ivy")
+    expect(rows).to_have_count(1)
+
+
+def test_open_pages_back_from_a_blip_drop_a_person_erased_and_purged_meanwhile(
+    browser: Browser, asgi_server: ServerProcess, world: World
+) -> None:
+    session, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    append_messages(session=session, messages=[{"role": "user", "content": "my name is ivy smith"}])
+    create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
+    context = browser.new_context()
+    listing, session_page = context.new_page(), context.new_page()
+    _log_in(listing, asgi_server, world.support)
+    listing.goto(f"{asgi_server.url}/sessions/?tenant={world.acme.tenant.pk}")
+    session_page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
+    for open_page in (listing, session_page):
+        expect(open_page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    asgi_server.stop()
+    expect(session_page.locator("#live-status")).to_have_attribute("data-status", "offline")
+    request = file_erasure(tenant=world.acme.tenant, user_id="ivy", legal_basis="gdpr_art_17", filed_by="staff:cora")
+    approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    asgi_server.start()
+
+    expect(session_page.get_by_role("heading", name="Erased")).to_be_visible(timeout=15_000)
+    expect(session_page.locator("main")).not_to_contain_text("ivy")
+    assert "ivy" not in session_page.title()
+    expect(listing.locator("#sessions-table tr[data-session='ivy-chat']")).to_have_count(0, timeout=15_000)
+    expect(listing.locator("#sessions-table tbody tr")).to_have_count(1)
+    context.close()
+
+
+def test_a_new_session_of_a_tenant_past_the_first_fifty_appears_on_the_open_sessions_list(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    last = [TenantFactory.create(name=f"zz-{number:02d}") for number in range(60)][-1]
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    create_session(tenant=last, user_id="u", session_id="far-away")
+
+    first = page.locator("#sessions-table tbody tr").first
+    expect(first).to_have_attribute("data-session", "far-away", timeout=3_000)
+    expect(first).to_contain_text("zz-59")
