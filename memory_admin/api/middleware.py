@@ -11,6 +11,12 @@ from django.http import HttpRequest, HttpResponse
 
 from memory_admin.api.errors import json_error
 
+# An oversized body is read and dropped up to this many times the limit before the 413 goes out: a client that
+# writes its whole request before reading (asyncio's streams) would otherwise find the connection closed under
+# its write and never see the answer. Past it the connection is closed, as before.
+DRAIN_LIMITS = 32
+_DRAIN_CHUNK = 256 * 1024
+
 
 class ApiRequestGuardMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -40,6 +46,7 @@ class ApiRequestGuardMiddleware:
         except ValueError:
             return json_error(request, 400, "bad_request", "Content-Length is not a number.")
         if length > settings.API_MAX_BODY_BYTES:
+            _drain(request, length)
             return json_error(
                 request,
                 413,
@@ -48,3 +55,17 @@ class ApiRequestGuardMiddleware:
                 {"limit_bytes": settings.API_MAX_BODY_BYTES},
             )
         return None
+
+
+def _drain(request: HttpRequest, length: int) -> None:
+    """Read what the client sends of a refused body (within DRAIN_LIMITS of the limit), without keeping it."""
+    stream = request.META.get("wsgi.input")  # None under ASGI, whose server has read the body already
+    left = min(length, settings.API_MAX_BODY_BYTES * DRAIN_LIMITS)
+    try:
+        while stream is not None and left > 0:
+            chunk = stream.read(min(_DRAIN_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:  # the client went away: nobody waits for the answer
+        return
