@@ -91,10 +91,20 @@ class ErasureRequest(models.Model):
     refs = models.JSONField(default=dict, blank=True)
     # The purge job's lease, so that one worker at a time runs it and a crashed one is taken over.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The Idempotency-Key it was filed with (api.idempotency.stored_key): a retry after Redis lost its record of
+    # the answer gets this request again instead of filing a second one. NULL when none was sent.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-filed_at"]
         indexes = [models.Index(fields=["status", "due_at"], name="erasure_status_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="erasure_idempotency_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"erasure {self.pk} ({self.status})"
@@ -141,10 +151,19 @@ class ExportRequest(models.Model):
     # The build job's lease, so that one worker at a time builds it and a crashed one is taken over.
     claimed_until = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # As ErasureRequest.idempotency_key: a retry after Redis lost its record does not file a second export.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-filed_at"]
         indexes = [models.Index(fields=["status", "expires_at"], name="export_status_expiry")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="export_idempotency_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.status})"

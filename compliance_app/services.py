@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ForeignObjectRel, Model, Q
 from django.utils import timezone
 
@@ -29,7 +30,7 @@ from compliance_app.selectors import refuse_unless_downloadable
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, PromotionJob
 from memories_app.services import hide_owner, release_hidden_owner
-from memory_admin.errors import Conflict, NotFound, ValidationFailed
+from memory_admin.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
 from tenants_app import keycache
@@ -80,27 +81,45 @@ def file_erasure(
     filed_by: str,
     identifiers: list[str] | None = None,
     note: str = "",
+    idempotency_key: str | None = None,
 ) -> ErasureRequest:
     """Take a forget-me request for a person; it waits for a compliance user's approval.
 
     The deadline is ERASURE_DUE_DAYS from now. An unknown person is fine: the preview will show zeros.
     The user id is taken exactly as given (the other APIs keep " alice " apart from "alice"); a blank one is
-    refused.
+    refused. The same `idempotency_key` again (api.idempotency.stored_key) files nothing and returns the
+    request filed with it, as it is now; for another person or legal basis (or, while the request still holds
+    them, another note or identifiers) it is a 422.
     """
     if not user_id.strip() or len(user_id) > 256 or "\x00" in user_id:
         raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
-    request = ErasureRequest.objects.create(
-        tenant=tenant,
-        user_id=user_id,
-        identifiers=_clean_identifiers(identifiers or []),
-        subject=subject_of(tenant.pk, user_id),
-        legal_basis=legal_basis,
-        note=note[:2000],
-        filed_by=filed_by,
-        due_at=timezone.now() + timedelta(days=settings.ERASURE_DUE_DAYS),
-    )
+    identifiers, note, subject = _clean_identifiers(identifiers or []), note[:2000], subject_of(tenant.pk, user_id)
+    try:
+        with transaction.atomic():  # a taken key must not end the transaction: it is answered below
+            request = ErasureRequest.objects.create(
+                tenant=tenant,
+                user_id=user_id,
+                identifiers=identifiers,
+                subject=subject,
+                legal_basis=legal_basis,
+                note=note,
+                filed_by=filed_by,
+                due_at=timezone.now() + timedelta(days=settings.ERASURE_DUE_DAYS),
+                idempotency_key=idempotency_key or None,
+            )
+    except IntegrityError:
+        earlier = ErasureRequest.objects.filter(tenant=tenant, idempotency_key=idempotency_key or None).first()
+        if earlier is None:
+            raise
+        if (earlier.subject, earlier.legal_basis) != (subject, legal_basis) or (
+            # Scrubbed once verified, a request keeps only the keyed hash; a failed one's identifiers may have
+            # been added to it since.
+            earlier.user_id and (earlier.note != note or not set(identifiers) <= set(earlier.identifiers))
+        ):
+            raise _key_used_for_another_request() from None
+        return earlier
     audit(
         actor=filed_by,
         action="filed",
@@ -111,6 +130,14 @@ def file_erasure(
     )
     _publish(request)
     return request
+
+
+def _key_used_for_another_request() -> Unprocessable:
+    """The same Idempotency-Key with another body, told apart by what Postgres keeps (the Redis record of the
+    first answer, which says the same, may have expired or been lost)."""
+    return Unprocessable(
+        "This Idempotency-Key was already used with a different request body.", details={"header": "Idempotency-Key"}
+    )
 
 
 def _publish(request: ErasureRequest, *, progress: dict[str, Any] | None = None) -> None:
@@ -315,17 +342,36 @@ def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
             "memories": [str(pk) for pk in person.memories(session_pks).values_list("pk", flat=True)],
         }
         request.save(update_fields=["preview", "refs"])
-    if not request.purged:
+    if request.purged_at is None:  # the first run, or the next after one that died (purge_again audits its own)
         audit(actor=worker, action="purge_started", tenant=request.tenant, subject=request.subject, erasure=request)
     _publish(request)
     return request
 
 
 Progress = Callable[[str, int], None]
+Counted = Callable[[int], object]
 
 
-def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int, progress: Progress | None = None) -> int:
-    """DELETE the rows of `table` whose `column` is in `ids`, `batch` rows per short transaction.
+def _add_purged(request_pk: Any, layer: str, count: int) -> int:
+    """Add `count` rows of `layer` to the request's `purged` totals, in the caller's transaction: the one that
+    deleted them. A purge killed part-way thus keeps the count of what it deleted, and the run that resumes it
+    adds only what it deletes itself. Returns `count`."""
+    if count:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ErasureRequest._meta.db_table} "  # noqa: S608 - the model's table, values bound
+                "SET purged = purged || jsonb_build_object(%s::text, COALESCE((purged ->> %s)::bigint, 0) + %s) "
+                "WHERE id = %s",
+                [layer, layer, count, request_pk],
+            )
+    return count
+
+
+def _delete_in_batches(
+    table: str, column: str, ids: list[Any], batch: int, progress: Progress | None = None, *, counted: Counted
+) -> int:
+    """DELETE the rows of `table` whose `column` is in `ids`, `batch` rows per short transaction, which hands
+    the batch's count to `counted` before it commits.
 
     The ids go `batch` at a time too: matching every row against all 100,000 ids of a large person, batch
     after batch, would cost more than the deletes themselves.
@@ -341,6 +387,7 @@ def _delete_in_batches(table: str, column: str, ids: list[Any], batch: int, prog
                     [chunk, batch],
                 )
                 deleted = int(cursor.rowcount)
+                counted(deleted)
             total += deleted
             if progress is not None:
                 progress(table, total)
@@ -366,8 +413,11 @@ def _delete_referencing(model: type[Model], pks: list[Any], *, handled: set[type
 def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], None] | None = None) -> dict[str, int]:
     """Physically delete everything the request covers, in short batches; safe to run again after a crash.
 
-    Returns the rows (and Redis keys) removed by this run, per layer. `progress(removed so far, layer)` is
-    called after every batch, for the live page.
+    Returns the rows (and Redis keys) removed by this run, per layer. Each delete also adds its count to the
+    request's `purged` totals as it commits, so that a run killed part-way leaves the count of what it deleted
+    and the run resuming it adds the rest (Redis keys are counted just after they go: a kill in between leaves
+    them uncounted). `progress(removed so far, layer)` is called after every batch, for the live page, with the
+    totals so far (an earlier run's included).
 
     Anything of the person's written between approval and this run goes too, as approval's own deletes would
     have taken it: sessions, memories, store items, a profile and its outbox facts (`late_profile`,
@@ -382,63 +432,70 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
     batch = settings.ERASURE_PURGE_BATCH
     removed: dict[str, int] = {}
+    # What earlier runs deleted: one killed part-way, or the purge of a failed erasure before it is run again.
+    earlier = dict(request.purged)
+
+    def tally(layer: str, count: int) -> int:
+        return _add_purged(request.pk, layer, count)
+
     # A profile written after approval, and the facts it queued: first, so that no outbox fact becomes a
     # memory after the memories below are gone.
     with transaction.atomic():
-        removed["late_profile_outbox"], _ = person.profile_outbox().delete()
-        removed["late_profile"], _ = person.profiles().delete()
+        removed["late_profile_outbox"] = tally("late_profile_outbox", person.profile_outbox().delete()[0])
+        removed["late_profile"] = tally("late_profile", person.profiles().delete()[0])
 
     def step(layer: str) -> Progress:
         def report(table: str, total: int) -> None:
             if progress is not None:
-                progress({**removed, layer: total}, layer)
+                this_run = {**removed, layer: total}
+                totals = {name: earlier.get(name, 0) + this_run.get(name, 0) for name in {**earlier, **this_run}}
+                progress(totals, layer)
 
         return report
+
+    def delete(layer: str, model: type[Model], column: str, ids: list[Any]) -> None:
+        table = model._meta.db_table
+        removed[layer] = _delete_in_batches(table, column, ids, batch, step(layer), counted=partial(tally, layer))
 
     memory_pks = sorted(
         {*request.refs.get("memories", []), *map(str, person.memories(session_pks).values_list("pk", flat=True))}
     )
-    removed["memory_revisions"] = _delete_in_batches(
-        MemoryRevision._meta.db_table, "memory_id", memory_pks, batch, step("memory_revisions")
-    )
+    delete("memory_revisions", MemoryRevision, "memory_id", memory_pks)
     _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
-    removed["memories"] = _delete_in_batches(Memory._meta.db_table, "id", memory_pks, batch, step("memories"))
+    delete("memories", Memory, "id", memory_pks)
     if person.named:
         release_hidden_owner(tenant=request.tenant, user_id=request.user_id)
-    removed["events"] = _delete_in_batches(Event._meta.db_table, "session_id", session_pks, batch, step("events"))
-    removed["snapshots"] = _delete_in_batches(
-        EventSnapshot._meta.db_table, "session_id", session_pks, batch, step("snapshots")
-    )
-    removed["operations"] = _delete_in_batches(
-        Operation._meta.db_table, "session_id", session_pks, batch, step("operations")
-    )
-    removed["promotion_jobs"] = _delete_in_batches(
-        PromotionJob._meta.db_table, "session_id", session_pks, batch, step("promotion_jobs")
-    )
+    delete("events", Event, "session_id", session_pks)
+    delete("snapshots", EventSnapshot, "session_id", session_pks)
+    delete("operations", Operation, "session_id", session_pks)
+    delete("promotion_jobs", PromotionJob, "session_id", session_pks)
     with transaction.atomic():
         # A session's checkpoints go in one statement: they reference each other as parents.
         CheckpointHead.objects.filter(session_id__in=session_pks).delete()
         with connection.cursor() as cursor:
             table = Checkpoint._meta.db_table
             cursor.execute(f"DELETE FROM {table} WHERE session_id = ANY(%s)", [session_pks])  # noqa: S608
-            removed["checkpoints"] = int(cursor.rowcount)
-    removed["archived_sessions"] = sum(
-        delete_session_archives(session=session) for session in AgentSession.all_objects.filter(pk__in=session_pks)
-    )
+            removed["checkpoints"] = tally("checkpoints", int(cursor.rowcount))
+    removed["archived_sessions"] = 0
+    for session in AgentSession.all_objects.filter(pk__in=session_pks):
+        with transaction.atomic():
+            removed["archived_sessions"] += tally("archived_sessions", delete_session_archives(session=session))
     _delete_referencing(
         AgentSession,
         session_pks,
         handled={Event, EventSnapshot, Operation, PromotionJob, Checkpoint, CheckpointHead, Memory},
     )
-    removed["sessions"] = _delete_in_batches(AgentSession._meta.db_table, "id", session_pks, batch, step("sessions"))
+    delete("sessions", AgentSession, "id", session_pks)
     # Approval deleted the store items; these are items put under the person's namespaces since (a late write).
-    removed["late_store_items"], _ = person.store_items().delete()
-    removed["redis_keys"] = scope.purge_redis(person, session_pks, session_ids)
-    # A key a late write created after approval destroyed the person's keys. (A request that lost its user id
-    # leaves keys alone: a live one is the returning person's, whose new data it seals.)
     with transaction.atomic():
-        removed["late_data_keys"] = (
-            destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id) if person.named else 0
+        removed["late_store_items"] = tally("late_store_items", person.store_items().delete()[0])
+    removed["redis_keys"] = scope.purge_redis(person, session_pks, session_ids)
+    with transaction.atomic():
+        tally("redis_keys", removed["redis_keys"])
+        # A key a late write created after approval destroyed the person's keys. (A request that lost its user
+        # id leaves keys alone: a live one is the returning person's, whose new data it seals.)
+        removed["late_data_keys"] = tally(
+            "late_data_keys", destroy_keys(tenant_id=request.tenant_id, user_id=request.user_id) if person.named else 0
         )
     # Now that none of their keys is live, every process drops the keys it holds, after the commit: one that
     # missed the approval's notice (Redis was away then) would otherwise go on sealing their next data with a
@@ -449,8 +506,10 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
 
 @transaction.atomic
 def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> ErasureRequest:
+    """Close a finished purge run; `removed` (this run's counts) goes to the audit log. The run's deletes added
+    their counts to `purged` as they committed (see `purge`): here every layer is named, those with none too."""
     request = _locked(request_id)
-    totals = {layer: request.purged.get(layer, 0) + count for layer, count in removed.items()}
+    totals = {**dict.fromkeys(removed, 0), **request.purged}
     request.purged, request.purged_at, request.claimed_until = totals, timezone.now(), None
     request.progress = {"layer": None, "removed": totals}
     request.save(update_fields=["purged", "purged_at", "claimed_until", "progress"])
@@ -525,24 +584,39 @@ def _publish_export(export: ExportRequest) -> None:
 
 
 @transaction.atomic
-def file_export(*, tenant: Tenant, user_id: str, legal_basis: str, filed_by: str) -> ExportRequest:
+def file_export(
+    *, tenant: Tenant, user_id: str, legal_basis: str, filed_by: str, idempotency_key: str | None = None
+) -> ExportRequest:
     """Take a request for everything held about a person; a background job builds the archive.
 
     An unknown person is fine: the archive then holds empty files. No approval is needed (an export removes
     nothing), but every step is audited and only compliance staff or the tenant's own key can download it.
-    The user id is taken exactly as given, as for an erasure.
+    The user id is taken exactly as given, as for an erasure. The same `idempotency_key` again
+    (api.idempotency.stored_key) files nothing and returns the export filed with it, as it is now; for
+    another person or legal basis it is a 422.
     """
     if not user_id.strip() or len(user_id) > 256 or "\x00" in user_id:
         raise ValidationFailed("user_id is 1-256 characters.", details={"field": "user_id"})
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
-    export = ExportRequest.objects.create(
-        tenant=tenant,
-        user_id=user_id,
-        subject=subject_of(tenant.pk, user_id),
-        legal_basis=legal_basis,
-        filed_by=filed_by,
-    )
+    subject = subject_of(tenant.pk, user_id)
+    try:
+        with transaction.atomic():  # a taken key must not end the transaction: it is answered below
+            export = ExportRequest.objects.create(
+                tenant=tenant,
+                user_id=user_id,
+                subject=subject,
+                legal_basis=legal_basis,
+                filed_by=filed_by,
+                idempotency_key=idempotency_key or None,
+            )
+    except IntegrityError:
+        earlier = ExportRequest.objects.filter(tenant=tenant, idempotency_key=idempotency_key or None).first()
+        if earlier is None:
+            raise
+        if (earlier.subject, earlier.legal_basis) != (subject, legal_basis):
+            raise _key_used_for_another_request() from None
+        return earlier
     audit(
         actor=filed_by,
         action="export_filed",

@@ -94,6 +94,12 @@ class Memory(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     # Logical deletion: invisible at once; the purge job removes the row later.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The Idempotency-Key of the request that stored it (api.idempotency.stored_key) and its place in that
+    # request, "<key>:<index>": a retry after Redis lost its record of the answer still finds the memories
+    # here and gets them again. NULL, not "", for "no key": the unique index below covers only keyed rows.
+    idempotency_key = models.CharField(max_length=80, null=True, blank=True)  # noqa: DJ001
+    # A hash of everything that request asked to store: the key with another body is a 422, also then.
+    request_fingerprint = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     objects = MemoryQuerySet.as_manager()
 
@@ -110,6 +116,11 @@ class Memory(models.Model):
                 fields=["tenant", "user_id", "source_key"],
                 condition=Q(deleted_at__isnull=True) & ~Q(source_key=""),
                 name="memory_source_key_unique_alive",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="memory_idempotency_key",
             ),
         ]
         indexes = [

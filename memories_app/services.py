@@ -7,9 +7,11 @@ runs in the background (promotion, profile sync, access statistics, decay) is in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,15 @@ from memories_app.models import (
 )
 from memories_app.text import merge_texts
 from memory_admin.codec import canonical_json
-from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unavailable, Unprocessable, ValidationFailed
+from memory_admin.errors import (
+    Conflict,
+    Erased,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+    Unprocessable,
+    ValidationFailed,
+)
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
@@ -175,13 +185,18 @@ def announce_deleted(memory: Memory) -> None:
     publish_on_commit([tenant_group(tenant)], {"type": "memory.deleted", "tenant": tenant, "memory": str(memory.pk)})
 
 
-def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memory]:
+def create_memories(*, tenant: Tenant, items: Sequence[NewMemory], idempotency_key: str | None = None) -> list[Memory]:
     """Store several memories at once, all or none, embedding the texts that came without a vector in one call.
 
     Raises ValidationFailed (400, naming the item and field) for a bad scope, an unknown or foreign session,
     empty or oversized content or metadata, or a vector of the wrong dimension; Unavailable (503) when the
     embedder is down; Unprocessable (422) when it refuses a text (too long for its model, say). Nothing is
     stored in any case.
+
+    The same `idempotency_key` again (api.idempotency.stored_key: the tenant's key for this endpoint) stores
+    nothing and returns the memories the first request stored, as they are now (those deleted since and
+    purged are left out); with other items it is a 422, and Erased (410) once their owner's erasure was
+    approved. Concurrent requests with one key store once: the second waits for the first's rows.
     """
     if not items:
         raise _invalid("memories", "Send at least one memory.")
@@ -204,6 +219,7 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
     for index, vector in zip(missing, embed_texts([contents[index] for index in missing]), strict=True):
         vectors[index] = vector
     now = timezone.now()
+    fingerprint = _fingerprint(items) if idempotency_key else None
     memories = [
         Memory(
             tenant=tenant,
@@ -217,25 +233,85 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory]) -> list[Memor
             metadata=metadata,
             created_at=now,
             updated_at=now,
+            idempotency_key=f"{idempotency_key}:{index}" if idempotency_key else None,
+            request_fingerprint=fingerprint,
         )
-        for owner, content, metadata, vector in zip(owners, contents, metadatas, vectors, strict=True)
+        for index, (owner, content, metadata, vector) in enumerate(
+            zip(owners, contents, metadatas, vectors, strict=True)
+        )
     ]
+    try:
+        _insert(memories, keyed=idempotency_key is not None)
+    except IntegrityError as exc:
+        if idempotency_key is None or _violated(exc) != "memory_idempotency_key":
+            raise
+        return _stored_with(tenant, idempotency_key, fingerprint, count=len(memories))
+    announce_created(memories)
+    return memories
+
+
+def _insert(memories: list[Memory], *, keyed: bool) -> None:
+    """IntegrityError, with nothing stored, when a keyed row's key is taken (once that row's request committed)."""
     if len(memories) == 1:
-        # One row is one autocommit INSERT: no BEGIN and COMMIT round trips (inside a caller's transaction it
-        # joins that transaction).
-        memories[0].save(force_insert=True)
+        # One row is one autocommit INSERT: no BEGIN and COMMIT round trips. Inside a caller's transaction it
+        # joins that transaction, under a savepoint when a taken key may refuse it (the caller's goes on).
+        with transaction.atomic() if keyed and connection.in_atomic_block else nullcontext():
+            memories[0].save(force_insert=True)
     else:
         with transaction.atomic():
             if not _copy_in(memories):
                 Memory.objects.bulk_create(memories)
-    announce_created(memories)
-    return memories
+
+
+def _fingerprint(items: Sequence[NewMemory]) -> str:
+    """What a request asked to store, whatever its JSON looked like: the same items give the same hash."""
+    asked = [
+        {
+            "scope": item.scope,
+            "content": item.content,
+            "user_id": item.user_id or "",
+            "session_id": item.session_id or "",
+            "metadata": item.metadata or {},
+            "embedding": item.embedding,
+        }
+        for item in items
+    ]
+    return hashlib.sha256(canonical_json(asked)).hexdigest()
+
+
+def _violated(error: IntegrityError) -> str | None:
+    """The name of the constraint an INSERT broke (psycopg's diagnostics), if it says."""
+    diagnostics = getattr(error.__cause__, "diag", None)
+    return getattr(diagnostics, "constraint_name", None)
+
+
+def _stored_with(tenant: Tenant, idempotency_key: str, fingerprint: str | None, *, count: int) -> list[Memory]:
+    """The memories the first request with this key stored, in its order. That request asked for something
+    else: 422, however long ago it was sent (the Redis record of its answer, which says the same, may have
+    expired or been lost; this is the check that outlives it)."""
+    keys = [f"{idempotency_key}:{index}" for index in range(count)]
+    stored = {
+        memory.idempotency_key: memory
+        for memory in Memory.objects.select_related("session").filter(tenant=tenant, idempotency_key__in=keys)
+    }
+    if any(memory.request_fingerprint != fingerprint for memory in stored.values()):
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request body.",
+            details={"header": "Idempotency-Key"},
+        )
+    if not stored:  # purged between the refused INSERT and this read
+        raise Conflict("The memories stored with this Idempotency-Key were just removed; send it again.")
+    owners = {memory.user_id for memory in stored.values()}
+    if HiddenOwner.objects.filter(tenant=tenant, user_id__in=owners).exists():
+        raise Erased("The memories stored with this Idempotency-Key belonged to a person who was erased.")
+    return [stored[key] for key in keys if key in stored]
 
 
 # What a new memory sets; the rest (last access, deletion) starts NULL.
 _COPY_COLUMNS = (
     "id", "tenant_id", "scope", "user_id", "session_id", "content", "embedding", "embedding_model", "dimensions",
-    "metadata", "source", "source_key", "access_count", "version", "created_at", "updated_at",
+    "metadata", "source", "source_key", "access_count", "version", "created_at", "updated_at", "idempotency_key",
+    "request_fingerprint",
 )  # fmt: skip
 _COPY_SQL = f"COPY {Memory._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
@@ -247,13 +323,15 @@ def _copy_in(memories: Sequence[Memory]) -> bool:
     vectors = [vector_text(memory.embedding) for memory in memories]
     if any(text is None for text in vectors):
         return False
-    with connection.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+    # (COPY's errors are psycopg's own: Django's wrapper turns them into its own, a taken key an IntegrityError.)
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
         for memory, vector in zip(memories, vectors, strict=True):
             copy.write_row(
                 (
                     memory.pk, memory.tenant_id, memory.scope, memory.user_id, memory.session_id, memory.content,
                     vector, memory.embedding_model, memory.dimensions, json.dumps(memory.metadata), memory.source,
                     memory.source_key, memory.access_count, memory.version, memory.created_at, memory.updated_at,
+                    memory.idempotency_key, memory.request_fingerprint,
                 )
             )  # fmt: skip
     for memory in memories:
@@ -262,9 +340,9 @@ def _copy_in(memories: Sequence[Memory]) -> bool:
     return True
 
 
-def create_memory(*, tenant: Tenant, item: NewMemory) -> Memory:
-    """Store one memory; see `create_memories` for what can go wrong."""
-    return create_memories(tenant=tenant, items=[item])[0]
+def create_memory(*, tenant: Tenant, item: NewMemory, idempotency_key: str | None = None) -> Memory:
+    """Store one memory; see `create_memories` for what can go wrong and what a key does."""
+    return create_memories(tenant=tenant, items=[item], idempotency_key=idempotency_key)[0]
 
 
 def _locked_memory(tenant: Tenant, memory_id: uuid.UUID | str) -> Memory:

@@ -18,7 +18,8 @@ from rest_framework.response import Response
 from compliance_app import selectors, services
 from compliance_app.api.serializers import ErasureIn, ErasureOut, ExportIn, ExportOut
 from compliance_app.models import ExportRequest
-from memory_admin.api.idempotency import idempotent
+from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
 from tenants_app.authentication import AgentPrincipal
@@ -45,7 +46,10 @@ class ErasureListView(AgentAPIView):
         principal = request.user
         assert isinstance(principal, AgentPrincipal)
         erasure = services.file_erasure(
-            tenant=self.tenant, filed_by=f"api-key:{principal.api_key.prefix}", **body.validated_data
+            tenant=self.tenant,
+            filed_by=f"api-key:{principal.api_key.prefix}",
+            idempotency_key=_idempotency_key(request),
+            **body.validated_data,
         )
         return Response(ErasureOut(erasure).data, status=status.HTTP_201_CREATED)
 
@@ -63,6 +67,10 @@ class ErasureReceiptView(AgentAPIView):
     def get(self, request: Request, request_id: str) -> Response:
         erasure = selectors.get_erasure(request_id=request_id, tenant=self.tenant)
         return Response(selectors.receipt(erasure))
+
+
+def _idempotency_key(request: Request) -> str | None:
+    return stored_key(request.method or "", request.path, request.headers.get(IDEMPOTENCY_HEADER))
 
 
 def _key_actor(request: Request) -> str:
@@ -89,7 +97,12 @@ class ExportListView(AgentAPIView):
     def post(self, request: Request) -> Response:
         body = ExportIn(data=request.data)
         body.is_valid(raise_exception=True)
-        export = services.file_export(tenant=self.tenant, filed_by=_key_actor(request), **body.validated_data)
+        export = services.file_export(
+            tenant=self.tenant,
+            filed_by=_key_actor(request),
+            idempotency_key=_idempotency_key(request),
+            **body.validated_data,
+        )
         return Response(ExportOut(export).data, status=status.HTTP_201_CREATED)
 
 

@@ -41,7 +41,8 @@ from memories_app.filters import MemoryFilter
 from memories_app.models import Memory, Scope
 from memories_app.selectors import ScoredMemory
 from memory_admin.api.concurrency import etag, if_match_any, if_match_versions
-from memory_admin.api.idempotency import idempotent
+from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import PreconditionFailed, ValidationFailed
@@ -104,6 +105,10 @@ def _batch_items(body: Any) -> list[dict[str, Any]]:
     return list(_valid(MemoryBatchSerializer, body)["memories"])
 
 
+def _idempotency_key(request: Request) -> str | None:
+    return stored_key(request.method or "", request.path, request.headers.get(IDEMPOTENCY_HEADER))
+
+
 def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
     return services.NewMemory(
         scope=data["scope"],
@@ -154,7 +159,9 @@ class MemoryCollectionView(AgentAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = quick_memory_fields(request.data) or _valid(MemoryCreateSerializer, request.data)
-        memory = services.create_memory(tenant=self.tenant, item=_to_new_memory(data))
+        memory = services.create_memory(
+            tenant=self.tenant, item=_to_new_memory(data), idempotency_key=_idempotency_key(request)
+        )
         return _memory_response(memory, status=201, headers={"Location": f"/api/v1/memories/{memory.pk}"})
 
 
@@ -167,7 +174,7 @@ class MemoryBatchView(AgentAPIView):
     @idempotent
     def post(self, request: Request) -> Response:
         items = [_to_new_memory(item) for item in _batch_items(request.data)]
-        memories = services.create_memories(tenant=self.tenant, items=items)
+        memories = services.create_memories(tenant=self.tenant, items=items, idempotency_key=_idempotency_key(request))
         now = timezone.now()
         return Response({"memories": [represent_memory(memory, now=now) for memory in memories]}, status=201)
 

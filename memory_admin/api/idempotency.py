@@ -10,7 +10,8 @@ tenant and the endpoint.
 Only successful responses are kept: a failed request had no effect, so running it again is safe.
 
 Redis is a cache here as everywhere: when it is unreachable, requests run without this protection, and the
-writes that matter most (event appends, checkpoint saves) are also protected by unique keys in Postgres.
+writes that matter most (event appends, checkpoint saves, memory creates, erasure and export requests) are also
+protected by unique keys in Postgres, which a retry finds after the record here expired or was lost.
 """
 
 from __future__ import annotations
