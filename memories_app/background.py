@@ -8,7 +8,6 @@ failed, when it cannot take effect: see `apply_next_outbox_entry`).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,6 +56,17 @@ OUTBOX_MAX_ATTEMPTS = 20
 OUTBOX_RETRY_WINDOW = timedelta(hours=1)
 ACCESS_KEY = "mem:memories:access"
 _ACCESS_FLUSHING_PREFIX = "mem:memories:access:flushing:"
+# The field of a claimed batch that names the Postgres transaction applying it (not a memory id, which is a
+# UUID: `_apply_counts` skips it).
+_BATCH_XACT = "xact"
+# A flush claims a batch of counts (KEYS[1]) by renaming it to a key of its own (KEYS[2]) that names its
+# transaction, in one step: no other flush can claim it after, nor find it claimed without that name.
+_CLAIM_BATCH = """
+if redis.call('exists', KEYS[1]) == 0 then return {} end
+redis.call('rename', KEYS[1], KEYS[2])
+redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('hgetall', KEYS[2])
+"""
 
 
 # --- Promotion and distillation ------------------------------------------------------------------------
@@ -377,18 +387,59 @@ def record_access(memory_ids: list[str]) -> None:
 
 
 def flush_access_stats() -> int:
-    """Add the counted reads to access_count and last_accessed_at in one UPDATE; returns memories touched."""
+    """Add the counted reads to access_count and last_accessed_at; returns memories touched.
+
+    Each batch of counts is added once, however flushes overlap (the beat's and the eviction job's) or die: a
+    flush claims a batch before applying it, renaming it to a key of its own that names the transaction that
+    applies it, and deletes that key once the transaction committed. A claimed batch found left behind belongs
+    to its flush while that transaction runs; once it committed the batch is only deleted (its flush died, or
+    Redis failed it, before the delete); once it rolled back (its flush or its database connection died) the
+    batch is claimed and applied again.
+    """
     client = redis_client()
-    batch_key = f"{_ACCESS_FLUSHING_PREFIX}{uuid.uuid4().hex}"
-    with contextlib.suppress(redis.ResponseError):  # no such key: nothing counted since the last flush
-        client.rename(ACCESS_KEY, batch_key)
     touched = 0
-    # Earlier flushes that died between RENAME and DELETE left their batch behind: apply those too.
     for key in client.scan_iter(match=f"{_ACCESS_FLUSHING_PREFIX}*"):
-        counts = {_text(name): int(value) for name, value in client.hgetall(key).items()}
-        touched += _apply_counts(counts)
-        client.delete(key)
+        xact = client.hget(key, _BATCH_XACT)
+        status = _transaction_status(_text(xact)) if xact is not None else "aborted"  # none: left by an older flush
+        if status == "aborted":
+            touched += _apply_batch(client, _text(key))
+        elif status != "in progress":
+            # Committed; or a transaction Postgres no longer knows, too old to be running: taken as applied.
+            client.delete(key)
+    return touched + _apply_batch(client, ACCESS_KEY)
+
+
+def _apply_batch(client: redis.Redis, key: str) -> int:
+    """Claim the batch of counts at `key` and apply it in one transaction; its claimed key goes after the commit."""
+    if not client.exists(key):
+        return 0
+    claimed = f"{_ACCESS_FLUSHING_PREFIX}{uuid.uuid4().hex}"
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text")
+            xact = cursor.fetchone()[0]
+        fields = client.register_script(_CLAIM_BATCH)(keys=[key, claimed], args=[_BATCH_XACT, xact])
+        if not fields:  # another flush claimed it first
+            return 0
+        touched = _apply_counts(
+            {_text(name): int(value) for name, value in zip(fields[::2], fields[1::2], strict=True)}
+        )
+        # Left behind when this fails (Redis away): the next flush finds the transaction committed and deletes it.
+        transaction.on_commit(lambda: client.delete(claimed), robust=True)
     return touched
+
+
+def _transaction_status(xact: str) -> str | None:
+    """'in progress', 'committed' or 'aborted'; None for a transaction too old for Postgres to know its outcome,
+    or one it never ran (the database was re-created under the same Redis), which pg_xact_status refuses."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT CASE WHEN x < pg_snapshot_xmax(pg_current_snapshot()) THEN pg_xact_status(x) END "
+            "FROM (SELECT %s::xid8 AS x) AS claimed",
+            [xact],
+        )
+        status: str | None = cursor.fetchone()[0]
+        return status
 
 
 def _text(value: bytes | str) -> str:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from compliance_app.selectors import oldest_open
@@ -68,4 +69,17 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
         return api_server_error(request)
-    return render(request, "errors/500.html", status=500)
+    return _static_page("errors/500.html", status=500)
+
+
+def service_unavailable(request: HttpRequest) -> HttpResponse:
+    """The page for a request that found PostgreSQL away (memory_admin.dashboard.middleware)."""
+    response = _static_page("errors/503.html", status=503)
+    response["Retry-After"] = "1"
+    return response
+
+
+def _static_page(template: str, *, status: int) -> HttpResponse:
+    """An error page rendered without the request, so without context processors: nothing reads the session or
+    the user (the navigation's roles), which are in the database that may be what failed."""
+    return HttpResponse(render_to_string(template), status=status)

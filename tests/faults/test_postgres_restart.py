@@ -1,5 +1,6 @@
 """PostgreSQL restarted under load: while it is down every API answer is a clean 503 with Retry-After in the one
-error shape, it recovers by itself when Postgres is back, and nothing acknowledged is lost.
+error shape, it recovers by itself when Postgres is back, and nothing acknowledged is lost. The dashboard's pages
+answer their 503 page the same way, and are served again once Postgres is back.
 
 The server runs against a PostgreSQL cluster of this test's own, holding a copy of the test database (the
 suite's shared cluster is never stopped)."""
@@ -12,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db import connection
 
-from conftest import World
+from conftest import World, logged_in
 from tests.faults.servers import ThrowawayPostgres
 from tests.load import WriteLoad, checkpoint_writer, message_writer
 from tests.servers import running, web_server
@@ -110,3 +112,45 @@ def test_a_postgres_restart_answers_clean_503s_then_recovers_with_nothing_lost(w
         f"\nFAULT postgres restart: acknowledged {len(load.messages)} appends + {len(load.checkpoints)} checkpoints "
         f"({down_at} before the stop); all found; answers {answers}"
     )
+
+
+def _assert_503_page(response: httpx.Response) -> None:
+    assert response.status_code == 503, (response.request.url, response.status_code, response.text[:300])
+    assert response.headers["Retry-After"] == "1" and response.headers["Content-Type"].startswith("text/html")
+    assert "<h1>The database is unavailable</h1>" in response.text
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent-connection", "pool"])
+def test_dashboard_pages_answer_the_503_page_while_postgres_is_away_and_are_served_once_it_is_back(
+    world: World, tmp_path: Path, pool: bool
+) -> None:
+    session = logged_in(world.support).cookies[settings.SESSION_COOKIE_NAME].value
+    database = ThrowawayPostgres(tmp_path / "postgres")
+    database.start()
+    try:
+        database.copy_database(connection.settings_dict)  # the staff member and their session come along
+        # One thread: each request below meets the connection the previous one left.
+        env = {"DATABASE_URL": database.url, "DATABASE_POOL": str(pool).lower(), "DATABASE_POOL_TIMEOUT": "1"}
+        with (
+            running(web_server(workers=1, threads=1, env=env)) as server,
+            httpx.Client(base_url=server.url, cookies={settings.SESSION_COOKIE_NAME: session}, timeout=10) as page,
+        ):
+            assert page.get("/sessions/").status_code == 200
+            database.stop()
+            for path in ("/", "/sessions/", "/users/", "/login/"):
+                _assert_503_page(page.get(path))
+            database.start()
+            assert [page.get("/sessions/").status_code for _ in range(3)] == [200] * 3
+
+            # Restarted between two requests: the connections kept from before are dead. Each fails one request
+            # with the 503 page and is dropped: the one persistent connection, or each the pool held.
+            database.stop()
+            database.start()
+            answers = [page.get("/sessions/") for _ in range(settings.DATABASE_POOL_MAX + 3)]
+            broken = [response.status_code for response in answers].index(200)
+            assert 1 <= broken <= (settings.DATABASE_POOL_MAX if pool else 1)
+            for response in answers[:broken]:
+                _assert_503_page(response)
+            assert [response.status_code for response in answers[broken:]] == [200] * (len(answers) - broken)
+    finally:
+        database.stop()
