@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -96,30 +96,26 @@ def file_erasure(
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
     identifiers, note, subject = _clean_identifiers(identifiers or []), note[:2000], subject_of(tenant.pk, user_id)
-    try:
-        with transaction.atomic():  # a taken key must not end the transaction: it is answered below
-            request = ErasureRequest.objects.create(
-                tenant=tenant,
-                user_id=user_id,
-                identifiers=identifiers,
-                subject=subject,
-                legal_basis=legal_basis,
-                note=note,
-                filed_by=filed_by,
-                due_at=timezone.now() + timedelta(days=settings.ERASURE_DUE_DAYS),
-                idempotency_key=idempotency_key or None,
-            )
-    except IntegrityError:
-        earlier = ErasureRequest.objects.filter(tenant=tenant, idempotency_key=idempotency_key or None).first()
-        if earlier is None:
-            raise
-        if (earlier.subject, earlier.legal_basis) != (subject, legal_basis) or (
+    request, created = _filed_once(
+        ErasureRequest,
+        tenant=tenant,
+        idempotency_key=idempotency_key,
+        user_id=user_id,
+        identifiers=identifiers,
+        subject=subject,
+        legal_basis=legal_basis,
+        note=note,
+        filed_by=filed_by,
+        due_at=timezone.now() + timedelta(days=settings.ERASURE_DUE_DAYS),
+    )
+    if not created:
+        if (request.subject, request.legal_basis) != (subject, legal_basis) or (
             # Scrubbed once verified, a request keeps only the keyed hash; a failed one's identifiers may have
             # been added to it since.
-            earlier.user_id and (earlier.note != note or not set(identifiers) <= set(earlier.identifiers))
+            request.user_id and (request.note != note or not set(identifiers) <= set(request.identifiers))
         ):
-            raise _key_used_for_another_request() from None
-        return earlier
+            raise _key_used_for_another_request()
+        return request
     audit(
         actor=filed_by,
         action="filed",
@@ -130,6 +126,26 @@ def file_erasure(
     )
     _publish(request)
     return request
+
+
+_Filed = TypeVar("_Filed", ErasureRequest, ExportRequest)
+
+
+def _filed_once(
+    model: type[_Filed], *, tenant: Tenant, idempotency_key: str | None, **fields: Any
+) -> tuple[_Filed, bool]:
+    """The new request and True; or, when `idempotency_key` was used already, the request filed with it and
+    False (the caller compares the two)."""
+    try:
+        with transaction.atomic():  # a taken key must not end the caller's transaction: it is answered here
+            return model.objects.create(tenant=tenant, idempotency_key=idempotency_key or None, **fields), True
+    except IntegrityError:
+        earlier = (
+            model.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first() if idempotency_key else None
+        )
+        if earlier is None:  # not the key's constraint
+            raise
+        return earlier, False
 
 
 def _key_used_for_another_request() -> Unprocessable:
@@ -600,23 +616,19 @@ def file_export(
     if legal_basis not in LegalBasis.values:
         raise ValidationFailed("Unknown legal basis.", details={"field": "legal_basis", "allowed": LegalBasis.values})
     subject = subject_of(tenant.pk, user_id)
-    try:
-        with transaction.atomic():  # a taken key must not end the transaction: it is answered below
-            export = ExportRequest.objects.create(
-                tenant=tenant,
-                user_id=user_id,
-                subject=subject,
-                legal_basis=legal_basis,
-                filed_by=filed_by,
-                idempotency_key=idempotency_key or None,
-            )
-    except IntegrityError:
-        earlier = ExportRequest.objects.filter(tenant=tenant, idempotency_key=idempotency_key or None).first()
-        if earlier is None:
-            raise
-        if (earlier.subject, earlier.legal_basis) != (subject, legal_basis):
-            raise _key_used_for_another_request() from None
-        return earlier
+    export, created = _filed_once(
+        ExportRequest,
+        tenant=tenant,
+        idempotency_key=idempotency_key,
+        user_id=user_id,
+        subject=subject,
+        legal_basis=legal_basis,
+        filed_by=filed_by,
+    )
+    if not created:
+        if (export.subject, export.legal_basis) != (subject, legal_basis):
+            raise _key_used_for_another_request()
+        return export
     audit(
         actor=filed_by,
         action="export_filed",
