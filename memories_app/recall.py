@@ -3,7 +3,8 @@
 Parts, by priority: the session's hot context (its latest messages), then the session's own memories,
 then the user's memories, then the tenant's global knowledge. Each part has its own limit; a memory whose
 text already appears in a higher-priority part is left out of the lower ones. With a query (or, without
-one, the latest user message of the context) memories are ranked by similarity; otherwise newest first.
+one, the latest user message of the context) memories are ranked by similarity; otherwise newest first,
+each scored 0 (so a positive `min_score` leaves those parts empty).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from memories_app.embeddings import get_embedder
 from memories_app.models import Scope
 from memories_app.selectors import (
+    UNRANKED_SCORE,
     ScoredMemory,
     SearchScope,
     memories_for,
@@ -63,8 +65,14 @@ def _key(text: str) -> str:
 def _candidates(
     *, session: AgentSession, scope: str, vector: list[float] | None, model_id: str, min_score: float
 ) -> Callable[[int], list[ScoredMemory]]:
-    """The first k memories of a part, by similarity to `vector`, or newest first without one."""
+    """The first k memories of a part, by similarity to `vector`, or newest first without one.
+
+    Without a vector every memory scores 0, so a positive `min_score` keeps none of them, as it would keep
+    no memory that a query scored 0.
+    """
     if vector is None:
+        if min_score > UNRANKED_SCORE:
+            return lambda k: []
         queryset = memories_for(session.tenant).filter(scope=scope)
         if scope == Scope.SESSION:
             queryset = queryset.filter(session=session)

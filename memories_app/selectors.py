@@ -205,5 +205,8 @@ def session_messages(session: AgentSession) -> list[dict[str, Any]]:
     return [message for message in messages if isinstance(message, dict)]
 
 
+UNRANKED_SCORE = 0.0  # the score of a memory listed without a vector to rank it by
+
+
 def recent_memories(queryset: QuerySet[Memory], *, limit: int) -> list[ScoredMemory]:
-    return [ScoredMemory(memory, 0.0) for memory in queryset.order_by("-created_at", "-id")[:limit]]
+    return [ScoredMemory(memory, UNRANKED_SCORE) for memory in queryset.order_by("-created_at", "-id")[:limit]]

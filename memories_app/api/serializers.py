@@ -222,7 +222,13 @@ class RecallQuerySerializer(StrictSerializer):
     session_limit = serializers.IntegerField(default=5, min_value=0, max_value=100)
     user_limit = serializers.IntegerField(default=5, min_value=0, max_value=100)
     global_limit = serializers.IntegerField(default=3, min_value=0, max_value=100)
-    min_score = serializers.FloatField(default=-1.0, min_value=-1.0, max_value=1.0)
+    min_score = serializers.FloatField(
+        default=-1.0,
+        min_value=-1.0,
+        max_value=1.0,
+        help_text="The lowest similarity kept. With nothing to rank by (no query and no user message in the "
+        "context), memories come newest first scored 0, so a positive min_score keeps none.",
+    )
 
 
 class RecallSerializer(serializers.Serializer[Any]):

@@ -170,3 +170,14 @@ def test_recall_reads_a_part_full_of_copies_in_growing_pages_and_stops_at_the_bo
 
     assert [item.memory.content for item in kept] == ["Likes tea"]
     assert asked == [10, 40, 160, 640, recall_module._MAX_CANDIDATES]
+
+
+def test_recall_with_nothing_to_rank_by_keeps_its_unranked_memories_only_when_min_score_allows_a_score_of_zero(world):
+    _seed(world)
+
+    strict = world.acme.client.get("/api/v1/sessions/s-1/recall?min_score=0.5").json()
+    lenient = world.acme.client.get("/api/v1/sessions/s-1/recall?min_score=0").json()
+
+    assert strict["session_memories"] == strict["user_memories"] == strict["global_memories"] == []
+    assert [m["memory"]["content"] for m in lenient["global_memories"]] == ["Flights to Oslo leave from gate B."]
+    assert {m["score"] for m in lenient["session_memories"] + lenient["user_memories"]} == {0.0}
