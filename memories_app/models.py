@@ -104,6 +104,7 @@ class Memory(models.Model):
     objects = MemoryQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = "memories"
         constraints = [
             models.CheckConstraint(
                 condition=(Q(scope="global", user_id="", session__isnull=True) | (~Q(scope="global") & ~Q(user_id=""))),

@@ -1,11 +1,14 @@
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.text import capfirst
 
 from tenants_app import keycache
 from tenants_app.models import ApiKey, Tenant
+from tenants_app.selectors import tenant_deletion
 from tenants_app.services import delete_tenants, revoke_api_key
 
 
@@ -21,6 +24,18 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         delete_tenants(tenants=queryset)
+
+    # The confirmation page counts a tenant's rows by kind instead of listing each one (Django's default, which
+    # loads them all), and asks for no delete permission on those kinds: several are read-only here (memories,
+    # profiles) because only services may change them, and delete_tenants is one. Rows that protect the tenant
+    # (erasure and export requests and their audit trail) still forbid the deletion.
+    def get_deleted_objects(
+        self, objs: Sequence[Tenant] | QuerySet[Tenant], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        chosen = list(objs)
+        deletion = tenant_deletion(chosen)
+        summary = [f"{capfirst(Tenant._meta.verbose_name)}: {tenant}" for tenant in chosen]
+        return summary, deletion.counts, set(), deletion.blockers
 
 
 @admin.action(description="Revoke the selected keys")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
 
+from django.db import models
 from django.db.models import QuerySet
 
 from tenants_app.models import ApiKey, Tenant
@@ -27,3 +31,35 @@ def tenants() -> QuerySet[Tenant]:
 
 def api_keys() -> QuerySet[ApiKey]:
     return ApiKey.objects.select_related("tenant", "created_by")
+
+
+@dataclass(frozen=True)
+class TenantDeletion:
+    """What deleting some tenants would do: rows counted per kind (the kinds a tenant owns directly; what hangs
+    under those rows goes with them), and the rows that forbid it (shown, at most `SHOWN_BLOCKERS` per kind)."""
+
+    counts: dict[str, int]
+    blockers: list[str]
+
+
+SHOWN_BLOCKERS = 20
+
+
+def tenant_deletion(tenants: Sequence[Tenant]) -> TenantDeletion:
+    """Counted, not collected: a tenant's sessions may hold millions of events, which the admin's own
+    confirmation page would load one object at a time."""
+    counts = {str(Tenant._meta.verbose_name_plural): len(tenants)}
+    blockers: list[str] = []
+    for relation in Tenant._meta.related_objects:
+        model = cast(type[models.Model], relation.related_model)
+        if relation.many_to_many or model._meta.proxy:
+            continue
+        rows = model._base_manager.filter(**{f"{relation.field.name}__in": tenants})
+        if relation.on_delete is models.PROTECT:
+            blocking = list(rows.order_by("pk")[: SHOWN_BLOCKERS + 1])
+            blockers += [f"{model._meta.verbose_name}: {row}" for row in blocking[:SHOWN_BLOCKERS]]
+            if len(blocking) > SHOWN_BLOCKERS:
+                blockers.append(f"and {rows.count() - SHOWN_BLOCKERS} more {model._meta.verbose_name_plural}")
+        elif count := rows.count():
+            counts[str(model._meta.verbose_name_plural)] = count
+    return TenantDeletion(counts=counts, blockers=blockers)

@@ -9,6 +9,7 @@ from django.test import Client
 
 from compliance_app.models import ErasureRequest
 from conftest import Agent, World
+from memories_app.models import Memory
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
@@ -107,3 +108,28 @@ def test_a_tenant_that_filed_an_erasure_request_is_not_deleted_and_the_admin_say
     assert Tenant.objects.filter(pk=world.acme.tenant.pk).exists()
     assert ErasureRequest.objects.filter(tenant=world.acme.tenant).exists()
     assert _left(acme_keys) == acme_keys
+
+
+def test_a_tenant_with_memories_is_deleted_in_the_admin_after_a_confirmation_page_that_counts_its_rows(
+    world: World, superuser_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    for agent in (world.acme, world.outsider):
+        _use(agent, django_capture_on_commit_callbacks)
+        for text in ("likes tea", "lives in Oslo"):
+            memory = {"scope": "user", "user_id": "u1", "content": text}
+            assert agent.client.post("/api/v1/memories", memory, format="json").status_code == 201
+    path = f"/django-admin/tenants_app/tenant/{world.acme.tenant.pk}/delete/"
+
+    confirm = superuser_client.get(path)
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = superuser_client.post(path, {"post": "yes"})
+
+    assert confirm.status_code == 200
+    page = confirm.content.decode()
+    assert "Are you sure you want to delete" in page
+    assert "memories: 2" in page.lower()
+    assert "sessions: 1" in page.lower()
+    assert deleted.status_code == 302
+    assert not Tenant.objects.filter(pk=world.acme.tenant.pk).exists()
+    assert not Memory.objects.filter(tenant_id=world.acme.tenant.pk).exists()
+    assert Memory.objects.filter(tenant=world.outsider.tenant).count() == 2
