@@ -27,6 +27,7 @@ from compliance_app.models import (
     LegalBasis,
 )
 from compliance_app.selectors import refuse_unless_downloadable
+from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, PromotionJob
 from memories_app.services import hide_owner, release_hidden_owner
@@ -460,18 +461,20 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
         removed["late_profile_outbox"] = tally("late_profile_outbox", person.profile_outbox().delete()[0])
         removed["late_profile"] = tally("late_profile", person.profiles().delete()[0])
 
-    def step(layer: str) -> Progress:
+    def step(layer: str, before: int) -> Progress:
         def report(table: str, total: int) -> None:
             if progress is not None:
-                this_run = {**removed, layer: total}
+                this_run = {**removed, layer: before + total}
                 totals = {name: earlier.get(name, 0) + this_run.get(name, 0) for name in {**earlier, **this_run}}
                 progress(totals, layer)
 
         return report
 
     def delete(layer: str, model: type[Model], column: str, ids: list[Any]) -> None:
-        table = model._meta.db_table
-        removed[layer] = _delete_in_batches(table, column, ids, batch, step(layer), counted=partial(tally, layer))
+        """Delete in batches and count them under `layer` (which may gather several tables)."""
+        table, before = model._meta.db_table, removed.get(layer, 0)
+        deleted = _delete_in_batches(table, column, ids, batch, step(layer, before), counted=partial(tally, layer))
+        removed[layer] = before + deleted
 
     memory_pks = sorted(
         {*request.refs.get("memories", []), *map(str, person.memories(session_pks).values_list("pk", flat=True))}
@@ -485,6 +488,9 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     delete("snapshots", EventSnapshot, "session_id", session_pks)
     delete("operations", Operation, "session_id", session_pks)
     delete("promotion_jobs", PromotionJob, "session_id", session_pks)
+    delete("langgraph_values", ChannelBlob, "session_id", session_pks)
+    delete("langgraph_values", PendingWrite, "session_id", session_pks)
+    delete("langgraph_checkpoints", ThreadCheckpoint, "session_id", session_pks)
     with transaction.atomic():
         # A session's checkpoints go in one statement: they reference each other as parents.
         CheckpointHead.objects.filter(session_id__in=session_pks).delete()
@@ -499,7 +505,18 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     _delete_referencing(
         AgentSession,
         session_pks,
-        handled={Event, EventSnapshot, Operation, PromotionJob, Checkpoint, CheckpointHead, Memory},
+        handled={
+            Event,
+            EventSnapshot,
+            Operation,
+            PromotionJob,
+            Checkpoint,
+            CheckpointHead,
+            Memory,
+            ChannelBlob,
+            PendingWrite,
+            ThreadCheckpoint,
+        },
     )
     delete("sessions", AgentSession, "id", session_pks)
     # Approval deleted the store items; these are items put under the person's namespaces since (a late write).

@@ -92,6 +92,9 @@ def test_erasing_one_person_leaves_no_trace_of_them_and_the_other_untouched(
     assert receipt["erased_per_layer"]["sessions"] == 1
     assert receipt["erased_per_layer"]["events"] >= 2
     assert receipt["erased_per_layer"]["langgraph_store_items"] == 2
+    # The purge counts what it deleted in the layers the preview counted, LangGraph's rows included.
+    for layer, erased in {"langgraph_checkpoints": 1, "langgraph_values": 1, "checkpoints": 1}.items():
+        assert receipt["erased_per_layer"][layer] == receipt["purged_per_layer"][layer] == erased, layer
     assert [entry["action"] for entry in receipt["audit"]] == [
         "filed",
         "approved",
