@@ -15,6 +15,8 @@ def etag(version: int) -> str:
 
 # One strong ETag of this API: a version number in quotes.
 _TAG = re.compile(r'"([0-9]{1,18})"', re.ASCII)
+# Any entity tag (RFC 9110 8.8.3): a quoted string without quotes or spaces, weak (W/) or strong.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 
 
 def if_match_any(request: Request) -> bool:
@@ -27,18 +29,17 @@ def if_match_versions(request: Request) -> set[int] | None:
     """The versions an If-Match header accepts; None when there is no header or it is `*` (any version: see
     `if_match_any` for a resource that may not exist yet).
 
-    A header that is there is a condition, even when empty: what matches no version of this API (empty, a
-    weak `W/` tag, which If-Match's strong comparison never matches, or any other text) is a 412.
+    A header that is there is a condition, even when empty (RFC 9110 13.1.1): it holds when one of its strong
+    tags is this API's tag of the current version. Weak tags (`W/`), which If-Match's strong comparison never
+    matches, and tags this API never gives match nothing, so a header of only those is a 412 with the current
+    version; one that is not a list of entity tags at all is a 412 that says so.
     """
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    versions: set[int] = set()
-    for token in header.split(","):
-        tag = _TAG.fullmatch(token.strip())
-        if tag is None:
-            raise PreconditionFailed(
-                'If-Match must hold strong ETags from this API (for example "3") or *.', details={"if_match": header}
-            )
-        versions.add(int(tag[1]))
-    return versions
+    tags = _ENTITY_TAG.findall(header)
+    if _ENTITY_TAG.sub("", header).strip(", \t"):  # something besides tags and the commas between them
+        raise PreconditionFailed(
+            'If-Match must hold strong ETags from this API (for example "3") or *.', details={"if_match": header}
+        )
+    return {int(tag[1]) for text in tags if (tag := _TAG.fullmatch(text)) is not None}

@@ -166,14 +166,12 @@ def test_an_update_with_the_current_if_match_succeeds(world: World) -> None:
 @pytest.mark.parametrize(
     "if_match",
     [
-        "",  # present but empty (granian hands on a value with a non-ASCII byte so): still a condition
-        'W/"1"',  # weak: If-Match compares strongly, so it matches nothing
-        '"1_0"',  # not a version of this API, though int() would read it as 10
         '"1',  # unterminated
         '"1", junk',
+        "1",  # unquoted
     ],
 )
-def test_an_if_match_that_names_no_version_of_this_api_is_a_412_and_changes_nothing(
+def test_an_if_match_that_is_not_a_list_of_entity_tags_is_a_412_that_says_so_and_changes_nothing(
     world: World, if_match: str
 ) -> None:
     create_session(world.acme.client, "s", "alice")
@@ -186,6 +184,44 @@ def test_an_if_match_that_names_no_version_of_this_api_is_a_412_and_changes_noth
     assert response.json()["error"]["details"] == {"if_match": if_match}
     stored = AgentSession.objects.get(session_id="s")
     assert (stored.status, stored.version) == ("active", 1)
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    [
+        "",  # present but empty (granian hands on a value with a non-ASCII byte so): still a condition
+        'W/"1"',  # weak: If-Match compares strongly, so it matches nothing
+        '"1_0"',  # not a version of this API, though int() would read it as 10
+        '"abc", W/"1"',
+    ],
+)
+def test_an_if_match_that_names_no_version_of_this_api_is_a_412_with_the_current_version_and_changes_nothing(
+    world: World, if_match: str
+) -> None:
+    create_session(world.acme.client, "s", "alice")
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
+    )
+
+    assert response.status_code == 412, response.json()
+    assert response.json()["error"]["details"] == {"current_version": 1}
+    stored = AgentSession.objects.get(session_id="s")
+    assert (stored.status, stored.version) == ("active", 1)
+
+
+@pytest.mark.parametrize("if_match", ['"1", W/"1"', 'W/"7", "abc", "1"', ' ,"1",, '])
+def test_an_if_match_whose_strong_tags_include_the_current_version_succeeds_whatever_else_it_lists(
+    world: World, if_match: str
+) -> None:
+    create_session(world.acme.client, "s", "alice")
+
+    response = world.acme.client.patch(
+        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
+    )
+
+    assert response.status_code == 200, response.json()
+    assert AgentSession.objects.get(session_id="s").version == 2
 
 
 def test_an_if_match_listing_the_current_version_among_others_or_a_star_succeeds(world: World) -> None:
