@@ -72,6 +72,9 @@ class WithoutTaskDetails(logging.Filter):
         return True
 
 
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "_granian", "granian.access")
+
+
 def configure_logging(log_format: str, level: str) -> None:
     """JSON lines in production (without exception messages or paths, see `drop_personal_data`), coloured
     key=value lines with full tracebacks for people in development."""
@@ -109,6 +112,13 @@ def configure_logging(log_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # The servers set up loggers of their own, with plain-text handlers, before they load the application:
+    # their lines (uvicorn's "Invalid HTTP request received.", an exception granian caught) come through ours.
+    # Their levels stay as the server's options set them.
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers = []
+        server_logger.propagate = True
     # Django's own request logger repeats what our access line says, with the full path; keep it quiet.
     logging.getLogger("django.request").setLevel(logging.ERROR)
     logging.getLogger("django.server").setLevel(logging.WARNING)
