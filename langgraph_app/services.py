@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from memory_admin.codec import bytes_sealer_for, open_bytes
-from memory_admin.errors import Erased, IntegrityFailure, NotFound, Unprocessable, ValidationFailed
+from memory_admin.errors import Conflict, Erased, IntegrityFailure, NotFound, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, session_group
 from memory_admin.sql import run
 from sessions_app import identity
@@ -621,12 +621,23 @@ def delete_for_runs(*, tenant: Tenant, run_ids: Sequence[str]) -> int:
 def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str) -> int:
     """Copy every checkpoint, blob and write of one thread to another (made for the same person when new);
     returns how many checkpoints were copied. What the target already holds under the same keys is kept.
-    NotFound (404) when the source thread has nothing to copy."""
+    NotFound (404) when the source thread has nothing to copy.
+
+    Conflict (409) when the target is another person's thread: the copies would be sealed with the source
+    person's key and sit outside their threads, so their erasure would leave them behind, unreadable, in the
+    other person's thread.
+    """
     source = thread_session(tenant=tenant, thread_id=source_thread_id)
     if source is None or not ThreadCheckpoint.objects.filter(session=source).exists():
         raise NotFound("No such thread.", details={"thread_id": source_thread_id})
     target = thread_session(tenant=tenant, thread_id=target_thread_id, create=True, user_id=source.user_id)
     assert target is not None
+    if target.user_id != source.user_id:
+        raise Conflict(
+            "The target thread belongs to another user: a thread is copied only to a new thread or one of the "
+            "same user.",
+            details={"thread_id": source_thread_id, "target_thread_id": target_thread_id},
+        )
     copies = [
         (
             ThreadCheckpoint,

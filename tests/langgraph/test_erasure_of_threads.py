@@ -192,3 +192,36 @@ def test_the_namespaces_erasure_covers_are_configurable(world: World) -> None:
     )
 
     assert _namespaces(client) == [["users", "u-9"]]
+
+
+def _thread_of(world: World, thread_id: str, user_id: str) -> None:
+    checkpoint = {
+        "checkpoint_id": "1f0-0001",
+        "checkpoint": {"v": 4, "ts": "2026-01-01T00:00:00+00:00", "channel_versions": {"card": 1}},
+        "blobs": [{"channel": "card", "version": "1", "type": "json", "blob": B64}],
+        "user_id": user_id,
+    }
+    response = world.acme.client.post(f"/api/v1/langgraph/threads/{thread_id}/checkpoints", checkpoint, format="json")
+    assert response.status_code == 201, response.json()
+
+
+def test_a_thread_is_not_copied_into_another_persons_thread_where_their_erasure_would_leave_it_behind(
+    world: World,
+) -> None:
+    _thread_of(world, "lg-alice", "alice")
+    _thread_of(world, "lg-bob", "bob")
+    bob = AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-bob")
+
+    refused = world.acme.client.post(
+        "/api/v1/langgraph/threads/lg-alice/copy", {"target_thread_id": "lg-bob"}, format="json"
+    )
+    copied = world.acme.client.post(
+        "/api/v1/langgraph/threads/lg-alice/copy", {"target_thread_id": "lg-alice-2"}, format="json"
+    )
+
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["error"]["details"] == {"thread_id": "lg-alice", "target_thread_id": "lg-bob"}
+    assert ThreadCheckpoint.objects.filter(session=bob).count() == 1
+    assert ChannelBlob.objects.filter(session=bob).count() == 1
+    assert copied.status_code == 201 and copied.json() == {"count": 1}
+    assert AgentSession.objects.get(tenant=world.acme.tenant, session_id="lg-alice-2").user_id == "alice"
