@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
@@ -163,10 +163,18 @@ class NewestFirstCursor(_StrictLimit):
             for text in texts:
                 if not isinstance(text, str) or len(text) > _MAX_POSITION or "\x00" in text:
                     raise ValueError("not a value")
-            values = tuple(field.clean(text, None) for field, text in zip(fields, texts, strict=True))
+            values = tuple(_in_utc(field.clean(text, None)) for field, text in zip(fields, texts, strict=True))
         except (DjangoValidationError, ValueError, TypeError, OverflowError):
             raise _invalid() from None
         return direction == "p", values
+
+
+def _in_utc(value: Any) -> Any:
+    """A cursor's time in UTC: Postgres refuses the UTC offsets of ±16:00 and more that Python reads.
+    OverflowError for a time that UTC would put outside the years Python has."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value
 
 
 def _link(url: str, direction: str, values: list[Any]) -> str:

@@ -138,3 +138,31 @@ def test_a_cursor_whose_position_is_not_a_timestamp_and_an_id_is_a_400(world: Wo
 
         assert response.status_code == 400, position
         assert response.json()["error"]["details"] == {"field": "cursor"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/sessions", "/api/v1/sessions/s-1/checkpoints", "/api/v1/memories"])
+def test_a_cursor_whose_time_has_an_offset_postgres_refuses_names_the_same_moment_in_utc(
+    world: World, path: str
+) -> None:
+    session = SessionFactory.create(tenant=world.acme.tenant, session_id="s-1")
+    saved(world.acme.client, session, state={"n": 1})
+    positions = {
+        "/api/v1/sessions": ["n", "2999-01-01T00:00:00+16:00", str(uuid.uuid4())],
+        "/api/v1/sessions/s-1/checkpoints": ["n", "99", "2999-01-01T00:00:00-18:00"],
+        "/api/v1/memories": ["n", "2999-01-01T00:00:00+18:00", str(uuid.uuid4())],
+    }
+    token = base64.urlsafe_b64encode(json.dumps(positions[path]).encode()).decode()
+
+    response = world.acme.client.get(path, {"cursor": token})
+
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00"])
+def test_a_cursor_whose_time_in_utc_falls_outside_the_calendar_is_a_400(world: World, moment: str) -> None:
+    token = base64.urlsafe_b64encode(json.dumps(["n", moment, str(uuid.uuid4())]).encode()).decode()
+
+    response = world.acme.client.get("/api/v1/sessions", {"cursor": token})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"field": "cursor"}
