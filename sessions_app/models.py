@@ -114,15 +114,25 @@ class Event(models.Model):
     # The payload as the codec wrote it (JSON today; encrypted per person once compliance lands).
     payload = models.BinaryField()
     schema_version = models.PositiveSmallIntegerField(default=1)
-    # The Idempotency-Key of the request that appended this batch (on its first event only): a retry after
+    # The Idempotency-Key of the request that appended this batch (on each of its events): a retry after
     # Redis lost its idempotency records still finds the batch here and gets the same answer.
     # NULL, not "", for "no key": the partial index below covers only keyed rows.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # True on a keyed batch's first event, NULL on every other: the unique index over these rows lets one batch
+    # per key into a session, however its retries race (an append's NOT EXISTS cannot see a batch committed
+    # while it waited for the session row). Not the key itself: all of a batch's events carry it, and rows
+    # from before this column do not say which was the first.
+    claims_key = models.BooleanField(null=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["session", "version"], name="event_version_unique_per_session"),
+            models.UniqueConstraint(
+                fields=["session", "idempotency_key"],
+                name="event_idempotency_key_once",
+                condition=models.Q(claims_key=True),
+            ),
         ]
         indexes = [
             models.Index(fields=["session", "type", "version"], name="event_session_type_version"),

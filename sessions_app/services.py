@@ -254,8 +254,9 @@ def append_events(
     `expected_version`, a stream that has moved on is a 409 carrying the current version. A STATE_PATCHED
     patch that does not apply to the state it would follow is a 400, as is one whose `copy` operations would copy
     more than a request may carry (API_MAX_BODY_BYTES, shared by the batch's patches) or that would nest the
-    state's data deeper than MAX_JSON_DEPTH; nothing is stored then. The same `idempotency_key` again
-    returns the first append's events without appending anything; with other events it is a 422.
+    state's data deeper than MAX_JSON_DEPTH; nothing is stored then. The same `idempotency_key` again (even
+    sent while the first is still running) returns the first append's events without appending anything; with
+    other events it is a 422.
 
     `session` may be a `SessionRef` this process remembered (see sessions_app.identity): the append's own
     statement checks the row, and a session id that now names another row is appended to that one.
@@ -313,7 +314,10 @@ def _same_batch(session: SessionIdentity, stored: list[Event], events: list[NewE
 # The common append in one round trip: reserve the versions on the session row (its lock serialises
 # concurrent appends) and insert the events, in a single autocommit statement — atomic by itself. A row
 # only comes back when the session is the tenant's, visible, writable, (if asked) at the expected version,
-# and (with an Idempotency-Key) holds no batch appended with that key yet.
+# and (with an Idempotency-Key) holds no batch appended with that key yet. That last check sees the events
+# as they were when the statement began: a retry that waited for the lock while the first request appended
+# passes it, and its first event (which claims the key) breaks the unique index `event_idempotency_key_once`
+# instead, the whole statement undone (see _append_in_one_statement).
 _RESERVE = f"""
 WITH reserved AS (
   UPDATE {AgentSession._meta.db_table}
@@ -324,16 +328,19 @@ WITH reserved AS (
        SELECT 1 FROM {Event._meta.db_table} WHERE session_id = %(session)s AND idempotency_key = %(key)s::text))
   RETURNING head_version - %(count)s AS base
 )
-INSERT INTO {Event._meta.db_table} (session_id, version, type, payload, schema_version, idempotency_key, created_at)
+INSERT INTO {Event._meta.db_table}
+       (session_id, version, type, payload, schema_version, idempotency_key, claims_key, created_at)
 """  # noqa: S608 - table names come from the models; every value is bound
 # One event (the usual append) binds scalars; a batch binds arrays.
 _APPEND_ONE_SQL = f"""{_RESERVE}
-SELECT %(session)s, reserved.base + 1, %(type)s, %(payload)s, %(schema)s, %(key)s::text, %(now)s
+SELECT %(session)s, reserved.base + 1, %(type)s, %(payload)s, %(schema)s, %(key)s::text,
+       CASE WHEN %(key)s::text IS NOT NULL THEN true END, %(now)s
   FROM reserved
 RETURNING version
 """  # noqa: S608 - table names come from the models; every value is bound
 _APPEND_BATCH_SQL = f"""{_RESERVE}
-SELECT %(session)s, reserved.base + batch.ord, batch.type, batch.payload, %(schema)s, %(key)s::text, %(now)s
+SELECT %(session)s, reserved.base + batch.ord, batch.type, batch.payload, %(schema)s, %(key)s::text,
+       CASE WHEN %(key)s::text IS NOT NULL AND batch.ord = 1 THEN true END, %(now)s
   FROM reserved, unnest(%(ords)s::int[], %(types)s::text[], %(payloads)s::bytea[]) AS batch(ord, type, payload)
 RETURNING version
 """  # noqa: S608 - table names come from the models; every value is bound
@@ -361,18 +368,31 @@ def _append_in_one_statement(
         "schema": SCHEMA_VERSION,
         "key": idempotency_key or None,
     }
-    if len(events) == 1:
-        params.update(type=events[0].type, payload=payloads[0])
-        versions = [row[0] for row in run(_APPEND_ONE_SQL, params)]
-    else:
-        params.update(ords=list(range(1, len(events) + 1)), types=[event.type for event in events], payloads=payloads)
-        versions = sorted(row[0] for row in run(_APPEND_BATCH_SQL, params))
+    try:
+        if len(events) == 1:
+            params.update(type=events[0].type, payload=payloads[0])
+            versions = [row[0] for row in run(_APPEND_ONE_SQL, params)]
+        else:
+            params.update(
+                ords=list(range(1, len(events) + 1)), types=[event.type for event in events], payloads=payloads
+            )
+            versions = sorted(row[0] for row in run(_APPEND_BATCH_SQL, params))
+    except IntegrityError as exc:
+        if _violated(exc) != "event_idempotency_key_once":
+            raise
+        versions = []  # a retry that raced the first request with its key: nothing stored, it answers below
     if not versions:
         return _explain_refusal(session, events, expected_version, idempotency_key)
     rows = [Appended(version, event.type, now) for version, event in zip(versions, events, strict=True)]
     first, last = versions[0], versions[-1]
     _after_append(session, rows, events, first=first, last=last)
     return AppendResult(events=rows, head_version=last)
+
+
+def _violated(error: IntegrityError) -> str | None:
+    """The name of the constraint a statement broke (psycopg's diagnostics), if it says."""
+    diagnostics = getattr(error.__cause__, "diag", None)
+    return getattr(diagnostics, "constraint_name", None)
 
 
 def _explain_refusal(
@@ -414,7 +434,7 @@ _RESERVE_SQL = (
 )
 _INSERT_SQL = (
     f"INSERT INTO {_EVENT_TABLE} "  # noqa: S608
-    "(session_id, version, type, payload, schema_version, idempotency_key, created_at) VALUES "
+    "(session_id, version, type, payload, schema_version, idempotency_key, claims_key, created_at) VALUES "
 )
 
 
@@ -462,6 +482,9 @@ def _append(
             payload=encode(event.payload),
             schema_version=SCHEMA_VERSION,
             idempotency_key=idempotency_key or None,
+            # The key is checked above under the row's lock; the claim stops a one-statement append that
+            # began before this one committed (its check cannot see these rows).
+            claims_key=True if idempotency_key and offset == 0 else None,
             created_at=now,
         )
         for offset, event in enumerate(events)
@@ -474,11 +497,12 @@ def _append(
             event_row.type,
             event_row.payload,
             SCHEMA_VERSION,
-            idempotency_key or None,
+            event_row.idempotency_key,
+            event_row.claims_key,
             now,
         ]
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * count), params)
+        cursor.execute(_INSERT_SQL + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * count), params)
     first, last = head + 1, head + count
     _on_commit(lambda: _after_append(session, rows, events, first=first, last=last))
     return AppendResult(events=rows, head_version=last)

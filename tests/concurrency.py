@@ -33,9 +33,12 @@ def at_once(*work: Callable[[], Any], timeout: float = 120) -> list[Any]:
     return results
 
 
-def wait_until_blocked(table: str | None = None, *, what: str = "the other connection", timeout: float = 20) -> None:
-    """Wait until some connection waits for a lock (on `table`, or on anything); AssertionError naming `what`
-    after `timeout` seconds. A test holds a lock, starts the work in a thread, and knows here it got that far."""
+def wait_until_blocked(
+    table: str | None = None, *, what: str = "the other connection", timeout: float = 20, waiters: int = 1
+) -> None:
+    """Wait until some connection waits for a lock (on `table`, or on anything; `waiters` locks waited for,
+    in all); AssertionError naming `what` after `timeout` seconds. A test holds a lock, starts the work in a
+    thread, and knows here it got that far."""
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
@@ -43,7 +46,7 @@ def wait_until_blocked(table: str | None = None, *, what: str = "the other conne
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND (%s::text IS NULL OR relation = %s::regclass)",
                 [table, table],
             )
-            if cursor.fetchone()[0]:
+            if cursor.fetchone()[0] >= waiters:
                 return
             time.sleep(0.02)
     raise AssertionError(f"{what} never waited for the lock")
