@@ -4,8 +4,9 @@ A client sends `Idempotency-Key: <any unique string>` with a POST, PUT, PATCH or
 claims it in Redis; when it succeeds, its status, body and headers are kept for the tenant's idempotency
 lifetime (IDEMPOTENCY_TTL_SECONDS, 24 h, unless a retention policy says otherwise) and replayed, marked
 `Idempotent-Replayed: true`, to every retry with the same key and the same body. The same key with a different
-body is a 422; a retry that arrives while the first request is still running is a 409. Keys are scoped to the
-tenant and the endpoint.
+body is a 422; a retry that arrives while the first request is still running is a 409 with `Retry-After: 1`
+(whichever lane the retry lands in: the hot lane leaves a key it cannot claim to Django). Keys are scoped to
+the tenant and the endpoint.
 
 Only successful responses are kept: a failed request had no effect, so running it again is safe.
 
@@ -43,6 +44,13 @@ MAX_KEY_LENGTH = 255
 IN_FLIGHT_SECONDS = 120
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
+
+
+class InFlight(Conflict):
+    """A request with the same key is still running: the same request, sent again shortly with the same key, gets
+    its answer. `Retry-After: 1` says when (a client that gave up and sent it under a new key would write twice)."""
+
+    retry_after = 1
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response
             f"This {HEADER} was already used with a different request body.", details={"header": HEADER}
         )
     if record["state"] == "pending":
-        raise Conflict(
+        raise InFlight(
             f"A request with this {HEADER} is still being processed; retry shortly.",
             details={"header": HEADER, "in_flight": True},
         )

@@ -84,7 +84,7 @@ def _claim_in_flight(objs: AcmeObjects, method: str, call: Call, key: str) -> No
 
 
 @pytest.mark.parametrize(("route", "method"), params_for(WRITE_CALLS, skip=why_not_callable))
-def test_a_duplicate_of_a_request_still_in_flight_is_a_409_and_stores_nothing(
+def test_a_duplicate_of_a_request_still_in_flight_is_a_409_saying_when_to_retry_and_stores_nothing(
     route: Route, method: str, objs: AcmeObjects
 ) -> None:
     call = real_call(route, method, objs)
@@ -95,6 +95,9 @@ def test_a_duplicate_of_a_request_still_in_flight_is_a_409_and_stores_nothing(
 
     error = assert_error_shape(duplicate, 409, "conflict")
     assert error["details"].get("in_flight") is True
+    # The same request with the same key gets the first one's answer once it is done: a client waits, rather
+    # than give up (and send it again under a new key, which would write twice).
+    assert duplicate["Retry-After"] == "1"
     assert stored_state() == before
 
 
