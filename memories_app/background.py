@@ -34,7 +34,7 @@ from memories_app.models import (
     Scope,
     Source,
 )
-from memories_app.selectors import SearchScope, search_memories, session_messages
+from memories_app.selectors import SearchScope, message_text, search_memories, session_messages
 from memories_app.services import announce_created, announce_deleted, announce_updated, memory_source_key_for_fact
 from memories_app.text import summarise
 from memory_admin.health import redis_client
@@ -49,6 +49,9 @@ JOB_LEASE = timedelta(minutes=5)
 DISTILL_MAX_FACTS = 8
 # How far back the distillation sweep looks for sessions a client archived (see `sessions_to_distill`).
 DISTILL_ARCHIVED_WITHIN = timedelta(days=7)
+# A promoted text's near-duplicate that a delete took between the search and the lock is searched past this
+# many times (each finds the next one) before the text is added as a memory of its own.
+_NEAR_DUPLICATE_SEARCHES = 3
 _OUTBOX_LOCK = 0x6D656D6F7574  # "memout": one drainer at a time keeps entries in order
 # An outbox entry that keeps failing (not for an outage) is set aside after this many attempts, once it has
 # waited this long.
@@ -96,9 +99,7 @@ def _session_texts(job: PromotionJob) -> list[str]:
     texts = list(session_memories.order_by("created_at", "id").values_list("content", flat=True))
     if job.kind == JobKind.PROMOTE:
         return extra + texts
-    said = [
-        str(message.get("content", "")) for message in session_messages(job.session) if message.get("role") == "user"
-    ]
+    said = [message_text(message) for message in session_messages(job.session) if message.get("role") == "user"]
     facts, method = summarise(texts + said, max_items=DISTILL_MAX_FACTS)
     job.request = {**job.request, "method": method}
     return facts
@@ -125,21 +126,39 @@ def _lock_user(tenant_id: object, user_id: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"memories:{tenant_id}:{user_id}"])
 
 
+def _locked_near_duplicate(job: PromotionJob, vector: list[float], model_id: str) -> tuple[Memory, float] | None:
+    """The user's live memory most similar to `vector` at MEMORY_DEDUPE_THRESHOLD or above, locked, and its
+    score; None when there is none.
+
+    A delete does not take the user's lock, and can commit between the search and the row lock: the row is
+    locked only while alive, and when it is gone the search is made again (it no longer finds it).
+    """
+    session = job.session
+    for _ in range(_NEAR_DUPLICATE_SEARCHES):
+        nearest = search_memories(
+            tenant=session.tenant,
+            vector=vector,
+            model_id=model_id,
+            where=SearchScope(scopes=frozenset({Scope.USER}), user_id=session.user_id),
+            k=1,
+            min_score=settings.MEMORY_DEDUPE_THRESHOLD,
+        )
+        if not nearest:
+            return None
+        memory = Memory.objects.alive().select_for_update().filter(pk=nearest[0].memory.pk).first()
+        if memory is not None:
+            return memory, nearest[0].score
+    return None  # deleted each time they were found: the text becomes a memory of its own
+
+
 def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> PromotionOutcome | None:
     """Add `text` to the user's scope, or update its near-duplicate there. Caller holds a transaction."""
     session = job.session
     _lock_user(job.tenant_id, session.user_id)
     embedder = get_embedder()
-    nearest = search_memories(
-        tenant=session.tenant,
-        vector=vector,
-        model_id=embedder.model_id,
-        where=SearchScope(scopes=frozenset({Scope.USER}), user_id=session.user_id),
-        k=1,
-        min_score=settings.MEMORY_DEDUPE_THRESHOLD,
-    )
+    near_duplicate = _locked_near_duplicate(job, vector, embedder.model_id)
     source = Source.DISTILLATION if job.kind == JobKind.DISTILL else Source.PROMOTION
-    if not nearest:
+    if near_duplicate is None:
         memory = Memory.objects.create(
             tenant_id=job.tenant_id,
             scope=Scope.USER,
@@ -154,7 +173,7 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
         )
         announce_created([memory])
         return PromotionOutcome(str(memory.pk), created=True)
-    memory = Memory.objects.select_for_update().get(pk=nearest[0].memory.pk)
+    memory, score = near_duplicate
     if memory.content == text or memory.source == Source.PROFILE:
         return None  # known already; a profile fact's memory follows the profile, not promotions
     previous = memory.content
@@ -169,18 +188,55 @@ def _promote_one(job: PromotionJob, text: str, vector: list[float]) -> Promotion
         actor=f"{job.kind}:{job.pk}",
         previous_content=previous,
         content=text,
-        inputs={"session": session.session_id, "score": round(nearest[0].score, 4)},
+        inputs={"session": session.session_id, "score": round(score, 4)},
     )
     announce_updated(memory)
     return PromotionOutcome(str(memory.pk), created=False)
 
 
+def _embedded(texts: list[str]) -> tuple[list[list[float] | None], str]:
+    """A vector per text, None for each text the embedder refuses for good, and its last refusal's reason ("" when
+    none): a batch it refuses is embedded again text by text, so that a text over the model's length (a pasted
+    document) costs only itself. Raises EmbedderUnavailable."""
+    embedder = get_embedder()
+    vectors: list[list[float] | None] = []
+    refusal = ""
+    for start in range(0, len(texts), settings.EMBEDDING_BATCH_SIZE):
+        batch = texts[start : start + settings.EMBEDDING_BATCH_SIZE]
+        try:
+            vectors.extend(embedder.embed(batch))
+            continue
+        except EmbedderRefused:
+            pass
+        for text in batch:
+            try:
+                vectors.append(embedder.embed([text])[0])
+            except EmbedderRefused as exc:
+                vectors.append(None)
+                refusal = str(exc)
+    return vectors, refusal
+
+
+def _skipped(job: PromotionJob, items: list[str]) -> str:
+    """What the job's `last_error` says of the texts the embedder refused; "" when it refused none."""
+    refused = job.request.get("refused") or []
+    if not refused:
+        return ""
+    which = ", ".join(str(index) for index in refused[:50]) + (", …" if len(refused) > 50 else "")
+    return (
+        f"The embedder refused {len(refused)} of the {len(items)} texts, which were skipped (their indexes among "
+        f"the job's items: {which}). "
+        f"{job.request.get('refusal', '')}"
+    )[:2000]
+
+
 def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
     """Do a claimed promotion or distillation job; items already done by an earlier attempt are skipped.
 
-    Raises EmbedderUnavailable after handing the job back (pending), so the task's retry can claim it. When
-    the embedder refuses a text for good (EmbedderRefused) the job fails instead, with the reason in
-    `last_error`: retrying would be refused the same way.
+    Raises EmbedderUnavailable after handing the job back (pending), so the task's retry can claim it. A text the
+    embedder refuses for good (EmbedderRefused: over its model's length, say) is skipped, as retrying would be
+    refused the same way: its index goes to `request["refused"]`, and `last_error` counts the skipped texts with
+    the embedder's reason. The job is done when it promoted something, failed when every text was refused.
     """
     job = claim_job(job_id)
     if job is None:
@@ -188,13 +244,7 @@ def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
     try:
         items = _freeze_items(job)
         done = int(job.request.get("done", 0))
-        vectors = get_embedder().embed(items[done:]) if items[done:] else []
-    except EmbedderRefused as exc:
-        PromotionJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED, finished_at=timezone.now(), claimed_until=None, last_error=str(exc)[:2000]
-        )
-        job.refresh_from_db()
-        return job
+        vectors, refusal = _embedded(items[done:])
     except EmbedderUnavailable as exc:
         # Give the claim back so that the task's retry (or the resume sweep) can take the job at once.
         PromotionJob.objects.filter(pk=job.pk).update(
@@ -203,14 +253,23 @@ def run_promotion(job_id: uuid.UUID | str) -> PromotionJob | None:
         raise
     for offset, (text, vector) in enumerate(zip(items[done:], vectors, strict=True)):
         with transaction.atomic():
-            outcome = _promote_one(job, text, vector)
+            outcome = None
+            if vector is None:
+                refused = [*(job.request.get("refused") or []), done + offset]
+                job.request = {**job.request, "refused": refused, "refusal": refusal}
+            else:
+                outcome = _promote_one(job, text, vector)
             job.request = {**job.request, "done": done + offset + 1}
             if outcome is not None:
                 (job.created_ids if outcome.created else job.updated_ids).append(outcome.memory_id)
             job.save(update_fields=["request", "created_ids", "updated_ids"])
+    every_text_refused = bool(items) and len(job.request.get("refused") or []) == len(items)
     with transaction.atomic():
-        job.status, job.finished_at, job.claimed_until, job.last_error = JobStatus.DONE, timezone.now(), None, ""
+        job.status = JobStatus.FAILED if every_text_refused else JobStatus.DONE
+        job.finished_at, job.claimed_until, job.last_error = timezone.now(), None, _skipped(job, items)
         job.save(update_fields=["status", "finished_at", "claimed_until", "last_error"])
+        if every_text_refused:
+            return job
         publish_on_commit(
             [tenant_group(job.tenant_id), session_group(job.session_id)],
             {

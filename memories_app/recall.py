@@ -3,8 +3,11 @@
 Parts, by priority: the session's hot context (its latest messages), then the session's own memories,
 then the user's memories, then the tenant's global knowledge. Each part has its own limit; a memory whose
 text already appears in a higher-priority part is left out of the lower ones. With a query (or, without
-one, the latest user message of the context) memories are ranked by similarity; otherwise newest first,
-each scored 0 (so a positive `min_score` leaves those parts empty).
+one, the text of the latest user message of the context, its last MEMORY_RECALL_QUERY_MAX_CHARS characters
+when longer) memories are ranked by similarity; otherwise newest first, each scored 0 (so a positive
+`min_score` leaves those parts empty). A query taken from the context that the embedder refuses (over its
+model's context all the same) is dropped for newest first: the agent asked for none, and a recall that fails
+until the user speaks again would cost it its context too. A query the agent sent that is refused is a 422.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from memories_app.embeddings import get_embedder
 from memories_app.models import Scope
 from memories_app.selectors import (
@@ -21,11 +26,13 @@ from memories_app.selectors import (
     ScoredMemory,
     SearchScope,
     memories_for,
+    message_text,
     recent_memories,
     search_memories,
     session_messages,
 )
 from memories_app.services import embed_texts
+from memory_admin.errors import Unprocessable
 from sessions_app.models import AgentSession
 
 _SPACE = re.compile(r"\s+")
@@ -52,10 +59,27 @@ class Recall:
 
 
 def _last_user_message(messages: list[dict[str, Any]]) -> str:
+    """The text of the latest user message that has any, its end only when longer than
+    MEMORY_RECALL_QUERY_MAX_CHARS (a pasted document is followed, as a rule, by what the user asks of it)."""
     for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
+        if message.get("role") != "user":
+            continue
+        text = message_text(message)
+        if text.strip():
+            return _ending(text, settings.MEMORY_RECALL_QUERY_MAX_CHARS)
     return ""
+
+
+def _ending(text: str, limit: int) -> str:
+    """The last `limit` characters of `text`, from the start of a word (a word cut in two only adds noise)."""
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    if not text[-limit - 1].isspace():
+        space = _SPACE.search(tail)
+        if space is not None and space.end() < len(tail):
+            tail = tail[space.end() :]
+    return tail.strip()
 
 
 def _key(text: str) -> str:
@@ -120,15 +144,23 @@ def _first_unseen(fetch: Callable[[int], list[ScoredMemory]], *, limit: int, see
 
 def recall(*, session: AgentSession, query: str, limits: RecallLimits, min_score: float) -> Recall:
     """The merged recall for a session (see the module docstring). Unavailable (503) if the embedder is down
-    and there is something to rank."""
+    and there is something to rank; Unprocessable (422) if it refuses the `query` given."""
     messages = session_messages(session)
     context = messages[-limits.context :] if limits.context else []
+    given = bool(query)
     query = query or _last_user_message(messages)
     parts: dict[str, list[ScoredMemory]] = {}
     wanted = {Scope.SESSION: limits.session, Scope.USER: limits.user, Scope.GLOBAL: limits.global_}
-    vector = embed_texts([query])[0] if query.strip() and any(wanted.values()) else None
+    vector = None
+    if query.strip() and any(wanted.values()):
+        try:
+            vector = embed_texts([query])[0]
+        except Unprocessable:
+            if given:
+                raise
+            query = ""  # refused even shortened: nothing to rank by (see the module docstring)
     model_id = get_embedder().model_id
-    seen = {_key(str(m.get("content", ""))) for m in context}
+    seen = {_key(message_text(m)) for m in context}
     for scope, limit in wanted.items():
         candidates = _candidates(session=session, scope=scope, vector=vector, model_id=model_id, min_score=min_score)
         parts[scope] = _first_unseen(candidates, limit=limit, seen=seen) if limit else []

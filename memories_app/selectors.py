@@ -205,6 +205,29 @@ def session_messages(session: AgentSession) -> list[dict[str, Any]]:
     return [message for message in messages if isinstance(message, dict)]
 
 
+# Content parts that hold text: chat completions, Anthropic and LangChain say "text"; OpenAI's Responses API says
+# "input_text" (what the user wrote) and "output_text" (what the model answered).
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """What a chat message says, as memories read it: its content when that is a string; when it is a list of
+    content parts, the text of its text parts (and of parts that are plain strings), a line each; else nothing
+    (an image or a tool call says nothing to remember or rank by)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+    return "\n".join(texts)
+
+
 UNRANKED_SCORE = 0.0  # the score of a memory listed without a vector to rank it by
 
 

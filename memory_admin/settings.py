@@ -393,6 +393,12 @@ MEMORY_EVICTION_THRESHOLD = env_float("MEMORY_EVICTION_THRESHOLD", 0.1, minimum=
 # Cosine similarity at or above which a promoted text updates an existing user memory instead of adding one.
 MEMORY_DEDUPE_THRESHOLD = env_float("MEMORY_DEDUPE_THRESHOLD", 0.9, minimum=0.0, maximum=1.0)
 MEMORY_MAX_CONTENT_CHARS = env_int("MEMORY_MAX_CONTENT_CHARS", 8000, minimum=1)
+# Recall without ?query= ranks by the end of the session's latest user message, at most this many characters
+# (as many as ?query= takes): a pasted document would be over the embedder's context (text-embedding-3 takes
+# 8,191 tokens; 8,000 characters of prose are ~2,000). Lower it for an embedder with a short context (the
+# local MiniLM reads the first 256 tokens of what it is given). A query the embedder refuses all the same
+# ranks newest first, as with no user message.
+MEMORY_RECALL_QUERY_MAX_CHARS = env_int("MEMORY_RECALL_QUERY_MAX_CHARS", 8000, minimum=1, maximum=8000)
 MEMORY_MAX_METADATA_BYTES = env_int("MEMORY_MAX_METADATA_BYTES", 16_384, minimum=2)
 MEMORY_BATCH_MAX = env_int("MEMORY_BATCH_MAX", 500, minimum=1, maximum=10_000)
 MEMORY_SEARCH_MAX_K = env_int("MEMORY_SEARCH_MAX_K", 100, minimum=1, maximum=1000)

@@ -16,8 +16,8 @@ class EmbedderUnavailable(Exception):
 class EmbedderRefused(EmbedderUnavailable):
     """The embedder answered that it will never embed these texts (a text over the model's context, say): the
     same request fails the same way however often it is sent. Whoever can do better than wait catches it
-    first (the API answers 422, the profile outbox sets the entry aside, a promotion job fails); it is an
-    EmbedderUnavailable so that code which only knows outages still stops safely on it."""
+    first (the API answers 422, the profile outbox sets the entry aside, a promotion job skips the text); it is
+    an EmbedderUnavailable so that code which only knows outages still stops safely on it."""
 
 
 class Embedder(Protocol):

@@ -62,6 +62,26 @@ def test_distillation_uses_the_language_model_when_configured(world, fake_openai
     ]
 
 
+def test_distillation_keeps_the_facts_the_embedder_takes_when_it_refuses_one(
+    world, fake_openai, django_capture_on_commit_callbacks
+):
+    _completed_session(world)
+    # A summary line over the model's context (a pasted document the language model repeated).
+    fake_openai.chat_answer = "- Alice lives in Porto.\n- PASTED-DOCUMENT lorem ipsum\n- Alice is allergic to peanuts."
+    fake_openai.refuse_text = "PASTED-DOCUMENT"
+
+    with django_capture_on_commit_callbacks(execute=False):
+        distill_completed_sessions()
+    job = background.run_promotion(PromotionJob.objects.get(kind="distill").pk)
+
+    assert job is not None and job.status == "done"
+    assert "refused 1 of the 3 texts" in job.last_error and "maximum context length" in job.last_error
+    assert sorted(Memory.objects.filter(source="distillation").values_list("content", flat=True)) == [
+        "Alice is allergic to peanuts.",
+        "Alice lives in Porto.",
+    ]
+
+
 def test_an_active_session_is_not_distilled(world):
     make_session(world, session_id="s-active")
 

@@ -139,15 +139,35 @@ def test_a_retry_after_the_embedder_failed_completes_the_job_exactly_once(
     assert Memory.objects.filter(scope="user").count() == 2
 
 
-def test_a_promotion_of_a_text_the_embedder_refuses_fails_instead_of_being_retried(
+def test_a_promotion_skips_a_text_the_embedder_refuses_and_promotes_the_others(
     world, fake_openai, django_capture_on_commit_callbacks
 ):
-    _session_memories(world, "Alice's dog is called Rex.", "TOO LONG for the model")
+    _session_memories(world, "Alice's dog is called Rex.", "TOO LONG for the model", "Alice works night shifts.")
     with django_capture_on_commit_callbacks(execute=False):
         job_id = world.acme.client.post("/api/v1/sessions/s-1/promote", {}, format="json").json()["id"]
     fake_openai.refuse_text = "TOO LONG"
 
     background.run_promotion(job_id)  # no EmbedderUnavailable: the task does not retry it
+
+    job = world.acme.client.get(f"/api/v1/promotions/{job_id}").json()
+    assert job["status"] == "done" and len(job["created_ids"]) == 2
+    assert "refused 1 of the 3 texts" in job["last_error"] and "HTTP 400" in job["last_error"]
+    assert PromotionJob.objects.get(pk=job_id).request["refused"] == [1]
+    assert sorted(Memory.objects.filter(scope="user").values_list("content", flat=True)) == [
+        "Alice works night shifts.",
+        "Alice's dog is called Rex.",
+    ]
+
+
+def test_a_promotion_of_texts_the_embedder_all_refuses_fails_instead_of_being_retried(
+    world, fake_openai, django_capture_on_commit_callbacks
+):
+    _session_memories(world, "TOO LONG for the model")
+    with django_capture_on_commit_callbacks(execute=False):
+        job_id = world.acme.client.post("/api/v1/sessions/s-1/promote", {}, format="json").json()["id"]
+    fake_openai.refuse_text = "TOO LONG"
+
+    background.run_promotion(job_id)
 
     job = world.acme.client.get(f"/api/v1/promotions/{job_id}").json()
     assert job["status"] == "failed" and "HTTP 400" in job["last_error"]
