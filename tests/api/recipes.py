@@ -115,6 +115,17 @@ class AcmeObjects:
         return export_id
 
     @cached_property
+    def langgraph(self) -> str:
+        """acme's session as a LangGraph thread with two checkpoints of run "run-acme" (so that a prune has one
+        to remove), and an item in its store."""
+        _langgraph_thread(self)
+        later = {**LANGGRAPH_CHECKPOINT, "checkpoint_id": "1f0-0002", "parent_checkpoint_id": "1f0-0001"}
+        expect(self.client.post(f"/api/v1/langgraph/threads/{SESSION_ID}/checkpoints", later, format="json"), 201)
+        item = {"op": "put", "namespace": ["prefs"], "key": "tone", "value": {"text": STORE_SECRET}, "index": False}
+        expect(self.client.post("/api/v1/langgraph/store/batch", {"ops": [item]}, format="json"), 200)
+        return self.session_id
+
+    @cached_property
     def user_id(self) -> str:
         body = {"preferences": {"language": "en"}}
         expect(self.client.patch(f"/api/v1/users/{USER_ID}/profile", body, format="json"), 200)
@@ -192,6 +203,7 @@ BODIES: dict[tuple[str, str], Body] = {
 }
 
 # LangGraph (langgraph_app): a checkpoint of acme's session as a thread, with one channel blob.
+STORE_SECRET = "Speaks to acme's agents in French."
 LANGGRAPH_CHECKPOINT = {
     "checkpoint_ns": "",
     "checkpoint_id": "1f0-0001",

@@ -14,6 +14,7 @@ from tests.api.catalogue import WRITE_METHODS, Route, calls, params_for
 from tests.api.checks import acme_view, assert_error_shape, stored_state
 from tests.api.recipes import (
     SESSION_ID,
+    STORE_SECRET,
     UPSERTS,
     USER_ID,
     AcmeObjects,
@@ -84,7 +85,8 @@ def test_the_outsider_cannot_tell_acmes_object_from_one_that_does_not_exist(
 
 
 def _build_everything(objs: AcmeObjects) -> None:
-    for name in ("session_id", "tool", "operation_id", "checkpoints", "memory_id", "job_id", "user_id", "erasure_id"):
+    built = ("session_id", "tool", "operation_id", "checkpoints", "memory_id", "job_id", "user_id", "erasure_id")
+    for name in (*built, "langgraph"):
         getattr(objs, name)
 
 
@@ -100,7 +102,14 @@ def test_the_outsider_sees_none_of_acmes_data_through_a_collection_or_its_own_up
 
     assert response.status_code < 500
     text = response.content.decode()
-    secrets = (SESSION_ID, "Prefers refunds to the original card.", "charged twice", objs.memory_id, '"language"')
+    secrets = (
+        SESSION_ID,
+        "Prefers refunds to the original card.",
+        "charged twice",
+        objs.memory_id,
+        '"language"',
+        STORE_SECRET,
+    )
     for secret in secrets:
         assert secret not in text
     if USER_ID not in json.dumps(call.body) + call.url:  # the outsider may have named it itself
