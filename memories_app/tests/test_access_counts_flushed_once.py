@@ -84,9 +84,11 @@ def test_two_overlapping_flushes_add_each_counted_read_once(world: World) -> Non
     with _memories_locked():
         first_flush = _flush_on_its_own_thread(first)
         _wait_until(lambda: _waiting_for_our_locks() == 1, "the first flush waits in its UPDATE")
+        claimed = _claimed_batches()
         second_flush = _flush_on_its_own_thread(second)
         # The second flush finds the first one's batch claimed: it leaves it and has nothing of its own to add.
         _wait_until(lambda: not second_flush.is_alive() or _waiting_for_our_locks() > 1, "the second flush ends")
+        assert len(claimed) == 1 and _claimed_batches() == claimed
     first_flush.join(timeout=30)
     second_flush.join(timeout=30)
 
@@ -116,6 +118,35 @@ def test_the_counts_of_a_flush_whose_connection_died_before_its_commit_are_added
     assert background.flush_access_stats() == 1
     assert _access_count(memory_id) == 3
     assert background.flush_access_stats() == 0 and _access_count(memory_id) == 3
+
+
+def test_the_counts_of_a_flush_that_dies_after_another_flush_ran_meanwhile_are_added_by_the_next_flush(
+    world: World,
+) -> None:
+    memory_id = _memory_read_three_times(world)
+    dead: list[Any] = []
+    meanwhile: list[Any] = []
+
+    with _memories_locked():
+        flush = _flush_on_its_own_thread(dead)
+        _wait_until(lambda: _waiting_for_our_locks() == 1, "the flush waits in its UPDATE")
+        other = _flush_on_its_own_thread(meanwhile)
+        other.join(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE NOT granted"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+    flush.join(timeout=30)
+    assert meanwhile == [0]
+    assert len(dead) == 1 and isinstance(dead[0], Exception), dead
+
+    assert background.flush_access_stats() == 1
+    assert _access_count(memory_id) == 3
+
+
+def _claimed_batches() -> list[bytes]:
+    return sorted(redis_client().scan_iter(match="mem:memories:access:flushing:*"))
 
 
 def test_the_counts_of_a_flush_that_committed_but_could_not_delete_them_are_not_added_again(world: World) -> None:
