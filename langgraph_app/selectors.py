@@ -32,6 +32,11 @@ class TupleView:
     writes: list[PendingWrite] = field(default_factory=list)
 
 
+# Pending writes in LangGraph's writes_sort_key order, (task_path, task_id, idx) as Python compares them: code
+# point by code point, which is the "C" collation. The database's own (en_US.UTF-8 in the pgvector image) puts
+# "alpha" before "Beta", so a DeltaChannel rebuilt from a step's writes would differ from what the run computed.
+_WRITES_ORDER = 'pw.task_path COLLATE "C", pw.task_id COLLATE "C", pw.idx'
+
 # Each checkpoint row `c` with the blobs of the channel versions it names (in the order of its
 # channel_versions, as a read of the row gives them) and the pending writes made on top of it, as arrays. Each
 # named blob is looked up by its key (LIMIT 1 keeps the lookup a probe of the unique index, not a scan of the
@@ -55,19 +60,21 @@ LEFT JOIN LATERAL (
     ) blob
 ) b ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(pw.task_id ORDER BY pw.task_path, pw.task_id, pw.idx) AS task_ids,
-        array_agg(pw.task_path ORDER BY pw.task_path, pw.task_id, pw.idx) AS task_paths,
-        array_agg(pw.idx ORDER BY pw.task_path, pw.task_id, pw.idx) AS idxs,
-        array_agg(pw.channel ORDER BY pw.task_path, pw.task_id, pw.idx) AS channels,
-        array_agg(pw.type ORDER BY pw.task_path, pw.task_id, pw.idx) AS types,
-        array_agg(pw.blob ORDER BY pw.task_path, pw.task_id, pw.idx) AS blobs
+    SELECT array_agg(pw.task_id ORDER BY {_WRITES_ORDER}) AS task_ids,
+        array_agg(pw.task_path ORDER BY {_WRITES_ORDER}) AS task_paths,
+        array_agg(pw.idx ORDER BY {_WRITES_ORDER}) AS idxs,
+        array_agg(pw.channel ORDER BY {_WRITES_ORDER}) AS channels,
+        array_agg(pw.type ORDER BY {_WRITES_ORDER}) AS types,
+        array_agg(pw.blob ORDER BY {_WRITES_ORDER}) AS blobs
     FROM {PendingWrite._meta.db_table} pw
     WHERE pw.session_id = c.session_id AND pw.checkpoint_ns = c.checkpoint_ns AND pw.checkpoint_id = c.checkpoint_id
 ) w ON true"""  # noqa: S608 - table names come from the models
 
 # A page of one thread's tuples in one statement: the tenant's (visible) session of the thread, then its
 # checkpoints newest first. No row: no such thread; one row without a checkpoint id: a thread without
-# checkpoints (in this page). {conditions} is a fixed choice of _TUPLE_FILTERS.
+# checkpoints (in this page). {conditions} is a fixed choice of _TUPLE_FILTERS. Checkpoint ids are ordered in
+# the database's collation, as PostgresSaver orders them and as the unique index holds them: LangGraph's ids
+# (uuid6: lowercase hex, dashes at fixed places) sort alike in every collation.
 _TUPLES_SQL = f"""
 SELECT s.id, s.session_id, {_TUPLE_COLUMNS}
 FROM {AgentSession._meta.db_table} s
