@@ -1,5 +1,6 @@
 """The async store and the sync checkpointer methods (the conformance suite drives the async ones) against a
-real server; a checkpointer given an httpx transport for its sync client, and the async client's sessions."""
+real server; a checkpointer given httpx transports for its sync and async clients, and the async client's
+sessions."""
 
 from __future__ import annotations
 
@@ -61,10 +62,15 @@ def test_the_async_store_and_the_sync_checkpointer_work_over_http(
     saver.delete_thread("lg-never-existed")  # nothing to delete is not an error
 
 
-def test_a_checkpointer_given_an_httpx_transport_saves_and_reads_in_sync_and_async_calls(
+def test_a_checkpointer_given_httpx_transports_saves_and_reads_in_sync_and_async_calls(
     service: ServerProcess, world: World
 ) -> None:
-    saver = AgentMemorySaver(base_url=service.url, api_key=world.acme.raw_key, transport=httpx.HTTPTransport())
+    saver = AgentMemorySaver(
+        base_url=service.url,
+        api_key=world.acme.raw_key,
+        transport=httpx.HTTPTransport(),
+        async_transport=httpx.AsyncHTTPTransport(),
+    )
     config: RunnableConfig = {"configurable": {"thread_id": "lg-transport", "checkpoint_ns": ""}}
 
     saver.put(config, empty_checkpoint(), {"source": "input", "step": -1}, {})

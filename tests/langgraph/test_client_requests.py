@@ -1,9 +1,9 @@
 """What the clients send and how they read answers, against scripted servers on local sockets: a request that
 may have reached the service is repeated only when a repeat is harmless, a lost answer to a DELETE is not a
-404, redirects are errors, Retry-After is read as the standard says, ids are one path segment each, a
-malformed answer is a protocol error, connections end with the thread, event loop or process that used
-them, and the sync and async clients agree on proxies from the environment, headers that are not ASCII and
-timeouts."""
+404, redirects are errors, Retry-After is read as the standard says, a write still in flight under its key is
+waited for, ids are one path segment each, a malformed answer is a protocol error, connections end with the
+thread, event loop or process that used them, and the sync and async clients agree on proxies from the
+environment, headers that are not ASCII and timeouts."""
 
 from __future__ import annotations
 
@@ -309,6 +309,64 @@ def test_a_retry_after_date_is_waited_for_up_to_the_cap(scripted: Any) -> None:
 
     assert 0.45 < stamps[1] - stamps[0] < 2
     assert 0.45 < stamps[3] - stamps[2] < 2
+
+
+# --- a write still in flight under its key --------------------------------------------------------------------
+
+IN_FLIGHT = _response(
+    409,
+    {
+        "error": {
+            "status": 409,
+            "code": "conflict",
+            "message": "A request with this Idempotency-Key is still being processed; retry shortly.",
+            "details": {"header": "Idempotency-Key", "in_flight": True},
+        }
+    },
+    headers="Retry-After: 1\r\n",
+)
+# Two attempts: one that times out, and one retry, which the service answers "in flight".
+TWO = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02)
+
+
+def _slow_then_in_flight(answers_in_flight: int) -> Any:
+    def answer(index: int, request: _Request) -> bytes:
+        if index == 0:
+            time.sleep(0.6)  # past the client's timeout: the first attempt is still running on the service
+            return _response(201, {"id": "m-1"})
+        return IN_FLIGHT if index <= answers_in_flight else _response(201, {"id": "m-1"})
+
+    return answer
+
+
+def test_a_write_still_in_flight_is_waited_for_with_the_same_key_past_the_attempts(scripted: Any) -> None:
+    sync_server = scripted(_slow_then_in_flight(3))
+    async_server = scripted(_slow_then_in_flight(3))
+
+    created = MemoryClient(sync_server.url, "mk_test", timeout=0.3, retry=TWO).create_memory(content="slow")
+    acreated = run_async(
+        lambda: AsyncMemoryClient(async_server.url, "mk_test", timeout=0.3, retry=TWO).create_memory(content="slow")
+    )
+
+    assert created == acreated == {"id": "m-1"}
+    for server in (sync_server, async_server):
+        assert len(server.requests) == 5
+        assert len({request.headers["idempotency-key"] for request in server.requests}) == 1
+
+
+def test_a_write_in_flight_for_longer_than_in_flight_wait_is_the_409(scripted: Any) -> None:
+    server = scripted(lambda index, request: IN_FLIGHT)
+    policy = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02, in_flight_wait=0.3)
+    started = time.monotonic()
+
+    with pytest.raises(ApiError) as raised:
+        MemoryClient(server.url, "mk_test", retry=policy).create_memory(content="slow")
+    with pytest.raises(ApiError):
+        run_async(lambda: AsyncMemoryClient(server.url, "mk_test", retry=policy).create_memory(content="slow"))
+
+    assert raised.value.status == 409 and raised.value.details["in_flight"] is True
+    assert 0.55 <= time.monotonic() - started < 2.5
+    assert len({request.headers["idempotency-key"] for request in server.requests}) == 2  # one per call
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,10 @@ opaque typed blobs, each channel version once. Sync methods use `MemoryClient`, 
 `AsyncMemoryClient` (native, no thread hop). A thread's `put`s and `put_writes` go through a group commit
 (agent_memory_client.batching): what LangGraph asks to save while the thread's previous save request is in
 flight travels in the next one, and each call returns once its own data is stored.
+
+Options besides these are the clients' (timeout, retry, ...). `transport=` (an httpx transport: a proxy's, a
+test's in-process application) serves the sync methods and `async_transport=` the async ones; a saver given
+only one of them raises ValueError from the methods of the other kind, rather than reach the service around it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import suppress
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -32,7 +35,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agent_memory_client.batching import AsyncCoalescer, Coalescer
-from agent_memory_client.client import AsyncMemoryClient, MemoryClient, encode_body
+from agent_memory_client.client import AsyncMemoryClient, MemoryClient, clients_for, encode_body
 from agent_memory_client.errors import ApiError, NotFoundError
 
 PAGE = 100
@@ -52,6 +55,19 @@ def _prune_refusal(error: ApiError) -> NotImplementedError | None:
     if error.status == 422 and "delta_channel_threads" in error.details:
         return NotImplementedError(error.message)
     return None
+
+
+def _no_thread(error: NotFoundError, thread_id: str | None) -> bool:
+    """Whether a 404 says that the thread does not exist (it names the thread), rather than that nothing is at
+    the request's address (a base_url that points elsewhere), which is an error, not an empty thread."""
+    return thread_id is not None and error.details.get("thread_id") == thread_id
+
+
+def _json_metadata(metadata: CheckpointMetadata) -> CheckpointMetadata:
+    """The metadata, checked to be JSON here (a TypeError, as PostgresSaver's put raises), so that a value that
+    is not fails this put alone, not the group commit's request it would share with other callers' saves."""
+    encode_body(metadata)
+    return metadata
 
 
 def _is_checkpoint(op: dict[str, Any]) -> bool:
@@ -110,15 +126,13 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         **client_options: Any,
     ) -> None:
         super().__init__(serde=serde)
-        if (client is None or async_client is None) and (base_url is None or api_key is None):
-            raise ValueError("Pass base_url and api_key, or both clients.")
         # Every write of a checkpointer is an upsert keyed by what it stores (the checkpoint id; the task and
         # index of a write), so a retry is harmless without an Idempotency-Key (the clients send them with
         # `safe=True`), and skipping it saves the service two Redis round trips per write.
         client_options.setdefault("idempotency_keys", False)
-        self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
-        client_options.pop("transport", None)  # a sync transport serves only the sync client
-        self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
+        self.client, self.async_client = clients_for(
+            "AgentMemorySaver", base_url, api_key, client, async_client, client_options
+        )
         # The person new threads work for (the service keeps it for erasure and the dashboard).
         self.user_id = user_id
         # A checkpoint is sent at once; a step's writes wait a moment for the checkpoint LangGraph saves next.
@@ -171,7 +185,7 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
             "checkpoint_id": checkpoint["id"],
             "parent_checkpoint_id": configurable.get("checkpoint_id"),
             "checkpoint": document,
-            "metadata": get_serializable_checkpoint_metadata(config, metadata),
+            "metadata": _json_metadata(get_serializable_checkpoint_metadata(config, metadata)),
             "blobs": blobs,
         }
         user_id = configurable.get("user_id") or self.user_id
@@ -266,7 +280,9 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
             if thread_id is None:
                 return self.client.list_all_checkpoints(**params, limit=size)
             return self.client.list_checkpoints(thread_id, **params, limit=size)
-        except NotFoundError:
+        except NotFoundError as error:
+            if not _no_thread(error, thread_id):
+                raise
             return None
 
     async def _apage(self, thread_id: str | None, params: dict[str, Any], size: int) -> dict[str, Any] | None:
@@ -274,7 +290,9 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
             if thread_id is None:
                 return await self.async_client.list_all_checkpoints(**params, limit=size)
             return await self.async_client.list_checkpoints(thread_id, **params, limit=size)
-        except NotFoundError:
+        except NotFoundError as error:
+            if not _no_thread(error, thread_id):
+                raise
             return None
 
     @staticmethod
@@ -295,7 +313,9 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         thread_id, params = self._get_params(config)
         try:
             page = self.client.list_checkpoints(thread_id, **params)
-        except NotFoundError:
+        except NotFoundError as error:
+            if not _no_thread(error, thread_id):
+                raise
             return None
         return self._tuple(page["results"][0]) if page["results"] else None
 
@@ -338,8 +358,11 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         self._saves.run(thread_id, body)
 
     def delete_thread(self, thread_id: str) -> None:
-        with suppress(NotFoundError):  # nothing to delete
+        try:
             self.client.delete_thread(str(thread_id))
+        except NotFoundError as error:  # no such thread: nothing to delete
+            if not _no_thread(error, str(thread_id)):
+                raise
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         if run_ids:
@@ -362,7 +385,9 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         thread_id, params = self._get_params(config)
         try:
             page = await self.async_client.list_checkpoints(thread_id, **params)
-        except NotFoundError:
+        except NotFoundError as error:
+            if not _no_thread(error, thread_id):
+                raise
             return None
         return self._tuple(page["results"][0]) if page["results"] else None
 
@@ -405,8 +430,11 @@ class AgentMemorySaver(BaseCheckpointSaver[Any]):  # versions: text (next_channe
         await self._asaves.run(thread_id, body)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        with suppress(NotFoundError):  # nothing to delete
+        try:
             await self.async_client.delete_thread(str(thread_id))
+        except NotFoundError as error:  # no such thread: nothing to delete
+            if not _no_thread(error, str(thread_id)):
+                raise
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         if run_ids:

@@ -4,7 +4,10 @@ Every write carries an Idempotency-Key, generated once per call and reused by it
 a timeout or a dropped connection returns the first answer instead of writing twice (a POST that only reads,
 such as a store batch of gets and searches, is sent without one: `keyed=False`). Retries (with
 exponential backoff and Retry-After, in seconds or as an HTTP-date) happen on connection errors, timeouts,
-429, 502/503/504, and 409 for a request with the same key still in flight.
+429 and 502/503/504. A 409 saying the request's key is still in flight (an earlier attempt, timed out here, is
+still running there) is retried with the same key, at the pace of its Retry-After, for up to
+`RetryPolicy.in_flight_wait` seconds (30 by default) whatever the attempts left, so that a slow write returns
+its own answer instead of an error after which repeating the call would write twice.
 
 A request is retried after a failure that may have reached the service (a dropped connection or a timeout
 after it was sent, a gateway's 502/504) only when a repeat is harmless: an idempotent method (GET, PUT,
@@ -13,12 +16,19 @@ without a key (`idempotency_keys=False`) is otherwise retried only when it canno
 connection was never opened, or the service answered 429/503). When a retried DELETE is answered 404, the
 attempt whose answer was lost deleted it: that is success.
 
-Redirects are not followed: a 3xx is an ApiError (a base_url that points at the wrong place).
+Redirects are not followed: a 3xx is an ApiError (a base_url that points at the wrong place). base_url is
+the service's address, http:// or https:// with a host, without /api/v1 (the client adds it): anything else
+is a ValueError when the client is made.
+
+Bodies are JSON: a value JSON has no type for (bytes, a datetime, a UUID, a Decimal, a set, a pydantic model)
+is a TypeError before anything is sent, as LangGraph's PostgresStore and PostgresSaver refuse it (a tuple is
+a list, as JSON writes it).
 
 Both clients talk to base_url directly: neither reads a proxy from the environment (HTTP_PROXY, HTTPS_PROXY,
 ALL_PROXY, NO_PROXY), so the sync and async clients of one process always take the same route. Both verify
 TLS against the system's CA store, which SSL_CERT_FILE or SSL_CERT_DIR replace. To go through a proxy, give
-the clients httpx transports that do (`transport=`).
+the clients httpx transports that do (`transport=`; a saver or store takes `transport=` for its sync client
+and `async_transport=` for its async one, see `clients_for`).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -65,6 +75,8 @@ class RetryPolicy:
     attempts: int = 4
     backoff: float = 0.1
     max_backoff: float = 2.0
+    # How long a request the service says is still in flight under its key is retried (the attempts aside).
+    in_flight_wait: float = 30.0
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds to wait before the next attempt: what Retry-After asks (seconds or an HTTP-date, at most five
@@ -91,14 +103,31 @@ def _retry_after(value: str) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
 def encode_body(body: Any) -> bytes:
-    return json.dumps(body, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
+    """The body as JSON; TypeError for a value JSON has no type for, as PostgresStore and PostgresSaver raise (it
+    was stored as its str(), which reads back as a different value)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def checked_base_url(base_url: str) -> str:
+    """base_url without its trailing "/"; ValueError unless it is an http:// or https:// URL with a host, or when
+    it ends in /api/v1. Without a scheme, "127.0.0.1:8000" reads as a path, and the API key would go to
+    localhost:80; with /api/v1 every call is "No such endpoint.", which reads would take for a missing thread."""
+    url = base_url.rstrip("/")
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        valid = False
+    else:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not valid:
+        raise ValueError(
+            f"base_url must be an http:// or https:// URL with a host (http://127.0.0.1:8000), not {base_url!r}"
+        )
+    if parts.path.endswith("/api/v1"):
+        raise ValueError(f"base_url is the service's address, without /api/v1 (the client adds it): {base_url!r}")
+    return url
 
 
 def _decode(response: httpx.Response | Reply) -> Any:
@@ -128,13 +157,27 @@ def _error(response: httpx.Response | Reply) -> ApiError:
 def _should_retry(response: httpx.Response | Reply, repeatable: bool) -> bool:
     if response.status_code in MAYBE_DONE_STATUSES:
         return repeatable
-    if response.status_code in RETRY_STATUSES:
-        return True
-    if response.status_code == 409:
-        body = _decode(response)
-        details = body.get("error", {}).get("details", {}) if isinstance(body, dict) else {}
-        return bool(isinstance(details, dict) and details.get("in_flight"))
-    return False
+    return response.status_code in RETRY_STATUSES
+
+
+def _in_flight(response: httpx.Response | Reply) -> bool:
+    """A 409 saying a request with this Idempotency-Key is still being processed."""
+    if response.status_code != 409:
+        return False
+    body = _decode(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return bool(isinstance(details, dict) and details.get("in_flight"))
+
+
+@dataclass
+class _Tries:
+    """One call's attempts so far."""
+
+    attempt: int = 0
+    reached: bool = False  # an earlier attempt may have been carried out
+    in_flight_until: float | None = None  # the service said the key is in flight: retried until then
+    in_flight: int = 0  # answers saying so
 
 
 class _Base:
@@ -148,7 +191,7 @@ class _Base:
         idempotency_keys: bool = True,
         max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url(base_url)
         self.api_key = api_key
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -166,25 +209,40 @@ class _Base:
         return f"{self.base_url}/api/v1/{path.lstrip('/')}"
 
     def _settle(
-        self,
-        method: str,
-        response: httpx.Response | Reply,
-        *,
-        attempt: int,
-        last: bool,
-        repeatable: bool,
-        reached: bool,
+        self, method: str, response: httpx.Response | Reply, tries: _Tries, *, repeatable: bool
     ) -> tuple[bool, Any]:
-        """(True, the decoded body) for a final answer; (False, seconds to wait) to try again; or the ApiError.
-        `reached`: an earlier attempt may have been carried out."""
+        """(True, the decoded body) for a final answer; (False, seconds to wait) to try again, `tries` counted;
+        or the ApiError."""
         status = response.status_code
         if 200 <= status < 300:
             return True, _decode(response)
-        if status == 404 and method == "DELETE" and (reached or getattr(response, "resent", False)):
+        if status == 404 and method == "DELETE" and (tries.reached or getattr(response, "resent", False)):
             return True, None  # the attempt whose answer was lost deleted it
-        if last or not _should_retry(response, repeatable):
+        retry_after = response.headers.get("Retry-After")
+        if _in_flight(response):
+            # An earlier attempt with this key still runs: its answer is the call's, so wait for it (a new key
+            # would write twice), however many attempts the timeouts before used.
+            now = time.monotonic()
+            if tries.in_flight_until is None:
+                tries.in_flight_until = now + self.retry.in_flight_wait
+            if now >= tries.in_flight_until:
+                raise _error(response)
+            tries.in_flight += 1
+            return False, min(self.retry.delay(tries.in_flight - 1, retry_after), tries.in_flight_until - now)
+        if tries.attempt >= self.retry.attempts - 1 or not _should_retry(response, repeatable):
             raise _error(response)
-        return False, self.retry.delay(attempt, response.headers.get("Retry-After"))
+        tries.reached = tries.reached or status in MAYBE_DONE_STATUSES
+        tries.attempt += 1
+        return False, self.retry.delay(tries.attempt - 1, retry_after)
+
+    def _after_transport_error(self, exc: httpx.TransportError, tries: _Tries, *, repeatable: bool) -> float:
+        """Seconds to wait before trying again after `exc`, `tries` counted; raises it when that is not to be."""
+        unsent = isinstance(exc, UNSENT_ERRORS)
+        if tries.attempt >= self.retry.attempts - 1 or not (unsent or repeatable):
+            raise exc
+        tries.reached = tries.reached or not unsent
+        tries.attempt += 1
+        return self.retry.delay(tries.attempt - 1, None)
 
     def _repeatable(self, method: str, headers: dict[str, str], keyed: bool, safe: bool) -> bool:
         return safe or not keyed or method in IDEMPOTENT or "Idempotency-Key" in headers
@@ -251,26 +309,17 @@ class MemoryClient(_Base):
         content = encode_body(body) if body is not None else None
         query = dict(params) if params else None
         repeatable = self._repeatable(method, headers, keyed, safe)
-        reached = False
-        for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
+        tries = _Tries()
+        while True:
             try:
                 response = self._send(method, path, content, query, headers, repeatable)
             except httpx.TransportError as exc:
-                unsent = isinstance(exc, UNSENT_ERRORS)
-                if last or not (unsent or repeatable):
-                    raise
-                reached = reached or not unsent
-                time.sleep(self.retry.delay(attempt, None))
+                time.sleep(self._after_transport_error(exc, tries, repeatable=repeatable))
                 continue
-            done, value = self._settle(
-                method, response, attempt=attempt, last=last, repeatable=repeatable, reached=reached
-            )
+            done, value = self._settle(method, response, tries, repeatable=repeatable)
             if done:
                 return value
-            reached = reached or response.status_code in MAYBE_DONE_STATUSES
             time.sleep(value)
-        raise AssertionError("unreachable")
 
     # --- typed calls ------------------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
@@ -399,26 +448,17 @@ class AsyncMemoryClient(_Base):
         url = self._url(path)
         http = await self._client()
         repeatable = self._repeatable(method, headers, keyed, safe)
-        reached = False
-        for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
+        tries = _Tries()
+        while True:
             try:
                 response = await http.request(method, url, content=content, params=params, headers=headers)
             except httpx.TransportError as exc:
-                unsent = isinstance(exc, UNSENT_ERRORS)
-                if last or not (unsent or repeatable):
-                    raise
-                reached = reached or not unsent
-                await asyncio.sleep(self.retry.delay(attempt, None))
+                await asyncio.sleep(self._after_transport_error(exc, tries, repeatable=repeatable))
                 continue
-            done, value = self._settle(
-                method, response, attempt=attempt, last=last, repeatable=repeatable, reached=reached
-            )
+            done, value = self._settle(method, response, tries, repeatable=repeatable)
             if done:
                 return value
-            reached = reached or response.status_code in MAYBE_DONE_STATUSES
             await asyncio.sleep(value)
-        raise AssertionError("unreachable")
 
     async def whoami(self) -> dict[str, Any]:
         return _object(await self.request("GET", "whoami"))
@@ -481,6 +521,47 @@ class AsyncMemoryClient(_Base):
                 _object(await self.request("POST", "langgraph/delete-for-runs", body=body, safe=True)).get("count") or 0
             )
         return {"count": count}
+
+
+def clients_for(
+    owner: str,
+    base_url: str | None,
+    api_key: str | None,
+    client: MemoryClient | None,
+    async_client: AsyncMemoryClient | None,
+    options: dict[str, Any],
+) -> tuple[MemoryClient, AsyncMemoryClient]:
+    """The sync and async clients of a saver or store (`owner` names it): those given, or new ones of base_url,
+    api_key and the client options. `transport=` (an httpx transport) serves the sync client, `async_transport=`
+    (an httpx async transport) the async one; given one without the other, the other client's calls raise
+    ValueError rather than reach the service another way (around a proxy, past a test's in-process app)."""
+    if (client is None or async_client is None) and (base_url is None or api_key is None):
+        raise ValueError("Pass base_url and api_key, or both clients.")
+    transport = options.pop("transport", None)
+    async_transport = options.pop("async_transport", None)
+    if transport is None and async_transport is not None:
+        transport = _Unserved(f"{owner} was given async_transport= only: pass transport= for its sync calls too.")
+    if async_transport is None and transport is not None:
+        async_transport = _Unserved(
+            f"{owner} was given transport= only: pass async_transport= for its async calls too."
+        )
+    return (
+        client or MemoryClient(base_url or "", api_key or "", transport=transport, **options),
+        async_client or AsyncMemoryClient(base_url or "", api_key or "", transport=async_transport, **options),
+    )
+
+
+class _Unserved(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """The transport of the client a saver or store was given no transport for, while given one for the other."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise ValueError(self.message)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise ValueError(self.message)
 
 
 @dataclass

@@ -15,7 +15,11 @@ the furthest offset the service reads from, are empty.
 
 Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
 config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
-fields' text. TTLs are in minutes, refreshed on reads unless told otherwise.
+fields' text. TTLs are in minutes, refreshed on reads unless told otherwise. Values are JSON: one that is not
+(bytes, a datetime, a set, a pydantic model) is a TypeError, as PostgresStore raises.
+
+`transport=` serves `batch` and `async_transport=` serves `abatch`, as for AgentMemorySaver: given only one,
+the other raises ValueError.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from langgraph.store.base import (
     TTLConfig,
 )
 
-from agent_memory_client.client import AsyncMemoryClient, MemoryClient
+from agent_memory_client.client import AsyncMemoryClient, MemoryClient, clients_for
 
 PATH = "langgraph/store/batch"
 MAX_OPS = 500
@@ -65,11 +69,9 @@ class AgentMemoryStore(BaseStore):
         ttl: TTLConfig | None = None,
         **client_options: Any,
     ) -> None:
-        if (client is None or async_client is None) and (base_url is None or api_key is None):
-            raise ValueError("Pass base_url and api_key, or both clients.")
-        self.client = client or MemoryClient(base_url or "", api_key or "", **client_options)
-        client_options.pop("transport", None)  # a sync transport serves only the sync client
-        self.async_client = async_client or AsyncMemoryClient(base_url or "", api_key or "", **client_options)
+        self.client, self.async_client = clients_for(
+            "AgentMemoryStore", base_url, api_key, client, async_client, client_options
+        )
         # Without an index config, puts are not embedded (as in LangGraph's stores) unless `index=` says so.
         self.index_fields: list[str] | None = list((index or {}).get("fields") or ["$"]) if index else None
         self.ttl_config = ttl
