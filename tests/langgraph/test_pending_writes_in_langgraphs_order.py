@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from agent_memory_client.checkpoint import AgentMemorySaver
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint, writes_sort_key
 
@@ -87,3 +88,22 @@ def test_pending_writes_come_back_in_writes_sort_key_order_on_a_database_in_en_u
     assert [value for _, channel, value in got.pending_writes if channel == "log"] == [["Beta"], ["alpha"], ["end"]]
     assert got.pending_writes == expected
     assert listed.pending_writes == expected
+
+
+def test_the_pending_writes_are_ordered_in_code_point_order_whatever_the_columns_collation(
+    in_process: dict[str, Any], world: World
+) -> None:
+    # Where the server has no other collation (the embedded one: no ICU, no en_US locale) the test above cannot
+    # run; this one checks, on every server, that the read names the code-point collation for both text keys.
+    saver = AgentMemorySaver(api_key=world.acme.raw_key, **in_process)
+    config: RunnableConfig = {"configurable": {"thread_id": "lg-order", "checkpoint_ns": ""}}
+    saved = saver.put(config, empty_checkpoint(), {"source": "loop", "step": 0}, {})
+    saver.put_writes(saved, [("log", ["x"])], "task-1", "~__pregel_pull, x")
+
+    with CaptureQueriesContext(connection) as queries:
+        got = saver.get_tuple(config)
+    saver.close()
+
+    assert got is not None and got.pending_writes == [("task-1", "log", ["x"])]
+    reads = [query["sql"] for query in queries.captured_queries if PendingWrite._meta.db_table in query["sql"]]
+    assert reads and all('task_path COLLATE "C", pw.task_id COLLATE "C"' in sql for sql in reads), reads
