@@ -14,10 +14,15 @@ save or read therefore rarely decodes or recomputes anything but the link it add
 A chain starts at a checkpoint without a parent: the session's first, or a full snapshot whose parent
 retention removed. The latter's checksum was computed over that parent's checksum, which the row keeps
 (`pruned_parent_checksum`), so its link is still checked against it.
+
+The session's checkpoint head names its newest checkpoint: a save adds the checkpoint and moves the head in one
+transaction, and retention never removes the newest. A head that does not (a session rolled back in SQL) is an
+IntegrityFailure too: `verify` reports it, and a read of, or a save on, the latest refuses.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +30,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import connection
 
 from checkpoints_app.cache import states
-from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
+from checkpoints_app.models import Checkpoint, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying
 from checkpoints_app.storage import Owner, chain_checksum, read_body
 from memory_admin.codec import canonical_json
@@ -109,6 +115,25 @@ _ANCHORS = {
     "sequence": "sequence = %(target)s",
     "latest": "id = (SELECT latest_id FROM checkpoints_app_checkpointhead WHERE session_id = %(session)s)",
 }
+# Every checkpoint of a session, oldest first, each with how many children it has, and the session's checkpoint
+# head on every row: one statement, so one snapshot. A save (which adds its row and moves the head in one
+# transaction) or a retention step committing while verification reads is in all of it or in none of it.
+_SESSION_SQL = f"""
+SELECT (SELECT last_sequence FROM checkpoints_app_checkpointhead WHERE session_id = %(session)s),
+    (SELECT latest_id FROM checkpoints_app_checkpointhead WHERE session_id = %(session)s),
+    (SELECT count(*) FROM checkpoints_app_checkpoint child WHERE child.parent_id = c.id), {_COLUMNS}, c.payload
+FROM checkpoints_app_checkpoint c
+LEFT JOIN checkpoints_app_checkpoint parent ON parent.id = c.parent_id
+WHERE c.session_id = %(session)s
+ORDER BY c.sequence
+"""  # noqa: S608 - constants of this module; every value is bound
+# The head of a session without checkpoints, if it has one: none when checkpoints exist by now (a first save
+# committed after the statement above found none), so only a head whose checkpoints were all deleted shows.
+_BARE_HEAD_SQL = """
+SELECT last_sequence, latest_id FROM checkpoints_app_checkpointhead
+WHERE session_id = %(session)s
+    AND NOT EXISTS (SELECT 1 FROM checkpoints_app_checkpoint WHERE session_id = %(session)s)
+"""
 
 
 class StoredLink(Protocol):
@@ -206,7 +231,8 @@ class SessionNotFound(NotFound):
 def load_path(
     session: SessionIdentity, *, checkpoint_id: object = None, sequence: int | None = None, latest: bool = False
 ) -> Path:
-    """One query: the head, and the checkpoint by id, by sequence or (latest=True, or neither) the latest."""
+    """One query: the head, and the checkpoint by id, by sequence or (latest=True, or neither) the latest.
+    IntegrityFailure when the latest is asked for and the head's latest is not its newest (`head_broken`)."""
     if checkpoint_id is not None:
         anchor, target = "id", checkpoint_id
     elif sequence is not None:
@@ -218,13 +244,16 @@ def load_path(
         raise SessionNotFound("No such session.", details={"session_id": session.session_id})
     row = rows[0]
     last_sequence, latest_id, row_versions, complete = row[:4]
-    return Path(
+    path = Path(
         last_sequence=last_sequence or 0,
         latest_id=latest_id,
         target=_link(row[4:], payload=b"") if row[4] is not None else None,
         row_versions=row_versions or "",
         complete=bool(complete),
     )
+    if anchor == "latest":
+        _check_latest(path)
+    return path
 
 
 def _links(session: SessionIdentity, checkpoint_id: object) -> list[Link]:
@@ -272,6 +301,17 @@ def max_state_bytes() -> int:
     return value
 
 
+# What a stored delta's `copy` operations may add when it is replayed. It was held to the limit of its day
+# when saved, and a lowered CHECKPOINT_MAX_STATE_BYTES must not turn it into a broken link; but a delta edited
+# in SQL could copy the whole state into itself over and over, doubling it each time, so there is a ceiling,
+# far above any state a limit would sensibly allow (the default is 4 MiB).
+REPLAY_COPY_BYTES = 256 * 1_048_576
+
+
+def replay_copy_bytes() -> int:
+    return max(REPLAY_COPY_BYTES, max_state_bytes())
+
+
 def next_state(link: StoredLink, previous: dict[str, Any] | None, owner: Owner) -> dict[str, Any]:
     """The state stored in `link`, given its parent's state (which is left unchanged)."""
     try:
@@ -284,7 +324,7 @@ def next_state(link: StoredLink, previous: dict[str, Any] | None, owner: Owner) 
         raise broken(link, "a delta has no parent state to apply to")
     try:
         # Its `test` operations were judged when it was saved: a read replays only what changes the state.
-        return apply_copying(previous, body.patch or [], max_bytes=max_state_bytes(), tests=False)
+        return apply_copying(previous, body.patch or [], max_bytes=replay_copy_bytes(), tests=False)
     except PatchError as exc:
         raise broken(link, f"its stored patch {exc}") from None
 
@@ -406,17 +446,89 @@ class Verification:
     retention_anchors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _children_counts(session: AgentSession) -> dict[Any, int]:
-    counts: dict[Any, int] = {}
-    for parent_id in Checkpoint.objects.filter(session=session, parent__isnull=False).values_list(
-        "parent_id", flat=True
-    ):
-        counts[parent_id] = counts.get(parent_id, 0) + 1
-    return counts
+@dataclass(frozen=True)
+class Stored:
+    """A session's checkpoints as one statement read them (`_SESSION_SQL`): its checkpoint head (None when it
+    has none), and its checkpoints oldest first with how many children each has, streamed."""
+
+    last_sequence: int | None
+    latest_id: Any
+    links: Iterator[tuple[Link, int]]
 
 
-def _in_sequence(session: AgentSession) -> Iterator[Checkpoint]:
-    return Checkpoint.objects.filter(session=session).order_by("sequence").iterator(chunk_size=200)
+# Rows fetched per round trip while streaming a session's checkpoints (each holds a payload).
+_CHUNK = 200
+
+
+def _streamed(sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    # A server-side cursor, as QuerySet.iterator() uses: the rows are read from the statement's one snapshot
+    # however long the reader takes, without holding them all in memory.
+    chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    with connection.chunked_cursor() if chunked else connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(_CHUNK):
+            yield from rows
+
+
+def stored_checkpoints(session: AgentSession) -> Stored:
+    """The session's checkpoint head and checkpoints, all of one snapshot (see `_SESSION_SQL`)."""
+    params = {"session": session.pk}
+    rows = _streamed(_SESSION_SQL, params)
+    first = next(rows, None)
+    if first is None:
+        bare = run(_BARE_HEAD_SQL, params)
+        return Stored(last_sequence=bare[0][0] if bare else None, latest_id=None, links=iter(()))
+    links = ((_link(row[3:-1], payload=bytes(row[-1])), row[2]) for row in itertools.chain([first], rows))
+    return Stored(last_sequence=first[0], latest_id=first[1], links=links)
+
+
+def head_broken(*, last_sequence: int, checkpoint_id: Any, reason: str) -> IntegrityFailure:
+    """The session's checkpoint head does not name its newest checkpoint. A save adds its checkpoint and moves
+    the head to it in one transaction, and retention never removes the newest, so only an edit behind the
+    service's back (a rollback in SQL) parts them. Named as the link of the newest checkpoint (`checkpoint_id`
+    None when it is missing)."""
+    return IntegrityFailure(
+        f"The session's checkpoint head failed verification: {reason}.",
+        details={
+            "checkpoint_id": str(checkpoint_id) if checkpoint_id is not None else None,
+            "sequence": last_sequence,
+            "reason": reason,
+        },
+    )
+
+
+def _check_latest(path: Path) -> None:
+    """IntegrityFailure unless the head's latest checkpoint, which the path leads to, is its newest."""
+    target = path.target
+    if target is None and path.last_sequence == 0:
+        return  # no checkpoints yet
+    if target is None:
+        reason = f"it names no latest checkpoint, though {path.last_sequence} were saved"
+        raise head_broken(last_sequence=path.last_sequence, checkpoint_id=None, reason=reason)
+    if target.sequence != path.last_sequence:
+        reason = f"its latest checkpoint is sequence {target.sequence}, not the newest ({path.last_sequence})"
+        raise head_broken(last_sequence=path.last_sequence, checkpoint_id=None, reason=reason)
+
+
+def _check_head(stored: Stored, newest: Link | None) -> None:
+    """IntegrityFailure unless the head names the newest of the checkpoints read with it (see `head_broken`)."""
+    last_sequence = stored.last_sequence
+    if last_sequence is None:
+        if newest is not None:
+            reason = "the session has checkpoints but no checkpoint head"
+            raise head_broken(last_sequence=newest.sequence, checkpoint_id=newest.pk, reason=reason)
+        return
+    if newest is not None and newest.sequence > last_sequence:
+        reason = f"checkpoint {newest.sequence} is newer than the head's last sequence ({last_sequence})"
+        raise head_broken(last_sequence=newest.sequence, checkpoint_id=newest.pk, reason=reason)
+    if last_sequence == 0:
+        return
+    if newest is None or newest.sequence != last_sequence:
+        reason = f"the newest checkpoint ({last_sequence}) is missing; retention never removes the newest"
+        raise head_broken(last_sequence=last_sequence, checkpoint_id=None, reason=reason)
+    if stored.latest_id != newest.pk:
+        reason = f"its latest checkpoint is not the newest ({last_sequence})"
+        raise head_broken(last_sequence=last_sequence, checkpoint_id=newest.pk, reason=reason)
 
 
 def _gaps(sequences: list[int], last_sequence: int) -> list[list[int]]:
@@ -432,22 +544,27 @@ def _gaps(sequences: list[int], last_sequence: int) -> list[list[int]]:
 
 def verify_session(session: AgentSession) -> Verification:
     """Recompute every link of the session's checkpoints, oldest first, and report the first that fails,
-    with what retention removed and where the kept chain starts.
+    with what retention removed and where the kept chain starts. The head must name the newest checkpoint
+    (`head_broken`): a session rolled back in SQL is not valid.
 
-    Parents always have lower sequences than their children, so one pass in sequence order rebuilds every
-    state; a state is kept only until its last child has used it, so memory stays at one state per open
-    branch.
+    Everything is read in one statement (`_SESSION_SQL`), so a save committing meanwhile is either verified
+    with the rest or not seen at all. Parents always have lower sequences than their children, so one pass in
+    sequence order rebuilds every state; a state is kept only until its last child has used it, so memory
+    stays at one state per open branch.
     """
     owner = owner_of(session)
-    waiting = _children_counts(session)
+    stored = stored_checkpoints(session)
+    waiting: dict[Any, int] = {}
     states_of: dict[Any, dict[str, Any]] = {}
     checksums: dict[Any, str] = {}
     checked = 0
     sequences: list[int] = []
     anchors: list[dict[str, Any]] = []
     verified_from: dict[str, Any] | None = None
+    newest: Link | None = None
     failure: IntegrityFailure | None = None
-    for link in _in_sequence(session):
+    for link, children in stored.links:
+        newest = link
         sequences.append(link.sequence)
         if verified_from is None:
             verified_from = {
@@ -470,10 +587,10 @@ def verify_session(session: AgentSession) -> Verification:
             if link.parent_id is not None:
                 if link.parent_id not in checksums:
                     raise broken(link, "its parent is missing or comes after it")
-                waiting[link.parent_id] -= 1
                 if link.kind == CheckpointKind.DELTA:
                     previous = states_of.get(link.parent_id)
-                if waiting[link.parent_id] == 0:
+                waiting[link.parent_id] = waiting.get(link.parent_id, 0) - 1
+                if waiting[link.parent_id] <= 0:
                     states_of.pop(link.parent_id, None)
             state = next_state(link, previous, owner)
             parent_checksum = checksums[link.parent_id] if link.parent_id is not None else anchor_of(link)
@@ -482,15 +599,21 @@ def verify_session(session: AgentSession) -> Verification:
             failure = exc
             continue
         checksums[link.pk] = link.checksum
-        if waiting.get(link.pk, 0) > 0:
+        if children > 0:
+            waiting[link.pk] = children
             states_of[link.pk] = state
         checked += 1
-    head = CheckpointHead.objects.filter(session=session).values_list("last_sequence", flat=True).first()
+    if failure is None:
+        try:
+            _check_head(stored, newest)
+        except IntegrityFailure as exc:
+            failure = exc
     return Verification(
         valid=failure is None,
         checked=checked,
         first_bad_link=failure.details if failure is not None else None,
         verified_from=verified_from,
-        removed_by_retention=_gaps(sequences, head or (sequences[-1] if sequences else 0)),
+        # Up to the newest checkpoint read: retention never removes the newest, so a gap after it is not its doing.
+        removed_by_retention=_gaps(sequences, sequences[-1] if sequences else 0),
         retention_anchors=anchors,
     )

@@ -80,6 +80,25 @@ class CopyBudget:
             raise PatchError(f"copy operations would grow the state past {self.limit} bytes")
 
 
+def _which(index: int, op: dict[str, Any]) -> str:
+    """Operation `index` as an error names it: its op and pointers (the client's own, shortened), never the
+    values it meets in the document, which are the person's data."""
+    where = f"{op['op']} {_shown(op['path'])}"
+    if op["op"] in _NEEDS_FROM:
+        where += f" from {_shown(op['from'])}"
+    return f"operation {index} ({where})"
+
+
+def _shown(pointer: str) -> str:
+    return repr(pointer if len(pointer) <= 100 else pointer[:100] + "…")
+
+
+def _why(op: dict[str, Any]) -> str:
+    if op["op"] == "move" and op["path"].startswith(op["from"] + "/"):
+        return "it moves a value into itself"
+    return "a location it names is missing, out of range or inside a value that is not a container"
+
+
 def apply_patch(
     document: dict[str, Any], ops: list[Any], *, max_bytes: int | CopyBudget, tests: bool = True
 ) -> dict[str, Any]:
@@ -90,28 +109,28 @@ def apply_patch(
     `tests=False` passes over `test` operations: a stored delta's were judged when it was saved.
     `ops` itself is left as it was: jsonpatch inserts operation values by reference, and a later operation
     editing an earlier one's value would otherwise change the patch that gets stored.
+    A PatchError names the operation that failed by its index, op and pointers: not by jsonpatch's message,
+    which quotes the whole document it failed on.
     """
     ops = json.loads(dumps(check_ops(ops)))
-    try:
-        if any(op["op"] in ("copy", "test") for op in ops):
-            result: Any = document
-            budget = max_bytes if isinstance(max_bytes, CopyBudget) else CopyBudget(max_bytes)
-            for op in ops:
-                if op["op"] == "test":
-                    if tests:
-                        _test(jsonpointer.resolve_pointer(result, op["path"]), op["value"])
-                    continue
-                if op["op"] == "copy":
-                    budget.spend(len(canonical_json(jsonpointer.resolve_pointer(result, op["from"]))))
-                result = jsonpatch.JsonPatch([op]).apply(result, in_place=True)
-        else:
-            result = jsonpatch.JsonPatch(ops).apply(document, in_place=True)
-    except PatchError:
-        raise
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-        raise PatchError(f"the patch does not apply: {exc}") from None
-    except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
-        raise PatchError(f"the patch does not apply ({type(exc).__name__})") from None
+    budget = max_bytes if isinstance(max_bytes, CopyBudget) else CopyBudget(max_bytes)
+    result: Any = document
+    for index, op in enumerate(ops):
+        try:
+            if op["op"] == "test":
+                if tests:
+                    _test(jsonpointer.resolve_pointer(result, op["path"]), op["value"])
+                continue
+            if op["op"] == "copy":
+                budget.spend(len(canonical_json(jsonpointer.resolve_pointer(result, op["from"]))))
+            # One operation at a time, so that a failure names it (and faster than a JsonPatch per op).
+            result = jsonpatch.JsonPatch.operations[op["op"]](op).apply(result)
+        except PatchError as exc:
+            raise PatchError(f"{_which(index, op)} does not apply: {exc}") from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+            raise PatchError(f"{_which(index, op)} does not apply: {_why(op)}") from None
+        except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+            raise PatchError(f"{_which(index, op)} does not apply ({type(exc).__name__})") from None
     if not isinstance(result, dict):
         raise PatchError("the patch would make the state something other than a JSON object")
     return result
@@ -239,16 +258,17 @@ def same_document(first: Any, second: Any) -> bool:
     return True
 
 
-def check_patched(result: dict[str, Any], ops: list[Any]) -> None:
+def check_patched(result: dict[str, Any], ops: list[Any], *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Hold a patched document to the request parser's rules (depth, strings): all of it when the patch moved or
     copied something or replaced the whole, else only the values the patch brings in, at the depth they land at
-    (the rest was checked when it was stored). ParseError when one is broken."""
+    (the rest was checked when it was stored). `max_depth` is the deepest the document may be, counted from its
+    root. ParseError when one is broken."""
     if any(op["op"] in ("move", "copy") or op["path"] == "" for op in ops):
-        check_json_value(result)
+        check_json_value(result, max_depth=max_depth)
         return
     for op in ops:
         if "value" in op and op["op"] != "test":
-            check_json_value(op["value"], max_depth=MAX_JSON_DEPTH - op["path"].count("/"))
+            check_json_value(op["value"], max_depth=max_depth - op["path"].count("/"))
 
 
 def _copied(value: Any) -> Any:
@@ -270,14 +290,15 @@ def apply_copying(document: dict[str, Any], ops: list[Any], *, max_bytes: int, t
     if any(op["op"] not in _SIMPLE_OPS for op in ops):
         return apply_patch(json.loads(dumps(document)), ops, max_bytes=max_bytes, tests=tests)
     result: Any = document
-    try:
-        for op in ops:
-            if tests or op["op"] != "test":
-                result = _apply_copying_one(result, op)
-    except (KeyError, IndexError, TypeError, RecursionError) as exc:
-        raise PatchError(f"the patch does not apply ({type(exc).__name__})") from None
-    except PatchError as exc:
-        raise PatchError(f"the patch does not apply: {exc}") from None
+    for index, op in enumerate(ops):
+        if not tests and op["op"] == "test":
+            continue
+        try:
+            result = _apply_copying_one(result, op)
+        except (KeyError, IndexError, TypeError, RecursionError) as exc:
+            raise PatchError(f"{_which(index, op)} does not apply ({type(exc).__name__})") from None
+        except PatchError as exc:
+            raise PatchError(f"{_which(index, op)} does not apply: {exc}") from None
     if not isinstance(result, dict):
         raise PatchError("the patch would make the state something other than a JSON object")
     return result

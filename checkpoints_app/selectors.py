@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum
 
 from checkpoints_app.chain import ROW_HASH_SQL, Rebuilt, SessionNotFound, Verification, rebuild, verify_session
-from checkpoints_app.models import Checkpoint
+from checkpoints_app.models import Checkpoint, CheckpointHead
 from checkpoints_app.patching import Summary, make_patch, summarise
 from memory_admin.errors import NotFound
 from memory_admin.metrics import RECOVERIES
@@ -135,12 +135,16 @@ def verify_checkpoints(*, session: AgentSession) -> Verification:
     return verify_session(session)
 
 
-# Every column a verification reads, per row, hashed by the database in sequence order: equal fingerprints
-# mean the very rows a verification already judged.
+# Every column a verification reads, per row, hashed by the database in sequence order after the head's (which
+# must name the newest): equal fingerprints mean the very rows a verification already judged.
 _FINGERPRINT_SQL = f"""
-SELECT sha256(string_agg({ROW_HASH_SQL} || convert_to(concat(c.id, ':', coalesce(c.parent_id::text, '-'), ':',
-    c.pruned_parent_checksum, ':', coalesce(c.pruned_parent_sequence::text, '-')), 'UTF8'), ''::bytea
-    ORDER BY c.sequence))
+SELECT sha256(
+    convert_to(coalesce((
+        SELECT concat(h.last_sequence, ':', h.latest_id) FROM {CheckpointHead._meta.db_table} h WHERE h.session_id = %s
+    ), '-'), 'UTF8')
+    || coalesce(string_agg({ROW_HASH_SQL} || convert_to(concat(c.id, ':', coalesce(c.parent_id::text, '-'), ':',
+        c.pruned_parent_checksum, ':', coalesce(c.pruned_parent_sequence::text, '-')), 'UTF8'), ''::bytea
+        ORDER BY c.sequence), ''::bytea))
 FROM {Checkpoint._meta.db_table} c
 LEFT JOIN {Checkpoint._meta.db_table} parent ON parent.id = c.parent_id
 WHERE c.session_id = %s
@@ -152,9 +156,9 @@ _VERIFIED_KEPT = 256
 def chain_status(*, session: AgentSession) -> Verification:
     """The verification of the session's chain for pages that show it on every view: recomputed whenever a
     stored row differs in any verified column from rows this process verified before (the database hashes
-    them, a few milliseconds), else that verification. A tampered row changes the hash, so it is caught."""
+    them, a few milliseconds), else that verification. A tampered row or head changes the hash, so it is caught."""
     with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT_SQL, [session.pk])
+        cursor.execute(_FINGERPRINT_SQL, [session.pk, session.pk])
         row = cursor.fetchone()
     key = (session.pk, bytes(row[0]) if row and row[0] is not None else b"")
     found = _verified.get(key)

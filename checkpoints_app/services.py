@@ -26,6 +26,7 @@ from checkpoints_app.models import Checkpoint, CheckpointHead, CheckpointKind
 from checkpoints_app.patching import PatchError, apply_copying, check_patched, check_pointers, delta
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
+from memory_admin.api.parsers import MAX_JSON_DEPTH
 from memory_admin.codec import canonical_json, dumps, is_plain, loads
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
@@ -98,17 +99,25 @@ def _as_stored(metadata: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
+# A full state arrives one level down in a request body (`{"state": ...}`), so it is at most this deep; a
+# patched state is held to the same, so whatever state a read returns can be saved back as a full state.
+STATE_MAX_DEPTH = MAX_JSON_DEPTH - 1
+
+
 def _patched(parent: Rebuilt, patch: list[Any]) -> _Candidate:
     """The parent's state with the client's patch applied (the parent's state is left as it was)."""
     limit = max_state_bytes()
     try:
         check_pointers(patch)
         result = apply_copying(parent.state, patch, max_bytes=limit)
-        check_patched(result, patch)
+        check_patched(result, patch, max_depth=STATE_MAX_DEPTH)
     except PatchError as exc:
         raise Unprocessable(f"The patch cannot be applied to the parent's state: {exc}.") from None
-    except ParseError as exc:
-        raise Unprocessable(f"The patched state is not acceptable: {exc.detail}") from None
+    except ParseError:  # (its strings came through the request parser, which holds them to the same rules)
+        raise Unprocessable(
+            f"The patched state would be nested deeper than {STATE_MAX_DEPTH} levels.",
+            details={"max_depth": STATE_MAX_DEPTH},
+        ) from None
     state_json = _checked_json(result, "The patched state")
     if len(state_json) > limit:
         raise PayloadTooLarge(

@@ -36,8 +36,7 @@ from typing import IO, Any
 
 from django.db.models import QuerySet
 
-from checkpoints_app.chain import next_state, owner_of
-from checkpoints_app.models import Checkpoint
+from checkpoints_app.chain import next_state, owner_of, stored_checkpoints
 from compliance_app import scope
 from compliance_app.models import AuditEntry, ExportRequest
 from compliance_app.selectors import erasure_under_way
@@ -258,21 +257,20 @@ class Builder:
     def _checkpoints(self) -> Iterator[dict[str, Any]]:
         for session in self.sessions:
             owner = owner_of(session)
+            # The rows and their children counts from one statement: a save committing meanwhile is in both
+            # or in neither (counted apart, a new child's parent could be missing from the counts).
             children: dict[Any, int] = {}
-            for parent_id in Checkpoint.objects.filter(session=session, parent__isnull=False).values_list(
-                "parent_id", flat=True
-            ):
-                children[parent_id] = children.get(parent_id, 0) + 1
             # Parents have lower sequences than their children: one pass rebuilds every state, and a state is
             # dropped once its last child used it.
             states: dict[Any, dict[str, Any]] = {}
-            for link in Checkpoint.objects.filter(session=session).order_by("sequence").iterator(chunk_size=200):
+            for link, count in stored_checkpoints(session).links:
                 state = next_state(link, states.get(link.parent_id), owner)
                 if link.parent_id is not None:
-                    children[link.parent_id] -= 1
-                    if children[link.parent_id] == 0:
+                    children[link.parent_id] = children.get(link.parent_id, 0) - 1
+                    if children[link.parent_id] <= 0:
                         states.pop(link.parent_id, None)
-                if children.get(link.pk):
+                if count:
+                    children[link.pk] = count
                     states[link.pk] = json.loads(json.dumps(state))  # deltas patch a copy in place
                 yield {
                     "session_id": session.session_id,

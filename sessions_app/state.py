@@ -179,8 +179,9 @@ def apply_event(
             try:
                 state["data"] = jsonpatch.apply_patch(state["data"], payload["patch"], in_place=True)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, RecursionError) as exc:
+                # Not jsonpatch's message: it quotes the whole document it failed on (the person's data).
                 raise ValidationFailed(
-                    f"The patch does not apply to the session's current state: {exc}",
+                    f"The patch does not apply to the session's current state ({type(exc).__name__}).",
                     details={"field": "payload.patch"},
                 ) from None
         else:

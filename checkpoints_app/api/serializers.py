@@ -164,7 +164,11 @@ class DiffOut(serializers.Serializer[Any]):
 
 
 class BadLinkOut(serializers.Serializer[Any]):
-    checkpoint_id = serializers.UUIDField()
+    checkpoint_id = serializers.UUIDField(
+        allow_null=True,
+        help_text="The checkpoint that failed; null when the session's checkpoint head names a newest checkpoint "
+        "that is missing.",
+    )
     sequence = serializers.IntegerField()
     reason = serializers.CharField()
 
