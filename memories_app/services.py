@@ -578,9 +578,10 @@ def update_profile(
     `preferences` and `facts` are merged key by key (null removes a key). Every added, changed or removed
     fact is written to the outbox in the same transaction, so the user's memories follow exactly once even
     if a worker or Redis is lost. `record_interaction` counts one interaction and marks the user active.
-    StaleVersion (412) when If-Match names another version; PreconditionFailed (412) when `must_exist` (If-Match:
-    *) and the user has no profile; ValidationFailed for bad facts or ids. An erasure approved meanwhile (it
-    deletes the profile) does not fail the change: the profile is created again (unless it had to exist).
+    StaleVersion (412) when If-Match names another version; PreconditionFailed (412) when the user has no profile
+    and If-Match names versions or `must_exist` (If-Match: *); ValidationFailed for bad facts or ids. An erasure
+    approved meanwhile (it deletes the profile) does not fail the change: the profile is created again (unless
+    If-Match said it had to exist).
     """
     clean_user_id(user_id)
     for key, value in (facts or {}).items():
@@ -589,9 +590,15 @@ def update_profile(
         if value is not None:
             clean_content(value, field=f"facts.{key}")
     profile = _locked_profile(tenant, user_id)
-    if must_exist and profile.version == 0:  # inserted just now, and rolled back with this error
+    # Version 0 is the placeholder inserted just now (and rolled back with these errors): no If-Match matches a
+    # profile that does not exist (RFC 9110), not even "0", which is never given out.
+    if must_exist and profile.version == 0:
         raise PreconditionFailed(
             "If-Match: * matches an existing profile, and this user has none.", details={"current_version": None}
+        )
+    if expected_versions is not None and profile.version == 0:
+        raise PreconditionFailed(
+            "If-Match names a version of the profile, and this user has none.", details={"current_version": None}
         )
     if expected_versions is not None and profile.version not in expected_versions:
         raise StaleVersion(profile)

@@ -65,6 +65,20 @@ def test_patch_with_if_match_star_of_a_profile_that_does_not_exist_returns_412_a
     assert not ProfileFactOutbox.objects.exists()
 
 
+@pytest.mark.parametrize("if_match", ['"0"', '"1"', '"0", "1"'])
+def test_patch_with_an_if_match_version_of_a_profile_that_does_not_exist_returns_412_and_creates_nothing(
+    world, if_match
+):
+    # RFC 9110: If-Match never matches a resource that does not exist. "0" (never given out: profiles start at
+    # version 1) matched the placeholder row the update locks, and created the profile.
+    response = patch(world.acme.client, {"facts": {"diet": "Alice is vegetarian."}}, HTTP_IF_MATCH=if_match)
+
+    assert response.status_code == 412
+    assert response.json()["error"]["details"]["current_version"] is None
+    assert world.acme.client.get("/api/v1/users/alice/profile").status_code == 404
+    assert not ProfileFactOutbox.objects.exists()
+
+
 def test_patch_with_if_match_star_of_an_existing_profile_updates_it(world):
     patch(world.acme.client, {"preferences": {"theme": "dark"}})
 
