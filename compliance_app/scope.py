@@ -366,10 +366,19 @@ def volatile(person: Person) -> dict[str, int]:
 def purge_redis(person: Person, session_pks: list[Any], session_ids: list[str] | None = None) -> int:
     """Delete the person's hot keys and idempotency records; returns how many keys went.
 
+    Their own records become erased markers (api.idempotency.mark_erased) for the rest of their lifetime: a
+    retry of one of their writes is a 410, where running it again would store what was just erased (a session,
+    a profile fact, a memory). A record that only showed them among others goes: its retry runs again.
+
     `session_ids` are the sessions' own ids (what request paths name), for a caller that already deleted the
     session rows; by default they are read from those rows.
     """
+    # (Imported here: the API's idempotency module imports tenants_app, which imports this module.)
+    from memory_admin.api.idempotency import mark_erased
+
     if session_ids is None:
         session_ids = list(AgentSession.all_objects.filter(pk__in=session_pks).values_list("session_id", flat=True))
-    keys = redis_hot_keys(session_pks) + find_idempotency_records(person, session_ids).to_purge()
-    return int(redis_client().delete(*keys)) if keys else 0
+    records = find_idempotency_records(person, session_ids)
+    keys = redis_hot_keys(session_pks) + records.showing_them
+    deleted = int(redis_client().delete(*keys)) if keys else 0
+    return deleted + mark_erased(records.theirs)

@@ -30,7 +30,7 @@ from compliance_app.selectors import refuse_unless_downloadable
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.services import delete_session_archives
 from memories_app.models import Memory, MemoryRevision, PromotionJob
-from memories_app.services import hide_owner, release_hidden_owner
+from memories_app.services import hide_owner, keep_erased_request_keys, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus
@@ -440,7 +440,9 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     have taken it: sessions, memories, store items, a profile and its outbox facts (`late_profile`,
     `late_profile_outbox`), and data keys created since (`late_data_keys`, destroyed last, after every row a
     late write could have sealed with them is gone). A request that lost its user id (see approve_erasure)
-    removes only the rows its approval erased, found by their ids.
+    removes only the rows its approval erased, found by their ids. The Idempotency-Keys the memories were
+    stored with are kept, as keyed hashes, for the idempotency lifetime: a retry of their create is a 410, as it
+    was while they were there (memories_app.erased_keys; the person's records in Redis, see scope.purge_redis).
     """
     person = scope.Person(tenant=request.tenant, user_id=request.user_id, identifiers=request.identifiers)
     # What approval erased, plus anything of the person's that arrived since (a late write, a new session).
@@ -481,6 +483,10 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     )
     delete("memory_revisions", MemoryRevision, "memory_id", memory_pks)
     _delete_referencing(Memory, memory_pks, handled={MemoryRevision})
+    # The rows hold the keys they were stored with, which make a retry of their create a 410: the keys are kept
+    # without them, and every process told before the rows go (see memories_app.erased_keys).
+    if keep_erased_request_keys(tenant=request.tenant, memory_ids=memory_pks):
+        keycache.invalidate_everywhere(must_reach_redis=True)
     delete("memories", Memory, "id", memory_pks)
     if person.named:
         release_hidden_owner(tenant=request.tenant, user_id=request.user_id)

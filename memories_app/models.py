@@ -71,6 +71,25 @@ class HiddenOwner(models.Model):
         return f"hidden owner {self.pk}"
 
 
+class ErasedRequestKey(models.Model):
+    """The Idempotency-Key of a memory create whose memories an erasure purged, kept (as a keyed hash, naming no
+    one) for the tenant's idempotency lifetime: a retry of that create is a 410 instead of storing the erased
+    person's memories again, as it was while the rows were there (see memories_app.erased_keys).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "digest"], name="erased_request_key_once")]
+        indexes = [models.Index(fields=["expires_at"], name="erased_request_key_expiry")]
+
+    def __str__(self) -> str:
+        return f"erased request key {self.pk}"
+
+
 class Memory(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memories")

@@ -13,16 +13,20 @@ import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from lifecycle_app.lifetimes import lifetimes_for
+from memories_app import erased_keys
 from memories_app.embeddings import EmbedderRefused, EmbedderUnavailable, get_embedder
 from memories_app.embeddings.base import vector_problem
 from memories_app.fields import vector_text
 from memories_app.models import (
+    ErasedRequestKey,
     HiddenOwner,
     JobKind,
     Memory,
@@ -196,7 +200,8 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory], idempotency_k
     The same `idempotency_key` again (api.idempotency.stored_key: the tenant's key for this endpoint) stores
     nothing and returns the memories the first request stored, as they are now (those deleted since and
     purged are left out); with other items it is a 422, and Erased (410) once their owner's erasure was
-    approved. Concurrent requests with one key store once: the second waits for the first's rows.
+    approved, also after it purged them (for the tenant's idempotency lifetime, see `keep_erased_request_keys`).
+    Concurrent requests with one key store once: the second waits for the first's rows.
     """
     if not items:
         raise _invalid("memories", "Send at least one memory.")
@@ -240,6 +245,9 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory], idempotency_k
             zip(owners, contents, metadatas, vectors, strict=True)
         )
     ]
+    # A retry whose memories an erasure purged, all of them: nothing else refuses it (see erased_keys).
+    if idempotency_key is not None and erased_keys.is_erased(tenant.pk, idempotency_key, cached=True):
+        raise _erased_with_key()
     try:
         _insert(memories, keyed=idempotency_key is not None)
     except IntegrityError as exc:
@@ -285,10 +293,15 @@ def _violated(error: IntegrityError) -> str | None:
     return getattr(diagnostics, "constraint_name", None)
 
 
+def _erased_with_key() -> Erased:
+    return Erased("The memories stored with this Idempotency-Key belonged to a person who was erased.")
+
+
 def _stored_with(tenant: Tenant, idempotency_key: str, fingerprint: str | None, *, count: int) -> list[Memory]:
     """The memories the first request with this key stored, in its order. That request asked for something
     else: 422, however long ago it was sent (the Redis record of its answer, which says the same, may have
-    expired or been lost; this is the check that outlives it)."""
+    expired or been lost; this is the check that outlives it). Some of them belonged to a person who was
+    erased: 410, before their erasure's purge (their rows are hidden) and after it (their key was kept)."""
     keys = [f"{idempotency_key}:{index}" for index in range(count)]
     stored = {
         memory.idempotency_key: memory
@@ -299,11 +312,13 @@ def _stored_with(tenant: Tenant, idempotency_key: str, fingerprint: str | None, 
             "This Idempotency-Key was already used with a different request body.",
             details={"header": "Idempotency-Key"},
         )
+    if len(stored) < count and erased_keys.is_erased(tenant.pk, idempotency_key):
+        raise _erased_with_key()
     if not stored:  # purged between the refused INSERT and this read
         raise Conflict("The memories stored with this Idempotency-Key were just removed; send it again.")
     owners = {memory.user_id for memory in stored.values()}
     if HiddenOwner.objects.filter(tenant=tenant, user_id__in=owners).exists():
-        raise Erased("The memories stored with this Idempotency-Key belonged to a person who was erased.")
+        raise _erased_with_key()
     return [stored[key] for key in keys if key in stored]
 
 
@@ -476,6 +491,39 @@ def hide_owner(*, tenant: Tenant, user_id: str) -> None:
 def release_hidden_owner(*, tenant: Tenant, user_id: str) -> int:
     """Drop the marker once the person's memories are physically gone (the purge's last step for them)."""
     deleted, _ = HiddenOwner.objects.filter(tenant=tenant, user_id=user_id).delete()
+    return deleted
+
+
+# Memories whose keys are read per query while an erasure's purge keeps them.
+_ERASED_KEYS_BATCH = 5000
+
+
+def keep_erased_request_keys(*, tenant: Tenant, memory_ids: Sequence[Any]) -> int:
+    """Keep the request keys these memories were stored with, for the tenant's idempotency lifetime, before an
+    erasure's purge deletes them: a retry of one of those requests is then a 410 instead of storing them again
+    (see memories_app.erased_keys). Returns how many requests stored them with a key.
+    """
+    expires_at = timezone.now() + timedelta(seconds=lifetimes_for(tenant.pk).idempotency_seconds)
+    keys: set[str] = set()
+    for start in range(0, len(memory_ids), _ERASED_KEYS_BATCH):
+        stored = Memory.objects.filter(
+            tenant=tenant, pk__in=memory_ids[start : start + _ERASED_KEYS_BATCH], idempotency_key__isnull=False
+        ).values_list("idempotency_key", flat=True)
+        keys.update(erased_keys.request_key(key) for key in stored if key is not None)
+    ErasedRequestKey.objects.bulk_create(
+        [
+            ErasedRequestKey(tenant=tenant, digest=erased_keys.digest(tenant.pk, key), expires_at=expires_at)
+            for key in keys
+        ],
+        ignore_conflicts=True,
+        batch_size=_ERASED_KEYS_BATCH,
+    )
+    return len(keys)
+
+
+def drop_expired_erased_request_keys() -> int:
+    """Forget the kept keys past the idempotency lifetime (no retry of theirs is expected any more)."""
+    deleted, _ = ErasedRequestKey.objects.filter(expires_at__lte=timezone.now()).delete()
     return deleted
 
 

@@ -10,7 +10,7 @@ from celery import shared_task
 
 from memories_app import background
 from memories_app.embeddings import EmbedderUnavailable
-from memories_app.services import request_distillation
+from memories_app.services import drop_expired_erased_request_keys, request_distillation
 
 # Retries back off exponentially (2, 4, 8 … seconds, at most 10 minutes apart) with jitter.
 _RETRY_FOR = (EmbedderUnavailable,)
@@ -74,9 +74,16 @@ def purge_deleted_memories() -> int:
     return background.purge_deleted()
 
 
+@shared_task(name="memories_app.tasks.drop_expired_erased_keys", ignore_result=True)
+def drop_expired_erased_keys() -> int:
+    """Beat: forget the keys of erased memories' creates once no retry of theirs is expected."""
+    return drop_expired_erased_request_keys()
+
+
 __all__: list[Any] = [
     "distill_completed_sessions",
     "drain_profile_outbox",
+    "drop_expired_erased_keys",
     "evict_decayed_memories",
     "flush_access_stats",
     "purge_deleted_memories",

@@ -429,6 +429,7 @@ CELERY_BEAT_SCHEDULE.update(
         "memories-evict-decayed": {"task": "memories_app.tasks.evict_decayed_memories", "schedule": 3600.0},
         "memories-purge-deleted": {"task": "memories_app.tasks.purge_deleted_memories", "schedule": 3600.0},
     }
+        "memories-drop-erased-keys": {"task": "memories_app.tasks.drop_expired_erased_keys", "schedule": 3600.0},
 )
 
 # --- Checkpoints (checkpoints_app) ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from compliance_app.tests.people import fill_every_layer
 from conftest import World
 from langgraph_app.models import StoreItem
 from memories_app.models import ProfileFactOutbox, UserProfile
+from memory_admin.api.idempotency import ERASED_RECORD
 from memory_admin.health import redis_client
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +68,9 @@ def test_a_session_started_after_approval_is_purged_with_the_replays_of_its_requ
 
     request = ErasureRequest.objects.get(pk=request.pk)
     assert request.status == "verified", request.verification
-    assert not list(redis_client().scan_iter(match=f"mem:idem:{world.acme.tenant.pk}:*"))
+    records = list(redis_client().scan_iter(match=f"mem:idem:{world.acme.tenant.pk}:*"))
+    # The late append's record holds nothing of them any more: it only makes a retry a 410.
+    assert [redis_client().get(key) for key in records] == [ERASED_RECORD.encode()]
 
 
 def test_a_store_item_put_during_the_purge_of_a_short_user_id_fails_the_scan_until_purged_again(

@@ -10,6 +10,10 @@ the tenant and the endpoint.
 
 Only successful responses are kept: a failed request had no effect, so running it again is safe.
 
+An erasure replaces the records of the erased person's requests with a marker that holds nothing of them, for
+the rest of the records' lifetime: a retry is then a 410 (Erased) instead of a replay of their data, or a
+second run that would store again what was just erased (compliance_app.scope.purge_redis).
+
 Redis is a cache here as everywhere: when it is unreachable, requests run without this protection, and the
 writes that matter most (event appends, checkpoint saves, memory creates, erasure and export requests) are also
 protected by unique keys in Postgres, which a retry finds after the record here expired or was lost.
@@ -32,7 +36,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from lifecycle_app.lifetimes import lifetimes_for
-from memory_admin.errors import Conflict, Unprocessable, ValidationFailed
+from memory_admin.errors import Conflict, Erased, Unprocessable, ValidationFailed
 from memory_admin.redis_wire import Batch
 from tenants_app.authentication import tenant_of
 
@@ -42,6 +46,8 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 # How long a claim protects a request still running; a request slower than this could run twice.
 IN_FLIGHT_SECONDS = 120
+# What an erasure leaves of a record of the erased person's request (see `mark_erased`).
+ERASED_RECORD = json.dumps({"state": "erased"})
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
 
@@ -123,6 +129,15 @@ def complete(claim: Claim, *, path: str, status: int, data: Any, headers: dict[s
         logger.warning("idempotency_unavailable", error=type(exc).__name__)
 
 
+def mark_erased(keys: list[str]) -> int:
+    """Replace these records, those still there, by the erased marker, each for the rest of its lifetime;
+    returns how many were replaced. Raises redis.RedisError."""
+    batch = Batch()
+    for key in keys:
+        batch.command("SET", key, ERASED_RECORD, "XX", "KEEPTTL")
+    return sum(reply is not None for reply in batch.execute())
+
+
 def release(claim: Claim) -> None:
     """Free the key of a request that failed (it had no effect: a retry may run it)."""
     try:
@@ -144,6 +159,11 @@ def _claim(tenant_id: uuid.UUID, request: Request, key: str) -> Claim | Response
     if stored is None:  # expired between SET and GET: treat as ours
         return _claim(tenant_id, request, key)
     record = json.loads(stored)
+    if record["state"] == "erased":
+        raise Erased(
+            f"This {HEADER}'s request concerned a person who was erased since; it is not run again.",
+            details={"header": HEADER},
+        )
     if record["fp"] != claim.fingerprint:
         raise Unprocessable(
             f"This {HEADER} was already used with a different request body.", details={"header": HEADER}

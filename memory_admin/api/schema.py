@@ -34,7 +34,7 @@ _ANY = {
     403: "The key may not do this.",
     404: "Nothing of the caller's tenant at this path.",
     406: "The Accept header asks for something other than JSON.",
-    410: "The session was archived; its history is in cold storage.",
+    410: "The session was archived (its history is in cold storage), or what the request concerns was erased.",
     429: "Too many requests for this API key; Retry-After says when to come back.",
     503: "A layer is unavailable (a Postgres or Redis outage); Retry-After says when to retry.",
 }
@@ -55,7 +55,8 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "required": False,
     "schema": {"type": "string", "maxLength": 255},
     "description": "Makes a retry safe: the same key with the same body returns the first response without a "
-    "second effect; with another body it is a 422; while the first is still running, a 409.",
+    "second effect; with another body it is a 422; while the first is still running, a 409; once the person "
+    "it concerned was erased, a 410.",
 }
 # Both ways of giving the API key (tenants_app.authentication).
 SECURITY_SCHEMES: dict[str, Any] = {

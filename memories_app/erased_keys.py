@@ -1,0 +1,77 @@
+"""The Idempotency-Keys of memory creates whose memories an erasure purged (ErasedRequestKey).
+
+A memory create keeps its key on the rows it stored, so that a retry finds them whatever Redis lost, and while
+the owner's erasure is approved but not yet purged that retry is a 410. The purge deletes the rows, and with
+them what refused the retry's INSERT: it keeps their keys here first, for the tenant's idempotency lifetime, so
+that the retry stays a 410 instead of storing the erased person's memories again. A key is kept as a keyed hash
+(a client may name the person in it), scoped like the key itself by tenant and endpoint. (While Redis keeps the
+request's record, the erased marker that replaced it answers the retry first, see api.idempotency; this is
+what answers once Redis lost it.)
+
+A retry whose rows are all gone cannot be told from a new request by its INSERT, and looking here before every
+keyed create would cost each one a round trip. Each process remembers instead, per tenant, whether the tenant
+has any such key, stamped with the cache epoch the request read (tenants_app.keycache): the purge replaces the
+epoch once the keys are kept and before the rows go, so no process answers from what it saw before. Tenants
+with no erasure in the idempotency lifetime, nearly all of them nearly always, never look. Without Redis there
+is no epoch, and every keyed create looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+import uuid
+
+from django.conf import settings
+from django.utils import timezone
+
+from memories_app.models import ErasedRequestKey
+from tenants_app.keycache import current_epoch
+
+# Even under one epoch the answer is read again now and then: kept keys expire, and then nothing need be looked up.
+ENTRY_SECONDS = 60.0
+MAX_ENTRIES = 10_000
+
+# tenant -> (epoch, whether it holds kept keys, when the answer is read again)
+_held: dict[uuid.UUID, tuple[bytes, bool, float]] = {}
+_lock = threading.Lock()
+
+
+def request_key(stored: str) -> str:
+    """The request's key (api.idempotency.stored_key) of a memory's `idempotency_key`, "<key>:<index>"."""
+    return stored.rpartition(":")[0]
+
+
+def digest(tenant_id: uuid.UUID, key: str) -> str:
+    return hmac.new(
+        settings.SUBJECT_HASH_KEY, f"erased-request-key\0{tenant_id}\0{key}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def is_erased(tenant_id: uuid.UUID, key: str, *, cached: bool = False) -> bool:
+    """Whether an erasure purged memories stored with this request key (api.idempotency.stored_key) lately.
+
+    `cached`, for a create about to store: no lookup while this process knows the tenant has no such key.
+    """
+    if cached and not _holds_any(tenant_id):
+        return False
+    return ErasedRequestKey.objects.filter(
+        tenant_id=tenant_id, digest=digest(tenant_id, key), expires_at__gt=timezone.now()
+    ).exists()
+
+
+def _holds_any(tenant_id: uuid.UUID) -> bool:
+    epoch = current_epoch()
+    now = time.monotonic()
+    seen = _held.get(tenant_id)
+    if epoch is not None and seen is not None and seen[0] == epoch and seen[2] > now:
+        return seen[1]
+    held = ErasedRequestKey.objects.filter(tenant_id=tenant_id, expires_at__gt=timezone.now()).exists()
+    if epoch is not None:
+        with _lock:
+            if len(_held) >= MAX_ENTRIES:
+                _held.clear()
+            _held[tenant_id] = (epoch, held, now + ENTRY_SECONDS)
+    return held
