@@ -34,5 +34,7 @@ class DatabaseUnavailableMiddleware:
             return None
         if beyond_database_limit(exception):  # a value PostgreSQL refuses: the same again would fail the same way
             return None
-        logger.warning("layer_unavailable", error=type(exception).__name__, path=request.path)
+        # The route, as the access line gives it: a page's path can name a person (/users/<tenant>/<user id>/).
+        route = getattr(getattr(request, "resolver_match", None), "route", None)
+        logger.warning("layer_unavailable", error=type(exception).__name__, route=route)
         return service_unavailable(request)

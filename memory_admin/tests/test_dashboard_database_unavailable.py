@@ -13,6 +13,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.db import connection
 from django.http import HttpResponse
 from django.test import RequestFactory
+from structlog.testing import capture_logs
 
 from conftest import World, logged_in
 from memory_admin.dashboard.views import server_error
@@ -59,3 +60,18 @@ def test_the_500_page_renders_without_the_database(world: World, unused_tcp_port
 
     assert response.status_code == 500
     assert b"<h1>Something went wrong</h1>" in response.content
+
+
+def test_the_outage_is_logged_with_the_pages_route_not_its_path_which_names_a_person(
+    world: World, unused_tcp_port: int
+) -> None:
+    page = logged_in(world.admin)
+    path = f"/users/{world.acme.tenant.pk}/alice@example.com/"
+
+    with _postgres_unreachable(unused_tcp_port), capture_logs() as logs:
+        response = page.get(path)
+
+    assert response.status_code == 503
+    [logged] = [entry for entry in logs if entry["event"] == "layer_unavailable"]
+    assert logged["route"] and "<" in logged["route"]
+    assert "alice" not in str(logs)
