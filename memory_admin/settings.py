@@ -265,8 +265,10 @@ SPECTACULAR_SETTINGS = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 12_000, minimum=1)
+# Redis lifetimes are capped at thirty days, as the retention policies cap them: longer is not a cache.
+_MAX_TTL_SECONDS = 30 * 24 * 3600
 # How long a successful write's response is kept for retries with the same Idempotency-Key.
-IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60, maximum=_MAX_TTL_SECONDS)
 
 # --- Observability --------------------------------------------------------------------------------------
 LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "console"))
@@ -290,9 +292,9 @@ USE_TZ = True
 
 # --- Sessions, hot context and events (sessions_app) -----------------------------------------------------
 # The dialogue window lives in Redis this long after the last activity (reads and writes extend it).
-CONTEXT_TTL_SECONDS = env_int("CONTEXT_TTL_SECONDS", 2 * 3600, minimum=1)
+CONTEXT_TTL_SECONDS = env_int("CONTEXT_TTL_SECONDS", 2 * 3600, minimum=1, maximum=_MAX_TTL_SECONDS)
 # A tool's intermediate state expires this long after its last write.
-TOOL_STATE_TTL_SECONDS = env_int("TOOL_STATE_TTL_SECONDS", 30 * 60, minimum=1)
+TOOL_STATE_TTL_SECONDS = env_int("TOOL_STATE_TTL_SECONDS", 30 * 60, minimum=1, maximum=_MAX_TTL_SECONDS)
 # These two and IDEMPOTENCY_TTL_SECONDS are defaults: retention policies (global, per tenant) override them,
 # and each process rereads the policies this often (lifecycle_app.lifetimes).
 LIFETIMES_CACHE_SECONDS = env_float("LIFETIMES_CACHE_SECONDS", 5.0, minimum=0.0, maximum=3600)
@@ -428,8 +430,8 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "memories-evict-decayed": {"task": "memories_app.tasks.evict_decayed_memories", "schedule": 3600.0},
         "memories-purge-deleted": {"task": "memories_app.tasks.purge_deleted_memories", "schedule": 3600.0},
-    }
         "memories-drop-erased-keys": {"task": "memories_app.tasks.drop_expired_erased_keys", "schedule": 3600.0},
+    }
 )
 
 # --- Checkpoints (checkpoints_app) ----------------------------------------------------------------------

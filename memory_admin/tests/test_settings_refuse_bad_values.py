@@ -153,6 +153,10 @@ def test_a_working_embedder_and_archive_storage_start() -> None:
         ("MEMORY_PURGE_AFTER_HOURS", "100000000", "MEMORY_PURGE_AFTER_HOURS=100000000 is above the maximum 876000"),
         ("OUTBOX_KEEP_PROCESSED_DAYS", "1000000", "OUTBOX_KEEP_PROCESSED_DAYS=1000000 is above the maximum 36500"),
         ("LIFECYCLE_JOB_RUNS_KEEP_DAYS", "1000000", "LIFECYCLE_JOB_RUNS_KEEP_DAYS=1000000 is above the maximum 36500"),
+        # Redis refused such a lifetime: every keyed retry was a 409, every context read fell back to Postgres.
+        ("IDEMPOTENCY_TTL_SECONDS", "2592001", "IDEMPOTENCY_TTL_SECONDS=2592001 is above the maximum 2592000"),
+        ("CONTEXT_TTL_SECONDS", "100000000000000000", "is above the maximum 2592000"),
+        ("TOOL_STATE_TTL_SECONDS", "2592001", "TOOL_STATE_TTL_SECONDS=2592001 is above the maximum 2592000"),
     ],
 )
 def test_a_retention_default_beyond_what_a_policy_may_hold_stops_the_start_up(
