@@ -21,7 +21,7 @@ RUN DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:63
     SECRET_KEY=build-only-placeholder-secret-not-used-at-runtime-000 \
     python manage.py collectstatic --noinput -v 0 \
  && useradd --system --uid 10001 --home-dir /app memory \
- && mkdir -p /app/var/archive \
+ && mkdir -p /app/var/archive /app/var/beat \
  && chown -R memory /app/staticfiles /app/var
 
 USER memory

@@ -47,3 +47,17 @@ def test_every_app_container_gets_the_encryption_master_key_and_the_image_never_
         assert "ENCRYPTION_MASTER_KEY" in environment and "ENCRYPTION_MASTER_KEY_FILE" in environment, role
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored
+
+
+def test_beats_schedule_is_kept_on_a_volume_the_image_lets_it_write() -> None:
+    # In the container's /tmp, every redeploy started the schedule afresh: the daily and six-hourly lifecycle
+    # jobs were put off again each time, and never ran at all on a service deployed more often than that.
+    compose = _compose()
+    beat = compose["services"]["beat"]
+    command = beat["command"]
+    assert isinstance(command, list)
+    schedule = Path(command[command.index("-s") + 1])
+
+    assert f"beat:{schedule.parent}" in beat["volumes"]  # type: ignore[operator]
+    assert "beat" in compose["volumes"]
+    assert f"mkdir -p /app/var/archive {schedule.parent}" in (ROOT / "Dockerfile").read_text()
