@@ -119,6 +119,15 @@ class DatabaseUrl:
     options: dict[str, str]
 
 
+def _split(name: str, value: str) -> SplitResult:
+    """urlsplit, with its refusal (an unclosed `[` of an IPv6 host) worded for the variable; the message does not
+    quote the URL, which may hold a password."""
+    try:
+        return urlsplit(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid URL ({exc})") from None
+
+
 def _port(name: str, parts: SplitResult, *, default: int) -> int:
     """The URL's port (`default` when it names none); ImproperlyConfigured for one outside 1-65535."""
     try:
@@ -136,7 +145,7 @@ def parse_database_url(name: str, value: str) -> DatabaseUrl:
     As libpq does, `host`, `port`, `user`, `password` and `dbname` may come in the query instead
     (`postgres:///memory?host=/var/run/postgresql`, a Unix socket's directory); there they win.
     """
-    parts = urlsplit(value)
+    parts = _split(name, value)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise ImproperlyConfigured(f"{name} must be a postgres:// URL, got scheme {parts.scheme!r}")
     options = dict(parse_qsl(parts.query))
@@ -158,7 +167,7 @@ def parse_database_url(name: str, value: str) -> DatabaseUrl:
 
 def check_redis_url(name: str, value: str) -> str:
     """Check what would otherwise fail only at the first connection: the scheme, the host, the port, the db."""
-    parts = urlsplit(value)
+    parts = _split(name, value)
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}")
     if parts.scheme == "unix":
