@@ -93,9 +93,9 @@ def test_a_database_url_with_port_0_is_refused_instead_of_becoming_5432() -> Non
 
 
 def test_a_url_with_an_unclosed_ipv6_bracket_is_refused_naming_the_variable_and_not_the_password() -> None:
-    with pytest.raises(ImproperlyConfigured, match="^DATABASE_URL is not a valid URL") as database:
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_URL is not a valid URL") as database:
         parse_database_url("DATABASE_URL", "postgres://memory:s3cret@[::1/memory")
-    with pytest.raises(ImproperlyConfigured, match="^REDIS_URL is not a valid URL") as cache:
+    with pytest.raises(ImproperlyConfigured, match=r"^REDIS_URL is not a valid URL") as cache:
         check_redis_url("REDIS_URL", "redis://:s3cret@[::1:6379/0")
     assert "s3cret" not in str(database.value) + str(cache.value)
 
