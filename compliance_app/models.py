@@ -89,8 +89,10 @@ class ErasureRequest(models.Model):
     # The ids (not personal data) of the rows erased at approval, so purge and verification can find what
     # remains of them after the person's identifiers are gone: {"sessions": [...], "memories": [...]}.
     refs = models.JSONField(default=dict, blank=True)
-    # The purge job's lease, so that one worker at a time runs it and a crashed one is taken over.
+    # The purge job's lease, so that one worker at a time runs it and a crashed one is taken over. The run
+    # renews it as it makes progress, and names its claim by the token: a run taken over records nothing.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
     # The Idempotency-Key it was filed with (api.idempotency.stored_key): a retry after Redis lost its record of
     # the answer gets this request again instead of filing a second one. NULL when none was sent.
     idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
@@ -148,8 +150,10 @@ class ExportRequest(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     downloads = models.PositiveIntegerField(default=0)
-    # The build job's lease, so that one worker at a time builds it and a crashed one is taken over.
+    # The build job's lease, so that one worker at a time builds it and a crashed one is taken over; renewed
+    # and checked by its token as for ErasureRequest.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     # As ErasureRequest.idempotency_key: a retry after Redis lost its record does not file a second export.
     idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001

@@ -5,6 +5,7 @@ Every step appends to the audit log, naming the person only by their keyed hash.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -39,6 +40,12 @@ from tenants_app.models import Tenant
 
 PURGE_LEASE = timedelta(minutes=10)
 MAX_IDENTIFIERS = 20
+
+
+class ClaimLost(Exception):
+    """The job's run no longer holds its claim: its lease lapsed (a batch blocked for longer than the lease) and
+    another run took the job over, or the job was closed meanwhile. The run stops and records nothing; the
+    task that started it ends quietly."""
 
 
 def audit(
@@ -338,12 +345,16 @@ def purge_again(*, request_id: Any, requested_by: str) -> ErasureRequest:
 
 
 def claim_purge(*, request_id: Any, worker: str) -> ErasureRequest | None:
-    """Take the purge of an erased request for PURGE_LEASE; None when another worker holds it or it is done."""
+    """Take the purge of an erased request for PURGE_LEASE; None when another worker holds it or it is done.
+
+    The request returned names the claim (`claim_token`), which the run passes to every record_* call: its
+    progress renews the lease, and once another run took the job over they raise ClaimLost.
+    """
     now = timezone.now()
     claimed = (
         ErasureRequest.objects.filter(pk=request_id, status__in=[ErasureStatus.ERASED, ErasureStatus.PURGING])
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(status=ErasureStatus.PURGING, claimed_until=now + PURGE_LEASE)
+        .update(status=ErasureStatus.PURGING, claimed_until=now + PURGE_LEASE, claim_token=uuid.uuid4())
     )
     if not claimed:
         return None
@@ -543,13 +554,22 @@ def purge(*, request: ErasureRequest, progress: Callable[[dict[str, int], str], 
     return removed
 
 
+def _refuse_unless_held(job: ErasureRequest | ExportRequest, claim: uuid.UUID) -> None:
+    if job.claim_token != claim:
+        raise ClaimLost(f"{job} is no longer this run's: another run took it over after its lease lapsed.")
+
+
 @transaction.atomic
-def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> ErasureRequest:
+def record_purge(*, request_id: Any, removed: dict[str, int], worker: str, claim: uuid.UUID) -> ErasureRequest:
     """Close a finished purge run; `removed` (this run's counts) goes to the audit log. The run's deletes added
-    their counts to `purged` as they committed (see `purge`): here every layer is named, those with none too."""
+    their counts to `purged` as they committed (see `purge`): here every layer is named, those with none too.
+    ClaimLost when another run took the purge over: that run records it. The lease is renewed for the
+    verification that follows."""
     request = _locked(request_id)
+    _refuse_unless_held(request, claim)
     totals = {**dict.fromkeys(removed, 0), **request.purged}
-    request.purged, request.purged_at, request.claimed_until = totals, timezone.now(), None
+    now = timezone.now()
+    request.purged, request.purged_at, request.claimed_until = totals, now, now + PURGE_LEASE
     request.progress = {"layer": None, "removed": totals}
     request.save(update_fields=["purged", "purged_at", "claimed_until", "progress"])
     audit(
@@ -565,19 +585,22 @@ def record_purge(*, request_id: Any, removed: dict[str, int], worker: str) -> Er
 
 
 @transaction.atomic
-def record_verification(*, request_id: Any, findings: dict[str, int], worker: str) -> ErasureRequest:
+def record_verification(*, request_id: Any, findings: dict[str, int], worker: str, claim: uuid.UUID) -> ErasureRequest:
     """Store the scan's result; a clean scan closes the request and drops the person's identifiers from it.
 
     With them go the free texts that may name the person (the filer's note, a rejection reason): the closed
     request keeps the keyed hash, the counts, the timestamps and the audit trail, nothing typed about them.
-    A scan that found something keeps it all, for the next run.
+    A scan that found something keeps it all, for the next run. ClaimLost when another run took the purge
+    over (its scan, of what this one may have cleared already, is the one that counts).
     """
     request = _locked(request_id)
+    _refuse_unless_held(request, claim)
     clean = not any(findings.values())
     request.verification = {"clean": clean, "findings": findings, "scanned_at": timezone.now().isoformat()}
     request.status = ErasureStatus.VERIFIED if clean else ErasureStatus.FAILED
     request.verified_at = timezone.now() if clean else None
-    update = ["verification", "status", "verified_at"]
+    request.claimed_until, request.claim_token = None, None
+    update = ["verification", "status", "verified_at", "claimed_until", "claim_token"]
     if clean:
         # The proof must not keep what it proves gone: only the keyed hash stays.
         request.user_id, request.identifiers, request.refs = "", [], {}
@@ -596,10 +619,18 @@ def record_verification(*, request_id: Any, findings: dict[str, int], worker: st
     return request
 
 
-def record_purge_progress(*, request_id: Any, removed: dict[str, int], layer: str) -> None:
-    """The running purge's counts so far, on the row and to the live page (outside any long transaction)."""
+def record_purge_progress(*, request_id: Any, removed: dict[str, int], layer: str, claim: uuid.UUID) -> None:
+    """The running purge's counts so far, on the row and to the live page (outside any long transaction).
+
+    The same statement renews the run's lease: a purge that makes progress keeps it however long it runs.
+    ClaimLost when another run took the purge over (this one blocked longer than PURGE_LEASE in one batch).
+    """
     progress = {"layer": layer, "removed": removed}
-    ErasureRequest.objects.filter(pk=request_id).update(progress=progress)
+    renewed = ErasureRequest.objects.filter(pk=request_id, claim_token=claim).update(
+        progress=progress, claimed_until=timezone.now() + PURGE_LEASE
+    )
+    if not renewed:
+        raise ClaimLost(f"erasure {request_id} is no longer this run's: another run took it over.")
     request = ErasureRequest.objects.only("pk", "tenant_id", "status").get(pk=request_id)
     _publish(request, progress=progress)
 
@@ -672,12 +703,21 @@ def _queue_export(export_pk: str) -> None:
 
 
 def claim_export(*, export_id: Any, worker: str) -> ExportRequest | None:
-    """Take the build of an export for EXPORT_LEASE; None when another worker holds it or it is finished."""
+    """Take the build of an export for EXPORT_LEASE; None when another worker holds it or it is finished.
+
+    As for `claim_purge`, the export returned names the claim (`claim_token`) its build passes on.
+    """
     now = timezone.now()
     claimed = (
         ExportRequest.objects.filter(pk=export_id, status__in=[ExportStatus.PENDING, ExportStatus.RUNNING])
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(status=ExportStatus.RUNNING, claimed_until=now + EXPORT_LEASE, started_at=now, progress={})
+        .update(
+            status=ExportStatus.RUNNING,
+            claimed_until=now + EXPORT_LEASE,
+            claim_token=uuid.uuid4(),
+            started_at=now,
+            progress={},
+        )
     )
     if not claimed:
         return None
@@ -687,24 +727,34 @@ def claim_export(*, export_id: Any, worker: str) -> ExportRequest | None:
     return export
 
 
-def record_export_progress(*, export_id: Any, layer: str, rows: int) -> None:
-    export = ExportRequest.objects.get(pk=export_id)
+def record_export_progress(*, export_id: Any, layer: str, rows: int, claim: uuid.UUID) -> None:
+    """A layer of the archive is written: its row count, on the row and to the live page. The same statement
+    renews the build's lease. ClaimLost when another build took the export over, or it was withdrawn."""
+    export = ExportRequest.objects.defer("archive").get(pk=export_id)
     export.progress = {**export.progress, "layers": {**export.progress.get("layers", {}), layer: rows}, "layer": layer}
-    ExportRequest.objects.filter(pk=export_id, status=ExportStatus.RUNNING).update(progress=export.progress)
+    renewed = ExportRequest.objects.filter(pk=export_id, status=ExportStatus.RUNNING, claim_token=claim).update(
+        progress=export.progress, claimed_until=timezone.now() + EXPORT_LEASE
+    )
+    if not renewed:
+        raise ClaimLost(f"{export} is no longer this build's: another build took it over, or it was withdrawn.")
     _publish_export(export)
 
 
 @transaction.atomic
-def finish_export(*, export_id: Any, archive: bytes, manifest: dict[str, Any], worker: str) -> ExportRequest | None:
+def finish_export(
+    *, export_id: Any, archive: bytes, manifest: dict[str, Any], worker: str, claim: uuid.UUID
+) -> ExportRequest | None:
     """Store the built archive; it expires EXPORT_EXPIRES_HOURS later. None when the export was withdrawn
-    meanwhile (the person was erased while it ran): the archive is dropped."""
+    meanwhile (the person was erased while it ran): the archive is dropped. ClaimLost when another build took
+    the export over: that build stores its own."""
     import hashlib
 
     now = timezone.now()
     export = ExportRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=export_id).first()
     if export is None or export.status != ExportStatus.RUNNING:
         return None
-    export.status, export.finished_at, export.claimed_until = ExportStatus.READY, now, None
+    _refuse_unless_held(export, claim)
+    export.status, export.finished_at, export.claimed_until, export.claim_token = ExportStatus.READY, now, None, None
     export.archive, export.archive_bytes = archive, len(archive)
     export.archive_sha256 = hashlib.sha256(archive).hexdigest()
     export.manifest = {key: value for key, value in manifest.items() if key != "user_id"}
@@ -729,17 +779,20 @@ def finish_export(*, export_id: Any, archive: bytes, manifest: dict[str, Any], w
 
 
 @transaction.atomic
-def fail_export(*, export_id: Any, reason: str, worker: str) -> None:
+def fail_export(*, export_id: Any, reason: str, worker: str, claim: uuid.UUID) -> None:
+    """Fail the export with `reason`. ClaimLost when another build took it over: that build decides."""
     export = ExportRequest.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=export_id).first()
     if export is None or export.status != ExportStatus.RUNNING:
         return
-    export.status, export.error, export.finished_at, export.claimed_until = (
+    _refuse_unless_held(export, claim)
+    export.status, export.error, export.finished_at, export.claimed_until, export.claim_token = (
         ExportStatus.FAILED,
         reason[:2000],
         timezone.now(),
         None,
+        None,
     )
-    export.save(update_fields=["status", "error", "finished_at", "claimed_until"])
+    export.save(update_fields=["status", "error", "finished_at", "claimed_until", "claim_token"])
     audit(
         actor=worker,
         action="export_failed",

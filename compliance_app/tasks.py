@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import structlog
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -20,6 +22,8 @@ PROGRESS_EVERY_SECONDS = 0.5
 # Builds of one export over all its queue messages, retries and sweeps: past this many, what fails is taken to
 # be the export's data, not the worker, and the export is failed rather than started again for ever.
 MAX_EXPORT_ATTEMPTS = 10
+
+logger = structlog.get_logger(__name__)
 
 
 def _worker() -> str:
@@ -35,26 +39,35 @@ def _worker() -> str:
 )
 def purge_erasure(request_pk: str) -> None:
     """Purge an erased person physically, then verify. A crash mid-way leaves the lease to expire; the next
-    run (a retry, or the beat sweep) deletes what is left and verifies."""
+    run (a retry, or the beat sweep) deletes what is left and verifies. The run's progress renews the lease; a
+    run that was taken over all the same (blocked in one batch for longer than the lease) stops at its next
+    progress or record and leaves the purge and its verification to the run that took over."""
     request = services.claim_purge(request_id=request_pk, worker=_worker())
     if request is None:
         return
-    removed = services.purge(request=request, progress=_throttled(request_pk))
-    services.record_purge(request_id=request_pk, removed=removed, worker=_worker())
-    request.refresh_from_db()
-    verification.scrub_other_requests(request)
-    services.record_verification(request_id=request_pk, findings=verification.scan(request), worker=_worker())
+    claim = request.claim_token
+    assert claim is not None  # set by the claim
+    try:
+        removed = services.purge(request=request, progress=_throttled(request_pk, claim))
+        services.record_purge(request_id=request_pk, removed=removed, worker=_worker(), claim=claim)
+        request.refresh_from_db()
+        verification.scrub_other_requests(request)
+        findings = verification.scan(request)
+        services.record_verification(request_id=request_pk, findings=findings, worker=_worker(), claim=claim)
+    except services.ClaimLost:
+        logger.warning("erasure_purge_claim_lost", erasure=request_pk)
 
 
-def _throttled(request_pk: str) -> Callable[[dict[str, int], str], None]:
-    """Report purge progress to the row and the live page at most every PROGRESS_EVERY_SECONDS."""
+def _throttled(request_pk: str, claim: uuid.UUID) -> Callable[[dict[str, int], str], None]:
+    """Report purge progress (renewing the lease) to the row and the live page at most every
+    PROGRESS_EVERY_SECONDS."""
     last = [0.0]
 
     def report(removed: dict[str, int], layer: str) -> None:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_SECONDS:
             last[0] = now
-            services.record_purge_progress(request_id=request_pk, removed=removed, layer=layer)
+            services.record_purge_progress(request_id=request_pk, removed=removed, layer=layer, claim=claim)
 
     return report
 
@@ -81,31 +94,50 @@ def resume_purges() -> int:
 )
 def build_export(export_pk: str) -> None:
     """Build a person's export archive. Idempotent: a finished export is left alone, a running one belongs to
-    its worker until the lease expires; then the beat sweep re-queues it and the archive is built again."""
+    its worker until the lease expires; then the beat sweep re-queues it and the archive is built again. Each
+    layer written renews the lease; a build that was taken over all the same stops at its next layer or at
+    its end and stores nothing."""
     export = services.claim_export(export_id=export_pk, worker=_worker())
     if export is None:
         return
+    try:
+        _build(export)
+    except services.ClaimLost:
+        logger.warning("export_build_claim_lost", export=export_pk)
+
+
+def _build(export: ExportRequest) -> None:
+    export_pk, claim = str(export.pk), export.claim_token
+    assert claim is not None  # set by the claim
     # Each claim is audited once: the audit log counts the attempts, those of killed workers included.
     attempts = AuditEntry.objects.filter(export=export, action="export_started").count()
     if attempts > MAX_EXPORT_ATTEMPTS:
         reason = f"The export could not be built in {MAX_EXPORT_ATTEMPTS} attempts; file a new request."
-        services.fail_export(export_id=export_pk, reason=reason, worker=_worker())
+        services.fail_export(export_id=export_pk, reason=reason, worker=_worker(), claim=claim)
         return
     try:
         archive, manifest = build_archive(
             export,
             generated_at=timezone.now(),
             max_bytes=settings.EXPORT_MAX_BYTES,
-            on_layer=lambda layer, rows: services.record_export_progress(export_id=export_pk, layer=layer, rows=rows),
+            on_layer=lambda layer, rows: services.record_export_progress(
+                export_id=export_pk, layer=layer, rows=rows, claim=claim
+            ),
         )
     except (ExportTooLarge, Erased, IntegrityFailure, NotFound) as exc:
         # Not worth a retry: the same data gives the same answer (NotFound: an archive object is lost).
-        services.fail_export(export_id=export_pk, reason=str(getattr(exc, "message", exc)), worker=_worker())
+        reason = str(getattr(exc, "message", exc))
+        services.fail_export(export_id=export_pk, reason=reason, worker=_worker(), claim=claim)
         return
-    except Exception:
-        ExportRequest.objects.filter(pk=export_pk, status=ExportStatus.RUNNING).update(claimed_until=None)
+    except services.ClaimLost:
         raise
-    services.finish_export(export_id=export_pk, archive=archive, manifest=manifest, worker=_worker())
+    except Exception:
+        # Released for the retry, unless another build holds it by now.
+        ExportRequest.objects.filter(pk=export_pk, status=ExportStatus.RUNNING, claim_token=claim).update(
+            claimed_until=None
+        )
+        raise
+    services.finish_export(export_id=export_pk, archive=archive, manifest=manifest, worker=_worker(), claim=claim)
 
 
 @shared_task(name="compliance_app.sweep_exports", ignore_result=True)

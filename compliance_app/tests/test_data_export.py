@@ -245,7 +245,7 @@ def test_an_archive_being_built_when_the_persons_erasure_is_approved_holds_none_
         fill_every_layer(world, ALICE, "ALICE-MARK")
     filed = world.acme.client.post("/api/v1/export-requests", {"user_id": ALICE}, format="json").json()
     export = services.claim_export(export_id=filed["id"], worker="worker:test")
-    assert export is not None
+    assert export is not None and export.claim_token is not None
     erasure = services.file_erasure(
         tenant=world.acme.tenant, user_id=ALICE, legal_basis="gdpr_art_17", filed_by="staff:cora"
     )
@@ -259,7 +259,12 @@ def test_an_archive_being_built_when_the_persons_erasure_is_approved_holds_none_
     files = _unzip(archive)
     assert json.loads(files["memories.json"]) == [] and json.loads(files["memory_history.json"]) == []
     # What the worker does next: the export was withdrawn by the approval, so the archive is dropped.
-    assert services.finish_export(export_id=export.pk, archive=archive, manifest={}, worker="worker:test") is None
+    assert (
+        services.finish_export(
+            export_id=export.pk, archive=archive, manifest={}, worker="worker:test", claim=export.claim_token
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("body", [{}, {"user_id": ""}, {"user_id": "a", "legal_basis": "because"}])
