@@ -11,8 +11,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -59,7 +61,11 @@ class HttpMetricsMiddleware(PrometheusAfterMiddleware):
 # queries (grouped counts over indexed columns, catalog estimates), cached briefly per process.
 
 STORED_DATA_CACHE_SECONDS = 15.0
-# Tables whose size and row estimate are exported (pg_class, no scan).
+# Every query of a scrape gives up after these (ScrapedGauges.collect): a table held by a migration's ALTER
+# TABLE, a VACUUM FULL or a REINDEX must not keep the scraping web thread until it is released.
+SCRAPE_LOCK_TIMEOUT = "1s"
+SCRAPE_STATEMENT_TIMEOUT = "3s"
+# Tables whose size and row estimate are exported (pg_class, no scan, no lock on the tables).
 _TABLES = {
     "events": "sessions_app_event",
     "snapshots": "sessions_app_eventsnapshot",
@@ -81,7 +87,12 @@ def _family_specs() -> list[tuple[str, str, list[str]]]:
             ["layer", "scope"],
         ),
         ("memory_table_rows_estimate", "Rows per table (planner estimate)", ["table"]),
-        ("memory_table_bytes", "Bytes per table in Postgres, indexes and TOAST included", ["table"]),
+        (
+            "memory_table_bytes",
+            "Bytes per table in Postgres, indexes and TOAST included (catalog estimate, as of the last VACUUM or "
+            "ANALYZE)",
+            ["table"],
+        ),
         ("memory_lifecycle_job_runs", "Lifecycle job runs started in the last 24 hours", ["job", "status"]),
         ("memory_lifecycle_job_last_duration_seconds", "Duration of the last finished run of each job", ["job"]),
         ("memory_lifecycle_job_last_success_timestamp_seconds", "When each job last succeeded (not dry runs)", ["job"]),
@@ -112,9 +123,15 @@ def _scrape() -> list[tuple[str, tuple[str, ...], float]]:
         counts = dict(cursor.fetchall())
         for scope in ("session", "user", "global"):
             rows.append(("memory_entries", ("pgvector", scope), float(counts.get(scope, 0))))
+        # Sizes from the catalog's page counts (the table, its TOAST table and their indexes), which VACUUM and
+        # ANALYZE keep up to date: pg_total_relation_size() locks each relation, so it waited behind any
+        # ACCESS EXCLUSIVE lock (a migration, a VACUUM FULL) with the scraping web thread.
         cursor.execute(
-            "SELECT relname, greatest(reltuples, 0)::bigint, pg_total_relation_size(oid) FROM pg_class "
-            "WHERE relname = ANY(%s) AND relkind = 'r'",
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint, "
+            "(SELECT coalesce(sum(part.relpages), 0) FROM pg_class part WHERE part.oid IN (c.oid, c.reltoastrelid) "
+            "OR part.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid))) "
+            "* current_setting('block_size')::bigint "
+            "FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
             [list(_TABLES.values())],
         )
         by_table = {name: (estimate, size) for name, estimate, size in cursor.fetchall()}
@@ -219,36 +236,73 @@ Spec = tuple[str, str, list[str]]  # (metric name, documentation, label names)
 Row = tuple[str, tuple[str, ...], float]  # (metric name, label values, value)
 
 
+@contextmanager
+def bounded_queries() -> Iterator[None]:
+    """A transaction whose queries wait SCRAPE_LOCK_TIMEOUT at most for a lock and run SCRAPE_STATEMENT_TIMEOUT
+    at most (a query past either raises, and the transaction is rolled back)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+            before = cursor.fetchone()
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                [SCRAPE_LOCK_TIMEOUT, SCRAPE_STATEMENT_TIMEOUT],
+            )
+        yield
+        # Inside a caller's transaction (a test's) the local settings would outlast this block: put them back.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)", before
+            )
+
+
 class ScrapedGauges:
     """A Prometheus collector of gauges read from the database when scraped, cached `cache_seconds` per
-    process: `specs()` names the families, `scrape()` returns their rows. A failed scrape exports empty
-    families (the gap shows in Grafana) instead of failing the whole /metrics answer."""
+    process: `specs()` names the families, `scrape()` returns their rows. Its queries are bounded
+    (`bounded_queries`), and one scrape per process reads at a time: scrapes meanwhile are answered from the
+    previous figures, so a table lock holds one web thread for a moment, not every thread until it is released.
+    A failed scrape exports empty families (the gap shows in Grafana) instead of failing the whole /metrics
+    answer."""
 
     def __init__(
         self, name: str, specs: Callable[[], list[Spec]], scrape: Callable[[], list[Row]], cache_seconds: float
     ):
         self.name, self.specs, self.scrape, self.cache_seconds = name, specs, scrape, cache_seconds
         self._cached: tuple[float, list[Row]] | None = None
+        self._reading = threading.Lock()
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         for metric, documentation, labels in self.specs():
             yield GaugeMetricFamily(metric, documentation, labels=labels)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > self.cache_seconds:
-            try:
-                self._cached = (now, self.scrape())
-            except Exception as exc:  # a scrape must not fail because one query did
-                structlog.get_logger("memory.metrics").warning(f"{self.name}_metrics_failed", error=type(exc).__name__)
-                self._cached = (now, [])
-        values = self._cached[1]
+        values = self._values()
         for metric, documentation, labels in self.specs():
             family = GaugeMetricFamily(metric, documentation, labels=labels)
             for name, label_values, value in values:
                 if name == metric:
                     family.add_metric(list(label_values), value)
             yield family
+
+    def _values(self) -> list[Row]:
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] <= self.cache_seconds:
+            return cached[1]
+        if not self._reading.acquire(blocking=False):  # another thread is reading: its previous figures
+            return cached[1] if cached is not None else []
+        try:
+            try:
+                with bounded_queries():
+                    values = self.scrape()
+            except Exception as exc:  # a scrape must not fail because one query did
+                structlog.get_logger("memory.metrics").warning(f"{self.name}_metrics_failed", error=type(exc).__name__)
+                values = []
+            self._cached = (time.monotonic(), values)
+            return values
+        finally:
+            self._reading.release()
 
 
 # Collectors that read the database when scraped (their figures are not per process): registered with the
