@@ -351,9 +351,13 @@ def scrape_allowed(authorization: str, remote_addr: str) -> bool:
     if expected and authorization.startswith("Bearer ") and hmac.compare_digest(_bearer_bytes(authorization), expected):
         return True
     try:
-        return ipaddress.ip_address(remote_addr).is_loopback
+        address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
+    # A dual-stack listener (HOST=::) hands an IPv4 caller over as ::ffff:a.b.c.d, never loopback by itself.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def exposition() -> bytes:

@@ -360,7 +360,9 @@ def _uvicorn_argv(host: str, port: int) -> list[str]:
         str(BIN / "uvicorn"),
         "memory_admin.asgi:application",
         "--host",
-        host,
+        # asyncio makes a socket bound to :: IPv6-only (granian's accepts IPv4 too), and the page is told
+        # ws://127.0.0.1: an empty host has it listen on 0.0.0.0 and :: both.
+        "" if host == "::" else host,
         "--port",
         str(port),
         "--no-access-log",

@@ -289,3 +289,24 @@ def test_runner_env_prints_lines_a_shell_reads_back_whatever_the_urls_hold(
     )
 
     assert read_back.stdout.splitlines() == [database_url, "redis://cache.example:6379/0"], read_back.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_every_ipv6_interface_local_ipv4_callers_are_scraped_and_reach_the_websocket_server() -> None:
+    # HOST=:: listens dual-stack: a scrape from 127.0.0.1 came as ::ffff:127.0.0.1, not loopback, and was a 403;
+    # uvicorn's socket on :: was IPv6-only, so the ws://127.0.0.1 the page was told was refused.
+    import httpx
+
+    from memory_admin.embedded import free_port
+    from tests.servers import ServerProcess, running
+
+    port = free_port()
+    ws_port = next(candidate for candidate in iter(free_port, None) if candidate != port)
+    web = ServerProcess(runner.web_argv("::", port, workers=1, threads=1), port)
+    websockets = ServerProcess(runner._uvicorn_argv("::", ws_port), ws_port)  # started once 127.0.0.1 answers
+    with running(web), running(websockets):
+        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        ipv6 = httpx.get(f"http://[::1]:{ws_port}/healthz")
+
+    assert scrape.status_code == 200, scrape.text
+    assert ipv6.status_code == 200
