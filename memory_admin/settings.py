@@ -259,6 +259,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "memory_admin.api.schema.document_errors",
+        "memory_admin.api.schema.document_headers",
     ],
 }
 # Largest request body the API accepts (HTTP 413 above it).

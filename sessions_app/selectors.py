@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -305,7 +305,8 @@ def _tool_events(session: AgentSession, *, since_seconds: int) -> QuerySet[Event
 
 
 def _tool_states_from_events(session: AgentSession) -> dict[str, ToolStateView]:
-    """Live tool states according to Postgres: the latest write per tool within the tenant's lifetime."""
+    """Live tool states according to Postgres: the latest write per tool within the tenant's lifetime (source
+    `postgres`: Redis was not asked)."""
     ttl = lifetimes_for(session.tenant_id).tool_state_seconds
     now = timezone.now()
     latest: dict[str, tuple[int, str, Any, Any]] = {}
@@ -320,7 +321,7 @@ def _tool_states_from_events(session: AgentSession) -> dict[str, ToolStateView]:
     for tool, (version, event_type, state, created_at) in latest.items():
         left = ttl - int((now - created_at).total_seconds())
         if event_type == EventType.TOOL_STATE_SET and left > 0:
-            views[tool] = ToolStateView(tool=tool, state=state, version=version, ttl_seconds=left, source="rebuilt")
+            views[tool] = ToolStateView(tool=tool, state=state, version=version, ttl_seconds=left, source="postgres")
     return views
 
 
@@ -382,17 +383,29 @@ def read_tool_state(*, session: AgentSession, tool: str) -> ToolStateView:
     view = _tool_states_from_events(session).get(tool)
     if view is None:
         raise NotFound("No state for this tool (never set, cleared, or expired).", details={"tool": tool})
-    if cached is None:  # a miss (not an outage): put it back with what is left of its lifetime
-        RECOVERIES.labels(kind="context_rebuild").inc()
-        context.set_tool_after_commit(
-            session.pk,
-            tool,
-            version=view.version,
-            state=view.state,
-            ttl=view.ttl_seconds,
-            as_of=max(head, view.version),
-        )
-    return view
+    if cached is False:  # Redis is unreachable: Postgres alone answered
+        return view
+    # A miss (not an outage): put it back with what is left of its lifetime.
+    RECOVERIES.labels(kind="context_rebuild").inc()
+    context.set_tool_after_commit(
+        session.pk,
+        tool,
+        version=view.version,
+        state=view.state,
+        ttl=view.ttl_seconds,
+        as_of=max(head, view.version),
+    )
+    return replace(view, source="rebuilt")
+
+
+def written_tool_state(*, session: AgentSession, tool: str, state: Any, version: int) -> ToolStateView:
+    """A tool state just written at `version`, as the write left it: `redis` when the cache took it (the write's
+    update after its commit), `postgres` when only its event holds it (Redis unreachable, or the update missed)."""
+    cached = context.read_tool(session.pk, tool)
+    if isinstance(cached, context.CachedTool) and cached.version >= version:
+        return ToolStateView(tool=tool, state=state, version=version, ttl_seconds=cached.ttl_seconds, source="redis")
+    ttl = lifetimes_for(session.tenant_id).tool_state_seconds
+    return ToolStateView(tool=tool, state=state, version=version, ttl_seconds=ttl, source="postgres")
 
 
 def list_tool_states(*, session: AgentSession) -> list[ToolStateView]:

@@ -17,6 +17,7 @@ from checkpoints_app.api import serializers as s
 from checkpoints_app.chain import Rebuilt
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.pagination import NewestFirstCursor
+from memory_admin.api.schema import location_header
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import NotFound, ValidationFailed
 from sessions_app.models import AgentSession
@@ -66,7 +67,11 @@ class CheckpointListView(SessionCheckpointsView):
         page = self.paginate_queryset(selectors.checkpoints_for(self.get_session()))
         return self.get_paginated_response(s.CheckpointOut(page, many=True).data)
 
-    @extend_schema(request=s.CheckpointIn, responses={201: s.CheckpointOut, 200: s.CheckpointOut})
+    @extend_schema(
+        request=s.CheckpointIn,
+        responses={201: s.CheckpointOut, 200: s.CheckpointOut},
+        parameters=[location_header("The checkpoint saved (200: the one saved before with this sequence).", 200, 201)],
+    )
     @idempotent
     def post(self, request: Request, session_id: str) -> Response:
         session_id = self.kwargs["session_id"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -118,7 +118,25 @@ class ExportArchiveView(AgentAPIView):
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The archive (zip)."),
             409: OpenApiResponse(description="Not ready yet."),
             410: OpenApiResponse(description="Expired, or withdrawn because the person was erased."),
-        }
+        },
+        parameters=[
+            OpenApiParameter(
+                "X-Archive-SHA256",
+                {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description="The archive's SHA-256 (hex), to check the download against.",
+            ),
+            OpenApiParameter(
+                "Content-Disposition",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description='attachment; filename="export-<id>.zip"',
+            ),
+        ],
     )
     def get(self, request: Request, export_id: str) -> HttpResponse:
         export, archive = services.download_export(export_id=export_id, actor=_key_actor(request), tenant=self.tenant)

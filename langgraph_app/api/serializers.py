@@ -239,8 +239,10 @@ def parse_saves(data: Any) -> tuple[list[CheckpointSave | WritesSave], str]:
 
 class SavesIn(StrictSerializer):
     ops = SaveListField(
+        min_length=1,  # (checked by _saves; given here for the schema)
+        max_length=MAX_SAVES,
         help_text="Stored in order in one transaction: {op: checkpoint, ...CheckpointIn's fields} (LangGraph's "
-        "put) and {op: writes, ...WritesIn's fields} (put_writes)."
+        "put) and {op: writes, ...WritesIn's fields} (put_writes).",
     )
     user_id = serializers.CharField(
         max_length=256, required=False, default="", help_text="The person the thread works for (a new thread only)."
@@ -485,9 +487,11 @@ class StoreOpListField(serializers.ListField):
 
 class StoreBatchIn(StrictSerializer):
     ops = StoreOpListField(
+        min_length=1,  # (checked by store_ops; given here for the schema)
+        max_length=MAX_STORE_OPS,
         help_text="Operations run in order in one transaction: {op: get|put|search|list_namespaces, ...} "
         "with the fields of LangGraph's GetOp, PutOp (index: false or JSON paths; ttl in minutes; value null "
-        "deletes), SearchOp (namespace_prefix, filter, query, limit, offset) and ListNamespacesOp."
+        "deletes), SearchOp (namespace_prefix, filter, query, limit, offset) and ListNamespacesOp.",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -90,7 +91,8 @@ def quick_memory_fields(item: Any) -> dict[str, Any] | None:
 
 
 class MemoryBatchSerializer(StrictSerializer):
-    memories = MemoryCreateSerializer(many=True, allow_empty=False)
+    # A list field (not many=True) so that the schema states its bounds as the service has them.
+    memories = serializers.ListField(child=MemoryCreateSerializer(), min_length=1, max_length=settings.MEMORY_BATCH_MAX)
 
 
 class MemoryUpdateSerializer(StrictSerializer):

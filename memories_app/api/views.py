@@ -44,6 +44,7 @@ from memory_admin.api.concurrency import etag, if_match_any, if_match_versions
 from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor
+from memory_admin.api.schema import etag_header, location_header
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import PreconditionFailed, ValidationFailed
 from sessions_app.selectors import get_session
@@ -122,6 +123,13 @@ def _to_new_memory(data: dict[str, Any]) -> services.NewMemory:
 
 # The version a change is conditional on (the resource's ETag); a stale one is a 412 with the current version.
 IF_MATCH = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False)
+MEMORY_MERGED = OpenApiParameter(
+    "Memory-Merged",
+    {"type": "string", "enum": ["true"]},
+    OpenApiParameter.HEADER,
+    response=[200],
+    description="`true` when the update was merged into a newer version than If-Match named (on_conflict=merge).",
+)
 
 
 class MemoryCollectionView(AgentAPIView):
@@ -155,6 +163,7 @@ class MemoryCollectionView(AgentAPIView):
         request=MemoryCreateSerializer,
         responses={201: MemorySerializer, **EMBEDDER_ERRORS, **ERRORS},
         summary="Store a memory",
+        parameters=[etag_header(201), location_header("The new memory.", 201)],
     )
     @idempotent
     def post(self, request: Request) -> Response:
@@ -180,7 +189,7 @@ class MemoryBatchView(AgentAPIView):
 
 
 class MemoryDetailView(AgentAPIView):
-    @extend_schema(responses={200: MemorySerializer, **ERRORS}, summary="Read a memory")
+    @extend_schema(responses={200: MemorySerializer, **ERRORS}, summary="Read a memory", parameters=[etag_header(200)])
     def get(self, request: Request, memory_id: str) -> Response:
         return _memory_response(selectors.get_memory(tenant=self.tenant, memory_id=memory_id))
 
@@ -193,7 +202,7 @@ class MemoryDetailView(AgentAPIView):
             **ERRORS,
         },
         summary="Update a memory (If-Match; optional merge on conflict)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, etag_header(200), MEMORY_MERGED],
     )
     @idempotent
     def patch(self, request: Request, memory_id: str) -> Response:
@@ -322,6 +331,7 @@ class PromoteView(AgentAPIView):
         request=PromoteSerializer,
         responses={202: PromotionJobSerializer, **ERRORS},
         summary="Promote session knowledge to the user's scope (runs in the background)",
+        parameters=[location_header("The promotion job, to follow its progress.", 202)],
     )
     @idempotent
     def post(self, request: Request, session_id: str) -> Response:
@@ -342,7 +352,9 @@ class PromotionJobView(AgentAPIView):
 
 
 class ProfileView(AgentAPIView):
-    @extend_schema(responses={200: ProfileSerializer, **ERRORS}, summary="A user's profile")
+    @extend_schema(
+        responses={200: ProfileSerializer, **ERRORS}, summary="A user's profile", parameters=[etag_header(200)]
+    )
     def get(self, request: Request, user_id: str) -> Response:
         profile = selectors.get_profile(tenant=self.tenant, user_id=user_id)
         return Response(ProfileSerializer(profile).data, headers={"ETag": etag(profile.version)})
@@ -351,7 +363,7 @@ class ProfileView(AgentAPIView):
         request=ProfileUpdateSerializer,
         responses={200: ProfileSerializer, 412: OpenApiResponse(description="Stale If-Match"), **ERRORS},
         summary="Create or update a user's profile (If-Match)",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, etag_header(200)],
     )
     @idempotent
     def patch(self, request: Request, user_id: str) -> Response:

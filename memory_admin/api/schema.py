@@ -1,9 +1,13 @@
 """The OpenAPI schema documents failures too: every operation lists the error answers it can give, each in the
-one error shape (memory_admin.api.errors), so clients and schema-driven tests know them."""
+one error shape (memory_admin.api.errors), so clients and schema-driven tests know them. It documents the
+response headers clients rely on as well: those every answer carries or may carry (`document_headers`), and a
+view's own (`etag_header`, `location_header`)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -88,3 +92,104 @@ def document_errors(result: dict[str, Any], generator: Any, request: Any, public
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
             operation["security"] = [{"bearerApiKey": []}, {"headerApiKey": []}]
     return result
+
+
+# --- Response headers -------------------------------------------------------------------------------------
+
+
+def _header(description: str, schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
+
+
+# The headers every operation's answers carry or may carry, as components (`document_headers` refers to them).
+SHARED_HEADERS: dict[str, dict[str, Any]] = {
+    # Every API answer, from either lane and from the middleware's refusals (memory_admin.observability).
+    "X-Request-ID": _header(
+        "This request's id in the service's logs (the error body's `request_id`): the X-Request-ID the client "
+        "sent when well-formed, else a new one.",
+        {"type": "string"},
+        required=True,
+    ),
+    # Counted by the authentication step (memory_admin.api.throttling): absent while Redis, which counts, is
+    # unreachable.
+    "X-RateLimit-Limit": _header(
+        "Requests this API key may make per minute. Sent while Redis, which counts them, is reachable.",
+        {"type": "integer", "minimum": 1},
+        required=False,
+    ),
+    "X-RateLimit-Remaining": _header(
+        "Requests left to this API key in the current minute. Sent with X-RateLimit-Limit.",
+        {"type": "integer", "minimum": 0},
+        required=False,
+    ),
+    # Every 429 and 503 (memory_admin.api.errors, and the hot lane's).
+    "Retry-After": _header("Seconds to wait before trying again.", {"type": "integer", "minimum": 1}, required=True),
+    # A write's 409 when a request with its Idempotency-Key is still running (idempotency.InFlight).
+    "Retry-After-In-Flight": _header(
+        "When a request with this Idempotency-Key is still running (`details.in_flight`): seconds to wait before "
+        "sending it again with the same key, which then gets its answer.",
+        {"type": "integer", "minimum": 1},
+        required=False,
+    ),
+    # memory_admin.api.idempotency
+    "Idempotent-Replayed": _header(
+        "`true` when this is the stored answer to an earlier request with the same Idempotency-Key and body: "
+        "nothing was done again.",
+        {"type": "string", "enum": ["true"]},
+        required=False,
+    ),
+}
+_RATE_LIMIT = ("X-RateLimit-Limit", "X-RateLimit-Remaining")
+# Refused before the key was counted: no key or an unknown one, an Accept the API cannot serve, a body over
+# the limit (refused by the middleware).
+_NOT_COUNTED = {"401", "403", "406", "413"}
+
+
+def document_headers(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook (after `document_errors`): the headers of every operation's answers.
+    X-Request-ID on all; the rate-limit headers once the key was counted; Retry-After on 429 and 503, and on a
+    write's 409 for a key still in flight; Idempotent-Replayed on the successes of a write. A view documents its
+    own (ETag, Location) with `etag_header` and `location_header`."""
+    result.setdefault("components", {}).setdefault("headers", {}).update(SHARED_HEADERS)
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for operation in operations.values():
+            parameters = operation.get("parameters", [])
+            keyed = any(parameter.get("name") == IDEMPOTENCY_KEY_PARAMETER["name"] for parameter in parameters)
+            for status, response in operation.get("responses", {}).items():
+                # header name -> its component
+                names = {"X-Request-ID": "X-Request-ID"}
+                if status not in _NOT_COUNTED:
+                    names.update({name: name for name in _RATE_LIMIT})
+                if status in ("429", "503"):
+                    names["Retry-After"] = "Retry-After"
+                if keyed and status == "409":
+                    names["Retry-After"] = "Retry-After-In-Flight"
+                if keyed and status.startswith("2"):
+                    names["Idempotent-Replayed"] = "Idempotent-Replayed"
+                headers = response.setdefault("headers", {})
+                headers.update(
+                    {name: {"$ref": f"#/components/headers/{component}"} for name, component in names.items()}
+                )
+    return result
+
+
+def etag_header(*statuses: int) -> OpenApiParameter:
+    """For a view's `extend_schema(parameters=...)`: its answers with these statuses carry the resource's ETag."""
+    return OpenApiParameter(
+        "ETag",
+        {"type": "string", "pattern": '^"[0-9]+"$'},
+        OpenApiParameter.HEADER,
+        required=True,
+        response=list(statuses),
+        description='The version of the resource as a strong tag, e.g. "3": send it in If-Match to make a '
+        "change conditional on it (a 412 with the current version when it is stale).",
+    )
+
+
+def location_header(description: str, *statuses: int) -> OpenApiParameter:
+    """For a view's `extend_schema(parameters=...)`: its answers with these statuses say where the resource is."""
+    return OpenApiParameter(
+        "Location", str, OpenApiParameter.HEADER, required=True, response=list(statuses), description=description
+    )

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 from memory_admin.api.hot.lane import Fallback, HotRequest, HotResponse, HotRoute, json_response
 from sessions_app import selectors, services
 from sessions_app.api.serializers import append_out, context_body
+from sessions_app.state import CUSTOM_EVENT_TYPE
 
 _SESSION = "/api/v1/sessions/{session_id}"
 MAX_MESSAGES = 500  # MessagesAppendIn.messages' max_length
-MAX_TYPE_LENGTH = 64  # EventIn.type's max_length
 MAX_VERSION = 2**63 - 1  # expected_version's max_value (a bigint)
 
 
@@ -30,8 +32,9 @@ def _expected_version(body: dict[str, Any]) -> int | None:
 
 
 def _plain_type(value: Any) -> str:
-    # DRF's CharField would turn a number into text and trim spaces: such a type is not plain.
-    if type(value) is not str or not value or value != value.strip() or len(value) > MAX_TYPE_LENGTH:
+    # DRF's CharField would turn a number into text and trim spaces: such a type is not plain. One that is not a
+    # well-formed type (EventIn.type's pattern) is the serializer's to refuse.
+    if type(value) is not str or not CUSTOM_EVENT_TYPE.fullmatch(value):
         raise Fallback
     return value
 
@@ -64,6 +67,8 @@ def parse_events(body: Any) -> tuple[list[services.NewEvent], int | None]:
     if "events" in body:
         items = body["events"]
         if "type" in body or "payload" in body or type(items) is not list:
+            raise Fallback
+        if not 1 <= len(items) <= settings.EVENT_BATCH_MAX:  # EventAppendIn.events' bounds
             raise Fallback
         events = []
         for item in items:

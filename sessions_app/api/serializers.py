@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from django.conf import settings
 from rest_framework import serializers
 
 from memory_admin.api.serializers import StrictSerializer, api_timestamp, not_only_whitespace
 from memory_admin.codec import response_json
-from sessions_app.models import Event, Operation, SessionStatus
+from sessions_app.models import Event, EventType, Operation, SessionStatus
 from sessions_app.selectors import ContextView
 from sessions_app.services import AppendResult
-from sessions_app.state import TOOL_NAME
+from sessions_app.state import CUSTOM_EVENT_TYPE, TOOL_NAME
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # the same as selectors.SESSION_ID
 TOOL_NAME_PATTERN = TOOL_NAME.pattern
@@ -57,7 +58,9 @@ class SessionOut(serializers.Serializer[Any]):
     user_id = serializers.CharField()
     status = serializers.ChoiceField(choices=SessionStatus.choices)
     metadata = serializers.JSONField()
-    version = serializers.IntegerField(help_text="Bumped by every change; the ETag.")
+    version = serializers.IntegerField(
+        help_text="The ETag: bumped when the status or metadata changes. Appends move `head_version`, not this."
+    )
     head_version = serializers.IntegerField(help_text="Version of the newest event (0: none yet).")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -67,17 +70,30 @@ class SessionOut(serializers.Serializer[Any]):
 # --- events ---------------------------------------------------------------------------------------------
 
 
+def event_type(**kwargs: Any) -> serializers.RegexField:
+    """An event's type: a built-in one, whose payload has a contract (sessions_app.state), or your own."""
+    return serializers.RegexField(
+        CUSTOM_EVENT_TYPE,
+        max_length=64,
+        error_messages={"invalid": "A custom event type is a letter then up to 63 letters, digits or _ . : -"},
+        help_text=f"Built in: {', '.join(EventType.values)}; or your own, a letter then up to 63 letters, "
+        "digits or _ . : -",
+        **kwargs,
+    )
+
+
 class EventIn(StrictSerializer):
-    type = serializers.CharField(max_length=64)
+    type = event_type()
     payload = serializers.JSONField(allow_null=True)
 
 
 class EventAppendIn(StrictSerializer):
     """One event (`type` + `payload`) or a batch (`events`), optionally conditional on `expected_version`."""
 
-    type = serializers.CharField(max_length=64, required=False)
+    type = event_type(required=False)
     payload = serializers.JSONField(required=False, allow_null=True)
-    events = EventIn(many=True, required=False)
+    # A list of the events (not EventIn(many=True)) so that the schema states its bounds as the service has them.
+    events = serializers.ListField(child=EventIn(), min_length=1, max_length=settings.EVENT_BATCH_MAX, required=False)
     expected_version = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +187,12 @@ class ToolStateOut(serializers.Serializer[Any]):
     state = serializers.JSONField()
     version = serializers.IntegerField()
     ttl_seconds = serializers.IntegerField()
-    source = serializers.CharField()  # type: ignore[assignment]
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # a response field named like Field.source
+        choices=["redis", "rebuilt", "postgres"],
+        help_text="redis: from (or, for a write, stored in) the cache; rebuilt: read from events and cached again; "
+        "postgres: read from events alone (Redis unreachable; always for the list), or for a write, held by its "
+        "event only.",
+    )
 
 
 # --- operation journal ----------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin.api.concurrency import etag, if_match_versions
 from memory_admin.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from memory_admin.api.idempotency import idempotent, stored_key
 from memory_admin.api.pagination import NewestFirstCursor, VersionCursor
+from memory_admin.api.schema import etag_header
 from memory_admin.api.serializers import StrictSerializer
 from memory_admin.api.views import AgentAPIView
 from memory_admin.errors import Archived, NotFound, ValidationFailed
@@ -70,7 +70,9 @@ class SessionListView(AgentAPIView):
         page = self.paginate_queryset(sessions)
         return self.get_paginated_response(s.SessionOut(page, many=True).data)
 
-    @extend_schema(request=s.SessionCreateIn, responses={201: s.SessionOut, 200: s.SessionOut})
+    @extend_schema(
+        request=s.SessionCreateIn, responses={201: s.SessionOut, 200: s.SessionOut}, parameters=[etag_header(200, 201)]
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         body = s.SessionCreateIn(data=request.data)
@@ -85,14 +87,14 @@ class SessionListView(AgentAPIView):
 
 
 class SessionDetailView(SessionScopedView):
-    @extend_schema(responses=s.SessionOut)
+    @extend_schema(responses=s.SessionOut, parameters=[etag_header(200)])
     def get(self, request: Request, session_id: str) -> Response:
         return _session_response(self.get_session())
 
     @extend_schema(
         request=s.SessionUpdateIn,
         responses=s.SessionOut,
-        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER), etag_header(200)],
     )
     @idempotent
     def patch(self, request: Request, session_id: str) -> Response:
@@ -270,12 +272,8 @@ class ToolStateView(SessionScopedView):
         result = services.set_tool_state(
             session=session, tool=tool, state=body.validated_data["state"], idempotency_key=_idempotency_key(request)
         )
-        view = selectors.ToolStateView(
-            tool=tool,
-            state=body.validated_data["state"],
-            version=result.head_version,
-            ttl_seconds=lifetimes_for(session.tenant_id).tool_state_seconds,
-            source="redis",
+        view = selectors.written_tool_state(
+            session=session, tool=tool, state=body.validated_data["state"], version=result.head_version
         )
         return Response(s.ToolStateOut(view).data)
 

@@ -159,3 +159,38 @@ def test_a_current_cached_tool_state_is_served_without_reading_events(
 
     assert (body["state"], body["source"]) == ({"page": 1}, "redis")
     assert not [query for query in queries.captured_queries if Event._meta.db_table in query["sql"]]
+
+
+def _unreachable(port: int) -> dict[str, Any]:
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+
+
+# Committed, as in production: a write's update of the cache runs before its answer is made.
+@pytest.mark.django_db(transaction=True)
+def test_a_tool_state_write_the_cache_took_says_it_is_in_redis(world: World, session: str) -> None:
+    written = _put(world, "crawler", {"page": 1})
+
+    assert written.status_code == 200
+    assert (written.json()["state"], written.json()["version"], written.json()["source"]) == ({"page": 1}, 1, "redis")
+    assert 1790 < written.json()["ttl_seconds"] <= 1800
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_unreachable_a_tool_state_write_and_its_reads_say_postgres_holds_it(
+    world: World, session: str, unused_tcp_port: int
+) -> None:
+    with override_settings(CACHES=_unreachable(unused_tcp_port)):
+        written = _put(world, "crawler", {"page": 1})
+        read = world.acme.client.get("/api/v1/sessions/s/tools/crawler")
+        listed = world.acme.client.get("/api/v1/sessions/s/tools")
+
+    assert written.status_code == read.status_code == listed.status_code == 200
+    assert (written.json()["state"], written.json()["source"]) == ({"page": 1}, "postgres")
+    assert (read.json()["state"], read.json()["source"]) == ({"page": 1}, "postgres")
+    assert [(tool["tool"], tool["source"]) for tool in listed.json()] == [("crawler", "postgres")]

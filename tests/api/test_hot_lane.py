@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from rest_framework.test import APIRequestFactory
@@ -232,6 +233,9 @@ def test_a_session_id_created_again_after_erasure_is_appended_to_the_new_session
         ("an unknown field", {**EVENT, "colour": "blue"}, {}),
         ("a version sent as text", {**EVENT, "expected_version": "1"}, {}),
         ("a type with spaces around it", {"type": " TOOL_EXECUTED ", "payload": {}}, {}),
+        ("a type that is not a well-formed type", {"type": "2nd try", "payload": {}}, {}),
+        ("an empty batch", {"events": []}, {}),
+        ("a batch over EVENT_BATCH_MAX", {"events": [EVENT] * (settings.EVENT_BATCH_MAX + 1)}, {}),
         ("an unusable Idempotency-Key", EVENT, {"HTTP_IDEMPOTENCY_KEY": "   "}),
         ("an Accept the API cannot serve", EVENT, {"HTTP_ACCEPT": "text/html"}),
         ("a body that is not an object", [EVENT], {}),
