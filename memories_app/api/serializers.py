@@ -228,8 +228,9 @@ class RecallQuerySerializer(StrictSerializer):
         default=-1.0,
         min_value=-1.0,
         max_value=1.0,
-        help_text="The lowest similarity kept. With nothing to rank by (no query and no user message in the "
-        "context), memories come newest first scored 0, so a positive min_score keeps none.",
+        help_text="The lowest similarity kept. With nothing to rank by (no query, and no user message in the "
+        "context or one the embedder refuses), memories come newest first scored 0, so a positive min_score keeps "
+        "none.",
     )
 
 
