@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,12 @@ def test_an_update_with_the_current_if_match_succeeds(world: World) -> None:
     assert response.json()["status"] == "paused"
 
 
+def _paused_with(world: World, if_match: str) -> Any:
+    """Create session "s" (version 1), then PATCH it to paused with this If-Match."""
+    create_session(world.acme.client, "s", "alice")
+    return world.acme.client.patch("/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match)
+
+
 @pytest.mark.parametrize(
     "if_match",
     [
@@ -174,11 +181,7 @@ def test_an_update_with_the_current_if_match_succeeds(world: World) -> None:
 def test_an_if_match_that_is_not_a_list_of_entity_tags_is_a_412_that_says_so_and_changes_nothing(
     world: World, if_match: str
 ) -> None:
-    create_session(world.acme.client, "s", "alice")
-
-    response = world.acme.client.patch(
-        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
-    )
+    response = _paused_with(world, if_match)
 
     assert response.status_code == 412, response.json()
     assert response.json()["error"]["details"] == {"if_match": if_match}
@@ -198,11 +201,7 @@ def test_an_if_match_that_is_not_a_list_of_entity_tags_is_a_412_that_says_so_and
 def test_an_if_match_that_names_no_version_of_this_api_is_a_412_with_the_current_version_and_changes_nothing(
     world: World, if_match: str
 ) -> None:
-    create_session(world.acme.client, "s", "alice")
-
-    response = world.acme.client.patch(
-        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
-    )
+    response = _paused_with(world, if_match)
 
     assert response.status_code == 412, response.json()
     assert response.json()["error"]["details"] == {"current_version": 1}
@@ -214,11 +213,7 @@ def test_an_if_match_that_names_no_version_of_this_api_is_a_412_with_the_current
 def test_an_if_match_whose_strong_tags_include_the_current_version_succeeds_whatever_else_it_lists(
     world: World, if_match: str
 ) -> None:
-    create_session(world.acme.client, "s", "alice")
-
-    response = world.acme.client.patch(
-        "/api/v1/sessions/s", {"status": "paused"}, format="json", HTTP_IF_MATCH=if_match
-    )
+    response = _paused_with(world, if_match)
 
     assert response.status_code == 200, response.json()
     assert AgentSession.objects.get(session_id="s").version == 2
