@@ -8,6 +8,9 @@ from typing import Any
 
 from django.db import connection
 
+from compliance_app import services
+from compliance_app.models import ErasureRequest
+from compliance_app.tasks import purge_erasure
 from conftest import World
 
 
@@ -73,3 +76,15 @@ def postgres_rows_containing(text: str) -> dict[str, int]:
             if count:
                 found[table] = count
     return found
+
+
+def erased(world: World, user_id: str, django_capture_on_commit_callbacks: Any) -> ErasureRequest:
+    """File, approve (running its after-commit Redis purge, as in production) and purge an erasure of acme's
+    `user_id`; the request as it ends."""
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    purge_erasure(str(request.pk))
+    return ErasureRequest.objects.get(pk=request.pk)

@@ -17,25 +17,14 @@ from urllib.parse import quote
 
 import pytest
 
-from compliance_app import services
-from compliance_app.models import ErasureRequest
-from compliance_app.tasks import build_export, purge_erasure
+from compliance_app.tasks import build_export
+from compliance_app.tests.people import erased
 from conftest import World
 from memories_app.models import Memory, PromotionJob
 from memory_admin.api.idempotency import ERASED_RECORD
 from memory_admin.health import redis_client
 
 pytestmark = pytest.mark.django_db
-
-
-def _erase(world: World, user_id: str, django_capture_on_commit_callbacks: Any) -> ErasureRequest:
-    request = services.file_erasure(
-        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora"
-    )
-    with django_capture_on_commit_callbacks(execute=True):  # the Redis purge at approval, as in production
-        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
-    purge_erasure(str(request.pk))
-    return ErasureRequest.objects.get(pk=request.pk)
 
 
 def _records() -> list[bytes]:
@@ -89,7 +78,7 @@ def test_erasing_a_person_named_in_another_persons_memory_keeps_that_persons_ret
     first = client.post("/api/v1/memories", memory, format="json", HTTP_IDEMPOTENCY_KEY="bob-k1")
     assert first.status_code == 201
 
-    _erase(world, "kate-target", django_capture_on_commit_callbacks)
+    erased(world, "kate-target", django_capture_on_commit_callbacks)
     retry = client.post("/api/v1/memories", memory, format="json", HTTP_IDEMPOTENCY_KEY="bob-k1")
 
     assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
@@ -106,7 +95,7 @@ def test_erasing_the_owner_of_a_session_keeps_the_replays_of_a_session_whose_id_
     first = client.post("/api/v1/sessions/s-pp2/promote", promote, format="json", HTTP_IDEMPOTENCY_KEY="q1")
     assert first.status_code == 202
 
-    assert _erase(world, "paula-x", django_capture_on_commit_callbacks).status == "verified"
+    assert erased(world, "paula-x", django_capture_on_commit_callbacks).status == "verified"
     retry = client.post("/api/v1/sessions/s-pp2/promote", promote, format="json", HTTP_IDEMPOTENCY_KEY="q1")
 
     assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"
@@ -134,7 +123,7 @@ def test_erasing_a_person_removes_the_replays_of_their_langgraph_thread_requests
     assert client.post(f"{base}/writes", writes, format="json", HTTP_IDEMPOTENCY_KEY="w1").status_code == 200
     assert len(_records()) == 2
 
-    request = _erase(world, "vera-lg", django_capture_on_commit_callbacks)
+    request = erased(world, "vera-lg", django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
     assert request.preview["redis_idempotency_records"] == 2
@@ -153,7 +142,7 @@ def test_erasing_a_person_drops_the_replay_of_a_search_that_showed_them_and_keep
     put = {"ops": [{"op": "put", "namespace": ["faq"], "key": "hours", "value": {"text": "9 to 5"}}]}
     assert client.post("/api/v1/langgraph/store/batch", put, format="json", HTTP_IDEMPOTENCY_KEY="put1").json()
 
-    request = _erase(world, "alice-x2", django_capture_on_commit_callbacks)
+    request = erased(world, "alice-x2", django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
     assert len(_records()) == 1  # the put: a write that is not about them, replayed on retry
@@ -178,7 +167,7 @@ def test_erasing_a_person_drops_the_replay_of_a_memory_batch_that_held_one_of_th
     }
     assert client.post("/api/v1/memories/batch", batch, format="json", HTTP_IDEMPOTENCY_KEY="mb1").status_code == 201
 
-    request = _erase(world, "mona-b1", django_capture_on_commit_callbacks)
+    request = erased(world, "mona-b1", django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
     assert _values_holding("MONA-MARK") == []
@@ -202,7 +191,7 @@ def test_erasing_a_person_drops_the_replay_of_a_store_batch_that_read_their_item
     first = client.post("/api/v1/langgraph/store/batch", mixed, format="json", HTTP_IDEMPOTENCY_KEY="sb1")
     assert first.status_code == 200 and "MONA-MARK" in first.content.decode()
 
-    request = _erase(world, "mona-b2", django_capture_on_commit_callbacks)
+    request = erased(world, "mona-b2", django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
     assert _values_holding("MONA-MARK") == []
@@ -225,7 +214,7 @@ def test_a_persons_records_are_not_those_of_a_user_whose_id_continues_theirs_aft
     build_export(filed["id"])
     with zipfile.ZipFile(io.BytesIO(client.get(f"/api/v1/export-requests/{filed['id']}/archive").content)) as files:
         assert json.loads(files.read("redis.json")) == []
-    _erase(world, "kim-s1", django_capture_on_commit_callbacks)
+    erased(world, "kim-s1", django_capture_on_commit_callbacks)
 
     retry = client.patch(address, profile, format="json", HTTP_IDEMPOTENCY_KEY="pw")
     assert retry.status_code == 200 and retry["Idempotent-Replayed"] == "true"
@@ -239,7 +228,7 @@ def test_erasing_a_user_whose_id_holds_a_slash_drops_the_replays_of_their_profil
     profile = {"facts": {"city": "ALICE-MARK lives in Porto"}}
     assert client.patch(address, profile, format="json", HTTP_IDEMPOTENCY_KEY="pa").status_code == 200
 
-    request = _erase(world, "org/alice-s2", django_capture_on_commit_callbacks)
+    request = erased(world, "org/alice-s2", django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
     assert _records() == _erased_markers() and len(_records()) == 1

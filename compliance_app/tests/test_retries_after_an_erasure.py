@@ -17,10 +17,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from compliance_app import services
 from compliance_app.models import ErasureRequest
-from compliance_app.tasks import purge_erasure
-from compliance_app.tests.people import postgres_rows_containing
+from compliance_app.tests.people import erased, postgres_rows_containing
 from conftest import World
 from langgraph_app.models import ThreadCheckpoint
 from memories_app import erased_keys
@@ -39,13 +37,7 @@ OTHERS = {"scope": "user", "user_id": "bob-rt", "content": "bob likes tea"}
 
 
 def _erase(world: World, user_id: str, django_capture_on_commit_callbacks: Any) -> ErasureRequest:
-    request = services.file_erasure(
-        tenant=world.acme.tenant, user_id=user_id, legal_basis="gdpr_art_17", filed_by="staff:cora"
-    )
-    with django_capture_on_commit_callbacks(execute=True):  # the Redis purge at approval, as in production
-        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
-    purge_erasure(str(request.pk))
-    request = ErasureRequest.objects.get(pk=request.pk)
+    request = erased(world, user_id, django_capture_on_commit_callbacks)
     assert request.status == "verified", request.verification
     return request
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from sessions_app.models import AgentSession
@@ -28,3 +29,12 @@ def say(client: APIClient, session_id: str, *texts: str, role: str = "user") -> 
 
 def head_version(session_id: str) -> int:
     return AgentSession.objects.get(session_id=session_id).head_version
+
+
+def cache_unreachable(port: int) -> override_settings:
+    """The Redis cache pointed at a port nothing listens on (`port`, an unused one), with short timeouts."""
+    location = f"redis://127.0.0.1:{port}/0"
+    options = {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2}
+    return override_settings(
+        CACHES={"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": location, "OPTIONS": options}}
+    )

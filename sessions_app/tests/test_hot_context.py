@@ -15,7 +15,7 @@ from memory_admin.health import redis_client
 from sessions_app import context
 from sessions_app.models import AgentSession, Event
 from sessions_app.selectors import read_context
-from sessions_app.tests.helpers import append, create_session, say
+from sessions_app.tests.helpers import append, cache_unreachable, create_session, say
 
 pytestmark = pytest.mark.django_db
 
@@ -169,14 +169,7 @@ def test_with_redis_unreachable_the_context_is_served_from_postgres(
     world: World, session: str, unused_tcp_port: int
 ) -> None:
     say(world.acme.client, session, "kept in postgres")
-    dead = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead):
+    with cache_unreachable(unused_tcp_port):
         body = _context(world)
         written = say(world.acme.client, session, "written while redis is down")
 

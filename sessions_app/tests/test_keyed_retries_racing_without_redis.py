@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import redis
 from django.db import connection, transaction
-from django.test import override_settings
 
 from conftest import World
 from memory_admin.api import idempotency
@@ -22,7 +21,7 @@ from memory_admin.health import redis_client
 from memory_admin.live import channel_name, session_group
 from sessions_app import services
 from sessions_app.models import AgentSession, Event, EventType
-from sessions_app.tests.helpers import create_session
+from sessions_app.tests.helpers import cache_unreachable, create_session
 from tests.clients import AgentClient, served_by_hot_lane
 from tests.concurrency import wait_until_blocked
 from tests.live import drain
@@ -78,14 +77,7 @@ def idempotency_records_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def redis_unreachable(unused_tcp_port: int) -> Iterator[None]:
-    dead = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{unused_tcp_port}/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead):
+    with cache_unreachable(unused_tcp_port):
         yield
 
 
