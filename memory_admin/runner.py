@@ -260,7 +260,7 @@ def _serve(supervisor: Supervisor, profile_dir: Path, host: str, display_host: s
     env.setdefault("LOG_FORMAT", "console")
     if "ALLOWED_HOSTS" not in env:
         env["ALLOWED_HOSTS"] = allowed_hosts(host, display_host)
-    env.setdefault("WEBSOCKET_URL", f"ws://{url_host(display_host)}:{ws_port}")
+    env.setdefault("WEBSOCKET_URL", websocket_url(host, display_host, ws_port))
     # Counters of every web and worker process, summed at scrape time (memory_admin.metrics).
     # prometheus_client's multiprocess mode wants the directory emptied before the processes start.
     metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(profile_dir / "prometheus")))
@@ -298,6 +298,15 @@ def _serve(supervisor: Supervisor, profile_dir: Path, host: str, display_host: s
 def url_host(host: str) -> str:
     """`host` as a URL and a Host header name it: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
+
+
+def websocket_url(host: str, display_host: str, ws_port: int) -> str:
+    """WEBSOCKET_URL for `make run` when none is set. Bound to every interface, it is reached by names and
+    addresses this machine cannot know (see `allowed_hosts`): the page's browser puts in the host it reached
+    the page by (static/js/live.js), where 127.0.0.1 sent a remote browser to its own machine."""
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        return f"ws://{{hostname}}:{ws_port}"
+    return f"ws://{url_host(display_host)}:{ws_port}"
 
 
 def allowed_hosts(host: str, display_host: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import World, logged_in
 from memory_admin import runner
 from memory_admin.embedded import exclusive
 
@@ -310,3 +311,17 @@ def test_on_every_ipv6_interface_local_ipv4_callers_are_scraped_and_reach_the_we
 
     assert scrape.status_code == 200, scrape.text
     assert ipv6.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])  # noqa: S104
+def test_on_every_interface_the_page_leaves_the_websocket_host_to_the_browser(world: World, host: str) -> None:
+    # The page said ws://127.0.0.1:PORT, so a browser on another machine opened a socket to itself.
+    from django.test import override_settings
+
+    with override_settings(WEBSOCKET_URL=runner.websocket_url(host, "127.0.0.1", 8001)):
+        page = logged_in(world.support).get("/sessions/", HTTP_HOST="localhost")
+
+    assert 'data-websocket-url="ws://{hostname}:8001"' in page.content.decode()
+    assert runner.websocket_url("127.0.0.1", "127.0.0.1", 8001) == "ws://127.0.0.1:8001"
+    assert runner.websocket_url("::1", "::1", 8001) == "ws://[::1]:8001"

@@ -3,7 +3,9 @@
 // and the server catches it up: nothing missed, and rows are keyed by version so nothing shows twice.
 
 export function connectLive({ onOpen, onMessage, onStatus }) {
-  const base = document.body.dataset.websocketUrl ||
+  // WEBSOCKET_URL may leave the host to the browser as {hostname} (`make run` on every interface): the socket
+  // is then on whatever name or address this page was reached by (location.hostname brackets an IPv6 one).
+  const base = document.body.dataset.websocketUrl?.replaceAll("{hostname}", location.hostname) ||
     `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
   let delay = 500;
   let socket;
