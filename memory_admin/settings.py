@@ -371,7 +371,8 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-# Where the dashboard's browser opens its WebSocket; empty means the page's own origin.
+# Where the dashboard's browser opens its WebSocket; empty means the page's own origin. `{hostname}` in it is
+# the host the browser reached the page by (static/js/live.js), for a server answered under several names.
 WEBSOCKET_URL = env_str("WEBSOCKET_URL", "")
 
 # --- Long-term memory (memories_app) ---
