@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('memories_app', '0008_memory_idempotency_key'),
+        ("memories_app", "0008_memory_idempotency_key"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='memory',
-            options={'verbose_name_plural': 'memories'},
+            name="memory",
+            options={"verbose_name_plural": "memories"},
         ),
     ]
