@@ -4,7 +4,6 @@ the calls of the other kind raise ValueError rather than reach the service aroun
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from agent_memory_client.client import RetryPolicy
 from agent_memory_client.store import AgentMemoryStore
 from langchain_core.runnables import RunnableConfig
 
+from tests.langgraph.conftest import run_async
 from tests.langgraph.test_client_requests import _Request, _response, _Scripted
 
 ONE = RetryPolicy(attempts=1)
@@ -50,7 +50,7 @@ def test_the_async_calls_of_a_saver_and_a_store_go_through_their_async_transport
         return await saver.aget_tuple(CONFIG), await store.aget(("prefs",), "alice")
 
     assert saver.get_tuple(CONFIG) is None and store.get(("prefs",), "alice") is None
-    assert asyncio.run(read()) == (None, None)
+    assert run_async(read) == (None, None)
 
     assert len(proxy.requests) == 4
     assert all(request.target.startswith(f"{SERVICE}/api/v1/") for request in proxy.requests)  # as a proxy is asked
@@ -63,9 +63,9 @@ def test_a_saver_or_store_given_a_transport_for_one_kind_of_call_refuses_the_oth
     store = AgentMemoryStore(base_url=SERVICE, api_key="mk_test", retry=ONE, **sync_only)
 
     with pytest.raises(ValueError, match="async_transport="):
-        asyncio.run(saver.aget_tuple(CONFIG))
+        run_async(lambda: saver.aget_tuple(CONFIG))
     with pytest.raises(ValueError, match="async_transport="):
-        asyncio.run(store.aget(("prefs",), "alice"))
+        run_async(lambda: store.aget(("prefs",), "alice"))
     with pytest.raises(ValueError, match="transport="):
         AgentMemorySaver(base_url=SERVICE, api_key="mk_test", retry=ONE, **async_only).get_tuple(CONFIG)
     with pytest.raises(ValueError, match="transport="):
