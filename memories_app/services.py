@@ -422,9 +422,11 @@ def update_memory(
     memory = _locked_memory(tenant, memory_id)
     _refuse_profile_owned(memory)
     stale = expected_versions is not None and memory.version not in expected_versions
-    # Only texts are merged: metadata sent on a stale version would replace what the other writer set.
+    # Only texts are merged: metadata sent on a stale version would replace what the other writer set. And only
+    # against a version the caller read: an If-Match naming none of this API's versions has no base to merge on.
     changes_metadata = metadata is not None and canonical_json(metadata) != canonical_json(memory.metadata)
-    if stale and not (merge_on_conflict and content is not None and not changes_metadata):
+    mergeable = merge_on_conflict and content is not None and not changes_metadata and bool(expected_versions)
+    if stale and not mergeable:
         raise StaleVersion(memory)
     previous = memory.content
     kind, inputs = RevisionKind.UPDATE, {}

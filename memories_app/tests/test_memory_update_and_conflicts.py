@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from memories_app.models import Memory, MemoryRevision
 from memories_app.tests.conftest import create
 
@@ -69,6 +71,23 @@ def test_update_with_stale_if_match_and_merge_combines_both_texts_deterministica
     assert merge.inputs["current"] == "Alice lives in Oslo. She has a cat. She cycles."
     assert merge.inputs["incoming"] == "Alice lives in Oslo. She speaks Norwegian."
     assert merge.inputs["method"] == "deterministic" and merge.inputs["incoming_based_on"] == [1]
+
+
+@pytest.mark.parametrize("if_match", ['W/"1"', '"v1"', ""])
+def test_merge_with_an_if_match_naming_no_version_of_this_api_returns_412_and_changes_nothing(world, if_match):
+    memory = _memory(world, "Alice likes tea.")
+
+    response = world.acme.client.patch(
+        f"/api/v1/memories/{memory['id']}",
+        {"content": "Alice likes coffee.", "on_conflict": "merge"},
+        format="json",
+        HTTP_IF_MATCH=if_match,
+    )
+
+    assert response.status_code == 412, response.json()
+    stored = Memory.objects.get(pk=memory["id"])
+    assert (stored.content, stored.version) == ("Alice likes tea.", 1)
+    assert not MemoryRevision.objects.filter(memory_id=memory["id"], kind="merge").exists()
 
 
 def test_update_with_stale_if_match_and_merge_that_changes_metadata_returns_412_and_keeps_the_other_writers(world):
