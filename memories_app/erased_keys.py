@@ -9,11 +9,13 @@ request's record, the erased marker that replaced it answers the retry first, se
 what answers once Redis lost it.)
 
 A retry whose rows are all gone cannot be told from a new request by its INSERT, and looking here before every
-keyed create would cost each one a round trip. Each process remembers instead, per tenant, whether the tenant
-has any such key, stamped with the cache epoch the request read (tenants_app.keycache): the purge replaces the
-epoch once the keys are kept and before the rows go, so no process answers from what it saw before. Tenants
-with no erasure in the idempotency lifetime, nearly all of them nearly always, never look. Without Redis there
-is no epoch, and every keyed create looks.
+keyed create would cost each one a database round trip. Each process remembers instead, per tenant, whether
+the tenant has any such key, stamped with the cache epoch (tenants_app.keycache), which a keyed create reads
+just before it checks and again after its INSERT (two Redis reads): the purge replaces the epoch once the keys
+are kept and before the rows go, so no process answers from what it saw before, and a create the purge
+overtook between the two reads looks again and takes back what it stored. Tenants with no erasure in the
+idempotency lifetime, nearly all of them nearly always, never look. Without Redis there is no epoch, and every
+keyed create looks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from memories_app.models import ErasedRequestKey
-from tenants_app.keycache import current_epoch
 
 # Even under one epoch the answer is read again now and then: kept keys expire, and then nothing need be looked up.
 ENTRY_SECONDS = 60.0
@@ -50,20 +51,21 @@ def digest(tenant_id: uuid.UUID, key: str) -> str:
     ).hexdigest()
 
 
-def is_erased(tenant_id: uuid.UUID, key: str, *, cached: bool = False) -> bool:
+def is_erased(tenant_id: uuid.UUID, key: str, *, epoch: bytes | None = None, cached: bool = False) -> bool:
     """Whether an erasure purged memories stored with this request key (api.idempotency.stored_key) lately.
 
-    `cached`, for a create about to store: no lookup while this process knows the tenant has no such key.
+    `cached`, for a create about to store: no lookup while this process knows the tenant has no such key, as of
+    `epoch` (the keycache epoch read just before, keycache.fresh_epoch: the request's own epoch may predate a
+    purge that ran while it embedded its texts).
     """
-    if cached and not _holds_any(tenant_id):
+    if cached and not _holds_any(tenant_id, epoch):
         return False
     return ErasedRequestKey.objects.filter(
         tenant_id=tenant_id, digest=digest(tenant_id, key), expires_at__gt=timezone.now()
     ).exists()
 
 
-def _holds_any(tenant_id: uuid.UUID) -> bool:
-    epoch = current_epoch()
+def _holds_any(tenant_id: uuid.UUID, epoch: bytes | None) -> bool:
     now = time.monotonic()
     seen = _held.get(tenant_id)
     if epoch is not None and seen is not None and seen[0] == epoch and seen[2] > now:

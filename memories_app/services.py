@@ -53,6 +53,7 @@ from memory_admin.errors import (
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
+from tenants_app import keycache
 from tenants_app.models import Tenant
 
 MAX_USER_ID_CHARS = 256
@@ -246,7 +247,8 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory], idempotency_k
         )
     ]
     # A retry whose memories an erasure purged, all of them: nothing else refuses it (see erased_keys).
-    if idempotency_key is not None and erased_keys.is_erased(tenant.pk, idempotency_key, cached=True):
+    epoch = keycache.fresh_epoch() if idempotency_key is not None else None
+    if idempotency_key is not None and erased_keys.is_erased(tenant.pk, idempotency_key, epoch=epoch, cached=True):
         raise _erased_with_key()
     try:
         _insert(memories, keyed=idempotency_key is not None)
@@ -254,8 +256,21 @@ def create_memories(*, tenant: Tenant, items: Sequence[NewMemory], idempotency_k
         if idempotency_key is None or _violated(exc) != "memory_idempotency_key":
             raise
         return _stored_with(tenant, idempotency_key, fingerprint, count=len(memories))
+    if idempotency_key is not None and _purged_meanwhile(tenant, idempotency_key, epoch):
+        Memory.objects.filter(pk__in=[memory.pk for memory in memories]).delete()
+        raise _erased_with_key()
     announce_created(memories)
     return memories
+
+
+def _purged_meanwhile(tenant: Tenant, idempotency_key: str, epoch: bytes | None) -> bool:
+    """Whether an erasure's purge kept this key between the check before the INSERT and now. The purge keeps
+    the keys, then replaces the epoch, then deletes the rows that would have refused the INSERT: a purge that
+    deleted them after the check replaced the epoch first, and one that had not deleted them yet made the INSERT
+    fail on their key. One read of the epoch when it did not change (without Redis, the lookup)."""
+    if epoch is not None and keycache.fresh_epoch() == epoch:
+        return False
+    return erased_keys.is_erased(tenant.pk, idempotency_key)
 
 
 def _insert(memories: list[Memory], *, keyed: bool) -> None:

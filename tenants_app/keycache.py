@@ -61,6 +61,15 @@ def current_epoch() -> bytes | None:
 BACKGROUND_EPOCH_SECONDS = 1.0
 
 
+def fresh_epoch() -> bytes | None:
+    """The epoch as Redis holds it now (one read); None while Redis cannot say."""
+    try:
+        (read,) = Batch().get(EPOCH_KEY).execute()
+        return _established(read)
+    except redis.RedisError:
+        return None
+
+
 def background_epoch() -> bytes | None:
     """The epoch for work outside a request (which no `check` stamped): read from Redis at most once per
     BACKGROUND_EPOCH_SECONDS on this thread; None while Redis cannot say."""
