@@ -255,12 +255,19 @@ class IdempotencyRecords:
 def find_idempotency_records(person: Person, session_ids: list[str]) -> IdempotencyRecords:
     """Sort the tenant's idempotency records (api.idempotency: method, path, response) by what they are to
     the person. A record that merely mentions them in another person's write (bob's memory naming kate) is
-    neither: it stays bob's, and his retry is still replayed instead of writing twice."""
+    neither: it stays bob's, and his retry is still replayed instead of writing twice.
+
+    A session id that now names another person's live session is that person's: an erased session's id may
+    be used again (once approval purged the erased person's records under it), and the records of the new
+    session's requests name it as the erased one's did."""
     found = IdempotencyRecords(theirs=[], showing_them=[])
     if not person.named:
         return found
     client = redis_client()
-    sessions = set(session_ids)
+    reused = AgentSession.objects.filter(tenant=person.tenant, session_id__in=session_ids).exclude(
+        user_id=person.user_id
+    )
+    sessions = set(session_ids) - set(reused.values_list("session_id", flat=True))
     needles = {person.user_id, *sessions}
     for key in client.scan_iter(match=f"mem:idem:{person.tenant.pk}:*", count=1000):
         raw = client.get(key)

@@ -17,12 +17,15 @@ from urllib.parse import quote
 
 import pytest
 
-from compliance_app.tasks import build_export
+from compliance_app import services
+from compliance_app.models import ErasureRequest
+from compliance_app.tasks import build_export, purge_erasure
 from compliance_app.tests.people import erased
 from conftest import World
 from memories_app.models import Memory, PromotionJob
 from memory_admin.api.idempotency import ERASED_RECORD
 from memory_admin.health import redis_client
+from sessions_app.models import Event
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +103,38 @@ def test_erasing_the_owner_of_a_session_keeps_the_replays_of_a_session_whose_id_
 
     assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"
     assert PromotionJob.objects.filter(session__session_id="s-pp2").count() == 1
+
+
+def test_erasing_a_person_keeps_the_replays_of_another_persons_session_that_took_up_their_session_id(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = world.acme.client
+    assert client.post("/api/v1/sessions", {"id": "chat-r", "user_id": "alice-r"}, format="json").status_code == 201
+    request = services.file_erasure(
+        tenant=world.acme.tenant, user_id="alice-r", legal_basis="gdpr_art_17", filed_by="staff:cora"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_erasure(request_id=request.pk, decided_by="staff:ann")
+    # Bob's agent uses the erased session's id again, before the purge.
+    writes = [
+        ("/api/v1/sessions", {"id": "chat-r", "user_id": "bob-r"}),
+        ("/api/v1/sessions/chat-r/context/messages", {"messages": [{"role": "user", "content": "hello"}]}),
+        ("/api/v1/memories", {"scope": "session", "session_id": "chat-r", "content": "bob likes tea"}),
+    ]
+    firsts = [
+        client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"bob-{n}") for n, (path, body) in enumerate(writes)
+    ]
+    assert [first.status_code for first in firsts] == [201, 201, 201]
+
+    purge_erasure(str(request.pk))
+    retries = [
+        client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"bob-{n}") for n, (path, body) in enumerate(writes)
+    ]
+
+    assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+    assert [(retry.status_code, retry.get("Idempotent-Replayed")) for retry in retries] == [(201, "true")] * 3
+    assert Event.objects.filter(session__session_id="chat-r").count() == 1
+    assert Memory.objects.filter(session__session_id="chat-r").count() == 1
 
 
 def test_erasing_a_person_removes_the_replays_of_their_langgraph_thread_requests(
