@@ -35,6 +35,10 @@ class Migration(migrations.Migration):
                 ),
             ],
             database_operations=[
+                # A CONCURRENTLY build that was interrupted leaves an invalid index of this name: build it again.
+                migrations.RunSQL(
+                    'DROP INDEX CONCURRENTLY IF EXISTS "event_idempotency_key_once"', reverse_sql=migrations.RunSQL.noop
+                ),
                 migrations.RunSQL(
                     'CREATE UNIQUE INDEX CONCURRENTLY "event_idempotency_key_once" ON "sessions_app_event" '
                     '("session_id", "idempotency_key") WHERE "claims_key"',
