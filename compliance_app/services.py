@@ -564,7 +564,7 @@ def record_purge(*, request_id: Any, removed: dict[str, int], worker: str, claim
     """Close a finished purge run; `removed` (this run's counts) goes to the audit log. The run's deletes added
     their counts to `purged` as they committed (see `purge`): here every layer is named, those with none too.
     ClaimLost when another run took the purge over: that run records it. The lease is renewed for the
-    verification that follows."""
+    verification that follows, which renews it as it goes (`renew_purge_lease`)."""
     request = _locked(request_id)
     _refuse_unless_held(request, claim)
     totals = {**dict.fromkeys(removed, 0), **request.purged}
@@ -633,6 +633,16 @@ def record_purge_progress(*, request_id: Any, removed: dict[str, int], layer: st
         raise ClaimLost(f"erasure {request_id} is no longer this run's: another run took it over.")
     request = ErasureRequest.objects.only("pk", "tenant_id", "status").get(pk=request_id)
     _publish(request, progress=progress)
+
+
+def renew_purge_lease(*, request_id: Any, claim: uuid.UUID) -> None:
+    """Renew the run's lease while it verifies (the scan of a large database may outlast PURGE_LEASE), with the
+    statement progress reports use. ClaimLost when another run took the purge over."""
+    renewed = ErasureRequest.objects.filter(pk=request_id, claim_token=claim).update(
+        claimed_until=timezone.now() + PURGE_LEASE
+    )
+    if not renewed:
+        raise ClaimLost(f"erasure {request_id} is no longer this run's: another run took it over.")
 
 
 # --- exports (right of access and portability) -----------------------------------------------------------

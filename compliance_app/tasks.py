@@ -41,7 +41,8 @@ def purge_erasure(request_pk: str) -> None:
     """Purge an erased person physically, then verify. A crash mid-way leaves the lease to expire; the next
     run (a retry, or the beat sweep) deletes what is left and verifies. The run's progress renews the lease; a
     run that was taken over all the same (blocked in one batch for longer than the lease) stops at its next
-    progress or record and leaves the purge and its verification to the run that took over."""
+    progress or record and leaves the purge and its verification to the run that took over. The verification
+    renews the lease as it goes too (a scan of a big database may outlast it)."""
     request = services.claim_purge(request_id=request_pk, worker=_worker())
     if request is None:
         return
@@ -51,8 +52,10 @@ def purge_erasure(request_pk: str) -> None:
         removed = services.purge(request=request, progress=_throttled(request_pk, claim))
         services.record_purge(request_id=request_pk, removed=removed, worker=_worker(), claim=claim)
         request.refresh_from_db()
-        verification.scrub_other_requests(request)
-        findings = verification.scan(request)
+        # The lease record_purge renewed is kept through the verification, however long its scan.
+        renew = _renewing(request_pk, claim)
+        verification.scrub_other_requests(request, renew=renew)
+        findings = verification.scan(request, renew=renew)
         services.record_verification(request_id=request_pk, findings=findings, worker=_worker(), claim=claim)
     except services.ClaimLost:
         logger.warning("erasure_purge_claim_lost", erasure=request_pk)
@@ -70,6 +73,20 @@ def _throttled(request_pk: str, claim: uuid.UUID) -> Callable[[dict[str, int], s
             services.record_purge_progress(request_id=request_pk, removed=removed, layer=layer, claim=claim)
 
     return report
+
+
+def _renewing(request_pk: str, claim: uuid.UUID) -> Callable[[], None]:
+    """Renew the purge's lease (raising ClaimLost once another run took it over) at most every
+    PROGRESS_EVERY_SECONDS."""
+    last = [time.monotonic()]
+
+    def renew() -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_SECONDS:
+            last[0] = now
+            services.renew_purge_lease(request_id=request_pk, claim=claim)
+
+    return renew
 
 
 @shared_task(name="compliance_app.resume_purges", ignore_result=True)

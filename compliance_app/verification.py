@@ -26,6 +26,7 @@ scrubbed before the scan.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -149,7 +150,7 @@ def _whole_bytes(identifier: str) -> re.Pattern[bytes]:
     return re.compile(before + re.escape(identifier.encode()) + after)
 
 
-def scrub_other_requests(request: ErasureRequest) -> None:
+def scrub_other_requests(request: ErasureRequest, *, renew: Callable[[], object] | None = None) -> None:
     """The person's closed requests (verified, rejected, failed: this one carries the person now) keep only the
     keyed hash from now on: their identifiers go (a failed one's pass to this request first), and the free
     texts that may name the person (a note, the reason an earlier request was rejected). Open ones keep theirs
@@ -167,6 +168,8 @@ def scrub_other_requests(request: ErasureRequest) -> None:
         request.identifiers = carried
         request.save(update_fields=["identifiers"])
     others.filter(status__in=CLOSED).update(user_id="", identifiers=[], note="", rejection_reason="")
+    if renew is not None:  # the purge's lease (see `scan`)
+        renew()
     with transaction.atomic():
         withdraw_exports(tenant=request.tenant, subject=request.subject, actor="system")
         ExportRequest.objects.filter(tenant=request.tenant, subject=request.subject).update(user_id="", archive=None)
@@ -178,8 +181,13 @@ def _skipped_requests(request: ErasureRequest) -> list[str]:
     return [str(request.pk), *(str(pk) for pk in open_ones.values_list("pk", flat=True))]
 
 
-def scan(request: ErasureRequest) -> dict[str, int]:
-    """Counts of what the scan found, by check; all zero means the person is gone."""
+def scan(request: ErasureRequest, *, renew: Callable[[], object] | None = None) -> dict[str, int]:
+    """Counts of what the scan found, by check; all zero means the person is gone.
+
+    `renew` is called after each query (and every REDIS_KEYS_PER_RENEWAL keys of the Redis pass): the purge
+    keeps its lease through a scan longer than the lease (a big database's text pass), which would otherwise
+    be taken over, and its result thrown away, run after run."""
+    renew = renew or (lambda: None)
     findings: dict[str, int] = {}
     skipped = _skipped_requests(request)
     sessions = request.refs.get("sessions", [])
@@ -188,9 +196,11 @@ def scan(request: ErasureRequest) -> dict[str, int]:
         for table in _references_named("session_id"):
             cursor.execute(f'select count(*) from "{table}" where session_id = any(%s::uuid[])', [sessions])  # noqa: S608
             findings[f"postgres:{table}.session_id"] = cursor.fetchone()[0]
+            renew()
         for table in _references_named("memory_id"):
             cursor.execute(f'select count(*) from "{table}" where memory_id = any(%s::uuid[])', [memories])  # noqa: S608
             findings[f"postgres:{table}.memory_id"] = cursor.fetchone()[0]
+            renew()
         # A request that lost its user id (an older version blanked it) names no one: `user_id = ''` would
         # count the tenant's global memories and sessions without a user.
         # The text pass skips user_id columns (another person's id may contain this one's), so they are read
@@ -204,10 +214,12 @@ def scan(request: ErasureRequest) -> dict[str, int]:
                 params = params[1:]
             cursor.execute(f'select count(*) from "{table}" where {tenant_filter}user_id = any(%s){exclude}', params)  # noqa: S608
             findings[f"postgres:{table}.user_id"] = cursor.fetchone()[0]
+            renew()
         for table, column in (("sessions_app_agentsession", "id"), ("memories_app_memory", "id")):
             refs = sessions if table.startswith("sessions") else memories
             cursor.execute(f'select count(*) from "{table}" where {column} = any(%s::uuid[])', [refs])  # noqa: S608
             findings[f"postgres:{table}.{column}"] = cursor.fetchone()[0]
+            renew()
         scopes = _tenant_scopes()
         searched = _searched_columns() if _text_identifiers(request) else {}
         for identifier in _text_identifiers(request):
@@ -227,6 +239,7 @@ def scan(request: ErasureRequest) -> dict[str, int]:
                     [*params, _like(identifier), _whole(identifier)],
                 )
                 found = cursor.fetchone()[0]
+                renew()
                 if found:
                     findings[f"postgres:{table}:text"] = findings.get(f"postgres:{table}:text", 0) + found
     # The store has no user_id column: the person's items are found by their namespaces, one put there after the
@@ -240,7 +253,8 @@ def scan(request: ErasureRequest) -> dict[str, int]:
         if request.user_id
         else 0
     )
-    findings.update(_scan_redis(request, sessions))
+    renew()
+    findings.update(_scan_redis(request, sessions, renew))
     return findings
 
 
@@ -264,7 +278,10 @@ _TENANT_KEY = re.compile(rb"^mem:idem:(?P<tenant>[0-9a-f-]{36}):")
 _SESSION_KEY = re.compile(rb"^mem:(?:ctx|tool):(?P<session>[0-9a-f-]{36})(?::|$)")
 
 
-def _scan_redis(request: ErasureRequest, sessions: list[str]) -> dict[str, int]:
+REDIS_KEYS_PER_RENEWAL = 10_000
+
+
+def _scan_redis(request: ErasureRequest, sessions: list[str], renew: Callable[[], object]) -> dict[str, int]:
     """Keys of the erased sessions, and keys of the tenant (or of no tenant) holding an identifier."""
     identifiers = [_whole_bytes(text) for text in _text_identifiers(request)]
     session_marks = [pk.encode() for pk in sessions]
@@ -274,7 +291,9 @@ def _scan_redis(request: ErasureRequest, sessions: list[str]) -> dict[str, int]:
     by_session: dict[str, int] = {}
     try:
         client = redis_client()
-        for key in client.scan_iter(count=1000):
+        for seen, key in enumerate(client.scan_iter(count=1000), start=1):
+            if seen % REDIS_KEYS_PER_RENEWAL == 0:
+                renew()
             if any(mark in key for mark in session_marks):
                 hits += 1
                 continue
