@@ -105,9 +105,14 @@ class FileEntry:
     sha256: str = ""
 
 
+# Rows of a layer between two progress reports (each renews the build's lease), besides the one after each file.
+ROWS_PER_REPORT = 5_000
+
+
 @dataclass
 class Builder:
-    """Writes the archive for one export request; `on_layer(layer, rows)` reports progress after each file."""
+    """Writes the archive for one export request; `on_layer(layer, rows)` reports progress after each file, and
+    every ROWS_PER_REPORT rows within one."""
 
     export: ExportRequest
     on_layer: Callable[[str, int], None] = lambda layer, rows: None
@@ -162,6 +167,8 @@ class Builder:
             for row in rows:
                 put((b"\n" if entry.rows == 0 else b",\n") + json.dumps(row, ensure_ascii=False, default=str).encode())
                 entry.rows += 1
+                if entry.rows % ROWS_PER_REPORT == 0:  # a long layer renews the build's lease as it goes
+                    self.on_layer(name.removesuffix(".json"), entry.rows)
             put(b"\n]\n")
         entry.sha256 = digest.hexdigest()
         return entry

@@ -5,6 +5,7 @@ and records nothing, leaving the job to the run that took it over: no job is pur
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from compliance_app import export as export_module
 from compliance_app import services, tasks, verification
 from compliance_app.export import build_archive
 from compliance_app.models import AuditEntry, ErasureRequest, ExportRequest
 from conftest import World
+from sessions_app.models import AgentSession
 from sessions_app.services import append_messages, create_session
 
 pytestmark = pytest.mark.django_db
@@ -194,3 +197,31 @@ def test_an_export_build_taken_over_after_its_lease_lapsed_stops_at_its_next_lay
     )
     assert finished is not None and finished.status == "ready"
     assert _actions(export_id=export_id).count("export_generated") == 1
+
+
+def test_an_export_build_with_a_layer_longer_than_its_lease_keeps_its_claim(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_id = _filed_export(world)
+    session = AgentSession.objects.get(session_id="alice-lease-s")
+    append_messages(session=session, messages=[{"role": "user", "content": f"message {n}"} for n in range(6)])
+    monkeypatch.setattr(services, "EXPORT_LEASE", SHORT_LEASE)
+    monkeypatch.setattr(export_module, "ROWS_PER_REPORT", 1)
+    events = export_module.Builder._events
+    second_claims: list[ExportRequest | None] = []
+
+    def slow_events(builder: export_module.Builder) -> Iterator[dict[str, Any]]:
+        started = time.monotonic()
+        for row in events(builder):
+            time.sleep(0.3)  # one layer outlasts the lease: 7 rows
+            if time.monotonic() - started > 1.5 * SHORT_LEASE.total_seconds() and not second_claims:
+                second_claims.append(services.claim_export(export_id=export_id, worker="worker:second"))
+            yield row
+
+    monkeypatch.setattr(export_module.Builder, "_events", slow_events)
+    tasks.build_export(export_id)
+
+    assert second_claims == [None]
+    export = ExportRequest.objects.get(pk=export_id)
+    assert export.status == "ready" and export.progress["layers"]["events"] == 7
+    assert _actions(export_id=export_id).count("export_started") == 1
