@@ -73,6 +73,23 @@ def test_checkpoint_metadata_that_is_not_json_is_a_type_error_and_nothing_is_sav
     assert saver.get_tuple(config) is None
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_an_infinity_in_a_store_value_or_checkpoint_metadata_is_a_value_error_and_nothing_is_saved(
+    in_process: dict[str, Any], world: World, number: float
+) -> None:
+    store = AgentMemoryStore(api_key=world.acme.raw_key, **in_process)
+    saver = AgentMemorySaver(api_key=world.acme.raw_key, **in_process)
+    config: RunnableConfig = {"configurable": {"thread_id": "lg-nan", "checkpoint_ns": ""}}
+
+    with pytest.raises(ValueError, match="JSON"):
+        store.put(("prefs",), "alice", {"threshold": number})
+    with pytest.raises(ValueError, match="JSON"):
+        saver.put(config, empty_checkpoint(), {"source": "input", "step": -1, "threshold": number}, {})  # type: ignore[typeddict-unknown-key]
+
+    assert not StoreItem.objects.exists()
+    assert saver.get_tuple(config) is None
+
+
 def test_memory_metadata_that_is_not_json_is_a_type_error_and_nothing_is_stored(
     in_process: dict[str, Any], world: World
 ) -> None:

@@ -13,6 +13,8 @@ flight travels in the next one, and each call returns once its own data is store
 Options besides these are the clients' (timeout, retry, ...). `transport=` (an httpx transport: a proxy's, a
 test's in-process application) serves the sync methods and `async_transport=` the async ones; a saver given
 only one of them raises ValueError from the methods of the other kind, rather than reach the service around it.
+An async transport given here serves one event loop: a saver used from several loops (threads each running
+asyncio.run) should be left to build its own, one per loop.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def _no_thread(error: NotFoundError, thread_id: str | None) -> bool:
 
 
 def _json_metadata(metadata: CheckpointMetadata) -> CheckpointMetadata:
-    """The metadata, checked to be JSON here (a TypeError, as PostgresSaver's put raises), so that a value that
-    is not fails this put alone, not the group commit's request it would share with other callers' saves."""
+    """The metadata, checked to be JSON here (a TypeError, as PostgresSaver's put raises; a ValueError for NaN or
+    an infinity), so that a value that is not fails this put alone, not the group commit's request it would
+    share with other callers' saves."""
     encode_body(metadata)
     return metadata
 

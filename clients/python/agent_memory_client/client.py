@@ -105,8 +105,9 @@ def _retry_after(value: str) -> float | None:
 
 def encode_body(body: Any) -> bytes:
     """The body as JSON; TypeError for a value JSON has no type for, as PostgresStore and PostgresSaver raise (it
-    was stored as its str(), which reads back as a different value)."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    was stored as its str(), which reads back as a different value), and ValueError for NaN or an infinity,
+    which JSON cannot write either (the service would refuse the whole request)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def checked_base_url(base_url: str) -> str:
