@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench install install-dev browser lint fmt stop clean
+.PHONY: run test bench install install-dev browser locale lint fmt stop clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -29,7 +29,7 @@ run: install
 	$(PY) -m memory_admin.runner run
 
 ## test: install, start separate test layers, then ruff, mypy, makemigrations --check and pytest (ARGS=... for pytest)
-test: install-dev browser
+test: install-dev browser locale
 	$(PY) -m memory_admin.runner test $(ARGS)
 
 ## bench: start the service on its own embedded servers under var/bench/, drive it, print the figures and
@@ -40,6 +40,10 @@ bench: install-dev
 ## browser: Debian's Chromium for the Playwright tests (installed with apt when it is missing)
 browser:
 	@sh scripts/ensure-chromium.sh
+
+## locale: the system's en_US.UTF-8 locale for the collation test (generated with localedef when missing)
+locale:
+	@sh scripts/ensure-test-locale.sh
 
 lint: install-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
