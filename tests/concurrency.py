@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from django.db import connection
+
+# How long a held lock lasts at most if what the test waits for never comes (the test then fails on its own).
+HELD_AT_MOST_SECONDS = 40
 
 
 def at_once(*work: Callable[[], Any], timeout: float = 120) -> list[Any]:
@@ -50,3 +55,44 @@ def wait_until_blocked(
                 return
             time.sleep(0.02)
     raise AssertionError(f"{what} never waited for the lock")
+
+
+class HeldLock:
+    """A table lock another connection holds; `released` is set once that connection let it go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.locked = threading.Event()
+        self.released = threading.Event()
+
+
+def _hold(table: str, held: HeldLock, seconds: float) -> None:
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+    ) as holder:
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        held.locked.set()
+        held.release.wait(seconds)
+    held.released.set()
+
+
+@contextmanager
+def access_exclusive(table: str, *, for_seconds: float | None = None) -> Iterator[HeldLock]:
+    """`table` held in ACCESS EXCLUSIVE mode (as a migration holds it) by another connection until the block
+    ends, or for `for_seconds` when given, and never past HELD_AT_MOST_SECONDS."""
+    held = HeldLock()
+    seconds = HELD_AT_MOST_SECONDS if for_seconds is None else min(for_seconds, HELD_AT_MOST_SECONDS)
+    holder = threading.Thread(target=_hold, args=(table, held, seconds))
+    holder.start()
+    assert held.locked.wait(10)
+    try:
+        yield held
+    finally:
+        if for_seconds is None:
+            held.release.set()
+        holder.join()

@@ -5,12 +5,9 @@ process reads at a time, so scrapes no longer take every web thread until the lo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
-import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -19,46 +16,8 @@ from checkpoints_app.models import Checkpoint
 from conftest import World
 from memories_app.models import Memory
 from memory_admin.metrics import ScrapedGauges, forget_scraped_figures
+from tests.concurrency import HELD_AT_MOST_SECONDS, access_exclusive
 from tests.servers import running, web_server
-
-# How long a lock is held at most if what the test waits for never comes (the test then fails on its own).
-HELD_AT_MOST_SECONDS = 40
-
-
-class HeldLock:
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.locked = threading.Event()
-        self.released = threading.Event()
-
-
-def _hold(table: str, held: HeldLock) -> None:
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    ) as holder:
-        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        held.locked.set()
-        held.release.wait(HELD_AT_MOST_SECONDS)
-    held.released.set()
-
-
-@contextmanager
-def access_exclusive(table: str) -> Iterator[HeldLock]:
-    """`table` held in ACCESS EXCLUSIVE mode by another connection until the block ends (or the ceiling)."""
-    held = HeldLock()
-    holder = threading.Thread(target=_hold, args=(table, held))
-    holder.start()
-    assert held.locked.wait(10)
-    try:
-        yield held
-    finally:
-        held.release.set()
-        holder.join()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,47 +6,15 @@ scripted servers, the sync and async clients alike: tests/langgraph/test_client_
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
 import pytest
 from agent_memory_client.client import MemoryClient
 from agent_memory_client.store import AgentMemoryStore
-from django.db import connection
 
 from conftest import World
 from langgraph_app.models import StoreItem
 from memories_app.models import Memory
+from tests.concurrency import access_exclusive
 from tests.servers import ServerProcess
-
-
-def _held(table: str, seconds: float, ready: threading.Event) -> None:
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    ) as held:
-        held.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        ready.set()
-        time.sleep(seconds)
-
-
-@contextmanager
-def _while_held(table: str, seconds: float) -> Iterator[None]:
-    ready = threading.Event()
-    holder = threading.Thread(target=_held, args=(table, seconds, ready))
-    holder.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        holder.join()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,9 +25,9 @@ def test_a_write_held_past_the_timeout_by_the_service_returns_its_answer_and_is_
     client = MemoryClient(service.url, world.acme.raw_key, timeout=1.0)
 
     # Held for longer than the client's four attempts take, one second apart as the 409's Retry-After asks.
-    with _while_held(StoreItem._meta.db_table, 4.0):
+    with access_exclusive(StoreItem._meta.db_table, for_seconds=4.0):
         store.put(("prefs",), "alice", {"theme": "dark"})
-    with _while_held(Memory._meta.db_table, 4.0):
+    with access_exclusive(Memory._meta.db_table, for_seconds=4.0):
         created = client.create_memory(user_id="alice", scope="user", content="likes trains")
 
     assert list(StoreItem.objects.values_list("value", flat=True)) == [{"theme": "dark"}]
