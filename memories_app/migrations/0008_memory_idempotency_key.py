@@ -19,15 +19,29 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name="memory",
-            name="idempotency_key",
-            field=models.CharField(blank=True, max_length=80, null=True),
-        ),
-        migrations.AddField(
-            model_name="memory",
-            name="request_fingerprint",
-            field=models.CharField(blank=True, max_length=64, null=True),
+        # Each step stands alone (the migration is not atomic): one that an interruption left done is skipped
+        # when migrate runs again, and the index is built again.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddField(
+                    model_name="memory",
+                    name="idempotency_key",
+                    field=models.CharField(blank=True, max_length=80, null=True),
+                ),
+                migrations.AddField(
+                    model_name="memory",
+                    name="request_fingerprint",
+                    field=models.CharField(blank=True, max_length=64, null=True),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    'ALTER TABLE "memories_app_memory" ADD COLUMN IF NOT EXISTS "idempotency_key" varchar(80) NULL, '
+                    'ADD COLUMN IF NOT EXISTS "request_fingerprint" varchar(64) NULL',
+                    reverse_sql='ALTER TABLE "memories_app_memory" DROP COLUMN IF EXISTS "idempotency_key", '
+                    'DROP COLUMN IF EXISTS "request_fingerprint"',
+                ),
+            ],
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
@@ -39,6 +53,10 @@ class Migration(migrations.Migration):
                 ),
             ],
             database_operations=[
+                # A CONCURRENTLY build that was interrupted leaves an invalid index of this name: build it again.
+                migrations.RunSQL(
+                    'DROP INDEX CONCURRENTLY IF EXISTS "memory_idempotency_key"', reverse_sql=migrations.RunSQL.noop
+                ),
                 migrations.RunSQL(
                     'CREATE UNIQUE INDEX CONCURRENTLY "memory_idempotency_key" ON "memories_app_memory" '
                     '("tenant_id", "idempotency_key") WHERE "idempotency_key" IS NOT NULL',

@@ -20,10 +20,22 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name="event",
-            name="claims_key",
-            field=models.BooleanField(null=True),
+        # Each step stands alone (the migration is not atomic): one that an interruption left done is skipped
+        # when migrate runs again, and the index is built again.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddField(
+                    model_name="event",
+                    name="claims_key",
+                    field=models.BooleanField(null=True),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    'ALTER TABLE "sessions_app_event" ADD COLUMN IF NOT EXISTS "claims_key" boolean NULL',
+                    reverse_sql='ALTER TABLE "sessions_app_event" DROP COLUMN IF EXISTS "claims_key"',
+                ),
+            ],
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
