@@ -30,8 +30,9 @@ from compliance_app.models import (
 from compliance_app.selectors import refuse_unless_downloadable
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.services import delete_session_archives
+from memories_app.erased_keys import keep_erased_request_keys
 from memories_app.models import Memory, MemoryRevision, PromotionJob
-from memories_app.services import hide_owner, keep_erased_request_keys, release_hidden_owner
+from memories_app.services import hide_owner, release_hidden_owner
 from memory_admin.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation, SessionStatus

@@ -25,11 +25,16 @@ import hmac
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from memories_app.models import ErasedRequestKey
+from lifecycle_app.lifetimes import lifetimes_for
+from memories_app.models import ErasedRequestKey, Memory
+from tenants_app.models import Tenant
 
 # Even under one epoch the answer is read again now and then: kept keys expire, and then nothing need be looked up.
 ENTRY_SECONDS = 60.0
@@ -77,3 +82,33 @@ def _holds_any(tenant_id: uuid.UUID, epoch: bytes | None) -> bool:
                 _held.clear()
             _held[tenant_id] = (epoch, held, now + ENTRY_SECONDS)
     return held
+
+
+# Memories whose keys are read per query while an erasure's purge keeps them.
+_ERASED_KEYS_BATCH = 5000
+
+
+def keep_erased_request_keys(*, tenant: Tenant, memory_ids: Sequence[Any]) -> int:
+    """Keep the request keys these memories were stored with, for the tenant's idempotency lifetime, before an
+    erasure's purge deletes them: a retry of one of those requests is then a 410 instead of storing them again
+    (see above). Returns how many requests stored them with a key.
+    """
+    expires_at = timezone.now() + timedelta(seconds=lifetimes_for(tenant.pk).idempotency_seconds)
+    keys: set[str] = set()
+    for start in range(0, len(memory_ids), _ERASED_KEYS_BATCH):
+        stored = Memory.objects.filter(
+            tenant=tenant, pk__in=memory_ids[start : start + _ERASED_KEYS_BATCH], idempotency_key__isnull=False
+        ).values_list("idempotency_key", flat=True)
+        keys.update(request_key(key) for key in stored if key is not None)
+    ErasedRequestKey.objects.bulk_create(
+        [ErasedRequestKey(tenant=tenant, digest=digest(tenant.pk, key), expires_at=expires_at) for key in keys],
+        ignore_conflicts=True,
+        batch_size=_ERASED_KEYS_BATCH,
+    )
+    return len(keys)
+
+
+def drop_expired_erased_request_keys() -> int:
+    """Forget the kept keys past the idempotency lifetime (no retry of theirs is expected any more)."""
+    deleted, _ = ErasedRequestKey.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted

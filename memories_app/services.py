@@ -13,26 +13,21 @@ import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from lifecycle_app.lifetimes import lifetimes_for
 from memories_app import erased_keys
 from memories_app.embeddings import EmbedderRefused, EmbedderUnavailable, get_embedder
 from memories_app.embeddings.base import vector_problem
 from memories_app.fields import vector_text
 from memories_app.models import (
-    ErasedRequestKey,
     HiddenOwner,
     JobKind,
     Memory,
     MemoryRevision,
-    OutboxOperation,
-    ProfileFactOutbox,
     PromotionJob,
     RevisionKind,
     Scope,
@@ -57,7 +52,6 @@ from tenants_app import keycache
 from tenants_app.models import Tenant
 
 MAX_USER_ID_CHARS = 256
-MAX_FACT_KEY_CHARS = 200
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -511,39 +505,6 @@ def release_hidden_owner(*, tenant: Tenant, user_id: str) -> int:
     return deleted
 
 
-# Memories whose keys are read per query while an erasure's purge keeps them.
-_ERASED_KEYS_BATCH = 5000
-
-
-def keep_erased_request_keys(*, tenant: Tenant, memory_ids: Sequence[Any]) -> int:
-    """Keep the request keys these memories were stored with, for the tenant's idempotency lifetime, before an
-    erasure's purge deletes them: a retry of one of those requests is then a 410 instead of storing them again
-    (see memories_app.erased_keys). Returns how many requests stored them with a key.
-    """
-    expires_at = timezone.now() + timedelta(seconds=lifetimes_for(tenant.pk).idempotency_seconds)
-    keys: set[str] = set()
-    for start in range(0, len(memory_ids), _ERASED_KEYS_BATCH):
-        stored = Memory.objects.filter(
-            tenant=tenant, pk__in=memory_ids[start : start + _ERASED_KEYS_BATCH], idempotency_key__isnull=False
-        ).values_list("idempotency_key", flat=True)
-        keys.update(erased_keys.request_key(key) for key in stored if key is not None)
-    ErasedRequestKey.objects.bulk_create(
-        [
-            ErasedRequestKey(tenant=tenant, digest=erased_keys.digest(tenant.pk, key), expires_at=expires_at)
-            for key in keys
-        ],
-        ignore_conflicts=True,
-        batch_size=_ERASED_KEYS_BATCH,
-    )
-    return len(keys)
-
-
-def drop_expired_erased_request_keys() -> int:
-    """Forget the kept keys past the idempotency lifetime (no retry of theirs is expected any more)."""
-    deleted, _ = ErasedRequestKey.objects.filter(expires_at__lte=timezone.now()).delete()
-    return deleted
-
-
 def _enqueue_promotion(job: PromotionJob) -> None:
     from memories_app.tasks import run_promotion_job
 
@@ -607,110 +568,6 @@ def request_distillation(*, session: AgentSession) -> PromotionJob:
     return job
 
 
-# Creating the row, then locking it, is tried this many times before the caller is told to try again.
-_PROFILE_LOCK_ATTEMPTS = 3
-
-
-def _locked_profile(tenant: Tenant, user_id: str) -> UserProfile:
-    """The user's profile, created (at version 0) when there is none, locked until the caller's commit.
-
-    The insert is skipped when the row exists, and the row can be gone by the time it is locked: an erasure
-    approval that deleted it committed in between. As after any erasure (a session id can be used again
-    too), the person's profile may then be created afresh, so create-then-lock is tried again: that second
-    insert holds its own row. Conflict (409, safe to retry) should the row vanish every time.
-    """
-    for _ in range(_PROFILE_LOCK_ATTEMPTS):
-        UserProfile.objects.bulk_create([UserProfile(tenant=tenant, user_id=user_id, version=0)], ignore_conflicts=True)
-        profile = UserProfile.objects.select_for_update().filter(tenant=tenant, user_id=user_id).first()
-        if profile is not None:
-            return profile
-    raise Conflict("The profile was deleted while this change was being made; send it again.")
-
-
-@transaction.atomic
-def update_profile(
-    *,
-    tenant: Tenant,
-    user_id: str,
-    expected_versions: set[int] | None,
-    must_exist: bool = False,
-    preferences: dict[str, Any] | None = None,
-    facts: dict[str, str | None] | None = None,
-    record_interaction: bool = False,
-) -> UserProfile:
-    """Create or change a user's profile; its version goes up by one.
-
-    `preferences` and `facts` are merged key by key (null removes a key). Every added, changed or removed
-    fact is written to the outbox in the same transaction, so the user's memories follow exactly once even
-    if a worker or Redis is lost. `record_interaction` counts one interaction and marks the user active.
-    StaleVersion (412) when If-Match names another version; PreconditionFailed (412) when the user has no profile
-    and If-Match names versions or `must_exist` (If-Match: *); ValidationFailed for bad facts or ids. An erasure
-    approved meanwhile (it deletes the profile) does not fail the change: the profile is created again (unless
-    If-Match said it had to exist).
-    """
-    clean_user_id(user_id)
-    for key, value in (facts or {}).items():
-        if not key.strip() or len(key) > MAX_FACT_KEY_CHARS:
-            raise _invalid("facts", f"Fact keys are 1-{MAX_FACT_KEY_CHARS} characters.")
-        if value is not None:
-            clean_content(value, field=f"facts.{key}")
-    profile = _locked_profile(tenant, user_id)
-    # Version 0 is the placeholder inserted just now (and rolled back with these errors): no If-Match matches a
-    # profile that does not exist (RFC 9110), not even "0", which is never given out.
-    if must_exist and profile.version == 0:
-        raise PreconditionFailed(
-            "If-Match: * matches an existing profile, and this user has none.", details={"current_version": None}
-        )
-    if expected_versions is not None and profile.version == 0:
-        raise PreconditionFailed(
-            "If-Match names a version of the profile, and this user has none.", details={"current_version": None}
-        )
-    if expected_versions is not None and profile.version not in expected_versions:
-        raise StaleVersion(profile)
-    if preferences:
-        merged = {**profile.preferences, **preferences}
-        profile.preferences = {key: value for key, value in merged.items() if value is not None}
-        clean_metadata(profile.preferences, field="preferences")
-    changes: list[ProfileFactOutbox] = []
-    profile.version += 1
-    for key, value in (facts or {}).items():
-        if value is None and key in profile.facts:
-            del profile.facts[key]
-            operation = OutboxOperation.DELETE
-        elif value is not None and profile.facts.get(key) != value:
-            profile.facts[key] = value
-            operation = OutboxOperation.UPSERT
-        else:
-            continue
-        changes.append(
-            ProfileFactOutbox(
-                tenant=tenant,
-                user_id=user_id,
-                fact_key=key,
-                operation=operation,
-                content=value or "",
-                profile_version=profile.version,
-            )
-        )
-    if record_interaction:
-        profile.interaction_count += 1
-        profile.last_active_at = timezone.now()
-    profile.updated_at = timezone.now()
-    profile.save()
-    ProfileFactOutbox.objects.bulk_create(changes)
-    if changes:
-        from memories_app.tasks import drain_profile_outbox
-
-        # Best-effort, like every doorbell here: the beat task drains the outbox every 30 s anyway, and a
-        # broker that is down must not turn a stored change into a 500 (whose retry would apply it again).
-        transaction.on_commit(lambda: queue_task(drain_profile_outbox), robust=True)
-    publish_on_commit(
-        [tenant_group(tenant.pk)],
-        {"type": "profile.updated", "tenant": str(tenant.pk), "profile": profile.pk, "version": profile.version},
-    )
-    return profile
-
-
 PROFILE_SOURCE_PREFIX = "profile:"
 
 
@@ -728,5 +585,4 @@ __all__ = [
     "request_distillation",
     "request_promotion",
     "update_memory",
-    "update_profile",
 ]

@@ -10,7 +10,8 @@ from celery import shared_task
 
 from memories_app import background
 from memories_app.embeddings import EmbedderUnavailable
-from memories_app.services import drop_expired_erased_request_keys, request_distillation
+from memories_app.erased_keys import drop_expired_erased_request_keys
+from memories_app.services import request_distillation
 
 # Retries back off exponentially (2, 4, 8 … seconds, at most 10 minutes apart) with jitter.
 _RETRY_FOR = (EmbedderUnavailable,)

@@ -14,8 +14,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from memories_app import profiles, selectors, services
 from memories_app import recall as recall_module
-from memories_app import selectors, services
 from memories_app.api.serializers import (
     MemoryBatchResultSerializer,
     MemoryBatchSerializer,
@@ -369,7 +369,7 @@ class ProfileView(AgentAPIView):
     def patch(self, request: Request, user_id: str) -> Response:
         data = _valid(ProfileUpdateSerializer, request.data)
         with _current_on_conflict(lambda profile: dict(ProfileSerializer(profile).data)):
-            profile = services.update_profile(
+            profile = profiles.update_profile(
                 tenant=self.tenant,
                 user_id=user_id,
                 expected_versions=if_match_versions(request),

@@ -6,7 +6,8 @@ import pytest
 from django.test import Client
 
 from memories_app.models import Memory, UserProfile
-from memories_app.services import NewMemory, create_memory, update_profile
+from memories_app.profiles import update_profile
+from memories_app.services import NewMemory, create_memory
 
 SECRET_TEXT = "Her passport number is 12345."
 PERSON = "alice-4711"

@@ -20,13 +20,13 @@ from compliance_app.tasks import purge_erasure
 from conftest import World, logged_in
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory, PromotionJob
+from memories_app.profiles import update_profile
 from memories_app.services import (
     NewMemory,
     create_memory,
     delete_memory,
     hide_owner,
     update_memory,
-    update_profile,
 )
 from memory_admin.dashboard import consumers, live_rows
 from memory_admin.dashboard.consumers import CLOSE_FORBIDDEN, LiveConsumer

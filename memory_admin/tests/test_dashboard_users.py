@@ -22,7 +22,8 @@ from langgraph_app.store import Op, run_batch
 from memories_app.background import ACCESS_KEY
 from memories_app.embeddings import reset_embedder
 from memories_app.models import Memory
-from memories_app.services import NewMemory, create_memories, create_memory, update_memory, update_profile
+from memories_app.profiles import update_profile
+from memories_app.services import NewMemory, create_memories, create_memory, update_memory
 from memory_admin.health import redis_client
 from sessions_app.models import AgentSession
 from sessions_app.services import create_session

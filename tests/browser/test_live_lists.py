@@ -16,13 +16,13 @@ from compliance_app.services import approve_erasure, file_erasure
 from compliance_app.tasks import purge_erasure
 from conftest import World
 from memories_app.embeddings import reset_embedder
+from memories_app.profiles import update_profile
 from memories_app.services import (
     NewMemory,
     create_memories,
     create_memory,
     delete_memory,
     update_memory,
-    update_profile,
 )
 from memory_admin.live import publish, session_group
 from sessions_app.services import append_messages, create_session
