@@ -62,7 +62,9 @@ def get_promotion_job(*, tenant: Tenant, job_id: uuid.UUID | str) -> PromotionJo
         key = uuid.UUID(str(job_id))
     except ValueError:
         raise NotFound("No such promotion job.", details={"job_id": str(job_id)}) from None
-    job = PromotionJob.objects.filter(tenant=tenant, pk=key).select_related("session").first()
+    # An erased session's jobs go with it, from approval on: the purge deletes them later.
+    rows = PromotionJob.objects.filter(tenant=tenant, pk=key, session__erased_at__isnull=True)
+    job = rows.select_related("session").first()
     if job is None:
         raise NotFound("No such promotion job.", details={"job_id": str(job_id)})
     return job
