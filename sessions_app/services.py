@@ -166,9 +166,12 @@ def update_session(
     """Change a session's status (along TRANSITIONS) and/or merge into its metadata.
 
     `expected_version` holds the versions the caller's If-Match accepts: another version is a 412 carrying
-    the current one. An illegal status change is a 409 naming the allowed ones.
+    the current one. An illegal status change is a 409 naming the allowed ones. A session erased since it was
+    read is a 404, as for any write.
     """
-    locked = AgentSession.objects.select_for_update().get(pk=session.pk)
+    locked = AgentSession.objects.select_for_update().filter(pk=session.pk).first()
+    if locked is None:  # erased since it was read: an erasure approval held the row, and committed
+        raise NotFound("No such session.", details={"session_id": session.session_id})
     if expected_version is not None and locked.version not in expected_version:
         raise PreconditionFailed("The session changed since you read it.", details={"current_version": locked.version})
     changed = False
