@@ -44,8 +44,9 @@ keyed by its version or id, and pages replace or drop what they already have, so
 repeats anything.
 
 Permissions: the user's roles are read on connect and on every frame the page sends, and again before a
-published message is passed on when they were last read more than ROLE_RECHECK_SECONDS ago. A user who lost
-every staff role is disconnected (4403); API key messages go to admins only, erasure messages to compliance.
+published message is passed on when they were last read more than ROLE_RECHECK_SECONDS ago, with the login
+behind the socket (ended by logging out or by a password change, as for the pages). A user who lost every
+staff role, or that login, is disconnected (4403); API key messages go to admins only, erasure messages to compliance.
 The user page's frames are rows it may show, read again, so they go to every staff role whatever message they
 came from (an erasure's approval reaches a support user's page as `user.erased`, nothing more).
 """
@@ -65,7 +66,8 @@ import structlog
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 from rest_framework.exceptions import ParseError
 
 from memory_admin.api.parsers import parse_json_text
@@ -98,20 +100,30 @@ def role_for(message_type: object) -> Role | None:
 
 def _current_roles(user: Any, session_key: str | None) -> frozenset[Role]:
     """The roles of the socket's user as they stand now, read afresh: a role revoked, the account disabled or
-    deleted, or the login ended (logged out) since the socket opened all leave none. Not through the scope's
-    user object, which caches its roles (and, behind channels' lazy proxy, keeps them out of reach)."""
+    deleted, or the login ended (logged out, or the password changed) since the socket opened all leave none.
+    Not through the scope's user object, which caches its roles (and, behind channels' lazy proxy, keeps them
+    out of reach)."""
     if not getattr(user, "is_authenticated", False):
         return frozenset()
-    if session_key is not None and not _logged_in(session_key, user.pk):
-        return frozenset()
     fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
-    return roles_of(fresh) if fresh is not None else frozenset()
+    if fresh is None or (session_key is not None and not _logged_in(session_key, fresh)):
+        return frozenset()
+    return roles_of(fresh)
 
 
-def _logged_in(session_key: str, user_pk: Any) -> bool:
-    """Whether the browser session the socket was opened with still holds this user's login."""
+def _logged_in(session_key: str, user: Any) -> bool:
+    """Whether the browser session the socket was opened with still holds this user's login, as
+    django.contrib.auth.get_user decides for a page: the user's id, and the hash of their password made with
+    the secret key or one of its fallbacks (a password changed since ends every other login)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return bool(store.get(SESSION_KEY) == str(user_pk))
+    if store.get(SESSION_KEY) != str(user.pk):
+        return False
+    session_hash = store.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return False
+    # Unlike a page, the socket cannot move a fallback's login to the current key (a new cookie): it accepts it.
+    hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+    return any(constant_time_compare(session_hash, expected) for expected in hashes)
 
 
 def _uuid(value: object) -> uuid.UUID | None:

@@ -9,7 +9,7 @@ import pytest
 from channels.auth import UserLazyObject
 from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 
 from conftest import World
@@ -139,6 +139,7 @@ def test_a_role_revoked_behind_channels_lazy_user_closes_the_socket(world: World
 def test_logging_out_ends_what_an_open_socket_receives(world: World) -> None:
     store = SessionStore()
     store[SESSION_KEY] = str(world.support.pk)
+    store[HASH_SESSION_KEY] = world.support.get_session_auth_hash()
     store.save()
 
     async def scenario() -> Any:
