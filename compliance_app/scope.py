@@ -355,7 +355,10 @@ def volatile(person: Person) -> dict[str, int]:
         "langgraph_store_items": person.store_items().count(),
         "profile": person.profiles().count(),
         "profile_outbox": person.profile_outbox().count(),
-        "data_keys": PersonKey.objects.filter(tenant=person.tenant, subject=person.subject).count(),
+        # The live ones: an earlier erasure of a returning person destroyed (and counted) theirs already.
+        "data_keys": PersonKey.objects.filter(
+            tenant=person.tenant, subject=person.subject, destroyed_at__isnull=True
+        ).count(),
     }
     try:
         session_ids = list(person.sessions().values_list("session_id", flat=True))
