@@ -4,7 +4,8 @@ Two jobs use the same step:
 
 - **Event archival** (compaction): events older than the tenant's retention window that a snapshot already
   folds go to the archive, up to and including the newest such snapshot, which stays in Postgres; the state at
-  that version and after it is rebuilt exactly as before. Events the hot context window still reads are kept.
+  that version and after it is rebuilt exactly as before. Events the hot context window still reads are kept,
+  and so are those younger than the tenant's idempotency lifetime (a retried append finds its key on them).
 - **Session archival**: a session without activity for N days becomes `archived` (no more writes), a snapshot
   is taken at its head, every event and older snapshot goes to the archive in steps, and last its operation
   journal; the session row and the snapshot at its head stay. A session its client archived goes the same way
@@ -362,13 +363,21 @@ def tool_state_floor(session: AgentSession) -> int:
     return session.head_version + 1 if oldest is None else int(oldest)
 
 
-def event_archival_boundary(session: AgentSession, boundary: int) -> int | None:
+def event_archival_boundary(session: AgentSession, boundary: int, *, now: datetime | None = None) -> int | None:
     """The snapshot version to archive up to: the newest snapshot at or below `boundary` that neither the context
-    window nor a live tool state reaches past, and above what is archived already. None when there is none."""
+    window nor a live tool state reaches past, whose event is older than the tenant's idempotency lifetime, and
+    above what is archived already. None when there is none.
+
+    An append's Idempotency-Key is kept on its events (`sessions_app.services._appended_with` looks for it
+    there), and that is all a retry finds once Redis lost its record: events a retry may still name stay in
+    Postgres for as long as a retry is honoured, whatever the event retention says."""
     floor = min(context_floor(session), tool_state_floor(session))
     done = archived_through(session.pk)
+    retry_cutoff = (now or timezone.now()) - timedelta(seconds=lifetimes_for(session.tenant_id).idempotency_seconds)
     version = (
         EventSnapshot.objects.filter(session=session, version__lte=min(boundary, floor - 1), version__gt=done)
+        .annotate(event_created=_event_at(OuterRef("version")))
+        .filter(event_created__lt=retry_cutoff)
         .order_by("-version")
         .values_list("version", flat=True)
         .first()

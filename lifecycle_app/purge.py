@@ -1,6 +1,7 @@
-"""Physical removal of rows that are already gone for everyone: logically deleted memories past the purge delay,
-and profile outbox entries applied long ago (they hold the fact's text, so they do not stay for ever). Entries the
-drain set aside as failed stay, marked with their error, for someone to look at in the Django admin.
+"""Physical removal of rows that are already gone for everyone: logically deleted memories past the purge delay
+(and, for one stored with an Idempotency-Key, past the key's lifetime), and profile outbox entries applied long
+ago (they hold the fact's text, so they do not stay for ever). Entries the drain set aside as failed stay,
+marked with their error, for someone to look at in the Django admin.
 
 Each step is one short transaction that claims its rows with `FOR UPDATE SKIP LOCKED`: workers running at once
 take disjoint rows, so each row is removed (and counted) once.
@@ -11,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.utils import timezone
 
+from lifecycle_app.selectors import purgeable_memories
 from memories_app.models import Memory, ProfileFactOutbox
 
 _OUTBOX = ProfileFactOutbox._meta.db_table
@@ -24,12 +27,14 @@ DELETE FROM {_OUTBOX} WHERE id IN (
 """  # noqa: S608 (the table name comes from the model)
 
 
-def purge_memories_step(*, cutoff: datetime, limit: int) -> int:
-    """Remove up to `limit` memories deleted before `cutoff` (their vectors and revisions with them); how many."""
+def purge_memories_step(*, cutoff: datetime, limit: int, now: datetime | None = None) -> int:
+    """Remove up to `limit` memories deleted before `cutoff` (their vectors and revisions with them); how many.
+    One stored with an Idempotency-Key stays (deleted) until its tenant's idempotency lifetime since it was
+    created is over: a retried create finds it by the key until then (see `selectors.purgeable_memories`)."""
     with transaction.atomic():
         ids = list(
-            Memory.objects.select_for_update(skip_locked=True)
-            .filter(deleted_at__lt=cutoff)
+            purgeable_memories(cutoff=cutoff, now=now or timezone.now())
+            .select_for_update(skip_locked=True)
             .order_by("deleted_at")
             .values_list("pk", flat=True)[:limit]
         )

@@ -9,14 +9,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint
 from lifecycle_app import archival, eviction
 from lifecycle_app.archive import ArchiveDocument, unpack
-from lifecycle_app.models import ArchiveKind, ArchiveSegment, EvictionCandidate, Job, JobRun, SessionArchival
-from lifecycle_app.policies import EffectivePolicy, PolicyGroup, policy_groups
+from lifecycle_app.models import (
+    ArchiveKind,
+    ArchiveSegment,
+    EvictionCandidate,
+    Job,
+    JobRun,
+    RetentionPolicy,
+    SessionArchival,
+)
+from lifecycle_app.policies import EffectivePolicy, PolicyGroup, global_policy, policy_groups
 from lifecycle_app.storage import archive_storage
 from memories_app.models import Memory, ProfileFactOutbox
 from memory_admin.codec import decode_payload
@@ -81,7 +90,7 @@ def event_archival_plan(
             for pk, boundary in rows:
                 seen += 1
                 session = sessions.get(pk)
-                upto = archival.event_archival_boundary(session, boundary) if session else None
+                upto = archival.event_archival_boundary(session, boundary, now=now) if session else None
                 if upto is not None:
                     plan.append((pk, upto))
                 if session_limit is not None and seen >= session_limit:
@@ -140,8 +149,22 @@ def purge_cutoff(now: datetime) -> datetime:
     return now - timedelta(hours=settings.MEMORY_PURGE_AFTER_HOURS)
 
 
+def purgeable_memories(*, cutoff: datetime, now: datetime) -> QuerySet[Memory]:
+    """The memories the purge removes: deleted before `cutoff` and, when stored with an Idempotency-Key, created
+    longer ago than their tenant's idempotency lifetime. Until then a retry of the create, once Redis lost its
+    record, finds the row by its key (`memories_app.services._stored_with`) and gets the answer it got before
+    the purge; without the row it would store the memory again. The row stays deleted (hidden) meanwhile."""
+    own = RetentionPolicy.objects.filter(tenant_id=OuterRef("tenant_id")).values("idempotency_ttl_seconds")[:1]
+    lifetime = Coalesce(Subquery(own), Value(global_policy().idempotency_ttl_seconds)) * Value(timedelta(seconds=1))
+    return (
+        Memory.objects.filter(deleted_at__lt=cutoff)
+        .alias(key_expires_at=ExpressionWrapper(F("created_at") + lifetime, output_field=DateTimeField()))
+        .filter(Q(idempotency_key__isnull=True) | Q(key_expires_at__lt=now))
+    )
+
+
 def preview_memory_purge(now: datetime) -> Preview:
-    count = Memory.objects.filter(deleted_at__lt=purge_cutoff(now)).count()
+    count = purgeable_memories(cutoff=purge_cutoff(now), now=now).count()
     summary = f"would remove {count} memories deleted more than {settings.MEMORY_PURGE_AFTER_HOURS} hours ago"
     return Preview(Job.MEMORY_PURGE, True, summary, {"memories": count})
 
