@@ -19,6 +19,8 @@ def roles_of(user: Any) -> frozenset[Role]:
         return frozenset()
     if user.is_superuser:
         return frozenset(Role)
+    if not hasattr(user, "groups"):  # an agent's API key (tenants_app.authentication.AgentPrincipal): no staff
+        return frozenset()
     cached: frozenset[Role] | None = getattr(user, "_memory_roles", None)
     if cached is None:
         names = set(user.groups.values_list("name", flat=True))

@@ -70,6 +70,20 @@ def test_the_docs_page_serves_its_scripts_from_this_deployment() -> None:
         assert "cdn." not in page
 
 
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+@pytest.mark.parametrize("header", ["HTTP_AUTHORIZATION", "HTTP_X_API_KEY"])
+def test_the_docs_pages_are_served_to_a_request_carrying_an_agents_api_key(
+    world: World, path: str, header: str
+) -> None:
+    # A gateway that adds the key to every request, or someone trying the docs with theirs: the key's principal
+    # holds no staff role, and the page's navigation must not ask it for one.
+    value = f"Bearer {world.acme.raw_key}" if header == "HTTP_AUTHORIZATION" else world.acme.raw_key
+    response = AgentClient().get(path, **{header: value})
+
+    assert response.status_code == 200
+    assert "/static/drf_spectacular_sidecar/" in response.content.decode()
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
