@@ -19,7 +19,16 @@ from django.utils import timezone
 from checkpoints_app.patching import CopyBudget
 from lifecycle_app.lifetimes import lifetimes_for
 from memory_admin import live
-from memory_admin.codec import SCHEMA_VERSION, canonical_json, decode_payload, dumps, encode_payload, encoder_for
+from memory_admin.codec import (
+    SCHEMA_VERSION,
+    canonical_json,
+    decode_payload,
+    dumps,
+    encode_payload,
+    encoder_for,
+    is_plain,
+    loads,
+)
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
@@ -105,9 +114,7 @@ def create_session(
     (so a retried create is harmless); the same id for another user is a 409. One statement either way
     (a LangGraph thread's first save and every agent's first request start here).
     """
-    if metadata:
-        _check_metadata_size(metadata)
-    session = AgentSession(tenant=tenant, user_id=user_id, metadata=metadata or {})
+    session = AgentSession(tenant=tenant, user_id=user_id, metadata=_as_kept(metadata) if metadata else {})
     if session_id is None:
         session.session_id = str(session.id)
         session.save(force_insert=True)
@@ -145,6 +152,22 @@ def merge_metadata(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, 
         else:
             merged[key] = value
     return merged
+
+
+def _as_kept(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata as its jsonb column will keep and give it back, checked against the size limit; a 400 when
+    it is over, as sent or as kept.
+
+    PostgreSQL keeps JSON numbers as numeric, so some floats come back as other numbers (1e16 as the integer
+    10000000000000000, -0.0 as 0.0, 1e300 as 301 digits): what the limit counts, an update compares and a
+    write answers is what a read will give. Metadata without a float is kept as it is, without asking.
+    """
+    _check_metadata_size(metadata)  # as sent, first: bounds what PostgreSQL is asked to spell out
+    if is_plain(metadata):
+        return metadata
+    kept: dict[str, Any] = loads(run("SELECT %s::jsonb::text", [dumps(metadata).decode()])[0][0])
+    _check_metadata_size(kept)
+    return kept
 
 
 def _check_metadata_size(metadata: dict[str, Any]) -> None:
@@ -187,8 +210,7 @@ def update_session(
         locked.status = status
         changed = True
     if metadata_patch:
-        merged = merge_metadata(locked.metadata, metadata_patch)
-        _check_metadata_size(merged)
+        merged = _as_kept(merge_metadata(locked.metadata, metadata_patch))
         # Compared as JSON: Python's == takes true for 1 and 2.0 for 2, which would drop such a change unsaved.
         changed = changed or canonical_json(merged) != canonical_json(locked.metadata)
         locked.metadata = merged
