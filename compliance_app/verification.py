@@ -5,12 +5,13 @@ Two kinds of checks, each a count that must be zero:
 - structural: rows that still reference the erased sessions and memories (by id), rows that still carry the
   person's user id in a `user_id` column, LangGraph store items in the person's namespaces, live data keys,
   Redis keys of the erased sessions;
-- textual: every table of the database and every Redis key (name and value) searched for the person's
-  identifiers (the user id and any further identifiers on the request), each as a whole: "u1" is not found in
-  "u12". Identifiers shorter than TEXT_SCAN_MIN_LENGTH are left to the structural checks: "42" would match
-  half the database. Columns that hold another kind of name are not searched: the `user_id` columns (the
-  structural check reads them exactly; another person's id is not this one's data), and those that name who
-  did something (staff, a worker: `actor`, `filed_by`…), as are the staff accounts.
+- textual: every table of the database and every Redis key (name and value; a JSON value's strings as
+  decoded, escapes and all) searched for the person's identifiers (the user id and any further identifiers on
+  the request), each as a whole: "u1" is not found in "u12". Identifiers shorter than TEXT_SCAN_MIN_LENGTH
+  are left to the structural checks: "42" would match half the database. Columns that hold another kind of
+  name are not searched: the `user_id` columns (the structural check reads them exactly; another person's id
+  is not this one's data), and those that name who did something (staff, a worker: `actor`, `filed_by`…), as
+  are the staff accounts.
 
 Every check looks at the request's tenant alone: a row belongs to a tenant through its `tenant` column or
 through the row it hangs off (an event through its session, a revision through its memory), and a Redis key
@@ -25,8 +26,9 @@ scrubbed before the scan.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -303,7 +305,7 @@ def _scan_redis(request: ErasureRequest, sessions: list[str], renew: Callable[[]
             if named is not None and named["tenant"] != tenant:
                 continue  # another tenant's record: another person, whatever their id
             if any(identifier.search(key) for identifier in identifiers) or any(
-                identifier.search(value) for value in _values(client, key) for identifier in identifiers
+                _mentions(value, identifiers) for value in _values(client, key)
             ):
                 of_session = _SESSION_KEY.match(key)
                 if of_session is None:
@@ -323,6 +325,40 @@ def _scan_redis(request: ErasureRequest, sessions: list[str], renew: Callable[[]
         }
         hits += sum(count for session, count in by_session.items() if session not in elsewhere)
     return {"redis:keys": hits}
+
+
+def _mentions(value: bytes, identifiers: list[re.Pattern[bytes]]) -> bool:
+    """Whether a Redis value holds an identifier: as typed, or inside the JSON most values are. Idempotency
+    records and tool state are written by `json.dumps`, which escapes every character outside ASCII ("ë" is
+    `\\u00eb`, one outside the BMP a surrogate pair) and a line break before a name (`\\n` would read as a
+    letter): their strings are matched as decoded."""
+    if any(identifier.search(value) for identifier in identifiers):
+        return True
+    if b"\\" not in value:  # nothing escaped: the bytes above were the text
+        return False
+    try:
+        document = json.loads(value)
+    except ValueError:  # not JSON (or not UTF-8)
+        return False
+    return any(
+        identifier.search(text.encode("utf-8", "surrogatepass"))
+        for text in _strings(document)
+        for identifier in identifiers
+    )
+
+
+def _strings(document: Any) -> Iterator[str]:
+    """Every string of a decoded JSON document, object keys included."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def _values(client: Any, key: bytes) -> list[bytes]:
