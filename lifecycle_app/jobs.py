@@ -134,6 +134,13 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 else:
                     finished += 1
             pending, busy = held, len(held)
+        # The archives of tenants and sessions deleted while cold storage could not be reached.
+        ownerless = 0
+        try:
+            ownerless = services.remove_ownerless_archives()
+        except Exception as exc:  # cold storage cannot be reached: the next run looks again
+            errors.append(services.describe_error(exc))
+            failure = exc
         return _unless_failed(
             {
                 "sessions_claimed": claimed,
@@ -143,6 +150,7 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 "snapshots": moved.snapshots,
                 "operations": moved.operations,
                 "archive_bytes": moved.archive_bytes,
+                "ownerless_archive_objects": ownerless,
             },
             failure,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import traceback
+import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -177,3 +179,49 @@ def delete_session_archives(*, session: AgentSession) -> int:
 
     transaction.on_commit(remove, robust=True)
     return len(keys)
+
+
+def delete_tenant_archives(*, tenant_ids: Iterable[Any]) -> int:
+    """Remove every archive object of these tenants, whose rows are deleted: their whole folders (`<tenant>/`),
+    every session's objects and any no segment recorded. Raises what cold storage raises when it cannot be
+    reached; `remove_ownerless_archives` (run by session archival) removes what is left then. How many objects
+    went."""
+    storage = archive_storage()
+    return sum(storage.delete_folder(str(tenant_id)) for tenant_id in tenant_ids)
+
+
+def _id(folder: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(folder.rsplit("/", 1)[-1])
+    except ValueError:
+        return None
+
+
+def remove_ownerless_archives() -> int:
+    """Remove the archive folders of tenants and sessions that are no longer in Postgres; how many objects went.
+
+    Deleting a tenant removes its folder after the commit (`delete_tenant_archives`), and erasing a person their
+    sessions' (`delete_session_archives`); an object left there because cold storage could not be reached then
+    is named by no row, and holds operation names and keys in plain text. A tenant or session once deleted never
+    comes back (ids are random UUIDs), so no lock is needed. Folders not named by an id are left alone. Raises
+    what cold storage raises when it cannot be reached.
+    """
+    storage = archive_storage()
+    removed = 0
+    for tenant_folder in storage.folders():
+        tenant_id = _id(tenant_folder)
+        if tenant_id is None:
+            continue
+        if not Tenant.objects.filter(pk=tenant_id).exists():
+            removed += storage.delete_folder(tenant_folder)
+            continue
+        folders = {pk: folder for folder in storage.folders(tenant_folder) if (pk := _id(folder)) is not None}
+        pks = list(folders)
+        for at in range(0, len(pks), 1000):
+            batch = pks[at : at + 1000]
+            # all_objects: a session an erasure hid is there until its purge, which removes its archive itself.
+            live = set(AgentSession.all_objects.filter(tenant_id=tenant_id, pk__in=batch).values_list("pk", flat=True))
+            removed += sum(storage.delete_folder(folders[pk]) for pk in batch if pk not in live)
+    if removed:
+        logger.warning("ownerless_archives_removed", objects=removed)
+    return removed

@@ -9,9 +9,11 @@ a client sent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from functools import cache
@@ -45,6 +47,15 @@ class ArchiveStorage(Protocol):
     def listdir(self, folder: str) -> list[str]:
         """The keys of the objects directly in `folder` (none when there is no such folder)."""
 
+    def folders(self, folder: str = "") -> list[str]:
+        """The keys of the folders directly in `folder`, or at the top when it is empty (none when there is no
+        such folder); names that cannot be keys are left out."""
+
+    def delete_folder(self, folder: str) -> int:
+        """Remove every object under `folder`, those in its folders too; how many went (none when there is no such
+        folder). The folders go with them on the filesystem and in a bucket; another Django storage may keep
+        them, empty."""
+
     def modified_at(self, key: str) -> datetime:
         """When the object under `key` was last written; NotFound when there is none."""
 
@@ -53,6 +64,10 @@ def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or ".." in key:
         raise ValueError(f"not an archive key: {key!r}")
     return key
+
+
+def _in(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
 
 
 def session_folder(tenant_id: object, session_pk: object) -> str:
@@ -105,6 +120,20 @@ class FileSystemArchive:
         except FileNotFoundError:
             return []
 
+    def folders(self, folder: str = "") -> list[str]:
+        try:
+            paths = list((self._path(folder) if folder else self.root).iterdir())
+        except FileNotFoundError:
+            return []
+        return sorted(_in(folder, path.name) for path in paths if path.is_dir() and _KEY.fullmatch(path.name))
+
+    def delete_folder(self, folder: str) -> int:
+        path = self._path(folder)
+        objects = sum(1 for inner in path.rglob("*") if inner.is_file())
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(path)
+        return objects
+
     def modified_at(self, key: str) -> datetime:
         try:
             return datetime.fromtimestamp(self._path(key).stat().st_mtime, tz=UTC)
@@ -148,6 +177,20 @@ class DjangoStorageArchive:
         except FileNotFoundError:
             return []
         return sorted(f"{folder}/{name}" for name in files)
+
+    def folders(self, folder: str = "") -> list[str]:
+        try:
+            names, _ = self.storage.listdir(check_key(folder) if folder else "")
+        except FileNotFoundError:
+            return []
+        return sorted(_in(folder, name) for name in names if _KEY.fullmatch(name))
+
+    def delete_folder(self, folder: str) -> int:
+        objects = sum(self.delete_folder(inner) for inner in self.folders(folder))
+        for key in self.listdir(folder):
+            self.storage.delete(key)
+            objects += 1
+        return objects
 
     def modified_at(self, key: str) -> datetime:
         if not self.storage.exists(check_key(key)):

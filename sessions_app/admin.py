@@ -11,6 +11,13 @@ class AgentSessionAdmin(admin.ModelAdmin[AgentSession]):
     list_select_related = ("tenant",)
     readonly_fields = ("version", "head_version", "created_at", "updated_at", "last_activity_at")
 
+    # Sessions leave by erasure (approved by two people, audited, their Redis keys and cold-storage archive
+    # removed with them, their person's key destroyed) or with their tenant, never by hand: a row deleted here
+    # would take its events and archive records by cascade, unaudited, and leave the archive objects and Redis
+    # keys behind.
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin[Event]):

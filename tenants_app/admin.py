@@ -18,7 +18,7 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     search_fields = ("name",)
 
     # Deleting a tenant deletes its keys, which every process must forget (see keycache), and its data in
-    # Redis must go with its rows: delete_tenants does both.
+    # Redis and its archive in cold storage must go with its rows: delete_tenants does all three.
     def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
         delete_tenants(tenants=Tenant.objects.filter(pk=obj.pk))
 

@@ -10,6 +10,7 @@ from typing import cast
 from django.db import models
 from django.db.models import QuerySet
 
+from lifecycle_app.models import ArchiveSegment
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.services import hash_key, split_key
 
@@ -36,13 +37,15 @@ def api_keys() -> QuerySet[ApiKey]:
 @dataclass(frozen=True)
 class TenantDeletion:
     """What deleting some tenants would do: rows counted per kind (the kinds a tenant owns directly; what hangs
-    under those rows goes with them), and the rows that forbid it (shown, at most `SHOWN_BLOCKERS` per kind)."""
+    under those rows goes with them), the objects their archive holds in cold storage (removed after the commit,
+    see services.delete_tenants), and the rows that forbid it (shown, at most `SHOWN_BLOCKERS` per kind)."""
 
     counts: dict[str, int]
     blockers: list[str]
 
 
 SHOWN_BLOCKERS = 20
+ARCHIVE_OBJECTS = "archive objects in cold storage"
 
 
 def tenant_deletion(tenants: Sequence[Tenant]) -> TenantDeletion:
@@ -62,4 +65,7 @@ def tenant_deletion(tenants: Sequence[Tenant]) -> TenantDeletion:
                 blockers.append(f"and {rows.count() - SHOWN_BLOCKERS} more {model._meta.verbose_name_plural}")
         elif count := rows.count():
             counts[str(model._meta.verbose_name_plural)] = count
+    # Outside Postgres, so not among the kinds above: one object per recorded segment.
+    if archived := ArchiveSegment.objects.filter(tenant__in=tenants).count():
+        counts[ARCHIVE_OBJECTS] = archived
     return TenantDeletion(counts=counts, blockers=blockers)
