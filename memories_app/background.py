@@ -548,8 +548,9 @@ def evict_decayed(*, batch: int = 1000) -> int:
 
 
 def purge_deleted(*, batch: int = 1000) -> int:
-    """Physically remove memories deleted more than MEMORY_PURGE_AFTER_HOURS ago (vectors included)."""
+    """Physically remove memories deleted more than MEMORY_PURGE_AFTER_HOURS ago (vectors included), as the
+    lifecycle purge does (which beat runs in its place): one kept for a retry of its keyed create stays."""
+    from lifecycle_app.purge import purge_memories_step
+
     cutoff = timezone.now() - timedelta(hours=settings.MEMORY_PURGE_AFTER_HOURS)
-    ids = list(Memory.objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True)[:batch])
-    deleted, _ = Memory.objects.filter(pk__in=ids).delete()
-    return len(ids) if deleted else 0
+    return purge_memories_step(cutoff=cutoff, limit=batch)

@@ -68,3 +68,19 @@ def test_purge_removes_rows_deleted_longer_ago_than_the_grace_period(world):
 
     assert not Memory.objects.filter(pk=gone["id"]).exists()
     assert Memory.objects.filter(pk=recent["id"]).exists()
+
+
+@override_settings(MEMORY_PURGE_AFTER_HOURS=24)
+def test_the_memories_own_purge_task_keeps_a_keyed_memory_for_a_retry_of_its_create(world):
+    # The task beat no longer schedules (lifecycle's purge runs instead) may still be called: it keeps what a
+    # retried create finds by its Idempotency-Key, as that purge does.
+    keyed = world.acme.client.post(
+        "/api/v1/memories",
+        {"scope": "user", "user_id": "alice", "content": "Keyed."},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="remember-1",
+    ).json()
+    Memory.objects.filter(pk=keyed["id"]).update(deleted_at=timezone.now() - timedelta(hours=25))
+
+    assert background.purge_deleted() == 0
+    assert Memory.objects.filter(pk=keyed["id"]).exists()
