@@ -3,17 +3,38 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.text import capfirst
 
-from tenants_app import keycache
+from memory_admin.errors import Unavailable
 from tenants_app.models import ApiKey, Tenant
 from tenants_app.selectors import tenant_deletion
-from tenants_app.services import delete_tenants, revoke_api_key
+from tenants_app.services import delete_api_keys, delete_tenants, revoke_api_key
+
+
+class RefusedWithoutRedis(admin.ModelAdmin[Any]):
+    """Deleting here deletes API keys, which every process must forget through Redis at once (see keycache):
+    when it cannot be reached the deletion is refused with nothing deleted, and the page says so."""
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except Unavailable as refused:
+            return self._refused(request, refused)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except Unavailable as refused:  # the delete action
+            return self._refused(request, refused)
+
+    def _refused(self, request: HttpRequest, refused: Unavailable) -> HttpResponse:
+        self.message_user(request, f"Nothing was deleted: {refused.message}", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin[Tenant]):
+class TenantAdmin(RefusedWithoutRedis):
     list_display = ("name", "created_at")
     search_fields = ("name",)
 
@@ -46,7 +67,7 @@ def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ApiKey
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+class ApiKeyAdmin(RefusedWithoutRedis):
     list_display = ("prefix", "name", "tenant", "created_at", "last_used_at", "revoked_at")
     list_filter = ("tenant",)
     search_fields = ("prefix", "name")
@@ -60,9 +81,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         return False
 
     def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
-        super().delete_model(request, obj)
-        keycache.invalidate_everywhere()
+        delete_api_keys(api_keys=ApiKey.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        super().delete_queryset(request, queryset)
-        keycache.invalidate_everywhere()
+        delete_api_keys(api_keys=queryset)

@@ -87,9 +87,20 @@ def delete_tenants(*, tenants: QuerySet[Tenant]) -> None:
     tenant_pks = list(locked.values_list("pk", flat=True))
     session_pks = list(AgentSession.all_objects.filter(tenant_id__in=tenant_pks).values_list("pk", flat=True))
     Tenant.objects.filter(pk__in=tenant_pks).delete()
-    keycache.invalidate_everywhere()
+    # As for a revocation: Unavailable, nothing deleted, when Redis cannot tell every process to forget the keys.
+    keycache.invalidate_everywhere(must_reach_redis=True)
     transaction.on_commit(lambda: _forget_in_redis(tenant_pks, session_pks), robust=True)
     transaction.on_commit(lambda: _remove_archives(tenant_pks), robust=True)
+
+
+@transaction.atomic
+def delete_api_keys(*, api_keys: QuerySet[ApiKey]) -> int:
+    """Delete these keys; every process forgets them at once. Unavailable (503), nothing deleted, when Redis
+    cannot be reached to tell them, as for a revocation: a deleted key would go on working wherever it is
+    cached until the cache entry ran out."""
+    deleted, _ = ApiKey.objects.filter(pk__in=api_keys.values("pk")).delete()
+    keycache.invalidate_everywhere(must_reach_redis=True)
+    return deleted
 
 
 def _forget_in_redis(tenant_pks: list[Any], session_pks: list[Any]) -> None:

@@ -197,3 +197,50 @@ def test_a_revocation_that_cannot_reach_redis_is_refused_and_changes_nothing(wor
         revoke_api_key(api_key_id=world.acme.api_key.pk)
 
     assert ApiKey.objects.get(pk=world.acme.api_key.pk).revoked_at is None
+
+
+UNREACHABLE_REDIS = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+    }
+}
+
+
+def test_a_key_deletion_in_the_django_admin_that_cannot_reach_redis_is_refused_and_deletes_nothing(
+    world: World,
+) -> None:
+    # Deleted but untold, the key went on working for a minute in every process that had it cached.
+    admin = _django_admin()
+    changelist = "/django-admin/tenants_app/apikey/"
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        one = admin.post(f"{changelist}{world.acme.api_key.pk}/delete/", {"post": "yes"}, follow=True)
+        many = admin.post(
+            changelist,
+            {"action": "delete_selected", "post": "yes", "_selected_action": [world.outsider.api_key.pk]},
+            follow=True,
+        )
+
+    for answer in (one, many):
+        assert answer.status_code == 200
+        assert "Redis cannot be reached" in answer.content.decode()
+    assert ApiKey.objects.filter(pk__in=[world.acme.api_key.pk, world.outsider.api_key.pk]).count() == 2
+
+
+def test_a_tenant_deletion_that_cannot_reach_redis_is_refused_and_deletes_nothing(world: World) -> None:
+    admin = _django_admin()
+    changelist = "/django-admin/tenants_app/tenant/"
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        one = admin.post(f"{changelist}{world.acme.tenant.pk}/delete/", {"post": "yes"}, follow=True)
+        many = admin.post(
+            changelist,
+            {"action": "delete_selected", "post": "yes", "_selected_action": [world.outsider.tenant.pk]},
+            follow=True,
+        )
+
+    for answer in (one, many):
+        assert answer.status_code == 200
+        assert "Redis cannot be reached" in answer.content.decode()
+    assert Tenant.objects.filter(pk__in=[world.acme.tenant.pk, world.outsider.tenant.pk]).count() == 2
+    assert ApiKey.objects.filter(pk__in=[world.acme.api_key.pk, world.outsider.api_key.pk]).count() == 2
