@@ -4,14 +4,17 @@
     graph = builder.compile(checkpointer=saver, store=store)
 
 Each `batch`/`abatch` is one request to `/api/v1/langgraph/store/batch`, run by the service in order in one
-transaction; a batch of more than MAX_OPS operations (the most the service takes in one) goes as several such
-requests, in order, each its own transaction. Reads the service refuses but LangGraph's InMemoryStore answers
-are answered as it does: a search or namespace listing with `limit=0` is empty without a request, a blank
-`query` is no query, `max_depth=0` lists `()` when any namespace matches, a `max_depth` over MAX_DEPTH (the most
-labels a namespace has) is MAX_DEPTH, and a limit over MAX_LIMIT (the most one operation answers) is read in
-pages of MAX_LIMIT: the first in the batch's request, the others in requests after it (each its own
-transaction, so they see the batch's writes), for as long as the pages come back full. Pages past MAX_OFFSET,
-the furthest offset the service reads from, are empty.
+transaction; a batch of more than MAX_OPS operations (the most the service takes in one), or whose operations
+add up to more than the client's max_request_bytes (768 KiB by default, under the service's 1 MiB body limit),
+goes as several such requests, in order, each its own transaction (an operation over the service's limit on
+its own is its 413, after the requests before it were stored).
+
+Reads the service refuses but LangGraph's InMemoryStore answers are answered as it does: a search or namespace
+listing with `limit=0` is empty without a request, a blank `query` is no query, `max_depth=0` lists `()` when
+any namespace matches, a `max_depth` over MAX_DEPTH (the most labels a namespace has) is MAX_DEPTH, and a limit
+over MAX_LIMIT (the most one operation answers) is read in pages of MAX_LIMIT: the first in the batch's request,
+the others in requests after it (each its own transaction, so they see the batch's writes), for as long as the
+pages come back full. Pages past MAX_OFFSET, the furthest offset the service reads from, are empty.
 
 Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
 config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
@@ -41,7 +44,7 @@ from langgraph.store.base import (
     TTLConfig,
 )
 
-from agent_memory_client.client import AsyncMemoryClient, MemoryClient, clients_for
+from agent_memory_client.client import AsyncMemoryClient, MemoryClient, clients_for, encode_body
 
 PATH = "langgraph/store/batch"
 MAX_OPS = 500
@@ -183,15 +186,13 @@ class AgentMemoryStore(BaseStore):
 
     def _send(self, wire: list[dict[str, Any]]) -> list[Any]:
         answers: list[Any] = []
-        for start in range(0, len(wire), MAX_OPS):
-            chunk = wire[start : start + MAX_OPS]
+        for chunk in _requests(wire, self.client.max_request_bytes):
             answers += self.client.request("POST", PATH, body={"ops": chunk}, keyed=_writes(chunk))["results"]
         return answers
 
     async def _asend(self, wire: list[dict[str, Any]]) -> list[Any]:
         answers: list[Any] = []
-        for start in range(0, len(wire), MAX_OPS):
-            chunk = wire[start : start + MAX_OPS]
+        for chunk in _requests(wire, self.async_client.max_request_bytes):
             answers += (await self.async_client.request("POST", PATH, body={"ops": chunk}, keyed=_writes(chunk)))[
                 "results"
             ]
@@ -216,6 +217,26 @@ class AgentMemoryStore(BaseStore):
             except StopIteration as done:
                 results: list[Result] = done.value
                 return results
+
+
+def _requests(wire: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """The operations in consecutive requests of at most MAX_OPS operations whose JSON (as the client encodes
+    it) adds up to at most `budget` bytes, as the checkpointer's saves go: the service refuses a body over its
+    limit whole, although each operation fits. An operation larger than the budget goes alone (the service
+    decides: one over its limit is its 413). A value JSON cannot write is its TypeError before anything is
+    sent."""
+    if len(wire) <= 1:
+        return [wire] if wire else []
+    chunks: list[list[dict[str, Any]]] = [[]]
+    total = 0
+    for op in wire:
+        cost = len(encode_body(op)) + 1  # and the comma after it
+        if chunks[-1] and (len(chunks[-1]) == MAX_OPS or total + cost > budget):
+            chunks.append([])
+            total = 0
+        chunks[-1].append(op)
+        total += cost
+    return chunks
 
 
 def _writes(ops: list[dict[str, Any]]) -> bool:
