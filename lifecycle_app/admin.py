@@ -32,3 +32,8 @@ class ArchiveSegmentAdmin(admin.ModelAdmin[ArchiveSegment]):
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+    # A record deleted here would leave its object in cold storage with nothing pointing to it, and the versions
+    # it holds unreadable: archives leave with their session's erasure or their tenant.
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+        return False

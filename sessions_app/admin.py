@@ -24,11 +24,15 @@ class EventAdmin(admin.ModelAdmin[Event]):
     list_display = ("session", "version", "type", "created_at")
     list_filter = ("type",)
     list_select_related = ("session",)
-    # Streams are append-only: the admin shows them, it never edits them.
+    # Streams are append-only: the admin shows them, it never edits or deletes them (a gap would stop every
+    # rebuild of the state past it). They leave with their session's erasure, its archival or their tenant.
     readonly_fields = ("session", "version", "type", "payload", "schema_version", "created_at")
 
     def has_add_permission(self, request: object) -> bool:
         return False
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
         return False
