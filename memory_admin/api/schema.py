@@ -71,7 +71,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
 
 def document_errors(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: add the error answers and the Error component, the Idempotency-Key
-    header of writes, and how the API key is given."""
+    header of writes, that a write's body is required, and how the API key is given."""
     components = result.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
@@ -90,6 +90,10 @@ def document_errors(result: dict[str, Any], generator: Any, request: Any, public
                     documented["content"] = reference
             if writes:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
+            if "requestBody" in operation and method != "delete":
+                # drf-spectacular makes a body whose fields are all optional optional, but the API refuses a
+                # write without one (AgentAPIView: 400); a generated client must not leave it out.
+                operation["requestBody"]["required"] = True
             operation["security"] = [{"bearerApiKey": []}, {"headerApiKey": []}]
     return result
 

@@ -23,7 +23,7 @@ from memory_admin.api import idempotency
 from sessions_app.state import CUSTOM_EVENT_TYPE
 from tenants_app.services import issue_api_key
 from tests.api.catalogue import ROUTES, Route, calls, params_for
-from tests.api.recipes import AcmeObjects, Call, real_call, send, why_no_path, why_not_callable
+from tests.api.recipes import AcmeObjects, Call, real_call, send, send_raw, why_no_path, why_not_callable
 from tests.clients import AgentClient
 
 pytestmark = pytest.mark.django_db
@@ -401,6 +401,20 @@ def test_every_write_documents_its_idempotency_key_and_every_operation_its_api_k
             for status, answer in operation["responses"].items():
                 if status.startswith(("4", "5")):  # a view's own refusals carry the one error shape too
                     assert "Error" in answer["content"]["application/json"]["schema"]["$ref"], (path, method, status)
+
+
+@pytest.mark.parametrize(("route", "method"), params_for(calls(methods=("POST", "PUT", "PATCH")), skip=why_no_path))
+def test_a_write_documents_its_body_as_required_as_an_empty_one_is_a_400(
+    route: Route, method: str, objs: AcmeObjects, openapi: dict[str, Any]
+) -> None:
+    # A client generated from the schema leaves an optional body out (completing an operation without a result,
+    # say), and the API refuses every write without one (memory_admin.api.views.AgentAPIView).
+    operation = openapi["paths"][route.template][method.lower()]
+
+    empty = send_raw(objs.client, method, real_call(route, "GET", objs).url, b"")
+
+    assert empty.status_code == 400 and "body is empty" in empty.json()["error"]["message"], empty.content[:300]
+    assert operation.get("requestBody", {}).get("required") is True
 
 
 @pytest.mark.parametrize(
