@@ -14,6 +14,8 @@ zip, so a person with a million events never sits in memory as Python objects at
     operations.json      the operation journal (params, result, error decoded)
     checkpoints.json     every checkpoint with its full state rebuilt from the stored snapshots and deltas
     langgraph.json       the LangGraph checkpoints of the person's threads: channel values and pending writes decoded
+                         ("kind": "checkpoint"); then writes whose checkpoint is not stored ("pending_write") and
+                         channel values no checkpoint names ("channel_value"), decoded too
     langgraph_store.json the LangGraph store items in the person's namespaces (settings.ERASURE_STORE_NAMESPACES)
     memories.json        user, session and derived memories (text and metadata; vectors are described, not copied)
     memory_history.json  every revision of those memories
@@ -29,19 +31,20 @@ import itertools
 import json
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Model, QuerySet
 
 from checkpoints_app.chain import next_state, owner_of, stored_checkpoints
 from compliance_app import scope
 from compliance_app.models import AuditEntry, ExportRequest
 from compliance_app.selectors import erasure_under_way
-from langgraph_app.display import readable_checkpoint
-from langgraph_app.models import ThreadCheckpoint
+from langgraph_app.display import readable_checkpoint, readable_value
+from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.archive import ArchiveDocument
 from lifecycle_app.models import ArchiveKind, ArchiveSegment
 from lifecycle_app.selectors import read_archive
@@ -67,6 +70,47 @@ LAYERS = (
     "audit",
 )
 _CHUNK = 2000
+
+
+# A session's LangGraph rows that none of the checkpoints listed for the export covers (the parameters: the
+# session's row id, then the listed keys as one array per column), in the order they are exported.
+_WRITES_WITHOUT_CHECKPOINT_SQL = f"""
+    SELECT w.id FROM {PendingWrite._meta.db_table} w
+    WHERE w.session_id = %s AND NOT EXISTS (
+        SELECT 1 FROM unnest(%s::text[], %s::text[]) AS listed(ns, checkpoint_id)
+        WHERE listed.ns = w.checkpoint_ns AND listed.checkpoint_id = w.checkpoint_id
+    )
+    ORDER BY w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx
+"""  # noqa: S608 - table name only
+# An "empty" value marks a channel without one: nothing to export, as a checkpoint's values leave it out.
+_VALUES_WITHOUT_CHECKPOINT_SQL = f"""
+    SELECT b.id FROM {ChannelBlob._meta.db_table} b
+    WHERE b.session_id = %s AND b.type <> 'empty' AND NOT EXISTS (
+        SELECT 1 FROM unnest(%s::text[], %s::text[], %s::text[]) AS listed(ns, channel, version)
+        WHERE listed.ns = b.checkpoint_ns AND listed.channel = b.channel AND listed.version = b.version
+    )
+    ORDER BY b.checkpoint_ns, b.channel, b.version
+"""  # noqa: S608 - table name only
+
+_Row = TypeVar("_Row", bound=Model)
+
+
+def _columns(keys: Collection[tuple[str, ...]], width: int) -> list[list[str]]:
+    """Keys of `width` parts as one list per part, for unnest()."""
+    ordered = list(keys)
+    return [[key[part] for key in ordered] for part in range(width)]
+
+
+def _rows_by_id(model: type[_Row], ids_sql: str, params: list[Any]) -> Iterator[_Row]:
+    """The rows whose ids `ids_sql` selects, in its order, _CHUNK at a time (their values may be large); one
+    deleted meanwhile is left out."""
+    with connection.cursor() as cursor:
+        cursor.execute(ids_sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = model._base_manager.in_bulk(chunk)
+        yield from (found[pk] for pk in chunk if pk in found)
 
 
 class ExportTooLarge(Exception):
@@ -292,13 +336,24 @@ class Builder:
                 }
 
     def _langgraph(self) -> Iterator[dict[str, Any]]:
+        """Per session its checkpoints, each with the channel values it names and the writes made on top of it;
+        then the rows no listed checkpoint covers, which erasure removes all the same: a task's writes saved
+        before their checkpoint (the process died before it was saved), and channel values no checkpoint names
+        any more (the checkpoint was saved again naming another version)."""
         for session in self.sessions:
+            writes_of: set[tuple[str, str]] = set()
+            values_of: set[tuple[str, str, str]] = set()
             rows = ThreadCheckpoint.objects.filter(session=session).order_by("checkpoint_ns", "checkpoint_id")
             for checkpoint_ns, checkpoint_id in rows.values_list("checkpoint_ns", "checkpoint_id").iterator():
                 found = readable_checkpoint(session, checkpoint_id=checkpoint_id, checkpoint_ns=checkpoint_ns)
                 if found is None:  # removed meanwhile (the agent pruned its thread)
                     continue
+                writes_of.add((checkpoint_ns, checkpoint_id))
+                versions = found.row.checkpoint.get("channel_versions")
+                if isinstance(versions, dict):
+                    values_of.update((checkpoint_ns, str(name), str(version)) for name, version in versions.items())
                 yield {
+                    "kind": "checkpoint",
                     "session_id": session.session_id,
                     "checkpoint_ns": checkpoint_ns,
                     "checkpoint_id": checkpoint_id,
@@ -306,6 +361,37 @@ class Builder:
                     "created_at": _when(found.row.created_at),
                     **found.state,
                 }
+            yield from self._langgraph_writes_without_checkpoint(session, writes_of)
+            yield from self._langgraph_values_without_checkpoint(session, values_of)
+
+    def _langgraph_writes_without_checkpoint(
+        self, session: AgentSession, listed: set[tuple[str, str]]
+    ) -> Iterator[dict[str, Any]]:
+        for write in _rows_by_id(PendingWrite, _WRITES_WITHOUT_CHECKPOINT_SQL, [session.pk, *_columns(listed, 2)]):
+            yield {
+                "kind": "pending_write",
+                "session_id": session.session_id,
+                "checkpoint_ns": write.checkpoint_ns,
+                "checkpoint_id": write.checkpoint_id,
+                "task_id": write.task_id,
+                "task_path": write.task_path,
+                "idx": write.idx,
+                "channel": write.channel,
+                "value": readable_value(write.type, write.blob),
+            }
+
+    def _langgraph_values_without_checkpoint(
+        self, session: AgentSession, listed: set[tuple[str, str, str]]
+    ) -> Iterator[dict[str, Any]]:
+        for value in _rows_by_id(ChannelBlob, _VALUES_WITHOUT_CHECKPOINT_SQL, [session.pk, *_columns(listed, 3)]):
+            yield {
+                "kind": "channel_value",
+                "session_id": session.session_id,
+                "checkpoint_ns": value.checkpoint_ns,
+                "channel": value.channel,
+                "version": value.version,
+                "value": readable_value(value.type, value.blob),
+            }
 
     def _langgraph_store(self) -> Iterator[dict[str, Any]]:
         """Expired items too: they are still held until the sweep removes them."""

@@ -115,6 +115,11 @@ def _jsonable(value: Any) -> Any:
     return root[0]
 
 
+def readable_value(type_: str, blob: bytes | memoryview | None) -> Any:
+    """A stored value as JSON data, as a readable checkpoint holds its values (decoded, then `_jsonable`)."""
+    return _jsonable(decode_blob(type_, blob))
+
+
 @dataclass
 class ReadableCheckpoint:
     row: ThreadCheckpoint
