@@ -14,7 +14,7 @@ from memory_admin.health import redis_client
 pytestmark = pytest.mark.django_db
 
 
-def _idempotency_records(world: World) -> list[bytes]:
+def _idempotency_records(world: World) -> list[Any]:
     client = redis_client()
     return [client.get(key) or b"" for key in client.scan_iter(match=f"mem:idem:{world.acme.tenant.pk}:*")]
 
