@@ -6,7 +6,7 @@ import { connectLive, element } from "./live.js";
 const anchor = document.getElementById("user-live");
 const liveDot = document.getElementById("live-status");
 const tenant = anchor.dataset.tenant;
-const userId = anchor.dataset.user;
+const userId = JSON.parse(document.getElementById("user-id").textContent); // exactly, carriage returns too
 // Where a (re)connect's catch-up starts: what changed before it is on the page. It moves on only between
 // catch-ups, to the newest message heard: a catch-up cut short by a reconnect starts again from where it did.
 let since = anchor.dataset.since;
