@@ -21,6 +21,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from lifecycle_app.lifetimes import lifetimes_for
+from lifecycle_app.models import ArchiveKind, ArchiveSegment
 from memory_admin.codec import SCHEMA_VERSION, decode_payload, encode_payload
 from memory_admin.errors import Archived, NotFound
 from memory_admin.metrics import CONTEXT_READS, RECOVERIES
@@ -420,10 +421,25 @@ def operations_for(session: AgentSession) -> QuerySet[Operation]:
 
 
 def get_operation(*, session: AgentSession, operation_id: Any) -> Operation:
+    """The session's operation; a 410 once the session's journal is in the archive, else a 404."""
     operation = operations_for(session).filter(pk=operation_id).first()
     if operation is None:
+        refuse_archived_journal(session)
         raise NotFound("No such operation in this session.")
     return operation
+
+
+def refuse_archived_journal(session: AgentSession) -> None:
+    """410 when session archival moved the session's operation journal to the archive (until a restore brings
+    it back): a journal read that found nothing must not tell a recovering agent that nothing is pending.
+
+    Asked after the read that found nothing: archival records the archive and deletes the rows in one commit
+    (and an archived session records no more), so a read that came before it found the rows."""
+    if ArchiveSegment.objects.filter(session=session, kind=ArchiveKind.SESSION, counts__operations__gt=0).exists():
+        raise Archived(
+            "This session's operation journal is archived; read it from the archive.",
+            details={"session_id": session.session_id},
+        )
 
 
 # --- timeline (dashboard) -------------------------------------------------------------------------------

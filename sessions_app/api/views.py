@@ -309,6 +309,8 @@ class OperationListView(SessionScopedView):
                 )
             operations = operations.filter(status=wanted)
         page = self.paginate_queryset(operations)
+        if not page:  # none here: perhaps all in the archive
+            selectors.refuse_archived_journal(session)
         return self.get_paginated_response(s.OperationOut(page, many=True, context=self.decoder(session)).data)
 
     @extend_schema(
