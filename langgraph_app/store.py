@@ -3,7 +3,9 @@ in one transaction, each answered in place — get, search (namespace prefix, JS
 put (with index control and TTL, a null value deletes) and list_namespaces.
 
 Semantic search uses the memories layer's embedder: an item put with `index` (a list of JSON paths, "$"
-for the whole value) gets one vector of those fields' text; a query ranks such items by cosine similarity.
+for the whole value) gets one vector of those fields' text; a query ranks such items by cosine similarity. A
+query none of whose candidates has such a vector ranks nothing: it is answered as no query is (newest first,
+scores null), without asking the embedder.
 """
 
 from __future__ import annotations
@@ -295,6 +297,17 @@ def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
     )
 
 
+def _any_embedded(where: list[str], params: list[Any], model: str, *, prepare: bool) -> bool:
+    """Whether an item matching `where` carries a vector of the embedder `model`, which a query would rank."""
+    rows = run(
+        f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE {' AND '.join(where)} "  # noqa: S608 - fixed fragments
+        "AND embedding_model = %s AND embedding IS NOT NULL)",
+        [*params, model],
+        prepare=prepare,
+    )
+    return bool(rows[0][0])
+
+
 def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     where, params = [_ALIVE], [tenant.pk, now]
     prefix = join(args.get("namespace_prefix") or [])
@@ -309,6 +322,9 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
     limit, offset = args.get("limit", 10), args.get("offset", 0)
     query = args.get("query")
     scored: list[tuple[tuple[Any, ...], float | None]]
+    model = get_embedder().model_id if query else ""
+    if query and not _any_embedded(where, params, model, prepare=not clauses):
+        query = None  # nothing to rank (answered as without a query), so no embedding to pay for or wait on
     if not query:
         rows = run(
             f"SELECT {_ITEM_COLUMNS} FROM {_TABLE} WHERE {' AND '.join(where)} "  # noqa: S608 - fixed fragments
@@ -326,7 +342,7 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
             f"FROM {_TABLE} WHERE {' AND '.join(where)}) AS found "
             "ORDER BY distance ASC NULLS LAST, CASE WHEN distance IS NULL THEN updated_at END DESC NULLS LAST, "
             "prefix, key LIMIT %s OFFSET %s",
-            [get_embedder().model_id, vector, *params, limit, offset],
+            [model, vector, *params, limit, offset],
             prepare=not clauses,
         )
         scored = [(row, None if row[7] is None else 1.0 - float(row[7])) for row in rows]
@@ -442,8 +458,8 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     statement, or a read and the push of its items' expiry). Expired items are invisible to every operation
     (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator, or a put
     whose namespace and key together exceed MAX_ITEM_ID_BYTES (checked before anything runs); Unavailable (503)
-    when a put or query needs the embedder and it cannot answer, Unprocessable (422) when the embedder refuses
-    the text for good (nothing is stored then)."""
+    when a put or query needs the embedder (a query needs it when a candidate has a vector) and it cannot
+    answer, Unprocessable (422) when the embedder refuses the text for good (nothing is stored then)."""
     handlers = []
     for position, op in enumerate(ops):
         handler = _HANDLERS.get(op.kind)

@@ -34,8 +34,10 @@ def test_a_search_whose_query_the_embedder_refuses_is_a_422(
     fake_openai: FakeOpenAI,  # noqa: F811
 ) -> None:
     fake_openai.refuse_text = "TOO LONG"
+    put = {"op": "put", "namespace": ["docs"], "key": "a", "value": {"text": "A text it embeds."}, "index": ["text"]}
     search = {"op": "search", "namespace_prefix": ["docs"], "query": "TOO LONG a query"}
 
-    response = world.acme.client.post(BATCH, {"ops": [search]}, format="json")
+    # (With no item to rank, the query would not be embedded at all.)
+    response = world.acme.client.post(BATCH, {"ops": [put, search]}, format="json")
 
     assert response.status_code == 422 and response.json()["error"]["code"] == "unprocessable"

@@ -18,8 +18,10 @@ pages come back full. Pages past MAX_OFFSET, the furthest offset the service rea
 
 Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
 config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
-fields' text. TTLs are in minutes, refreshed on reads unless told otherwise. Values are JSON: one that is not
-(bytes, a datetime, a set, a pydantic model) is a TypeError, as PostgresStore raises.
+fields' text. A store without an index config ignores a search's `query` (the items come unranked, newest
+first, as without one), as LangGraph's stores do. TTLs are in minutes, refreshed on reads unless told
+otherwise. Values are JSON: one that is not (bytes, a datetime, a set, a pydantic model) is a TypeError, as
+PostgresStore raises.
 
 `transport=` serves `batch` and `async_transport=` serves `abatch`, as for AgentMemorySaver: given only one,
 the other raises ValueError.
@@ -104,7 +106,8 @@ class AgentMemoryStore(BaseStore):
                 "filter": op.filter or {},
                 "limit": min(op.limit, MAX_LIMIT),
                 "offset": op.offset,
-                "query": op.query if op.query and op.query.strip() else None,
+                # Without an index config a query ranks nothing, as in LangGraph's stores: it costs no embedding.
+                "query": op.query if op.query and op.query.strip() and self.index_fields is not None else None,
                 "refresh_ttl": op.refresh_ttl,
             }
         if isinstance(op, ListNamespacesOp):
