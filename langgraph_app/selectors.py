@@ -4,8 +4,10 @@ and pending writes, as LangGraph's `get_tuple` and `list` need them."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -255,6 +257,34 @@ def stored_bytes(*, session_pks: list[object]) -> int:
             )
             total += int(cursor.fetchone()[0])
     return total
+
+
+# Per thread (a visible session of these tenants), how many of its checkpoints checkpoint retention removes:
+# older than the cutoff and not among the newest %(keep)s of their namespace by checkpoint id (LangGraph's order,
+# as _TUPLES_SQL reads them). services.retention_step removes the same rows.
+_EXPIRED_SQL = f"""
+    SELECT c.session_id, count(*) FROM (
+        SELECT t.session_id, t.created_at,
+            row_number() OVER (PARTITION BY t.session_id, t.checkpoint_ns ORDER BY t.checkpoint_id DESC) AS newer
+        FROM {ThreadCheckpoint._meta.db_table} t
+        JOIN {AgentSession._meta.db_table} s ON s.id = t.session_id
+        WHERE s.tenant_id = ANY(%(tenants)s) AND s.erased_at IS NULL
+    ) c
+    WHERE c.newer > %(keep)s AND c.created_at < %(cutoff)s
+    GROUP BY c.session_id
+    ORDER BY c.session_id
+"""  # noqa: S608 - table names only
+
+
+def expired_thread_checkpoints(
+    *, tenant_ids: Sequence[uuid.UUID], cutoff: datetime, keep_latest: int
+) -> dict[uuid.UUID, int]:
+    """Session id -> how many checkpoints of that thread are older than `cutoff` and not among the newest
+    `keep_latest` of their namespace, for the threads of these tenants that have any (ordered by session id)."""
+    params: dict[str, Any] = {"tenants": list(tenant_ids), "cutoff": cutoff, "keep": keep_latest}
+    with connection.cursor() as cursor:
+        cursor.execute(_EXPIRED_SQL, params)
+        return {session_pk: int(count) for session_pk, count in cursor.fetchall()}
 
 
 def namespace_owner(prefix: str, namespaces: Sequence[str]) -> str | None:

@@ -1,4 +1,5 @@
-"""Writes of LangGraph's model: put a checkpoint, put a task's writes, delete, copy and prune threads.
+"""Writes of LangGraph's model: put a checkpoint, put a task's writes, delete, copy and prune threads, and
+checkpoint retention's steps (run by lifecycle_app's job).
 
 Every write is naturally idempotent (a retry stores nothing new), so a client may repeat any of them after
 a timeout; they also honour Idempotency-Key at the API.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -100,6 +103,12 @@ def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user
     return session
 
 
+# A blob already stored for its (channel, version) is kept as it is, and locked until the save commits (the
+# update's `WHERE false` changes nothing, but the row is locked first): checkpoint retention removes a blob only
+# once it holds that lock, so it sees the checkpoint of a save that found the blob stored and leaves it; a save
+# that comes second waits for the removal and stores its blob again.
+_KEEP_STORED_BLOB = "DO UPDATE SET type = EXCLUDED.type WHERE false"
+
 # One statement, so a save outside a transaction is one autocommit round trip: the changed channels' blobs
 # (kept when that version is already stored) and the checkpoint (replacing one with the same id).
 _PUT_SQL = f"""
@@ -108,7 +117,7 @@ _PUT_SQL = f"""
         SELECT %(session)s, %(ns)s, u.channel, u.version, u.type, u.blob
         FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
             AS u(channel, version, type, blob)
-        ON CONFLICT (session_id, checkpoint_ns, channel, version) DO NOTHING
+        ON CONFLICT (session_id, checkpoint_ns, channel, version) {_KEEP_STORED_BLOB}
     )
     INSERT INTO {ThreadCheckpoint._meta.db_table}
         (session_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
@@ -150,11 +159,21 @@ def _checkpoint_params(
         "metadata": json.dumps(save.metadata),
     }
     if blobs:
-        params["channels"] = [blob.channel for blob in save.blobs]
-        params["versions"] = [blob.version for blob in save.blobs]
-        params["types"] = [blob.type for blob in save.blobs]
-        params["blobs"] = [None if blob.data is None else seal(blob.data) for blob in save.blobs]
+        distinct = _distinct_blobs(save.blobs)
+        params["channels"] = [blob.channel for blob in distinct]
+        params["versions"] = [blob.version for blob in distinct]
+        params["types"] = [blob.type for blob in distinct]
+        params["blobs"] = [None if blob.data is None else seal(blob.data) for blob in distinct]
     return params
+
+
+def _distinct_blobs(blobs: Sequence[Blob]) -> list[Blob]:
+    """The first blob sent for each (channel, version), the one stored: a statement cannot lock a row it
+    inserted itself (see _KEEP_STORED_BLOB)."""
+    first: dict[tuple[str, str], Blob] = {}
+    for blob in blobs:
+        first.setdefault((blob.channel, blob.version), blob)
+    return list(first.values())
 
 
 def _store_checkpoint(cursor: Any, session: AgentSession, seal: Callable[[bytes], bytes], save: CheckpointSave) -> None:
@@ -309,7 +328,7 @@ _STEP_SQL = f"""
         SELECT %(session)s, %(ns)s, b.channel, b.version, b.type, decode(b.blob, 'base64')
         FROM jsonb_to_recordset(%(step_blobs)s::jsonb) AS b(channel text, version text, type text, blob text)
         WHERE EXISTS (SELECT 1 FROM live)
-        ON CONFLICT (session_id, checkpoint_ns, channel, version) DO NOTHING
+        ON CONFLICT (session_id, checkpoint_ns, channel, version) {_KEEP_STORED_BLOB}
     )
     INSERT INTO {ThreadCheckpoint._meta.db_table}
         (session_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at)
@@ -354,7 +373,7 @@ def _step_params(
             "type": blob.type,
             "blob": None if blob.data is None else _b64(seal(blob.data)),
         }
-        for blob in save.blobs
+        for blob in _distinct_blobs(save.blobs)
     ]
     checkpoint = _checkpoint_params(session, seal, save, blobs=False)
     return {**checkpoint, "writes": orjson.dumps(rows).decode(), "step_blobs": orjson.dumps(blobs).decode()}
@@ -663,3 +682,110 @@ def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str)
             if model is ThreadCheckpoint:
                 copied = cursor.rowcount
     return copied
+
+
+# --- checkpoint retention (lifecycle_app's job) -------------------------------------------------------------
+
+# The thread's checkpoints that retention removes (as selectors.expired_thread_checkpoints counts them), at most
+# %(limit)s of them, with their writes (those stored ahead of a checkpoint not yet saved stay, as in
+# _KEEP_LATEST_SQL); nothing of an erased session. Returns one row: how many went, and the (namespace, channel,
+# version) of every blob they named, the blobs that may now be named by no checkpoint.
+_EXPIRE_SQL = f"""
+    WITH ranked AS (
+        SELECT c.id, c.created_at,
+            row_number() OVER (PARTITION BY c.checkpoint_ns ORDER BY c.checkpoint_id DESC) AS newer
+        FROM {ThreadCheckpoint._meta.db_table} c
+        JOIN {AgentSession._meta.db_table} s ON s.id = c.session_id AND s.erased_at IS NULL
+        WHERE c.session_id = %(session)s
+    ), deleted AS (
+        DELETE FROM {ThreadCheckpoint._meta.db_table} c
+        WHERE c.id IN (SELECT id FROM ranked WHERE newer > %(keep)s AND created_at < %(cutoff)s LIMIT %(limit)s)
+        RETURNING c.session_id, c.checkpoint_ns, c.checkpoint_id, c.checkpoint -> 'channel_versions' AS versions
+    ), deleted_writes AS (
+        DELETE FROM {PendingWrite._meta.db_table} w USING deleted d
+        WHERE w.session_id = d.session_id AND w.checkpoint_ns = d.checkpoint_ns AND w.checkpoint_id = d.checkpoint_id
+    ), named AS (
+        SELECT DISTINCT d.checkpoint_ns AS ns, v.key AS channel, v.value AS version
+        FROM deleted d
+        CROSS JOIN LATERAL jsonb_each_text(CASE WHEN jsonb_typeof(d.versions) = 'object' THEN d.versions END) v
+        WHERE v.value IS NOT NULL
+    )
+    SELECT (SELECT count(*) FROM deleted), array_agg(ns), array_agg(channel), array_agg(version) FROM named
+"""  # noqa: S608 - table names only
+
+# The thread's blobs of those (namespace, channel, version), locked: a save that found one stored holds it until
+# it commits (_KEEP_STORED_BLOB), so once this returns, every such save's checkpoint is visible.
+_LOCK_BLOBS_SQL = f"""
+    SELECT b.id FROM {ChannelBlob._meta.db_table} b
+    JOIN unnest(%(ns)s::text[], %(channels)s::text[], %(versions)s::text[]) AS k(ns, channel, version)
+        ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version
+    WHERE b.session_id = %(session)s
+    ORDER BY b.id
+    FOR UPDATE OF b
+"""  # noqa: S608 - table name only
+
+# Of those locked blobs, the ones no checkpoint of the thread names any more, read in a snapshot taken after the
+# locks (one pass over the thread's checkpoints, not one per blob).
+_UNNAMED_BLOBS_SQL = f"""
+    WITH named AS (
+        SELECT c.checkpoint_ns AS ns, v.key AS channel, v.value AS version
+        FROM {ThreadCheckpoint._meta.db_table} c
+        CROSS JOIN LATERAL jsonb_each_text(
+            CASE WHEN jsonb_typeof(c.checkpoint -> 'channel_versions') = 'object'
+                THEN c.checkpoint -> 'channel_versions' END
+        ) v
+        WHERE c.session_id = %(session)s
+    )
+    DELETE FROM {ChannelBlob._meta.db_table} b
+    WHERE b.id = ANY(%(ids)s) AND NOT EXISTS (
+        SELECT 1 FROM named n WHERE n.ns = b.checkpoint_ns AND n.channel = b.channel AND n.version = b.version
+    )
+"""  # noqa: S608 - table names only
+
+
+@dataclass(frozen=True)
+class RetentionStep:
+    deleted: int = 0
+    # Another retention worker holds the thread: it is revisited at the end.
+    busy: bool = False
+
+
+def retention_step(
+    *, session_pk: uuid.UUID, cutoff: datetime, keep_latest: int, limit: int, wait: bool
+) -> RetentionStep | None:
+    """Remove up to `limit` of the thread's checkpoints older than `cutoff` that are not among the newest
+    `keep_latest` of their namespace (by checkpoint id, LangGraph's order), in one transaction: with their
+    writes and the blobs only they named, and the parent link of a kept checkpoint whose parent went (as
+    `prune_threads` leaves them). None when there is nothing (left) to remove; a busy step when another
+    retention worker holds the thread and `wait` is False.
+
+    A save racing the step keeps its blobs (see _KEEP_STORED_BLOB). A checkpoint forked from one that went
+    names values that went with it, as after a prune.
+    """
+    key = [f"langgraph-retention:{session_pk}"]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Two workers never take the same thread at once: their counts add up, and neither waits on the other.
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", key)
+        else:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", key)
+            if not cursor.fetchone()[0]:
+                return RetentionStep(busy=True)
+        params: dict[str, Any] = {"session": session_pk, "cutoff": cutoff, "keep": keep_latest, "limit": limit}
+        cursor.execute(_EXPIRE_SQL, params)
+        deleted, namespaces, channels, versions = cursor.fetchone()
+        if not deleted:
+            return None
+        cursor.execute(_UNPARENT_SQL, {"sessions": [session_pk]})
+        if namespaces:
+            keys = {"session": session_pk, "ns": namespaces, "channels": channels, "versions": versions}
+            cursor.execute(_LOCK_BLOBS_SQL, keys)
+            ids = [row[0] for row in cursor.fetchall()]
+            cursor.execute(_UNNAMED_BLOBS_SQL, {"session": session_pk, "ids": ids})
+    return RetentionStep(deleted=int(deleted))
+
+
+def uses_delta_channel(session_pk: uuid.UUID) -> bool:
+    """Whether the thread uses a DeltaChannel, whose values are rebuilt from older checkpoints' writes: retention
+    keeps such a thread whole, as keep_latest refuses it."""
+    return bool(_delta_channel_threads([session_pk]))

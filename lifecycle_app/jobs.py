@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step
+from langgraph_app import services as langgraph_services
 from lifecycle_app import archival, eviction, purge, selectors, services
 from lifecycle_app.models import Job, JobRun
 from lifecycle_app.policies import PolicyGroup, policy_groups
@@ -222,14 +223,59 @@ def _prune(session: AgentSession, policy: Policy, *, wait: bool) -> SessionOutco
     return total
 
 
+def _prune_thread(session_pk: uuid.UUID, policy: Policy, *, wait: bool) -> tuple[int, bool]:
+    """(LangGraph checkpoints removed, whether another worker held the thread)."""
+    deleted = 0
+    while step := langgraph_services.retention_step(
+        session_pk=session_pk,
+        cutoff=policy.cutoff,
+        keep_latest=policy.keep_latest,
+        limit=settings.LIFECYCLE_BATCH_SIZE,
+        wait=wait,
+    ):
+        if step.busy:
+            return deleted, True
+        deleted += step.deleted
+    return deleted, False
+
+
+def _threads_retention(group: PolicyGroup, policy: Policy, now: datetime, *, dry_run: bool) -> Counts:
+    """The same policy on the group's LangGraph threads: per thread and namespace, the latest N by checkpoint
+    id and the young ones stay (`langgraph_app.services.retention_step`, which keeps a racing save's blobs).
+    A thread that uses a DeltaChannel is kept whole: its values are rebuilt from older checkpoints' writes."""
+    deleted: dict[uuid.UUID, int] = {}
+    busy: list[uuid.UUID] = []
+    skipped = 0
+    for session_pk, expired in selectors.expired_thread_checkpoints(group.policy, group.tenant_ids, now).items():
+        if langgraph_services.uses_delta_channel(session_pk):
+            skipped += 1
+            continue
+        removed, held = (expired, False) if dry_run else _prune_thread(session_pk, policy, wait=False)
+        if held:
+            busy.append(session_pk)
+        deleted[session_pk] = removed
+    for session_pk in busy:  # another worker had it a moment ago: wait for it this time
+        deleted[session_pk] += _prune_thread(session_pk, policy, wait=True)[0]
+    return {
+        "langgraph_checkpoints_deleted": sum(deleted.values()),
+        "langgraph_threads": sum(1 for removed in deleted.values() if removed),
+        "langgraph_delta_threads_kept": skipped,
+    }
+
+
 def apply_checkpoint_retention(
     *, dry_run: bool, triggered_by: str, task_id: str = "", now: datetime | None = None
 ) -> JobRun:
     """Checkpoint retention per tenant policy, through `checkpoints_app.retention` (which keeps every kept
-    chain verifiable and serialises with saves)."""
+    chain verifiable and serialises with saves), and on LangGraph threads (`_threads_retention`)."""
 
     def body(run: JobRun, now: datetime, errors: list[dict[str, Any]]) -> Counts:
         deleted, rewritten, sessions = 0, 0, 0
+        threads: Counts = {
+            "langgraph_checkpoints_deleted": 0,
+            "langgraph_threads": 0,
+            "langgraph_delta_threads_kept": 0,
+        }
         for group in _groups(lambda group: group.policy.checkpoint_retention_enabled):
             policy = Policy(cutoff=group.policy.checkpoint_cutoff(now), keep_latest=group.policy.checkpoint_keep_latest)
             ids = list(
@@ -252,7 +298,8 @@ def apply_checkpoint_retention(
                     if item.broken is not None:
                         errors.append({"session": str(session.pk), "type": "IntegrityFailure", "details": item.broken})
                 sessions += any(item.deleted for item in for_session)
-        return {"checkpoints_deleted": deleted, "checkpoints_rewritten": rewritten, "sessions": sessions}
+            _add(threads, _threads_retention(group, policy, now, dry_run=dry_run))
+        return {"checkpoints_deleted": deleted, "checkpoints_rewritten": rewritten, "sessions": sessions, **threads}
 
     return run_job(Job.CHECKPOINT_RETENTION, body, dry_run=dry_run, triggered_by=triggered_by, task_id=task_id, now=now)
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint
+from langgraph_app import selectors as langgraph_selectors
 from lifecycle_app import archival, eviction
 from lifecycle_app.archive import ArchiveDocument, unpack
 from lifecycle_app.models import (
@@ -115,13 +116,32 @@ def expired_checkpoints(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], no
     )
 
 
+def expired_thread_checkpoints(
+    policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, int]:
+    """Session id -> how many of its LangGraph checkpoints checkpoint retention removes: older than the window
+    and not among the latest N of their namespace (a thread is a session)."""
+    return langgraph_selectors.expired_thread_checkpoints(
+        tenant_ids=tenant_ids, cutoff=policy.checkpoint_cutoff(now), keep_latest=policy.checkpoint_keep_latest
+    )
+
+
 def preview_checkpoint_retention(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
+    """Threads that use a LangGraph DeltaChannel, which the job keeps whole, are counted too: telling them apart
+    opens every sealed value of a thread (the job's dry run does)."""
     expired = expired_checkpoints(policy, tenant_ids, now)
-    counts = {"checkpoints": expired.count(), "sessions": expired.values("session_id").distinct().count()}
+    threads = expired_thread_checkpoints(policy, tenant_ids, now)
+    counts = {
+        "checkpoints": expired.count(),
+        "sessions": expired.values("session_id").distinct().count(),
+        "langgraph_checkpoints": sum(threads.values()),
+        "langgraph_threads": len(threads),
+    }
     summary = (
-        f"would remove {counts['checkpoints']} checkpoints from {counts['sessions']} sessions "
+        f"would remove {counts['checkpoints']} checkpoints from {counts['sessions']} sessions and "
+        f"{counts['langgraph_checkpoints']} LangGraph checkpoints from {counts['langgraph_threads']} threads "
         f"(older than {policy.checkpoint_retention_days} days, keeping each session's latest "
-        f"{policy.checkpoint_keep_latest})"
+        f"{policy.checkpoint_keep_latest}, per namespace in a thread)"
     )
     return Preview(Job.CHECKPOINT_RETENTION, policy.checkpoint_retention_enabled, summary, counts)
 

@@ -89,4 +89,7 @@ def test_the_dry_run_reports_what_the_run_then_does(world: World) -> None:
         "checkpoints_deleted": 13,
         "checkpoints_rewritten": run.counts["checkpoints_rewritten"],
         "sessions": 1,
+        "langgraph_checkpoints_deleted": 0,
+        "langgraph_threads": 0,
+        "langgraph_delta_threads_kept": 0,
     }
