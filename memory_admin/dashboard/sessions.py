@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime
 
 from lifecycle_app.selectors import ArchivedState, state_from_archive
+from memories_app.services import MAX_USER_ID_CHARS
 from memory_admin.api.errors import json_error
 from memory_admin.dashboard.access import staff_page
 from memory_admin.errors import Archived, ServiceError
@@ -51,6 +52,9 @@ class UtcDateTimeField(forms.DateTimeField):
 class SessionFilterForm(forms.Form):
     # Exactly as given, spaces included: " bob " and "bob" are two people to the API.
     q = forms.CharField(required=False, max_length=256, strip=False, label="Session id or user id")
+    # One person exactly, as a user's page links to it: the search also lists sessions whose id starts with
+    # theirs, whoever they belong to.
+    user_id = forms.CharField(required=False, max_length=MAX_USER_ID_CHARS, strip=False, label="User id")
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), required=False, empty_label="All tenants")
     status = forms.ChoiceField(choices=[("", "Any status"), *SessionStatus.choices], required=False)
     created_after = UtcDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
@@ -59,6 +63,10 @@ class SessionFilterForm(forms.Form):
     def clean_q(self) -> str:
         q: str = self.cleaned_data["q"]
         return q if q.strip() else ""  # only spaces: nothing to search for (no id is blank)
+
+    def clean_user_id(self) -> str:
+        user_id: str = self.cleaned_data["user_id"]
+        return user_id if user_id.strip() else ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,8 @@ def session_page(filters: dict[str, Any], cursor: str | None) -> SessionPage:
         sessions = sessions.filter(status=filters["status"])
     if filters.get("q"):
         sessions = sessions.filter(Q(session_id__startswith=filters["q"]) | Q(user_id=filters["q"]))
+    if filters.get("user_id"):
+        sessions = sessions.filter(user_id=filters["user_id"])
     if filters.get("created_after"):
         sessions = sessions.filter(created_at__gte=filters["created_after"])
     if filters.get("created_before"):
@@ -157,6 +167,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
     page = session_page(filters, request.GET.get("cursor"))
     query = request.GET.copy()
     query.pop("cursor", None)
+    without_user = query.copy()
+    without_user.pop("user_id", None)
+    user_filter = filters.get("user_id") or ""
     return render(
         request,
         "dashboard/sessions/list.html",
@@ -165,13 +178,18 @@ def session_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": [session_row(session) for session in page.rows],
             "query": query.urlencode(),
+            "user_filter": user_filter,
+            # A browser sends a line break in a form field as CRLF ("bob\r" would come back as "bob\r\n", another
+            # person): such an id is not put in the form, so filtering again drops it rather than change it.
+            "user_filter_in_form": not any(c in user_filter for c in "\r\n"),
+            "without_user": without_user.urlencode(),
             # The list of one tenant watches that tenant; without a tenant filter, every tenant through one group.
             "watched_tenants": [str(filters["tenant"].pk)] if filters.get("tenant") else [],
             "watch_all": not filters.get("tenant"),
-            # New sessions can only belong on the first page, and only without a time window or a search;
-            # a status filter is applied by the page itself.
+            # New sessions can only belong on the first page, and only without a time window, a search or a
+            # user filter; a status filter is applied by the page itself.
             "live": not request.GET.get("cursor")
-            and not any(filters.get(name) for name in ("q", "created_after", "created_before")),
+            and not any(filters.get(name) for name in ("q", "user_id", "created_after", "created_before")),
             "status_filter": filters.get("status") or "",
             "rendered_at": rendered_at,
         },
