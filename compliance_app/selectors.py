@@ -52,6 +52,20 @@ def erasure_under_way(*, tenant: Tenant, subject: str) -> bool:
     return ErasureRequest.objects.filter(tenant=tenant, subject=subject, status__in=under_way).exists()
 
 
+def taken_over_by(request: ErasureRequest) -> ErasureRequest | None:
+    """For a failed request that names no one any more, the later request of the person that took them over
+    (its scan cleared this one and carries its identifiers, `verification.scrub_other_requests`): the one to
+    purge and verify again. None for any other request, or when there is none (a row an older version blanked).
+    """
+    if request.status != ErasureStatus.FAILED or request.user_id:
+        return None
+    approved = [ErasureStatus.ERASED, ErasureStatus.PURGING, ErasureStatus.VERIFIED, ErasureStatus.FAILED]
+    later = ErasureRequest.objects.filter(tenant_id=request.tenant_id, subject=request.subject, status__in=approved)
+    # Of a chain of failed requests, the newest holds the person: the others were cleared as this one was.
+    later = later.exclude(pk=request.pk).exclude(status=ErasureStatus.FAILED, user_id="")
+    return later.order_by("-decided_at").first()
+
+
 def receipt(request: ErasureRequest) -> dict[str, Any]:
     """The proof of erasure: the request, counts per layer, timestamps, the scan's result — no personal data."""
     if request.status != ErasureStatus.VERIFIED:

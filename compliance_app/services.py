@@ -27,7 +27,7 @@ from compliance_app.models import (
     ExportStatus,
     LegalBasis,
 )
-from compliance_app.selectors import refuse_unless_downloadable
+from compliance_app.selectors import refuse_unless_downloadable, taken_over_by
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
 from lifecycle_app.services import delete_session_archives
 from memories_app.erased_keys import keep_erased_request_keys
@@ -328,12 +328,26 @@ def purge_again(*, request_id: Any, requested_by: str) -> ErasureRequest:
     """Purge and verify a failed erasure once more: after staff removed what the scan found (a text elsewhere
     naming the person) or fixed what made the purge fail. The purge deletes whatever of the person is left,
     late writes included, then the scan runs again; the approval stands, so no second approver is needed.
-    Conflict (409) for a request that has not failed.
+    Conflict (409) for a request that has not failed, and for one that names no one any more: a later request
+    of the person took them over when its scan ran (`verification.scrub_other_requests`), and is the one to
+    purge again (the details name it). Blank, this one's scan would look for no one and prove nothing.
     """
     request = _locked(request_id)
     if request.status != ErasureStatus.FAILED:
         raise Conflict(
             f"Only a failed erasure is purged again; this one is {request.status}.", details={"status": request.status}
+        )
+    if not request.user_id:
+        later = taken_over_by(request)
+        raise Conflict(
+            "This request no longer names the person: a later request of theirs took them over when its scan ran"
+            + (f" ({later.pk}, {later.status}); purge and verify that one again." if later else ".")
+            + " File a new request if they are to be erased again.",
+            details={
+                "user_id": "",
+                "later_request": str(later.pk) if later else None,
+                "later_status": later.status if later else None,
+            },
         )
     request.status, request.claimed_until = ErasureStatus.ERASED, None
     request.save(update_fields=["status", "claimed_until"])

@@ -49,7 +49,9 @@ TEXT_SCAN_MIN_LENGTH = 5
 _REQUEST_TABLE = ErasureRequest._meta.db_table
 # Requests done with: a later erasure of the person clears what they hold of them. An open one still needs the
 # user id to preview, erase, purge and scan (blank, it would name no one). A failed one is done with too once a
-# later request of the person runs its scan: that request now carries the person, and is the one purged again.
+# later request of the person runs its scan: that request now carries the person, and is the one purged again
+# (services.purge_again refuses the cleared one: its scan would look for no one). Kept, the failed row's ids
+# would fail every later scan of the person (or, skipped, stay held with no erasure left to clear them).
 CLOSED = (ErasureStatus.VERIFIED, ErasureStatus.REJECTED, ErasureStatus.FAILED)
 # Not searched for text: the staff accounts, columns naming who did something, and the user_id columns.
 _UNSCANNED_TABLES = frozenset({"auth_user"})

@@ -118,6 +118,8 @@ def erasure_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             and not (settings.ERASURE_FOUR_EYES and erasure.filed_by == actor(request)),
             "reject_form": RejectForm(),
             "findings": [(name, count) for name, count in erasure.verification.get("findings", {}).items() if count],
+            # A failed request a later one of the person took over is not purged again: that one is.
+            "taken_over_by": selectors.taken_over_by(erasure),
             "progress_layer": erasure.progress.get("layer") or "",
             # Which store namespaces approval deletes, for the approver to check (they are the tenant's choice).
             "store_namespaces": store_namespaces[:STORE_NAMESPACES_SHOWN],
