@@ -27,11 +27,11 @@ from checkpoints_app.patching import PatchError, apply_copying, check_patched, c
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step, sessions_with_expired
 from checkpoints_app.storage import CURRENT_SCHEMA_VERSION, Body, chain_checksum, encode_body
 from memory_admin.api.parsers import MAX_JSON_DEPTH
-from memory_admin.codec import canonical_json, dumps, is_plain, loads
+from memory_admin.codec import canonical_json, dumps
 from memory_admin.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group
 from memory_admin.metrics import CHECKPOINT_SAVE_SECONDS
-from memory_admin.sql import run
+from memory_admin.sql import as_jsonb, run
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession
 from sessions_app.selectors import session_row
@@ -87,16 +87,6 @@ def _checked_json(value: Any, what: str) -> bytes:
         return canonical_json(value)
     except (ValueError, RecursionError):
         raise ValidationFailed(f"{what} holds a value JSON cannot represent (NaN or an out-of-range number).") from None
-
-
-def _as_stored(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The metadata as its jsonb column will give it back, which is what the checksum must cover: PostgreSQL
-    keeps JSON numbers as numeric, so some floats come back as other values (1e16 as the integer
-    10000000000000000, -0.0 as 0.0). Metadata without a float is returned as it is, without asking."""
-    if is_plain(metadata):
-        return metadata
-    stored: dict[str, Any] = loads(run("SELECT %s::jsonb::text", [dumps(metadata).decode()])[0][0])
-    return stored
 
 
 # A full state arrives one level down in a request body (`{"state": ...}`), so it is at most this deep; a
@@ -245,7 +235,7 @@ def save_checkpoint(
             raise ValidationFailed("A `patch` needs the `parent_id` it applies to.", details={"field": "parent_id"})
         metadata = metadata if metadata is not None else {}
         _checked_json(metadata, "metadata")
-        metadata = _as_stored(metadata)
+        metadata = as_jsonb(metadata)  # the checksum covers what a read will give
         request = _SaveRequest(
             session=session,
             node_id=node_id,

@@ -83,8 +83,8 @@ def update_profile(
         raise StaleVersion(profile)
     if preferences:
         merged = {**profile.preferences, **preferences}
-        profile.preferences = {key: value for key, value in merged.items() if value is not None}
-        clean_metadata(profile.preferences, field="preferences")
+        kept = {key: value for key, value in merged.items() if value is not None}
+        profile.preferences = clean_metadata(kept, field="preferences")
     changes: list[ProfileFactOutbox] = []
     profile.version += 1
     for key, value in (facts or {}).items():

@@ -47,6 +47,7 @@ from memory_admin.errors import (
 )
 from memory_admin.live import publish_all_on_commit, publish_on_commit, session_group, tenant_group
 from memory_admin.redis_guard import queue_task
+from memory_admin.sql import as_jsonb
 from sessions_app.models import AgentSession
 from tenants_app import keycache
 from tenants_app.models import Tenant
@@ -96,12 +97,21 @@ def clean_content(content: str, *, field: str = "content") -> str:
 
 
 def clean_metadata(metadata: dict[str, Any] | None, *, field: str = "metadata") -> dict[str, Any]:
+    """The metadata as its jsonb column will keep it (memory_admin.sql.as_jsonb), within the size limit as sent
+    and as kept."""
     if metadata is None:
         return {}
+    _check_metadata_size(metadata, field)  # as sent, first: bounds what PostgreSQL is asked to spell out
+    kept = as_jsonb(metadata)
+    if kept is not metadata:
+        _check_metadata_size(kept, field)
+    return kept
+
+
+def _check_metadata_size(metadata: dict[str, Any], field: str) -> None:
     size = len(json.dumps(metadata, separators=(",", ":")).encode())
     if size > settings.MEMORY_MAX_METADATA_BYTES:
         raise _invalid(field, f"Metadata is {size} bytes; the limit is {settings.MEMORY_MAX_METADATA_BYTES}.")
-    return metadata
 
 
 def clean_vector(vector: Sequence[float], *, dimensions: int, field: str = "embedding") -> list[float]:
@@ -427,7 +437,7 @@ def update_memory(
     if content is not None:
         clean_content(content)
     if metadata is not None:
-        clean_metadata(metadata)
+        metadata = clean_metadata(metadata)
     memory = _locked_memory(tenant, memory_id)
     _refuse_profile_owned(memory)
     stale = expected_versions is not None and memory.version not in expected_versions

@@ -18,6 +18,8 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import pq
 
+from memory_admin.codec import dumps, is_plain, loads
+
 
 def run(sql: str, params: Mapping[str, Any] | Sequence[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
     """Execute `sql` prepared and return its rows (none for a statement without a result). `prepare=False`
@@ -34,3 +36,14 @@ def run(sql: str, params: Mapping[str, Any] | Sequence[Any], *, prepare: bool = 
     if wrapper.queries_logged:
         wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows
+
+
+def as_jsonb(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as a jsonb column keeps it and gives it back. PostgreSQL keeps JSON numbers as numeric, so some
+    floats come back as other numbers (1e16 as the integer 10000000000000000, -0.0 as 0.0, 1e300 as 301
+    digits): what a size limit counts, an update compares, a checksum covers and a write answers must be what a
+    read will give. A value without a float is returned as it is, without asking PostgreSQL."""
+    if is_plain(value):
+        return value
+    kept: dict[str, Any] = loads(run("SELECT %s::jsonb::text", [dumps(value).decode()])[0][0])
+    return kept

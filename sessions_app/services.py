@@ -26,15 +26,13 @@ from memory_admin.codec import (
     dumps,
     encode_payload,
     encoder_for,
-    is_plain,
-    loads,
 )
 from memory_admin.errors import Conflict, NotFound, PreconditionFailed, Unprocessable, ValidationFailed
 from memory_admin.live import publish_on_commit, session_group, tenant_group
 from memory_admin.metrics import EVENT_APPEND_SECONDS
 from memory_admin.redis_guard import queue_task
 from memory_admin.redis_wire import Batch
-from memory_admin.sql import run
+from memory_admin.sql import as_jsonb, run
 from sessions_app import context, identity
 from sessions_app.identity import SessionIdentity
 from sessions_app.models import AgentSession, Event, EventType, Operation, OperationStatus, SessionStatus
@@ -163,10 +161,9 @@ def _as_kept(metadata: dict[str, Any]) -> dict[str, Any]:
     write answers is what a read will give. Metadata without a float is kept as it is, without asking.
     """
     _check_metadata_size(metadata)  # as sent, first: bounds what PostgreSQL is asked to spell out
-    if is_plain(metadata):
-        return metadata
-    kept: dict[str, Any] = loads(run("SELECT %s::jsonb::text", [dumps(metadata).decode()])[0][0])
-    _check_metadata_size(kept)
+    kept = as_jsonb(metadata)
+    if kept is not metadata:
+        _check_metadata_size(kept)
     return kept
 
 
