@@ -340,7 +340,7 @@ def purge_memories(*, dry_run: bool, triggered_by: str, task_id: str = "", now: 
         if dry_run:
             return selectors.preview_memory_purge(now).counts
         purged, cutoff = 0, selectors.purge_cutoff(now)
-        while removed := purge.purge_memories_step(cutoff=cutoff, limit=settings.LIFECYCLE_BATCH_SIZE):
+        while removed := purge.purge_memories_step(cutoff=cutoff, limit=settings.LIFECYCLE_BATCH_SIZE, now=now):
             purged += removed
         abandoned = services.fail_abandoned_job_runs(now=now)
         runs = services.prune_job_runs(before=now - timedelta(days=settings.LIFECYCLE_JOB_RUNS_KEEP_DAYS))

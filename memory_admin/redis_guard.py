@@ -179,10 +179,12 @@ def _broker_client(url: str) -> redis.Redis | None:
     return redis.Redis(connection_pool=pool)
 
 
-def queue_task(task: Any, *args: Any) -> bool:
-    """Queue `task(*args)` at most once, without waiting on a broker that is down; False if it was not queued.
+def queue_task(task: Any, *args: Any, **kwargs: Any) -> bool:
+    """Queue `task(*args, **kwargs)` at most once, without waiting on a broker that is down; False if it was not
+    queued.
 
-    Only for work that is picked up later without this message (see the module docstring). kombu's own
+    Only for work that is picked up later without this message (see the module docstring), or whose caller
+    says it was not queued (a job started by hand from the dashboard). kombu's own
     client retries a refused connection for seconds, so the broker is asked first through a guarded client:
     a PING (tasks queued this way are rare: a snapshot per hundred events, a promotion job), or nothing at all
     while its breaker is open.
@@ -191,7 +193,7 @@ def queue_task(task: Any, *args: Any) -> bool:
         probe = _broker_client(str(settings.CELERY_BROKER_URL))
         if probe is not None:
             probe.ping()
-        task.apply_async(args=args, retry=False)
+        task.apply_async(args=args, kwargs=kwargs, retry=False)
     except Exception as exc:  # whatever the broker or kombu raise: the caller's committed work must not fail
         logger.warning("task_not_queued", task=task.name, reason=type(exc).__name__)
         return False

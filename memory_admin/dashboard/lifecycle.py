@@ -11,7 +11,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,6 +23,7 @@ from lifecycle_app.tasks import TASKS
 from memory_admin.codec import decode_payload
 from memory_admin.dashboard.access import staff_page
 from memory_admin.errors import ServiceError
+from memory_admin.redis_guard import queue_task
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
 from tenants_app.roles import Role
@@ -180,8 +180,12 @@ def job_start(request: HttpRequest, job: str) -> HttpResponse:
     dry_run = request.POST.get("dry_run") == "1"
     task = TASKS[Job(job)]
     actor = _actor(request)
-    transaction.on_commit(lambda: task.delay(dry_run=dry_run, triggered_by=actor))
-    messages.success(request, f"Queued {'a dry run of ' if dry_run else ''}{Job(job).label.lower()}.")
+    what = f"{'a dry run of ' if dry_run else ''}{Job(job).label.lower()}"
+    # Nothing is written first, so nothing waits for a commit; a broker that is down is said, not a 500.
+    if queue_task(task, dry_run=dry_run, triggered_by=actor):
+        messages.success(request, f"Queued {what}.")
+    else:
+        messages.error(request, f"Could not queue {what}: the task broker cannot be reached. Try again shortly.")
     return redirect("dashboard:lifecycle")
 
 
