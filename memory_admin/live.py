@@ -31,7 +31,8 @@ the person.
 
 What the sessions list shows (`session.created`, `session.updated`, `session.erased`) also goes, when published to
 a tenant, to the group of every tenant's sessions (`ALL_SESSIONS_GROUP`), which the unfiltered list watches: one
-more PUBLISH in the same round trip, for those types only.
+more PUBLISH in the same round trip, for those types only. So do `api_key.*` messages, to the group of every
+tenant's keys (`ALL_KEYS_GROUP`), which the unfiltered API keys page watches.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ logger = structlog.get_logger("memory.live")
 
 CHANNEL_PREFIX = "mem:live:"
 ALL_SESSIONS_GROUP = "sessions"
+ALL_KEYS_GROUP = "api_keys"
 _SESSION_LIST_TYPES = frozenset({"session.created", "session.updated", "session.erased"})
 
 
@@ -74,8 +76,18 @@ def queue(pipe: Any, groups: Sequence[str], message: dict[str, Any]) -> None:
     payload = json.dumps({**message, "at": timezone.now().isoformat()}, cls=JSONEncoder)
     for group in groups:
         pipe.publish(channel_name(group), payload)
-    if message.get("type") in _SESSION_LIST_TYPES and any(group.startswith("tenant.") for group in groups):
-        pipe.publish(channel_name(ALL_SESSIONS_GROUP), payload)
+    every_tenant = _every_tenant_group(message.get("type"))
+    if every_tenant is not None and any(group.startswith("tenant.") for group in groups):
+        pipe.publish(channel_name(every_tenant), payload)
+
+
+def _every_tenant_group(message_type: object) -> str | None:
+    """The group of every tenant that a tenant's message of this type also goes to, for the unfiltered lists."""
+    if message_type in _SESSION_LIST_TYPES:
+        return ALL_SESSIONS_GROUP
+    if isinstance(message_type, str) and message_type.startswith("api_key."):
+        return ALL_KEYS_GROUP
+    return None
 
 
 def publish(groups: Sequence[str], message: dict[str, Any]) -> None:

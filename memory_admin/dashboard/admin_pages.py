@@ -109,10 +109,9 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(keys, KEYS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    # The live socket watches the tenants of the keys on show (or the filtered one) from this moment on.
-    watched = [form.cleaned_data["tenant"].pk] if form.is_valid() and form.cleaned_data["tenant"] else None
-    if watched is None:
-        watched = list(tenant_selectors.tenants().order_by("name").values_list("pk", flat=True)[:200])
+    # The live socket watches the filtered tenant from this moment on; without a filter, every tenant through
+    # one group, whatever their number.
+    watched = [form.cleaned_data["tenant"].pk] if form.is_valid() and form.cleaned_data["tenant"] else []
     return render(
         request,
         "dashboard/admin/keys.html",
@@ -121,6 +120,7 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "watched_tenants": [str(pk) for pk in watched],
+            "watch_all": not watched,
             "live": page.number == 1,
             "rendered_at": timezone.now(),
         },

@@ -10,7 +10,8 @@ page asked to watch, and only when the user's roles allow that message type.
           (both + "shown": ["<session uuid>", …], the rows the list shows: it is told which of them were erased)
       {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
           (+ "after": {…} from the last `watching` with `more`: the next batch of the same catch-up)
-      {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page (admins)
+      {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page of a tenant (admins)
+      {"action": "watch_all_keys", "since": "<iso>"}                                  API keys page, every tenant
     server → client
       {"type": "catchup", "session": "<uuid>", "events": [timeline rows after after_version], "more": false}
           (at most CATCHUP_LIMIT rows; `more`: there are newer ones, ask again from the last of these)
@@ -29,7 +30,7 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "api_key.row", "key": <id>, "html": "<tr>…"}   (API keys page)
       {"type": "operation.row", "operation": "<uuid>", "pending": 2, "html": "<tr>…"}   (session page journal)
       any other message type of memory_admin.live, as published, to the session and tenant watchers
-      {"type": "watching", "what": "tenant" | "sessions" | "user" | "keys", …}
+      {"type": "watching", "what": "tenant" | "sessions" | "user" | "keys" | "all_keys", …}
           (after a watch's catch-up: live from here)
           (user page: "more": true and "after": {…} when the catch-up stopped at CATCHUP_LIMIT rows of a kind:
           ask again with the same `since` and this `after`)
@@ -73,7 +74,14 @@ from rest_framework.exceptions import ParseError
 from memory_admin.api.parsers import parse_json_text
 from memory_admin.dashboard import live_rows
 from memory_admin.dashboard.sessions import session_row
-from memory_admin.live import ALL_SESSIONS_GROUP, CHANNEL_PREFIX, channel_name, session_group, tenant_group
+from memory_admin.live import (
+    ALL_KEYS_GROUP,
+    ALL_SESSIONS_GROUP,
+    CHANNEL_PREFIX,
+    channel_name,
+    session_group,
+    tenant_group,
+)
 from sessions_app.models import AgentSession
 from sessions_app.selectors import timeline
 from tenants_app.models import Tenant
@@ -198,6 +206,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.all_sessions = False
         self.users: dict[str, set[str]] = {}
         self.key_tenants: set[str] = set()
+        self.all_keys = False
         if not await self._read_roles():
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -254,6 +263,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             "watch_sessions": self._watch_sessions,
             "watch_user": self._watch_user,
             "watch_keys": self._watch_keys,
+            "watch_all_keys": self._watch_all_keys,
         }.get(action if isinstance(action, str) else "")
         if handler is None:
             await self.send_json({"type": "error", "message": "unknown action"})
@@ -353,6 +363,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                     await self.send_json(frame)
         await self.send_json({"type": "watching", "what": "keys", "tenants": [str(pk) for pk in found]})
 
+    async def _watch_all_keys(self, content: dict[str, Any]) -> None:
+        """The API keys page of every tenant: one group, whatever the number of tenants."""
+        if Role.ADMIN not in self.roles:
+            await self.send_json({"type": "error", "message": "API keys are for admins"})
+            return
+        self.all_keys = True
+        await self._subscribe(ALL_KEYS_GROUP)
+        since = live_rows.parse_since(content.get("since"))
+        if since is not None:
+            for frame in await database_sync_to_async(live_rows.key_frames)(None, since=since):
+                await self.send_json(frame)
+        await self.send_json({"type": "watching", "what": "all_keys"})
+
     # --- published messages ---------------------------------------------------------------------------
 
     async def _subscribe(self, group: str) -> None:
@@ -392,6 +415,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                     tenant_pk, message.get("session")
                 )
             return [message]
+        if group == ALL_KEYS_GROUP:
+            if not (self.all_keys and allowed and isinstance(kind, str) and kind.startswith("api_key.")):
+                return []
+            if (tenant_pk := _uuid(message.get("tenant"))) is None:
+                return []
+            found = await database_sync_to_async(live_rows.key_frames)(tenant_pk, key_pk=message.get("key"))
+            return [{**frame, "at": message.get("at")} for frame in found]
         if group.startswith("session."):
             if not allowed:
                 return []

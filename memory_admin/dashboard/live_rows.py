@@ -257,8 +257,14 @@ def user_page_catchup(
 # --- the API keys page (admins) -------------------------------------------------------------------------
 
 
-def key_frames(tenant_pk: uuid.UUID, *, key_pk: object = None, since: datetime | None = None) -> list[dict[str, Any]]:
-    keys = tenant_selectors.api_keys().filter(tenant_id=tenant_pk)
+def key_frames(
+    tenant_pk: uuid.UUID | None, *, key_pk: object = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The API keys page's rows: one key of a tenant (`key_pk`), or the keys of a tenant, or of every tenant
+    (`tenant_pk` None), created or revoked since `since`."""
+    keys = tenant_selectors.api_keys()
+    if tenant_pk is not None:
+        keys = keys.filter(tenant_id=tenant_pk)
     if key_pk is not None:
         keys = keys.filter(pk=key_pk if isinstance(key_pk, int) else -1)
     elif since is not None:

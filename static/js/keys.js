@@ -6,6 +6,7 @@ const table = document.getElementById("keys-table");
 const body = table.querySelector("tbody");
 const liveDot = document.getElementById("live-status");
 const tenants = (table.dataset.watchTenants || "").split(",").filter(Boolean);
+const watchAll = table.dataset.watchAll === "1"; // no tenant filter: every tenant, through one watch
 let since = table.dataset.since;
 
 function tableRow(html) {
@@ -14,9 +15,9 @@ function tableRow(html) {
   return template.content.querySelector("tr");
 }
 
-if (table.dataset.live === "1" && tenants.length) {
+if (table.dataset.live === "1" && (watchAll || tenants.length)) {
   connectLive({
-    onOpen: (send) => send({ action: "watch_keys", tenants, since }),
+    onOpen: (send) => send(watchAll ? { action: "watch_all_keys", since } : { action: "watch_keys", tenants, since }),
     onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
     onMessage: (message) => {
       if (message.at && message.at > since) since = message.at;
