@@ -141,7 +141,9 @@ def _whole(identifier: str) -> str:
     """A PostgreSQL regular expression finding the identifier as a whole, not inside a longer word ("u1" is
     not in "u12"); an edge of it that is not a letter, digit or underscore needs nothing around it."""
     body = re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", identifier)
-    before = "(^|[^[:alnum:]_])" if _starts_or_ends_a_word(identifier[0]) else ""
+    # jsonb read as text spells a line break, a tab or a control character as an escape (\n, \t, \u0001), whose
+    # last letter is no part of the word after it: a person named right after one is found too.
+    before = r"(^|[^[:alnum:]_]|\\[bfnrt]|\\u[0-9a-fA-F]{4})" if _starts_or_ends_a_word(identifier[0]) else ""
     after = "($|[^[:alnum:]_])" if _starts_or_ends_a_word(identifier[-1]) else ""
     return before + body + after
 
