@@ -103,10 +103,10 @@ def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user
     return session
 
 
-# A blob already stored for its (channel, version) is kept as it is, and locked until the save commits (the
-# update's `WHERE false` changes nothing, but the row is locked first): checkpoint retention removes a blob only
-# once it holds that lock, so it sees the checkpoint of a save that found the blob stored and leaves it; a save
-# that comes second waits for the removal and stores its blob again.
+# A blob already stored for its (channel, version) is kept as it is, and locked until the save (or copy) commits
+# (the update's `WHERE false` changes nothing, but the row is locked first): retention, prune and delete_for_runs
+# remove a blob only once they hold that lock (_delete_unnamed_blobs), so they see the checkpoint of a save that
+# found the blob stored and leave it; a save that comes second waits for the removal and stores its blob again.
 _KEEP_STORED_BLOB = "DO UPDATE SET type = EXCLUDED.type WHERE false"
 
 # One statement, so a save outside a transaction is one autocommit round trip: the changed channels' blobs
@@ -459,20 +459,69 @@ def delete_thread(*, tenant: Tenant, thread_id: str) -> int:
     return _delete_sessions_rows([session.pk])
 
 
-# Blobs that no remaining checkpoint of their thread names at their version.
-_ORPHAN_BLOBS_SQL = f"""
-    DELETE FROM {ChannelBlob._meta.db_table} b
-    WHERE b.session_id = ANY(%s) AND NOT EXISTS (
+# Blobs no checkpoint names are removed in two statements. The first locks the candidates: a save that found one
+# stored holds it until it commits (_KEEP_STORED_BLOB), so once the locks are taken every such save's checkpoint
+# is committed. The second, in a snapshot taken after the locks, removes those no checkpoint of their thread names
+# (one statement would remove a blob it waited for, as its snapshot predates the save's checkpoint).
+
+# The threads' blobs no checkpoint names (prune and delete_for_runs sweep them all).
+_LOCK_UNNAMED_BLOBS_SQL = f"""
+    SELECT b.id FROM {ChannelBlob._meta.db_table} b
+    WHERE b.session_id = ANY(%(sessions)s) AND NOT EXISTS (
         SELECT 1 FROM {ThreadCheckpoint._meta.db_table} c
         WHERE c.session_id = b.session_id AND c.checkpoint_ns = b.checkpoint_ns
           AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
     )
+    ORDER BY b.id
+    FOR UPDATE OF b
+"""  # noqa: S608 - table names only
+
+# The threads' blobs of these (namespace, channel, version), those the checkpoints removed named (retention).
+_LOCK_NAMED_BLOBS_SQL = f"""
+    SELECT b.id FROM {ChannelBlob._meta.db_table} b
+    JOIN unnest(%(ns)s::text[], %(channels)s::text[], %(versions)s::text[]) AS k(ns, channel, version)
+        ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version
+    WHERE b.session_id = ANY(%(sessions)s)
+    ORDER BY b.id
+    FOR UPDATE OF b
+"""  # noqa: S608 - table name only
+
+# Of the locked blobs, the ones no checkpoint of their thread names (one pass over the threads' checkpoints, not
+# one per blob).
+_UNNAMED_BLOBS_SQL = f"""
+    WITH named AS (
+        SELECT c.session_id, c.checkpoint_ns AS ns, v.key AS channel, v.value AS version
+        FROM {ThreadCheckpoint._meta.db_table} c
+        CROSS JOIN LATERAL jsonb_each_text(
+            CASE WHEN jsonb_typeof(c.checkpoint -> 'channel_versions') = 'object'
+                THEN c.checkpoint -> 'channel_versions' END
+        ) v
+        WHERE c.session_id = ANY(%(sessions)s)
+    )
+    DELETE FROM {ChannelBlob._meta.db_table} b
+    WHERE b.id = ANY(%(ids)s) AND NOT EXISTS (
+        SELECT 1 FROM named n
+        WHERE n.session_id = b.session_id AND n.ns = b.checkpoint_ns AND n.channel = b.channel
+          AND n.version = b.version
+    )
 """  # noqa: S608 - table names only
 
 
-def _delete_orphan_blobs(session_pks: Sequence[object]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_ORPHAN_BLOBS_SQL, [list(session_pks)])
+def _delete_unnamed_blobs(
+    cursor: Any, session_pks: Sequence[object], *, named: tuple[list[str], list[str], list[str]] | None = None
+) -> None:
+    """Remove the threads' blobs no checkpoint names: all of them, or only those at the (namespaces, channels,
+    versions) `named` gives. A save or a copy that found such a blob stored keeps it (see above)."""
+    sessions = list(session_pks)
+    if named is None:
+        cursor.execute(_LOCK_UNNAMED_BLOBS_SQL, {"sessions": sessions})
+    else:
+        namespaces, channels, versions = named
+        keys = {"sessions": sessions, "ns": namespaces, "channels": channels, "versions": versions}
+        cursor.execute(_LOCK_NAMED_BLOBS_SQL, keys)
+    ids = [row[0] for row in cursor.fetchall()]
+    if ids:
+        cursor.execute(_UNNAMED_BLOBS_SQL, {"sessions": sessions, "ids": ids})
 
 
 @transaction.atomic
@@ -480,7 +529,7 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
     """`keep_latest`: keep each namespace's newest checkpoint of each thread, with its writes and the blobs
     it names, and remove the other checkpoints with their writes (writes stored ahead of a checkpoint not yet
     saved stay; see _KEEP_LATEST_SQL, also for subgraph calls); `delete`: remove everything of the threads.
-    Unknown threads are skipped.
+    Unknown threads are skipped. A save or copy racing the prune keeps its blobs (see _KEEP_STORED_BLOB).
     Returns how many checkpoints went. ValidationFailed for another strategy; Unprocessable (422), naming them
     in `delta_channel_threads`, when keep_latest is asked of threads that use a DeltaChannel (nothing is
     pruned then), as PostgresSaver refuses them."""
@@ -502,7 +551,7 @@ def prune_threads(*, tenant: Tenant, thread_ids: Sequence[str], strategy: str) -
         cursor.execute(_KEEP_LATEST_SQL, {"sessions": session_pks})
         deleted = int(cursor.fetchone()[0])
         cursor.execute(_UNPARENT_SQL, {"sessions": session_pks})
-    _delete_orphan_blobs(session_pks)
+        _delete_unnamed_blobs(cursor, session_pks)
     return deleted
 
 
@@ -622,8 +671,8 @@ _DELETE_FOR_RUNS_SQL = f"""
 @transaction.atomic
 def delete_for_runs(*, tenant: Tenant, run_ids: Sequence[str]) -> int:
     """Remove the tenant's checkpoints whose metadata names one of `run_ids`, with their writes and the blobs
-    only they named (writes stored ahead of a checkpoint not yet saved stay); returns how many checkpoints
-    went."""
+    only they named (writes stored ahead of a checkpoint not yet saved stay; a racing save keeps its blobs, see
+    _KEEP_STORED_BLOB); returns how many checkpoints went."""
     if not run_ids:
         return 0
     with connection.cursor() as cursor:
@@ -631,8 +680,8 @@ def delete_for_runs(*, tenant: Tenant, run_ids: Sequence[str]) -> int:
             _DELETE_FOR_RUNS_SQL, {"tenant": tenant.pk, "run_ids": [json.dumps(run_id) for run_id in run_ids]}
         )
         count, session_pks = cursor.fetchone()
-    if count:
-        _delete_orphan_blobs(session_pks)
+        if count:
+            _delete_unnamed_blobs(cursor, session_pks)
     return int(count)
 
 
@@ -674,9 +723,12 @@ def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str)
     with connection.cursor() as cursor:
         for model, columns, key in copies:
             table = model._meta.db_table
+            # A blob the target already holds is locked as a save locks it: a prune or retention of the target
+            # must not remove it under the copied checkpoints that name it.
+            action = _KEEP_STORED_BLOB if model is ChannelBlob else "DO NOTHING"
             cursor.execute(
                 f"INSERT INTO {table} (session_id, {columns}) SELECT %s, {columns} FROM {table} "  # noqa: S608
-                f"WHERE session_id = %s ORDER BY id ON CONFLICT ({key}) DO NOTHING",
+                f"WHERE session_id = %s ORDER BY id ON CONFLICT ({key}) {action}",
                 [target.pk, source.pk],
             )
             if model is ThreadCheckpoint:
@@ -711,35 +763,6 @@ _EXPIRE_SQL = f"""
         WHERE v.value IS NOT NULL
     )
     SELECT (SELECT count(*) FROM deleted), array_agg(ns), array_agg(channel), array_agg(version) FROM named
-"""  # noqa: S608 - table names only
-
-# The thread's blobs of those (namespace, channel, version), locked: a save that found one stored holds it until
-# it commits (_KEEP_STORED_BLOB), so once this returns, every such save's checkpoint is visible.
-_LOCK_BLOBS_SQL = f"""
-    SELECT b.id FROM {ChannelBlob._meta.db_table} b
-    JOIN unnest(%(ns)s::text[], %(channels)s::text[], %(versions)s::text[]) AS k(ns, channel, version)
-        ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version
-    WHERE b.session_id = %(session)s
-    ORDER BY b.id
-    FOR UPDATE OF b
-"""  # noqa: S608 - table name only
-
-# Of those locked blobs, the ones no checkpoint of the thread names any more, read in a snapshot taken after the
-# locks (one pass over the thread's checkpoints, not one per blob).
-_UNNAMED_BLOBS_SQL = f"""
-    WITH named AS (
-        SELECT c.checkpoint_ns AS ns, v.key AS channel, v.value AS version
-        FROM {ThreadCheckpoint._meta.db_table} c
-        CROSS JOIN LATERAL jsonb_each_text(
-            CASE WHEN jsonb_typeof(c.checkpoint -> 'channel_versions') = 'object'
-                THEN c.checkpoint -> 'channel_versions' END
-        ) v
-        WHERE c.session_id = %(session)s
-    )
-    DELETE FROM {ChannelBlob._meta.db_table} b
-    WHERE b.id = ANY(%(ids)s) AND NOT EXISTS (
-        SELECT 1 FROM named n WHERE n.ns = b.checkpoint_ns AND n.channel = b.channel AND n.version = b.version
-    )
 """  # noqa: S608 - table names only
 
 
@@ -778,10 +801,7 @@ def retention_step(
             return None
         cursor.execute(_UNPARENT_SQL, {"sessions": [session_pk]})
         if namespaces:
-            keys = {"session": session_pk, "ns": namespaces, "channels": channels, "versions": versions}
-            cursor.execute(_LOCK_BLOBS_SQL, keys)
-            ids = [row[0] for row in cursor.fetchall()]
-            cursor.execute(_UNNAMED_BLOBS_SQL, {"session": session_pk, "ids": ids})
+            _delete_unnamed_blobs(cursor, [session_pk], named=(namespaces, channels, versions))
     return RetentionStep(deleted=int(deleted))
 
 
