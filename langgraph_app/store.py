@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+import psycopg
+import structlog
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -24,7 +26,7 @@ from langgraph_app.models import StoreItem
 from memories_app.embeddings import Embedder, get_embedder
 from memories_app.services import embed_texts
 from memory_admin.codec import loads
-from memory_admin.errors import ValidationFailed
+from memory_admin.errors import Conflict, ValidationFailed
 from memory_admin.sql import run
 from tenants_app.models import Tenant
 
@@ -35,6 +37,9 @@ MAX_ITEM_ID_BYTES = 2600
 COMPARISONS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 SWEEP_BATCH = 1000
 _TABLE = StoreItem._meta.db_table
+# Runs of a batch the database chose as a deadlock's victim (see run_batch).
+BATCH_ATTEMPTS = 3
+logger = structlog.get_logger("memory.langgraph")
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,15 @@ def _item(row: tuple[Any, ...], score: float | None = None, *, with_score: bool 
 
 
 def _refresh(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    """Push back the expiry of the rows that have a TTL, all in one statement."""
+    """Push back the expiry of the rows that have a TTL, all in one statement. A row another transaction is
+    writing is left to it (a put sets its expiry, a delete removes it): a read that waited for it, holding the
+    rows it pushed back before, deadlocked with a batch putting those rows in another order."""
     ids = [row[0] for row in rows if row[6] is not None]
     if ids:
         run(
             f"UPDATE {_TABLE} SET expires_at = %s + make_interval(secs => ttl_minutes * 60) "  # noqa: S608
-            "WHERE id = ANY(%s) AND ttl_minutes IS NOT NULL",
+            f"WHERE id IN (SELECT id FROM {_TABLE} WHERE id = ANY(%s) AND ttl_minutes IS NOT NULL "
+            "FOR UPDATE SKIP LOCKED)",
             [now, ids],
         )
 
@@ -434,7 +442,8 @@ def reembed_items(items: Sequence[StoreItem], *, embedder: Embedder) -> None:
             ).update(embedding=vector, embedding_model=embedder.model_id if vector is not None else "")
 
 
-_HANDLERS: dict[str, Callable[[Tenant, dict[str, Any], datetime], Any]] = {
+_Handler = Callable[[Tenant, dict[str, Any], datetime], Any]
+_HANDLERS: dict[str, _Handler] = {
     "get": _get,
     "put": _put,
     "search": _search,
@@ -452,6 +461,27 @@ def _check_item_id(position: int, args: dict[str, Any]) -> None:
         )
 
 
+# The locks of the items a batch puts or deletes, taken at its start in one order (their hashes'), whatever the
+# batch's: two batches writing the same items in different orders then wait for each other instead of
+# deadlocking. Advisory locks, not the rows' own: a new item's insert waits on another batch's insert of it,
+# and there is no row to lock beforehand.
+_LOCK_ITEMS_SQL = (
+    "SELECT pg_advisory_xact_lock(lock) FROM (SELECT DISTINCT hashtextextended(item, 0) AS lock "
+    "FROM unnest(%s::text[]) AS item ORDER BY lock) AS locks"
+)
+
+
+def _deadlocked(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.Error) and cause.sqlstate == "40P01"  # deadlock_detected
+
+
+def _lock_written_items(tenant: Tenant, ops: list[Op]) -> None:
+    items = {json.dumps([str(tenant.pk), join(op.args["namespace"]), op.args["key"]]) for op in ops if op.kind == "put"}
+    if len(items) > 1:  # (one lock alone is never taken out of order)
+        run(_LOCK_ITEMS_SQL, [sorted(items)])
+
+
 def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     """Run the operations in order and answer each in place: an item or null (get), nothing (put), items
     with scores (search), namespaces (list_namespaces). Several operations run in one transaction (one is one
@@ -459,7 +489,11 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator, or a put
     whose namespace and key together exceed MAX_ITEM_ID_BYTES (checked before anything runs); Unavailable (503)
     when a put or query needs the embedder (a query needs it when a candidate has a vector) and it cannot
-    answer, Unprocessable (422) when the embedder refuses the text for good (nothing is stored then)."""
+    answer, Unprocessable (422) when the embedder refuses the text for good (nothing is stored then).
+
+    Batches writing the same items wait for each other, in whatever order each writes them; one the database
+    still picks as a deadlock's victim runs again, up to BATCH_ATTEMPTS times, and is then a Conflict (409,
+    nothing stored)."""
     handlers = []
     for position, op in enumerate(ops):
         handler = _HANDLERS.get(op.kind)
@@ -469,7 +503,29 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
             _check_item_id(position, op.args)
         handlers.append(handler)
     now = timezone.now()
+    # A deadlock the puts' lock order cannot prevent (with another writer: a re-embedding, an erasure) rolled
+    # the attempt back whole: it is run again. Inside a caller's transaction, the caller decides.
+    attempts = 1 if connection.in_atomic_block else BATCH_ATTEMPTS
+    attempt = 1
+    while True:
+        try:
+            return _run(tenant, ops, handlers, now)
+        except OperationalError as exc:
+            if not _deadlocked(exc):
+                raise
+            logger.info("store_batch_deadlocked", attempt=attempt)
+            if attempt == attempts:  # contention, not an outage: not the 503 of an unavailable layer
+                raise Conflict(
+                    "The batch deadlocked with concurrent writes of the same store items and was rolled back; "
+                    "send it again.",
+                    details={"reason": "deadlock", "attempts": attempt},
+                ) from exc
+            attempt += 1
+
+
+def _run(tenant: Tenant, ops: list[Op], handlers: list[_Handler], now: datetime) -> list[Any]:
     if len(ops) == 1:
         return [handlers[0](tenant, ops[0].args, now)]
     with transaction.atomic():
+        _lock_written_items(tenant, ops)
         return [handler(tenant, op.args, now) for handler, op in zip(handlers, ops, strict=True)]
