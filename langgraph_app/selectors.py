@@ -261,7 +261,7 @@ def stored_bytes(*, session_pks: list[object]) -> int:
 
 # Per thread (a visible session of these tenants), how many of its checkpoints checkpoint retention removes:
 # older than the cutoff and not among the newest %(keep)s of their namespace by checkpoint id (LangGraph's order,
-# as _TUPLES_SQL reads them). services.retention_step removes the same rows.
+# as _TUPLES_SQL reads them). retention.retention_step removes the same rows.
 _EXPIRED_SQL = f"""
     SELECT c.session_id, count(*) FROM (
         SELECT t.session_id, t.created_at,

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from checkpoints_app.retention import Policy, SessionOutcome, plan_session, prune_step
-from langgraph_app import services as langgraph_services
+from langgraph_app import retention as langgraph_retention
 from lifecycle_app import archival, eviction, purge, selectors, services
 from lifecycle_app.models import Job, JobRun
 from lifecycle_app.policies import PolicyGroup, policy_groups
@@ -226,7 +226,7 @@ def _prune(session: AgentSession, policy: Policy, *, wait: bool) -> SessionOutco
 def _prune_thread(session_pk: uuid.UUID, policy: Policy, *, wait: bool) -> tuple[int, bool]:
     """(LangGraph checkpoints removed, whether another worker held the thread)."""
     deleted = 0
-    while step := langgraph_services.retention_step(
+    while step := langgraph_retention.retention_step(
         session_pk=session_pk,
         cutoff=policy.cutoff,
         keep_latest=policy.keep_latest,
@@ -241,13 +241,13 @@ def _prune_thread(session_pk: uuid.UUID, policy: Policy, *, wait: bool) -> tuple
 
 def _threads_retention(group: PolicyGroup, policy: Policy, now: datetime, *, dry_run: bool) -> Counts:
     """The same policy on the group's LangGraph threads: per thread and namespace, the latest N by checkpoint
-    id and the young ones stay (`langgraph_app.services.retention_step`, which keeps a racing save's blobs).
+    id and the young ones stay (`langgraph_app.retention.retention_step`, which keeps a racing save's blobs).
     A thread that uses a DeltaChannel is kept whole: its values are rebuilt from older checkpoints' writes."""
     deleted: dict[uuid.UUID, int] = {}
     busy: list[uuid.UUID] = []
     skipped = 0
     for session_pk, expired in selectors.expired_thread_checkpoints(group.policy, group.tenant_ids, now).items():
-        if langgraph_services.uses_delta_channel(session_pk):
+        if langgraph_retention.uses_delta_channel(session_pk):
             skipped += 1
             continue
         removed, held = (expired, False) if dry_run else _prune_thread(session_pk, policy, wait=False)

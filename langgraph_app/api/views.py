@@ -11,7 +11,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from langgraph_app import selectors, services, store
+from langgraph_app import retention, selectors, services, store
 from langgraph_app.api import serializers as s
 from memory_admin.api.idempotency import idempotent
 from memory_admin.api.parsers import parse_json_text
@@ -222,7 +222,7 @@ class PruneView(AgentAPIView):
         """Prune threads: keep each namespace's latest checkpoint, or delete all (LangGraph's prune); `count`
         checkpoints removed. keep_latest refuses threads that use a DeltaChannel (a 422 naming them)."""
         data = _valid(s.PruneIn, request.data)
-        count = services.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
+        count = retention.prune_threads(tenant=self.tenant, thread_ids=data["thread_ids"], strategy=data["strategy"])
         return Response({"count": count})
 
 
@@ -232,7 +232,7 @@ class DeleteForRunsView(AgentAPIView):
     def post(self, request: Request) -> Response:
         """Remove the checkpoints (and their writes) of these runs, in every thread of the tenant."""
         data = _valid(s.DeleteForRunsIn, request.data)
-        return Response({"count": services.delete_for_runs(tenant=self.tenant, run_ids=data["run_ids"])})
+        return Response({"count": retention.delete_for_runs(tenant=self.tenant, run_ids=data["run_ids"])})
 
 
 class StoreBatchView(AgentAPIView):

@@ -16,16 +16,9 @@ from django.utils import timezone
 
 from conftest import World
 from langgraph_app.models import ChannelBlob, ThreadCheckpoint
+from langgraph_app.retention import RetentionStep, delete_for_runs, prune_threads, retention_step
 from langgraph_app.selectors import list_tuples
-from langgraph_app.services import (
-    Blob,
-    RetentionStep,
-    copy_thread,
-    delete_for_runs,
-    prune_threads,
-    put_checkpoint,
-    retention_step,
-)
+from langgraph_app.services import Blob, copy_thread, put_checkpoint
 from memory_admin.codec import open_bytes
 from tests.concurrency import HELD_AT_MOST_SECONDS
 
