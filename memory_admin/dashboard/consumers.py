@@ -7,7 +7,9 @@ page asked to watch, and only when the user's roles allow that message type.
       {"action": "watch_session", "session": "<session uuid>", "after_version": 41}     session page
       {"action": "watch_tenant", "tenant": "<tenant uuid>", "since": "<iso time>"}     sessions list of a tenant
       {"action": "watch_sessions", "since": "<iso time>"}                             sessions list, every tenant
-          (both + "shown": ["<session uuid>", …], the rows the list shows: it is told which of them were erased)
+          (both + "shown": ["<session uuid>", …], up to CATCHUP_LIMIT of the rows the list shows: it is told which
+          of them were erased; a list showing more sends the rest in more watches, without `since` once the
+          sessions' catch-up is done; + "after": […] from the last `watching` with `more`, as for the user page)
       {"action": "watch_user", "tenant": "<uuid>", "user_id": "…", "since": "<iso>"}  user page
           (+ "after": {…} from the last `watching` with `more`: the next batch of the same catch-up)
       {"action": "watch_keys", "tenants": ["<uuid>", …], "since": "<iso>"}            API keys page of a tenant (admins)
@@ -33,7 +35,7 @@ page asked to watch, and only when the user's roles allow that message type.
       {"type": "watching", "what": "tenant" | "sessions" | "user" | "keys" | "all_keys", …}
           (after a watch's catch-up: live from here)
           (user page: "more": true and "after": {…} when the catch-up stopped at CATCHUP_LIMIT rows of a kind:
-          ask again with the same `since` and this `after`)
+          ask again with the same `since` and this `after`; sessions list: the same, "after": [iso, uuid])
       {"type": "error", "message": "…"}
 
 Catching up: a session page sends the last version it shows and first gets what was appended after it, a
@@ -73,7 +75,6 @@ from rest_framework.exceptions import ParseError
 
 from memory_admin.api.parsers import parse_json_text
 from memory_admin.dashboard import live_rows
-from memory_admin.dashboard.sessions import session_row
 from memory_admin.live import (
     ALL_KEYS_GROUP,
     ALL_SESSIONS_GROUP,
@@ -167,27 +168,10 @@ def _tenant_pks(values: object) -> list[uuid.UUID]:
     return list(Tenant.objects.filter(pk__in=wanted).values_list("pk", flat=True))
 
 
-def _session_rows_since(tenant_pk: uuid.UUID | None, since: Any) -> list[dict[str, Any]]:
-    """The rows of the sessions created since `since`, of one tenant or (None) of every tenant."""
-    # Through the (tenant, created_at) index, or the recent sessions' one: new sessions only; a status change
-    # missed while offline shows on the next reload.
-    sessions = AgentSession.objects.select_related("tenant").filter(created_at__gte=since)
-    if tenant_pk is not None:
-        sessions = sessions.filter(tenant_id=tenant_pk)
-    return [
-        {
-            "type": "session.row",
-            "tenant": str(session.tenant_id),
-            "session": session.session_id,
-            "html": session_row(session, fresh=True),
-        }
-        for session in sessions.order_by("created_at", "id")[: live_rows.CATCHUP_LIMIT]
-    ]
-
-
 def _erased_among(shown: object) -> list[str]:
-    """The sessions among `shown` (row ids a sessions list shows) that no page may show any more: hidden with
-    their person by an erasure, or purged since. Anything malformed is left out."""
+    """The sessions among `shown` (row ids a sessions list shows, at most CATCHUP_LIMIT of them: a list showing
+    more sends them in several frames) that no page may show any more: hidden with their person by an erasure,
+    or purged since. Anything malformed is left out."""
     if not isinstance(shown, list):
         return []
     wanted = list(dict.fromkeys(pk for value in shown[:CATCHUP_LIMIT] if (pk := _uuid(value)) is not None))
@@ -305,27 +289,34 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.tenants.add(str(found[0]))
         await self._subscribe(tenant_group(found[0]))
-        await self._session_list_catchup(content, found[0])
-        await self.send_json({"type": "watching", "what": "tenant", "tenant": str(found[0])})
+        more = await self._session_list_catchup(content, found[0])
+        await self.send_json({"type": "watching", "what": "tenant", "tenant": str(found[0])} | more)
 
     async def _watch_sessions(self, content: dict[str, Any]) -> None:
         """The sessions list of every tenant: one group, whatever the number of tenants."""
         self.all_sessions = True
         await self._subscribe(ALL_SESSIONS_GROUP)
-        await self._session_list_catchup(content, None)
-        await self.send_json({"type": "watching", "what": "sessions"})
+        more = await self._session_list_catchup(content, None)
+        await self.send_json({"type": "watching", "what": "sessions"} | more)
 
-    async def _session_list_catchup(self, content: dict[str, Any], tenant_pk: uuid.UUID | None) -> None:
-        """A sessions list's catch-up: the sessions created since `since`, and which of the rows it shows were
-        erased meanwhile (of a tenant, or of every tenant with `tenant_pk` None)."""
+    async def _session_list_catchup(self, content: dict[str, Any], tenant_pk: uuid.UUID | None) -> dict[str, Any]:
+        """A sessions list's catch-up, a batch at a time: the sessions created since `since`, and which of the
+        rows it shows (this frame's `shown`) were erased meanwhile (of a tenant, or of every tenant with
+        `tenant_pk` None). Returns what the `watching` frame says of the next batch of sessions: `more`, and
+        `after` to ask for it with."""
         since = live_rows.parse_since(content.get("since"))
+        after = None
         if since is not None:
-            for frame in await database_sync_to_async(_session_rows_since)(tenant_pk, since):
+            frames, after = await database_sync_to_async(live_rows.session_list_catchup)(
+                tenant_pk, since, content.get("after")
+            )
+            for frame in frames:
                 await self.send_json(frame)
         erased = await database_sync_to_async(_erased_among)(content.get("shown"))
         if erased:
             tenant = {"tenant": str(tenant_pk)} if tenant_pk is not None else {}
             await self.send_json({"type": "session.erased", **tenant, "sessions": erased})
+        return {"more": after is not None} | ({"after": after} if after is not None else {})
 
     async def _watch_user(self, content: dict[str, Any]) -> None:
         found = await database_sync_to_async(_tenant_pks)([content.get("tenant")])

@@ -299,6 +299,33 @@ def operation_frame(session_pk: str, operation_pk: object) -> dict[str, Any] | N
 # --- the sessions list ----------------------------------------------------------------------------------
 
 
+def session_list_catchup(
+    tenant_pk: uuid.UUID | None, since: datetime, after: object = None
+) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """The rows of the sessions created since `since`, of one tenant or (None) of every tenant, a batch at a time:
+    up to CATCHUP_LIMIT, oldest first, after the position `after` (what the previous batch returned). Also
+    returns where the next batch starts, None when this one reached the newest."""
+    # Through the (tenant, created_at) index, or the recent sessions' one: new sessions only; a status change
+    # missed while offline shows on the next reload.
+    sessions = _after(AgentSession.objects.select_related("tenant").filter(created_at__gte=since), _position(after))
+    if tenant_pk is not None:
+        sessions = sessions.filter(tenant_id=tenant_pk)
+    rows = list(sessions.order_by("created_at", "id")[: CATCHUP_LIMIT + 1])
+    frames = [
+        {
+            "type": "session.row",
+            "tenant": str(session.tenant_id),
+            "session": session.session_id,
+            "html": session_row(session, fresh=True),
+        }
+        for session in rows[:CATCHUP_LIMIT]
+    ]
+    if len(rows) <= CATCHUP_LIMIT:
+        return frames, None
+    last = rows[CATCHUP_LIMIT - 1]
+    return frames, [last.created_at.isoformat(), str(last.pk)]
+
+
 def session_row_html(tenant_pk: uuid.UUID, session_id: object) -> str | None:
     session = (
         AgentSession.objects.select_related("tenant").filter(tenant_id=tenant_pk, session_id=str(session_id)).first()

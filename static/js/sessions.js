@@ -1,7 +1,7 @@
 // Session list: new sessions and status changes of the watched tenants appear without reloading, and the rows of
 // a person whose erasure is approved disappear. New rows arrive rendered by the server; after a reconnect the
 // server first sends the sessions created since the last message seen, and which of the rows shown were erased
-// meanwhile. Rows are keyed by (tenant, session id), so none shows twice.
+// meanwhile, a batch at a time. Rows are keyed by (tenant, session id), so none shows twice.
 import { connectLive } from "./live.js";
 
 const table = document.getElementById("sessions-table");
@@ -11,7 +11,11 @@ const tenants = (table.dataset.watchTenants || "").split(",").filter(Boolean);
 const watchAll = table.dataset.watchAll === "1"; // no tenant filter: every tenant, through one watch
 const live = table.dataset.live === "1"; // new sessions belong on this page (first page, no search or window)
 const statusFilter = table.dataset.status;
+// Where a (re)connect's catch-up starts: what was created before it is on the page. It moves on only between
+// catch-ups, to the newest message heard: a catch-up cut short by a reconnect starts again from where it did.
 let since = table.dataset.since;
+let heard = since;
+const SHOWN_PER_FRAME = 500; // row ids per watch: the server checks as many at a time (consumers.CATCHUP_LIMIT)
 
 function tableRow(html) {
   const template = document.createElement("template");
@@ -44,18 +48,50 @@ function dropErased(message) {
   }
 }
 
+// The catch-ups under way, one per watch (by tenant, "" for every tenant): the new sessions still to come
+// (`rows`: from `since`, after `after`) and the row ids not yet sent. Each `watching` asks for the next batch.
+let send = null;
+const catchUps = new Map();
+
+function watch(tenant) {
+  const catchUp = catchUps.get(tenant);
+  const frame = tenant ? { action: "watch_tenant", tenant } : { action: "watch_sessions" };
+  if (catchUp.rows) Object.assign(frame, { since: catchUp.since }, catchUp.after ? { after: catchUp.after } : {});
+  send({ ...frame, shown: catchUp.shown.splice(0, SHOWN_PER_FRAME) });
+}
+
+function watched(message) {
+  const tenant = message.tenant || "";
+  const catchUp = catchUps.get(tenant);
+  if (!catchUp) return;
+  catchUp.rows = catchUp.rows && Boolean(message.more);
+  catchUp.after = message.after;
+  if (catchUp.rows || catchUp.shown.length) {
+    watch(tenant);
+    return;
+  }
+  catchUps.delete(tenant);
+  if (catchUps.size) return;
+  if (heard > since) since = heard;
+  liveDot.dataset.status = liveDot.title = live ? "live" : "connected";
+}
+
 // Every list page listens, live or not: an erasure must take its rows off any open page.
 if (watchAll || tenants.length) {
   connectLive({
-    onOpen: (send) => {
-      const catchUp = live ? { since } : {};
-      if (watchAll) send({ action: "watch_sessions", ...catchUp, shown: shown() });
-      else tenants.forEach((tenant) => send({ action: "watch_tenant", tenant, ...catchUp, shown: shown(tenant) }));
+    onOpen: (sender) => {
+      send = sender;
+      catchUps.clear();
+      for (const tenant of watchAll ? [""] : tenants) {
+        catchUps.set(tenant, { since, rows: live, after: null, shown: shown(tenant) });
+        watch(tenant);
+      }
     },
     onStatus: (status) => { liveDot.dataset.status = liveDot.title = status; },
     onMessage: (message) => {
-      if (message.at && message.at > since) since = message.at;
-      if (message.type === "watching") liveDot.dataset.status = liveDot.title = live ? "live" : "connected";
+      if (message.at && message.at > heard) heard = message.at;
+      if (!catchUps.size && heard > since) since = heard;
+      if (message.type === "watching") watched(message);
       const existing = rowOf(message);
       if (message.type === "session.updated" && existing) {
         const badge = existing.querySelector(".status");

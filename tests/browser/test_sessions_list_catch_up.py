@@ -1,0 +1,86 @@
+"""An open sessions list whose socket drops for a while (a deploy restarts the ASGI server) is, once back, what a
+reload would show at its top: every session created meanwhile in its place, none of the rows erased meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from playwright.sync_api import Page, expect
+
+from compliance_app.services import approve_erasure, file_erasure
+from conftest import World
+from sessions_app.services import create_session
+from tests.servers import ServerProcess, running, uvicorn
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ROWS = "#sessions-table tbody tr[data-pk]"
+
+
+@pytest.fixture
+def asgi_server(world: World) -> Iterator[ServerProcess]:
+    with running(uvicorn()) as server:
+        yield server
+
+
+def _log_in(page: Page, server: ServerProcess, user: User) -> None:
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
+
+
+@contextmanager
+def _blip(page: Page, server: ServerProcess) -> Iterator[None]:
+    """The socket drops while the test writes, then comes back and catches up."""
+    server.stop()
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "offline")
+    yield
+    server.start()
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live", timeout=30_000)
+
+
+def _shown(page: Page) -> list[str | None]:
+    rows = page.locator(ROWS)
+    return [rows.nth(index).get_attribute("data-session") for index in range(rows.count())]
+
+
+def _erase(world: World, user_id: str) -> None:
+    request = file_erasure(
+        tenant=world.acme.tenant,
+        user_id=user_id,
+        identifiers=[],
+        legal_basis="gdpr_art_17",
+        note="",
+        filed_by="staff:a",
+    )
+    approve_erasure(request_id=request.pk, decided_by="staff:b")
+
+
+def test_a_list_back_from_a_blip_gets_more_new_sessions_than_one_batch_and_drops_an_erased_row_past_the_500th(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    ivy, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+    with _blip(page, asgi_server):  # a busy morning: 520 rows above ivy's
+        for number in range(520):
+            create_session(tenant=world.acme.tenant, user_id="bob", session_id=f"day-{number:03d}")
+    expect(page.locator(ROWS)).to_have_count(521, timeout=30_000)
+
+    with _blip(page, asgi_server):  # ivy's row is the 521st: past one frame's worth of row ids
+        _erase(world, "ivy")
+        for number in range(250):  # more than one batch of the catch-up
+            create_session(tenant=world.acme.tenant, user_id="bob", session_id=f"late-{number:03d}")
+
+    expect(page.locator(ROWS)).to_have_count(770, timeout=30_000)
+    expect(page.locator(f"{ROWS}[data-pk='{ivy.pk}']")).to_have_count(0)
+    shown = _shown(page)
+    assert shown[0] == "late-249" and shown[-1] == "day-000"
+    assert len(set(shown)) == len(shown)
