@@ -27,12 +27,37 @@ function rowOf(message) {
   return body.querySelector(`tr[data-tenant="${message.tenant}"][data-session="${CSS.escape(message.session || "")}"]`);
 }
 
+// The list is newest first, by (created, row id) as the server pages it. A new row goes where it sorts (a catch-up
+// sends the oldest first, and a session committed late was created before others), but not below the last row
+// when older pages follow: it is on one of them.
+const olderPages = Boolean(document.querySelector("nav.pager a"));
+
+function createdOf(row) {
+  // UTC ISO times sort as text (without microseconds, the time still sorts first: "+" before ".").
+  return row.querySelector("time")?.getAttribute("datetime") || "";
+}
+
+function sortsAbove(row, other) {
+  const created = createdOf(row);
+  const otherCreated = createdOf(other);
+  return created === otherCreated ? row.dataset.pk > other.dataset.pk : created > otherCreated;
+}
+
 function addRow(message) {
   if (!live || !message.html || rowOf(message)) return;
   const row = tableRow(message.html);
   if (statusFilter && row.querySelector(".status")?.textContent !== statusFilter) return;
+  let below = null;
+  for (const shown of body.querySelectorAll("tr[data-pk]")) {
+    if (sortsAbove(row, shown)) {
+      below = shown;
+      break;
+    }
+  }
+  if (!below && olderPages) return;
   body.querySelector("tr.empty")?.remove();
-  body.prepend(row);
+  if (below) below.before(row);
+  else body.append(row);
 }
 
 // The row ids (session uuids) shown, of one tenant or all: the server says which were erased while away.

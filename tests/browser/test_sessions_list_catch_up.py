@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from compliance_app.services import approve_erasure, file_erasure
 from conftest import World
+from sessions_app.models import AgentSession
 from sessions_app.services import create_session
 from tests.servers import ServerProcess, running, uvicorn
 
@@ -84,3 +87,43 @@ def test_a_list_back_from_a_blip_gets_more_new_sessions_than_one_batch_and_drops
     shown = _shown(page)
     assert shown[0] == "late-249" and shown[-1] == "day-000"
     assert len(set(shown)) == len(shown)
+
+
+def test_the_first_page_after_its_first_catch_up_is_newest_first_with_nothing_older_than_its_last_row(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    # 80 sessions within the catch-up's margin before the page's time: 30 of them are on the older pages.
+    for number in range(80):
+        create_session(tenant=world.acme.tenant, user_id="u", session_id=f"s-{number:03d}")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    assert _shown(page) == [f"s-{number:03d}" for number in range(79, 29, -1)]
+    expect(page.get_by_role("link", name="Older sessions →")).to_have_count(1)
+
+
+def test_sessions_created_during_a_blip_go_where_they_sort_on_a_list_that_has_no_older_pages(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    base = timezone.now()
+
+    def created(session_id: str, seconds_before: float) -> None:
+        session, _ = create_session(tenant=world.acme.tenant, user_id="u", session_id=session_id)
+        AgentSession.objects.filter(pk=session.pk).update(created_at=base - timedelta(seconds=seconds_before))
+
+    for session_id, seconds_before in (("a", 12), ("b", 8), ("c", 4)):
+        created(session_id, seconds_before)
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+    assert _shown(page) == ["c", "b", "a"]
+
+    with _blip(page, asgi_server):
+        # Committed after the page was rendered, stamped before some of its rows (a long transaction).
+        created("late", 10)
+        created("later-still", 14)
+        create_session(tenant=world.acme.tenant, user_id="u", session_id="new")
+
+    expect(page.locator(ROWS)).to_have_count(6)
+    assert _shown(page) == ["new", "c", "b", "late", "a", "later-still"]
