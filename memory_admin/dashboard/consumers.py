@@ -304,6 +304,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         rows it shows (this frame's `shown`) were erased meanwhile (of a tenant, or of every tenant with
         `tenant_pk` None). Returns what the `watching` frame says of the next batch of sessions: `more`, and
         `after` to ask for it with."""
+        # The erased rows first: a new session may have taken the session id of one of them.
+        erased = await database_sync_to_async(_erased_among)(content.get("shown"))
+        if erased:
+            tenant = {"tenant": str(tenant_pk)} if tenant_pk is not None else {}
+            await self.send_json({"type": "session.erased", **tenant, "sessions": erased})
         since = live_rows.parse_since(content.get("since"))
         after = None
         if since is not None:
@@ -312,10 +317,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             )
             for frame in frames:
                 await self.send_json(frame)
-        erased = await database_sync_to_async(_erased_among)(content.get("shown"))
-        if erased:
-            tenant = {"tenant": str(tenant_pk)} if tenant_pk is not None else {}
-            await self.send_json({"type": "session.erased", **tenant, "sessions": erased})
         return {"more": after is not None} | ({"after": after} if after is not None else {})
 
     async def _watch_user(self, content: dict[str, Any]) -> None:

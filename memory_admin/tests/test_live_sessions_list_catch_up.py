@@ -10,6 +10,7 @@ import pytest
 from channels.testing.websocket import WebsocketCommunicator
 from django.utils import timezone
 
+from compliance_app.services import approve_erasure, file_erasure
 from conftest import World
 from memory_admin.dashboard import live_rows
 from memory_admin.dashboard.consumers import LiveConsumer
@@ -98,3 +99,26 @@ def test_a_sessions_list_asking_again_without_since_is_told_of_its_erased_rows_a
         ("watching", None),
     ]
     assert frames[2]["sessions"] == [gone]
+
+
+def test_a_sessions_list_is_told_of_its_erased_rows_before_it_gets_the_new_ones(world: World) -> None:
+    # A new session may have taken the session id of an erased one: the page drops the old row first.
+    old, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="support-chat")
+    since = timezone.now().isoformat()
+    request = file_erasure(
+        tenant=world.acme.tenant, user_id="ivy", identifiers=[], legal_basis="gdpr_art_17", note="", filed_by="staff:a"
+    )
+    approve_erasure(request_id=request.pk, decided_by="staff:b")
+    new, _ = create_session(tenant=world.acme.tenant, user_id="carol", session_id="support-chat")
+
+    async def scenario() -> list[dict[str, Any]]:
+        communicator = await _connected(world.support)
+        watch = {"action": "watch_tenant", "tenant": str(world.acme.tenant.pk), "since": since, "shown": [str(old.pk)]}
+        (frames,) = await _batches(communicator, watch)
+        await communicator.disconnect()
+        return frames
+
+    frames = run(scenario)
+    assert [frame["type"] for frame in frames] == ["session.erased", "session.row", "watching"]
+    assert frames[0]["sessions"] == [str(old.pk)]
+    assert f'data-pk="{new.pk}"' in frames[1]["html"]

@@ -1,7 +1,8 @@
 // Session list: new sessions and status changes of the watched tenants appear without reloading, and the rows of
 // a person whose erasure is approved disappear. New rows arrive rendered by the server; after a reconnect the
 // server first sends the sessions created since the last message seen, and which of the rows shown were erased
-// meanwhile, a batch at a time. Rows are keyed by (tenant, session id), so none shows twice.
+// meanwhile, a batch at a time. Rows are keyed by row id (a session id freed by an erasure may be taken again),
+// so none shows twice.
 import { connectLive } from "./live.js";
 
 const table = document.getElementById("sessions-table");
@@ -44,8 +45,9 @@ function sortsAbove(row, other) {
 }
 
 function addRow(message) {
-  if (!live || !message.html || rowOf(message)) return;
+  if (!live || !message.html) return;
   const row = tableRow(message.html);
+  if (body.querySelector(`tr[data-pk="${CSS.escape(row.dataset.pk)}"]`)) return;
   if (statusFilter && row.querySelector(".status")?.textContent !== statusFilter) return;
   let below = null;
   for (const shown of body.querySelectorAll("tr[data-pk]")) {

@@ -127,3 +127,23 @@ def test_sessions_created_during_a_blip_go_where_they_sort_on_a_list_that_has_no
 
     expect(page.locator(ROWS)).to_have_count(6)
     assert _shown(page) == ["new", "c", "b", "late", "a", "later-still"]
+
+
+def test_a_session_id_taken_again_after_an_erasure_shows_on_a_list_back_from_a_blip(
+    page: Page, asgi_server: ServerProcess, world: World
+) -> None:
+    old, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="support-chat")
+    other, _ = create_session(tenant=world.acme.tenant, user_id="bob", session_id="other")
+    _log_in(page, asgi_server, world.support)
+    page.goto(f"{asgi_server.url}/sessions/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+    with _blip(page, asgi_server):
+        _erase(world, "ivy")
+        new, created = create_session(tenant=world.acme.tenant, user_id="carol", session_id="support-chat")
+        assert created and new.pk != old.pk
+
+    rows = page.locator(ROWS)
+    expect(rows).to_have_count(2)
+    assert [rows.nth(index).get_attribute("data-pk") for index in range(2)] == [str(new.pk), str(other.pk)]
+    expect(rows.first).to_contain_text("carol")
