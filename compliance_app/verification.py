@@ -238,11 +238,14 @@ def scan(request: ErasureRequest, *, renew: Callable[[], object] | None = None) 
                     conditions.append(scopes[table])
                     params.append(request.tenant_id)
                 # The searched columns as one text; LIKE first, cheap, then the whole-word match on what it kept.
+                # A jsonb column reads as JSON text, which spells a backslash or a quote in the id escaped.
                 text = "concat_ws(' ', variadic array[" + ", ".join(f't."{column}"::text' for column in columns) + "])"
+                spellings = list(dict.fromkeys([identifier, json.dumps(identifier, ensure_ascii=False)[1:-1]]))
+                matches = " or ".join(["(found.text like %s and found.text ~ %s)"] * len(spellings))
                 cursor.execute(
                     f'select count(*) from (select {text} as text from "{table}" t where {" and ".join(conditions)}) '  # noqa: S608
-                    "found where found.text like %s and found.text ~ %s",
-                    [*params, _like(identifier), _whole(identifier)],
+                    f"found where {matches}",
+                    [*params, *(value for spelled in spellings for value in (_like(spelled), _whole(spelled)))],
                 )
                 found = cursor.fetchone()[0]
                 renew()

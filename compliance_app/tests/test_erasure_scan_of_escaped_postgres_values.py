@@ -42,3 +42,23 @@ def test_a_longer_word_after_an_escaped_character_is_not_the_person(
     request = erased(world, person, django_capture_on_commit_callbacks)
 
     assert request.status == "verified", request.verification
+
+
+@pytest.mark.parametrize("person", ["CORP\\jsmith", 'dwayne"rock"j'])
+def test_a_person_whose_id_jsonb_spells_with_escapes_is_found_in_metadata_and_store_items(
+    world: World, person: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    # jsonb doubles a backslash and escapes a quote inside the id too: "CORP\\jsmith" is no longer "CORP\jsmith".
+    client = world.acme.client
+    assert client.post("/api/v1/sessions", {"id": "s-person", "user_id": person}, format="json").status_code == 201
+    named = {"id": "bob-s", "user_id": "bob", "metadata": {"met": f"met {person} at the desk"}}
+    assert client.post("/api/v1/sessions", named, format="json").status_code == 201
+    op = {"op": "put", "namespace": ["tickets"], "key": "t1", "value": {"text": f"escalated by {person} today"}}
+    assert client.post("/api/v1/langgraph/store/batch", {"ops": [op]}, format="json").status_code == 200
+
+    request = erased(world, person, django_capture_on_commit_callbacks)
+
+    assert request.status == "failed", request.verification
+    findings = request.verification["findings"]
+    assert findings["postgres:sessions_app_agentsession:text"] == 1
+    assert findings["postgres:langgraph_app_storeitem:text"] == 1
