@@ -2,6 +2,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.text import capfirst
@@ -14,7 +15,8 @@ from tenants_app.services import delete_api_keys, delete_tenants, revoke_api_key
 
 class RefusedWithoutRedis(admin.ModelAdmin[Any]):
     """Deleting here deletes API keys, which every process must forget through Redis at once (see keycache):
-    when it cannot be reached the deletion is refused with nothing deleted, and the page says so."""
+    when it cannot be reached the deletion (or a revocation) is refused with nothing changed, and the page says
+    so."""
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
         try:
@@ -24,12 +26,15 @@ class RefusedWithoutRedis(admin.ModelAdmin[Any]):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         try:
-            return super().changelist_view(request, extra_context)
-        except Unavailable as refused:  # the delete action
+            # One transaction for an action: Django logs a bulk deletion before it deletes, and an action
+            # refused halfway (the delete, a revocation of several keys) must leave no trace either.
+            with transaction.atomic():
+                return super().changelist_view(request, extra_context)
+        except Unavailable as refused:
             return self._refused(request, refused)
 
     def _refused(self, request: HttpRequest, refused: Unavailable) -> HttpResponse:
-        self.message_user(request, f"Nothing was deleted: {refused.message}", messages.ERROR)
+        self.message_user(request, f"Nothing was changed: {refused.message}", messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from conftest import World
@@ -78,7 +80,8 @@ def test_the_docs_pages_are_served_to_a_request_carrying_an_agents_api_key(
     # A gateway that adds the key to every request, or someone trying the docs with theirs: the key's principal
     # holds no staff role, and the page's navigation must not ask it for one.
     value = f"Bearer {world.acme.raw_key}" if header == "HTTP_AUTHORIZATION" else world.acme.raw_key
-    response = AgentClient().get(path, **{header: value})
+    headers: dict[str, Any] = {header: value}
+    response = AgentClient().get(path, **headers)
 
     assert response.status_code == 200
     assert "/static/drf_spectacular_sidecar/" in response.content.decode()
