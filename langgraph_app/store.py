@@ -5,7 +5,7 @@ put (with index control and TTL, a null value deletes) and list_namespaces.
 Semantic search uses the memories layer's embedder: an item put with `index` (a list of JSON paths, "$"
 for the whole value) gets one vector of those fields' text; a query ranks such items by cosine similarity. A
 query none of whose candidates has such a vector ranks nothing: it is answered as no query is (newest first,
-scores null), without asking the embedder.
+scores null), without asking the embedder. A batch's puts are embedded together before it runs (see `_Vectors`).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _filter_sql(conditions: dict[str, Any], path: list[str] | None = None) -> tu
 _GET_SQL = f"SELECT {_ITEM_COLUMNS} FROM {_TABLE} WHERE {_ALIVE} AND prefix = %s AND key = %s"  # noqa: S608
 
 
-def _get(tenant: Tenant, args: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def _get(tenant: Tenant, args: dict[str, Any], now: datetime, vectors: _Vectors) -> dict[str, Any] | None:
     rows = run(_GET_SQL, [tenant.pk, now, join(args["namespace"]), args["key"]])
     if not rows:
         return None
@@ -276,17 +276,39 @@ _PUT_SQL = f"""
 """  # noqa: S608 - table name only
 
 
-def _put(tenant: Tenant, args: dict[str, Any], now: datetime) -> None:
+class _Vectors:
+    """A batch's embeddings by text, kept across its runs (a run again after a deadlock pays for none twice).
+    Its puts' texts are embedded together before it runs, outside its transaction: the items' locks are not
+    held while the embedder answers. A query's is made when a run first finds a candidate with a vector (the
+    batch's own puts included, so not knowable beforehand): a query with nothing to rank still costs no
+    embedding and does not fail while the embedder is down."""
+
+    def __init__(self, ops: list[Op]) -> None:
+        texts = list(dict.fromkeys(text for op in ops if op.kind == "put" and (text := _put_text(op.args))))
+        self._of = dict(zip(texts, embed_texts(texts), strict=True))
+
+    def of(self, text: str) -> list[float]:
+        if text not in self._of:
+            self._of[text] = embed_texts([text])[0]
+        return self._of[text]
+
+
+def _put_text(args: dict[str, Any]) -> str:
+    """The text a put embeds: its value's at its index paths; "" for none (no index, nothing there, a delete)."""
+    value, index = args.get("value"), args.get("index")
+    return index_text(value, list(index)) if value is not None and index else ""
+
+
+def _put(tenant: Tenant, args: dict[str, Any], now: datetime, vectors: _Vectors) -> None:
     prefix, key, value = join(args["namespace"]), args["key"], args.get("value")
     if value is None:
         run(f"DELETE FROM {_TABLE} WHERE tenant_id = %s AND prefix = %s AND key = %s", [tenant.pk, prefix, key])  # noqa: S608
         return
     index = args.get("index")
     embedding, model = None, ""
-    if index:
-        text = index_text(value, list(index))
-        if text:
-            embedding, model = embed_texts([text])[0], get_embedder().model_id
+    text = _put_text(args)
+    if text:
+        embedding, model = vectors.of(text), get_embedder().model_id
     ttl = args.get("ttl")
     run(
         _PUT_SQL,
@@ -316,7 +338,7 @@ def _any_embedded(where: list[str], params: list[Any], model: str, *, prepare: b
     return bool(rows[0][0])
 
 
-def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+def _search(tenant: Tenant, args: dict[str, Any], now: datetime, vectors: _Vectors) -> list[dict[str, Any]]:
     where, params = [_ALIVE], [tenant.pk, now]
     prefix = join(args.get("namespace_prefix") or [])
     if prefix:
@@ -343,7 +365,7 @@ def _search(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[dict[st
         scored = [(row, None) for row in rows]
     else:
         # Items embedded by this embedder first, by similarity; then the others, newest first.
-        vector = _EMBEDDING.get_prep_value(embed_texts([query])[0])
+        vector = _EMBEDDING.get_prep_value(vectors.of(query))
         rows = run(
             f"SELECT * FROM (SELECT {_ITEM_COLUMNS}, "  # noqa: S608 - fixed fragments
             "CASE WHEN embedding_model = %s AND embedding IS NOT NULL THEN embedding <=> %s::vector END AS distance "
@@ -375,7 +397,7 @@ def _label_conditions(pattern: list[str], *, at_end: bool) -> tuple[list[str], l
     return clauses, params
 
 
-def _list_namespaces(tenant: Tenant, args: dict[str, Any], now: datetime) -> list[list[str]]:
+def _list_namespaces(tenant: Tenant, args: dict[str, Any], now: datetime, vectors: _Vectors) -> list[list[str]]:
     clauses: list[str] = []
     params: list[Any] = []
     for name in ("prefix", "suffix"):
@@ -442,7 +464,7 @@ def reembed_items(items: Sequence[StoreItem], *, embedder: Embedder) -> None:
             ).update(embedding=vector, embedding_model=embedder.model_id if vector is not None else "")
 
 
-_Handler = Callable[[Tenant, dict[str, Any], datetime], Any]
+_Handler = Callable[[Tenant, dict[str, Any], datetime, _Vectors], Any]
 _HANDLERS: dict[str, _Handler] = {
     "get": _get,
     "put": _put,
@@ -489,11 +511,12 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     (`sweep_expired` removes them). ValidationFailed for an unknown operation or filter operator, or a put
     whose namespace and key together exceed MAX_ITEM_ID_BYTES (checked before anything runs); Unavailable (503)
     when a put or query needs the embedder (a query needs it when a candidate has a vector) and it cannot
-    answer, Unprocessable (422) when the embedder refuses the text for good (nothing is stored then).
+    answer, Unprocessable (422) when the embedder refuses the text for good (nothing is stored then). The puts'
+    texts are embedded before anything runs, in one call (see `_Vectors`).
 
     Batches writing the same items wait for each other, in whatever order each writes them; one the database
-    still picks as a deadlock's victim runs again, up to BATCH_ATTEMPTS times, and is then a Conflict (409,
-    nothing stored)."""
+    still picks as a deadlock's victim runs again (with the vectors already made), up to BATCH_ATTEMPTS times,
+    and is then a Conflict (409, nothing stored)."""
     handlers = []
     for position, op in enumerate(ops):
         handler = _HANDLERS.get(op.kind)
@@ -501,7 +524,10 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
             raise ValidationFailed(f"Unknown store operation {op.kind!r}.", details={"op": op.kind})
         if op.kind == "put":
             _check_item_id(position, op.args)
+        if op.kind == "search":
+            _filter_sql(op.args.get("filter") or {})  # an unknown operator refused before any embedding is paid for
         handlers.append(handler)
+    vectors = _Vectors(ops)
     now = timezone.now()
     # A deadlock the puts' lock order cannot prevent (with another writer: a re-embedding, an erasure) rolled
     # the attempt back whole: it is run again. Inside a caller's transaction, the caller decides.
@@ -509,7 +535,7 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
     attempt = 1
     while True:
         try:
-            return _run(tenant, ops, handlers, now)
+            return _run(tenant, ops, handlers, now, vectors)
         except OperationalError as exc:
             if not _deadlocked(exc):
                 raise
@@ -523,9 +549,9 @@ def run_batch(*, tenant: Tenant, ops: list[Op]) -> list[Any]:
             attempt += 1
 
 
-def _run(tenant: Tenant, ops: list[Op], handlers: list[_Handler], now: datetime) -> list[Any]:
+def _run(tenant: Tenant, ops: list[Op], handlers: list[_Handler], now: datetime, vectors: _Vectors) -> list[Any]:
     if len(ops) == 1:
-        return [handlers[0](tenant, ops[0].args, now)]
+        return [handlers[0](tenant, ops[0].args, now, vectors)]
     with transaction.atomic():
         _lock_written_items(tenant, ops)
-        return [handler(tenant, op.args, now) for handler, op in zip(handlers, ops, strict=True)]
+        return [handler(tenant, op.args, now, vectors) for handler, op in zip(handlers, ops, strict=True)]

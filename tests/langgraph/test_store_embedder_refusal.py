@@ -24,7 +24,7 @@ def test_a_put_whose_indexed_text_the_embedder_refuses_is_a_422_and_stores_nothi
 
     assert response.status_code == 422, response.json()
     error = response.json()["error"]
-    assert error["code"] == "unprocessable" and "refused the text" in error["message"]
+    assert error["code"] == "unprocessable" and "The embedder refused" in error["message"]
     assert "maximum context length" in error["message"]
     assert not StoreItem.objects.exists()
 
