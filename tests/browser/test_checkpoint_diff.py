@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from checkpoints_app.services import save_checkpoint
 from conftest import World
 from sessions_app.services import append_messages, create_session
+from tests.browser.login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _log_in(page: Page, base_url: str, user: User) -> None:
-    """Start the browser logged in (the login form itself is tested in test_login_and_overview)."""
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
 
 
 def test_a_diff_between_two_picked_checkpoints_highlights_the_changed_path(
@@ -34,7 +24,7 @@ def test_a_diff_between_two_picked_checkpoints_highlights_the_changed_path(
     session.refresh_from_db()
     final = {"user": user, "plan": "final", "tools": {"search": 2}, "booked": True}
     save_checkpoint(session=session, node_id="book", state=final)
-    _log_in(page, str(live_server), world.support)
+    log_in(page, str(live_server), world.support)
 
     page.goto(f"{live_server}/sessions/{session.pk}/")
     page.get_by_role("link", name="Checkpoints, integrity and diffs →").click()

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.test import override_settings
 from playwright.sync_api import Page, expect
 
 from compliance_app.services import approve_erasure, file_erasure
@@ -17,6 +15,7 @@ from memories_app.embeddings import reset_embedder
 from memories_app.services import NewMemory, create_memory
 from sessions_app.models import SessionStatus
 from sessions_app.services import create_session, update_session
+from tests.browser.login import log_in
 from tests.servers import ServerProcess, running, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,20 +30,13 @@ def asgi_server(world: World) -> Iterator[ServerProcess]:
     reset_embedder()
 
 
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
-
-
 def test_the_page_of_a_user_id_with_a_carriage_return_follows_that_person_and_not_the_one_with_a_line_feed(
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     tenant = world.acme.tenant
     create_memory(tenant=tenant, item=NewMemory(scope="user", user_id="bob\r", content="likes tea"))
     create_memory(tenant=tenant, item=NewMemory(scope="user", user_id="bob\n", content="likes coffee"))
-    _log_in(page, asgi_server, world.compliance)
+    log_in(page, asgi_server.url, world.compliance)
     page.goto(f"{asgi_server.url}/users/{tenant.pk}/bob%0D/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     rows = page.locator("#memories-user tr[data-memory] td.content")
@@ -72,7 +64,7 @@ def test_the_sessions_list_keeps_apart_session_ids_that_differ_by_a_carriage_ret
 ) -> None:
     tenant = world.acme.tenant
     with_cr, _ = create_session(tenant=tenant, user_id="alice", session_id="night\r")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/?tenant={tenant.pk}")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     rows = page.locator("#sessions-table tbody tr")

@@ -6,13 +6,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from conftest import World
 from tenants_app.services import issue_api_key, revoke_api_key
+from tests.browser.login import log_in
 from tests.factories import TenantFactory
 from tests.servers import ServerProcess, running, uvicorn
 
@@ -25,20 +23,13 @@ def asgi_server(world: World) -> Iterator[ServerProcess]:
         yield server
 
 
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
-
-
 def test_a_key_of_the_206th_tenant_appears_and_is_revoked_live_on_the_unfiltered_keys_page(
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     for number in range(205):
         TenantFactory.create(name=f"t{number:03d}")
     zeta = TenantFactory.create(name="zeta")  # last by name: the page used to watch the first 200 only
-    _log_in(page, asgi_server, world.admin)
+    log_in(page, asgi_server.url, world.admin)
     page.goto(f"{asgi_server.url}/admin/keys/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 

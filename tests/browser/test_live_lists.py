@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.test import override_settings
 from playwright.sync_api import Browser, Page, expect
 
 from compliance_app.services import approve_erasure, file_erasure
@@ -26,6 +24,7 @@ from memories_app.services import (
 )
 from memory_admin.live import publish, session_group
 from sessions_app.services import append_messages, create_session
+from tests.browser.login import log_in
 from tests.factories import TenantFactory
 from tests.servers import ServerProcess, running, uvicorn
 
@@ -41,18 +40,11 @@ def asgi_server(world: World) -> Iterator[ServerProcess]:
     reset_embedder()
 
 
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
-
-
 def test_a_memory_stored_and_deleted_through_the_api_shows_live_on_the_user_page(
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     create_memory(tenant=world.acme.tenant, item=NewMemory(scope="user", user_id="alice", content="likes trains"))
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     user_memories = page.locator("#memories-user")
@@ -77,7 +69,7 @@ def test_a_new_session_appears_at_the_top_of_the_open_sessions_list(
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     create_session(tenant=world.acme.tenant, user_id="alice", session_id="older")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
@@ -94,7 +86,7 @@ def test_an_open_session_page_empties_itself_when_the_person_is_erased(
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     session, _ = create_session(tenant=world.acme.tenant, user_id="alice", session_id="to-forget")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
@@ -111,7 +103,7 @@ def test_older_memories_than_the_page_shows_change_its_count_not_its_rows_when_e
 ) -> None:
     items = [NewMemory(scope="user", user_id="alice", content=f"fact number {i}") for i in range(101)]
     created = create_memories(tenant=world.acme.tenant, items=items)
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     user_memories = page.locator("#memories-user")
@@ -143,7 +135,7 @@ def test_an_open_user_page_empties_itself_when_the_persons_erasure_is_approved(
     create_memory(tenant=world.acme.tenant, item=NewMemory(scope="user", user_id="alice", content="likes trains"))
     update_profile(tenant=world.acme.tenant, user_id="alice", preferences={"seat": "aisle"}, expected_versions=None)
     create_session(tenant=world.acme.tenant, user_id="alice", session_id="night-train")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
@@ -163,7 +155,7 @@ def test_a_user_page_back_from_missing_more_changes_than_one_catch_up_batch_gets
     # One more than a catch-up batch, all made within its margin: a reconnect's catch-up starts with them.
     items = [NewMemory(scope="user", user_id="alice", content=f"fact number {i}") for i in range(201)]
     create_memories(tenant=world.acme.tenant, items=items)
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/users/{world.acme.tenant.pk}/alice/")
     live_status = page.locator("#live-status")
     expect(live_status).to_have_attribute("data-status", "live")
@@ -194,7 +186,7 @@ def test_an_open_sessions_list_drops_the_rows_of_a_person_as_their_erasure_is_ap
 ) -> None:
     create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
     create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(asgi_server.url + url.format(tenant=world.acme.tenant.pk))
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     rows = page.locator("#sessions-table tbody tr")
@@ -215,7 +207,7 @@ def test_open_pages_back_from_a_blip_drop_a_person_erased_and_purged_meanwhile(
     create_session(tenant=world.acme.tenant, user_id="bob", session_id="bob-chat")
     context = browser.new_context()
     listing, session_page = context.new_page(), context.new_page()
-    _log_in(listing, asgi_server, world.support)
+    log_in(listing, asgi_server.url, world.support)
     listing.goto(f"{asgi_server.url}/sessions/?tenant={world.acme.tenant.pk}")
     session_page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
     for open_page in (listing, session_page):
@@ -240,7 +232,7 @@ def test_a_new_session_of_a_tenant_past_the_first_fifty_appears_on_the_open_sess
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     last = [TenantFactory.create(name=f"zz-{number:02d}") for number in range(60)][-1]
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 

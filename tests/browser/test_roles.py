@@ -4,9 +4,6 @@ support with the 403 page; a compliance user finds the forget-me entry in the na
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from checkpoints_app.services import save_checkpoint
@@ -14,16 +11,9 @@ from conftest import World
 from memories_app.services import NewMemory, create_memory
 from sessions_app.models import AgentSession, EventType
 from sessions_app.services import NewEvent, append_events, create_session
+from tests.browser.login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _log_in(page: Page, base_url: str, user: User) -> None:
-    """Start the browser logged in (the login form itself is tested in test_login_and_overview)."""
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
 
 
 def _session(world: World) -> AgentSession:
@@ -49,7 +39,7 @@ def test_support_sees_every_read_page_without_a_single_mutation_control(
 ) -> None:
     session = _session(world)
     base = str(live_server)
-    _log_in(page, base, world.support)
+    log_in(page, base, world.support)
     for path in (
         "/",
         "/sessions/",
@@ -67,7 +57,7 @@ def test_support_sees_every_read_page_without_a_single_mutation_control(
 
 def test_support_gets_the_403_page_on_compliance_and_admin_urls(page: Page, live_server: object, world: World) -> None:
     base = str(live_server)
-    _log_in(page, base, world.support)
+    log_in(page, base, world.support)
     for path in ("/compliance/erasures/", "/admin/keys/", "/admin/keys/new/", "/admin/tenants/", "/lifecycle/"):
         response = page.goto(base + path)
         assert response is not None and response.status == 403, path
@@ -79,7 +69,7 @@ def test_a_compliance_user_finds_the_forget_me_entry_but_no_admin_pages(
     page: Page, live_server: object, world: World
 ) -> None:
     base = str(live_server)
-    _log_in(page, base, world.compliance)
+    log_in(page, base, world.compliance)
     page.goto(base + "/")
     navigation = page.get_by_role("navigation", name="Main")
     expect(navigation.get_by_role("link", name="API keys")).to_have_count(0)

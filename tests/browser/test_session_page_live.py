@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from conftest import World
 from memory_admin import live
 from sessions_app.models import AgentSession, EventType
 from sessions_app.services import NewEvent, append_events, append_messages, create_session
+from tests.browser.login import log_in
 from tests.servers import ServerProcess, running, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,25 +31,10 @@ def session(world: World) -> AgentSession:
     return session
 
 
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    """Start the browser logged in (the login form itself is tested in test_login_and_overview)."""
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": server.url,
-            }
-        ]
-    )
-
-
 def test_an_event_posted_through_the_api_appears_in_the_open_timeline(
     page: Page, asgi_server: ServerProcess, world: World, session: AgentSession
 ) -> None:
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
     timeline = page.locator("#timeline")
     expect(timeline.locator("li[data-version]")).to_have_count(2)
@@ -73,7 +56,7 @@ def test_an_event_posted_through_the_api_appears_in_the_open_timeline(
 def test_time_travel_shows_the_state_at_an_older_version(
     page: Page, asgi_server: ServerProcess, world: World, session: AgentSession
 ) -> None:
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
 
     page.locator("#travel-version").fill("1")
@@ -87,7 +70,7 @@ def test_time_travel_shows_the_state_at_an_older_version(
 def test_a_reconnecting_page_catches_up_without_duplicates(
     page: Page, asgi_server: ServerProcess, world: World, session: AgentSession
 ) -> None:
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
@@ -105,7 +88,7 @@ def test_a_reconnecting_page_catches_up_without_duplicates(
 def test_a_live_event_after_ones_the_page_missed_is_shown_only_once_the_hole_is_filled(
     page: Page, asgi_server: ServerProcess, world: World, session: AgentSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/{session.pk}/")
     timeline = page.locator("#timeline li[data-version]")
     expect(timeline).to_have_count(2)

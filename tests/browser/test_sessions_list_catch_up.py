@@ -8,9 +8,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -18,6 +15,7 @@ from compliance_app.services import approve_erasure, file_erasure
 from conftest import World
 from sessions_app.models import AgentSession
 from sessions_app.services import create_session
+from tests.browser.login import log_in
 from tests.servers import ServerProcess, running, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -29,13 +27,6 @@ ROWS = "#sessions-table tbody tr[data-pk]"
 def asgi_server(world: World) -> Iterator[ServerProcess]:
     with running(uvicorn()) as server:
         yield server
-
-
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
 
 
 @contextmanager
@@ -69,7 +60,7 @@ def test_a_list_back_from_a_blip_gets_more_new_sessions_than_one_batch_and_drops
     page: Page, asgi_server: ServerProcess, world: World
 ) -> None:
     ivy, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="ivy-chat")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     with _blip(page, asgi_server):  # a busy morning: 520 rows above ivy's
@@ -95,7 +86,7 @@ def test_the_first_page_after_its_first_catch_up_is_newest_first_with_nothing_ol
     # 80 sessions within the catch-up's margin before the page's time: 30 of them are on the older pages.
     for number in range(80):
         create_session(tenant=world.acme.tenant, user_id="u", session_id=f"s-{number:03d}")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
@@ -114,7 +105,7 @@ def test_sessions_created_during_a_blip_go_where_they_sort_on_a_list_that_has_no
 
     for session_id, seconds_before in (("a", 12), ("b", 8), ("c", 4)):
         created(session_id, seconds_before)
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
     assert _shown(page) == ["c", "b", "a"]
@@ -134,7 +125,7 @@ def test_a_session_id_taken_again_after_an_erasure_shows_on_a_list_back_from_a_b
 ) -> None:
     old, _ = create_session(tenant=world.acme.tenant, user_id="ivy", session_id="support-chat")
     other, _ = create_session(tenant=world.acme.tenant, user_id="bob", session_id="other")
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/sessions/")
     expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.test import Client
 from playwright.sync_api import Page, expect
 
 from conftest import World
 from sessions_app.models import SessionStatus
 from sessions_app.services import create_session, update_session
+from tests.browser.login import log_in
 from tests.servers import ServerProcess, running, uvicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,13 +20,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def asgi_server(world: World) -> Iterator[ServerProcess]:
     with running(uvicorn()) as server:
         yield server
-
-
-def _log_in(page: Page, server: ServerProcess, user: User) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.url}])
 
 
 def test_a_users_sessions_list_keeps_them_through_other_filters_until_the_user_filter_is_cleared(
@@ -42,7 +33,7 @@ def test_a_users_sessions_list_keeps_them_through_other_filters_until_the_user_f
     create_session(tenant=tenant, user_id="mallory", session_id="ann-private")
     also_paused, _ = create_session(tenant=tenant, user_id="mallory", session_id="also-on-hold")
     update_session(session=also_paused, status=SessionStatus.PAUSED)
-    _log_in(page, asgi_server, world.support)
+    log_in(page, asgi_server.url, world.support)
     page.goto(f"{asgi_server.url}/users/{tenant.pk}/ann/")
 
     page.get_by_role("link", name="All of this user's sessions →").click()
