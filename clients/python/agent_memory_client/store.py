@@ -18,10 +18,10 @@ pages come back full. Pages past MAX_OFFSET, the furthest offset the service rea
 
 Semantic search uses the service's embedder (the memories layer's): items put with indexing (the `index`
 config's fields by default, or `index=[...]` / `index=False` per put) carry one vector of their indexed
-fields' text. A store without an index config ignores a search's `query` (the items come unranked, newest
-first, as without one), as LangGraph's stores do. TTLs are in minutes, refreshed on reads unless told
-otherwise. Values are JSON: one that is not (bytes, a datetime, a set, a pydantic model) is a TypeError, as
-PostgresStore raises.
+fields' text. A store without an index config embeds nothing (a put's `index=[...]` included) and ignores a
+search's `query` (the items come unranked, newest first, as without one), as LangGraph's stores do. TTLs
+are in minutes, refreshed on reads unless told otherwise. Values are JSON: one that is not (bytes, a
+datetime, a set, a pydantic model) is a TypeError, as PostgresStore raises.
 
 `transport=` serves `batch` and `async_transport=` serves `abatch`, as for AgentMemorySaver: given only one,
 the other raises ValueError.
@@ -77,7 +77,7 @@ class AgentMemoryStore(BaseStore):
         self.client, self.async_client = clients_for(
             "AgentMemoryStore", base_url, api_key, client, async_client, client_options
         )
-        # Without an index config, puts are not embedded (as in LangGraph's stores) unless `index=` says so.
+        # Without an index config nothing is embedded, whatever a put's `index=` says (as in LangGraph's stores).
         self.index_fields: list[str] | None = list((index or {}).get("fields") or ["$"]) if index else None
         self.ttl_config = ttl
 
@@ -88,10 +88,10 @@ class AgentMemoryStore(BaseStore):
         if isinstance(op, GetOp):
             return {"op": "get", "namespace": list(op.namespace), "key": op.key, "refresh_ttl": op.refresh_ttl}
         if isinstance(op, PutOp):
-            if op.index is False:
-                index: Any = False
+            if op.index is False or self.index_fields is None:
+                index: Any = False  # (a vector this store's searches would never rank, as their query is dropped)
             elif op.index is None:
-                index = self.index_fields or False
+                index = self.index_fields
             else:
                 index = list(op.index)
             body: dict[str, Any] = {"op": "put", "namespace": list(op.namespace), "key": op.key, "value": op.value}
