@@ -66,15 +66,20 @@ class HeldLock:
         self.released = threading.Event()
 
 
-def _hold(table: str, held: HeldLock, seconds: float) -> None:
+def second_connection() -> psycopg.Connection[Any]:
+    """A connection of its own to the test database, outside Django's (its transactions are its own)."""
     settings = connection.settings_dict
-    with psycopg.connect(
+    return psycopg.connect(
         host=settings["HOST"],
         port=settings["PORT"],
         user=settings["USER"],
         password=settings["PASSWORD"] or None,
         dbname=settings["NAME"],
-    ) as holder:
+    )
+
+
+def _hold(table: str, held: HeldLock, seconds: float) -> None:
+    with second_connection() as holder:
         holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         held.locked.set()
         held.release.wait(seconds)

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -16,7 +15,7 @@ from conftest import World
 from sessions_app.models import AgentSession
 from sessions_app.tests.helpers import create_session
 from tests.clients import AgentClient
-from tests.concurrency import wait_until_blocked
+from tests.concurrency import second_connection, wait_until_blocked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,15 +24,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def erasure_approving(session_id: str) -> Iterator[None]:
     """The first statement of compliance_app.services.approve_erasure on the session, its transaction open until
     the block ends (then committed)."""
-    settings = connection.settings_dict
     pk = AgentSession.objects.get(session_id=session_id).pk
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    ) as approval:
+    with second_connection() as approval:
         approval.execute(
             f"UPDATE {AgentSession._meta.db_table} SET erased_at = now() WHERE id = %s AND erased_at IS NULL",  # noqa: S608
             [pk],
