@@ -135,11 +135,11 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 else:
                     finished += 1
             pending, busy = held, len(held)
-        # The archives of tenants and sessions deleted while cold storage could not be reached.
-        ownerless = 0
+        # The archive folders of tenants deleted and sessions erased while cold storage could not be reached.
+        removed = 0
         try:
-            ownerless = services.remove_ownerless_archives()
-        except Exception as exc:  # cold storage cannot be reached: the next run looks again
+            removed = services.remove_recorded_archives()
+        except Exception as exc:  # cold storage cannot be reached: the next run tries again
             errors.append(services.describe_error(exc))
             failure = exc
         return _unless_failed(
@@ -151,7 +151,7 @@ def archive_sessions(*, dry_run: bool, triggered_by: str, task_id: str = "", now
                 "snapshots": moved.snapshots,
                 "operations": moved.operations,
                 "archive_bytes": moved.archive_bytes,
-                "ownerless_archive_objects": ownerless,
+                "removed_archive_objects": removed,
             },
             failure,
         )

@@ -187,3 +187,20 @@ class EvictionCandidate(models.Model):
 
     def __str__(self) -> str:
         return f"eviction candidate {self.memory_id}"
+
+
+class ArchiveRemoval(models.Model):
+    """An archive folder to remove from cold storage: a deleted tenant's (`<tenant>`) or an erased session's
+    (`<tenant>/<session>`), recorded in the transaction that deletes its rows and removed after the commit. A
+    row stays while cold storage cannot be reached; session archival removes its folder later.
+
+    The only way anything is removed from a folder no segment names: storage may be shared with another
+    deployment, whose folders this database knows nothing of.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    folder = models.CharField(max_length=300, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"archive removal of {self.folder}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import traceback
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from lifecycle_app import lifetimes
 from lifecycle_app.archive import ArchiveDocument, unpack
-from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
+from lifecycle_app.models import ArchiveKind, ArchiveRemoval, ArchiveSegment, JobRun, RetentionPolicy, RunStatus
 from lifecycle_app.policies import DEFAULTS
-from lifecycle_app.storage import archive_storage, session_folder
+from lifecycle_app.storage import archive_storage, check_key, session_folder
 from memory_admin.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
 from tenants_app.models import Tenant
@@ -163,65 +163,64 @@ def delete_session_archives(*, session: AgentSession) -> int:
     """Remove every archive object of a session and its records (erasure calls this before purging a session);
     how many segments were recorded.
 
-    Every object in the session's folder goes, recorded or not: an archival step whose worker was killed between
-    writing its object and recording it left one that no segment names. Objects are deleted after commit; a
-    failure there leaves an orphaned object whose payloads stay encrypted under the destroyed key.
+    The session's whole folder goes, recorded objects or not: an archival step whose worker was killed between
+    writing its object and recording it left one that no segment names. The folder is recorded for removal in
+    this transaction and removed after the commit (`remove_archives_after_commit`); while cold storage cannot be
+    reached it stays, its payloads encrypted under the destroyed key, until session archival removes it.
     """
-    segments = list(ArchiveSegment.objects.select_for_update().filter(session=session))
-    keys = [segment.storage_key for segment in segments]
-    ArchiveSegment.objects.filter(pk__in=[segment.pk for segment in segments]).delete()
-    folder = session_folder(session.tenant_id, session.pk)
-
-    def remove() -> None:
-        storage = archive_storage()
-        for key in sorted({*keys, *storage.listdir(folder)}):
-            storage.delete(key)
-
-    transaction.on_commit(remove, robust=True)
-    return len(keys)
+    segments = list(ArchiveSegment.objects.select_for_update().filter(session=session).values_list("pk", flat=True))
+    ArchiveSegment.objects.filter(pk__in=segments).delete()
+    remove_archives_after_commit(folders=[session_folder(session.tenant_id, session.pk)])
+    return len(segments)
 
 
-def delete_tenant_archives(*, tenant_ids: Iterable[Any]) -> int:
-    """Remove every archive object of these tenants, whose rows are deleted: their whole folders (`<tenant>/`),
-    every session's objects and any no segment recorded. Raises what cold storage raises when it cannot be
-    reached; `remove_ownerless_archives` (run by session archival) removes what is left then. How many objects
-    went."""
-    storage = archive_storage()
-    return sum(storage.delete_folder(str(tenant_id)) for tenant_id in tenant_ids)
+@transaction.atomic
+def delete_tenant_archives(*, tenant_ids: Iterable[Any]) -> None:
+    """Remove every archive object of these tenants, whose rows the caller's transaction deletes: their whole
+    folders (`<tenant>/`), every session's objects and any no segment recorded, once committed (see
+    `remove_archives_after_commit`)."""
+    remove_archives_after_commit(folders=[check_key(str(tenant_id)) for tenant_id in tenant_ids])
 
 
-def _id(folder: str) -> uuid.UUID | None:
+def remove_archives_after_commit(*, folders: Sequence[str]) -> None:
+    """Record these archive folders for removal in the current transaction, and remove them once it commits.
+
+    Storage may be shared with another deployment (a bucket for staging and production, one directory for the
+    profiles of a checkout), so an archive is never taken for garbage because this database does not know it:
+    what goes is what a deletion here named. The record is what survives cold storage being down at the commit
+    (or a worker killed then); session archival retries it (`remove_recorded_archives`). Nothing is recorded or
+    removed when the transaction rolls back.
+    """
+    ArchiveRemoval.objects.bulk_create([ArchiveRemoval(folder=folder) for folder in folders], ignore_conflicts=True)
+    transaction.on_commit(partial(_remove_after_commit, list(folders)), robust=True)
+
+
+def _remove_after_commit(folders: list[str]) -> None:
     try:
-        return uuid.UUID(folder.rsplit("/", 1)[-1])
-    except ValueError:
-        return None
+        removed = remove_recorded_archives(folders=folders)
+    except Exception as exc:  # cold storage is down (any backend's error): session archival removes them later
+        logger.warning("archive_folders_left", folders=len(folders), error=type(exc).__name__)
+    else:
+        logger.info("archive_folders_removed", folders=len(folders), objects=removed)
 
 
-def remove_ownerless_archives() -> int:
-    """Remove the archive folders of tenants and sessions that are no longer in Postgres; how many objects went.
-
-    Deleting a tenant removes its folder after the commit (`delete_tenant_archives`), and erasing a person their
-    sessions' (`delete_session_archives`); an object left there because cold storage could not be reached then
-    is named by no row, and holds operation names and keys in plain text. A tenant or session once deleted never
-    comes back (ids are random UUIDs), so no lock is needed. Folders not named by an id are left alone. Raises
-    what cold storage raises when it cannot be reached.
-    """
+def remove_recorded_archives(*, folders: Sequence[str] | None = None) -> int:
+    """Remove the archive folders recorded for removal (only these of them, when given), each with everything
+    under it, and their records; how many objects went. Several workers may run it at once: each folder is
+    claimed (`SKIP LOCKED`). Raises what cold storage raises when it cannot be reached; the records not done
+    stay for the next run."""
     storage = archive_storage()
-    removed = 0
-    for tenant_folder in storage.folders():
-        tenant_id = _id(tenant_folder)
-        if tenant_id is None:
-            continue
-        if not Tenant.objects.filter(pk=tenant_id).exists():
-            removed += storage.delete_folder(tenant_folder)
-            continue
-        folders = {pk: folder for folder in storage.folders(tenant_folder) if (pk := _id(folder)) is not None}
-        pks = list(folders)
-        for at in range(0, len(pks), 1000):
-            batch = pks[at : at + 1000]
-            # all_objects: a session an erasure hid is there until its purge, which removes its archive itself.
-            live = set(AgentSession.all_objects.filter(tenant_id=tenant_id, pk__in=batch).values_list("pk", flat=True))
-            removed += sum(storage.delete_folder(folders[pk]) for pk in batch if pk not in live)
-    if removed:
-        logger.warning("ownerless_archives_removed", objects=removed)
+    recorded = ArchiveRemoval.objects.all()
+    if folders is not None:
+        recorded = recorded.filter(folder__in=folders)
+    removed, after = 0, 0
+    while pks := list(recorded.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:1000]):
+        after = pks[-1]
+        for pk in pks:
+            with transaction.atomic():
+                removal = ArchiveRemoval.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+                if removal is None:  # another worker has it, or removed it already
+                    continue
+                removed += storage.delete_folder(removal.folder)
+                removal.delete()
     return removed

@@ -119,8 +119,25 @@ def service_environment(profile: str) -> dict[str, str]:
     env.setdefault("DJANGO_SETTINGS_MODULE", "memory_admin.settings")
     if not env.get("SECRET_KEY"):
         env.setdefault("SECRET_KEY_FILE", str(_secret_file(profile_dir)))
+    if not env.get("ARCHIVE_DIR"):
+        env["ARCHIVE_DIR"] = str(_archive_dir(profile, profile_dir))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _archive_dir(profile: str, profile_dir: Path) -> Path:
+    """The profile's own archive storage, as it has its own database: a profile's archives are none of another's
+    business, and `clean` removes them with the rest of its data. (An ARCHIVE_STORAGE_BACKEND set in the
+    environment is used instead, as it is given.)"""
+    path = profile_dir / "archive"
+    # Every profile used to share var/archive; the archives in it that matter are `make run`'s (the others
+    # throw their data away), which its archived sessions are read back from.
+    shared = VAR / "archive"
+    if profile == "run" and shared.is_dir() and not path.exists():
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        shared.rename(path)
+        _say("moved the archives in var/archive/ to var/run/archive/, where `make run` keeps them now")
+    return path
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
@@ -524,7 +541,7 @@ def test(pytest_args: Sequence[str]) -> int:
 
 def print_env(profile: str) -> int:
     env = service_environment(profile)
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"):
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE", "ARCHIVE_DIR"):
         if env.get(name):
             print(f"export {name}={shlex.quote(env[name])}")
     return 0

@@ -476,6 +476,7 @@ OUTBOX_KEEP_PROCESSED_DAYS = env_int("OUTBOX_KEEP_PROCESSED_DAYS", 7, minimum=1,
 # Archives are gzip-compressed JSON files under ARCHIVE_DIR, unless ARCHIVE_STORAGE_BACKEND names a Django
 # storage class (an S3-compatible bucket: install django-storages, set `storages.backends.s3.S3Storage` and
 # its constructor options as a JSON object in ARCHIVE_STORAGE_OPTIONS or ARCHIVE_STORAGE_OPTIONS_FILE).
+# The runner gives each profile its own, var/<profile>/archive, as it gives each its own database.
 ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(BASE_DIR / "var" / "archive")))
 ARCHIVE_STORAGE_BACKEND = env_str("ARCHIVE_STORAGE_BACKEND", "")
 # Checked here, not when the first archival job runs hours later.

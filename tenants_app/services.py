@@ -79,8 +79,9 @@ def delete_tenants(*, tenants: QuerySet[Tenant]) -> None:
     Once committed, every process forgets their keys, and their data in Redis goes too rather than waiting out
     its TTLs: their sessions' context windows and tool states (the erasure's sweep) and their idempotency
     records, which hold responses. So does their archive in cold storage (operation names and keys, event
-    idempotency keys in plain text): when storage cannot be reached then, the deletion stands and the next
-    session archival run removes it (lifecycle_app.services.remove_ownerless_archives).
+    idempotency keys in plain text), recorded for removal with the deletion: when storage cannot be reached
+    then, the deletion stands and the next session archival run removes it
+    (lifecycle_app.services.delete_tenant_archives).
     """
     # Locked: a session being created for one of them waits, then fails, instead of escaping the sweep.
     locked = Tenant.objects.select_for_update().filter(pk__in=tenants.values("pk"))
@@ -89,8 +90,8 @@ def delete_tenants(*, tenants: QuerySet[Tenant]) -> None:
     Tenant.objects.filter(pk__in=tenant_pks).delete()
     # As for a revocation: Unavailable, nothing deleted, when Redis cannot tell every process to forget the keys.
     keycache.invalidate_everywhere(must_reach_redis=True)
+    delete_tenant_archives(tenant_ids=tenant_pks)
     transaction.on_commit(lambda: _forget_in_redis(tenant_pks, session_pks), robust=True)
-    transaction.on_commit(lambda: _remove_archives(tenant_pks), robust=True)
 
 
 @transaction.atomic
@@ -114,15 +115,6 @@ def _forget_in_redis(tenant_pks: list[Any], session_pks: list[Any]) -> None:
         logger.warning("deleted_tenants_redis_keys_left", tenants=len(tenant_pks), error=type(exc).__name__)
     else:
         logger.info("deleted_tenants_redis_keys_removed", tenants=len(tenant_pks), keys=removed)
-
-
-def _remove_archives(tenant_pks: list[Any]) -> None:
-    try:
-        removed = delete_tenant_archives(tenant_ids=tenant_pks)
-    except Exception as exc:  # cold storage is down (any backend's error): the next session archival removes them
-        logger.warning("deleted_tenants_archives_left", tenants=len(tenant_pks), error=type(exc).__name__)
-    else:
-        logger.info("deleted_tenants_archives_removed", tenants=len(tenant_pks), objects=removed)
 
 
 @transaction.atomic

@@ -1,7 +1,7 @@
 """Deleting a tenant takes its archive out of cold storage too (after the commit, the whole `<tenant>/` folder):
 the objects hold operation names and keys and event idempotency keys in plain text. When cold storage cannot be
-reached then, the tenant is deleted all the same and the next session archival run removes the objects of
-tenants and sessions that are no longer in Postgres. Sessions are not deleted by hand in the Django admin."""
+reached then, the tenant is deleted all the same and the next session archival run removes the folders the
+deletion recorded (and those of a person erased meanwhile). Sessions are not deleted by hand in the Django admin."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from compliance_app import services as compliance
 from compliance_app.tasks import purge_erasure
 from conftest import World
 from lifecycle_app import jobs
-from lifecycle_app.models import ArchiveSegment, RunStatus
+from lifecycle_app.models import ArchiveRemoval, ArchiveSegment, RunStatus
 from lifecycle_app.storage import archive_storage
 from sessions_app.models import AgentSession
 from tenants_app.models import Tenant
@@ -81,7 +81,8 @@ def test_a_tenant_deleted_while_cold_storage_is_down_is_deleted_and_the_next_ses
     with django_capture_on_commit_callbacks(execute=True):
         delete_tenants(tenants=Tenant.objects.filter(pk=world.acme.tenant.pk))
     assert not Tenant.objects.filter(pk=world.acme.tenant.pk).exists()
-    assert _of(world.acme.tenant, archive_dir) == acme_objects  # left, with nothing in Postgres that names them
+    assert _of(world.acme.tenant, archive_dir) == acme_objects  # left, and recorded for removal
+    assert list(ArchiveRemoval.objects.values_list("folder", flat=True)) == [str(world.acme.tenant.pk)]
 
     down = jobs.archive_sessions(dry_run=False, triggered_by="manual")
     assert down.status == RunStatus.FAILED  # and says so, rather than passing over it
@@ -89,8 +90,9 @@ def test_a_tenant_deleted_while_cold_storage_is_down_is_deleted_and_the_next_ses
     run = jobs.archive_sessions(dry_run=False, triggered_by="manual")
 
     assert run.status == RunStatus.SUCCEEDED, run.errors
-    assert run.counts["ownerless_archive_objects"] == len(acme_objects)
+    assert run.counts["removed_archive_objects"] == len(acme_objects)
     assert _files(archive_dir) == outsiders
+    assert not ArchiveRemoval.objects.exists()
 
 
 def test_the_next_session_archival_removes_the_archive_of_a_person_erased_while_cold_storage_was_down(
@@ -117,9 +119,12 @@ def test_the_next_session_archival_removes_the_archive_of_a_person_erased_while_
 
     assert run.status == RunStatus.SUCCEEDED, run.errors
     assert _files(archive_dir) == kept_objects
+    assert not ArchiveRemoval.objects.exists()
 
 
-def test_the_sweep_leaves_live_archives_and_folders_not_named_by_an_id_alone(world: World, archive_dir: Path) -> None:
+def test_session_archival_leaves_live_archives_and_folders_not_named_by_an_id_alone(
+    world: World, archive_dir: Path
+) -> None:
     _archived(world)
     jobs.archive_sessions(dry_run=False, triggered_by="manual")
     archived = _files(archive_dir)
@@ -128,7 +133,7 @@ def test_the_sweep_leaves_live_archives_and_folders_not_named_by_an_id_alone(wor
 
     run = jobs.archive_sessions(dry_run=False, triggered_by="manual")
 
-    assert run.counts["ownerless_archive_objects"] == 0
+    assert run.counts["removed_archive_objects"] == 0
     assert _files(archive_dir) == archived | {"backups/readme.txt", f"{world.acme.tenant.pk}/exports/readme.txt"}
 
 
