@@ -6,10 +6,10 @@ Two jobs use the same step:
   folds go to the archive, up to and including the newest such snapshot, which stays in Postgres; the state at
   that version and after it is rebuilt exactly as before. Events the hot context window still reads are kept,
   and so are those younger than the tenant's idempotency lifetime (a retried append finds its key on them).
-- **Session archival**: a session without activity for N days becomes `archived` (no more writes), a snapshot
-  is taken at its head, every event and older snapshot goes to the archive in steps, and last its operation
-  journal; the session row and the snapshot at its head stay. A session its client archived goes the same way
-  once as idle (see `archivable_sessions`).
+- **Session archival**: a session without activity for N days, and for the tenant's idempotency lifetime,
+  becomes `archived` (no more writes), a snapshot is taken at its head, every event and older snapshot goes to
+  the archive in steps, and last its operation journal; the session row and the snapshot at its head stay. A
+  session its client archived goes the same way once as idle (see `archivable_sessions`).
 
 A step moves one segment of at most `limit` events. It writes the archive object first, without holding any
 lock (archived rows are below the head and never change), then takes the session row's lock (the lock appends
@@ -35,7 +35,19 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -43,7 +55,8 @@ from checkpoints_app.models import Checkpoint
 from langgraph_app.models import ThreadCheckpoint
 from lifecycle_app.archive import ArchiveDocument, event_doc, operation_doc, pack, snapshot_doc
 from lifecycle_app.lifetimes import lifetimes_for
-from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, SessionArchival
+from lifecycle_app.models import ArchiveKind, ArchiveSegment, JobRun, RetentionPolicy, SessionArchival
+from lifecycle_app.policies import global_policy
 from lifecycle_app.storage import archive_storage, session_folder
 from memories_app.background import DISTILL_ARCHIVED_WITHIN
 from memories_app.models import JobKind, JobStatus, PromotionJob
@@ -402,13 +415,28 @@ def used_since(cutoff: datetime) -> Q:
     )
 
 
-def archivable_sessions(tenant_ids: list[uuid.UUID], *, cutoff: datetime) -> QuerySet[AgentSession]:
+def idempotency_lifetime() -> CombinedExpression:
+    """The idempotency lifetime of each row's tenant (its own policy's, else the global one) as an interval, for
+    a query over the rows of several tenants."""
+    own = RetentionPolicy.objects.filter(tenant_id=OuterRef("tenant_id")).values("idempotency_ttl_seconds")[:1]
+    return Coalesce(Subquery(own), Value(global_policy().idempotency_ttl_seconds)) * Value(timedelta(seconds=1))
+
+
+def archivable_sessions(
+    tenant_ids: list[uuid.UUID], *, cutoff: datetime, now: datetime | None = None
+) -> QuerySet[AgentSession]:
     """The sessions session archival takes now: those idle since before `cutoff` (not in use by other means
     either, see `used_since`), and those a client archived itself whose history is still in Postgres (no
     SessionArchival yet) once idle as long. memories_app distills a session its client archived from its
     events within DISTILL_ARCHIVED_WITHIN of the archival, so such a session waits that long at least, and no
-    session goes while its distillation is still to run."""
-    client_cutoff = min(cutoff, timezone.now() - DISTILL_ARCHIVED_WITHIN)
+    session goes while its distillation is still to run.
+
+    Nor does one whose last event is younger than its tenant's idempotency lifetime, whatever `cutoff` says: a
+    retried append finds its Idempotency-Key on the events (`sessions_app.services._appended_with`) once Redis
+    lost its record, and archival moves them all, so the retry would be a 409 instead of the first answer (as
+    event archival keeps them, see `event_archival_boundary`)."""
+    now = now or timezone.now()
+    client_cutoff = min(cutoff, now - DISTILL_ARCHIVED_WITHIN)
     idle = Q(last_activity_at__lt=cutoff) & ~Q(status=SessionStatus.ARCHIVED) & ~used_since(cutoff)
     archived_by_client = (
         Q(last_activity_at__lt=client_cutoff, status=SessionStatus.ARCHIVED)
@@ -418,21 +446,24 @@ def archivable_sessions(tenant_ids: list[uuid.UUID], *, cutoff: datetime) -> Que
     distilling = PromotionJob.objects.filter(
         session_id=OuterRef("pk"), kind=JobKind.DISTILL, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
     )
+    retried_until = ExpressionWrapper(F("last_activity_at") + idempotency_lifetime(), output_field=DateTimeField())
     return (
         AgentSession.objects.filter(tenant_id__in=tenant_ids)
         .filter(idle | archived_by_client)
         .exclude(Exists(distilling))
+        .alias(retried_until=retried_until)
+        .filter(retried_until__lt=now)
     )
 
 
 def claim_inactive_sessions(tenant_id: uuid.UUID, *, cutoff: datetime, limit: int) -> list[uuid.UUID]:
-    """Mark up to `limit` of the tenant's sessions idle since before `cutoff` as archived (they accept no more
-    writes from now on) and queue their archival, with that of sessions their client archived (see
-    `archivable_sessions`); the ids claimed. Rows other workers hold are skipped."""
+    """Mark up to `limit` of the tenant's sessions idle since before `cutoff` (and for its idempotency lifetime)
+    as archived (they accept no more writes from now on) and queue their archival, with that of sessions their
+    client archived (see `archivable_sessions`); the ids claimed. Rows other workers hold are skipped."""
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            archivable_sessions([tenant_id], cutoff=cutoff)
+            archivable_sessions([tenant_id], cutoff=cutoff, now=now)
             .select_for_update(skip_locked=True, of=("self",))
             .order_by("last_activity_at")
             .values_list("pk", "head_version", "status")[:limit]

@@ -59,7 +59,7 @@ class Preview:
 
 
 def preview_session_archival(policy: EffectivePolicy, tenant_ids: list[uuid.UUID], now: datetime) -> Preview:
-    idle = archival.archivable_sessions(tenant_ids, cutoff=policy.session_cutoff(now))
+    idle = archival.archivable_sessions(tenant_ids, cutoff=policy.session_cutoff(now), now=now)
     pending = SessionArchival.objects.filter(tenant_id__in=tenant_ids, state=SessionArchival.State.PENDING)
     counts = {
         "sessions": idle.count(),

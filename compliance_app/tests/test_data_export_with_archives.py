@@ -89,6 +89,9 @@ def test_an_export_built_while_event_archival_moves_events_holds_every_event_onc
 @pytest.mark.django_db(transaction=True)
 def test_an_export_built_while_session_archival_moves_the_journal_holds_every_operation(world: World) -> None:
     session = _session(world, messages=120, operations=3)
+    # Its events older than any idempotency lifetime (30 days at most): session archival never takes one a retried
+    # append may still name by its key.
+    AgentSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now() - timedelta(days=31))
     export_id = _file(world)
     ExportRequest.objects.filter(pk=export_id).update(status="pending", claimed_until=None)
     failures: list[BaseException] = []
