@@ -1,7 +1,8 @@
 """Removals of LangGraph checkpoints besides delete_thread: `prune` and `delete_for_runs`, which a client asks
 for, and checkpoint retention's steps (run by lifecycle_app's job). Each removes the checkpoints' writes and the
 channel values no checkpoint names any more, leaving those a racing save found stored (see
-services._KEEP_STORED_BLOB), and refuses or keeps whole a thread that uses a DeltaChannel.
+services._KEEP_STORED_BLOB), and refuses or keeps whole a thread that uses a DeltaChannel. Taking those values'
+locks runs again when the database picks it as a deadlock's victim (see _delete_unnamed_blobs).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+import psycopg
+import structlog
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 
 from langgraph_app.models import ChannelBlob, PendingWrite, ThreadCheckpoint
@@ -25,6 +28,10 @@ from sessions_app.selectors import SESSION_ID
 from tenants_app.models import Tenant
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+# Times the locking of the values to remove runs when the database picks it as a deadlock's victim.
+DEADLOCK_ATTEMPTS = 3
+
+logger = structlog.get_logger("memory.langgraph")
 
 
 def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
@@ -80,19 +87,39 @@ _UNNAMED_BLOBS_SQL = f"""
 """  # noqa: S608 - table names only
 
 
+def _deadlocked(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.Error) and cause.sqlstate == "40P01"  # deadlock_detected
+
+
 def _delete_unnamed_blobs(
     cursor: Any, session_pks: Sequence[object], *, named: tuple[list[str], list[str], list[str]] | None = None
 ) -> None:
     """Remove the threads' blobs no checkpoint names: all of them, or only those at the (namespaces, channels,
-    versions) `named` gives. A save or a copy that found such a blob stored keeps it (see above)."""
+    versions) `named` gives. A save or a copy that found such a blob stored keeps it (see above).
+
+    A writer that locks the same blobs in another order (a caller's transaction of several saves) can close a
+    cycle with the locking: when the database picks it as the victim, only the locks are rolled back (a
+    savepoint), so the writer goes on, and they are taken again, up to DEADLOCK_ATTEMPTS times; then the
+    OperationalError goes up."""
     sessions = list(session_pks)
-    if named is None:
-        cursor.execute(_LOCK_UNNAMED_BLOBS_SQL, {"sessions": sessions})
-    else:
-        namespaces, channels, versions = named
-        keys = {"sessions": sessions, "ns": namespaces, "channels": channels, "versions": versions}
-        cursor.execute(_LOCK_NAMED_BLOBS_SQL, keys)
-    ids = [row[0] for row in cursor.fetchall()]
+    attempt = 1
+    while True:
+        try:
+            with transaction.atomic():
+                if named is None:
+                    cursor.execute(_LOCK_UNNAMED_BLOBS_SQL, {"sessions": sessions})
+                else:
+                    namespaces, channels, versions = named
+                    keys = {"sessions": sessions, "ns": namespaces, "channels": channels, "versions": versions}
+                    cursor.execute(_LOCK_NAMED_BLOBS_SQL, keys)
+                ids = [row[0] for row in cursor.fetchall()]
+            break
+        except OperationalError as exc:
+            if not _deadlocked(exc) or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            logger.info("langgraph_blobs_deadlocked", attempt=attempt)
+            attempt += 1
     if ids:
         cursor.execute(_UNNAMED_BLOBS_SQL, {"sessions": sessions, "ids": ids})
 
@@ -293,6 +320,9 @@ class RetentionStep:
     deleted: int = 0
     # Another retention worker holds the thread: it is revisited at the end.
     busy: bool = False
+    # The step deadlocked with a writer of the thread on every attempt and was rolled back whole. Busy too, so
+    # the job goes on with the other threads and revisits this one at the end (then the next run does).
+    deadlocked: bool = False
 
 
 def retention_step(
@@ -305,8 +335,22 @@ def retention_step(
     retention worker holds the thread and `wait` is False.
 
     A save racing the step keeps its blobs (see services._KEEP_STORED_BLOB). A checkpoint forked from one that
-    went names values that went with it, as after a prune.
+    went names values that went with it, as after a prune. A step the database still picks as a deadlock's
+    victim (taking the values' locks is tried DEADLOCK_ATTEMPTS times) removes nothing and is a deadlocked step,
+    logged as langgraph_retention_deadlocked, not an error: the job's other threads still get theirs.
     """
+    try:
+        return _retention_step(session_pk, cutoff, keep_latest, limit, wait=wait)
+    except OperationalError as exc:
+        if not _deadlocked(exc):
+            raise
+        logger.warning("langgraph_retention_deadlocked", session=str(session_pk))
+        return RetentionStep(busy=True, deadlocked=True)
+
+
+def _retention_step(
+    session_pk: uuid.UUID, cutoff: datetime, keep_latest: int, limit: int, *, wait: bool
+) -> RetentionStep | None:
     key = [f"langgraph-retention:{session_pk}"]
     with transaction.atomic(), connection.cursor() as cursor:
         # Two workers never take the same thread at once: their counts add up, and neither waits on the other.
