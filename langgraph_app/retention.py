@@ -43,6 +43,8 @@ def _sessions(tenant: Tenant, thread_ids: Sequence[str]) -> list[object]:
 # stored holds it until it commits (services._KEEP_STORED_BLOB), so once the locks are taken every such save's
 # checkpoint is committed. The second, in a snapshot taken after the locks, removes those no checkpoint of their
 # thread names (one statement would remove a blob it waited for, as its snapshot predates the save's checkpoint).
+# The locks are taken in the blobs' key order, as saves and copies take theirs (services._KEEP_STORED_BLOB), so
+# that each waits for the other instead of deadlocking.
 
 # The threads' blobs no checkpoint names (prune and delete_for_runs sweep them all).
 _LOCK_UNNAMED_BLOBS_SQL = f"""
@@ -52,7 +54,7 @@ _LOCK_UNNAMED_BLOBS_SQL = f"""
         WHERE c.session_id = b.session_id AND c.checkpoint_ns = b.checkpoint_ns
           AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version
     )
-    ORDER BY b.id
+    ORDER BY b.session_id, b.checkpoint_ns, b.channel, b.version
     FOR UPDATE OF b
 """  # noqa: S608 - table names only
 
@@ -62,7 +64,7 @@ _LOCK_NAMED_BLOBS_SQL = f"""
     JOIN unnest(%(ns)s::text[], %(channels)s::text[], %(versions)s::text[]) AS k(ns, channel, version)
         ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version
     WHERE b.session_id = ANY(%(sessions)s)
-    ORDER BY b.id
+    ORDER BY b.session_id, b.checkpoint_ns, b.channel, b.version
     FOR UPDATE OF b
 """  # noqa: S608 - table name only
 

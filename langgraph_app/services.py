@@ -103,7 +103,9 @@ def thread_session(*, tenant: Tenant, thread_id: str, create: bool = False, user
 # (the update's `WHERE false` changes nothing, but the row is locked first): retention, prune and delete_for_runs
 # remove a blob only once they hold that lock (retention._delete_unnamed_blobs), so they see the checkpoint of a
 # save that found the blob stored and leave it; a save that comes second waits for the removal and stores its
-# blob again.
+# blob again. Saves, copies and removals all lock blobs in their keys' order (namespace, channel, version), so
+# they wait for each other instead of deadlocking: a statement inserts them in that order, and a batch of several
+# checkpoints locks those it sends first (_LOCK_STORED_BLOBS_SQL).
 _KEEP_STORED_BLOB = "DO UPDATE SET type = EXCLUDED.type WHERE false"
 
 # One statement, so a save outside a transaction is one autocommit round trip: the changed channels' blobs
@@ -114,6 +116,7 @@ _PUT_SQL = f"""
         SELECT %(session)s, %(ns)s, u.channel, u.version, u.type, u.blob
         FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
             AS u(channel, version, type, blob)
+        ORDER BY u.channel, u.version
         ON CONFLICT (session_id, checkpoint_ns, channel, version) {_KEEP_STORED_BLOB}
     )
     INSERT INTO {ThreadCheckpoint._meta.db_table}
@@ -325,6 +328,7 @@ _STEP_SQL = f"""
         SELECT %(session)s, %(ns)s, b.channel, b.version, b.type, decode(b.blob, 'base64')
         FROM jsonb_to_recordset(%(step_blobs)s::jsonb) AS b(channel text, version text, type text, blob text)
         WHERE EXISTS (SELECT 1 FROM live)
+        ORDER BY b.channel, b.version
         ON CONFLICT (session_id, checkpoint_ns, channel, version) {_KEEP_STORED_BLOB}
     )
     INSERT INTO {ThreadCheckpoint._meta.db_table}
@@ -393,6 +397,31 @@ def _save_step(tenant: Tenant, session: SessionIdentity, writes: list[WritesSave
     return True
 
 
+# The stored blobs a batch of several checkpoints sends, locked at its start in their keys' order: each of its
+# statements locks its own in that order, but the next checkpoint may send one that sorts before them.
+_LOCK_STORED_BLOBS_SQL = f"""
+    SELECT 1 FROM {ChannelBlob._meta.db_table} b
+    JOIN unnest(%(ns)s::text[], %(channels)s::text[], %(versions)s::text[]) AS k(ns, channel, version)
+        ON b.checkpoint_ns = k.ns AND b.channel = k.channel AND b.version = k.version
+    WHERE b.session_id = %(session)s
+    ORDER BY b.checkpoint_ns, b.channel, b.version
+    FOR NO KEY UPDATE OF b
+"""  # noqa: S608 - table name only
+
+
+def _lock_stored_blobs(cursor: Any, session: AgentSession, saves: Sequence[CheckpointSave | WritesSave]) -> None:
+    keys = {
+        (save.checkpoint_ns, blob.channel, blob.version)
+        for save in saves
+        if isinstance(save, CheckpointSave)
+        for blob in save.blobs
+    }
+    if sum(isinstance(save, CheckpointSave) for save in saves) > 1 and len(keys) > 1:
+        namespaces, channels, versions = (list(column) for column in zip(*keys, strict=True))
+        params = {"session": session.pk, "ns": namespaces, "channels": channels, "versions": versions}
+        cursor.execute(_LOCK_STORED_BLOBS_SQL, params)
+
+
 def save_batch(
     *, tenant: Tenant, thread_id: str, saves: Sequence[CheckpointSave | WritesSave], user_id: str = ""
 ) -> tuple[int, int]:
@@ -423,6 +452,7 @@ def save_batch(
     seal = bytes_sealer_for(tenant_id=session.tenant_id, user_id=session.user_id)
     messages: list[dict[str, Any]] = []
     with transaction.atomic(), connection.cursor() as cursor:
+        _lock_stored_blobs(cursor, session, saves)
         for save in saves:
             if isinstance(save, CheckpointSave):
                 _store_checkpoint(cursor, session, seal, save)
@@ -493,9 +523,11 @@ def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str)
             # A blob the target already holds is locked as a save locks it: a prune or retention of the target
             # must not remove it under the copied checkpoints that name it.
             action = _KEEP_STORED_BLOB if model is ChannelBlob else "DO NOTHING"
+            # (Blobs in their keys' order, as _KEEP_STORED_BLOB says.)
+            order = "checkpoint_ns, channel, version" if model is ChannelBlob else "id"
             cursor.execute(
                 f"INSERT INTO {table} (session_id, {columns}) SELECT %s, {columns} FROM {table} "  # noqa: S608
-                f"WHERE session_id = %s ORDER BY id ON CONFLICT ({key}) {action}",
+                f"WHERE session_id = %s ORDER BY {order} ON CONFLICT ({key}) {action}",
                 [target.pk, source.pk],
             )
             if model is ThreadCheckpoint:
