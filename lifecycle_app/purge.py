@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from lifecycle_app.selectors import purgeable_memories
+from lifecycle_app.selectors import purgeable_keyed_memory_ids, purgeable_unkeyed_memories
 from memories_app.models import Memory, ProfileFactOutbox
 
 _OUTBOX = ProfileFactOutbox._meta.db_table
@@ -30,14 +30,21 @@ DELETE FROM {_OUTBOX} WHERE id IN (
 def purge_memories_step(*, cutoff: datetime, limit: int, now: datetime | None = None) -> int:
     """Remove up to `limit` memories deleted before `cutoff` (their vectors and revisions with them); how many.
     One stored with an Idempotency-Key stays (deleted) until its tenant's idempotency lifetime since it was
-    created is over: a retried create finds it by the key until then (see `selectors.purgeable_memories`)."""
+    created is over: a retried create finds it by the key until then (see `selectors.purgeable_keyed_memory_ids`).
+
+    Memories stored without a key go first, oldest deletion first; then keyed ones, tenant by tenant, oldest
+    first. Neither read passes over the keyed memories kept for a retry, so a step costs the same however many
+    of them there are, the last (empty) one too."""
+    now = now or timezone.now()
     with transaction.atomic():
         ids = list(
-            purgeable_memories(cutoff=cutoff, now=now or timezone.now())
+            purgeable_unkeyed_memories(cutoff=cutoff)
             .select_for_update(skip_locked=True)
             .order_by("deleted_at")
             .values_list("pk", flat=True)[:limit]
         )
+        if len(ids) < limit:
+            ids += purgeable_keyed_memory_ids(cutoff=cutoff, now=now, limit=limit - len(ids), skip_locked=True)
         if not ids:
             return 0
         # Through the ORM, so rows other apps hang off a memory go with it.

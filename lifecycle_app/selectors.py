@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DateTimeField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from checkpoints_app.models import Checkpoint
@@ -33,6 +33,7 @@ from memory_admin.codec import decode_payload
 from memory_admin.errors import IntegrityFailure, NotFound
 from sessions_app.models import AgentSession, Event, EventSnapshot, Operation
 from sessions_app.state import apply_event, empty_state, upgrade_state
+from tenants_app.models import Tenant
 
 # The dry run of event archival looks at this many sessions at most (a preview must stay quick).
 PREVIEW_SESSION_LIMIT = 2000
@@ -169,22 +170,59 @@ def purge_cutoff(now: datetime) -> datetime:
     return now - timedelta(hours=settings.MEMORY_PURGE_AFTER_HOURS)
 
 
-def purgeable_memories(*, cutoff: datetime, now: datetime) -> QuerySet[Memory]:
-    """The memories the purge removes: deleted before `cutoff` and, when stored with an Idempotency-Key, created
-    longer ago than their tenant's idempotency lifetime. Until then a retry of the create, once Redis lost its
-    record, finds the row by its key (`memories_app.services._stored_with`) and gets the answer it got before
-    the purge; without the row it would store the memory again. The row stays deleted (hidden) meanwhile."""
-    own = RetentionPolicy.objects.filter(tenant_id=OuterRef("tenant_id")).values("idempotency_ttl_seconds")[:1]
-    lifetime = Coalesce(Subquery(own), Value(global_policy().idempotency_ttl_seconds)) * Value(timedelta(seconds=1))
-    return (
-        Memory.objects.filter(deleted_at__lt=cutoff)
-        .alias(key_expires_at=ExpressionWrapper(F("created_at") + lifetime, output_field=DateTimeField()))
-        .filter(Q(idempotency_key__isnull=True) | Q(key_expires_at__lt=now))
-    )
+def purgeable_unkeyed_memories(*, cutoff: datetime) -> QuerySet[Memory]:
+    """The memories stored without an Idempotency-Key that the purge removes: those deleted before `cutoff`
+    (memory_deleted_unkeyed holds them by deletion time)."""
+    return Memory.objects.filter(deleted_at__lt=cutoff, idempotency_key__isnull=True)
+
+
+def _keyed_purgeable_sql(*, lock: bool) -> str:
+    # Tenant by tenant through memory_deleted_keyed, each read only up to its own key lifetime: the keyed
+    # memories kept for a retry are never read, so a purge step costs no more however many there are (ORDER BY
+    # created_at is what has PostgreSQL read that index and stop there). Those deleted within the purge delay
+    # are passed over in the index alone (its deleted_at column).
+    return f"""
+        SELECT m.id FROM {Tenant._meta.db_table} t
+        LEFT JOIN {RetentionPolicy._meta.db_table} p ON p.tenant_id = t.id
+        CROSS JOIN LATERAL (
+            SELECT id FROM {Memory._meta.db_table}
+            WHERE tenant_id = t.id AND idempotency_key IS NOT NULL AND deleted_at < %(cutoff)s
+                AND created_at < %(now)s - make_interval(secs => COALESCE(p.idempotency_ttl_seconds, %(lifetime)s))
+            ORDER BY created_at LIMIT %(limit)s {"FOR UPDATE SKIP LOCKED" if lock else ""}
+        ) m
+        LIMIT %(limit)s
+    """  # noqa: S608 (the table names come from the models)
+
+
+def _keyed_purgeable_params(cutoff: datetime, now: datetime, limit: int | None) -> dict[str, Any]:
+    return {"cutoff": cutoff, "now": now, "lifetime": global_policy().idempotency_ttl_seconds, "limit": limit}
+
+
+def purgeable_keyed_memory_ids(
+    *, cutoff: datetime, now: datetime, limit: int | None = None, skip_locked: bool = False
+) -> list[uuid.UUID]:
+    """Up to `limit` (None: all) of the memories stored with an Idempotency-Key that the purge removes: those
+    deleted before `cutoff` and created longer ago than their tenant's idempotency lifetime. Until then a retry
+    of the create, once Redis lost its record, finds the row by its key (`memories_app.services._stored_with`)
+    and gets the answer it got before the purge; without the row it would store the memory again. The row stays
+    deleted (hidden) meanwhile. With `skip_locked` the rows are locked, and those another worker holds left out.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_keyed_purgeable_sql(lock=skip_locked), _keyed_purgeable_params(cutoff, now, limit))
+        return [row[0] for row in cursor.fetchall()]
+
+
+def purgeable_memory_count(*, cutoff: datetime, now: datetime) -> int:
+    """How many memories the purge removes now: those of both reads above, as its steps take them."""
+    keyed_sql = f"SELECT count(*) FROM ({_keyed_purgeable_sql(lock=False)}) keyed"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(keyed_sql, _keyed_purgeable_params(cutoff, now, None))
+        keyed = int(cursor.fetchone()[0])
+    return purgeable_unkeyed_memories(cutoff=cutoff).count() + keyed
 
 
 def preview_memory_purge(now: datetime) -> Preview:
-    count = purgeable_memories(cutoff=purge_cutoff(now), now=now).count()
+    count = purgeable_memory_count(cutoff=purge_cutoff(now), now=now)
     summary = f"would remove {count} memories deleted more than {settings.MEMORY_PURGE_AFTER_HOURS} hours ago"
     return Preview(Job.MEMORY_PURGE, True, summary, {"memories": count})
 

@@ -151,7 +151,19 @@ class Memory(models.Model):
             ),
             models.Index(fields=["tenant", "-created_at", "-id"], name="memory_tenant_recent"),
             models.Index(fields=["session"], condition=Q(deleted_at__isnull=True), name="memory_session_alive"),
-            models.Index(fields=["deleted_at"], condition=Q(deleted_at__isnull=False), name="memory_deleted"),
+            # The purge's two reads (lifecycle_app.selectors): memories deleted that were stored without an
+            # Idempotency-Key, by deletion time; those with one, tenant by tenant by creation time, kept until
+            # their tenant's idempotency lifetime since creation is over (never read again meanwhile).
+            models.Index(
+                fields=["deleted_at"],
+                condition=Q(deleted_at__isnull=False, idempotency_key__isnull=True),
+                name="memory_deleted_unkeyed",
+            ),
+            models.Index(
+                fields=["tenant", "created_at", "deleted_at"],
+                condition=Q(deleted_at__isnull=False, idempotency_key__isnull=False),
+                name="memory_deleted_keyed",
+            ),
         ]
 
     def __str__(self) -> str:
