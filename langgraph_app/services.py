@@ -482,11 +482,43 @@ def delete_thread(*, tenant: Tenant, thread_id: str) -> int:
     return delete_sessions_rows([session.pk])
 
 
+_CHECKPOINT_COLUMNS = "checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at"
+_BLOB_COLUMNS = "checkpoint_ns, channel, version, type, blob"
+_WRITE_COLUMNS = "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"
+
+# A thread's checkpoints, blobs and writes copied to another in one statement, so that its three parts read the
+# source in one snapshot: a prune or retention of the source committing meanwhile cannot leave copied checkpoints
+# naming values that were not copied. What the target holds under the same keys is kept; a blob it holds is
+# locked as a save locks it (in key order, see _KEEP_STORED_BLOB): a prune or retention of the target must not
+# remove it under the copied checkpoints that name it. Returns how many checkpoints were copied.
+_COPY_SQL = f"""
+    WITH checkpoints AS (
+        INSERT INTO {ThreadCheckpoint._meta.db_table} (session_id, {_CHECKPOINT_COLUMNS})
+        SELECT %(target)s, {_CHECKPOINT_COLUMNS} FROM {ThreadCheckpoint._meta.db_table}
+        WHERE session_id = %(source)s ORDER BY id
+        ON CONFLICT (session_id, checkpoint_ns, checkpoint_id) DO NOTHING
+        RETURNING 1
+    ), blobs AS (
+        INSERT INTO {ChannelBlob._meta.db_table} (session_id, {_BLOB_COLUMNS})
+        SELECT %(target)s, {_BLOB_COLUMNS} FROM {ChannelBlob._meta.db_table}
+        WHERE session_id = %(source)s ORDER BY checkpoint_ns, channel, version
+        ON CONFLICT (session_id, checkpoint_ns, channel, version) {_KEEP_STORED_BLOB}
+    ), writes AS (
+        INSERT INTO {PendingWrite._meta.db_table} (session_id, {_WRITE_COLUMNS})
+        SELECT %(target)s, {_WRITE_COLUMNS} FROM {PendingWrite._meta.db_table}
+        WHERE session_id = %(source)s ORDER BY id
+        ON CONFLICT (session_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+    )
+    SELECT count(*) FROM checkpoints
+"""  # noqa: S608 - table names only
+
+
 @transaction.atomic
 def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str) -> int:
     """Copy every checkpoint, blob and write of one thread to another (made for the same person when new);
-    returns how many checkpoints were copied. What the target already holds under the same keys is kept.
-    NotFound (404) when the source thread has nothing to copy.
+    returns how many checkpoints were copied. What the target already holds under the same keys is kept. The
+    source is read as of one moment (_COPY_SQL): a prune or retention of it meanwhile leaves no copied checkpoint
+    without its values. NotFound (404) when the source thread has nothing to copy.
 
     Conflict (409) when the target is another person's thread: the copies would be sealed with the source
     person's key and sit outside their threads, so their erasure would leave them behind, unreadable, in the
@@ -503,33 +535,6 @@ def copy_thread(*, tenant: Tenant, source_thread_id: str, target_thread_id: str)
             "same user.",
             details={"thread_id": source_thread_id, "target_thread_id": target_thread_id},
         )
-    copies = [
-        (
-            ThreadCheckpoint,
-            "checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, created_at",
-            "session_id, checkpoint_ns, checkpoint_id",
-        ),
-        (ChannelBlob, "checkpoint_ns, channel, version, type, blob", "session_id, checkpoint_ns, channel, version"),
-        (
-            PendingWrite,
-            "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob",
-            "session_id, checkpoint_ns, checkpoint_id, task_id, idx",
-        ),
-    ]
-    copied = 0
     with connection.cursor() as cursor:
-        for model, columns, key in copies:
-            table = model._meta.db_table
-            # A blob the target already holds is locked as a save locks it: a prune or retention of the target
-            # must not remove it under the copied checkpoints that name it.
-            action = _KEEP_STORED_BLOB if model is ChannelBlob else "DO NOTHING"
-            # (Blobs in their keys' order, as _KEEP_STORED_BLOB says.)
-            order = "checkpoint_ns, channel, version" if model is ChannelBlob else "id"
-            cursor.execute(
-                f"INSERT INTO {table} (session_id, {columns}) SELECT %s, {columns} FROM {table} "  # noqa: S608
-                f"WHERE session_id = %s ORDER BY {order} ON CONFLICT ({key}) {action}",
-                [target.pk, source.pk],
-            )
-            if model is ThreadCheckpoint:
-                copied = cursor.rowcount
-    return copied
+        cursor.execute(_COPY_SQL, {"source": source.pk, "target": target.pk})
+        return int(cursor.fetchone()[0])
