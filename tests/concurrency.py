@@ -38,6 +38,13 @@ def at_once(*work: Callable[[], Any], timeout: float = 120) -> list[Any]:
     return results
 
 
+def waiting_for_a_lock() -> bool:
+    """Whether some connection is waiting for a lock right now (a test polls it to know its racer got there)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return bool(cursor.fetchone()[0])
+
+
 def wait_until_blocked(
     table: str | None = None, *, what: str = "the other connection", timeout: float = 20, waiters: int = 1
 ) -> None:

@@ -27,7 +27,7 @@ from langgraph_app.services import Blob, put_checkpoint
 from lifecycle_app import jobs
 from lifecycle_app.models import JobRun, RunStatus
 from sessions_app.models import AgentSession
-from tests.concurrency import HELD_AT_MOST_SECONDS
+from tests.concurrency import HELD_AT_MOST_SECONDS, waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,12 +63,6 @@ def grow(world: World, thread: str) -> None:
     for step in range(1, 21):
         put(world, thread, step, values=step, parent=step - 1, sends=["a", "b"], run="old")
     ThreadCheckpoint.objects.filter(session__session_id=thread).update(created_at=timezone.now() - timedelta(days=200))
-
-
-def waiting_for_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        return bool(cursor.fetchone()[0])
 
 
 @contextmanager

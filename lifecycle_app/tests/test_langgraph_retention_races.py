@@ -19,7 +19,7 @@ from langgraph_app.services import Blob, put_checkpoint
 from lifecycle_app import jobs
 from lifecycle_app.models import JobRun, RunStatus
 from memory_admin.codec import open_bytes
-from tests.concurrency import HELD_AT_MOST_SECONDS, at_once
+from tests.concurrency import HELD_AT_MOST_SECONDS, at_once, waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,12 +47,6 @@ def grow(world: World, thread: str, *, steps: int) -> None:
     for step in range(1, steps + 1):
         put(world, thread, step, messages=step)
     ThreadCheckpoint.objects.filter(session__session_id=thread).update(created_at=timezone.now() - timedelta(days=200))
-
-
-def waiting_for_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        return bool(cursor.fetchone()[0])
 
 
 def test_a_save_that_finds_its_value_stored_keeps_it_while_retention_removes_the_checkpoints_that_named_it(

@@ -20,7 +20,7 @@ from langgraph_app.retention import RetentionStep, delete_for_runs, prune_thread
 from langgraph_app.selectors import list_tuples
 from langgraph_app.services import Blob, copy_thread, put_checkpoint
 from memory_admin.codec import open_bytes
-from tests.concurrency import HELD_AT_MOST_SECONDS
+from tests.concurrency import HELD_AT_MOST_SECONDS, waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,12 +42,6 @@ def put(world: World, thread: str, step: int, *, messages: int, parent: int | No
         blobs=[Blob(channel="messages", version=str(messages), type="json", data=f'"value {messages}"'.encode())],
         user_id="alice",
     )
-
-
-def waiting_for_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        return bool(cursor.fetchone()[0])
 
 
 def race(held: Callable[[], object], removal: Callable[[], Any]) -> Any:

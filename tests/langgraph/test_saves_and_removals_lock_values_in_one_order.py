@@ -23,7 +23,7 @@ from langgraph_app.services import Blob, CheckpointSave, copy_thread, put_checkp
 from lifecycle_app import jobs
 from lifecycle_app.models import JobRun, RunStatus
 from sessions_app.models import AgentSession
-from tests.concurrency import HELD_AT_MOST_SECONDS
+from tests.concurrency import HELD_AT_MOST_SECONDS, waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,12 +65,6 @@ def grow(world: World, thread: str, steps: int) -> None:
     for step in range(1, steps + 1):
         put(world, thread, save(step, step - 1, {"a": step, "b": step}, [blob("a", step), blob("b", step)]))
     ThreadCheckpoint.objects.filter(session__session_id=thread).update(created_at=timezone.now() - timedelta(days=200))
-
-
-def waiting_for_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        return bool(cursor.fetchone()[0])
 
 
 def wait_for_a_lock_wait(done: Callable[[], bool]) -> None:
